@@ -1,0 +1,96 @@
+// common.wgsl: helpers prepended to every kernel in kernels/ before compilation (WGSL has no #include).
+// Nothing here binds resources; each kernel declares its own Params struct and bindings.
+//
+// Grid convention: every kernel is dispatched over a 2-D grid of workgroups (x up to the device's
+// max_compute_workgroups_per_dimension, y as many rows as needed) and flattens it with `flat_index`. Invocations
+// past the end of the work return early, so grids may overshoot.
+
+fn flat_workgroup(wg: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return wg.y * nwg.x + wg.x;
+}
+
+fn flat_index(wg: vec3<u32>, nwg: vec3<u32>, local: u32, size: u32) -> u32 {
+    return flat_workgroup(wg, nwg) * size + local;
+}
+
+fn silu(x: f32) -> f32 {
+    return x / (1.0 + exp(-x));
+}
+
+// ---- Philox4x32-10 (Salmon et al. 2011, Random123), bit-identical to src/sampler/rng.rs. ----
+
+const PHILOX_M0: u32 = 0xD2511F53u;
+const PHILOX_M1: u32 = 0xCD9E8D57u;
+const PHILOX_W0: u32 = 0x9E3779B9u;
+const PHILOX_W1: u32 = 0xBB67AE85u;
+
+// Full 64-bit product of two u32 as (hi, lo), from 16-bit halves (WGSL has no 64-bit integers).
+fn mulhilo(a: u32, b: u32) -> vec2<u32> {
+    let a_lo = a & 0xFFFFu;
+    let a_hi = a >> 16u;
+    let b_lo = b & 0xFFFFu;
+    let b_hi = b >> 16u;
+    let ll = a_lo * b_lo;
+    let lh = a_lo * b_hi;
+    let hl = a_hi * b_lo;
+    let hh = a_hi * b_hi;
+    let mid = (ll >> 16u) + (lh & 0xFFFFu) + (hl & 0xFFFFu);
+    let hi = hh + (lh >> 16u) + (hl >> 16u) + (mid >> 16u);
+    return vec2<u32>(hi, a * b);
+}
+
+fn philox4x32_10(counter: vec4<u32>, key: vec2<u32>) -> vec4<u32> {
+    var c = counter;
+    var k = key;
+    for (var round = 0u; round < 10u; round = round + 1u) {
+        let p0 = mulhilo(PHILOX_M0, c.x);
+        let p1 = mulhilo(PHILOX_M1, c.z);
+        c = vec4<u32>(p1.x ^ c.y ^ k.x, p1.y, p0.x ^ c.w ^ k.y, p0.y);
+        k = k + vec2<u32>(PHILOX_W0, PHILOX_W1);
+    }
+    return c;
+}
+
+// Streams: the fourth counter word separates the uses of one (seed, image, step) key.
+const STREAM_LATENT: u32 = 0u;
+const STREAM_STEP_NOISE: u32 = 1u;
+
+// A u32 to a uniform in (0, 1): the top 24 bits, centred, so neither 0 nor 1 occurs and the value is exact in f32.
+fn unit_open(x: u32) -> f32 {
+    return (f32(x >> 8u) + 0.5) * (1.0 / 16777216.0);
+}
+
+// Box-Muller on two uniforms; the angle is taken in (-pi, pi), where WGSL's sin and cos are accurate.
+fn box_muller(a: u32, b: u32) -> vec2<f32> {
+    let r = sqrt(-2.0 * log(unit_open(a)));
+    let theta = 3.14159265358979 * (2.0 * unit_open(b) - 1.0);
+    return vec2<f32>(r * cos(theta), r * sin(theta));
+}
+
+// Four standard normals for elements 4*group .. 4*group+3 of image `image` at `step` in `stream`.
+fn philox_normal4(group: u32, image: u32, step: u32, stream: u32, key: vec2<u32>) -> vec4<f32> {
+    let r = philox4x32_10(vec4<u32>(group, image, step, stream), key);
+    return vec4<f32>(box_muller(r.x, r.y), box_muller(r.z, r.w));
+}
+
+// ---- DDIM: the predicted x0 and epsilon from the model output (DESIGN.md section 6). ----
+
+const PRED_EPSILON: u32 = 0u;
+const PRED_SAMPLE: u32 = 1u;
+const PRED_V: u32 = 2u;
+
+fn predict_x0(x: f32, m: f32, prediction: u32, sqrt_a: f32, sqrt_1m_a: f32) -> f32 {
+    switch prediction {
+        case 1u: { return m; }
+        case 2u: { return sqrt_a * x - sqrt_1m_a * m; }
+        default: { return (x - sqrt_1m_a * m) / sqrt_a; }
+    }
+}
+
+fn predict_eps(x: f32, m: f32, x0: f32, prediction: u32, sqrt_a: f32, sqrt_1m_a: f32) -> f32 {
+    switch prediction {
+        case 1u: { return (x - sqrt_a * x0) / sqrt_1m_a; }
+        case 2u: { return sqrt_a * m + sqrt_1m_a * x; }
+        default: { return m; }
+    }
+}

@@ -1,0 +1,87 @@
+// group_norm: GroupNorm over [batch, c, hw] with affine and an optional fused SiLU.
+//
+// Layouts (row-major f32):
+//   x, out  [batch, c, hw]   (hw = h * w; a group's channels are contiguous, so a group is one contiguous run)
+//   gamma   [c]
+//   beta    [c]
+// out = silu?((x - mean_g) / sqrt(var_g + eps) * gamma[c] + beta[c]), biased variance as in PyTorch.
+//
+// Grid: one workgroup of 256 invocations per (n, group), numbered n * groups + g over the flattened 2-D
+// workgroup grid. Statistics take two passes over the group (mean, then the mean of squared deviations), each
+// a per-invocation partial sum followed by a tree reduction in workgroup memory: stable where E[x^2] - E[x]^2
+// in f32 would cancel.
+// Invariants: groups divides c; every count > 0.
+
+struct Params {
+    batch: u32,
+    c: u32,
+    hw: u32,
+    groups: u32,
+    eps: f32,
+    silu: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> gamma: array<f32>;
+@group(0) @binding(3) var<storage, read> beta: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+
+const WG: u32 = 256u;
+var<workgroup> partial: array<f32, 256>;
+
+// Sums `partial` across the workgroup; every invocation gets the total.
+fn workgroup_sum(li: u32, value: f32) -> f32 {
+    partial[li] = value;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
+        if (li < stride) {
+            partial[li] = partial[li] + partial[li + stride];
+        }
+        workgroupBarrier();
+    }
+    let total = partial[0];
+    workgroupBarrier();
+    return total;
+}
+
+@compute @workgroup_size(256)
+fn main(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    // Uniform across the workgroup, so the early return keeps barriers in uniform control flow.
+    let ng = flat_workgroup(wg, nwg);
+    if (ng >= p.batch * p.groups) {
+        return;
+    }
+    let g = ng % p.groups;
+    let cpg = p.c / p.groups;
+    let count = cpg * p.hw;
+    let base = ng * count;
+
+    var s = 0.0;
+    for (var i = li; i < count; i = i + WG) {
+        s = s + x[base + i];
+    }
+    let mean = workgroup_sum(li, s) / f32(count);
+
+    var d2 = 0.0;
+    for (var i = li; i < count; i = i + WG) {
+        let d = x[base + i] - mean;
+        d2 = d2 + d * d;
+    }
+    let rstd = inverseSqrt(workgroup_sum(li, d2) / f32(count) + p.eps);
+
+    for (var i = li; i < count; i = i + WG) {
+        let ch = g * cpg + i / p.hw;
+        var v = (x[base + i] - mean) * rstd * gamma[ch] + beta[ch];
+        if (p.silu != 0u) {
+            v = silu(v);
+        }
+        out[base + i] = v;
+    }
+}

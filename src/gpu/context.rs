@@ -1,0 +1,306 @@
+//! The GPU context: instance, adapter choice, device with the adapter's real limits, and the error plumbing that
+//! turns wgpu's validation errors, out-of-memory and device loss into our [`Error`] instead of a panic.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+
+/// How to choose the adapter. Built from CLI flags or from the environment (`DDIM_BACKEND`, `DDIM_ADAPTER`).
+#[derive(Clone, Debug, Default)]
+pub struct DeviceOptions {
+    /// Restrict to one backend. `None` means `WGPU_BACKEND` if set, else every backend.
+    pub backend: Option<wgpu::Backend>,
+    /// Keep only adapters whose name contains this, ignoring case.
+    pub adapter: Option<String>,
+}
+
+impl DeviceOptions {
+    /// Options from `DDIM_BACKEND` and `DDIM_ADAPTER`; unset or empty variables mean "no preference".
+    pub fn from_env() -> Result<Self> {
+        let backend = match std::env::var("DDIM_BACKEND") {
+            Ok(s) if !s.trim().is_empty() => Some(parse_backend(&s)?),
+            _ => None,
+        };
+        let adapter = std::env::var("DDIM_ADAPTER")
+            .ok()
+            .filter(|s| !s.trim().is_empty());
+        Ok(DeviceOptions { backend, adapter })
+    }
+}
+
+/// Parses `vulkan`, `metal`, `dx12` or `gl` (also `gles`, `opengl`), case-insensitively.
+pub fn parse_backend(name: &str) -> Result<wgpu::Backend> {
+    match name.trim().to_ascii_lowercase().as_str() {
+        "vulkan" | "vk" => Ok(wgpu::Backend::Vulkan),
+        "metal" | "mtl" => Ok(wgpu::Backend::Metal),
+        "dx12" | "d3d12" => Ok(wgpu::Backend::Dx12),
+        "gl" | "gles" | "opengl" => Ok(wgpu::Backend::Gl),
+        other => Err(Error::UnknownBackend(other.to_string())),
+    }
+}
+
+fn backend_bits(backend: wgpu::Backend) -> wgpu::Backends {
+    match backend {
+        wgpu::Backend::Vulkan => wgpu::Backends::VULKAN,
+        wgpu::Backend::Metal => wgpu::Backends::METAL,
+        wgpu::Backend::Dx12 => wgpu::Backends::DX12,
+        wgpu::Backend::Gl => wgpu::Backends::GL,
+        wgpu::Backend::BrowserWebGpu => wgpu::Backends::BROWSER_WEBGPU,
+        wgpu::Backend::Noop => wgpu::Backends::NOOP,
+    }
+}
+
+/// Device features we use when the adapter has them (GPU timestamps for the profiler). None is required.
+const WANTED_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
+    .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS)
+    .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES);
+
+/// Ranks adapter types: a discrete GPU first, a software rasteriser last.
+fn type_rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+/// A one-line description of an adapter: `name (backend, type, driver)`.
+pub fn describe(info: &wgpu::AdapterInfo) -> String {
+    let driver = [info.driver.as_str(), info.driver_info.as_str()]
+        .iter()
+        .filter(|s| !s.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ");
+    format!(
+        "{} ({:?}, {:?}{})",
+        info.name,
+        info.backend,
+        info.device_type,
+        if driver.is_empty() {
+            String::new()
+        } else {
+            format!(", {driver}")
+        }
+    )
+}
+
+/// Every adapter visible to the backends that `options` allows (the adapter filter is not applied).
+pub fn enumerate_adapters(options: &DeviceOptions) -> Vec<wgpu::Adapter> {
+    // Our own choice first, then wgpu's `WGPU_BACKEND`, then every backend compiled in.
+    let backends = options
+        .backend
+        .map(backend_bits)
+        .or_else(wgpu::Backends::from_env)
+        .unwrap_or(wgpu::Backends::all());
+    let instance = new_instance(backends);
+    pollster::block_on(instance.enumerate_adapters(backends))
+}
+
+fn new_instance(backends: wgpu::Backends) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = backends;
+    wgpu::Instance::new(desc)
+}
+
+/// Errors reported by wgpu outside any error scope, and device loss, recorded instead of panicking.
+#[derive(Default)]
+struct Faults {
+    uncaptured: Option<String>,
+    lost: Option<String>,
+}
+
+/// A compiled compute pipeline and its bind-group layout, cached per kernel.
+pub(crate) struct CachedPipeline {
+    pub(crate) pipeline: wgpu::ComputePipeline,
+    pub(crate) layout: wgpu::BindGroupLayout,
+}
+
+/// An open device on the chosen adapter, with a pipeline cache. Cheap to share by reference across threads.
+pub struct Gpu {
+    adapter: wgpu::Adapter,
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    faults: Arc<Mutex<Faults>>,
+    pub(crate) pipelines: Mutex<HashMap<&'static str, Arc<CachedPipeline>>>,
+}
+
+impl Gpu {
+    /// Opens the best adapter that `options` allows, with the adapter's own limits (not wgpu's lower defaults).
+    pub fn new(options: &DeviceOptions) -> Result<Self> {
+        let adapter = choose_adapter(options)?;
+        let info = adapter.get_info();
+        let features = adapter.features() & WANTED_FEATURES;
+        let limits = adapter.limits();
+        let (device, queue) =
+            pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+                label: Some("ddim-wgpu"),
+                required_features: features,
+                required_limits: limits,
+                ..Default::default()
+            }))
+            .map_err(|e| Error::RequestDevice {
+                adapter: info.name.clone(),
+                message: one_line(&e.to_string()),
+            })?;
+
+        let faults = Arc::new(Mutex::new(Faults::default()));
+        {
+            let faults = faults.clone();
+            device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+                let mut f = faults.lock().unwrap_or_else(|p| p.into_inner());
+                f.uncaptured.get_or_insert_with(|| one_line(&e.to_string()));
+            }));
+        }
+        {
+            let faults = faults.clone();
+            device.set_device_lost_callback(move |reason, message| {
+                let mut f = faults.lock().unwrap_or_else(|p| p.into_inner());
+                f.lost.get_or_insert_with(|| format!("{reason:?}: {message}"));
+            });
+        }
+        Ok(Gpu {
+            adapter,
+            device,
+            queue,
+            faults,
+            pipelines: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The wgpu device.
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+
+    /// The wgpu queue.
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.queue
+    }
+
+    /// The adapter's description.
+    pub fn info(&self) -> wgpu::AdapterInfo {
+        self.adapter.get_info()
+    }
+
+    /// The device's limits (equal to the adapter's).
+    pub fn limits(&self) -> wgpu::Limits {
+        self.device.limits()
+    }
+
+    /// The features the device was opened with.
+    pub fn features(&self) -> wgpu::Features {
+        self.device.features()
+    }
+
+    /// The features the adapter offers (a superset of [`Gpu::features`]).
+    pub fn adapter_features(&self) -> wgpu::Features {
+        self.adapter.features()
+    }
+
+    /// Runs `f` inside validation, out-of-memory and internal error scopes; any error they catch, an uncaptured
+    /// error or a device loss becomes an [`Error`] naming `what`.
+    pub fn scoped<T>(&self, what: &str, f: impl FnOnce() -> T) -> Result<T> {
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let internal = self.device.push_error_scope(wgpu::ErrorFilter::Internal);
+        let value = f();
+        // Scopes pop innermost first.
+        let errors = [
+            pollster::block_on(internal.pop()),
+            pollster::block_on(oom.pop()),
+            pollster::block_on(validation.pop()),
+        ];
+        if let Some(e) = errors.into_iter().flatten().next() {
+            return Err(Error::Gpu {
+                what: what.to_string(),
+                message: one_line(&e.to_string()),
+            });
+        }
+        self.check_faults(what)?;
+        Ok(value)
+    }
+
+    /// Returns an error if the device was lost or an uncaptured error was reported since the last check.
+    pub fn check_faults(&self, what: &str) -> Result<()> {
+        let mut f = self.faults.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(message) = f.lost.clone() {
+            return Err(Error::DeviceLost {
+                what: what.to_string(),
+                message,
+            });
+        }
+        if let Some(message) = f.uncaptured.take() {
+            return Err(Error::Gpu {
+                what: what.to_string(),
+                message,
+            });
+        }
+        Ok(())
+    }
+
+    /// Submits `encoder` and waits for the GPU to finish it, reporting any error as one naming `what`.
+    pub fn submit_and_wait(&self, what: &str, encoder: wgpu::CommandEncoder) -> Result<()> {
+        let index = self.scoped(what, || self.queue.submit([encoder.finish()]))?;
+        self.wait(what, Some(index))
+    }
+
+    /// Blocks until the submission (or all work, with `None`) is done.
+    pub fn wait(&self, what: &str, index: Option<wgpu::SubmissionIndex>) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: index,
+                timeout: None,
+            })
+            .map_err(|e| Error::Gpu {
+                what: what.to_string(),
+                message: one_line(&e.to_string()),
+            })?;
+        self.check_faults(what)
+    }
+}
+
+fn choose_adapter(options: &DeviceOptions) -> Result<wgpu::Adapter> {
+    let mut candidates = enumerate_adapters(options);
+    let seen = if candidates.is_empty() {
+        "none".to_string()
+    } else {
+        candidates
+            .iter()
+            .map(|a| describe(&a.get_info()))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    if let Some(needle) = &options.adapter {
+        let needle = needle.to_lowercase();
+        candidates.retain(|a| a.get_info().name.to_lowercase().contains(&needle));
+    }
+    // Prefer the most capable device type; among equals, prefer a non-GL backend (GL lacks f16 and subgroups).
+    candidates.sort_by_key(|a| {
+        let info = a.get_info();
+        (type_rank(info.device_type), info.backend == wgpu::Backend::Gl)
+    });
+    candidates.into_iter().next().ok_or_else(|| {
+        let mut filter = String::new();
+        if let Some(b) = options.backend {
+            filter.push_str(&format!(" for backend {b:?}"));
+        }
+        if let Some(a) = &options.adapter {
+            filter.push_str(&format!(" matching `{a}`"));
+        }
+        Error::NoAdapter { filter, seen }
+    })
+}
+
+/// wgpu's messages span many lines; our errors are one line, so the lines are joined with ` | `.
+fn one_line(s: &str) -> String {
+    let joined: Vec<&str> = s
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    joined.join(" | ")
+}

@@ -1,0 +1,421 @@
+//! The DDIM update (DESIGN.md section 6) on the GPU, two ways:
+//!
+//! - [`UpdateMode::Fused`]: `kernels/ddim_step.wgsl`, one pass over x with the noise generated in registers
+//!   (plus `kernels/ddim_threshold.wgsl` first when dynamic thresholding is on);
+//! - [`UpdateMode::Unfused`]: the same maths as a chain of `elementwise` and `randn` dispatches with
+//!   temporaries, the way a framework without fusion runs it.
+//!
+//! Comparing the two is a feature (the profiler and benches report the difference), not dead code.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::elementwise::{Binary, Unary, binary, unary};
+use super::{Access, Dispatch, Kernel, dim, expect_shape, nonzero, randn, workgroups_for};
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, Tensor};
+use crate::sampler::rng::{NoiseKey, Stream};
+
+const OP: &str = "ddim_step";
+
+/// The fused update kernel.
+pub const STEP_KERNEL: Kernel = Kernel {
+    name: "ddim_step",
+    source: include_str!("../../kernels/ddim_step.wgsl"),
+    bindings: &[Access::ReadWrite, Access::Read, Access::Read, Access::Read],
+    workgroup_size: 64,
+    params_size: std::mem::size_of::<StepParams>(),
+};
+
+/// The per-image dynamic-threshold scale kernel.
+pub const THRESHOLD_KERNEL: Kernel = Kernel {
+    name: "ddim_threshold",
+    source: include_str!("../../kernels/ddim_threshold.wgsl"),
+    bindings: &[Access::Read, Access::Read, Access::ReadWrite],
+    workgroup_size: 64,
+    params_size: std::mem::size_of::<ThresholdParams>(),
+};
+
+/// Mirrors `Params` in ddim_step.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct StepParams {
+    pub per_image: u32,
+    pub batch: u32,
+    pub image_offset: u32,
+    pub step: u32,
+    pub seed_lo: u32,
+    pub seed_hi: u32,
+    pub prediction: u32,
+    pub flags: u32,
+    pub noise_mode: u32,
+    pub _pad0: [u32; 3],
+    pub sqrt_a_t: f32,
+    pub sqrt_1m_a_t: f32,
+    pub sqrt_a_p: f32,
+    pub dir_coef: f32,
+    pub sigma: f32,
+    pub clip: f32,
+    pub _pad1: [u32; 2],
+}
+
+/// Mirrors `Params` in ddim_threshold.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct ThresholdParams {
+    pub per_image: u32,
+    pub batch: u32,
+    pub prediction: u32,
+    pub _pad0: u32,
+    pub sqrt_a_t: f32,
+    pub sqrt_1m_a_t: f32,
+    pub ratio: f32,
+    pub max_value: f32,
+}
+
+const FLAG_CLIP: u32 = 1;
+const FLAG_THRESHOLD: u32 = 2;
+const FLAG_CLIPPED_EPS: u32 = 4;
+
+/// What the model predicts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Prediction {
+    /// The noise epsilon (DDPM, DDIM, most checkpoints).
+    #[default]
+    Epsilon = 0,
+    /// x0 itself.
+    Sample = 1,
+    /// v = sqrt(a) eps - sqrt(1 - a) x0 (Salimans and Ho 2022).
+    V = 2,
+}
+
+/// The scalars of one step from timestep t to the previous timestep p, computed in f64.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepCoefficients {
+    /// sqrt(a_t)
+    pub sqrt_a_t: f64,
+    /// sqrt(1 - a_t)
+    pub sqrt_1m_a_t: f64,
+    /// sqrt(a_p)
+    pub sqrt_a_p: f64,
+    /// sqrt(1 - a_p - sigma^2), the weight of the direction pointing to x_t.
+    pub dir_coef: f64,
+    /// The standard deviation of the added noise.
+    pub sigma: f64,
+}
+
+impl StepCoefficients {
+    /// DDIM with `sigma = eta * sqrt((1 - a_p) / (1 - a_t)) * sqrt(1 - a_t / a_p)`; eta = 0 is deterministic,
+    /// eta = 1 the DDPM posterior variance. `a_t` and `a_p` are alphas_cumprod at t and at the previous
+    /// timestep (1 or a_0 past the end).
+    pub fn ddim(a_t: f64, a_p: f64, eta: f64) -> Result<Self> {
+        if !(a_t > 0.0 && a_t < 1.0) {
+            return Err(Error::param(OP, format!("alpha_cumprod at t must lie in (0, 1), got {a_t}")));
+        }
+        if !(a_p > 0.0 && a_p <= 1.0) {
+            return Err(Error::param(
+                OP,
+                format!("alpha_cumprod at the previous step must lie in (0, 1], got {a_p}"),
+            ));
+        }
+        if !(eta >= 0.0 && eta.is_finite()) {
+            return Err(Error::param(OP, format!("eta must be finite and >= 0, got {eta}")));
+        }
+        let variance = ((1.0 - a_p) / (1.0 - a_t)) * (1.0 - a_t / a_p);
+        let sigma = eta * variance.max(0.0).sqrt();
+        // 1 - a_p - sigma^2 is exactly 0 for eta = 1 at the last step; rounding may push it below.
+        let dir_coef = (1.0 - a_p - sigma * sigma).max(0.0).sqrt();
+        Ok(StepCoefficients {
+            sqrt_a_t: a_t.sqrt(),
+            sqrt_1m_a_t: (1.0 - a_t).sqrt(),
+            sqrt_a_p: a_p.sqrt(),
+            dir_coef,
+            sigma,
+        })
+    }
+}
+
+/// Where the noise z of a step comes from.
+#[derive(Clone, Copy)]
+pub enum Noise<'a> {
+    /// No noise (sigma must be 0).
+    None,
+    /// Philox normals under `key` (stream [`Stream::StepNoise`]); batch image n is global image `first_image + n`.
+    Philox {
+        /// The seed and step.
+        key: NoiseKey,
+        /// The global index of the batch's first image.
+        first_image: u32,
+    },
+    /// Given normals with x's shape (for exact comparison with other implementations).
+    Tensor(&'a Tensor),
+}
+
+/// Dynamic thresholding: `s = clamp(quantile(|x0|, ratio), 1, max_value)` per image, `x0 = clamp(x0, -s, s) / s`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Threshold {
+    /// The quantile, in [0, 1] (diffusers' `dynamic_thresholding_ratio`, 0.995 by default).
+    pub ratio: f32,
+    /// The largest s (diffusers' `sample_max_value`), at least 1.
+    pub max_value: f32,
+}
+
+/// Everything one update needs besides its tensors.
+#[derive(Clone, Copy)]
+pub struct StepSpec<'a> {
+    /// The step's scalars.
+    pub coefficients: StepCoefficients,
+    /// What the model output is.
+    pub prediction: Prediction,
+    /// Clip x0 to [-r, r] (diffusers' `clip_sample` with `clip_sample_range`).
+    pub clip: Option<f32>,
+    /// Dynamic thresholding of x0 (exclusive with `clip`, as in diffusers).
+    pub threshold: Option<Threshold>,
+    /// Re-derive epsilon from the clipped x0 (diffusers' `use_clipped_model_output`).
+    pub clipped_eps: bool,
+    /// The noise source when sigma > 0.
+    pub noise: Noise<'a>,
+}
+
+/// Which implementation of the update to record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum UpdateMode {
+    /// One kernel.
+    #[default]
+    Fused,
+    /// A chain of elementwise kernels with temporaries.
+    Unfused,
+}
+
+/// Temporaries of the update for one x shape, allocated once and shared by every step.
+pub struct DdimScratch {
+    shape: Vec<usize>,
+    thresh: Tensor,
+    x0: Tensor,
+    x0c: Tensor,
+    eps: Tensor,
+    xp: Tensor,
+    noise: Tensor,
+}
+
+impl DdimScratch {
+    /// Temporaries for x of `shape` (`[N, ...]`). Only the per-image threshold is used by the fused mode.
+    pub fn new(gpu: &Gpu, shape: &[usize], mode: UpdateMode) -> Result<Self> {
+        if shape.is_empty() {
+            return Err(Error::shape(OP, "x must have a batch dimension"));
+        }
+        let full = |label: &str| match mode {
+            UpdateMode::Unfused => gpu.zeros(label, shape),
+            UpdateMode::Fused => gpu.zeros(label, &[1]),
+        };
+        Ok(DdimScratch {
+            shape: shape.to_vec(),
+            thresh: gpu.zeros("ddim threshold scale", &shape[..1])?,
+            x0: full("ddim x0")?,
+            x0c: full("ddim clipped x0")?,
+            eps: full("ddim eps")?,
+            xp: full("ddim x_prev before noise")?,
+            noise: full("ddim step noise")?,
+        })
+    }
+}
+
+/// Prepares the dispatches that replace x (x_t) by x_prev in place, given the model output.
+pub fn ddim_update(
+    gpu: &Gpu,
+    label: &str,
+    x: &Tensor,
+    model_out: &Tensor,
+    spec: &StepSpec<'_>,
+    mode: UpdateMode,
+    scratch: &DdimScratch,
+) -> Result<Vec<Dispatch>> {
+    let shape = x.shape();
+    if shape.is_empty() {
+        return Err(Error::shape(OP, format!("`{}` has no batch dimension", x.label())));
+    }
+    let batch = shape[0];
+    let per_image: usize = shape[1..].iter().product();
+    nonzero(OP, "batch", batch)?;
+    nonzero(OP, "elements per image", per_image)?;
+    expect_shape(OP, model_out, shape)?;
+    if scratch.shape != shape {
+        return Err(Error::shape(
+            OP,
+            format!("scratch was made for {:?}, x is {shape:?}", scratch.shape),
+        ));
+    }
+    if mode == UpdateMode::Unfused && scratch.x0.shape() != shape {
+        return Err(Error::shape(OP, "scratch was made for the fused mode"));
+    }
+    validate(spec, x)?;
+    let c = &spec.coefficients;
+
+    let mut dispatches = Vec::new();
+    if let Some(t) = spec.threshold {
+        let params = ThresholdParams {
+            per_image: dim(OP, "elements per image", per_image)?,
+            batch: dim(OP, "batch", batch)?,
+            prediction: spec.prediction as u32,
+            _pad0: 0,
+            sqrt_a_t: c.sqrt_a_t as f32,
+            sqrt_1m_a_t: c.sqrt_1m_a_t as f32,
+            ratio: t.ratio,
+            max_value: t.max_value,
+        };
+        dispatches.push(Dispatch::new(
+            gpu,
+            &THRESHOLD_KERNEL,
+            OP,
+            &format!("{label}/threshold"),
+            &params,
+            &[x, model_out, &scratch.thresh],
+            batch as u64,
+        )?);
+    }
+
+    match mode {
+        UpdateMode::Fused => {
+            let (noise_mode, seed, step, first_image, noise) = match spec.noise {
+                Noise::None => (0, 0, 0, 0, model_out),
+                Noise::Philox { key, first_image } => (1, key.seed, key.step, first_image, model_out),
+                Noise::Tensor(t) => (2, 0, 0, 0, t),
+            };
+            let flags = spec.clip.map_or(0, |_| FLAG_CLIP)
+                | spec.threshold.map_or(0, |_| FLAG_THRESHOLD)
+                | if spec.clipped_eps { FLAG_CLIPPED_EPS } else { 0 };
+            let params = StepParams {
+                per_image: dim(OP, "elements per image", per_image)?,
+                batch: dim(OP, "batch", batch)?,
+                image_offset: first_image,
+                step,
+                seed_lo: seed as u32,
+                seed_hi: (seed >> 32) as u32,
+                prediction: spec.prediction as u32,
+                flags,
+                noise_mode,
+                sqrt_a_t: c.sqrt_a_t as f32,
+                sqrt_1m_a_t: c.sqrt_1m_a_t as f32,
+                sqrt_a_p: c.sqrt_a_p as f32,
+                dir_coef: c.dir_coef as f32,
+                sigma: c.sigma as f32,
+                clip: spec.clip.unwrap_or(0.0),
+                ..Default::default()
+            };
+            let groups = per_image.div_ceil(4) as u64 * batch as u64;
+            dispatches.push(Dispatch::new(
+                gpu,
+                &STEP_KERNEL,
+                OP,
+                label,
+                &params,
+                &[x, model_out, noise, &scratch.thresh],
+                workgroups_for(groups, STEP_KERNEL.workgroup_size),
+            )?);
+        }
+        UpdateMode::Unfused => unfused(gpu, label, x, model_out, spec, scratch, &mut dispatches)?,
+    }
+    Ok(dispatches)
+}
+
+fn validate(spec: &StepSpec<'_>, x: &Tensor) -> Result<()> {
+    if spec.clip.is_some() && spec.threshold.is_some() {
+        return Err(Error::param(
+            OP,
+            "clip and dynamic thresholding are exclusive (diffusers applies one or the other)",
+        ));
+    }
+    if let Some(r) = spec.clip
+        && !(r > 0.0 && r.is_finite())
+    {
+        return Err(Error::param(OP, format!("clip range must be positive, got {r}")));
+    }
+    if let Some(t) = spec.threshold
+        && !((0.0..=1.0).contains(&t.ratio) && t.max_value >= 1.0 && t.max_value.is_finite())
+    {
+        return Err(Error::param(
+            OP,
+            format!(
+                "threshold ratio must lie in [0, 1] and max value be >= 1, got {} and {}",
+                t.ratio, t.max_value
+            ),
+        ));
+    }
+    match spec.noise {
+        Noise::None if spec.coefficients.sigma > 0.0 => Err(Error::param(
+            OP,
+            format!("sigma is {} but no noise source was given", spec.coefficients.sigma),
+        )),
+        Noise::Philox { key, .. } if key.stream != Stream::StepNoise => Err(Error::param(
+            OP,
+            "step noise must use the StepNoise stream",
+        )),
+        Noise::Tensor(t) => expect_shape(OP, t, x.shape()),
+        _ => Ok(()),
+    }
+}
+
+/// The unfused chain: each line of the maths is its own elementwise dispatch into a temporary.
+fn unfused(
+    gpu: &Gpu,
+    label: &str,
+    x: &Tensor,
+    m: &Tensor,
+    spec: &StepSpec<'_>,
+    s: &DdimScratch,
+    out: &mut Vec<Dispatch>,
+) -> Result<()> {
+    let c = &spec.coefficients;
+    let (sa, s1ma) = (c.sqrt_a_t, c.sqrt_1m_a_t);
+    let name = |what: &str| format!("{label}/{what}");
+    let axpby = |a: f64, b: f64| Binary::Axpby(a as f32, b as f32);
+
+    // x0 from the model output.
+    out.push(match spec.prediction {
+        Prediction::Epsilon => binary(gpu, &name("x0"), axpby(1.0 / sa, -s1ma / sa), x, m, &s.x0)?,
+        Prediction::V => binary(gpu, &name("x0"), axpby(sa, -s1ma), x, m, &s.x0)?,
+        Prediction::Sample => unary(gpu, &name("x0"), Unary::Scale(1.0), m, &s.x0)?,
+    });
+    // Clip or threshold x0.
+    let x0c = if let Some(r) = spec.clip {
+        out.push(unary(gpu, &name("clip"), Unary::Clamp(-r, r), &s.x0, &s.x0c)?);
+        &s.x0c
+    } else if spec.threshold.is_some() {
+        out.push(binary(gpu, &name("rescale"), Binary::Threshold, &s.x0, &s.thresh, &s.x0c)?);
+        &s.x0c
+    } else {
+        &s.x0
+    };
+    // Epsilon: the model output itself, or derived from x0 (the clipped one with clipped_eps).
+    let eps_from_x0 = |x0: &Tensor| binary(gpu, &name("eps"), axpby(1.0 / s1ma, -sa / s1ma), x, x0, &s.eps);
+    let eps = if spec.clipped_eps {
+        out.push(eps_from_x0(x0c)?);
+        &s.eps
+    } else {
+        match spec.prediction {
+            Prediction::Epsilon => m,
+            Prediction::Sample => {
+                out.push(eps_from_x0(&s.x0)?);
+                &s.eps
+            }
+            Prediction::V => {
+                out.push(binary(gpu, &name("eps"), axpby(sa, s1ma), m, x, &s.eps)?);
+                &s.eps
+            }
+        }
+    };
+    // x_prev = sqrt(a_p) x0 + dir eps (+ sigma z).
+    let direction = axpby(c.sqrt_a_p, c.dir_coef);
+    match spec.noise {
+        Noise::None => out.push(binary(gpu, &name("x_prev"), direction, x0c, eps, x)?),
+        Noise::Philox { key, first_image } => {
+            out.push(binary(gpu, &name("x_prev"), direction, x0c, eps, &s.xp)?);
+            out.push(randn::normal(gpu, &name("noise"), key, first_image, &s.noise)?);
+            out.push(binary(gpu, &name("add noise"), axpby(1.0, c.sigma), &s.xp, &s.noise, x)?);
+        }
+        Noise::Tensor(z) => {
+            out.push(binary(gpu, &name("x_prev"), direction, x0c, eps, &s.xp)?);
+            out.push(binary(gpu, &name("add noise"), axpby(1.0, c.sigma), &s.xp, z, x)?);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,174 @@
+//! Linear layers (`kernels/linear.wgsl`): `y = act(x) W^T + b (+ residual) * out_scale` over batches of token
+//! matrices, reading and writing either row-major `[N, M, K]` or NCHW feature maps viewed as tokens.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::{Access, Dispatch, Kernel, dim, expect_rank, expect_shape, nonzero, workgroups_for};
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, Tensor};
+
+const OP: &str = "linear";
+
+/// The kernel.
+pub const KERNEL: Kernel = Kernel {
+    name: "linear",
+    source: include_str!("../../kernels/linear.wgsl"),
+    bindings: &[
+        Access::Read,
+        Access::Read,
+        Access::Read,
+        Access::Read,
+        Access::ReadWrite,
+    ],
+    workgroup_size: 64,
+    params_size: std::mem::size_of::<Params>(),
+};
+
+/// Mirrors `Params` in linear.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct Params {
+    pub batch: u32,
+    pub m: u32,
+    pub k: u32,
+    pub n_out: u32,
+    pub x_sb: u32,
+    pub x_sm: u32,
+    pub x_sk: u32,
+    pub y_sb: u32,
+    pub y_sm: u32,
+    pub y_sn: u32,
+    pub silu_input: u32,
+    pub has_residual: u32,
+    pub out_scale: f32,
+    pub _pad: [u32; 3],
+}
+
+/// How the input and output tensors hold their tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenLayout {
+    /// `[..., M, K]` row-major: a token's features are contiguous (the time-embedding MLP: `[N, K]`).
+    RowMajor,
+    /// `[N, C, H, W]`: the H*W pixels are the tokens, the channels their features (attention projections).
+    Channels,
+}
+
+/// Options of a linear layer.
+#[derive(Clone, Copy, Debug)]
+pub struct LinearConfig {
+    /// Layout of x and y (and residual).
+    pub layout: TokenLayout,
+    /// Apply SiLU to the input first (diffusers' time embedding: `linear_2(silu(linear_1(t)))`).
+    pub silu_input: bool,
+    /// Multiplies the result after bias and residual.
+    pub out_scale: f32,
+}
+
+impl Default for LinearConfig {
+    fn default() -> Self {
+        LinearConfig {
+            layout: TokenLayout::RowMajor,
+            silu_input: false,
+            out_scale: 1.0,
+        }
+    }
+}
+
+/// (batch, tokens, features) of a tensor in `layout`, and its strides (batch, token, feature).
+fn view(t: &Tensor, layout: TokenLayout) -> Result<((usize, usize, usize), [usize; 3])> {
+    let s = t.shape();
+    match layout {
+        TokenLayout::RowMajor => {
+            if s.is_empty() {
+                return Err(Error::shape(OP, format!("tensor `{}` is a scalar", t.label())));
+            }
+            let k = s[s.len() - 1];
+            let m = if s.len() >= 2 { s[s.len() - 2] } else { 1 };
+            let b: usize = s[..s.len().saturating_sub(2)].iter().product();
+            Ok(((b, m, k), [m * k, k, 1]))
+        }
+        TokenLayout::Channels => {
+            let &[n, c, h, w] = expect_rank(OP, t, 4)? else {
+                unreachable!("rank checked")
+            };
+            let hw = h * w;
+            Ok(((n, hw, c), [c * hw, 1, hw]))
+        }
+    }
+}
+
+/// Prepares a linear layer. weight `[N_out, K]` (PyTorch layout), bias `[N_out]`; x holds tokens of K features
+/// and y (and residual) the same tokens with N_out features, both in `cfg.layout`.
+#[allow(clippy::too_many_arguments)] // the operands of one layer; grouping them would only rename them
+pub fn linear(
+    gpu: &Gpu,
+    label: &str,
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    residual: Option<&Tensor>,
+    y: &Tensor,
+    cfg: &LinearConfig,
+) -> Result<Dispatch> {
+    let ((b, m, k), xs) = view(x, cfg.layout)?;
+    let ((yb, ym, yn), ys) = view(y, cfg.layout)?;
+    let &[n_out, wk] = expect_rank(OP, weight, 2)? else {
+        unreachable!("rank checked")
+    };
+    for (what, v) in [("batch", b), ("tokens", m), ("input features", k), ("output features", n_out)] {
+        nonzero(OP, what, v)?;
+    }
+    if wk != k {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "weight `{}` {:?} takes {wk} input features but `{}` {:?} has {k}",
+                weight.label(),
+                weight.shape(),
+                x.label(),
+                x.shape()
+            ),
+        ));
+    }
+    if (yb, ym, yn) != (b, m, n_out) {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "output `{}` {:?} should hold {b} x {m} tokens of {n_out} features",
+                y.label(),
+                y.shape()
+            ),
+        ));
+    }
+    expect_shape(OP, bias, &[n_out])?;
+    if let Some(r) = residual {
+        expect_shape(OP, r, y.shape())?;
+    }
+    let params = Params {
+        batch: dim(OP, "batch", b)?,
+        m: dim(OP, "tokens", m)?,
+        k: dim(OP, "input features", k)?,
+        n_out: dim(OP, "output features", n_out)?,
+        x_sb: dim(OP, "x batch stride", xs[0])?,
+        x_sm: dim(OP, "x token stride", xs[1])?,
+        x_sk: dim(OP, "x feature stride", xs[2])?,
+        y_sb: dim(OP, "y batch stride", ys[0])?,
+        y_sm: dim(OP, "y token stride", ys[1])?,
+        y_sn: dim(OP, "y feature stride", ys[2])?,
+        silu_input: cfg.silu_input as u32,
+        has_residual: residual.is_some() as u32,
+        out_scale: cfg.out_scale,
+        _pad: [0; 3],
+    };
+    // 4 tokens x 4 output features per invocation.
+    let invocations = (b * m.div_ceil(4) * n_out.div_ceil(4)) as u64;
+    Dispatch::new(
+        gpu,
+        &KERNEL,
+        OP,
+        label,
+        &params,
+        &[x, weight, bias, residual.unwrap_or(x), y],
+        workgroups_for(invocations, KERNEL.workgroup_size),
+    )
+}

@@ -1,0 +1,317 @@
+//! One module per WGSL kernel. Each mirrors its kernel's `Params` struct (`#[repr(C)]`, bytemuck), validates
+//! shapes, and builds a [`Dispatch`]: pipeline, uniform buffer and bind group made once, recorded many times.
+//!
+//! Pipelines are compiled on first use and cached in the [`Gpu`] by kernel name. Every bind-group layout is
+//! explicit (from [`Kernel::bindings`]), never inferred, so one layout serves every dispatch of a kernel.
+
+pub mod attention;
+pub mod concat;
+pub mod conv2d;
+pub mod ddim;
+pub mod elementwise;
+pub mod group_norm;
+pub mod linear;
+pub mod randn;
+pub mod timestep_embedding;
+pub mod upsample;
+
+use std::sync::Arc;
+
+use wgpu::util::DeviceExt;
+
+use crate::error::{Error, Result};
+use crate::gpu::{CachedPipeline, Gpu, Tensor};
+
+/// The helpers prepended to every kernel.
+pub const COMMON_WGSL: &str = include_str!("../../kernels/common.wgsl");
+
+/// How a kernel uses one binding (binding 0 is always the `Params` uniform and is not listed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// `var<storage, read>`
+    Read,
+    /// `var<storage, read_write>`
+    ReadWrite,
+}
+
+/// A WGSL kernel: its source, entry point `main`, storage bindings 1.., and workgroup size.
+#[derive(Debug)]
+pub struct Kernel {
+    /// The file stem in `kernels/`, also the pipeline-cache key and the profiler label.
+    pub name: &'static str,
+    /// The kernel's own WGSL, without `common.wgsl`.
+    pub source: &'static str,
+    /// Storage bindings 1, 2, ... in order.
+    pub bindings: &'static [Access],
+    /// Invocations per workgroup (`@workgroup_size`, x only). A test checks it against the shader.
+    pub workgroup_size: u32,
+    /// `size_of` the Rust mirror of the kernel's `Params`. A test checks it against the shader.
+    pub params_size: usize,
+}
+
+impl Kernel {
+    /// The full source that is compiled: `common.wgsl` followed by the kernel.
+    pub fn full_source(&self) -> String {
+        format!("{COMMON_WGSL}\n{}", self.source)
+    }
+}
+
+/// Every kernel in `kernels/`, for the validation tests and for warming the pipeline cache.
+pub const KERNELS: &[&Kernel] = &[
+    &attention::KERNEL,
+    &concat::KERNEL,
+    &conv2d::KERNEL,
+    &ddim::STEP_KERNEL,
+    &ddim::THRESHOLD_KERNEL,
+    &elementwise::KERNEL,
+    &group_norm::KERNEL,
+    &linear::KERNEL,
+    &randn::KERNEL,
+    &timestep_embedding::KERNEL,
+    &upsample::KERNEL,
+];
+
+impl Gpu {
+    /// The compiled pipeline for `kernel`, compiling it on first use.
+    pub(crate) fn pipeline(&self, kernel: &'static Kernel) -> Result<Arc<CachedPipeline>> {
+        let mut cache = self.pipelines.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = cache.get(kernel.name) {
+            return Ok(p.clone());
+        }
+        let compiled = self.scoped(&format!("compiling kernel `{}`", kernel.name), || {
+            let device = self.device();
+            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(kernel.name),
+                source: wgpu::ShaderSource::Wgsl(kernel.full_source().into()),
+            });
+            let mut entries = vec![wgpu::BindGroupLayoutEntry {
+                binding: 0,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Uniform,
+                    has_dynamic_offset: false,
+                    min_binding_size: wgpu::BufferSize::new(kernel.params_size as u64),
+                },
+                count: None,
+            }];
+            for (i, access) in kernel.bindings.iter().enumerate() {
+                entries.push(wgpu::BindGroupLayoutEntry {
+                    binding: i as u32 + 1,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Storage {
+                            read_only: *access == Access::Read,
+                        },
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    count: None,
+                });
+            }
+            let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(kernel.name),
+                entries: &entries,
+            });
+            let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(kernel.name),
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size: 0,
+            });
+            let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(kernel.name),
+                layout: Some(&pipeline_layout),
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+            CachedPipeline { pipeline, layout }
+        })?;
+        let compiled = Arc::new(compiled);
+        cache.insert(kernel.name, compiled.clone());
+        Ok(compiled)
+    }
+
+    /// Records `dispatches` into one compute pass, submits, and waits. Errors name `what`.
+    pub fn run(&self, what: &str, dispatches: &[&Dispatch]) -> Result<()> {
+        let encoder = self.scoped(what, || {
+            let mut encoder = self
+                .device()
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(what) });
+            {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some(what),
+                    timestamp_writes: None,
+                });
+                for d in dispatches {
+                    d.record(&mut pass);
+                }
+            }
+            encoder
+        })?;
+        self.submit_and_wait(what, encoder)
+    }
+}
+
+/// One kernel launch, fully prepared: recording it costs a few calls and no allocation.
+pub struct Dispatch {
+    label: String,
+    kernel: &'static Kernel,
+    pipeline: Arc<CachedPipeline>,
+    bind_group: wgpu::BindGroup,
+    grid: [u32; 3],
+    // Keeps the Params uniform alive as long as the bind group that points at it.
+    _params: wgpu::Buffer,
+}
+
+impl Dispatch {
+    /// Prepares `kernel` with `params` over `tensors` (bindings 1.., in order) for `workgroups` workgroups.
+    /// `op` names the operation in errors; `label` names this dispatch in profiles and GPU errors.
+    pub(crate) fn new<P: bytemuck::Pod>(
+        gpu: &Gpu,
+        kernel: &'static Kernel,
+        op: &'static str,
+        label: &str,
+        params: &P,
+        tensors: &[&Tensor],
+        workgroups: u64,
+    ) -> Result<Self> {
+        debug_assert_eq!(std::mem::size_of::<P>(), kernel.params_size);
+        debug_assert_eq!(tensors.len(), kernel.bindings.len());
+        let limits = gpu.limits();
+        for t in tensors {
+            let limit = limits.max_storage_buffer_binding_size as u64;
+            if t.bytes() > limit {
+                return Err(Error::TooLarge {
+                    op,
+                    tensor: t.label().to_string(),
+                    bytes: t.bytes(),
+                    limit,
+                });
+            }
+        }
+        let grid = grid(workgroups, limits.max_compute_workgroups_per_dimension).ok_or_else(|| {
+            Error::shape(
+                op,
+                format!("`{label}` needs {workgroups} workgroups, more than a 2-D grid of this device holds"),
+            )
+        })?;
+        let pipeline = gpu.pipeline(kernel)?;
+        let (bind_group, params_buffer) = gpu.scoped(&format!("binding `{label}` ({op})"), || {
+            let params_buffer = gpu
+                .device()
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some(label),
+                    contents: bytemuck::bytes_of(params),
+                    usage: wgpu::BufferUsages::UNIFORM,
+                });
+            let mut entries = vec![wgpu::BindGroupEntry {
+                binding: 0,
+                resource: params_buffer.as_entire_binding(),
+            }];
+            for (i, t) in tensors.iter().enumerate() {
+                entries.push(wgpu::BindGroupEntry {
+                    binding: i as u32 + 1,
+                    resource: t.buffer().as_entire_binding(),
+                });
+            }
+            let bind_group = gpu.device().create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(label),
+                layout: &pipeline.layout,
+                entries: &entries,
+            });
+            (bind_group, params_buffer)
+        })?;
+        Ok(Dispatch {
+            label: label.to_string(),
+            kernel,
+            pipeline,
+            bind_group,
+            grid,
+            _params: params_buffer,
+        })
+    }
+
+    /// Records the dispatch into a compute pass.
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        pass.set_pipeline(&self.pipeline.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.dispatch_workgroups(self.grid[0], self.grid[1], self.grid[2]);
+    }
+
+    /// This dispatch's label.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// The kernel it runs.
+    pub fn kernel(&self) -> &'static Kernel {
+        self.kernel
+    }
+
+    /// The workgroup grid it dispatches.
+    pub fn grid(&self) -> [u32; 3] {
+        self.grid
+    }
+}
+
+/// Folds a workgroup count into a 2-D grid whose sides stay within `max_per_dim`; kernels flatten it back
+/// (`flat_workgroup` in common.wgsl) and drop the overshoot. `None` if even a 2-D grid cannot hold it.
+pub fn grid(workgroups: u64, max_per_dim: u32) -> Option<[u32; 3]> {
+    let max = max_per_dim as u64;
+    let workgroups = workgroups.max(1);
+    if workgroups <= max {
+        return Some([workgroups as u32, 1, 1]);
+    }
+    let rows = workgroups.div_ceil(max);
+    (rows <= max).then_some([max_per_dim, rows as u32, 1])
+}
+
+/// Workgroups needed for `invocations` at `workgroup_size` each.
+pub(crate) fn workgroups_for(invocations: u64, workgroup_size: u32) -> u64 {
+    invocations.div_ceil(workgroup_size as u64)
+}
+
+/// Checks that a tensor has exactly `expected` shape.
+pub(crate) fn expect_shape(op: &'static str, t: &Tensor, expected: &[usize]) -> Result<()> {
+    if t.shape() != expected {
+        return Err(Error::shape(
+            op,
+            format!(
+                "tensor `{}` has shape {:?}, expected {:?}",
+                t.label(),
+                t.shape(),
+                expected
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that a tensor has rank `rank` and returns its shape.
+pub(crate) fn expect_rank<'a>(op: &'static str, t: &'a Tensor, rank: usize) -> Result<&'a [usize]> {
+    if t.shape().len() != rank {
+        return Err(Error::shape(
+            op,
+            format!(
+                "tensor `{}` has shape {:?}, expected {rank} dimensions",
+                t.label(),
+                t.shape()
+            ),
+        ));
+    }
+    Ok(t.shape())
+}
+
+/// Converts a dimension to the u32 a uniform carries, refusing what does not fit.
+pub(crate) fn dim(op: &'static str, what: &str, v: usize) -> Result<u32> {
+    u32::try_from(v).map_err(|_| Error::shape(op, format!("{what} = {v} does not fit in 32 bits")))
+}
+
+/// Refuses empty work: zero-sized dimensions make no sense for any kernel here.
+pub(crate) fn nonzero(op: &'static str, what: &str, v: usize) -> Result<()> {
+    if v == 0 {
+        return Err(Error::shape(op, format!("{what} is 0")));
+    }
+    Ok(())
+}

@@ -1,0 +1,98 @@
+//! Philox4x32-10 on the GPU (`kernels/randn.wgsl`): standard normals keyed by (seed, image, step, stream),
+//! and the raw u32 stream for the bit-exactness tests. The CPU twin is [`crate::sampler::rng`].
+
+use bytemuck::{Pod, Zeroable};
+
+use super::{Access, Dispatch, Kernel, dim, nonzero, workgroups_for};
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, Tensor};
+use crate::sampler::rng::NoiseKey;
+
+const OP: &str = "randn";
+
+/// The kernel.
+pub const KERNEL: Kernel = Kernel {
+    name: "randn",
+    source: include_str!("../../kernels/randn.wgsl"),
+    bindings: &[Access::ReadWrite],
+    workgroup_size: 64,
+    params_size: std::mem::size_of::<Params>(),
+};
+
+/// Mirrors `Params` in randn.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct Params {
+    pub per_image: u32,
+    pub batch: u32,
+    pub image_offset: u32,
+    pub mode: u32,
+    pub key_lo: u32,
+    pub key_hi: u32,
+    pub c0_base: u32,
+    pub c2: u32,
+    pub c3: u32,
+    pub _pad: [u32; 3],
+}
+
+fn prepare(gpu: &Gpu, label: &str, out: &Tensor, params: Params) -> Result<Dispatch> {
+    let groups = (params.per_image as u64).div_ceil(4);
+    Dispatch::new(
+        gpu,
+        &KERNEL,
+        OP,
+        label,
+        &params,
+        &[out],
+        workgroups_for(groups * params.batch as u64, KERNEL.workgroup_size),
+    )
+}
+
+fn batch_and_rest(out: &Tensor) -> Result<(usize, usize)> {
+    let s = out.shape();
+    if s.is_empty() {
+        return Err(Error::shape(OP, format!("`{}` is a scalar", out.label())));
+    }
+    let per: usize = s[1..].iter().product();
+    nonzero(OP, "batch", s[0])?;
+    nonzero(OP, "elements per image", per)?;
+    Ok((s[0], per))
+}
+
+/// Prepares standard normals into `out` `[N, ...]`: image n of the batch is global image `first_image + n`, so
+/// its values never depend on the batch it is drawn in.
+pub fn normal(gpu: &Gpu, label: &str, key: NoiseKey, first_image: u32, out: &Tensor) -> Result<Dispatch> {
+    let (n, per) = batch_and_rest(out)?;
+    let params = Params {
+        per_image: dim(OP, "elements per image", per)?,
+        batch: dim(OP, "batch", n)?,
+        image_offset: first_image,
+        mode: 0,
+        key_lo: key.seed as u32,
+        key_hi: (key.seed >> 32) as u32,
+        c0_base: 0,
+        c2: key.step,
+        c3: key.stream as u32,
+        _pad: [0; 3],
+    };
+    prepare(gpu, label, out, params)
+}
+
+/// Prepares the raw Philox4x32-10 stream: `out[n, e]` (as u32 bits) is word `e % 4` of
+/// `philox(counter = [c0 + e / 4, c1 + n, c2, c3], key)`. For tests against known-answer vectors.
+pub fn raw(gpu: &Gpu, label: &str, counter: [u32; 4], key: [u32; 2], out: &Tensor) -> Result<Dispatch> {
+    let (n, per) = batch_and_rest(out)?;
+    let params = Params {
+        per_image: dim(OP, "elements per image", per)?,
+        batch: dim(OP, "batch", n)?,
+        image_offset: counter[1],
+        mode: 1,
+        key_lo: key[0],
+        key_hi: key[1],
+        c0_base: counter[0],
+        c2: counter[2],
+        c3: counter[3],
+        _pad: [0; 3],
+    };
+    prepare(gpu, label, out, params)
+}

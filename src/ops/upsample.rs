@@ -1,0 +1,54 @@
+//! Nearest-neighbour 2x upsampling (`kernels/upsample_nearest.wgsl`).
+
+use bytemuck::{Pod, Zeroable};
+
+use super::{Access, Dispatch, Kernel, dim, expect_rank, expect_shape, nonzero, workgroups_for};
+use crate::error::Result;
+use crate::gpu::{Gpu, Tensor};
+
+const OP: &str = "upsample_nearest";
+
+/// The kernel.
+pub const KERNEL: Kernel = Kernel {
+    name: "upsample_nearest",
+    source: include_str!("../../kernels/upsample_nearest.wgsl"),
+    bindings: &[Access::Read, Access::ReadWrite],
+    workgroup_size: 64,
+    params_size: std::mem::size_of::<Params>(),
+};
+
+/// Mirrors `Params` in upsample_nearest.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct Params {
+    pub planes: u32,
+    pub h: u32,
+    pub w: u32,
+    pub _pad: u32,
+}
+
+/// Prepares `out[n, c, y, x] = x[n, c, y / 2, x / 2]`: x `[N, C, H, W]`, out `[N, C, 2H, 2W]`.
+pub fn upsample_nearest2x(gpu: &Gpu, label: &str, x: &Tensor, out: &Tensor) -> Result<Dispatch> {
+    let &[n, c, h, w] = expect_rank(OP, x, 4)? else {
+        unreachable!("rank checked")
+    };
+    for (what, v) in [("batch", n), ("channels", c), ("height", h), ("width", w)] {
+        nonzero(OP, what, v)?;
+    }
+    expect_shape(OP, out, &[n, c, 2 * h, 2 * w])?;
+    let params = Params {
+        planes: dim(OP, "planes", n * c)?,
+        h: dim(OP, "height", h)?,
+        w: dim(OP, "width", w)?,
+        _pad: 0,
+    };
+    Dispatch::new(
+        gpu,
+        &KERNEL,
+        OP,
+        label,
+        &params,
+        &[x, out],
+        workgroups_for(out.len() as u64, KERNEL.workgroup_size),
+    )
+}
