@@ -6,7 +6,11 @@ use clap::{Parser, Subcommand};
 use ddim_wgpu::gpu::{DeviceOptions, Gpu, describe, enumerate_adapters, parse_backend};
 
 #[derive(Parser)]
-#[command(name = "ddim", version, about = "DDIM sampling on any GPU with hand-written WGSL kernels")]
+#[command(
+    name = "ddim",
+    version,
+    about = "DDIM sampling on any GPU with hand-written WGSL kernels"
+)]
 struct Cli {
     /// Backend: vulkan, metal, dx12 or gl. Default: every backend (or WGPU_BACKEND).
     #[arg(long, global = true, env = "DDIM_BACKEND", value_parser = parse_backend_arg)]
@@ -68,23 +72,41 @@ fn info(options: &DeviceOptions) -> Result<()> {
     let features = gpu.features();
     let has = |f: wgpu::Features| if features.contains(f) { "yes" } else { "no" };
     println!("features:");
-    println!("  timestamp queries:        {}", has(wgpu::Features::TIMESTAMP_QUERY));
+    println!(
+        "  timestamp queries:        {}",
+        has(wgpu::Features::TIMESTAMP_QUERY)
+    );
     println!(
         "  timestamps inside passes: {}",
         has(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
     );
     let adapter_features = gpu.adapter_features();
-    let offers = |f: wgpu::Features| if adapter_features.contains(f) { "yes" } else { "no" };
-    println!("  shader f16 (adapter):     {}", offers(wgpu::Features::SHADER_F16));
-    println!("  subgroups (adapter):      {}", offers(wgpu::Features::SUBGROUP));
+    let offers = |f: wgpu::Features| {
+        if adapter_features.contains(f) {
+            "yes"
+        } else {
+            "no"
+        }
+    };
+    println!(
+        "  shader f16 (adapter):     {}",
+        offers(wgpu::Features::SHADER_F16)
+    );
+    println!(
+        "  subgroups (adapter):      {}",
+        offers(wgpu::Features::SUBGROUP)
+    );
     let l = gpu.limits();
     let mib = |b: u64| format!("{} MiB", b >> 20);
     println!("limits:");
     println!(
         "  max_storage_buffer_binding_size:    {}",
-        mib(l.max_storage_buffer_binding_size as u64)
+        mib(l.max_storage_buffer_binding_size)
     );
-    println!("  max_buffer_size:                    {}", mib(l.max_buffer_size));
+    println!(
+        "  max_buffer_size:                    {}",
+        mib(l.max_buffer_size)
+    );
     println!(
         "  max_compute_workgroups_per_dimension: {}",
         l.max_compute_workgroups_per_dimension

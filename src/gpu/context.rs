@@ -135,17 +135,16 @@ impl Gpu {
         let info = adapter.get_info();
         let features = adapter.features() & WANTED_FEATURES;
         let limits = adapter.limits();
-        let (device, queue) =
-            pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-                label: Some("ddim-wgpu"),
-                required_features: features,
-                required_limits: limits,
-                ..Default::default()
-            }))
-            .map_err(|e| Error::RequestDevice {
-                adapter: info.name.clone(),
-                message: one_line(&e.to_string()),
-            })?;
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("ddim-wgpu"),
+            required_features: features,
+            required_limits: limits,
+            ..Default::default()
+        }))
+        .map_err(|e| Error::RequestDevice {
+            adapter: info.name.clone(),
+            message: one_line(&e.to_string()),
+        })?;
 
         let faults = Arc::new(Mutex::new(Faults::default()));
         {
@@ -159,7 +158,8 @@ impl Gpu {
             let faults = faults.clone();
             device.set_device_lost_callback(move |reason, message| {
                 let mut f = faults.lock().unwrap_or_else(|p| p.into_inner());
-                f.lost.get_or_insert_with(|| format!("{reason:?}: {message}"));
+                f.lost
+                    .get_or_insert_with(|| format!("{reason:?}: {message}"));
             });
         }
         Ok(Gpu {
@@ -281,7 +281,10 @@ fn choose_adapter(options: &DeviceOptions) -> Result<wgpu::Adapter> {
     // Prefer the most capable device type; among equals, prefer a non-GL backend (GL lacks f16 and subgroups).
     candidates.sort_by_key(|a| {
         let info = a.get_info();
-        (type_rank(info.device_type), info.backend == wgpu::Backend::Gl)
+        (
+            type_rank(info.device_type),
+            info.backend == wgpu::Backend::Gl,
+        )
     });
     candidates.into_iter().next().ok_or_else(|| {
         let mut filter = String::new();
@@ -297,10 +300,6 @@ fn choose_adapter(options: &DeviceOptions) -> Result<wgpu::Adapter> {
 
 /// wgpu's messages span many lines; our errors are one line, so the lines are joined with ` | `.
 fn one_line(s: &str) -> String {
-    let joined: Vec<&str> = s
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
+    let joined: Vec<&str> = s.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
     joined.join(" | ")
 }

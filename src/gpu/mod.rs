@@ -3,6 +3,6 @@
 mod context;
 mod tensor;
 
-pub use context::{DeviceOptions, Gpu, describe, enumerate_adapters, parse_backend};
 pub(crate) use context::CachedPipeline;
+pub use context::{DeviceOptions, Gpu, describe, enumerate_adapters, parse_backend};
 pub use tensor::Tensor;

@@ -47,13 +47,21 @@ pub fn attention(
         unreachable!("rank checked")
     };
     let tokens = h * w;
-    for (what, value) in [("batch", n), ("channels", c), ("tokens", tokens), ("head_dim", head_dim)] {
+    for (what, value) in [
+        ("batch", n),
+        ("channels", c),
+        ("tokens", tokens),
+        ("head_dim", head_dim),
+    ] {
         nonzero(OP, what, value)?;
     }
     if c % head_dim != 0 {
         return Err(Error::param(
             OP,
-            format!("head_dim {head_dim} does not divide the {c} channels of `{}`", q.label()),
+            format!(
+                "head_dim {head_dim} does not divide the {c} channels of `{}`",
+                q.label()
+            ),
         ));
     }
     for t in [k, v, out] {

@@ -28,7 +28,13 @@ pub struct Params {
 }
 
 /// Prepares `out = cat([a, b], dim = 1)`: a `[N, Ca, H, W]`, b `[N, Cb, H, W]`, out `[N, Ca + Cb, H, W]`.
-pub fn concat_channels(gpu: &Gpu, label: &str, a: &Tensor, b: &Tensor, out: &Tensor) -> Result<Dispatch> {
+pub fn concat_channels(
+    gpu: &Gpu,
+    label: &str,
+    a: &Tensor,
+    b: &Tensor,
+    out: &Tensor,
+) -> Result<Dispatch> {
     let &[n, ca, h, w] = expect_rank(OP, a, 4)? else {
         unreachable!("rank checked")
     };
@@ -47,7 +53,12 @@ pub fn concat_channels(gpu: &Gpu, label: &str, a: &Tensor, b: &Tensor, out: &Ten
             ),
         ));
     }
-    for (what, v) in [("batch", n), ("channels of a", ca), ("channels of b", cb), ("spatial size", h * w)] {
+    for (what, v) in [
+        ("batch", n),
+        ("channels of a", ca),
+        ("channels of b", cb),
+        ("spatial size", h * w),
+    ] {
         nonzero(OP, what, v)?;
     }
     expect_shape(OP, out, &[n, ca + cb, h, w])?;

@@ -86,7 +86,13 @@ impl Default for Conv2dConfig {
 }
 
 /// The output spatial size of a convolution, or an error if the window does not fit.
-pub fn output_size(h: usize, w: usize, kh: usize, kw: usize, cfg: &Conv2dConfig) -> Result<(usize, usize)> {
+pub fn output_size(
+    h: usize,
+    w: usize,
+    kh: usize,
+    kw: usize,
+    cfg: &Conv2dConfig,
+) -> Result<(usize, usize)> {
     if cfg.stride == 0 {
         return Err(Error::param(OP, "stride is 0"));
     }
@@ -121,10 +127,19 @@ pub fn conv2d(
     let &[cout, wcin, kh, kw] = expect_rank(OP, weight, 4)? else {
         unreachable!("rank checked")
     };
-    for (what, v) in [("batch", n), ("input channels", cin), ("height", h), ("width", w)] {
+    for (what, v) in [
+        ("batch", n),
+        ("input channels", cin),
+        ("height", h),
+        ("width", w),
+    ] {
         nonzero(OP, what, v)?;
     }
-    for (what, v) in [("output channels", cout), ("kernel height", kh), ("kernel width", kw)] {
+    for (what, v) in [
+        ("output channels", cout),
+        ("kernel height", kh),
+        ("kernel width", kw),
+    ] {
         nonzero(OP, what, v)?;
     }
     if wcin != cin {

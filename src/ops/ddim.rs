@@ -109,7 +109,10 @@ impl StepCoefficients {
     /// timestep (1 or a_0 past the end).
     pub fn ddim(a_t: f64, a_p: f64, eta: f64) -> Result<Self> {
         if !(a_t > 0.0 && a_t < 1.0) {
-            return Err(Error::param(OP, format!("alpha_cumprod at t must lie in (0, 1), got {a_t}")));
+            return Err(Error::param(
+                OP,
+                format!("alpha_cumprod at t must lie in (0, 1), got {a_t}"),
+            ));
         }
         if !(a_p > 0.0 && a_p <= 1.0) {
             return Err(Error::param(
@@ -118,7 +121,10 @@ impl StepCoefficients {
             ));
         }
         if !(eta >= 0.0 && eta.is_finite()) {
-            return Err(Error::param(OP, format!("eta must be finite and >= 0, got {eta}")));
+            return Err(Error::param(
+                OP,
+                format!("eta must be finite and >= 0, got {eta}"),
+            ));
         }
         let variance = ((1.0 - a_p) / (1.0 - a_t)) * (1.0 - a_t / a_p);
         let sigma = eta * variance.max(0.0).sqrt();
@@ -219,6 +225,13 @@ impl DdimScratch {
     }
 }
 
+impl DdimScratch {
+    /// The per-image dynamic-threshold scale `[N]`, written by the threshold dispatch.
+    pub fn threshold_scale(&self) -> &Tensor {
+        &self.thresh
+    }
+}
+
 /// Prepares the dispatches that replace x (x_t) by x_prev in place, given the model output.
 pub fn ddim_update(
     gpu: &Gpu,
@@ -231,7 +244,10 @@ pub fn ddim_update(
 ) -> Result<Vec<Dispatch>> {
     let shape = x.shape();
     if shape.is_empty() {
-        return Err(Error::shape(OP, format!("`{}` has no batch dimension", x.label())));
+        return Err(Error::shape(
+            OP,
+            format!("`{}` has no batch dimension", x.label()),
+        ));
     }
     let batch = shape[0];
     let per_image: usize = shape[1..].iter().product();
@@ -277,12 +293,18 @@ pub fn ddim_update(
         UpdateMode::Fused => {
             let (noise_mode, seed, step, first_image, noise) = match spec.noise {
                 Noise::None => (0, 0, 0, 0, model_out),
-                Noise::Philox { key, first_image } => (1, key.seed, key.step, first_image, model_out),
+                Noise::Philox { key, first_image } => {
+                    (1, key.seed, key.step, first_image, model_out)
+                }
                 Noise::Tensor(t) => (2, 0, 0, 0, t),
             };
             let flags = spec.clip.map_or(0, |_| FLAG_CLIP)
                 | spec.threshold.map_or(0, |_| FLAG_THRESHOLD)
-                | if spec.clipped_eps { FLAG_CLIPPED_EPS } else { 0 };
+                | if spec.clipped_eps {
+                    FLAG_CLIPPED_EPS
+                } else {
+                    0
+                };
             let params = StepParams {
                 per_image: dim(OP, "elements per image", per_image)?,
                 batch: dim(OP, "batch", batch)?,
@@ -327,7 +349,10 @@ fn validate(spec: &StepSpec<'_>, x: &Tensor) -> Result<()> {
     if let Some(r) = spec.clip
         && !(r > 0.0 && r.is_finite())
     {
-        return Err(Error::param(OP, format!("clip range must be positive, got {r}")));
+        return Err(Error::param(
+            OP,
+            format!("clip range must be positive, got {r}"),
+        ));
     }
     if let Some(t) = spec.threshold
         && !((0.0..=1.0).contains(&t.ratio) && t.max_value >= 1.0 && t.max_value.is_finite())
@@ -343,12 +368,14 @@ fn validate(spec: &StepSpec<'_>, x: &Tensor) -> Result<()> {
     match spec.noise {
         Noise::None if spec.coefficients.sigma > 0.0 => Err(Error::param(
             OP,
-            format!("sigma is {} but no noise source was given", spec.coefficients.sigma),
+            format!(
+                "sigma is {} but no noise source was given",
+                spec.coefficients.sigma
+            ),
         )),
-        Noise::Philox { key, .. } if key.stream != Stream::StepNoise => Err(Error::param(
-            OP,
-            "step noise must use the StepNoise stream",
-        )),
+        Noise::Philox { key, .. } if key.stream != Stream::StepNoise => {
+            Err(Error::param(OP, "step noise must use the StepNoise stream"))
+        }
         Noise::Tensor(t) => expect_shape(OP, t, x.shape()),
         _ => Ok(()),
     }
@@ -377,16 +404,38 @@ fn unfused(
     });
     // Clip or threshold x0.
     let x0c = if let Some(r) = spec.clip {
-        out.push(unary(gpu, &name("clip"), Unary::Clamp(-r, r), &s.x0, &s.x0c)?);
+        out.push(unary(
+            gpu,
+            &name("clip"),
+            Unary::Clamp(-r, r),
+            &s.x0,
+            &s.x0c,
+        )?);
         &s.x0c
     } else if spec.threshold.is_some() {
-        out.push(binary(gpu, &name("rescale"), Binary::Threshold, &s.x0, &s.thresh, &s.x0c)?);
+        out.push(binary(
+            gpu,
+            &name("rescale"),
+            Binary::Threshold,
+            &s.x0,
+            &s.thresh,
+            &s.x0c,
+        )?);
         &s.x0c
     } else {
         &s.x0
     };
     // Epsilon: the model output itself, or derived from x0 (the clipped one with clipped_eps).
-    let eps_from_x0 = |x0: &Tensor| binary(gpu, &name("eps"), axpby(1.0 / s1ma, -sa / s1ma), x, x0, &s.eps);
+    let eps_from_x0 = |x0: &Tensor| {
+        binary(
+            gpu,
+            &name("eps"),
+            axpby(1.0 / s1ma, -sa / s1ma),
+            x,
+            x0,
+            &s.eps,
+        )
+    };
     let eps = if spec.clipped_eps {
         out.push(eps_from_x0(x0c)?);
         &s.eps
@@ -409,12 +458,32 @@ fn unfused(
         Noise::None => out.push(binary(gpu, &name("x_prev"), direction, x0c, eps, x)?),
         Noise::Philox { key, first_image } => {
             out.push(binary(gpu, &name("x_prev"), direction, x0c, eps, &s.xp)?);
-            out.push(randn::normal(gpu, &name("noise"), key, first_image, &s.noise)?);
-            out.push(binary(gpu, &name("add noise"), axpby(1.0, c.sigma), &s.xp, &s.noise, x)?);
+            out.push(randn::normal(
+                gpu,
+                &name("noise"),
+                key,
+                first_image,
+                &s.noise,
+            )?);
+            out.push(binary(
+                gpu,
+                &name("add noise"),
+                axpby(1.0, c.sigma),
+                &s.xp,
+                &s.noise,
+                x,
+            )?);
         }
         Noise::Tensor(z) => {
             out.push(binary(gpu, &name("x_prev"), direction, x0c, eps, &s.xp)?);
-            out.push(binary(gpu, &name("add noise"), axpby(1.0, c.sigma), &s.xp, z, x)?);
+            out.push(binary(
+                gpu,
+                &name("add noise"),
+                axpby(1.0, c.sigma),
+                &s.xp,
+                z,
+                x,
+            )?);
         }
     }
     Ok(())

@@ -66,7 +66,14 @@ fn params(op: u32, len: usize, inner: usize) -> Result<Params> {
     })
 }
 
-fn dispatch(gpu: &Gpu, label: &str, p: &Params, a: &Tensor, b: &Tensor, out: &Tensor) -> Result<Dispatch> {
+fn dispatch(
+    gpu: &Gpu,
+    label: &str,
+    p: &Params,
+    a: &Tensor,
+    b: &Tensor,
+    out: &Tensor,
+) -> Result<Dispatch> {
     // 4 elements per invocation.
     let invocations = (p.len as u64).div_ceil(4);
     Dispatch::new(
@@ -92,7 +99,10 @@ pub fn unary(gpu: &Gpu, label: &str, op: Unary, a: &Tensor, out: &Tensor) -> Res
         Unary::Silu => params(2, a.len(), 1)?,
         Unary::Clamp(lo, hi) => {
             if lo.is_nan() || hi.is_nan() || lo > hi {
-                return Err(Error::param(OP, format!("clamp range [{lo}, {hi}] is empty")));
+                return Err(Error::param(
+                    OP,
+                    format!("clamp range [{lo}, {hi}] is empty"),
+                ));
             }
             Params {
                 lo,
@@ -105,7 +115,14 @@ pub fn unary(gpu: &Gpu, label: &str, op: Unary, a: &Tensor, out: &Tensor) -> Res
 }
 
 /// Prepares `out = op(a, b)`; out has a's shape, b the shape the op names.
-pub fn binary(gpu: &Gpu, label: &str, op: Binary, a: &Tensor, b: &Tensor, out: &Tensor) -> Result<Dispatch> {
+pub fn binary(
+    gpu: &Gpu,
+    label: &str,
+    op: Binary,
+    a: &Tensor,
+    b: &Tensor,
+    out: &Tensor,
+) -> Result<Dispatch> {
     expect_shape(OP, out, a.shape())?;
     let len = a.len();
     nonzero(OP, "length", len)?;

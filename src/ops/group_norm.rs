@@ -49,22 +49,36 @@ pub fn group_norm(
     if shape.len() < 2 {
         return Err(Error::shape(
             OP,
-            format!("tensor `{}` has shape {shape:?}, expected [N, C, ...]", x.label()),
+            format!(
+                "tensor `{}` has shape {shape:?}, expected [N, C, ...]",
+                x.label()
+            ),
         ));
     }
     let (n, c) = (shape[0], shape[1]);
     let hw: usize = shape[2..].iter().product();
-    for (what, v) in [("batch", n), ("channels", c), ("spatial size", hw), ("groups", groups)] {
+    for (what, v) in [
+        ("batch", n),
+        ("channels", c),
+        ("spatial size", hw),
+        ("groups", groups),
+    ] {
         nonzero(OP, what, v)?;
     }
     if c % groups != 0 {
         return Err(Error::param(
             OP,
-            format!("{groups} groups do not divide the {c} channels of `{}`", x.label()),
+            format!(
+                "{groups} groups do not divide the {c} channels of `{}`",
+                x.label()
+            ),
         ));
     }
     if !(eps > 0.0 && eps.is_finite()) {
-        return Err(Error::param(OP, format!("eps must be positive and finite, got {eps}")));
+        return Err(Error::param(
+            OP,
+            format!("eps must be positive and finite, got {eps}"),
+        ));
     }
     expect_shape(OP, gamma, &[c])?;
     expect_shape(OP, beta, &[c])?;

@@ -80,7 +80,10 @@ fn view(t: &Tensor, layout: TokenLayout) -> Result<((usize, usize, usize), [usiz
     match layout {
         TokenLayout::RowMajor => {
             if s.is_empty() {
-                return Err(Error::shape(OP, format!("tensor `{}` is a scalar", t.label())));
+                return Err(Error::shape(
+                    OP,
+                    format!("tensor `{}` is a scalar", t.label()),
+                ));
             }
             let k = s[s.len() - 1];
             let m = if s.len() >= 2 { s[s.len() - 2] } else { 1 };
@@ -115,7 +118,12 @@ pub fn linear(
     let &[n_out, wk] = expect_rank(OP, weight, 2)? else {
         unreachable!("rank checked")
     };
-    for (what, v) in [("batch", b), ("tokens", m), ("input features", k), ("output features", n_out)] {
+    for (what, v) in [
+        ("batch", b),
+        ("tokens", m),
+        ("input features", k),
+        ("output features", n_out),
+    ] {
         nonzero(OP, what, v)?;
     }
     if wk != k {

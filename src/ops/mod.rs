@@ -180,7 +180,7 @@ impl Dispatch {
         debug_assert_eq!(tensors.len(), kernel.bindings.len());
         let limits = gpu.limits();
         for t in tensors {
-            let limit = limits.max_storage_buffer_binding_size as u64;
+            let limit = limits.max_storage_buffer_binding_size;
             if t.bytes() > limit {
                 return Err(Error::TooLarge {
                     op,
@@ -197,31 +197,32 @@ impl Dispatch {
             )
         })?;
         let pipeline = gpu.pipeline(kernel)?;
-        let (bind_group, params_buffer) = gpu.scoped(&format!("binding `{label}` ({op})"), || {
-            let params_buffer = gpu
-                .device()
-                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        let (bind_group, params_buffer) =
+            gpu.scoped(&format!("binding `{label}` ({op})"), || {
+                let params_buffer =
+                    gpu.device()
+                        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                            label: Some(label),
+                            contents: bytemuck::bytes_of(params),
+                            usage: wgpu::BufferUsages::UNIFORM,
+                        });
+                let mut entries = vec![wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: params_buffer.as_entire_binding(),
+                }];
+                for (i, t) in tensors.iter().enumerate() {
+                    entries.push(wgpu::BindGroupEntry {
+                        binding: i as u32 + 1,
+                        resource: t.buffer().as_entire_binding(),
+                    });
+                }
+                let bind_group = gpu.device().create_bind_group(&wgpu::BindGroupDescriptor {
                     label: Some(label),
-                    contents: bytemuck::bytes_of(params),
-                    usage: wgpu::BufferUsages::UNIFORM,
+                    layout: &pipeline.layout,
+                    entries: &entries,
                 });
-            let mut entries = vec![wgpu::BindGroupEntry {
-                binding: 0,
-                resource: params_buffer.as_entire_binding(),
-            }];
-            for (i, t) in tensors.iter().enumerate() {
-                entries.push(wgpu::BindGroupEntry {
-                    binding: i as u32 + 1,
-                    resource: t.buffer().as_entire_binding(),
-                });
-            }
-            let bind_group = gpu.device().create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(label),
-                layout: &pipeline.layout,
-                entries: &entries,
-            });
-            (bind_group, params_buffer)
-        })?;
+                (bind_group, params_buffer)
+            })?;
         Ok(Dispatch {
             label: label.to_string(),
             kernel,

@@ -61,7 +61,13 @@ fn batch_and_rest(out: &Tensor) -> Result<(usize, usize)> {
 
 /// Prepares standard normals into `out` `[N, ...]`: image n of the batch is global image `first_image + n`, so
 /// its values never depend on the batch it is drawn in.
-pub fn normal(gpu: &Gpu, label: &str, key: NoiseKey, first_image: u32, out: &Tensor) -> Result<Dispatch> {
+pub fn normal(
+    gpu: &Gpu,
+    label: &str,
+    key: NoiseKey,
+    first_image: u32,
+    out: &Tensor,
+) -> Result<Dispatch> {
     let (n, per) = batch_and_rest(out)?;
     let params = Params {
         per_image: dim(OP, "elements per image", per)?,
@@ -80,7 +86,13 @@ pub fn normal(gpu: &Gpu, label: &str, key: NoiseKey, first_image: u32, out: &Ten
 
 /// Prepares the raw Philox4x32-10 stream: `out[n, e]` (as u32 bits) is word `e % 4` of
 /// `philox(counter = [c0 + e / 4, c1 + n, c2, c3], key)`. For tests against known-answer vectors.
-pub fn raw(gpu: &Gpu, label: &str, counter: [u32; 4], key: [u32; 2], out: &Tensor) -> Result<Dispatch> {
+pub fn raw(
+    gpu: &Gpu,
+    label: &str,
+    counter: [u32; 4],
+    key: [u32; 2],
+    out: &Tensor,
+) -> Result<Dispatch> {
     let (n, per) = batch_and_rest(out)?;
     let params = Params {
         per_image: dim(OP, "elements per image", per)?,

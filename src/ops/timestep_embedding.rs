@@ -44,10 +44,12 @@ impl TimestepEmbedding {
         let half = dim / 2;
         nonzero(OP, "half the embedding dimension", half)?;
         let denom = half as f64 - freq_shift;
-        if !(denom > 0.0) {
+        if denom <= 0.0 || denom.is_nan() {
             return Err(Error::param(
                 OP,
-                format!("freq_shift {freq_shift} must be below half the embedding dimension ({half})"),
+                format!(
+                    "freq_shift {freq_shift} must be below half the embedding dimension ({half})"
+                ),
             ));
         }
         let freqs: Vec<f32> = (0..half)
@@ -61,7 +63,13 @@ impl TimestepEmbedding {
     }
 
     /// Prepares `out[n] = embed(timesteps[n])`: timesteps `[N]`, out `[N, dim]`.
-    pub fn dispatch(&self, gpu: &Gpu, label: &str, timesteps: &Tensor, out: &Tensor) -> Result<Dispatch> {
+    pub fn dispatch(
+        &self,
+        gpu: &Gpu,
+        label: &str,
+        timesteps: &Tensor,
+        out: &Tensor,
+    ) -> Result<Dispatch> {
         let n = timesteps.len();
         nonzero(OP, "batch", n)?;
         expect_shape(OP, timesteps, &[n])?;

@@ -33,7 +33,13 @@ pub fn quantile(values: &[f64], q: f64) -> f64 {
 
 /// x_prev for x `[batch, per_image]` (flat), model output m of the same shape, and the noise z (required
 /// when eta > 0).
-pub fn ddim_step(x: &[f32], m: &[f32], per_image: usize, s: &StepSettings, noise: Option<&[f64]>) -> Vec<f64> {
+pub fn ddim_step(
+    x: &[f32],
+    m: &[f32],
+    per_image: usize,
+    s: &StepSettings,
+    noise: Option<&[f64]>,
+) -> Vec<f64> {
     let (a_t, a_p) = (s.a_t, s.a_p);
     let sigma = s.eta * ((1.0 - a_p) / (1.0 - a_t)).sqrt() * (1.0 - a_t / a_p).sqrt();
     let mut out = Vec::with_capacity(x.len());

@@ -145,23 +145,40 @@ pub fn from_tokens<T: Copy>(x: &[T], n: usize, c: usize, hw: usize) -> Vec<T> {
 
 /// Multi-head attention with a full (materialised) softmax: q, k, v `[n, c, t]`, head h owns channels
 /// `h * head_dim ..`; returns `[n, c, t]`.
-pub fn attention(q: &[f32], k: &[f32], v: &[f32], n: usize, c: usize, t: usize, head_dim: usize) -> Vec<f64> {
+pub fn attention(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    n: usize,
+    c: usize,
+    t: usize,
+    head_dim: usize,
+) -> Vec<f64> {
     let heads = c / head_dim;
     let scale = 1.0 / (head_dim as f64).sqrt();
-    let at = |buf: &[f32], b: usize, h: usize, d: usize, tok: usize| buf[(b * c + h * head_dim + d) * t + tok] as f64;
+    let at = |buf: &[f32], b: usize, h: usize, d: usize, tok: usize| {
+        buf[(b * c + h * head_dim + d) * t + tok] as f64
+    };
     let mut out = vec![0.0; n * c * t];
     let mut scores = vec![0.0; t];
     for b in 0..n {
         for h in 0..heads {
             for i in 0..t {
                 for (j, s) in scores.iter_mut().enumerate() {
-                    *s = (0..head_dim).map(|d| at(q, b, h, d, i) * at(k, b, h, d, j)).sum::<f64>() * scale;
+                    *s = (0..head_dim)
+                        .map(|d| at(q, b, h, d, i) * at(k, b, h, d, j))
+                        .sum::<f64>()
+                        * scale;
                 }
                 let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
                 let total: f64 = weights.iter().sum();
                 for d in 0..head_dim {
-                    let acc: f64 = weights.iter().enumerate().map(|(j, w)| w * at(v, b, h, d, j)).sum();
+                    let acc: f64 = weights
+                        .iter()
+                        .enumerate()
+                        .map(|(j, w)| w * at(v, b, h, d, j))
+                        .sum();
                     out[(b * c + h * head_dim + d) * t + i] = acc / total;
                 }
             }
@@ -184,7 +201,14 @@ pub fn upsample_nearest2x(x: &[f32], planes: usize, h: usize, w: usize) -> Vec<f
 }
 
 /// Channel concatenation of `[n, ca, hw]` and `[n, cb, hw]`.
-pub fn concat_channels(a: &[f32], b: &[f32], n: usize, ca: usize, cb: usize, hw: usize) -> Vec<f64> {
+pub fn concat_channels(
+    a: &[f32],
+    b: &[f32],
+    n: usize,
+    ca: usize,
+    cb: usize,
+    hw: usize,
+) -> Vec<f64> {
     let mut out = Vec::with_capacity(a.len() + b.len());
     for i in 0..n {
         out.extend(a[i * ca * hw..(i + 1) * ca * hw].iter().map(|&v| v as f64));
@@ -194,7 +218,12 @@ pub fn concat_channels(a: &[f32], b: &[f32], n: usize, ca: usize, cb: usize, hw:
 }
 
 /// diffusers' `get_timestep_embedding` (max period 10000, scale 1), in f64: `[n, dim]`.
-pub fn timestep_embedding(timesteps: &[f32], dim: usize, flip_sin_to_cos: bool, freq_shift: f64) -> Vec<f64> {
+pub fn timestep_embedding(
+    timesteps: &[f32],
+    dim: usize,
+    flip_sin_to_cos: bool,
+    freq_shift: f64,
+) -> Vec<f64> {
     let half = dim / 2;
     let mut out = vec![0.0; timesteps.len() * dim];
     for (row, &t) in timesteps.iter().enumerate() {

@@ -1,0 +1,166 @@
+use ddim_wgpu::ops::conv2d::{Conv2dConfig, Padding, conv2d, output_size};
+use ddim_wgpu::reference::nn;
+
+use crate::common::{assert_normalised, random, run};
+use crate::gpu_or_skip;
+
+struct Case {
+    n: usize,
+    cin: usize,
+    h: usize,
+    w: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    padding: Padding,
+    residual: bool,
+    out_scale: f32,
+}
+
+/// f32 accumulation over K = cin * k * k products of values in [-1, 1): the rounding error grows like
+/// sqrt(K) * 2^-24 * (typical partial sum), about 1e-6 of max|ref| at K = 2304 (measured on lavapipe: 5e-8 for the 1x1 case, 1.4e-6 at
+/// K = 2304). 1e-5 is a 7x margin that any indexing mistake (a wrong tap, channel or pad) exceeds by orders of magnitude.
+const BOUND: f64 = 1e-5;
+
+fn check(name: &str, c: Case) {
+    let gpu = gpu_or_skip!();
+    let (x, xv) = random(gpu, "x", &[c.n, c.cin, c.h, c.w], 1);
+    let (wt, wv) = random(gpu, "weight", &[c.cout, c.cin, c.k, c.k], 2);
+    let (b, bv) = random(gpu, "bias", &[c.cout], 3);
+    let cfg = Conv2dConfig {
+        stride: c.stride,
+        padding: c.padding,
+        out_scale: c.out_scale,
+    };
+    let (ho, wo) = output_size(c.h, c.w, c.k, c.k, &cfg).unwrap();
+    let (res, rv) = random(gpu, "residual", &[c.n, c.cout, ho, wo], 4);
+    let out = gpu.zeros("out", &[c.n, c.cout, ho, wo]).unwrap();
+    let d = conv2d(
+        gpu,
+        name,
+        &x,
+        &wt,
+        &b,
+        c.residual.then_some(&res),
+        &out,
+        &cfg,
+    )
+    .unwrap();
+    let got = run(gpu, &[&d], &out);
+    let p = c.padding;
+    let (want, shape) = nn::conv2d(
+        &xv,
+        [c.n, c.cin, c.h, c.w],
+        &wv,
+        [c.cout, c.cin, c.k, c.k],
+        &bv,
+        c.residual.then_some(rv.as_slice()),
+        c.stride,
+        (p.top, p.bottom, p.left, p.right),
+        c.out_scale as f64,
+    );
+    assert_eq!(shape, [c.n, c.cout, ho, wo]);
+    assert_normalised(name, &got, &want, BOUND);
+}
+
+#[test]
+fn conv3x3_awkward_with_residual_and_scale() {
+    check(
+        "conv 3x3 2x3x7x33 -> 5, pad 1, residual, scale 0.5",
+        Case {
+            n: 2,
+            cin: 3,
+            h: 7,
+            w: 33,
+            cout: 5,
+            k: 3,
+            stride: 1,
+            padding: Padding::uniform(1),
+            residual: true,
+            out_scale: 0.5,
+        },
+    );
+}
+
+#[test]
+fn conv1x1_width_one() {
+    check(
+        "conv 1x1 2x7x3x1 -> 6",
+        Case {
+            n: 2,
+            cin: 7,
+            h: 3,
+            w: 1,
+            cout: 6,
+            k: 1,
+            stride: 1,
+            padding: Padding::default(),
+            residual: false,
+            out_scale: 1.0,
+        },
+    );
+}
+
+#[test]
+fn conv_downsample_padding_right_bottom() {
+    // diffusers' Downsample2D with padding = 0: pad (0, 1, 0, 1), 3x3, stride 2.
+    check(
+        "conv 3x3 stride 2 pad (0,1,0,1) 1x4x7x7 -> 3",
+        Case {
+            n: 1,
+            cin: 4,
+            h: 7,
+            w: 7,
+            cout: 3,
+            k: 3,
+            stride: 2,
+            padding: Padding {
+                top: 0,
+                bottom: 1,
+                left: 0,
+                right: 1,
+            },
+            residual: false,
+            out_scale: 1.0,
+        },
+    );
+}
+
+#[test]
+fn conv_stride2_pad1_odd_sizes() {
+    check(
+        "conv 3x3 stride 2 pad 1 2x5x8x9 -> 9",
+        Case {
+            n: 2,
+            cin: 5,
+            h: 8,
+            w: 9,
+            cout: 9,
+            k: 3,
+            stride: 2,
+            padding: Padding::uniform(1),
+            residual: true,
+            out_scale: 1.0,
+        },
+    );
+}
+
+#[test]
+fn conv_unet_shape_256_to_256_at_8x8() {
+    // A CIFAR-10 UNet ResNet conv at the 8x8 level, batch 2.
+    check(
+        "conv 3x3 2x256x8x8 -> 256",
+        Case {
+            n: 2,
+            cin: 256,
+            h: 8,
+            w: 8,
+            cout: 256,
+            k: 3,
+            stride: 1,
+            padding: Padding::uniform(1),
+            residual: true,
+            out_scale: 1.0,
+        },
+    );
+}

@@ -1,0 +1,298 @@
+use ddim_wgpu::gpu::{Gpu, Tensor};
+use ddim_wgpu::ops::ddim::{
+    DdimScratch, Noise, Prediction, StepCoefficients, StepSpec, Threshold, UpdateMode, ddim_update,
+};
+use ddim_wgpu::reference::ddim::{StepSettings, ddim_step};
+use ddim_wgpu::sampler::rng::{self, NoiseKey, Stream};
+
+use crate::common::{assert_close, data};
+use crate::gpu_or_skip;
+
+/// Each output is a short f32 expression (a handful of roundings) of values of order 1, but x0 divides by
+/// sqrt(a_t): at a_t = 0.02 that magnifies the rounding of x - sqrt(1 - a_t) eps by 7x, and the Philox noise
+/// carries the f32 Box-Muller error (up to 1.4e-6, see randn.rs) times sigma <= 1. 5e-6 absolute plus 2e-6
+/// relative covers these with a margin of about 3; measured on lavapipe the worst error is 3.4e-7. A wrong
+/// coefficient, sign, clip or noise index is off by 1e-2 or more.
+const ATOL: f64 = 5e-6;
+const RTOL: f64 = 2e-6;
+
+const SHAPE: [usize; 4] = [2, 3, 5, 7];
+const PER_IMAGE: usize = 3 * 5 * 7;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum NoiseKind {
+    None,
+    Philox,
+    Given,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Case {
+    prediction: Prediction,
+    a_t: f64,
+    a_p: f64,
+    eta: f64,
+    clip: Option<f32>,
+    threshold: Option<Threshold>,
+    clipped_eps: bool,
+    noise: NoiseKind,
+}
+
+const KEY: NoiseKey = NoiseKey {
+    seed: 42,
+    step: 7,
+    stream: Stream::StepNoise,
+};
+const FIRST_IMAGE: u32 = 3;
+
+struct Inputs {
+    xv: Vec<f32>,
+    mv: Vec<f32>,
+    zv: Vec<f32>,
+    m: Tensor,
+    z: Tensor,
+}
+
+fn inputs(gpu: &Gpu) -> Inputs {
+    let len = SHAPE.iter().product();
+    // x and the model output of order 1, scaled so that x0 exceeds the clip range in places.
+    let xv = data(200, len, -2.5, 2.5);
+    let mv = data(201, len, -2.0, 2.0);
+    let zv = data(202, len, -2.0, 2.0);
+    Inputs {
+        m: gpu.upload("model_out", &SHAPE, &mv).unwrap(),
+        z: gpu.upload("noise", &SHAPE, &zv).unwrap(),
+        xv,
+        mv,
+        zv,
+    }
+}
+
+fn run_gpu(gpu: &Gpu, inp: &Inputs, c: &Case, mode: UpdateMode) -> Vec<f32> {
+    let x = gpu.upload("x", &SHAPE, &inp.xv).unwrap();
+    let scratch = DdimScratch::new(gpu, &SHAPE, mode).unwrap();
+    let spec = StepSpec {
+        coefficients: StepCoefficients::ddim(c.a_t, c.a_p, c.eta).unwrap(),
+        prediction: c.prediction,
+        clip: c.clip,
+        threshold: c.threshold,
+        clipped_eps: c.clipped_eps,
+        noise: match c.noise {
+            NoiseKind::None => Noise::None,
+            NoiseKind::Philox => Noise::Philox {
+                key: KEY,
+                first_image: FIRST_IMAGE,
+            },
+            NoiseKind::Given => Noise::Tensor(&inp.z),
+        },
+    };
+    let ds = ddim_update(gpu, "ddim", &x, &inp.m, &spec, mode, &scratch).unwrap();
+    gpu.run("ddim", &ds.iter().collect::<Vec<_>>()).unwrap();
+    gpu.download(&x).unwrap()
+}
+
+fn reference(inp: &Inputs, c: &Case) -> Vec<f64> {
+    let noise: Option<Vec<f64>> = match c.noise {
+        NoiseKind::None => None,
+        NoiseKind::Philox => Some(rng::normals(KEY, FIRST_IMAGE, SHAPE[0], PER_IMAGE)),
+        NoiseKind::Given => Some(inp.zv.iter().map(|&v| v as f64).collect()),
+    };
+    let settings = StepSettings {
+        a_t: c.a_t,
+        a_p: c.a_p,
+        eta: c.eta,
+        prediction: c.prediction,
+        clip: c.clip.map(f64::from),
+        threshold: c.threshold.map(|t| (t.ratio as f64, t.max_value as f64)),
+        clipped_eps: c.clipped_eps,
+    };
+    ddim_step(&inp.xv, &inp.mv, PER_IMAGE, &settings, noise.as_deref())
+}
+
+fn cases() -> Vec<Case> {
+    let base = Case {
+        prediction: Prediction::Epsilon,
+        a_t: 0.3,
+        a_p: 0.6,
+        eta: 0.0,
+        clip: None,
+        threshold: None,
+        clipped_eps: false,
+        noise: NoiseKind::None,
+    };
+    let threshold = Some(Threshold {
+        ratio: 0.9,
+        max_value: 1.6,
+    });
+    let mut out = Vec::new();
+    for prediction in [Prediction::Epsilon, Prediction::Sample, Prediction::V] {
+        out.push(Case { prediction, ..base });
+        out.push(Case {
+            prediction,
+            clip: Some(1.0),
+            eta: 0.5,
+            noise: NoiseKind::Philox,
+            ..base
+        });
+        out.push(Case {
+            prediction,
+            threshold,
+            eta: 1.0,
+            noise: NoiseKind::Given,
+            ..base
+        });
+        out.push(Case {
+            prediction,
+            clip: Some(1.5),
+            clipped_eps: true,
+            ..base
+        });
+    }
+    // A nearly pure-noise step (t near T on the linear schedule) and the last step to a_p = 1.
+    out.push(Case {
+        a_t: 0.02,
+        a_p: 0.05,
+        eta: 1.0,
+        noise: NoiseKind::Philox,
+        ..base
+    });
+    out.push(Case {
+        a_t: 0.98,
+        a_p: 1.0,
+        clip: Some(1.0),
+        ..base
+    });
+    out
+}
+
+#[test]
+fn fused_update_matches_reference() {
+    let gpu = gpu_or_skip!();
+    let inp = inputs(gpu);
+    for c in cases() {
+        let got = run_gpu(gpu, &inp, &c, UpdateMode::Fused);
+        assert_close(
+            &format!("fused {c:?}"),
+            &got,
+            &reference(&inp, &c),
+            ATOL,
+            RTOL,
+        );
+    }
+}
+
+#[test]
+fn unfused_chain_matches_reference() {
+    let gpu = gpu_or_skip!();
+    let inp = inputs(gpu);
+    for c in cases() {
+        let got = run_gpu(gpu, &inp, &c, UpdateMode::Unfused);
+        assert_close(
+            &format!("unfused {c:?}"),
+            &got,
+            &reference(&inp, &c),
+            ATOL,
+            RTOL,
+        );
+    }
+}
+
+#[test]
+fn fused_and_unfused_agree() {
+    let gpu = gpu_or_skip!();
+    let inp = inputs(gpu);
+    for c in cases() {
+        let fused = run_gpu(gpu, &inp, &c, UpdateMode::Fused);
+        let unfused = run_gpu(gpu, &inp, &c, UpdateMode::Unfused);
+        let unfused: Vec<f64> = unfused.iter().map(|&v| v as f64).collect();
+        assert_close(
+            &format!("fused vs unfused {c:?}"),
+            &fused,
+            &unfused,
+            ATOL,
+            RTOL,
+        );
+    }
+}
+
+#[test]
+fn threshold_scale_is_the_exact_quantile() {
+    let gpu = gpu_or_skip!();
+    // The threshold kernel's s must be torch.quantile of |x0| (then clamped), including the interpolation.
+    // With sample prediction x0 is the model output itself, so the reference sees exactly the GPU's values.
+    let len = SHAPE.iter().product();
+    let mv: Vec<f32> = data(210, len, -3.0, 3.0);
+    let x = gpu.upload("x", &SHAPE, &data(211, len, -1.0, 1.0)).unwrap();
+    let m = gpu.upload("model_out", &SHAPE, &mv).unwrap();
+    for ratio in [0.0f32, 0.37, 0.9, 0.995, 1.0] {
+        let scratch = DdimScratch::new(gpu, &SHAPE, UpdateMode::Fused).unwrap();
+        let spec = StepSpec {
+            coefficients: StepCoefficients::ddim(0.5, 0.7, 0.0).unwrap(),
+            prediction: Prediction::Sample,
+            clip: None,
+            threshold: Some(Threshold {
+                ratio,
+                max_value: 100.0,
+            }),
+            clipped_eps: false,
+            noise: Noise::None,
+        };
+        let ds = ddim_update(gpu, "ddim", &x, &m, &spec, UpdateMode::Fused, &scratch).unwrap();
+        // Only the threshold dispatch: its output is the per-image scale.
+        gpu.run("threshold", &[&ds[0]]).unwrap();
+        let s = gpu.download(scratch.threshold_scale()).unwrap();
+        for (n, &got) in s.iter().enumerate() {
+            let abs: Vec<f64> = mv[n * PER_IMAGE..(n + 1) * PER_IMAGE]
+                .iter()
+                .map(|v| (*v as f64).abs())
+                .collect();
+            let want = ddim_wgpu::reference::ddim::quantile(&abs, ratio as f64).clamp(1.0, 100.0);
+            // The order statistics are found exactly; only the interpolation rounds (one f32 FMA).
+            assert!(
+                (got as f64 - want).abs() <= 1e-6 * want,
+                "ratio {ratio} image {n}: got {got}, want {want}"
+            );
+        }
+    }
+}
+
+#[test]
+fn invalid_specs_are_refused() {
+    let gpu = gpu_or_skip!();
+    let inp = inputs(gpu);
+    let x = gpu.upload("x", &SHAPE, &inp.xv).unwrap();
+    let scratch = DdimScratch::new(gpu, &SHAPE, UpdateMode::Fused).unwrap();
+    let good = StepSpec {
+        coefficients: StepCoefficients::ddim(0.3, 0.6, 0.0).unwrap(),
+        prediction: Prediction::Epsilon,
+        clip: None,
+        threshold: None,
+        clipped_eps: false,
+        noise: Noise::None,
+    };
+    let both = StepSpec {
+        clip: Some(1.0),
+        threshold: Some(Threshold {
+            ratio: 0.9,
+            max_value: 2.0,
+        }),
+        ..good
+    };
+    let noisy_without_noise = StepSpec {
+        coefficients: StepCoefficients::ddim(0.3, 0.6, 1.0).unwrap(),
+        ..good
+    };
+    for (what, spec) in [
+        ("clip and threshold", both),
+        ("sigma > 0 without noise", noisy_without_noise),
+    ] {
+        let err = ddim_update(gpu, "ddim", &x, &inp.m, &spec, UpdateMode::Fused, &scratch);
+        assert!(err.is_err(), "{what} must be refused");
+    }
+    assert!(
+        StepCoefficients::ddim(0.3, 0.6, -0.1).is_err(),
+        "negative eta"
+    );
+    assert!(StepCoefficients::ddim(1.0, 0.6, 0.0).is_err(), "a_t = 1");
+    assert!(StepCoefficients::ddim(0.3, 0.0, 0.0).is_err(), "a_p = 0");
+}

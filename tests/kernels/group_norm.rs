@@ -1,0 +1,72 @@
+use ddim_wgpu::ops::group_norm::group_norm;
+use ddim_wgpu::reference::nn;
+
+use crate::common::{assert_normalised, data, random, run};
+use crate::gpu_or_skip;
+
+/// Two-pass statistics in f32 over at most 8192 elements per group: the mean and variance carry relative
+/// errors near 1e-6, and the output (x - mean) * rstd inherits them. Measured on lavapipe: at most 2.6e-7.
+/// 1e-5 leaves a wide margin that a wrong group, channel or statistic exceeds by orders of magnitude.
+const BOUND: f64 = 1e-5;
+
+fn check(name: &str, x: &[f32], [n, c, h, w]: [usize; 4], groups: usize, eps: f32, silu: bool) {
+    let gpu = gpu_or_skip!();
+    let xt = gpu.upload("x", &[n, c, h, w], x).unwrap();
+    let (gamma, gv) = random(gpu, "gamma", &[c], 11);
+    let (beta, bv) = random(gpu, "beta", &[c], 12);
+    let out = gpu.zeros("out", &[n, c, h, w]).unwrap();
+    let d = group_norm(gpu, name, &xt, &gamma, &beta, &out, groups, eps, silu).unwrap();
+    let got = run(gpu, &[&d], &out);
+    let want = nn::group_norm(x, n, c, h * w, groups, &gv, &bv, eps as f64, silu);
+    assert_normalised(name, &got, &want, BOUND);
+}
+
+#[test]
+fn group_norm_awkward_shapes() {
+    let cases: &[([usize; 4], usize, bool)] = &[
+        ([2, 6, 7, 33], 3, true),
+        ([2, 6, 7, 33], 1, false),
+        ([1, 5, 3, 1], 5, true),
+        ([2, 9, 1, 1], 3, false),
+        ([1, 12, 16, 16], 4, true),
+    ];
+    for (i, &(shape, groups, silu)) in cases.iter().enumerate() {
+        let x = data(20 + i as u64, shape.iter().product(), -2.0, 3.0);
+        check(
+            &format!("group_norm {shape:?} groups {groups} silu {silu}"),
+            &x,
+            shape,
+            groups,
+            1e-6,
+            silu,
+        );
+    }
+}
+
+#[test]
+fn group_norm_unet_shape() {
+    // The CIFAR-10 UNet's norm at the 16x16 level: 256 channels, 32 groups, eps 1e-6, batch 2.
+    let shape = [2, 256, 16, 16];
+    let x = data(30, shape.iter().product(), -1.0, 1.0);
+    check(
+        "group_norm 2x256x16x16 groups 32",
+        &x,
+        shape,
+        32,
+        1e-6,
+        true,
+    );
+}
+
+#[test]
+fn group_norm_is_stable_for_large_offsets() {
+    // Values 1000 +- 1: E[x^2] - E[x]^2 in f32 would lose the variance entirely (1e6 * 2^-24 = 0.06 of a
+    // variance of 0.33). Without the shift in the kernel, the f32 mean itself (quantised to half an ulp of
+    // 1000, 3e-5) gave 2.9e-5 here; with it, 1.3e-7. Same bound as above, in units of the normalised output.
+    let shape = [2, 8, 32, 32];
+    let x: Vec<f32> = data(31, shape.iter().product(), -1.0, 1.0)
+        .into_iter()
+        .map(|v| 1000.0 + v)
+        .collect();
+    check("group_norm offset 1000", &x, shape, 2, 1e-6, false);
+}

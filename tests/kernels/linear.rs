@@ -1,0 +1,113 @@
+use ddim_wgpu::ops::linear::{LinearConfig, TokenLayout, linear};
+use ddim_wgpu::reference::nn;
+
+use crate::common::{assert_normalised, random, run};
+use crate::gpu_or_skip;
+
+/// f32 dot products of length K <= 512 over values in [-1, 1): rounding error ~ sqrt(K) * 2^-24 relative to
+/// the partial sums; measured on lavapipe at most 6.6e-7 of max|ref|. 1e-5 leaves a 15x margin; a wrong stride, row or
+/// feature gives errors of order 1.
+const BOUND: f64 = 1e-5;
+
+#[test]
+fn linear_row_major_awkward_with_silu_input() {
+    let gpu = gpu_or_skip!();
+    // 3 tokens of 7 features -> 5 features: nothing is a multiple of 4.
+    let (x, xv) = random(gpu, "x", &[3, 7], 40);
+    let (w, wv) = random(gpu, "weight", &[5, 7], 41);
+    let (b, bv) = random(gpu, "bias", &[5], 42);
+    let y = gpu.zeros("y", &[3, 5]).unwrap();
+    let cfg = LinearConfig {
+        silu_input: true,
+        ..LinearConfig::default()
+    };
+    let d = linear(gpu, "linear 3x7 -> 5 silu", &x, &w, &b, None, &y, &cfg).unwrap();
+    let got = run(gpu, &[&d], &y);
+    let want = nn::linear(&xv, 7, &wv, &bv, true, None, 1.0);
+    assert_normalised("linear 3x7 -> 5 silu", &got, &want, BOUND);
+}
+
+#[test]
+fn linear_batched_row_major() {
+    let gpu = gpu_or_skip!();
+    // [2, 9, 6] tokens -> 33 features, a residual and a scale.
+    let (x, xv) = random(gpu, "x", &[2, 9, 6], 43);
+    let (w, wv) = random(gpu, "weight", &[33, 6], 44);
+    let (b, bv) = random(gpu, "bias", &[33], 45);
+    let (r, rv) = random(gpu, "residual", &[2, 9, 33], 46);
+    let y = gpu.zeros("y", &[2, 9, 33]).unwrap();
+    let cfg = LinearConfig {
+        out_scale: 0.25,
+        ..LinearConfig::default()
+    };
+    let d = linear(gpu, "linear batched", &x, &w, &b, Some(&r), &y, &cfg).unwrap();
+    let got = run(gpu, &[&d], &y);
+    let want = nn::linear(&xv, 6, &wv, &bv, false, Some(&rv), 0.25);
+    assert_normalised("linear batched", &got, &want, BOUND);
+}
+
+fn check_channels(name: &str, [n, c, h, w]: [usize; 4], c_out: usize, residual: bool) {
+    let gpu = gpu_or_skip!();
+    let hw = h * w;
+    let (x, xv) = random(gpu, "x", &[n, c, h, w], 47);
+    let (wt, wv) = random(gpu, "weight", &[c_out, c], 48);
+    let (b, bv) = random(gpu, "bias", &[c_out], 49);
+    let (r, rv) = random(gpu, "residual", &[n, c_out, h, w], 50);
+    let y = gpu.zeros("y", &[n, c_out, h, w]).unwrap();
+    let cfg = LinearConfig {
+        layout: TokenLayout::Channels,
+        ..LinearConfig::default()
+    };
+    let d = linear(gpu, name, &x, &wt, &b, residual.then_some(&r), &y, &cfg).unwrap();
+    let got = run(gpu, &[&d], &y);
+    // Reference: transpose the map to token rows, apply the layer, transpose back.
+    let tokens = nn::to_tokens(&xv, n, c, hw);
+    let res_tokens = nn::to_tokens(&rv, n, c_out, hw);
+    let out_tokens = nn::linear(
+        &tokens,
+        c,
+        &wv,
+        &bv,
+        false,
+        residual.then_some(res_tokens.as_slice()),
+        1.0,
+    );
+    let want = nn::from_tokens(&out_tokens, n, c_out, hw);
+    assert_normalised(name, &got, &want, BOUND);
+}
+
+#[test]
+fn linear_over_feature_map_tokens_awkward() {
+    check_channels(
+        "linear NCHW 2x6x3x11 -> 5 + residual",
+        [2, 6, 3, 11],
+        5,
+        true,
+    );
+    check_channels("linear NCHW 1x3x1x1 -> 7", [1, 3, 1, 1], 7, false);
+}
+
+#[test]
+fn linear_unet_shapes() {
+    let gpu = gpu_or_skip!();
+    // The attention block's q projection at 16x16 with 256 channels, batch 2.
+    check_channels(
+        "linear NCHW 2x256x16x16 -> 256",
+        [2, 256, 16, 16],
+        256,
+        false,
+    );
+    // The time embedding's second layer: SiLU, 512 -> 512, batch 2.
+    let (x, xv) = random(gpu, "temb", &[2, 512], 51);
+    let (w, wv) = random(gpu, "weight", &[512, 512], 52);
+    let (b, bv) = random(gpu, "bias", &[512], 53);
+    let y = gpu.zeros("y", &[2, 512]).unwrap();
+    let cfg = LinearConfig {
+        silu_input: true,
+        ..LinearConfig::default()
+    };
+    let d = linear(gpu, "time embedding linear_2", &x, &w, &b, None, &y, &cfg).unwrap();
+    let got = run(gpu, &[&d], &y);
+    let want = nn::linear(&xv, 512, &wv, &bv, true, None, 1.0);
+    assert_normalised("time embedding linear_2", &got, &want, BOUND);
+}
