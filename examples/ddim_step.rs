@@ -3,7 +3,9 @@
 //! `cargo run --release --example ddim_step`
 
 use ddim_wgpu::gpu::{DeviceOptions, Gpu};
-use ddim_wgpu::ops::ddim::{DdimScratch, Noise, Prediction, StepCoefficients, StepSpec, UpdateMode, ddim_update};
+use ddim_wgpu::ops::ddim::{
+    DdimScratch, Noise, Prediction, StepCoefficients, StepSpec, UpdateMode, ddim_update,
+};
 use ddim_wgpu::reference::ddim::{StepSettings, ddim_step};
 use ddim_wgpu::sampler::rng::{NoiseKey, Stream, normals};
 
@@ -20,8 +22,14 @@ fn main() -> Result<(), ddim_wgpu::Error> {
         step: stream_step,
         stream: Stream::Latent,
     };
-    let xv: Vec<f32> = normals(latent(0), 0, 4, per_image).iter().map(|&v| v as f32).collect();
-    let ev: Vec<f32> = normals(latent(1), 0, 4, per_image).iter().map(|&v| v as f32).collect();
+    let xv: Vec<f32> = normals(latent(0), 0, 4, per_image)
+        .iter()
+        .map(|&v| v as f32)
+        .collect();
+    let ev: Vec<f32> = normals(latent(1), 0, 4, per_image)
+        .iter()
+        .map(|&v| v as f32)
+        .collect();
     let x = gpu.upload("x_t", &shape, &xv)?; // updated in place to x_prev
     let eps = gpu.upload("eps", &shape, &ev)?; // what the UNet would predict
 
@@ -38,7 +46,10 @@ fn main() -> Result<(), ddim_wgpu::Error> {
         clip: Some(1.0),
         threshold: None,
         clipped_eps: false,
-        noise: Noise::Philox { key, first_image: 0 },
+        noise: Noise::Philox {
+            key,
+            first_image: 0,
+        },
     };
     let update = ddim_update(&gpu, "step 0", &x, &eps, &spec, UpdateMode::Fused, &scratch)?;
     gpu.run("step 0", &update.iter().collect::<Vec<_>>())?;
@@ -53,8 +64,21 @@ fn main() -> Result<(), ddim_wgpu::Error> {
         threshold: None,
         clipped_eps: false,
     };
-    let want = ddim_step(&xv, &ev, per_image, &settings, Some(&normals(key, 0, 4, per_image)));
-    let max_err = got.iter().zip(&want).map(|(&g, &w)| (g as f64 - w).abs()).fold(0.0, f64::max);
-    println!("{n} elements updated in {} dispatch(es); max |gpu - cpu| = {max_err:.2e}", update.len());
+    let want = ddim_step(
+        &xv,
+        &ev,
+        per_image,
+        &settings,
+        Some(&normals(key, 0, 4, per_image)),
+    );
+    let max_err = got
+        .iter()
+        .zip(&want)
+        .map(|(&g, &w)| (g as f64 - w).abs())
+        .fold(0.0, f64::max);
+    println!(
+        "{n} elements updated in {} dispatch(es); max |gpu - cpu| = {max_err:.2e}",
+        update.len()
+    );
     Ok(())
 }

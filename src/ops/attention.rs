@@ -3,7 +3,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{Access, Dispatch, Kernel, dim, expect_rank, expect_shape, nonzero, workgroups_for};
+use super::{Access, Dispatch, Kernel, dim, dims, expect_shape, nonzero, workgroups_for};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
 
@@ -43,9 +43,7 @@ pub fn attention(
     out: &Tensor,
     head_dim: usize,
 ) -> Result<Dispatch> {
-    let &[n, c, h, w] = expect_rank(OP, q, 4)? else {
-        unreachable!("rank checked")
-    };
+    let [n, c, h, w] = dims::<4>(OP, q)?;
     let tokens = h * w;
     for (what, value) in [
         ("batch", n),

@@ -2,7 +2,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{Access, Dispatch, Kernel, dim, expect_rank, expect_shape, nonzero, workgroups_for};
+use super::{Access, Dispatch, Kernel, dim, dims, expect_shape, nonzero, workgroups_for};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
 
@@ -35,12 +35,8 @@ pub fn concat_channels(
     b: &Tensor,
     out: &Tensor,
 ) -> Result<Dispatch> {
-    let &[n, ca, h, w] = expect_rank(OP, a, 4)? else {
-        unreachable!("rank checked")
-    };
-    let &[nb, cb, hb, wb] = expect_rank(OP, b, 4)? else {
-        unreachable!("rank checked")
-    };
+    let [n, ca, h, w] = dims::<4>(OP, a)?;
+    let [nb, cb, hb, wb] = dims::<4>(OP, b)?;
     if (nb, hb, wb) != (n, h, w) {
         return Err(Error::shape(
             OP,

@@ -3,7 +3,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{Access, Dispatch, Kernel, dim, expect_rank, expect_shape, nonzero, workgroups_for};
+use super::{Access, Dispatch, Kernel, dim, dims, expect_shape, nonzero, workgroups_for};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
 
@@ -121,12 +121,8 @@ pub fn conv2d(
     out: &Tensor,
     cfg: &Conv2dConfig,
 ) -> Result<Dispatch> {
-    let &[n, cin, h, w] = expect_rank(OP, x, 4)? else {
-        unreachable!("rank checked")
-    };
-    let &[cout, wcin, kh, kw] = expect_rank(OP, weight, 4)? else {
-        unreachable!("rank checked")
-    };
+    let [n, cin, h, w] = dims::<4>(OP, x)?;
+    let [cout, wcin, kh, kw] = dims::<4>(OP, weight)?;
     for (what, v) in [
         ("batch", n),
         ("input channels", cin),

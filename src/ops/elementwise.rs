@@ -151,6 +151,12 @@ pub fn binary(
             params(3, len, s[2..].iter().product())?
         }
         Binary::Threshold => {
+            if s.is_empty() {
+                return Err(Error::shape(
+                    OP,
+                    format!("`{}` has no batch dimension", a.label()),
+                ));
+            }
             expect_shape(OP, b, &s[..1])?;
             params(6, len, s[1..].iter().product())?
         }

@@ -3,7 +3,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{Access, Dispatch, Kernel, dim, expect_rank, expect_shape, nonzero, workgroups_for};
+use super::{Access, Dispatch, Kernel, dim, dims, expect_shape, nonzero, workgroups_for};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
 
@@ -91,9 +91,7 @@ fn view(t: &Tensor, layout: TokenLayout) -> Result<((usize, usize, usize), [usiz
             Ok(((b, m, k), [m * k, k, 1]))
         }
         TokenLayout::Channels => {
-            let &[n, c, h, w] = expect_rank(OP, t, 4)? else {
-                unreachable!("rank checked")
-            };
+            let [n, c, h, w] = dims::<4>(OP, t)?;
             let hw = h * w;
             Ok(((n, hw, c), [c * hw, 1, hw]))
         }
@@ -115,9 +113,7 @@ pub fn linear(
 ) -> Result<Dispatch> {
     let ((b, m, k), xs) = view(x, cfg.layout)?;
     let ((yb, ym, yn), ys) = view(y, cfg.layout)?;
-    let &[n_out, wk] = expect_rank(OP, weight, 2)? else {
-        unreachable!("rank checked")
-    };
+    let [n_out, wk] = dims::<2>(OP, weight)?;
     for (what, v) in [
         ("batch", b),
         ("tokens", m),

@@ -289,19 +289,18 @@ pub(crate) fn expect_shape(op: &'static str, t: &Tensor, expected: &[usize]) -> 
     Ok(())
 }
 
-/// Checks that a tensor has rank `rank` and returns its shape.
-pub(crate) fn expect_rank<'a>(op: &'static str, t: &'a Tensor, rank: usize) -> Result<&'a [usize]> {
-    if t.shape().len() != rank {
-        return Err(Error::shape(
+/// Returns a tensor's shape as `R` dimensions, or an error naming the tensor if it has another rank.
+pub(crate) fn dims<const R: usize>(op: &'static str, t: &Tensor) -> Result<[usize; R]> {
+    t.shape().try_into().map_err(|_| {
+        Error::shape(
             op,
             format!(
-                "tensor `{}` has shape {:?}, expected {rank} dimensions",
+                "tensor `{}` has shape {:?}, expected {R} dimensions",
                 t.label(),
                 t.shape()
             ),
-        ));
-    }
-    Ok(t.shape())
+        )
+    })
 }
 
 /// Converts a dimension to the u32 a uniform carries, refusing what does not fit.

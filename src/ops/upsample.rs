@@ -2,7 +2,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{Access, Dispatch, Kernel, dim, expect_rank, expect_shape, nonzero, workgroups_for};
+use super::{Access, Dispatch, Kernel, dim, dims, expect_shape, nonzero, workgroups_for};
 use crate::error::Result;
 use crate::gpu::{Gpu, Tensor};
 
@@ -29,9 +29,7 @@ pub struct Params {
 
 /// Prepares `out[n, c, y, x] = x[n, c, y / 2, x / 2]`: x `[N, C, H, W]`, out `[N, C, 2H, 2W]`.
 pub fn upsample_nearest2x(gpu: &Gpu, label: &str, x: &Tensor, out: &Tensor) -> Result<Dispatch> {
-    let &[n, c, h, w] = expect_rank(OP, x, 4)? else {
-        unreachable!("rank checked")
-    };
+    let [n, c, h, w] = dims::<4>(OP, x)?;
     for (what, v) in [("batch", n), ("channels", c), ("height", h), ("width", w)] {
         nonzero(OP, what, v)?;
     }
