@@ -303,3 +303,25 @@ fn one_line(s: &str) -> String {
     let joined: Vec<&str> = s.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
     joined.join(" | ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_names() {
+        assert_eq!(parse_backend("Vulkan").unwrap(), wgpu::Backend::Vulkan);
+        assert_eq!(parse_backend(" gl ").unwrap(), wgpu::Backend::Gl);
+        assert_eq!(parse_backend("d3d12").unwrap(), wgpu::Backend::Dx12);
+        assert_eq!(parse_backend("metal").unwrap(), wgpu::Backend::Metal);
+        assert!(matches!(parse_backend("cuda"), Err(Error::UnknownBackend(s)) if s == "cuda"));
+    }
+
+    #[test]
+    fn wgpu_messages_become_one_line() {
+        assert_eq!(
+            one_line("Validation Error\n\nCaused by:\n  bad\n"),
+            "Validation Error | Caused by: | bad"
+        );
+    }
+}
