@@ -79,6 +79,37 @@ pub enum Error {
         limit: u64,
     },
 
+    /// Reading or writing a file failed.
+    #[error("{path}: {message}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The system's message.
+        message: String,
+    },
+
+    /// A weight is missing, misshaped, of an unsupported dtype, or not needed by the model.
+    #[error("weight `{tensor}`: {message}")]
+    Weights {
+        /// The tensor's name.
+        tensor: String,
+        /// What is wrong.
+        message: String,
+    },
+
+    /// A graph node whose inputs do not fit together (shape inference failed).
+    #[error("graph node `{node}`: {message}")]
+    Graph {
+        /// The node's name.
+        node: String,
+        /// What does not fit.
+        message: String,
+    },
+
+    /// A model configuration this engine cannot run, or that contradicts itself; names the key.
+    #[error("unsupported or invalid model config: {0}")]
+    Config(String),
+
     /// A parameter is outside its valid range (a negative eta, zero groups, ...).
     #[error("{op}: invalid parameter: {message}")]
     InvalidParameter {

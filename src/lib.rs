@@ -23,6 +23,9 @@
 
 pub mod error;
 pub mod gpu;
+pub mod graph;
+pub mod io;
+pub mod model;
 pub mod ops;
 pub mod reference;
 pub mod sampler;

@@ -6,6 +6,10 @@ use super::Gpu;
 use crate::error::{Error, Result};
 
 /// A row-major f32 tensor on the GPU. Usable as a storage binding, a copy source and a copy destination.
+///
+/// Several tensors may share one buffer ([`Tensor::view`]): the memory planner gives tensors whose lifetimes do
+/// not overlap the same buffer. A tensor binds only its own first `bytes()` bytes of the buffer.
+#[derive(Clone)]
 pub struct Tensor {
     buffer: wgpu::Buffer,
     shape: Vec<usize>,
@@ -38,9 +42,60 @@ impl Tensor {
         self.len() == 0
     }
 
-    /// The size in bytes of the data (the buffer may be padded to 4 bytes more when empty).
+    /// The size in bytes of the data (the buffer may be larger: padding for empty tensors, or a shared buffer).
     pub fn bytes(&self) -> u64 {
         (self.len() * 4) as u64
+    }
+
+    /// The binding of this tensor's data: the first `bytes()` bytes of its buffer (at least 4).
+    pub fn binding(&self) -> wgpu::BindingResource<'_> {
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: &self.buffer,
+            offset: 0,
+            size: wgpu::BufferSize::new(self.bytes().max(4)),
+        })
+    }
+
+    /// Another tensor over the start of the same buffer, with its own shape and label. Fails if the buffer is
+    /// too small for `shape`.
+    pub fn view(&self, label: &str, shape: &[usize]) -> Result<Tensor> {
+        let bytes = (shape.iter().product::<usize>() * 4) as u64;
+        if bytes > self.buffer.size() {
+            return Err(Error::shape(
+                "view",
+                format!(
+                    "`{label}` {shape:?} needs {bytes} bytes; the buffer of `{}` holds {}",
+                    self.label,
+                    self.buffer.size()
+                ),
+            ));
+        }
+        Ok(Tensor {
+            buffer: self.buffer.clone(),
+            shape: shape.to_vec(),
+            label: label.to_string(),
+        })
+    }
+
+    /// Overwrites the tensor's data from the CPU (queued; ordered before the next submit).
+    pub fn write(&self, gpu: &Gpu, data: &[f32]) -> Result<()> {
+        if data.len() != self.len() {
+            return Err(Error::shape(
+                "write",
+                format!(
+                    "tensor `{}` {:?} holds {} elements but {} were given",
+                    self.label,
+                    self.shape,
+                    self.len(),
+                    data.len()
+                ),
+            ));
+        }
+        if !data.is_empty() {
+            gpu.queue()
+                .write_buffer(&self.buffer, 0, bytemuck::cast_slice(data));
+        }
+        Ok(())
     }
 }
 

@@ -213,7 +213,7 @@ impl Dispatch {
                 for (i, t) in tensors.iter().enumerate() {
                     entries.push(wgpu::BindGroupEntry {
                         binding: i as u32 + 1,
-                        resource: t.buffer().as_entire_binding(),
+                        resource: t.binding(),
                     });
                 }
                 let bind_group = gpu.device().create_bind_group(&wgpu::BindGroupDescriptor {

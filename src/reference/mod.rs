@@ -5,4 +5,5 @@
 //! Inputs are f32 (what the GPU sees); outputs are f64, so a test measures the GPU's error alone.
 
 pub mod ddim;
+pub mod graph;
 pub mod nn;

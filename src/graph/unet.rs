@@ -1,0 +1,298 @@
+//! Builds the IR of a diffusers `UNet2DModel` from its config. The only module that knows the architecture;
+//! node and parameter names are diffusers' state-dict keys, so a failing block is named as PyTorch names it.
+
+use super::ir::{Graph, Op, TensorId, downsample_padding};
+use crate::error::Result;
+use crate::model::config::{DownBlock, UNetConfig, UpBlock};
+use crate::ops::conv2d::{Conv2dConfig, Padding};
+use crate::ops::linear::TokenLayout;
+
+struct Builder<'a> {
+    g: Graph,
+    cfg: &'a UNetConfig,
+    temb: TensorId,
+}
+
+impl Builder<'_> {
+    fn conv(
+        &mut self,
+        name: &str,
+        x: TensorId,
+        cout: usize,
+        k: usize,
+        stride: usize,
+        padding: Padding,
+        residual: Option<TensorId>,
+        out_scale: f32,
+    ) -> Result<TensorId> {
+        let cin = self.g.shape(x)[0];
+        let w = self.g.param(&format!("{name}.weight"), &[cout, cin, k, k]);
+        let b = self.g.param(&format!("{name}.bias"), &[cout]);
+        let mut inputs = vec![x, w, b];
+        inputs.extend(residual);
+        let cfg = Conv2dConfig {
+            stride,
+            padding,
+            out_scale,
+        };
+        self.g.node(name, Op::Conv2d(cfg), &inputs)
+    }
+
+    fn conv3x3(&mut self, name: &str, x: TensorId, cout: usize) -> Result<TensorId> {
+        self.conv(name, x, cout, 3, 1, Padding::uniform(1), None, 1.0)
+    }
+
+    fn linear(
+        &mut self,
+        name: &str,
+        x: TensorId,
+        n_out: usize,
+        layout: TokenLayout,
+        silu_input: bool,
+        residual: Option<TensorId>,
+        out_scale: f32,
+    ) -> Result<TensorId> {
+        let k = self.g.shape(x)[0];
+        let w = self.g.param(&format!("{name}.weight"), &[n_out, k]);
+        let b = self.g.param(&format!("{name}.bias"), &[n_out]);
+        let mut inputs = vec![x, w, b];
+        inputs.extend(residual);
+        let op = Op::Linear {
+            layout,
+            silu_input,
+            out_scale,
+        };
+        self.g.node(name, op, &inputs)
+    }
+
+    fn norm(&mut self, name: &str, x: TensorId, groups: usize, silu: bool) -> Result<TensorId> {
+        let c = self.g.shape(x)[0];
+        let gamma = self.g.param(&format!("{name}.weight"), &[c]);
+        let beta = self.g.param(&format!("{name}.bias"), &[c]);
+        let op = Op::GroupNorm {
+            groups,
+            eps: self.cfg.norm_eps as f32,
+            silu,
+        };
+        self.g.node(name, op, &[x, gamma, beta])
+    }
+
+    /// diffusers' `ResnetBlock2D` (time_embedding_norm "default").
+    fn resnet(
+        &mut self,
+        name: &str,
+        x: TensorId,
+        cout: usize,
+        output_scale: f64,
+    ) -> Result<TensorId> {
+        let groups = self.cfg.norm_num_groups;
+        let cin = self.g.shape(x)[0];
+        let h = self.norm(&format!("{name}.norm1"), x, groups, true)?;
+        let h = self.conv3x3(&format!("{name}.conv1"), h, cout)?;
+        let temb = self.temb;
+        let t = self.linear(
+            &format!("{name}.time_emb_proj"),
+            temb,
+            cout,
+            TokenLayout::RowMajor,
+            true,
+            None,
+            1.0,
+        )?;
+        let h = self
+            .g
+            .node(&format!("{name}.temb_add"), Op::AddChannel, &[h, t])?;
+        let h = self.norm(&format!("{name}.norm2"), h, groups, true)?;
+        let shortcut = if cin != cout {
+            self.conv(
+                &format!("{name}.conv_shortcut"),
+                x,
+                cout,
+                1,
+                1,
+                Padding::default(),
+                None,
+                1.0,
+            )?
+        } else {
+            x
+        };
+        // out = (shortcut + conv2(h)) / output_scale_factor, fused into conv2's epilogue.
+        let scale = (1.0 / output_scale) as f32;
+        self.conv(
+            &format!("{name}.conv2"),
+            h,
+            cout,
+            3,
+            1,
+            Padding::uniform(1),
+            Some(shortcut),
+            scale,
+        )
+    }
+
+    /// diffusers' `Attention` as built for UNet2DModel blocks: GroupNorm, q/k/v projections over the H*W
+    /// tokens, softmax(q k^T / sqrt(d)) v per head, output projection, residual, / rescale_output_factor.
+    fn attention(
+        &mut self,
+        name: &str,
+        x: TensorId,
+        groups: usize,
+        output_scale: f64,
+    ) -> Result<TensorId> {
+        let c = self.g.shape(x)[0];
+        let head_dim = self.cfg.attention_head_dim.unwrap_or(c);
+        let h = self.norm(&format!("{name}.group_norm"), x, groups, false)?;
+        let tokens = TokenLayout::Channels;
+        let q = self.linear(&format!("{name}.to_q"), h, c, tokens, false, None, 1.0)?;
+        let k = self.linear(&format!("{name}.to_k"), h, c, tokens, false, None, 1.0)?;
+        let v = self.linear(&format!("{name}.to_v"), h, c, tokens, false, None, 1.0)?;
+        let a = self.g.node(
+            &format!("{name}.attention"),
+            Op::Attention { head_dim },
+            &[q, k, v],
+        )?;
+        let scale = (1.0 / output_scale) as f32;
+        self.linear(
+            &format!("{name}.to_out.0"),
+            a,
+            c,
+            tokens,
+            false,
+            Some(x),
+            scale,
+        )
+    }
+}
+
+/// The IR of `UNet2DModel(config)`: inputs `sample [in_channels, S, S]` and `timesteps []` (per image), output
+/// `[out_channels, S, S]`. Checkpoints: the time embedding, conv_in, every block, and the output.
+pub fn build(cfg: &UNetConfig) -> Result<Graph> {
+    cfg.validate()?;
+    let mut g = Graph::default();
+    let s = cfg.sample_size;
+    let sample = g.input(&[cfg.in_channels, s, s]);
+    let timesteps = g.input(&[]);
+    let ch0 = cfg.block_out_channels[0];
+
+    // Time embedding: sinusoidal, linear_1, SiLU, linear_2 (the SiLU is fused into linear_2's input).
+    let t = g.node(
+        "time_proj",
+        Op::TimestepEmbedding {
+            dim: ch0,
+            flip_sin_to_cos: cfg.flip_sin_to_cos,
+            freq_shift: cfg.freq_shift,
+        },
+        &[timesteps],
+    )?;
+    let mut b = Builder { g, cfg, temb: t };
+    let row = TokenLayout::RowMajor;
+    let t1 = b.linear(
+        "time_embedding.linear_1",
+        t,
+        cfg.time_embed_dim,
+        row,
+        false,
+        None,
+        1.0,
+    )?;
+    let temb = b.linear(
+        "time_embedding.linear_2",
+        t1,
+        cfg.time_embed_dim,
+        row,
+        true,
+        None,
+        1.0,
+    )?;
+    b.temb = temb;
+    b.g.checkpoint("time_embedding", temb);
+
+    let mut h = b.conv3x3("conv_in", sample, ch0)?;
+    b.g.checkpoint("conv_in", h);
+    let mut skips = vec![h];
+
+    let levels = cfg.block_out_channels.len();
+    for (i, (&cout, kind)) in cfg
+        .block_out_channels
+        .iter()
+        .zip(&cfg.down_block_types)
+        .enumerate()
+    {
+        let name = format!("down_blocks.{i}");
+        for j in 0..cfg.layers_per_block {
+            h = b.resnet(&format!("{name}.resnets.{j}"), h, cout, 1.0)?;
+            if *kind == DownBlock::AttnDownBlock2D {
+                h = b.attention(
+                    &format!("{name}.attentions.{j}"),
+                    h,
+                    cfg.norm_num_groups,
+                    1.0,
+                )?;
+            }
+            skips.push(h);
+        }
+        if i + 1 < levels {
+            let pad = downsample_padding(cfg.downsample_padding);
+            h = b.conv(
+                &format!("{name}.downsamplers.0.conv"),
+                h,
+                cout,
+                3,
+                2,
+                pad,
+                None,
+                1.0,
+            )?;
+            skips.push(h);
+        }
+        b.g.checkpoint(&name, h);
+    }
+
+    let mid_c = cfg.block_out_channels[levels - 1];
+    let mid_scale = cfg.mid_block_scale_factor;
+    h = b.resnet("mid_block.resnets.0", h, mid_c, mid_scale)?;
+    if cfg.mid_block_attention {
+        let groups = cfg.attn_norm_num_groups.unwrap_or(cfg.norm_num_groups);
+        h = b.attention("mid_block.attentions.0", h, groups, mid_scale)?;
+    }
+    h = b.resnet("mid_block.resnets.1", h, mid_c, mid_scale)?;
+    b.g.checkpoint("mid_block", h);
+
+    for (i, kind) in cfg.up_block_types.iter().enumerate() {
+        let name = format!("up_blocks.{i}");
+        let cout = cfg.block_out_channels[levels - 1 - i];
+        for j in 0..=cfg.layers_per_block {
+            let skip = skips.pop().expect("one skip per down-path output");
+            h = b.g.node(
+                &format!("{name}.resnets.{j}.concat"),
+                Op::Concat,
+                &[h, skip],
+            )?;
+            h = b.resnet(&format!("{name}.resnets.{j}"), h, cout, 1.0)?;
+            if *kind == UpBlock::AttnUpBlock2D {
+                h = b.attention(
+                    &format!("{name}.attentions.{j}"),
+                    h,
+                    cfg.norm_num_groups,
+                    1.0,
+                )?;
+            }
+        }
+        if i + 1 < levels {
+            h = b.g.node(
+                &format!("{name}.upsamplers.0.upsample"),
+                Op::Upsample2x,
+                &[h],
+            )?;
+            h = b.conv3x3(&format!("{name}.upsamplers.0.conv"), h, cout)?;
+        }
+        b.g.checkpoint(&name, h);
+    }
+
+    h = b.norm("conv_norm_out", h, cfg.norm_num_groups, true)?;
+    let out = b.conv3x3("conv_out", h, cfg.out_channels)?;
+    b.g.checkpoint("conv_out", out);
+    b.g.output = Some(out);
+    Ok(b.g)
+}

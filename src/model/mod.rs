@@ -1,0 +1,5 @@
+//! Models: the configuration, our weights file, and the converters from diffusers and the original DDPM/DDIM
+//! checkpoints.
+
+pub mod config;
+pub mod weights;

@@ -1,0 +1,289 @@
+//! Our weights file: one safetensors file holding the UNet's tensors (f32, or f16 to halve the size) and, in
+//! its metadata, the format name and version and the model config as JSON. Loading checks the header, the
+//! format, the config, and every tensor's presence, dtype and shape against the graph the config builds, and
+//! names the first problem.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use half::{bf16, f16};
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+
+use super::config::UNetConfig;
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, Tensor};
+use crate::sampler::rng::{NoiseKey, Stream, normals};
+
+/// The `format` metadata value of our files.
+pub const FORMAT: &str = "ddim-wgpu";
+/// The `format_version` this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// How tensors are stored in the file (they are always f32 once loaded).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum StorageDtype {
+    /// 4 bytes per value.
+    #[default]
+    F32,
+    /// 2 bytes per value: IEEE half, widened to f32 at load.
+    F16,
+}
+
+/// A tensor on the host: shape and f32 data.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostTensor {
+    /// Outermost first.
+    pub shape: Vec<usize>,
+    /// Row-major values.
+    pub data: Vec<f32>,
+}
+
+/// A model: its config and every parameter by diffusers name.
+#[derive(Clone, Debug)]
+pub struct Weights {
+    /// The architecture.
+    pub config: UNetConfig,
+    /// The parameters.
+    pub tensors: BTreeMap<String, HostTensor>,
+}
+
+/// Decodes little-endian `bytes` of `dtype` into f32; `what` names the tensor in errors.
+pub fn decode(what: &str, dtype: Dtype, bytes: &[u8]) -> Result<Vec<f32>> {
+    let bad = |m: String| Error::Weights {
+        tensor: what.to_string(),
+        message: m,
+    };
+    let width = match dtype {
+        Dtype::F32 => 4,
+        Dtype::F16 | Dtype::BF16 => 2,
+        Dtype::F64 => 8,
+        other => {
+            return Err(bad(format!(
+                "dtype {other:?} is not a floating-point type this engine reads"
+            )));
+        }
+    };
+    if bytes.len() % width != 0 {
+        return Err(bad(format!(
+            "{} bytes is not a whole number of {dtype:?} values",
+            bytes.len()
+        )));
+    }
+    let chunks = bytes.chunks_exact(width);
+    Ok(match dtype {
+        Dtype::F32 => chunks
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect(),
+        Dtype::F16 => chunks
+            .map(|c| f16::from_le_bytes(c.try_into().unwrap()).to_f32())
+            .collect(),
+        Dtype::BF16 => chunks
+            .map(|c| bf16::from_le_bytes(c.try_into().unwrap()).to_f32())
+            .collect(),
+        _ => chunks
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
+            .collect(),
+    })
+}
+
+impl Weights {
+    /// Checks the tensors against the graph the config builds: every parameter present with its shape, no
+    /// tensor the model does not use, every value finite. The error names the first offending tensor.
+    pub fn validate(&self) -> Result<()> {
+        let graph = crate::graph::unet::build(&self.config)?;
+        let params = graph.params();
+        for (name, shape) in &params {
+            let t = self.tensors.get(*name).ok_or_else(|| Error::Weights {
+                tensor: name.to_string(),
+                message: "missing from the weights".into(),
+            })?;
+            if t.shape != *shape {
+                return Err(Error::Weights {
+                    tensor: name.to_string(),
+                    message: format!("has shape {:?}, the config needs {shape:?}", t.shape),
+                });
+            }
+            if let Some(i) = t.data.iter().position(|v| !v.is_finite()) {
+                return Err(Error::Weights {
+                    tensor: name.to_string(),
+                    message: format!("value {i} is {}", t.data[i]),
+                });
+            }
+        }
+        if params.len() != self.tensors.len() {
+            let needed: std::collections::HashSet<&str> = params.iter().map(|(n, _)| *n).collect();
+            if let Some(extra) = self.tensors.keys().find(|k| !needed.contains(k.as_str())) {
+                return Err(Error::Weights {
+                    tensor: extra.clone(),
+                    message: "is not a parameter of the configured model".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Serialises to our format.
+    pub fn to_bytes(&self, dtype: StorageDtype) -> Result<Vec<u8>> {
+        let encoded: Vec<(String, Vec<usize>, Vec<u8>)> = self
+            .tensors
+            .iter()
+            .map(|(name, t)| {
+                let bytes = match dtype {
+                    StorageDtype::F32 => bytemuck::cast_slice(&t.data).to_vec(),
+                    StorageDtype::F16 => t
+                        .data
+                        .iter()
+                        .flat_map(|&v| f16::from_f32(v).to_le_bytes())
+                        .collect(),
+                };
+                (name.clone(), t.shape.clone(), bytes)
+            })
+            .collect();
+        let st_dtype = match dtype {
+            StorageDtype::F32 => Dtype::F32,
+            StorageDtype::F16 => Dtype::F16,
+        };
+        let views = encoded
+            .iter()
+            .map(|(name, shape, bytes)| {
+                TensorView::new(st_dtype, shape.clone(), bytes)
+                    .map(|v| (name.as_str(), v))
+                    .map_err(|e| Error::Weights {
+                        tensor: name.clone(),
+                        message: e.to_string(),
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let config = serde_json::to_string(&self.config).expect("a config always serialises");
+        let metadata = HashMap::from([
+            ("format".to_string(), FORMAT.to_string()),
+            ("format_version".to_string(), FORMAT_VERSION.to_string()),
+            ("config".to_string(), config),
+        ]);
+        safetensors::serialize(views, Some(metadata)).map_err(|e| Error::Weights {
+            tensor: "(file)".into(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Writes our format to `path` through a temporary file, so a failure leaves no partial file.
+    pub fn save(&self, path: &Path, dtype: StorageDtype) -> Result<()> {
+        let bytes = self.to_bytes(dtype)?;
+        crate::io::write_atomic(path, &bytes)
+    }
+
+    /// Parses and validates our format.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let file_error = |m: String| Error::Weights {
+            tensor: "(file)".into(),
+            message: m,
+        };
+        let (_, header) = SafeTensors::read_metadata(bytes)
+            .map_err(|e| file_error(format!("not a valid safetensors file: {e}")))?;
+        let meta = header.metadata().clone().unwrap_or_default();
+        match meta.get("format").map(String::as_str) {
+            Some(FORMAT) => {}
+            Some(other) => {
+                return Err(file_error(format!(
+                    "format is `{other}`, expected `{FORMAT}`"
+                )));
+            }
+            None => {
+                return Err(file_error(
+                    "has no ddim-wgpu metadata: convert the model first with `ddim convert`".into(),
+                ));
+            }
+        }
+        let version = meta.get("format_version").map(String::as_str).unwrap_or("");
+        if version != FORMAT_VERSION.to_string() {
+            return Err(file_error(format!(
+                "format version `{version}` is not {FORMAT_VERSION}, the one this build reads"
+            )));
+        }
+        let config_json = meta
+            .get("config")
+            .ok_or_else(|| file_error("metadata has no `config`".into()))?;
+        let config: UNetConfig = serde_json::from_str(config_json)
+            .map_err(|e| Error::Config(format!("config in the weights file: {e}")))?;
+        config.validate()?;
+        let st = SafeTensors::deserialize(bytes)
+            .map_err(|e| file_error(format!("not a valid safetensors file: {e}")))?;
+        let mut tensors = BTreeMap::new();
+        for (name, view) in st.iter() {
+            if !matches!(view.dtype(), Dtype::F32 | Dtype::F16) {
+                return Err(Error::Weights {
+                    tensor: name.to_string(),
+                    message: format!("dtype {:?}; our files hold F32 or F16", view.dtype()),
+                });
+            }
+            let data = decode(name, view.dtype(), view.data())?;
+            tensors.insert(
+                name.to_string(),
+                HostTensor {
+                    shape: view.shape().to_vec(),
+                    data,
+                },
+            );
+        }
+        let w = Weights { config, tensors };
+        w.validate()?;
+        Ok(w)
+    }
+
+    /// Reads and validates our format from `path`.
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = crate::io::read(path)?;
+        Self::from_bytes(&bytes)
+    }
+
+    /// Uploads every tensor to the GPU, by name.
+    pub fn upload(&self, gpu: &Gpu) -> Result<HashMap<String, Tensor>> {
+        self.tensors
+            .iter()
+            .map(|(name, t)| Ok((name.clone(), gpu.upload(name, &t.shape, &t.data)?)))
+            .collect()
+    }
+
+    /// Weights for `config` drawn from the project's Philox generator: weights ~ N(0, 1/fan_in), biases
+    /// ~ N(0, 0.01), norm scales ~ 1 + N(0, 0.01). Activations stay of order 1 through any depth, which is what
+    /// tests and benchmarks of the whole network need. Deterministic in `seed`.
+    pub fn random(config: &UNetConfig, seed: u64) -> Result<Self> {
+        let graph = crate::graph::unet::build(config)?;
+        let mut tensors = BTreeMap::new();
+        for (i, (name, shape)) in graph.params().into_iter().enumerate() {
+            let key = NoiseKey {
+                seed,
+                step: i as u32,
+                stream: Stream::Latent,
+            };
+            let n: usize = shape.iter().product();
+            let z = normals(key, 0, 1, n);
+            let is_norm = name.contains("norm");
+            let data = if name.ends_with(".bias") {
+                z.iter().map(|v| (0.1 * v) as f32).collect()
+            } else if is_norm {
+                z.iter().map(|v| (1.0 + 0.1 * v) as f32).collect()
+            } else {
+                let fan_in: usize = shape[1..].iter().product();
+                let std = 1.0 / (fan_in as f64).sqrt();
+                z.iter().map(|v| (std * v) as f32).collect()
+            };
+            tensors.insert(
+                name.to_string(),
+                HostTensor {
+                    shape: shape.to_vec(),
+                    data,
+                },
+            );
+        }
+        Ok(Weights {
+            config: config.clone(),
+            tensors,
+        })
+    }
+
+    /// The number of parameters.
+    pub fn parameter_count(&self) -> usize {
+        self.tensors.values().map(|t| t.data.len()).sum()
+    }
+}

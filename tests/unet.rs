@@ -1,0 +1,271 @@
+//! The UNet graph, memory plan and executor on the GPU against the same graph evaluated by the CPU reference,
+//! the weights file round trip and its errors, and the full CIFAR-10 architecture at batch 1 and 4.
+
+use std::collections::HashMap;
+
+use ddim_wgpu::gpu::{DeviceOptions, Gpu};
+use ddim_wgpu::graph::{plan::Plan, unet};
+use ddim_wgpu::model::config::{DownBlock, UNetConfig, UpBlock};
+use ddim_wgpu::model::weights::{StorageDtype, Weights};
+use ddim_wgpu::reference;
+use ddim_wgpu::sampler::rng::{NoiseKey, Stream, normals};
+
+fn gpu() -> Option<Gpu> {
+    match Gpu::new(&DeviceOptions::from_env().unwrap()) {
+        Ok(g) => Some(g),
+        Err(e) => {
+            let required = ["CI", "DDIM_REQUIRE_GPU"]
+                .iter()
+                .any(|v| std::env::var(v).is_ok_and(|s| !s.is_empty() && s != "0" && s != "false"));
+            assert!(
+                !required,
+                "no GPU adapter and CI or DDIM_REQUIRE_GPU is set: {e}"
+            );
+            eprintln!("skipping GPU test: {e}");
+            None
+        }
+    }
+}
+
+/// A small UNet with every supported block type, multi-head attention, padding-0 downsampling.
+pub fn tiny_config() -> UNetConfig {
+    UNetConfig {
+        sample_size: 8,
+        in_channels: 3,
+        out_channels: 3,
+        block_out_channels: vec![8, 16],
+        layers_per_block: 1,
+        down_block_types: vec![DownBlock::DownBlock2D, DownBlock::AttnDownBlock2D],
+        up_block_types: vec![UpBlock::AttnUpBlock2D, UpBlock::UpBlock2D],
+        mid_block_attention: true,
+        mid_block_scale_factor: 1.0,
+        norm_num_groups: 4,
+        attn_norm_num_groups: None,
+        norm_eps: 1e-6,
+        attention_head_dim: Some(4),
+        downsample_padding: 0,
+        flip_sin_to_cos: false,
+        freq_shift: 1.0,
+        time_embed_dim: 32,
+    }
+}
+
+fn inputs(cfg: &UNetConfig, batch: usize) -> (Vec<f32>, Vec<f32>) {
+    let per = cfg.in_channels * cfg.sample_size * cfg.sample_size;
+    let key = NoiseKey {
+        seed: 5,
+        step: 0,
+        stream: Stream::Latent,
+    };
+    let x: Vec<f32> = normals(key, 0, batch, per)
+        .iter()
+        .map(|&v| v as f32)
+        .collect();
+    let t: Vec<f32> = (0..batch).map(|i| (137 + 400 * i) as f32).collect();
+    (x, t)
+}
+
+/// Every block of the network, GPU plan against CPU reference, with the tensors of each block kept alive.
+/// A composition of kernels each within 2e-6 of its reference: through about 30 layers the normalised error
+/// compounds to a few 1e-6 (measured below); 1e-4 is the issue's bound for matching PyTorch, kept here too.
+#[test]
+fn plan_matches_the_reference_graph_block_by_block() {
+    let Some(gpu) = gpu() else { return };
+    for (variant, cfg) in [
+        ("padding 0, 4-channel heads, flip false", tiny_config()),
+        (
+            "padding 1, one head, flip true, mid scale 2",
+            UNetConfig {
+                downsample_padding: 1,
+                attention_head_dim: None,
+                flip_sin_to_cos: true,
+                freq_shift: 0.0,
+                mid_block_scale_factor: 2.0,
+                attn_norm_num_groups: Some(2),
+                ..tiny_config()
+            },
+        ),
+    ] {
+        let graph = unet::build(&cfg).unwrap();
+        let weights = Weights::random(&cfg, 11).unwrap();
+        let batch = 2;
+        let keep: Vec<_> = graph.checkpoints.iter().map(|(_, t)| *t).collect();
+        let plan = Plan::new(&gpu, &graph, &weights.upload(&gpu).unwrap(), batch, &keep).unwrap();
+        let (x, t) = inputs(&cfg, batch);
+        let out = plan.run(&gpu, &[&x, &t]).unwrap();
+
+        let host: HashMap<String, Vec<f32>> = weights
+            .tensors
+            .iter()
+            .map(|(k, v)| (k.clone(), v.data.clone()))
+            .collect();
+        let want = reference::graph::run(&graph, &host, batch, &[&x, &t]);
+        for (name, id) in &graph.checkpoints {
+            let got = gpu.download(plan.activation(*id).unwrap()).unwrap();
+            let r = &want[id];
+            let max_ref = r.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            let err = got
+                .iter()
+                .zip(r)
+                .fold(0.0f64, |m, (&g, &w)| m.max((g as f64 - w).abs()));
+            let e = err / max_ref.max(1.0);
+            assert!(
+                e <= 1e-4,
+                "{variant}: block {name}: normalised error {e:.2e}"
+            );
+            if std::env::var_os("DDIM_TEST_VERBOSE").is_some() {
+                eprintln!("{variant}: {name}: {e:.2e}");
+            }
+        }
+        assert_eq!(out, gpu.download(plan.output()).unwrap());
+        let s = plan.stats();
+        assert!(
+            s.lower_bound <= s.planned && s.planned < s.no_reuse,
+            "{s:?}"
+        );
+    }
+}
+
+#[test]
+fn the_result_does_not_depend_on_the_batch() {
+    let Some(gpu) = gpu() else { return };
+    let cfg = tiny_config();
+    let graph = unet::build(&cfg).unwrap();
+    let weights = Weights::random(&cfg, 3).unwrap().upload(&gpu).unwrap();
+    let (x, t) = inputs(&cfg, 3);
+    let three = Plan::new(&gpu, &graph, &weights, 3, &[])
+        .unwrap()
+        .run(&gpu, &[&x, &t])
+        .unwrap();
+    let per = x.len() / 3;
+    let one = Plan::new(&gpu, &graph, &weights, 1, &[]).unwrap();
+    for i in 0..3 {
+        let single = one
+            .run(&gpu, &[&x[i * per..(i + 1) * per], &t[i..i + 1]])
+            .unwrap();
+        assert_eq!(single, three[i * per..(i + 1) * per], "image {i}");
+    }
+}
+
+#[test]
+fn weights_file_round_trip_and_errors() {
+    let cfg = tiny_config();
+    let w = Weights::random(&cfg, 1).unwrap();
+    let f32_bytes = w.to_bytes(StorageDtype::F32).unwrap();
+    let back = Weights::from_bytes(&f32_bytes).unwrap();
+    assert_eq!(back.config, cfg);
+    assert_eq!(back.tensors, w.tensors);
+
+    let f16_bytes = w.to_bytes(StorageDtype::F16).unwrap();
+    assert!(f16_bytes.len() < f32_bytes.len() * 6 / 10);
+    let half = Weights::from_bytes(&f16_bytes).unwrap();
+    for (name, t) in &w.tensors {
+        for (a, b) in t.data.iter().zip(&half.tensors[name].data) {
+            // f16 keeps 11 significant bits: relative error 2^-11 = 4.9e-4 (values here are far from subnormal).
+            assert!(
+                (a - b).abs() <= 4.9e-4 * a.abs() + 6e-8,
+                "{name}: {a} vs {b}"
+            );
+        }
+    }
+
+    let err = |bytes: &[u8]| Weights::from_bytes(bytes).unwrap_err().to_string();
+    // Truncated: the header promises more data than there is.
+    let e = err(&f32_bytes[..f32_bytes.len() - 100]);
+    assert!(e.contains("not a valid safetensors file"), "{e}");
+    // Garbage.
+    let e = err(b"definitely not a model");
+    assert!(e.contains("not a valid safetensors file"), "{e}");
+    // A tensor with the wrong shape.
+    let mut bad = w.clone();
+    bad.tensors.get_mut("conv_in.weight").unwrap().shape = vec![8, 3, 9];
+    let e = err(&bad.to_bytes(StorageDtype::F32).unwrap());
+    assert!(e.contains("conv_in.weight") && e.contains("shape"), "{e}");
+    // A missing tensor.
+    let mut bad = w.clone();
+    bad.tensors.remove("mid_block.attentions.0.to_k.bias");
+    let e = err(&bad.to_bytes(StorageDtype::F32).unwrap());
+    assert!(
+        e.contains("mid_block.attentions.0.to_k.bias") && e.contains("missing"),
+        "{e}"
+    );
+    // An extra tensor.
+    let mut bad = w.clone();
+    bad.tensors.insert(
+        "class_embedding.weight".into(),
+        bad.tensors["conv_in.bias"].clone(),
+    );
+    let e = err(&bad.to_bytes(StorageDtype::F32).unwrap());
+    assert!(e.contains("class_embedding.weight"), "{e}");
+    // A NaN.
+    let mut bad = w.clone();
+    bad.tensors.get_mut("conv_out.bias").unwrap().data[1] = f32::NAN;
+    let e = err(&bad.to_bytes(StorageDtype::F32).unwrap());
+    assert!(e.contains("conv_out.bias") && e.contains("NaN"), "{e}");
+    // A config that contradicts the tensors.
+    let mut bad = w.clone();
+    bad.config.block_out_channels = vec![8, 24];
+    let e = err(&bad.to_bytes(StorageDtype::F32).unwrap());
+    assert!(e.starts_with("weight `"), "{e}");
+}
+
+/// The CIFAR-10 architecture of DESIGN.md section 5 with random weights: 35,746,307 parameters, planned and
+/// run at batch 1 and 4, output finite.
+#[test]
+fn full_cifar10_architecture_runs() {
+    let Some(gpu) = gpu() else { return };
+    let cfg = UNetConfig {
+        sample_size: 32,
+        in_channels: 3,
+        out_channels: 3,
+        block_out_channels: vec![128, 256, 256, 256],
+        layers_per_block: 2,
+        down_block_types: vec![
+            DownBlock::DownBlock2D,
+            DownBlock::AttnDownBlock2D,
+            DownBlock::DownBlock2D,
+            DownBlock::DownBlock2D,
+        ],
+        up_block_types: vec![
+            UpBlock::UpBlock2D,
+            UpBlock::UpBlock2D,
+            UpBlock::AttnUpBlock2D,
+            UpBlock::UpBlock2D,
+        ],
+        mid_block_attention: true,
+        mid_block_scale_factor: 1.0,
+        norm_num_groups: 32,
+        attn_norm_num_groups: None,
+        norm_eps: 1e-6,
+        attention_head_dim: None,
+        downsample_padding: 0,
+        flip_sin_to_cos: false,
+        freq_shift: 1.0,
+        time_embed_dim: 512,
+    };
+    let weights = Weights::random(&cfg, 7).unwrap();
+    assert_eq!(weights.parameter_count(), 35_746_307);
+    assert_eq!(weights.tensors.len(), 328);
+    let graph = unet::build(&cfg).unwrap();
+    let uploaded = weights.upload(&gpu).unwrap();
+    for batch in [1, 4] {
+        let plan = Plan::new(&gpu, &graph, &uploaded, batch, &[]).unwrap();
+        let (x, t) = inputs(&cfg, batch);
+        let start = std::time::Instant::now();
+        let out = plan.run(&gpu, &[&x, &t]).unwrap();
+        let s = plan.stats();
+        eprintln!(
+            "CIFAR-10 UNet batch {batch}: {} dispatches, {:.2?}; activations planned {:.1} MiB in {} buffers, \
+             no reuse {:.1} MiB, lower bound {:.1} MiB",
+            plan.dispatches().len(),
+            start.elapsed(),
+            s.planned as f64 / 1048576.0,
+            s.buffers,
+            s.no_reuse as f64 / 1048576.0,
+            s.lower_bound as f64 / 1048576.0
+        );
+        assert_eq!(out.len(), batch * 3 * 32 * 32);
+        assert!(out.iter().all(|v| v.is_finite()));
+        assert!(out.iter().any(|v| v.abs() > 1e-3), "output is all zeros");
+    }
+}
