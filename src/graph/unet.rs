@@ -5,7 +5,30 @@ use super::ir::{Graph, Op, TensorId, downsample_padding};
 use crate::error::Result;
 use crate::model::config::{DownBlock, UNetConfig, UpBlock};
 use crate::ops::conv2d::{Conv2dConfig, Padding};
-use crate::ops::linear::TokenLayout;
+use crate::ops::linear::{LinearConfig, TokenLayout};
+
+/// Row-major vectors (the time-embedding path), with and without SiLU on the input; NCHW maps as tokens.
+const ROW: LinearConfig = LinearConfig {
+    layout: TokenLayout::RowMajor,
+    silu_input: false,
+    out_scale: 1.0,
+};
+const ROW_SILU: LinearConfig = LinearConfig {
+    silu_input: true,
+    ..ROW
+};
+const TOKENS: LinearConfig = LinearConfig {
+    layout: TokenLayout::Channels,
+    ..ROW
+};
+
+fn padded(stride: usize, padding: Padding) -> Conv2dConfig {
+    Conv2dConfig {
+        stride,
+        padding,
+        out_scale: 1.0,
+    }
+}
 
 struct Builder<'a> {
     g: Graph,
@@ -14,43 +37,35 @@ struct Builder<'a> {
 }
 
 impl Builder<'_> {
+    /// A k x k convolution named `name` (parameters `name.weight`, `name.bias`) with an optional residual.
     fn conv(
         &mut self,
         name: &str,
         x: TensorId,
-        cout: usize,
-        k: usize,
-        stride: usize,
-        padding: Padding,
+        (cout, k): (usize, usize),
+        cfg: Conv2dConfig,
         residual: Option<TensorId>,
-        out_scale: f32,
     ) -> Result<TensorId> {
         let cin = self.g.shape(x)[0];
         let w = self.g.param(&format!("{name}.weight"), &[cout, cin, k, k]);
         let b = self.g.param(&format!("{name}.bias"), &[cout]);
         let mut inputs = vec![x, w, b];
         inputs.extend(residual);
-        let cfg = Conv2dConfig {
-            stride,
-            padding,
-            out_scale,
-        };
         self.g.node(name, Op::Conv2d(cfg), &inputs)
     }
 
     fn conv3x3(&mut self, name: &str, x: TensorId, cout: usize) -> Result<TensorId> {
-        self.conv(name, x, cout, 3, 1, Padding::uniform(1), None, 1.0)
+        self.conv(name, x, (cout, 3), padded(1, Padding::uniform(1)), None)
     }
 
+    /// A linear layer named `name` with an optional residual.
     fn linear(
         &mut self,
         name: &str,
         x: TensorId,
         n_out: usize,
-        layout: TokenLayout,
-        silu_input: bool,
+        cfg: LinearConfig,
         residual: Option<TensorId>,
-        out_scale: f32,
     ) -> Result<TensorId> {
         let k = self.g.shape(x)[0];
         let w = self.g.param(&format!("{name}.weight"), &[n_out, k]);
@@ -58,9 +73,9 @@ impl Builder<'_> {
         let mut inputs = vec![x, w, b];
         inputs.extend(residual);
         let op = Op::Linear {
-            layout,
-            silu_input,
-            out_scale,
+            layout: cfg.layout,
+            silu_input: cfg.silu_input,
+            out_scale: cfg.out_scale,
         };
         self.g.node(name, op, &inputs)
     }
@@ -90,45 +105,23 @@ impl Builder<'_> {
         let h = self.norm(&format!("{name}.norm1"), x, groups, true)?;
         let h = self.conv3x3(&format!("{name}.conv1"), h, cout)?;
         let temb = self.temb;
-        let t = self.linear(
-            &format!("{name}.time_emb_proj"),
-            temb,
-            cout,
-            TokenLayout::RowMajor,
-            true,
-            None,
-            1.0,
-        )?;
+        let t = self.linear(&format!("{name}.time_emb_proj"), temb, cout, ROW_SILU, None)?;
         let h = self
             .g
             .node(&format!("{name}.temb_add"), Op::AddChannel, &[h, t])?;
         let h = self.norm(&format!("{name}.norm2"), h, groups, true)?;
         let shortcut = if cin != cout {
-            self.conv(
-                &format!("{name}.conv_shortcut"),
-                x,
-                cout,
-                1,
-                1,
-                Padding::default(),
-                None,
-                1.0,
-            )?
+            let cfg = padded(1, Padding::default());
+            self.conv(&format!("{name}.conv_shortcut"), x, (cout, 1), cfg, None)?
         } else {
             x
         };
         // out = (shortcut + conv2(h)) / output_scale_factor, fused into conv2's epilogue.
-        let scale = (1.0 / output_scale) as f32;
-        self.conv(
-            &format!("{name}.conv2"),
-            h,
-            cout,
-            3,
-            1,
-            Padding::uniform(1),
-            Some(shortcut),
-            scale,
-        )
+        let cfg = Conv2dConfig {
+            out_scale: (1.0 / output_scale) as f32,
+            ..padded(1, Padding::uniform(1))
+        };
+        self.conv(&format!("{name}.conv2"), h, (cout, 3), cfg, Some(shortcut))
     }
 
     /// diffusers' `Attention` as built for UNet2DModel blocks: GroupNorm, q/k/v projections over the H*W
@@ -143,25 +136,19 @@ impl Builder<'_> {
         let c = self.g.shape(x)[0];
         let head_dim = self.cfg.attention_head_dim.unwrap_or(c);
         let h = self.norm(&format!("{name}.group_norm"), x, groups, false)?;
-        let tokens = TokenLayout::Channels;
-        let q = self.linear(&format!("{name}.to_q"), h, c, tokens, false, None, 1.0)?;
-        let k = self.linear(&format!("{name}.to_k"), h, c, tokens, false, None, 1.0)?;
-        let v = self.linear(&format!("{name}.to_v"), h, c, tokens, false, None, 1.0)?;
+        let q = self.linear(&format!("{name}.to_q"), h, c, TOKENS, None)?;
+        let k = self.linear(&format!("{name}.to_k"), h, c, TOKENS, None)?;
+        let v = self.linear(&format!("{name}.to_v"), h, c, TOKENS, None)?;
         let a = self.g.node(
             &format!("{name}.attention"),
             Op::Attention { head_dim },
             &[q, k, v],
         )?;
-        let scale = (1.0 / output_scale) as f32;
-        self.linear(
-            &format!("{name}.to_out.0"),
-            a,
-            c,
-            tokens,
-            false,
-            Some(x),
-            scale,
-        )
+        let out = LinearConfig {
+            out_scale: (1.0 / output_scale) as f32,
+            ..TOKENS
+        };
+        self.linear(&format!("{name}.to_out.0"), a, c, out, Some(x))
     }
 }
 
@@ -186,24 +173,13 @@ pub fn build(cfg: &UNetConfig) -> Result<Graph> {
         &[timesteps],
     )?;
     let mut b = Builder { g, cfg, temb: t };
-    let row = TokenLayout::RowMajor;
-    let t1 = b.linear(
-        "time_embedding.linear_1",
-        t,
-        cfg.time_embed_dim,
-        row,
-        false,
-        None,
-        1.0,
-    )?;
+    let t1 = b.linear("time_embedding.linear_1", t, cfg.time_embed_dim, ROW, None)?;
     let temb = b.linear(
         "time_embedding.linear_2",
         t1,
         cfg.time_embed_dim,
-        row,
-        true,
+        ROW_SILU,
         None,
-        1.0,
     )?;
     b.temb = temb;
     b.g.checkpoint("time_embedding", temb);
@@ -233,16 +209,13 @@ pub fn build(cfg: &UNetConfig) -> Result<Graph> {
             skips.push(h);
         }
         if i + 1 < levels {
-            let pad = downsample_padding(cfg.downsample_padding);
+            let down = padded(2, downsample_padding(cfg.downsample_padding));
             h = b.conv(
                 &format!("{name}.downsamplers.0.conv"),
                 h,
-                cout,
-                3,
-                2,
-                pad,
+                (cout, 3),
+                down,
                 None,
-                1.0,
             )?;
             skips.push(h);
         }

@@ -107,14 +107,14 @@ impl UNetConfig {
         }
         if let Some(g) = self.attn_norm_num_groups {
             let c = self.block_out_channels[levels - 1];
-            if g == 0 || c % g != 0 {
+            if g == 0 || !c.is_multiple_of(g) {
                 return bad(format!(
                     "attn_norm_num_groups {g} does not divide the {c} mid-block channels"
                 ));
             }
         }
         let halvings = levels - 1;
-        if self.sample_size % (1 << halvings) != 0 {
+        if !self.sample_size.is_multiple_of(1 << halvings) {
             return bad(format!(
                 "sample_size {} does not halve cleanly {halvings} times",
                 self.sample_size

@@ -63,7 +63,7 @@ pub fn decode(what: &str, dtype: Dtype, bytes: &[u8]) -> Result<Vec<f32>> {
             )));
         }
     };
-    if bytes.len() % width != 0 {
+    if !bytes.len().is_multiple_of(width) {
         return Err(bad(format!(
             "{} bytes is not a whole number of {dtype:?} values",
             bytes.len()
