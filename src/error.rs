@@ -88,6 +88,10 @@ pub enum Error {
         message: String,
     },
 
+    /// A PyTorch checkpoint that cannot be read, or that this engine refuses to read (a hostile pickle).
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+
     /// A weight is missing, misshaped, of an unsupported dtype, or not needed by the model.
     #[error("weight `{tensor}`: {message}")]
     Weights {

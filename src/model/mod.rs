@@ -2,4 +2,6 @@
 //! checkpoints.
 
 pub mod config;
+pub mod convert;
+pub mod torch;
 pub mod weights;

@@ -1,0 +1,408 @@
+//! Converters into our weights file, in Rust, with no Python: a diffusers `UNet2DModel` directory
+//! (`config.json` with `diffusion_pytorch_model.safetensors` or `.bin`), and an original DDPM/DDIM checkpoint
+//! (the official DDIM repository's `model-*.ckpt`) with the repository's YAML config.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use safetensors::SafeTensors;
+use yaml_rust2::{Yaml, YamlLoader};
+
+use super::config::{DownBlock, UNetConfig, UpBlock};
+use super::torch::read_checkpoint;
+use super::weights::{HostTensor, Weights, decode};
+use crate::error::{Error, Result};
+use crate::io;
+
+/// Loads a model from our weights file, or converts a diffusers directory on the fly.
+pub fn load_model(path: &Path) -> Result<Weights> {
+    if path.is_dir() {
+        from_diffusers_dir(path)
+    } else {
+        Weights::load(path)
+    }
+}
+
+/// A diffusers `UNet2DModel` directory, or a pipeline directory holding one in `unet/`.
+pub fn from_diffusers_dir(dir: &Path) -> Result<Weights> {
+    let dir = if !dir.join("config.json").exists() && dir.join("unet/config.json").exists() {
+        dir.join("unet")
+    } else {
+        dir.to_path_buf()
+    };
+    let config_path = dir.join("config.json");
+    let text = String::from_utf8(io::read(&config_path)?).map_err(|_| Error::Io {
+        path: config_path.display().to_string(),
+        message: "not UTF-8".into(),
+    })?;
+    let config = UNetConfig::from_diffusers_json(&text)?;
+    let st = dir.join("diffusion_pytorch_model.safetensors");
+    let bin = dir.join("diffusion_pytorch_model.bin");
+    let raw = if st.exists() {
+        read_safetensors(&st)?
+    } else if bin.exists() {
+        read_checkpoint(&io::read(&bin)?)?
+    } else {
+        return Err(Error::Io {
+            path: dir.display().to_string(),
+            message:
+                "holds neither diffusion_pytorch_model.safetensors nor diffusion_pytorch_model.bin"
+                    .into(),
+        });
+    };
+    let tensors = raw
+        .into_iter()
+        .map(|(k, v)| (rename_legacy_attention(&k), v))
+        .collect();
+    let w = Weights { config, tensors };
+    w.validate()?;
+    Ok(w)
+}
+
+fn read_safetensors(path: &Path) -> Result<HashMap<String, HostTensor>> {
+    let bytes = io::read(path)?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| Error::Weights {
+        tensor: "(file)".into(),
+        message: format!("{}: not a valid safetensors file: {e}", path.display()),
+    })?;
+    st.iter()
+        .map(|(name, view)| {
+            let data = decode(name, view.dtype(), view.data())?;
+            Ok((
+                name.to_string(),
+                HostTensor {
+                    shape: view.shape().to_vec(),
+                    data,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// diffusers' old `AttentionBlock` names (`query`, `key`, `value`, `proj_attn`) to today's `Attention` names.
+fn rename_legacy_attention(key: &str) -> String {
+    let parts: Vec<&str> = key.split('.').collect();
+    if let Some(i) = parts.iter().position(|p| *p == "attentions")
+        && i + 2 < parts.len()
+    {
+        let new = match parts[i + 2] {
+            "query" => Some("to_q"),
+            "key" => Some("to_k"),
+            "value" => Some("to_v"),
+            "proj_attn" => Some("to_out.0"),
+            _ => None,
+        };
+        if let Some(new) = new {
+            let mut out: Vec<&str> = parts[..i + 2].to_vec();
+            out.push(new);
+            out.extend(&parts[i + 3..]);
+            return out.join(".");
+        }
+    }
+    key.to_string()
+}
+
+/// An original DDPM/DDIM checkpoint with its YAML config (the official DDIM repository's `configs/*.yml`).
+pub fn from_original(ckpt: &Path, yaml: &Path) -> Result<Weights> {
+    let text = String::from_utf8(io::read(yaml)?).map_err(|_| Error::Io {
+        path: yaml.display().to_string(),
+        message: "not UTF-8".into(),
+    })?;
+    let config = config_from_original_yaml(&text)?;
+    let levels = config.block_out_channels.len();
+    let raw = read_checkpoint(&io::read(ckpt)?)?;
+    let mut tensors = BTreeMap::new();
+    for (key, mut t) in raw {
+        let name = rename_original(&key, levels).ok_or_else(|| Error::Weights {
+            tensor: key.clone(),
+            message: "is not a parameter of the original DDPM/DDIM UNet".into(),
+        })?;
+        // The original attention's q, k, v and proj_out are 1x1 convolutions: (C, C, 1, 1) -> Linear (C, C).
+        if name.contains(".attentions.") && t.shape.len() == 4 && t.shape[2..] == [1, 1] {
+            t.shape.truncate(2);
+        }
+        tensors.insert(name, t);
+    }
+    let w = Weights { config, tensors };
+    w.validate()?;
+    Ok(w)
+}
+
+/// The diffusers name of an original DDPM/DDIM parameter (DESIGN.md section 5), or `None` if it has none.
+pub fn rename_original(key: &str, levels: usize) -> Option<String> {
+    let (module, param) = key.rsplit_once('.')?;
+    let parts: Vec<&str> = module.split('.').collect();
+    fn resnet_part(p: &str) -> &str {
+        match p {
+            "temb_proj" => "time_emb_proj",
+            "nin_shortcut" => "conv_shortcut",
+            other => other,
+        }
+    }
+    let attn_part = |p: &str| match p {
+        "norm" => Some("group_norm"),
+        "q" => Some("to_q"),
+        "k" => Some("to_k"),
+        "v" => Some("to_v"),
+        "proj_out" => Some("to_out.0"),
+        _ => None,
+    };
+    let mapped = match parts.as_slice() {
+        ["temb", "dense", "0"] => "time_embedding.linear_1".to_string(),
+        ["temb", "dense", "1"] => "time_embedding.linear_2".to_string(),
+        ["conv_in"] | ["conv_out"] => module.to_string(),
+        ["norm_out"] => "conv_norm_out".to_string(),
+        [side @ ("down" | "up"), level, kind, rest @ ..] => {
+            let level: usize = level.parse().ok()?;
+            if level >= levels {
+                return None;
+            }
+            let (block, index) = if *side == "down" {
+                ("down_blocks", level)
+            } else {
+                ("up_blocks", levels - 1 - level)
+            };
+            match (*kind, rest) {
+                ("block", [j, p]) => format!("{block}.{index}.resnets.{j}.{}", resnet_part(p)),
+                ("attn", [j, p]) => format!("{block}.{index}.attentions.{j}.{}", attn_part(p)?),
+                ("downsample", ["conv"]) if *side == "down" => {
+                    format!("{block}.{index}.downsamplers.0.conv")
+                }
+                ("upsample", ["conv"]) if *side == "up" => {
+                    format!("{block}.{index}.upsamplers.0.conv")
+                }
+                _ => return None,
+            }
+        }
+        ["mid", "block_1", p] => format!("mid_block.resnets.0.{}", resnet_part(p)),
+        ["mid", "block_2", p] => format!("mid_block.resnets.1.{}", resnet_part(p)),
+        ["mid", "attn_1", p] => format!("mid_block.attentions.0.{}", attn_part(p)?),
+        _ => return None,
+    };
+    Some(format!("{mapped}.{param}"))
+}
+
+/// The diffusers-equivalent config of the original DDPM/DDIM `Model` described by a DDIM-repository YAML.
+pub fn config_from_original_yaml(text: &str) -> Result<UNetConfig> {
+    let docs = YamlLoader::load_from_str(text).map_err(|e| Error::Config(format!("YAML: {e}")))?;
+    let doc = docs
+        .first()
+        .ok_or_else(|| Error::Config("YAML: empty document".into()))?;
+    let model = &doc["model"];
+    let data = &doc["data"];
+    let int = |section: &Yaml, s: &str, key: &str| -> Result<usize> {
+        section[key]
+            .as_i64()
+            .and_then(|v| usize::try_from(v).ok())
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "YAML: {s}.{key} is missing or not a non-negative integer"
+                ))
+            })
+    };
+    let list = |key: &str| -> Result<Vec<usize>> {
+        model[key]
+            .as_vec()
+            .ok_or_else(|| Error::Config(format!("YAML: model.{key} is missing or not a list")))?
+            .iter()
+            .map(|v| {
+                v.as_i64()
+                    .and_then(|v| usize::try_from(v).ok())
+                    .ok_or_else(|| Error::Config(format!("YAML: model.{key} holds a non-integer")))
+            })
+            .collect()
+    };
+    if let Some(kind) = model["type"].as_str()
+        && kind != "simple"
+    {
+        return Err(Error::Config(format!(
+            "YAML: model.type `{kind}` is not supported (only `simple`, the DDPM UNet)"
+        )));
+    }
+    if model["resamp_with_conv"].as_bool() == Some(false) {
+        return Err(Error::Config(
+            "YAML: model.resamp_with_conv = false (average-pool downsampling) is not supported"
+                .into(),
+        ));
+    }
+    let ch = int(model, "model", "ch")?;
+    let mult = list("ch_mult")?;
+    let attn = list("attn_resolutions")?;
+    let resolution = int(data, "data", "image_size")?;
+    let in_channels = int(model, "model", "in_channels")?;
+    let out_channels = int(model, "model", "out_ch")?;
+    let layers = int(model, "model", "num_res_blocks")?;
+    let levels = mult.len();
+    let res_at = |level: usize| resolution >> level;
+    let config = UNetConfig {
+        sample_size: resolution,
+        in_channels,
+        out_channels,
+        block_out_channels: mult.iter().map(|m| ch * m).collect(),
+        layers_per_block: layers,
+        down_block_types: (0..levels)
+            .map(|i| {
+                if attn.contains(&res_at(i)) {
+                    DownBlock::AttnDownBlock2D
+                } else {
+                    DownBlock::DownBlock2D
+                }
+            })
+            .collect(),
+        up_block_types: (0..levels)
+            .map(|i| {
+                if attn.contains(&res_at(levels - 1 - i)) {
+                    UpBlock::AttnUpBlock2D
+                } else {
+                    UpBlock::UpBlock2D
+                }
+            })
+            .collect(),
+        mid_block_attention: true,
+        mid_block_scale_factor: 1.0,
+        norm_num_groups: 32,
+        attn_norm_num_groups: None,
+        norm_eps: 1e-6,
+        attention_head_dim: None,
+        downsample_padding: 0,
+        flip_sin_to_cos: false,
+        freq_shift: 1.0,
+        time_embed_dim: 4 * ch,
+    };
+    config.validate()?;
+    Ok(config)
+}
+
+/// Where `ddim convert` writes when `--out` is not given: beside the source, `<name>.safetensors`.
+pub fn default_output(src: &Path) -> PathBuf {
+    let stem = src
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
+    src.with_file_name(format!("{stem}.ddim.safetensors"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn original_names_map_to_diffusers() {
+        let cases = [
+            ("temb.dense.0.weight", "time_embedding.linear_1.weight"),
+            ("temb.dense.1.bias", "time_embedding.linear_2.bias"),
+            (
+                "down.0.block.1.temb_proj.weight",
+                "down_blocks.0.resnets.1.time_emb_proj.weight",
+            ),
+            (
+                "down.1.block.0.nin_shortcut.bias",
+                "down_blocks.1.resnets.0.conv_shortcut.bias",
+            ),
+            (
+                "down.1.attn.0.q.weight",
+                "down_blocks.1.attentions.0.to_q.weight",
+            ),
+            (
+                "down.1.attn.1.proj_out.bias",
+                "down_blocks.1.attentions.1.to_out.0.bias",
+            ),
+            (
+                "down.1.attn.1.norm.weight",
+                "down_blocks.1.attentions.1.group_norm.weight",
+            ),
+            (
+                "down.2.downsample.conv.weight",
+                "down_blocks.2.downsamplers.0.conv.weight",
+            ),
+            (
+                "mid.block_1.norm1.weight",
+                "mid_block.resnets.0.norm1.weight",
+            ),
+            ("mid.attn_1.k.bias", "mid_block.attentions.0.to_k.bias"),
+            (
+                "mid.block_2.conv2.weight",
+                "mid_block.resnets.1.conv2.weight",
+            ),
+            (
+                "up.3.block.2.conv1.weight",
+                "up_blocks.0.resnets.2.conv1.weight",
+            ),
+            (
+                "up.0.block.0.norm2.bias",
+                "up_blocks.3.resnets.0.norm2.bias",
+            ),
+            (
+                "up.2.attn.1.v.weight",
+                "up_blocks.1.attentions.1.to_v.weight",
+            ),
+            (
+                "up.1.upsample.conv.bias",
+                "up_blocks.2.upsamplers.0.conv.bias",
+            ),
+            ("norm_out.weight", "conv_norm_out.weight"),
+            ("conv_out.bias", "conv_out.bias"),
+        ];
+        for (from, to) in cases {
+            assert_eq!(rename_original(from, 4).as_deref(), Some(to), "{from}");
+        }
+        for unknown in [
+            "up.4.block.0.conv1.weight",
+            "down.0.upsample.conv.weight",
+            "logvar",
+            "mid.attn_1.x.bias",
+        ] {
+            assert_eq!(rename_original(unknown, 4), None, "{unknown}");
+        }
+    }
+
+    #[test]
+    fn legacy_attention_names() {
+        assert_eq!(
+            rename_legacy_attention("mid_block.attentions.0.query.weight"),
+            "mid_block.attentions.0.to_q.weight"
+        );
+        assert_eq!(
+            rename_legacy_attention("up_blocks.1.attentions.2.proj_attn.bias"),
+            "up_blocks.1.attentions.2.to_out.0.bias"
+        );
+        assert_eq!(
+            rename_legacy_attention("down_blocks.1.attentions.0.group_norm.weight"),
+            "down_blocks.1.attentions.0.group_norm.weight"
+        );
+        assert_eq!(rename_legacy_attention("conv_in.weight"), "conv_in.weight");
+    }
+
+    #[test]
+    fn the_cifar10_yaml_gives_the_cifar10_config() {
+        let yaml = "data:\n    dataset: \"CIFAR10\"\n    image_size: 32\n    channels: 3\nmodel:\n    type: \"simple\"\n    \
+                    in_channels: 3\n    out_ch: 3\n    ch: 128\n    ch_mult: [1, 2, 2, 2]\n    num_res_blocks: 2\n    \
+                    attn_resolutions: [16, ]\n    dropout: 0.1\n    var_type: fixedlarge\n    ema_rate: 0.9999\n    \
+                    ema: True\n    resamp_with_conv: True\ndiffusion:\n    beta_schedule: linear\n    beta_start: 0.0001\n    \
+                    beta_end: 0.02\n    num_diffusion_timesteps: 1000\n";
+        let c = config_from_original_yaml(yaml).unwrap();
+        assert_eq!(c.block_out_channels, [128, 256, 256, 256]);
+        assert_eq!(
+            c.down_block_types,
+            [
+                DownBlock::DownBlock2D,
+                DownBlock::AttnDownBlock2D,
+                DownBlock::DownBlock2D,
+                DownBlock::DownBlock2D
+            ]
+        );
+        assert_eq!(
+            c.up_block_types,
+            [
+                UpBlock::UpBlock2D,
+                UpBlock::UpBlock2D,
+                UpBlock::AttnUpBlock2D,
+                UpBlock::UpBlock2D
+            ]
+        );
+        assert_eq!(c.time_embed_dim, 512);
+        let bad = yaml.replace("ch: 128", "ch: many");
+        let e = config_from_original_yaml(&bad).unwrap_err().to_string();
+        assert!(e.contains("model.ch"), "{e}");
+    }
+}
