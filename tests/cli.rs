@@ -57,3 +57,195 @@ fn an_adapter_filter_that_matches_nothing_names_what_exists() {
     );
     assert!(error_lines[0].contains("adapters seen"), "{stderr}");
 }
+
+fn fixture(p: &str) -> String {
+    format!("{}/tests/fixtures/unet/{p}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("ddim-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn error_line(out: &std::process::Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(lines.len(), 1, "expected one error line: {stderr}");
+    lines[0].to_string()
+}
+
+#[test]
+fn convert_then_eval_reproduces_pytorch() {
+    let dir = temp_dir("convert");
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let cases = [
+        (
+            "pad0_onehead_safetensors",
+            vec![fixture("pad0_onehead_safetensors/model")],
+        ),
+        (
+            "pad1_multihead_bin",
+            vec![
+                fixture("pad1_multihead_bin/model"),
+                "--dtype".into(),
+                "f16".into(),
+            ],
+        ),
+        (
+            "original_ckpt",
+            vec![
+                fixture("original_ckpt/model-1000.ckpt"),
+                "--config".into(),
+                fixture("original_ckpt/config.yml"),
+            ],
+        ),
+    ];
+    for (case, args) in cases {
+        let model = dir.join(format!("{case}.safetensors"));
+        let mut a: Vec<String> = vec!["convert".into()];
+        a.extend(args.iter().cloned());
+        a.extend(["--out".into(), s(&model)]);
+        let out = ddim(&a.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(
+            out.status.success(),
+            "{case}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+
+        let eps = dir.join(format!("{case}.eps.npy"));
+        let dump = dir.join(format!("{case}.dump"));
+        let out = ddim(&[
+            "eval",
+            "--model",
+            &s(&model),
+            "--input",
+            &fixture(&format!("{case}/x.npy")),
+            "--timesteps",
+            &fixture(&format!("{case}/t.npy")),
+            "--out",
+            &s(&eps),
+            "--dump-dir",
+            &s(&dump),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() && !gpu_required() && stderr.contains("no GPU adapter") {
+            return;
+        }
+        assert!(out.status.success(), "{case}: {stderr}");
+        let got = ddim_wgpu::io::read_npy(&eps).unwrap();
+        let want =
+            ddim_wgpu::io::read_npy(std::path::Path::new(&fixture(&format!("{case}/out.npy"))))
+                .unwrap();
+        assert_eq!(got.shape, want.shape);
+        let max_ref = want.data.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let err = got
+            .data
+            .iter()
+            .zip(&want.data)
+            .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+        // f32 storage: the golden bound. f16 storage rounds every weight by up to 2^-11 = 4.9e-4 relative;
+        // through the network that moved the output by 8.9e-4 of max|torch| (measured); 1e-2 leaves 11x.
+        let bound = if case == "pad1_multihead_bin" {
+            1e-2 * max_ref
+        } else {
+            1e-4 * max_ref.max(1.0)
+        };
+        assert!(
+            err <= bound,
+            "{case}: max |ddim eval - torch| = {err:e} > {bound:e}"
+        );
+        assert!(dump.join("mid_block.npy").exists() && dump.join("up_blocks.0.npy").exists());
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn bad_inputs_are_one_line_errors_and_write_nothing() {
+    let dir = temp_dir("errors");
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let out_file = dir.join("out.npy");
+
+    // A hostile pickle.
+    let out = ddim(&[
+        "convert",
+        &fixture("hostile.bin"),
+        "--config",
+        &fixture("original_ckpt/config.yml"),
+        "--out",
+        &s(&dir.join("h.safetensors")),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        error_line(&out).contains("posix.system"),
+        "{}",
+        error_line(&out)
+    );
+    assert!(!dir.join("h.safetensors").exists());
+
+    // A truncated weights file.
+    let model = dir.join("m.safetensors");
+    let conv = ddim(&[
+        "convert",
+        &fixture("pad0_onehead_safetensors/model"),
+        "--out",
+        &s(&model),
+    ]);
+    assert!(conv.status.success());
+    let bytes = std::fs::read(&model).unwrap();
+    let cut = dir.join("cut.safetensors");
+    std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let x = fixture("pad0_onehead_safetensors/x.npy");
+    let out = ddim(&[
+        "eval",
+        "--model",
+        &s(&cut),
+        "--input",
+        &x,
+        "--timestep",
+        "5",
+        "--out",
+        &s(&out_file),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        error_line(&out).contains("not a valid safetensors file"),
+        "{}",
+        error_line(&out)
+    );
+
+    // An input that does not fit the model.
+    let other = fixture("pad1_multihead_bin/x.npy");
+    let out = ddim(&[
+        "eval",
+        "--model",
+        &s(&model),
+        "--input",
+        &other,
+        "--timestep",
+        "5",
+        "--out",
+        &s(&out_file),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        error_line(&out).contains("the model takes [N, 3, 8, 8]"),
+        "{}",
+        error_line(&out)
+    );
+
+    // A wrong config for a checkpoint.
+    let out = ddim(&[
+        "convert",
+        &fixture("original_ckpt/model-1000.ckpt"),
+        "--config",
+        &fixture("pad1_multihead_bin/model/config.json"),
+        "--out",
+        &s(&dir.join("w.safetensors")),
+    ]);
+    assert!(!out.status.success());
+    assert!(error_line(&out).contains("YAML"), "{}", error_line(&out));
+    assert!(!out_file.exists(), "no output may be written on failure");
+    std::fs::remove_dir_all(&dir).ok();
+}
