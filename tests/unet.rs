@@ -209,43 +209,48 @@ fn weights_file_round_trip_and_errors() {
     assert!(e.starts_with("weight `"), "{e}");
 }
 
-/// The CIFAR-10 architecture of DESIGN.md section 5 with random weights: 35,746,307 parameters, planned and
-/// run at batch 1 and 4, output finite.
+/// google/ddpm-cifar10-32's config.json (DESIGN.md section 5).
+const CIFAR10_CONFIG: &str = r#"{
+  "_class_name": "UNet2DModel", "act_fn": "silu", "attention_head_dim": null,
+  "block_out_channels": [128, 256, 256, 256], "center_input_sample": false,
+  "down_block_types": ["DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"],
+  "downsample_padding": 0, "flip_sin_to_cos": false, "freq_shift": 1, "in_channels": 3, "layers_per_block": 2,
+  "mid_block_scale_factor": 1, "norm_eps": 1e-06, "norm_num_groups": 32, "out_channels": 3, "sample_size": 32,
+  "time_embedding_type": "positional",
+  "up_block_types": ["UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"]
+}"#;
+
+/// The full CIFAR-10 architecture with random weights (no fixture): written as a diffusers directory,
+/// converted by our converter (35,746,307 parameters in 328 tensors), planned and run at batch 1 and 4, output
+/// finite; the planned memory is printed.
 #[test]
-fn full_cifar10_architecture_runs() {
+fn full_cifar10_architecture_converts_and_runs() {
     let Some(gpu) = gpu() else { return };
-    let cfg = UNetConfig {
-        sample_size: 32,
-        in_channels: 3,
-        out_channels: 3,
-        block_out_channels: vec![128, 256, 256, 256],
-        layers_per_block: 2,
-        down_block_types: vec![
-            DownBlock::DownBlock2D,
-            DownBlock::AttnDownBlock2D,
-            DownBlock::DownBlock2D,
-            DownBlock::DownBlock2D,
-        ],
-        up_block_types: vec![
-            UpBlock::UpBlock2D,
-            UpBlock::UpBlock2D,
-            UpBlock::AttnUpBlock2D,
-            UpBlock::UpBlock2D,
-        ],
-        mid_block_attention: true,
-        mid_block_scale_factor: 1.0,
-        norm_num_groups: 32,
-        attn_norm_num_groups: None,
-        norm_eps: 1e-6,
-        attention_head_dim: None,
-        downsample_padding: 0,
-        flip_sin_to_cos: false,
-        freq_shift: 1.0,
-        time_embed_dim: 512,
-    };
-    let weights = Weights::random(&cfg, 7).unwrap();
+    let cfg = UNetConfig::from_diffusers_json(CIFAR10_CONFIG).unwrap();
+    let random = Weights::random(&cfg, 7).unwrap();
+    let dir = std::env::temp_dir().join(format!("ddim-cifar10-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("config.json"), CIFAR10_CONFIG).unwrap();
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = random
+        .tensors
+        .iter()
+        .map(|(k, t)| {
+            let view = safetensors::tensor::TensorView::new(
+                safetensors::Dtype::F32,
+                t.shape.clone(),
+                bytemuck::cast_slice(&t.data),
+            )
+            .unwrap();
+            (k.clone(), view)
+        })
+        .collect();
+    let bytes = safetensors::serialize(views, None).unwrap();
+    std::fs::write(dir.join("diffusion_pytorch_model.safetensors"), bytes).unwrap();
+    let weights = ddim_wgpu::model::convert::from_diffusers_dir(&dir).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
     assert_eq!(weights.parameter_count(), 35_746_307);
     assert_eq!(weights.tensors.len(), 328);
+    assert_eq!(weights.tensors, random.tensors);
     let graph = unet::build(&cfg).unwrap();
     let uploaded = weights.upload(&gpu).unwrap();
     for batch in [1, 4] {
