@@ -63,6 +63,7 @@ fn main() -> Result<(), ddim_wgpu::Error> {
         clip: Some(1.0),
         threshold: None,
         clipped_eps: false,
+        sigma_hat: None,
     };
     let want = ddim_step(
         &xv,

@@ -5,8 +5,10 @@
 //   x0    = clamp(x0, -s_n, s_n) / s_n             when FLAG_THRESHOLD (s_n from ddim_threshold.wgsl)
 //   eps   = predict_eps(x_t, model_out, x0)        from the unclipped x0, as diffusers does; with FLAG_CLIPPED_EPS
 //           eps = (x_t - sqrt_a_t * x0') / sqrt(1 - a_t) from the clipped x0' instead
-//   x_p   = sqrt_a_p * x0 + dir_coef * eps + sigma * z
-// dir_coef = sqrt(1 - a_p - sigma^2) and sigma are computed by the host in f64. z is generated in registers by
+//   x_p   = c_x0 * x0' + dir_coef * eps + c_xt * x_t + sigma * z
+// The host computes the coefficients in f64. DDIM: c_x0 = sqrt(a_p), dir_coef = sqrt(1 - a_p - sigma^2),
+// c_xt = 0. The paper's sigma-hat (the DDPM posterior with variance beta_t = 1 - a_t / a_p, the official code's
+// ddpm_steps): c_x0 = sqrt(a_p) beta_t / (1 - a_t), c_xt = sqrt(1 - beta_t) (1 - a_p) / (1 - a_t), dir_coef = 0. z is generated in registers by
 // Philox (noise_mode 1: counter (e / 4, image_offset + n, step, STREAM_STEP_NOISE), key = seed), read from
 // `noise` (noise_mode 2), or absent (noise_mode 0, sigma = 0).
 //
@@ -39,8 +41,8 @@ struct Params {
     dir_coef: f32,
     sigma: f32,
     clip: f32,
+    coef_xt: f32,
     _pad3: u32,
-    _pad4: u32,
 }
 
 const FLAG_CLIP: u32 = 1u;
@@ -101,6 +103,6 @@ fn main(
         if (p.noise_mode == 2u) {
             zj = noise[i];
         }
-        x[i] = p.sqrt_a_p * x0c + p.dir_coef * eps + p.sigma * zj;
+        x[i] = p.sqrt_a_p * x0c + p.dir_coef * eps + p.coef_xt * xt + p.sigma * zj;
     }
 }

@@ -55,7 +55,8 @@ pub struct StepParams {
     pub dir_coef: f32,
     pub sigma: f32,
     pub clip: f32,
-    pub _pad1: [u32; 2],
+    pub coef_xt: f32,
+    pub _pad1: u32,
 }
 
 /// Mirrors `Params` in ddim_threshold.wgsl.
@@ -95,10 +96,12 @@ pub struct StepCoefficients {
     pub sqrt_a_t: f64,
     /// sqrt(1 - a_t)
     pub sqrt_1m_a_t: f64,
-    /// sqrt(a_p)
+    /// The weight of x0: sqrt(a_p) for DDIM.
     pub sqrt_a_p: f64,
-    /// sqrt(1 - a_p - sigma^2), the weight of the direction pointing to x_t.
+    /// sqrt(1 - a_p - sigma^2), the weight of the direction pointing to x_t (DDIM).
     pub dir_coef: f64,
+    /// The weight of x_t itself: 0 for DDIM, nonzero for the DDPM posterior mean (sigma-hat).
+    pub coef_xt: f64,
     /// The standard deviation of the added noise.
     pub sigma: f64,
 }
@@ -135,7 +138,45 @@ impl StepCoefficients {
             sqrt_1m_a_t: (1.0 - a_t).sqrt(),
             sqrt_a_p: a_p.sqrt(),
             dir_coef,
+            coef_xt: 0.0,
             sigma,
+        })
+    }
+
+    /// The paper's sigma-hat: the DDPM posterior q(x_p | x_t, x0) with the larger variance beta_t = 1 - a_t/a_p
+    /// (the official code's `ddpm_steps`): mean = sqrt(a_p) beta_t / (1 - a_t) x0 + sqrt(1 - beta_t)
+    /// (1 - a_p) / (1 - a_t) x_t, standard deviation sqrt(beta_t) (0 when `last`, as the official code drops
+    /// the noise at t = 0).
+    pub fn sigma_hat(a_t: f64, a_p: f64, last: bool) -> Result<Self> {
+        let base = Self::ddim(a_t, a_p, 0.0)?;
+        let beta = 1.0 - a_t / a_p;
+        Ok(StepCoefficients {
+            sqrt_a_p: a_p.sqrt() * beta / (1.0 - a_t),
+            dir_coef: 0.0,
+            coef_xt: (1.0 - beta).sqrt() * (1.0 - a_p) / (1.0 - a_t),
+            sigma: if last { 0.0 } else { beta.max(0.0).sqrt() },
+            ..base
+        })
+    }
+
+    /// One step of DDIM inversion, from alphas_cumprod `a_cur` up to `a_next` (eta = 0):
+    /// x_next = sqrt(a_next) x0 + sqrt(1 - a_next) eps. `a_cur` = 1 is the clean image.
+    pub fn inversion(a_cur: f64, a_next: f64) -> Result<Self> {
+        if !(a_cur > 0.0 && a_cur <= 1.0 && a_next > 0.0 && a_next < 1.0) {
+            return Err(Error::param(
+                OP,
+                format!(
+                    "inversion from alpha_cumprod {a_cur} to {a_next}: both must lie in (0, 1]"
+                ),
+            ));
+        }
+        Ok(StepCoefficients {
+            sqrt_a_t: a_cur.sqrt(),
+            sqrt_1m_a_t: (1.0 - a_cur).sqrt(),
+            sqrt_a_p: a_next.sqrt(),
+            dir_coef: (1.0 - a_next).sqrt(),
+            coef_xt: 0.0,
+            sigma: 0.0,
         })
     }
 }
@@ -200,6 +241,7 @@ pub struct DdimScratch {
     x0c: Tensor,
     eps: Tensor,
     xp: Tensor,
+    acc: Tensor,
     noise: Tensor,
 }
 
@@ -220,6 +262,7 @@ impl DdimScratch {
             x0c: full("ddim clipped x0")?,
             eps: full("ddim eps")?,
             xp: full("ddim x_prev before noise")?,
+            acc: full("ddim x_prev with x_t")?,
             noise: full("ddim step noise")?,
         })
     }
@@ -321,6 +364,7 @@ pub fn ddim_update(
                 dir_coef: c.dir_coef as f32,
                 sigma: c.sigma as f32,
                 clip: spec.clip.unwrap_or(0.0),
+                coef_xt: c.coef_xt as f32,
                 ..Default::default()
             };
             let groups = per_image.div_ceil(4) as u64 * batch as u64;
@@ -452,12 +496,30 @@ fn unfused(
             }
         }
     };
-    // x_prev = sqrt(a_p) x0 + dir eps (+ sigma z).
+    // x_prev = c_x0 x0 + dir eps (+ c_xt x_t) (+ sigma z), each term its own pass.
     let direction = axpby(c.sqrt_a_p, c.dir_coef);
+    let has_noise = !matches!(spec.noise, Noise::None);
+    if c.coef_xt == 0.0 && !has_noise {
+        out.push(binary(gpu, &name("x_prev"), direction, x0c, eps, x)?);
+        return Ok(());
+    }
+    out.push(binary(gpu, &name("x_prev"), direction, x0c, eps, &s.xp)?);
+    let mut current = &s.xp;
+    if c.coef_xt != 0.0 {
+        out.push(binary(
+            gpu,
+            &name("add x_t"),
+            axpby(1.0, c.coef_xt),
+            &s.xp,
+            x,
+            &s.acc,
+        )?);
+        current = &s.acc;
+    }
+    let add_noise = axpby(1.0, c.sigma);
     match spec.noise {
-        Noise::None => out.push(binary(gpu, &name("x_prev"), direction, x0c, eps, x)?),
+        Noise::None => out.push(unary(gpu, &name("store"), Unary::Scale(1.0), current, x)?),
         Noise::Philox { key, first_image } => {
-            out.push(binary(gpu, &name("x_prev"), direction, x0c, eps, &s.xp)?);
             out.push(randn::normal(
                 gpu,
                 &name("noise"),
@@ -468,23 +530,13 @@ fn unfused(
             out.push(binary(
                 gpu,
                 &name("add noise"),
-                axpby(1.0, c.sigma),
-                &s.xp,
+                add_noise,
+                current,
                 &s.noise,
                 x,
             )?);
         }
-        Noise::Tensor(z) => {
-            out.push(binary(gpu, &name("x_prev"), direction, x0c, eps, &s.xp)?);
-            out.push(binary(
-                gpu,
-                &name("add noise"),
-                axpby(1.0, c.sigma),
-                &s.xp,
-                z,
-                x,
-            )?);
-        }
+        Noise::Tensor(z) => out.push(binary(gpu, &name("add noise"), add_noise, current, z, x)?),
     }
     Ok(())
 }

@@ -19,6 +19,9 @@ pub struct StepSettings {
     pub threshold: Option<(f64, f64)>,
     /// Epsilon re-derived from the clipped x0.
     pub clipped_eps: bool,
+    /// The paper's sigma-hat: the DDPM posterior mean and sigma = sqrt(1 - a_t / a_p) (eta is ignored);
+    /// `Some(true)` on the step from t = 0, which adds no noise.
+    pub sigma_hat: Option<bool>,
 }
 
 /// `torch.quantile(values, q)` with linear interpolation.
@@ -74,9 +77,17 @@ pub fn ddim_step(
             } else {
                 eps[i]
             };
-            let direction = (1.0 - a_p - sigma * sigma).max(0.0).sqrt() * e;
             let z = noise.map_or(0.0, |z| z[base + i]);
-            out.push(a_p.sqrt() * x0c[i] + direction + sigma * z);
+            if let Some(last) = s.sigma_hat {
+                // q(x_p | x_t, x0) of DDPM, written as in the official code's ddpm_steps.
+                let beta = 1.0 - a_t / a_p;
+                let mean = (a_p.sqrt() * beta * x0c[i] + (1.0 - beta).sqrt() * (1.0 - a_p) * xt[i])
+                    / (1.0 - a_t);
+                out.push(mean + if last { 0.0 } else { beta.sqrt() * z });
+            } else {
+                let direction = (1.0 - a_p - sigma * sigma).max(0.0).sqrt() * e;
+                out.push(a_p.sqrt() * x0c[i] + direction + sigma * z);
+            }
         }
     }
     out

@@ -2,3 +2,5 @@
 //! timesteps build on it.
 
 pub mod rng;
+pub mod schedule;
+pub mod timesteps;

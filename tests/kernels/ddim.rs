@@ -36,6 +36,8 @@ struct Case {
     threshold: Option<Threshold>,
     clipped_eps: bool,
     noise: NoiseKind,
+    /// The paper's sigma-hat instead of eta (Some(last step)).
+    sigma_hat: Option<bool>,
 }
 
 const KEY: NoiseKey = NoiseKey {
@@ -72,7 +74,10 @@ fn run_gpu(gpu: &Gpu, inp: &Inputs, c: &Case, mode: UpdateMode) -> Vec<f32> {
     let x = gpu.upload("x", &SHAPE, &inp.xv).unwrap();
     let scratch = DdimScratch::new(gpu, &SHAPE, mode).unwrap();
     let spec = StepSpec {
-        coefficients: StepCoefficients::ddim(c.a_t, c.a_p, c.eta).unwrap(),
+        coefficients: match c.sigma_hat {
+            Some(last) => StepCoefficients::sigma_hat(c.a_t, c.a_p, last).unwrap(),
+            None => StepCoefficients::ddim(c.a_t, c.a_p, c.eta).unwrap(),
+        },
         prediction: c.prediction,
         clip: c.clip,
         threshold: c.threshold,
@@ -105,6 +110,7 @@ fn reference(inp: &Inputs, c: &Case) -> Vec<f64> {
         clip: c.clip.map(f64::from),
         threshold: c.threshold.map(|t| (t.ratio as f64, t.max_value as f64)),
         clipped_eps: c.clipped_eps,
+        sigma_hat: c.sigma_hat,
     };
     ddim_step(&inp.xv, &inp.mv, PER_IMAGE, &settings, noise.as_deref())
 }
@@ -119,6 +125,7 @@ fn cases() -> Vec<Case> {
         threshold: None,
         clipped_eps: false,
         noise: NoiseKind::None,
+        sigma_hat: None,
     };
     let threshold = Some(Threshold {
         ratio: 0.9,
@@ -158,6 +165,20 @@ fn cases() -> Vec<Case> {
     });
     out.push(Case {
         a_t: 0.98,
+        a_p: 1.0,
+        clip: Some(1.0),
+        ..base
+    });
+    // sigma-hat (the DDPM posterior, x0 clipped): a middle step with Philox noise, the last step without.
+    out.push(Case {
+        sigma_hat: Some(false),
+        clip: Some(1.0),
+        noise: NoiseKind::Philox,
+        ..base
+    });
+    out.push(Case {
+        sigma_hat: Some(true),
+        a_t: 0.9999,
         a_p: 1.0,
         clip: Some(1.0),
         ..base
