@@ -1,6 +1,7 @@
-//! The sampler. For now its random-number generator, which the kernels share; the DDIM loop, schedules and
-//! timesteps build on it.
+//! The sampler: schedules, timestep sequences, the DDIM loop with inversion and interpolation, and the
+//! random-number generator shared with the kernels.
 
+pub mod ddim;
 pub mod rng;
 pub mod schedule;
 pub mod timesteps;

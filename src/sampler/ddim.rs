@@ -1,0 +1,416 @@
+//! The DDIM sampling loop, inversion, and slerp interpolation, on the GPU.
+//!
+//! Each step records the planned UNet and the update into one compute pass and submits once; the only
+//! host-to-GPU traffic in the loop is the step's timestep (a few bytes), and nothing is read back until the end.
+//! Every random number is Philox keyed by (seed, global image index, step), so an image depends on its seed and
+//! index only: never on the batch it was drawn in, the shard, or how a large batch was split.
+
+use std::collections::HashMap;
+
+use super::rng::{self, NoiseKey, Stream};
+use super::schedule::TrainingSchedule;
+use super::timesteps::{Spacing, timesteps};
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, Tensor};
+use crate::graph::ir::Graph;
+use crate::graph::plan::Plan;
+use crate::ops::Dispatch;
+use crate::ops::ddim::{
+    DdimScratch, Noise, Prediction, StepCoefficients, StepSpec, Threshold, UpdateMode, ddim_update,
+};
+
+/// Everything that decides the trajectory besides the model and the seed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SamplerSettings {
+    /// How the model was trained.
+    pub schedule: TrainingSchedule,
+    /// Sampling steps S.
+    pub steps: usize,
+    /// How the S timesteps are spread.
+    pub spacing: Spacing,
+    /// Added to every timestep (diffusers' `steps_offset`).
+    pub steps_offset: usize,
+    /// Past the last timestep, a_p = 1 (true) or a_0 (false).
+    pub set_alpha_to_one: bool,
+    /// The paper's eta: 0 is deterministic DDIM, 1 the DDPM variance.
+    pub eta: f64,
+    /// The paper's sigma-hat (the DDPM posterior with variance beta_t, x0 clipped); eta is then unused.
+    pub sigma_hat: bool,
+    /// What the model predicts.
+    pub prediction: Prediction,
+    /// Clip x0 to [-r, r].
+    pub clip: Option<f32>,
+    /// Dynamic thresholding of x0.
+    pub threshold: Option<Threshold>,
+    /// The fused kernel or the chain of elementwise kernels.
+    pub mode: UpdateMode,
+}
+
+impl Default for SamplerSettings {
+    fn default() -> Self {
+        SamplerSettings {
+            schedule: TrainingSchedule::default(),
+            steps: 50,
+            spacing: Spacing::Leading,
+            steps_offset: 0,
+            set_alpha_to_one: true,
+            eta: 0.0,
+            sigma_hat: false,
+            prediction: Prediction::Epsilon,
+            clip: None,
+            threshold: None,
+            mode: UpdateMode::Fused,
+        }
+    }
+}
+
+/// One planned step: the timestep the UNet sees and the update's coefficients.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Step {
+    /// The timestep t.
+    pub t: usize,
+    /// The previous timestep in the sequence (`None` past the end).
+    pub prev: Option<usize>,
+    /// The update from t to prev.
+    pub coefficients: StepCoefficients,
+}
+
+/// The steps of a sampling run, and warnings about the sequence (duplicates removed, more steps than asked).
+pub fn plan_steps(s: &SamplerSettings) -> Result<(Vec<Step>, Vec<String>)> {
+    let alphas = s.schedule.alphas_cumprod()?;
+    let (ts, warnings) = timesteps(s.spacing, s.steps, s.schedule.train_steps, s.steps_offset)?;
+    let final_alpha = if s.set_alpha_to_one { 1.0 } else { alphas[0] };
+    if s.eta < 0.0 || !s.eta.is_finite() {
+        return Err(Error::param(
+            "sampler",
+            format!("eta must be finite and >= 0, got {}", s.eta),
+        ));
+    }
+    let steps = ts
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| {
+            let prev = ts.get(i + 1).copied();
+            let a_t = alphas[t];
+            let a_p = prev.map_or(final_alpha, |p| alphas[p]);
+            if a_t == 0.0 && s.prediction == Prediction::Epsilon {
+                return Err(Error::param(
+                    "sampler",
+                    "alphas_cumprod is 0 at a sampled timestep (zero terminal SNR): epsilon prediction cannot \
+                     recover x0 there; use v or sample prediction",
+                ));
+            }
+            let coefficients = if s.sigma_hat {
+                StepCoefficients::sigma_hat(a_t.max(f64::MIN_POSITIVE), a_p, t == 0)?
+            } else {
+                StepCoefficients::ddim(a_t.max(f64::MIN_POSITIVE), a_p, s.eta)?
+            };
+            Ok(Step { t, prev, coefficients })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((steps, warnings))
+}
+
+/// The starting latents x_T of images `first_image ..`: standard normals from Philox, computed on the CPU so
+/// that they are bit-identical on every backend.
+pub fn latents(seed: u64, first_image: u32, batch: usize, per_image: usize) -> Vec<f32> {
+    let key = NoiseKey {
+        seed,
+        step: 0,
+        stream: Stream::Latent,
+    };
+    rng::normals(key, first_image, batch, per_image)
+        .into_iter()
+        .map(|v| v as f32)
+        .collect()
+}
+
+/// Spherical interpolation between two latents (Shoemake 1985), as the DDIM paper interpolates x_T.
+pub fn slerp(a: &[f32], b: &[f32], alpha: f64) -> Vec<f32> {
+    let dot: f64 = a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum();
+    let na = a.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb = b.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt();
+    let cos = (dot / (na * nb)).clamp(-1.0, 1.0);
+    let theta = cos.acos();
+    if theta.abs() < 1e-6 {
+        return a
+            .iter()
+            .zip(b)
+            .map(|(&x, &y)| ((1.0 - alpha) * x as f64 + alpha * y as f64) as f32)
+            .collect();
+    }
+    let (wa, wb) = (
+        ((1.0 - alpha) * theta).sin() / theta.sin(),
+        (alpha * theta).sin() / theta.sin(),
+    );
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| (wa * x as f64 + wb * y as f64) as f32)
+        .collect()
+}
+
+/// Where the per-step noise comes from when sigma > 0.
+pub enum StepNoise<'a> {
+    /// Philox under the seed (the default).
+    Philox(u64),
+    /// Given normals for this batch, `[steps, batch, C, H, W]` flattened (for comparison with other code).
+    Given(&'a [f32]),
+}
+
+/// Runs the sampler on a model: the UNet graph with its weights on the GPU, and the settings.
+pub struct Sampler<'a> {
+    gpu: &'a Gpu,
+    graph: &'a Graph,
+    weights: &'a HashMap<String, Tensor>,
+    settings: SamplerSettings,
+    steps: Vec<Step>,
+    /// Warnings about the timestep sequence, for the user.
+    pub warnings: Vec<String>,
+}
+
+impl<'a> Sampler<'a> {
+    /// Plans the steps; fails on impossible settings (0 steps, more steps than T, negative eta, ...).
+    pub fn new(
+        gpu: &'a Gpu,
+        graph: &'a Graph,
+        weights: &'a HashMap<String, Tensor>,
+        settings: SamplerSettings,
+    ) -> Result<Self> {
+        let (steps, warnings) = plan_steps(&settings)?;
+        Ok(Sampler {
+            gpu,
+            graph,
+            weights,
+            settings,
+            steps,
+            warnings,
+        })
+    }
+
+    /// The planned steps.
+    pub fn steps(&self) -> &[Step] {
+        &self.steps
+    }
+
+    /// The largest batch whose every tensor fits one storage binding of this device.
+    pub fn max_batch(&self) -> usize {
+        let limit = self.gpu.limits().max_storage_buffer_binding_size;
+        let per_image = self
+            .graph
+            .tensors
+            .iter()
+            .filter(|t| !matches!(t.kind, crate::graph::ir::TensorKind::Param(_)))
+            .map(|t| (t.shape.iter().product::<usize>() * 4) as u64)
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        ((limit / per_image) as usize).max(1)
+    }
+
+    fn prepare(&self, batch: usize) -> Result<(Plan, DdimScratch)> {
+        let plan = Plan::new(self.gpu, self.graph, self.weights, batch, &[])?;
+        let scratch = DdimScratch::new(self.gpu, plan.inputs()[0].shape(), self.settings.mode)?;
+        Ok((plan, scratch))
+    }
+
+    /// Runs the prepared per-step dispatches: each step writes its timestep, records the UNet and the update
+    /// into one pass, and submits once. `progress` is called after each step with the number done.
+    fn run_steps(
+        &self,
+        plan: &Plan,
+        steps: &[(usize, Vec<Dispatch>)],
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Vec<f32>> {
+        let batch = plan.batch();
+        for (i, (t, update)) in steps.iter().enumerate() {
+            plan.inputs()[1].write(self.gpu, &vec![*t as f32; batch])?;
+            let what = format!("sampling step {} (t = {t})", i + 1);
+            let encoder = self.gpu.scoped(&what, || {
+                let mut encoder = self
+                    .gpu
+                    .device()
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(&what) });
+                {
+                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some(&what),
+                        timestamp_writes: None,
+                    });
+                    plan.record(&mut pass);
+                    for d in update {
+                        d.record(&mut pass);
+                    }
+                }
+                encoder
+            })?;
+            self.gpu.submit_and_wait(&what, encoder)?;
+            progress(i + 1);
+        }
+        self.gpu.download(&plan.inputs()[0])
+    }
+
+    /// Samples images `first_image .. first_image + batch` from their latents `x_t` (`[batch, C, H, W]`
+    /// flattened); returns x_0, unclamped.
+    pub fn sample(
+        &self,
+        x_t: &[f32],
+        batch: usize,
+        first_image: u32,
+        noise: StepNoise<'_>,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Vec<f32>> {
+        let (plan, scratch) = self.prepare(batch)?;
+        let x = &plan.inputs()[0];
+        x.write(self.gpu, x_t)?;
+        let given: Vec<Tensor> = match noise {
+            StepNoise::Given(z) => {
+                let per_step = x.len();
+                if z.len() != per_step * self.steps.len() {
+                    return Err(Error::shape(
+                        "sampler",
+                        format!(
+                            "the noise holds {} values; {} steps of {:?} need {}",
+                            z.len(),
+                            self.steps.len(),
+                            x.shape(),
+                            per_step * self.steps.len()
+                        ),
+                    ));
+                }
+                z.chunks(per_step)
+                    .enumerate()
+                    .map(|(i, c)| self.gpu.upload(&format!("noise {i}"), x.shape(), c))
+                    .collect::<Result<_>>()?
+            }
+            StepNoise::Philox(_) => Vec::new(),
+        };
+        let s = &self.settings;
+        let prepared = self
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, step)| {
+                let noise = if step.coefficients.sigma == 0.0 {
+                    Noise::None
+                } else {
+                    match noise {
+                        StepNoise::Philox(seed) => Noise::Philox {
+                            key: NoiseKey {
+                                seed,
+                                step: i as u32,
+                                stream: Stream::StepNoise,
+                            },
+                            first_image,
+                        },
+                        StepNoise::Given(_) => Noise::Tensor(&given[i]),
+                    }
+                };
+                let spec = StepSpec {
+                    coefficients: step.coefficients,
+                    prediction: s.prediction,
+                    clip: if s.sigma_hat && s.clip.is_none() && s.threshold.is_none() {
+                        Some(1.0)
+                    } else {
+                        s.clip
+                    },
+                    threshold: s.threshold,
+                    clipped_eps: false,
+                    noise,
+                };
+                let label = format!("ddim step {} (t = {})", i + 1, step.t);
+                Ok((
+                    step.t,
+                    ddim_update(self.gpu, &label, x, plan.output(), &spec, s.mode, &scratch)?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.run_steps(&plan, &prepared, progress)
+    }
+
+    /// DDIM inversion (eta = 0) of clean images `x0` (`[batch, C, H, W]`, in [-1, 1]) to latents x_T, visiting
+    /// the sampling timesteps in increasing order. Each step evaluates the UNet at the timestep it moves to, from
+    /// the current latent (diffusers' DDIMInverseScheduler): S evaluations, mirroring the S of sampling.
+    pub fn invert(
+        &self,
+        x0: &[f32],
+        batch: usize,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Vec<f32>> {
+        let (plan, scratch) = self.prepare(batch)?;
+        let x = &plan.inputs()[0];
+        x.write(self.gpu, x0)?;
+        let alphas = self.settings.schedule.alphas_cumprod()?;
+        let mut a_cur = if self.settings.set_alpha_to_one {
+            1.0
+        } else {
+            alphas[0]
+        };
+        let mut prepared = Vec::with_capacity(self.steps.len());
+        for (i, step) in self.steps.iter().rev().enumerate() {
+            let a_next = alphas[step.t];
+            let spec = StepSpec {
+                coefficients: StepCoefficients::inversion(a_cur, a_next)?,
+                prediction: self.settings.prediction,
+                clip: None,
+                threshold: None,
+                clipped_eps: false,
+                noise: Noise::None,
+            };
+            let label = format!("inversion step {} (t = {})", i + 1, step.t);
+            let update = ddim_update(
+                self.gpu,
+                &label,
+                x,
+                plan.output(),
+                &spec,
+                self.settings.mode,
+                &scratch,
+            )?;
+            prepared.push((step.t, update));
+            a_cur = a_next;
+        }
+        self.run_steps(&plan, &prepared, progress)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slerp_endpoints_and_norm() {
+        let a: Vec<f32> = latents(1, 0, 1, 1000);
+        let b: Vec<f32> = latents(2, 0, 1, 1000);
+        assert_eq!(slerp(&a, &b, 0.0), a);
+        let end = slerp(&a, &b, 1.0);
+        assert!(end.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-5));
+        let mid = slerp(&a, &b, 0.5);
+        let norm = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+        // Between two near-orthogonal Gaussian vectors of similar norm, slerp keeps the norm (lerp would not).
+        assert!((norm(&mid) / norm(&a) - 1.0).abs() < 0.05);
+    }
+
+    #[test]
+    fn steps_go_to_the_true_previous_timestep() {
+        let s = SamplerSettings {
+            steps: 4,
+            spacing: Spacing::Linspace,
+            ..Default::default()
+        };
+        let (steps, _) = plan_steps(&s).unwrap();
+        let ts: Vec<_> = steps.iter().map(|s| (s.t, s.prev)).collect();
+        assert_eq!(
+            ts,
+            [
+                (999, Some(666)),
+                (666, Some(333)),
+                (333, Some(0)),
+                (0, None)
+            ]
+        );
+        let bad = SamplerSettings {
+            eta: -1.0,
+            ..Default::default()
+        };
+        assert!(plan_steps(&bad).is_err());
+    }
+}
