@@ -126,3 +126,138 @@ pub fn write_npy(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
     w.finish().map_err(err)?;
     write_atomic(path, &bytes)
 }
+
+/// Maps model space [-1, 1] to a byte, clamping.
+fn to_byte(v: f32) -> u8 {
+    ((v.clamp(-1.0, 1.0) + 1.0) * 127.5).round() as u8
+}
+
+/// Writes images `[n, c, h, w]` (model space, [-1, 1]) as one PNG grid with `cols` columns (1 channel: grey,
+/// 3: RGB). A pixel of border separates the cells.
+pub fn write_png_grid(
+    path: &Path,
+    images: &[f32],
+    [n, c, h, w]: [usize; 4],
+    cols: usize,
+) -> Result<()> {
+    let err = |m: String| Error::Io {
+        path: path.display().to_string(),
+        message: m,
+    };
+    if c != 1 && c != 3 {
+        return Err(err(format!(
+            "cannot write {c}-channel images as PNG (1 or 3 channels)"
+        )));
+    }
+    let cols = cols.clamp(1, n.max(1));
+    let rows = n.div_ceil(cols);
+    let (gw, gh) = (cols * (w + 1) + 1, rows * (h + 1) + 1);
+    let mut rgb = vec![255u8; gw * gh * 3];
+    for k in 0..n {
+        let (ox, oy) = (1 + (k % cols) * (w + 1), 1 + (k / cols) * (h + 1));
+        for y in 0..h {
+            for x in 0..w {
+                for ch in 0..3 {
+                    let src = if c == 1 { 0 } else { ch };
+                    let v = images[((k * c + src) * h + y) * w + x];
+                    rgb[((oy + y) * gw + ox + x) * 3 + ch] = to_byte(v);
+                }
+            }
+        }
+    }
+    let img = image::RgbImage::from_raw(gw as u32, gh as u32, rgb).expect("sized above");
+    let mut bytes = Vec::new();
+    img.write_to(
+        &mut std::io::Cursor::new(&mut bytes),
+        image::ImageFormat::Png,
+    )
+    .map_err(|e| err(e.to_string()))?;
+    write_atomic(path, &bytes)
+}
+
+/// Writes one image `[c, h, w]` (model space) as a PNG without border.
+pub fn write_png(path: &Path, image: &[f32], [c, h, w]: [usize; 3]) -> Result<()> {
+    let err = |m: String| Error::Io {
+        path: path.display().to_string(),
+        message: m,
+    };
+    let mut bytes = Vec::new();
+    let mut cursor = std::io::Cursor::new(&mut bytes);
+    let result = match c {
+        1 => image::GrayImage::from_raw(
+            w as u32,
+            h as u32,
+            image.iter().map(|&v| to_byte(v)).collect(),
+        )
+        .expect("sized")
+        .write_to(&mut cursor, image::ImageFormat::Png),
+        3 => {
+            let mut rgb = vec![0u8; h * w * 3];
+            for ch in 0..3 {
+                for i in 0..h * w {
+                    rgb[i * 3 + ch] = to_byte(image[ch * h * w + i]);
+                }
+            }
+            image::RgbImage::from_raw(w as u32, h as u32, rgb)
+                .expect("sized")
+                .write_to(&mut cursor, image::ImageFormat::Png)
+        }
+        _ => {
+            return Err(err(format!(
+                "cannot write {c}-channel images as PNG (1 or 3 channels)"
+            )));
+        }
+    };
+    result.map_err(|e| err(e.to_string()))?;
+    write_atomic(path, &bytes)
+}
+
+/// Reads an image as `[c, size, size]` in model space [-1, 1] (c = 1: grey, 3: RGB). An image of another size
+/// is resized (Catmull-Rom) when `resize` is set, and refused otherwise.
+pub fn read_image(path: &Path, c: usize, size: usize, resize: bool) -> Result<Vec<f32>> {
+    let err = |m: String| Error::Io {
+        path: path.display().to_string(),
+        message: m,
+    };
+    let bytes = read(path)?;
+    let img = image::load_from_memory(&bytes)
+        .map_err(|e| err(format!("not an image this build reads: {e}")))?;
+    let img = if (img.width() as usize, img.height() as usize) != (size, size) {
+        if !resize {
+            return Err(err(format!(
+                "is {}x{}, the model takes {size}x{size} (pass --resize to resize it)",
+                img.width(),
+                img.height()
+            )));
+        }
+        img.resize_exact(
+            size as u32,
+            size as u32,
+            image::imageops::FilterType::CatmullRom,
+        )
+    } else {
+        img
+    };
+    let to_model = |b: u8| b as f32 / 127.5 - 1.0;
+    match c {
+        1 => Ok(img
+            .to_luma8()
+            .into_raw()
+            .into_iter()
+            .map(to_model)
+            .collect()),
+        3 => {
+            let rgb = img.to_rgb8().into_raw();
+            let mut out = vec![0.0; 3 * size * size];
+            for (i, px) in rgb.chunks_exact(3).enumerate() {
+                for ch in 0..3 {
+                    out[ch * size * size + i] = to_model(px[ch]);
+                }
+            }
+            Ok(out)
+        }
+        _ => Err(err(format!(
+            "the model takes {c}-channel images; only 1 or 3 can be read from image files"
+        ))),
+    }
+}

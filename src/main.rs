@@ -7,9 +7,16 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use ddim_wgpu::gpu::{DeviceOptions, Gpu, describe, enumerate_adapters, parse_backend};
 use ddim_wgpu::graph::{plan::Plan, unet};
-use ddim_wgpu::io::{read_npy, write_npy};
+use ddim_wgpu::io::{read_image, read_npy, write_npy, write_png, write_png_grid};
 use ddim_wgpu::model::convert::{from_diffusers_dir, from_original, load_model};
-use ddim_wgpu::model::weights::{StorageDtype, Weights};
+use ddim_wgpu::model::weights::{StorageDtype, Training, Weights};
+use ddim_wgpu::ops::ddim::{Prediction, Threshold, UpdateMode};
+use ddim_wgpu::sampler::ddim::{Sampler, SamplerSettings, StepNoise, latents, slerp};
+use ddim_wgpu::sampler::schedule::{BetaSchedule, TrainingSchedule};
+use ddim_wgpu::sampler::timesteps::Spacing;
+
+/// Where `ddim sample` looks for a model when --model is not given.
+const DEFAULT_MODEL: &str = "weights/default.safetensors";
 
 #[derive(Parser)]
 #[command(
@@ -74,6 +81,207 @@ enum Command {
         #[arg(long)]
         dump_dir: Option<PathBuf>,
     },
+    /// Sample images with DDIM. Image k depends only on (seed, k): never on the batch size or the shard.
+    Sample {
+        /// Our weights file, or a diffusers directory.
+        #[arg(long, default_value = DEFAULT_MODEL)]
+        model: PathBuf,
+        #[command(flatten)]
+        sampling: SamplingArgs,
+        /// Images to make (all shards together). Default 16, or the number of latents given.
+        #[arg(long)]
+        batch: Option<usize>,
+        /// The seed of the latents and of the step noise.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Start from these latents x_T ([N, C, H, W] .npy, e.g. from `ddim invert`) instead of the seed's.
+        #[arg(long)]
+        latent: Option<PathBuf>,
+        /// Use this step noise ([S, N, C, H, W] .npy) instead of Philox's, for comparison with other code.
+        #[arg(long)]
+        noise: Option<PathBuf>,
+        /// Make only shard i of n (images i*N/n .. (i+1)*N/n): n machines together make the N images one would.
+        #[arg(long, value_parser = parse_shard, value_name = "i/n")]
+        shard: Option<Shard>,
+        /// The PNG grid of this run's images.
+        #[arg(long, default_value = "samples.png")]
+        out: PathBuf,
+        /// Also one PNG per image here, named by its global index (000000.png, ...).
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+        /// Also the samples as float32 [N, C, H, W], before any clamp or rescale.
+        #[arg(long)]
+        out_npy: Option<PathBuf>,
+        /// Also the starting latents x_T as float32 [N, C, H, W].
+        #[arg(long)]
+        save_latents: Option<PathBuf>,
+    },
+    /// Encode images into latents x_T by DDIM inversion (eta = 0).
+    Invert {
+        /// Our weights file, or a diffusers directory.
+        #[arg(long, default_value = DEFAULT_MODEL)]
+        model: PathBuf,
+        /// The images (PNG, JPEG, ...); each becomes one latent.
+        #[arg(long = "image", required = true)]
+        images: Vec<PathBuf>,
+        /// Resize images whose size differs from the model's (otherwise they are refused).
+        #[arg(long)]
+        resize: bool,
+        #[command(flatten)]
+        sampling: SamplingArgs,
+        /// Where to write the latents, float32 [N, C, H, W].
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Interpolate (slerp) between two latents and sample the frames, as a one-row strip.
+    Interpolate {
+        /// Our weights file, or a diffusers directory.
+        #[arg(long, default_value = DEFAULT_MODEL)]
+        model: PathBuf,
+        /// Two seeds whose latents are the endpoints (image 0 of each).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            num_args = 2,
+            conflicts_with = "latents",
+            required_unless_present = "latents"
+        )]
+        seeds: Vec<u64>,
+        /// Two latent files (e.g. from `ddim invert`); the first image of each is an endpoint.
+        #[arg(long, value_delimiter = ',', num_args = 2)]
+        latents: Vec<PathBuf>,
+        /// Frames, endpoints included.
+        #[arg(long, default_value_t = 8)]
+        frames: usize,
+        #[command(flatten)]
+        sampling: SamplingArgs,
+        /// The PNG strip.
+        #[arg(long, default_value = "interpolation.png")]
+        out: PathBuf,
+        /// Also the frames as float32 [F, C, H, W].
+        #[arg(long)]
+        out_npy: Option<PathBuf>,
+    },
+}
+
+/// The sampler's settings. Schedule defaults come from the model file when it records them.
+#[derive(clap::Args, Clone)]
+struct SamplingArgs {
+    /// Sampling steps S.
+    #[arg(long, default_value_t = 50)]
+    steps: usize,
+    /// eta: 0 is deterministic DDIM, 1 the DDPM variance.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    eta: f64,
+    /// The paper's sigma-hat (DDPM posterior with variance beta_t, x0 clipped to [-1, 1]); replaces eta.
+    #[arg(long)]
+    sigma_hat: bool,
+    /// Timestep spacing: leading, linspace, trailing (diffusers) or uniform, quad (official DDIM code).
+    #[arg(long, default_value = "leading", value_parser = parse_spacing)]
+    spacing: Spacing,
+    /// Added to every timestep (diffusers' steps_offset). Default: the model's, else 0.
+    #[arg(long)]
+    steps_offset: Option<usize>,
+    /// Past the last timestep use a = 1 (true) or a_0 (false). Default: the model's, else true.
+    #[arg(long)]
+    set_alpha_to_one: Option<bool>,
+    /// What the model predicts. Default: the model's, else epsilon.
+    #[arg(long, value_enum)]
+    prediction: Option<PredictionArg>,
+    /// Clip the predicted x0 to [-R, R]. Off by default (diffusers' DDIMScheduler clips at 1 by default).
+    #[arg(long, value_name = "R")]
+    clip_sample: Option<f32>,
+    /// Dynamic thresholding of x0: quantile ratio and maximum, e.g. 0.995,1.5.
+    #[arg(long, value_name = "RATIO,MAX", value_parser = parse_threshold)]
+    threshold: Option<Threshold>,
+    /// Training beta schedule. Default: the model's, else linear.
+    #[arg(long, value_enum)]
+    beta_schedule: Option<BetaKind>,
+    /// First beta of a linear or scaled_linear schedule.
+    #[arg(long)]
+    beta_start: Option<f64>,
+    /// Last beta of a linear or scaled_linear schedule.
+    #[arg(long)]
+    beta_end: Option<f64>,
+    /// Training timesteps T.
+    #[arg(long)]
+    train_steps: Option<usize>,
+    /// Explicit training betas, a 1-D .npy of length T.
+    #[arg(long)]
+    trained_betas: Option<PathBuf>,
+    /// Rescale the schedule to zero terminal SNR (Lin et al. 2023).
+    #[arg(long)]
+    zero_snr: bool,
+    /// Run the update as a chain of elementwise kernels instead of the fused kernel.
+    #[arg(long)]
+    unfused: bool,
+    /// Most images per GPU batch (larger requests are split; default: what the device's limits allow).
+    #[arg(long)]
+    max_batch: Option<usize>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PredictionArg {
+    Epsilon,
+    V,
+    Sample,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BetaKind {
+    Linear,
+    ScaledLinear,
+    SquaredcosCapV2,
+}
+
+/// `--shard i/n`.
+#[derive(Clone, Copy, Debug)]
+struct Shard {
+    index: usize,
+    count: usize,
+}
+
+fn parse_shard(s: &str) -> Result<Shard, String> {
+    let (i, n) = s.split_once('/').ok_or("expected i/n, e.g. 0/4")?;
+    let index: usize = i
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{i}` is not a shard index"))?;
+    let count: usize = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{n}` is not a shard count"))?;
+    if count == 0 || index >= count {
+        return Err(format!("shard {index}/{count}: need 0 <= i < n"));
+    }
+    Ok(Shard { index, count })
+}
+
+fn parse_spacing(s: &str) -> Result<Spacing, String> {
+    s.parse().map_err(|e: ddim_wgpu::Error| e.to_string())
+}
+
+fn parse_threshold(s: &str) -> Result<Threshold, String> {
+    let (r, m) = s
+        .split_once(',')
+        .ok_or("expected RATIO,MAX, e.g. 0.995,1.5")?;
+    let ratio: f32 = r
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{r}` is not a number"))?;
+    let max_value: f32 = m
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{m}` is not a number"))?;
+    if !(0.0..=1.0).contains(&ratio) || max_value.is_nan() || max_value < 1.0 {
+        return Err(format!(
+            "ratio {ratio} must lie in [0, 1] and max {max_value} be >= 1"
+        ));
+    }
+    Ok(Threshold { ratio, max_value })
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -124,7 +332,467 @@ fn run(cli: Cli) -> Result<()> {
             &out,
             dump_dir.as_deref(),
         ),
+        Command::Sample {
+            model,
+            sampling,
+            batch,
+            seed,
+            latent,
+            noise,
+            shard,
+            out,
+            out_dir,
+            out_npy,
+            save_latents,
+        } => sample(
+            &options,
+            &model,
+            &sampling,
+            SampleRequest {
+                batch,
+                seed,
+                latent,
+                noise,
+                shard,
+                out,
+                out_dir,
+                out_npy,
+                save_latents,
+            },
+        ),
+        Command::Invert {
+            model,
+            images,
+            resize,
+            sampling,
+            out,
+        } => invert(&options, &model, &images, resize, &sampling, &out),
+        Command::Interpolate {
+            model,
+            seeds,
+            latents,
+            frames,
+            sampling,
+            out,
+            out_npy,
+        } => interpolate(
+            &options,
+            &model,
+            &seeds,
+            &latents,
+            frames,
+            &sampling,
+            &out,
+            out_npy.as_deref(),
+        ),
     }
+}
+
+/// The sampler settings: the model's training schedule, overridden by flags.
+fn settings(args: &SamplingArgs, training: Option<&Training>) -> Result<SamplerSettings> {
+    let base = training.cloned().unwrap_or_default();
+    let mut schedule: TrainingSchedule = base.schedule.clone();
+    if let Some(t) = args.train_steps {
+        schedule.train_steps = t;
+    }
+    let (old_start, old_end) = match schedule.betas {
+        BetaSchedule::Linear { start, end } | BetaSchedule::ScaledLinear { start, end } => {
+            (start, end)
+        }
+        _ => (1e-4, 0.02),
+    };
+    let (start, end) = (
+        args.beta_start.unwrap_or(old_start),
+        args.beta_end.unwrap_or(old_end),
+    );
+    schedule.betas = match (args.beta_schedule, &args.trained_betas) {
+        (Some(_), Some(_)) => bail!("--beta-schedule and --trained-betas exclude each other"),
+        (_, Some(path)) => {
+            let b = read_npy(path)?;
+            schedule.train_steps = args.train_steps.unwrap_or(b.data.len());
+            BetaSchedule::Trained(b.data.iter().map(|&v| v as f64).collect())
+        }
+        (Some(BetaKind::Linear), None) => BetaSchedule::Linear { start, end },
+        (Some(BetaKind::ScaledLinear), None) => BetaSchedule::ScaledLinear { start, end },
+        (Some(BetaKind::SquaredcosCapV2), None) => BetaSchedule::SquaredcosCapV2,
+        (None, None) => match schedule.betas {
+            BetaSchedule::Linear { .. } => BetaSchedule::Linear { start, end },
+            BetaSchedule::ScaledLinear { .. } => BetaSchedule::ScaledLinear { start, end },
+            other => {
+                if args.beta_start.is_some() || args.beta_end.is_some() {
+                    bail!(
+                        "--beta-start/--beta-end apply to linear and scaled_linear schedules only"
+                    );
+                }
+                other
+            }
+        },
+    };
+    schedule.zero_snr |= args.zero_snr;
+    if args.clip_sample.is_some() && args.threshold.is_some() {
+        bail!(
+            "--clip-sample and --threshold exclude each other (diffusers applies one or the other)"
+        );
+    }
+    if let Some(r) = args.clip_sample
+        && !(r > 0.0 && r.is_finite())
+    {
+        bail!("--clip-sample {r}: the range must be positive");
+    }
+    Ok(SamplerSettings {
+        schedule,
+        steps: args.steps,
+        spacing: args.spacing,
+        steps_offset: args.steps_offset.unwrap_or(base.steps_offset),
+        set_alpha_to_one: args.set_alpha_to_one.unwrap_or(base.set_alpha_to_one),
+        eta: args.eta,
+        sigma_hat: args.sigma_hat,
+        prediction: match args.prediction {
+            Some(PredictionArg::Epsilon) => Prediction::Epsilon,
+            Some(PredictionArg::V) => Prediction::V,
+            Some(PredictionArg::Sample) => Prediction::Sample,
+            None => base.prediction,
+        },
+        clip: args.clip_sample,
+        threshold: args.threshold,
+        mode: if args.unfused {
+            UpdateMode::Unfused
+        } else {
+            UpdateMode::Fused
+        },
+    })
+}
+
+fn open_model(model: &Path) -> Result<Weights> {
+    if !model.exists() && model == Path::new(DEFAULT_MODEL) {
+        bail!(
+            "no model at {DEFAULT_MODEL} (the default model is not in this checkout yet); pass --model with our \
+             weights file or a diffusers directory"
+        );
+    }
+    load_model(model).with_context(|| format!("loading {}", model.display()))
+}
+
+/// A progress bar over `total` steps on a terminal; hidden when stderr is not a terminal or with --quiet.
+fn progress_bar(total: u64, quiet: bool) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if quiet || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} steps  {per_sec}  ETA {eta}")
+            .expect("a valid template"),
+    );
+    bar
+}
+
+/// Samples `x_t` (n images starting at global index `first_image`) in batches the device can hold.
+#[allow(clippy::too_many_arguments)] // the pieces of one sampling run
+fn run_sampler(
+    gpu: &Gpu,
+    weights: &Weights,
+    settings: &SamplerSettings,
+    args: &SamplingArgs,
+    x_t: &[f32],
+    first_image: usize,
+    seed: u64,
+    noise: Option<(&[f32], usize)>,
+) -> Result<Vec<f32>> {
+    let graph = unet::build(&weights.config)?;
+    let uploaded = weights.upload(gpu)?;
+    let sampler = Sampler::new(gpu, &graph, &uploaded, settings.clone())?;
+    for w in &sampler.warnings {
+        eprintln!("warning: {w}");
+    }
+    let c = &weights.config;
+    let per = c.in_channels * c.sample_size * c.sample_size;
+    let n = x_t.len() / per;
+    let chunk = args
+        .max_batch
+        .unwrap_or(usize::MAX)
+        .min(sampler.max_batch())
+        .max(1);
+    let steps = sampler.steps().len();
+    let bar = progress_bar((n.div_ceil(chunk) * steps) as u64, args.quiet);
+    let mut out = Vec::with_capacity(x_t.len());
+    let mut done = 0u64;
+    for start in (0..n).step_by(chunk) {
+        let b = chunk.min(n - start);
+        let first = u32::try_from(first_image + start).context("image index exceeds 2^32")?;
+        // The given noise is [S, N_total, ...]: gather this chunk's images for every step.
+        let gathered: Option<Vec<f32>> = noise.map(|(z, total)| {
+            (0..steps)
+                .flat_map(|s| {
+                    let from = (s * total + first_image + start) * per;
+                    z[from..from + b * per].iter().copied()
+                })
+                .collect()
+        });
+        let step_noise = match &gathered {
+            Some(z) => StepNoise::Given(z),
+            None => StepNoise::Philox(seed),
+        };
+        let x = sampler.sample(
+            &x_t[start * per..(start + b) * per],
+            b,
+            first,
+            step_noise,
+            &mut |i| bar.set_position(done + i as u64),
+        )?;
+        done += steps as u64;
+        out.extend(x);
+    }
+    bar.finish_and_clear();
+    Ok(out)
+}
+
+/// The outputs `ddim sample` was asked for.
+struct SampleRequest {
+    batch: Option<usize>,
+    seed: u64,
+    latent: Option<PathBuf>,
+    noise: Option<PathBuf>,
+    shard: Option<Shard>,
+    out: PathBuf,
+    out_dir: Option<PathBuf>,
+    out_npy: Option<PathBuf>,
+    save_latents: Option<PathBuf>,
+}
+
+fn sample(
+    options: &DeviceOptions,
+    model: &Path,
+    args: &SamplingArgs,
+    req: SampleRequest,
+) -> Result<()> {
+    let weights = open_model(model)?;
+    let settings = settings(args, weights.training.as_ref())?;
+    let c = &weights.config;
+    let shape = [c.in_channels, c.sample_size, c.sample_size];
+    let per: usize = shape.iter().product();
+    // All images of the run (every shard), then this shard's slice.
+    let (total, given_latents) = match &req.latent {
+        Some(path) => {
+            let l = read_npy(path)?;
+            if l.shape.len() != 4 || l.shape[1..] != shape {
+                bail!(
+                    "{}: latents of shape {:?}; the model takes [N, {}, {}, {}]",
+                    path.display(),
+                    l.shape,
+                    shape[0],
+                    shape[1],
+                    shape[2]
+                );
+            }
+            if let Some(b) = req.batch
+                && b != l.shape[0]
+            {
+                bail!(
+                    "--batch {b} but {} holds {} latents",
+                    path.display(),
+                    l.shape[0]
+                );
+            }
+            (l.shape[0], Some(l.data))
+        }
+        None => (req.batch.unwrap_or(16), None),
+    };
+    if total == 0 {
+        bail!("--batch 0: nothing to sample");
+    }
+    let shard = req.shard.unwrap_or(Shard { index: 0, count: 1 });
+    if shard.count > total {
+        bail!(
+            "--shard {}/{}: more shards than the {total} images",
+            shard.index,
+            shard.count
+        );
+    }
+    let (lo, hi) = (
+        shard.index * total / shard.count,
+        (shard.index + 1) * total / shard.count,
+    );
+    let n = hi - lo;
+    let x_t = match given_latents {
+        Some(all) => all[lo * per..hi * per].to_vec(),
+        None => latents(
+            req.seed,
+            u32::try_from(lo).context("image index exceeds 2^32")?,
+            n,
+            per,
+        ),
+    };
+    let noise = match &req.noise {
+        Some(path) => {
+            let z = read_npy(path)?;
+            let expected = [settings.steps, total, shape[0], shape[1], shape[2]];
+            if z.shape.len() != 5 || z.shape[1..] != expected[1..] {
+                bail!(
+                    "{}: noise of shape {:?}; expected [S, {total}, {}, {}, {}]",
+                    path.display(),
+                    z.shape,
+                    shape[0],
+                    shape[1],
+                    shape[2]
+                );
+            }
+            Some(z)
+        }
+        None => None,
+    };
+    let gpu = Gpu::new(options).context("opening a device")?;
+    let start = std::time::Instant::now();
+    let result = run_sampler(
+        &gpu,
+        &weights,
+        &settings,
+        args,
+        &x_t,
+        lo,
+        req.seed,
+        noise.as_ref().map(|z| (z.data.as_slice(), total)),
+    )?;
+    let elapsed = start.elapsed();
+
+    let dims = [n, shape[0], shape[1], shape[2]];
+    write_png_grid(&req.out, &result, dims, (n as f64).sqrt().ceil() as usize)?;
+    if let Some(dir) = &req.out_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for k in 0..n {
+            write_png(
+                &dir.join(format!("{:06}.png", lo + k)),
+                &result[k * per..(k + 1) * per],
+                shape,
+            )?;
+        }
+    }
+    if let Some(path) = &req.out_npy {
+        write_npy(path, &dims, &result)?;
+    }
+    if let Some(path) = &req.save_latents {
+        write_npy(path, &dims, &x_t)?;
+    }
+    println!(
+        "wrote {} ({n} images {lo}..{hi} of {total}, {} steps, eta {}) in {:.1?}",
+        req.out.display(),
+        settings.steps,
+        settings.eta,
+        elapsed
+    );
+    Ok(())
+}
+
+fn invert(
+    options: &DeviceOptions,
+    model: &Path,
+    images: &[PathBuf],
+    resize: bool,
+    args: &SamplingArgs,
+    out: &Path,
+) -> Result<()> {
+    let weights = open_model(model)?;
+    let settings = SamplerSettings {
+        eta: 0.0,
+        ..settings(args, weights.training.as_ref())?
+    };
+    if args.eta != 0.0 || args.sigma_hat {
+        bail!("inversion is deterministic: --eta and --sigma-hat do not apply");
+    }
+    let c = &weights.config;
+    let mut x0 = Vec::new();
+    for path in images {
+        x0.extend(read_image(path, c.in_channels, c.sample_size, resize)?);
+    }
+    let n = images.len();
+    let gpu = Gpu::new(options).context("opening a device")?;
+    let graph = unet::build(c)?;
+    let uploaded = weights.upload(&gpu)?;
+    let sampler = Sampler::new(&gpu, &graph, &uploaded, settings)?;
+    let per = c.in_channels * c.sample_size * c.sample_size;
+    let chunk = args
+        .max_batch
+        .unwrap_or(usize::MAX)
+        .min(sampler.max_batch())
+        .max(1);
+    let steps = sampler.steps().len();
+    let bar = progress_bar((n.div_ceil(chunk) * steps) as u64, args.quiet);
+    let mut latents_out = Vec::with_capacity(x0.len());
+    let mut done = 0u64;
+    for start in (0..n).step_by(chunk) {
+        let b = chunk.min(n - start);
+        let z = sampler.invert(&x0[start * per..(start + b) * per], b, &mut |i| {
+            bar.set_position(done + i as u64)
+        })?;
+        done += steps as u64;
+        latents_out.extend(z);
+    }
+    bar.finish_and_clear();
+    write_npy(
+        out,
+        &[n, c.in_channels, c.sample_size, c.sample_size],
+        &latents_out,
+    )?;
+    println!(
+        "wrote {} ({n} latents, {steps} inversion steps)",
+        out.display()
+    );
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)] // the flags of one command
+fn interpolate(
+    options: &DeviceOptions,
+    model: &Path,
+    seeds: &[u64],
+    latent_files: &[PathBuf],
+    frames: usize,
+    args: &SamplingArgs,
+    out: &Path,
+    out_npy: Option<&Path>,
+) -> Result<()> {
+    if frames < 2 {
+        bail!("--frames {frames}: need at least the two endpoints");
+    }
+    let weights = open_model(model)?;
+    let settings = settings(args, weights.training.as_ref())?;
+    let c = &weights.config;
+    let shape = [c.in_channels, c.sample_size, c.sample_size];
+    let per: usize = shape.iter().product();
+    let ends: Vec<Vec<f32>> = if latent_files.is_empty() {
+        seeds.iter().map(|&s| latents(s, 0, 1, per)).collect()
+    } else {
+        latent_files
+            .iter()
+            .map(|p| {
+                let l = read_npy(p)?;
+                if l.shape.len() != 4 || l.shape[1..] != shape {
+                    bail!(
+                        "{}: latents of shape {:?}; the model takes [N, {}, {}, {}]",
+                        p.display(),
+                        l.shape,
+                        shape[0],
+                        shape[1],
+                        shape[2]
+                    );
+                }
+                Ok(l.data[..per].to_vec())
+            })
+            .collect::<Result<_>>()?
+    };
+    let x_t: Vec<f32> = (0..frames)
+        .flat_map(|f| slerp(&ends[0], &ends[1], f as f64 / (frames - 1) as f64))
+        .collect();
+    let gpu = Gpu::new(options).context("opening a device")?;
+    let seed = seeds.first().copied().unwrap_or(0);
+    let result = run_sampler(&gpu, &weights, &settings, args, &x_t, 0, seed, None)?;
+    let dims = [frames, shape[0], shape[1], shape[2]];
+    write_png_grid(out, &result, dims, frames)?;
+    if let Some(path) = out_npy {
+        write_npy(path, &dims, &result)?;
+    }
+    println!("wrote {} ({frames} frames)", out.display());
+    Ok(())
 }
 
 fn convert(src: &Path, config: Option<&Path>, dtype: Dtype, out: &Path) -> Result<()> {

@@ -10,9 +10,11 @@ use yaml_rust2::{Yaml, YamlLoader};
 
 use super::config::{DownBlock, UNetConfig, UpBlock};
 use super::torch::read_checkpoint;
-use super::weights::{HostTensor, Weights, decode};
+use super::weights::{HostTensor, Training, Weights, decode};
 use crate::error::{Error, Result};
 use crate::io;
+use crate::ops::ddim::Prediction;
+use crate::sampler::schedule::{BetaSchedule, TrainingSchedule};
 
 /// Loads a model from our weights file, or converts a diffusers directory on the fly.
 pub fn load_model(path: &Path) -> Result<Weights> {
@@ -54,7 +56,12 @@ pub fn from_diffusers_dir(dir: &Path) -> Result<Weights> {
         .into_iter()
         .map(|(k, v)| (rename_legacy_attention(&k), v))
         .collect();
-    let w = Weights { config, tensors };
+    let training = scheduler_config(&dir)?;
+    let w = Weights {
+        config,
+        training,
+        tensors,
+    };
     w.validate()?;
     Ok(w)
 }
@@ -109,6 +116,7 @@ pub fn from_original(ckpt: &Path, yaml: &Path) -> Result<Weights> {
         message: "not UTF-8".into(),
     })?;
     let config = config_from_original_yaml(&text)?;
+    let training = Some(training_from_original_yaml(&text)?);
     let levels = config.block_out_channels.len();
     let raw = read_checkpoint(&io::read(ckpt)?)?;
     let mut tensors = BTreeMap::new();
@@ -123,7 +131,11 @@ pub fn from_original(ckpt: &Path, yaml: &Path) -> Result<Weights> {
         }
         tensors.insert(name, t);
     }
-    let w = Weights { config, tensors };
+    let w = Weights {
+        config,
+        training,
+        tensors,
+    };
     w.validate()?;
     Ok(w)
 }
@@ -271,6 +283,107 @@ pub fn config_from_original_yaml(text: &str) -> Result<UNetConfig> {
     };
     config.validate()?;
     Ok(config)
+}
+
+/// The training schedule from a diffusers `scheduler_config.json` beside the UNet (the model directory itself,
+/// `../scheduler/` for a pipeline's `unet/`, or `scheduler/` of a pipeline), if there is one.
+fn scheduler_config(dir: &Path) -> Result<Option<Training>> {
+    let candidates = [
+        dir.join("scheduler_config.json"),
+        dir.join("../scheduler/scheduler_config.json"),
+        dir.join("scheduler/scheduler_config.json"),
+    ];
+    let Some(path) = candidates.iter().find(|p| p.exists()) else {
+        return Ok(None);
+    };
+    let text = String::from_utf8(io::read(path)?).map_err(|_| Error::Io {
+        path: path.display().to_string(),
+        message: "not UTF-8".into(),
+    })?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+    let num = |k: &str, d: f64| v.get(k).and_then(|x| x.as_f64()).unwrap_or(d);
+    let bad = |m: String| Error::Config(format!("{}: {m}", path.display()));
+    let train_steps = num("num_train_timesteps", 1000.0) as usize;
+    let (start, end) = (num("beta_start", 1e-4), num("beta_end", 0.02));
+    let betas = match v.get("trained_betas").and_then(|b| b.as_array()) {
+        Some(list) => BetaSchedule::Trained(
+            list.iter()
+                .map(|b| {
+                    b.as_f64()
+                        .ok_or_else(|| bad("trained_betas holds a non-number".into()))
+                })
+                .collect::<Result<_>>()?,
+        ),
+        None => match v
+            .get("beta_schedule")
+            .and_then(|s| s.as_str())
+            .unwrap_or("linear")
+        {
+            "linear" => BetaSchedule::Linear { start, end },
+            "scaled_linear" => BetaSchedule::ScaledLinear { start, end },
+            "squaredcos_cap_v2" => BetaSchedule::SquaredcosCapV2,
+            other => return Err(bad(format!("beta_schedule `{other}` is not supported"))),
+        },
+    };
+    let prediction = match v
+        .get("prediction_type")
+        .and_then(|s| s.as_str())
+        .unwrap_or("epsilon")
+    {
+        "epsilon" => Prediction::Epsilon,
+        "v_prediction" => Prediction::V,
+        "sample" => Prediction::Sample,
+        other => return Err(bad(format!("prediction_type `{other}` is not supported"))),
+    };
+    Ok(Some(Training {
+        schedule: TrainingSchedule {
+            betas,
+            train_steps,
+            zero_snr: v
+                .get("rescale_betas_zero_snr")
+                .and_then(|b| b.as_bool())
+                .unwrap_or(false),
+        },
+        prediction,
+        steps_offset: num("steps_offset", 0.0) as usize,
+        set_alpha_to_one: v
+            .get("set_alpha_to_one")
+            .and_then(|b| b.as_bool())
+            .unwrap_or(true),
+    }))
+}
+
+/// The training schedule of the official DDIM YAML's `diffusion` section (its `quad` schedule is diffusers'
+/// `scaled_linear`).
+pub fn training_from_original_yaml(text: &str) -> Result<Training> {
+    let docs = YamlLoader::load_from_str(text).map_err(|e| Error::Config(format!("YAML: {e}")))?;
+    let d = &docs
+        .first()
+        .ok_or_else(|| Error::Config("YAML: empty document".into()))?["diffusion"];
+    let f = |k: &str, default: f64| {
+        d[k].as_f64()
+            .or_else(|| d[k].as_i64().map(|v| v as f64))
+            .unwrap_or(default)
+    };
+    let (start, end) = (f("beta_start", 1e-4), f("beta_end", 0.02));
+    let betas = match d["beta_schedule"].as_str().unwrap_or("linear") {
+        "linear" => BetaSchedule::Linear { start, end },
+        "quad" => BetaSchedule::ScaledLinear { start, end },
+        other => {
+            return Err(Error::Config(format!(
+                "YAML: diffusion.beta_schedule `{other}` is not supported (linear, quad)"
+            )));
+        }
+    };
+    Ok(Training {
+        schedule: TrainingSchedule {
+            betas,
+            train_steps: f("num_diffusion_timesteps", 1000.0) as usize,
+            zero_snr: false,
+        },
+        ..Training::default()
+    })
 }
 
 /// Where `ddim convert` writes when `--out` is not given: beside the source, `<name>.safetensors`.

@@ -9,10 +9,14 @@ use std::path::Path;
 use half::{bf16, f16};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
+use serde::{Deserialize, Serialize};
+
 use super::config::UNetConfig;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
+use crate::ops::ddim::Prediction;
 use crate::sampler::rng::{NoiseKey, Stream, normals};
+use crate::sampler::schedule::TrainingSchedule;
 
 /// The `format` metadata value of our files.
 pub const FORMAT: &str = "ddim-wgpu";
@@ -38,11 +42,39 @@ pub struct HostTensor {
     pub data: Vec<f32>,
 }
 
-/// A model: its config and every parameter by diffusers name.
+/// How a model was trained, where the source said so (diffusers' scheduler_config.json, the official YAML's
+/// `diffusion` section): the sampler's defaults.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Training {
+    /// Betas and T.
+    pub schedule: TrainingSchedule,
+    /// What the model predicts.
+    pub prediction: Prediction,
+    /// diffusers' `steps_offset`.
+    pub steps_offset: usize,
+    /// diffusers' `set_alpha_to_one`.
+    pub set_alpha_to_one: bool,
+}
+
+impl Default for Training {
+    /// DDPM's: linear betas 1e-4..0.02, T = 1000, epsilon prediction, a_p = 1 past the end.
+    fn default() -> Self {
+        Training {
+            schedule: TrainingSchedule::default(),
+            prediction: Prediction::Epsilon,
+            steps_offset: 0,
+            set_alpha_to_one: true,
+        }
+    }
+}
+
+/// A model: its config, how it was trained (when known), and every parameter by diffusers name.
 #[derive(Clone, Debug)]
 pub struct Weights {
     /// The architecture.
     pub config: UNetConfig,
+    /// The training schedule, if the source recorded it.
+    pub training: Option<Training>,
     /// The parameters.
     pub tensors: BTreeMap<String, HostTensor>,
 }
@@ -155,11 +187,15 @@ impl Weights {
             })
             .collect::<Result<Vec<_>>>()?;
         let config = serde_json::to_string(&self.config).expect("a config always serialises");
-        let metadata = HashMap::from([
+        let mut metadata = HashMap::from([
             ("format".to_string(), FORMAT.to_string()),
             ("format_version".to_string(), FORMAT_VERSION.to_string()),
             ("config".to_string(), config),
         ]);
+        if let Some(t) = &self.training {
+            let json = serde_json::to_string(t).expect("a schedule always serialises");
+            metadata.insert("training".to_string(), json);
+        }
         safetensors::serialize(views, Some(metadata)).map_err(|e| Error::Weights {
             tensor: "(file)".into(),
             message: e.to_string(),
@@ -206,6 +242,12 @@ impl Weights {
         let config: UNetConfig = serde_json::from_str(config_json)
             .map_err(|e| Error::Config(format!("config in the weights file: {e}")))?;
         config.validate()?;
+        let training = match meta.get("training") {
+            Some(json) => Some(serde_json::from_str::<Training>(json).map_err(|e| {
+                Error::Config(format!("training schedule in the weights file: {e}"))
+            })?),
+            None => None,
+        };
         let st = SafeTensors::deserialize(bytes)
             .map_err(|e| file_error(format!("not a valid safetensors file: {e}")))?;
         let mut tensors = BTreeMap::new();
@@ -225,7 +267,11 @@ impl Weights {
                 },
             );
         }
-        let w = Weights { config, tensors };
+        let w = Weights {
+            config,
+            training,
+            tensors,
+        };
         w.validate()?;
         Ok(w)
     }
@@ -278,6 +324,7 @@ impl Weights {
         }
         Ok(Weights {
             config: config.clone(),
+            training: None,
             tensors,
         })
     }

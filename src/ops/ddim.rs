@@ -78,7 +78,8 @@ const FLAG_THRESHOLD: u32 = 2;
 const FLAG_CLIPPED_EPS: u32 = 4;
 
 /// What the model predicts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Prediction {
     /// The noise epsilon (DDPM, DDIM, most checkpoints).
     #[default]
