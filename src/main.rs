@@ -133,6 +133,15 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Concatenate .npy outputs of shards (e.g. --out-npy of each `--shard i/n`) along the first axis, in order.
+    Merge {
+        /// The shard files, in shard order.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// The merged file.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Interpolate (slerp) between two latents and sample the frames, as a one-row strip.
     Interpolate {
         /// Our weights file, or a diffusers directory.
@@ -142,13 +151,12 @@ enum Command {
         #[arg(
             long,
             value_delimiter = ',',
-            num_args = 2,
             conflicts_with = "latents",
             required_unless_present = "latents"
         )]
         seeds: Vec<u64>,
         /// Two latent files (e.g. from `ddim invert`); the first image of each is an endpoint.
-        #[arg(long, value_delimiter = ',', num_args = 2)]
+        #[arg(long, value_delimiter = ',')]
         latents: Vec<PathBuf>,
         /// Frames, endpoints included.
         #[arg(long, default_value_t = 8)]
@@ -367,6 +375,7 @@ fn run(cli: Cli) -> Result<()> {
             sampling,
             out,
         } => invert(&options, &model, &images, resize, &sampling, &out),
+        Command::Merge { inputs, out } => merge(&inputs, &out),
         Command::Interpolate {
             model,
             seeds,
@@ -683,6 +692,36 @@ fn sample(
     Ok(())
 }
 
+fn merge(inputs: &[PathBuf], out: &Path) -> Result<()> {
+    let mut shape: Option<Vec<usize>> = None;
+    let mut data = Vec::new();
+    for path in inputs {
+        let a = read_npy(path)?;
+        if a.shape.is_empty() {
+            bail!("{}: a scalar cannot be concatenated", path.display());
+        }
+        match &mut shape {
+            None => shape = Some(a.shape.clone()),
+            Some(s) if s[1..] == a.shape[1..] => s[0] += a.shape[0],
+            Some(s) => bail!(
+                "{}: shape {:?} does not continue {:?} along the first axis",
+                path.display(),
+                a.shape,
+                s
+            ),
+        }
+        data.extend(a.data);
+    }
+    let shape = shape.expect("clap requires one input");
+    write_npy(out, &shape, &data)?;
+    println!(
+        "wrote {} {shape:?} from {} files",
+        out.display(),
+        inputs.len()
+    );
+    Ok(())
+}
+
 fn invert(
     options: &DeviceOptions,
     model: &Path,
@@ -753,6 +792,9 @@ fn interpolate(
 ) -> Result<()> {
     if frames < 2 {
         bail!("--frames {frames}: need at least the two endpoints");
+    }
+    if seeds.len() != 2 && latent_files.len() != 2 {
+        bail!("give exactly two endpoints: --seeds A,B or --latents a.npy,b.npy");
     }
     let weights = open_model(model)?;
     let settings = settings(args, weights.training.as_ref())?;

@@ -249,3 +249,247 @@ fn bad_inputs_are_one_line_errors_and_write_nothing() {
     assert!(!out_file.exists(), "no output may be written on failure");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+fn converted_fixture(dir: &std::path::Path) -> String {
+    let model = dir.join("model.safetensors");
+    let out = ddim(&[
+        "convert",
+        &fixture("pad0_onehead_safetensors/model"),
+        "--out",
+        model.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    model.to_str().unwrap().to_string()
+}
+
+#[test]
+fn sample_shards_merge_into_the_single_run() {
+    let dir = temp_dir("sample");
+    let model = converted_fixture(&dir);
+    let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
+    let run = |extra: &[&str]| {
+        let mut a = vec![
+            "sample", "--model", &model, "--steps", "4", "--batch", "5", "--seed", "7", "--eta",
+            "1",
+        ];
+        a.extend_from_slice(extra);
+        ddim(&a)
+    };
+    let out = run(&[
+        "--out",
+        &p("all.png"),
+        "--out-npy",
+        &p("all.npy"),
+        "--out-dir",
+        &p("imgs"),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() && !gpu_required() && stderr.contains("no GPU adapter") {
+        return;
+    }
+    assert!(out.status.success(), "{stderr}");
+    for (i, shard) in ["0/2", "1/2"].iter().enumerate() {
+        let out = run(&[
+            "--shard",
+            shard,
+            "--max-batch",
+            "2",
+            "--out",
+            &p(&format!("s{i}.png")),
+            "--out-npy",
+            &p(&format!("s{i}.npy")),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = ddim(&[
+        "merge",
+        &p("s0.npy"),
+        &p("s1.npy"),
+        "--out",
+        &p("merged.npy"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all = std::fs::read(p("all.npy")).unwrap();
+    assert_eq!(
+        std::fs::read(p("merged.npy")).unwrap(),
+        all,
+        "shards 0/2 + 1/2 must equal one run, byte for byte"
+    );
+    // The same command twice writes byte-identical files.
+    let again = run(&["--out", &p("again.png"), "--out-npy", &p("again.npy")]);
+    assert!(again.status.success());
+    assert_eq!(std::fs::read(p("again.npy")).unwrap(), all);
+    assert_eq!(
+        std::fs::read(p("again.png")).unwrap(),
+        std::fs::read(p("all.png")).unwrap()
+    );
+    assert!(dir.join("imgs/000004.png").exists());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn impossible_sampling_flags_are_refused_and_write_nothing() {
+    let dir = temp_dir("flags");
+    let model = converted_fixture(&dir);
+    let png = dir.join("x.png");
+    let png = png.to_str().unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (&["--steps", "0"], "steps is 0"),
+        (
+            &["--steps", "1001"],
+            "more than the model's 1000 training steps",
+        ),
+        (&["--eta", "-0.5"], "eta must be finite and >= 0"),
+        (&["--shard", "3/2"], "need 0 <= i < n"),
+        (&["--batch", "0"], "nothing to sample"),
+        (&["--spacing", "cosine"], "unknown spacing `cosine`"),
+        (
+            &["--clip-sample", "1", "--threshold", "0.995,1.5"],
+            "exclude each other",
+        ),
+    ];
+    for (flags, expected) in cases {
+        let mut a = vec!["sample", "--model", &model, "--out", png];
+        a.extend_from_slice(flags);
+        let out = ddim(&a);
+        assert!(!out.status.success(), "{flags:?} must fail");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{flags:?}: {stderr}");
+        assert!(
+            !std::path::Path::new(png).exists(),
+            "{flags:?} wrote an output"
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn invert_then_decode_and_interpolate() {
+    let dir = temp_dir("invert");
+    let model = converted_fixture(&dir);
+    let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
+    // Two 8x8 images written by `sample`, encoded, decoded.
+    let out = ddim(&[
+        "sample",
+        "--model",
+        &model,
+        "--steps",
+        "4",
+        "--batch",
+        "2",
+        "--out",
+        &p("g.png"),
+        "--out-dir",
+        &p("imgs"),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() && !gpu_required() && stderr.contains("no GPU adapter") {
+        return;
+    }
+    assert!(out.status.success(), "{stderr}");
+    let (a, b) = (p("imgs/000000.png"), p("imgs/000001.png"));
+    let out = ddim(&[
+        "invert",
+        "--model",
+        &model,
+        "--image",
+        &a,
+        "--image",
+        &b,
+        "--steps",
+        "10",
+        "--out",
+        &p("z.npy"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let z = ddim_wgpu::io::read_npy(std::path::Path::new(&p("z.npy"))).unwrap();
+    assert_eq!(z.shape, [2, 3, 8, 8]);
+    let out = ddim(&[
+        "sample",
+        "--model",
+        &model,
+        "--latent",
+        &p("z.npy"),
+        "--steps",
+        "10",
+        "--out",
+        &p("back.png"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = ddim(&[
+        "interpolate",
+        "--model",
+        &model,
+        "--seeds",
+        "1,2",
+        "--frames",
+        "4",
+        "--steps",
+        "4",
+        "--out",
+        &p("strip.png"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = ddim(&[
+        "interpolate",
+        "--model",
+        &model,
+        "--latents",
+        &format!("{},{}", p("z.npy"), p("z.npy")),
+        "--frames",
+        "3",
+        "--steps",
+        "4",
+        "--out",
+        &p("strip2.png"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // An image of the wrong size, and a file that is not an image.
+    std::fs::write(p("not.png"), b"hello").unwrap();
+    for (img, expected) in [
+        (fixture("../../../README.md"), "not an image"),
+        (p("g.png"), "the model takes 8x8"),
+    ] {
+        let out = ddim(&[
+            "invert",
+            "--model",
+            &model,
+            "--image",
+            &img,
+            "--out",
+            &p("bad.npy"),
+        ]);
+        assert!(!out.status.success());
+        assert!(error_line(&out).contains(expected), "{}", error_line(&out));
+    }
+    assert!(!dir.join("bad.npy").exists());
+    std::fs::remove_dir_all(&dir).ok();
+}

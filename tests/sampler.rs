@@ -229,7 +229,12 @@ fn inversion_error_falls_with_more_steps() {
     // discretisation error, which must fall with S.
     let mut w = diffusers_model();
     for name in ["conv_out.weight", "conv_out.bias"] {
-        w.tensors.get_mut(name).unwrap().data.iter_mut().for_each(|v| *v /= 40.0);
+        w.tensors
+            .get_mut(name)
+            .unwrap()
+            .data
+            .iter_mut()
+            .for_each(|v| *v /= 40.0);
     }
     let graph = unet::build(&w.config).unwrap();
     let uploaded = w.upload(&gpu).unwrap();
