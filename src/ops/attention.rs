@@ -3,7 +3,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{Access, Dispatch, Kernel, dim, dims, expect_shape, nonzero, workgroups_for};
+use super::{Access, Cost, Dispatch, Kernel, dim, dims, expect_shape, nonzero, workgroups_for};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
 
@@ -85,4 +85,10 @@ pub fn attention(
         &[q, k, v, out],
         workgroups_for(invocations, KERNEL.workgroup_size),
     )
+    .map(|d| {
+        d.with_cost(Cost::new(
+            4 * (n * heads * tokens * tokens * head_dim) as u64,
+            4 * q.len() as u64,
+        ))
+    })
 }

@@ -2,7 +2,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{Access, Dispatch, Kernel, dim, dims, expect_shape, nonzero, workgroups_for};
+use super::{Access, Cost, Dispatch, Kernel, dim, dims, expect_shape, nonzero, workgroups_for};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
 
@@ -73,4 +73,5 @@ pub fn concat_channels(
         &[a, b, out],
         workgroups_for(out.len() as u64, KERNEL.workgroup_size),
     )
+    .map(|d| d.with_cost(Cost::new(0, 2 * out.len() as u64)))
 }

@@ -3,7 +3,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{Access, Dispatch, Kernel, dim, dims, expect_shape, nonzero, workgroups_for};
+use super::{Access, Cost, Dispatch, Kernel, dim, dims, expect_shape, nonzero, workgroups_for};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
 
@@ -183,4 +183,10 @@ pub fn conv2d(
         &[x, weight, bias, residual.unwrap_or(x), out],
         workgroups_for(invocations, KERNEL.workgroup_size),
     )
+    .map(|d| {
+        d.with_cost(Cost::new(
+            2 * (n * cout * ho * wo * cin * kh * kw) as u64,
+            (x.len() + weight.len() + cout + out.len() * (1 + residual.is_some() as usize)) as u64,
+        ))
+    })
 }

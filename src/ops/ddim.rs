@@ -10,7 +10,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::elementwise::{Binary, Unary, binary, unary};
-use super::{Access, Dispatch, Kernel, dim, expect_shape, nonzero, randn, workgroups_for};
+use super::{Access, Cost, Dispatch, Kernel, dim, expect_shape, nonzero, randn, workgroups_for};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
 use crate::sampler::rng::{NoiseKey, Stream};
@@ -322,15 +322,19 @@ pub fn ddim_update(
             ratio: t.ratio,
             max_value: t.max_value,
         };
-        dispatches.push(Dispatch::new(
-            gpu,
-            &THRESHOLD_KERNEL,
-            OP,
-            &format!("{label}/threshold"),
-            &params,
-            &[x, model_out, &scratch.thresh],
-            batch as u64,
-        )?);
+        dispatches.push(
+            Dispatch::new(
+                gpu,
+                &THRESHOLD_KERNEL,
+                OP,
+                &format!("{label}/threshold"),
+                &params,
+                &[x, model_out, &scratch.thresh],
+                batch as u64,
+            )?
+            // 32 rounds of recomputing |x0| and counting; reads x and the model output each round.
+            .with_cost(Cost::new(32 * 4 * x.len() as u64, 2 * x.len() as u64)),
+        );
     }
 
     match mode {
@@ -369,15 +373,22 @@ pub fn ddim_update(
                 ..Default::default()
             };
             let groups = per_image.div_ceil(4) as u64 * batch as u64;
-            dispatches.push(Dispatch::new(
-                gpu,
-                &STEP_KERNEL,
-                OP,
-                label,
-                &params,
-                &[x, model_out, noise, &scratch.thresh],
-                workgroups_for(groups, STEP_KERNEL.workgroup_size),
-            )?);
+            dispatches.push(
+                Dispatch::new(
+                    gpu,
+                    &STEP_KERNEL,
+                    OP,
+                    label,
+                    &params,
+                    &[x, model_out, noise, &scratch.thresh],
+                    workgroups_for(groups, STEP_KERNEL.workgroup_size),
+                )?
+                // Reads x, the model output (and given noise), writes x: about 12 flops per element.
+                .with_cost(Cost::new(
+                    12 * x.len() as u64,
+                    (3 + (noise_mode == 2) as usize) as u64 * x.len() as u64,
+                )),
+            );
         }
         UpdateMode::Unfused => unfused(gpu, label, x, model_out, spec, scratch, &mut dispatches)?,
     }

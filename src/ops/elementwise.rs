@@ -3,7 +3,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{Access, Dispatch, Kernel, dim, expect_shape, nonzero, workgroups_for};
+use super::{Access, Cost, Dispatch, Kernel, dim, expect_shape, nonzero, workgroups_for};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
 
@@ -76,6 +76,8 @@ fn dispatch(
 ) -> Result<Dispatch> {
     // 4 elements per invocation.
     let invocations = (p.len as u64).div_ceil(4);
+    // Reads a (and b for the binary ops), writes out; about one operation per element.
+    let operands = if matches!(p.op, 1 | 2 | 5) { 2 } else { 3 };
     Dispatch::new(
         gpu,
         &KERNEL,
@@ -85,6 +87,7 @@ fn dispatch(
         &[a, b, out],
         workgroups_for(invocations, KERNEL.workgroup_size),
     )
+    .map(|d| d.with_cost(Cost::new(2 * p.len as u64, operands * p.len as u64)))
 }
 
 /// Prepares `out = op(a)`; out has a's shape.

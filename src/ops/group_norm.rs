@@ -2,7 +2,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{Access, Dispatch, Kernel, dim, expect_shape, nonzero};
+use super::{Access, Cost, Dispatch, Kernel, dim, expect_shape, nonzero};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
 
@@ -102,4 +102,10 @@ pub fn group_norm(
         &[x, gamma, beta, out],
         (n * groups) as u64,
     )
+    .map(|d| {
+        d.with_cost(Cost::new(
+            10 * x.len() as u64,
+            2 * x.len() as u64 + 2 * c as u64,
+        ))
+    })
 }

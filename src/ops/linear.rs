@@ -3,7 +3,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{Access, Dispatch, Kernel, dim, dims, expect_shape, nonzero, workgroups_for};
+use super::{Access, Cost, Dispatch, Kernel, dim, dims, expect_shape, nonzero, workgroups_for};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
 
@@ -175,4 +175,10 @@ pub fn linear(
         &[x, weight, bias, residual.unwrap_or(x), y],
         workgroups_for(invocations, KERNEL.workgroup_size),
     )
+    .map(|d| {
+        d.with_cost(Cost::new(
+            2 * (b * m * k * n_out) as u64,
+            (x.len() + weight.len() + n_out + y.len() * (1 + residual.is_some() as usize)) as u64,
+        ))
+    })
 }

@@ -12,6 +12,7 @@ pub mod elementwise;
 pub mod group_norm;
 pub mod linear;
 pub mod randn;
+pub mod roofline;
 pub mod timestep_embedding;
 pub mod upsample;
 
@@ -67,6 +68,8 @@ pub const KERNELS: &[&Kernel] = &[
     &group_norm::KERNEL,
     &linear::KERNEL,
     &randn::KERNEL,
+    &roofline::COPY_KERNEL,
+    &roofline::FMA_KERNEL,
     &timestep_embedding::KERNEL,
     &upsample::KERNEL,
 ];
@@ -153,10 +156,32 @@ impl Gpu {
     }
 }
 
+/// The work of one dispatch, for the profiler's achieved rates: floating-point operations, and the bytes the
+/// algorithm must move at least (each input read once, each output written once), not what a kernel's caching
+/// happens to cost.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cost {
+    /// Floating-point operations (a fused multiply-add counts 2).
+    pub flops: u64,
+    /// Compulsory memory traffic in bytes.
+    pub bytes: u64,
+}
+
+impl Cost {
+    /// `flops` operations over `floats` f32 values moved.
+    pub fn new(flops: u64, floats: u64) -> Self {
+        Cost {
+            flops,
+            bytes: 4 * floats,
+        }
+    }
+}
+
 /// One kernel launch, fully prepared: recording it costs a few calls and no allocation.
 pub struct Dispatch {
     label: String,
     kernel: &'static Kernel,
+    cost: Cost,
     pipeline: Arc<CachedPipeline>,
     bind_group: wgpu::BindGroup,
     grid: [u32; 3],
@@ -226,6 +251,7 @@ impl Dispatch {
         Ok(Dispatch {
             label: label.to_string(),
             kernel,
+            cost: Cost::default(),
             pipeline,
             bind_group,
             grid,
@@ -238,6 +264,17 @@ impl Dispatch {
         pass.set_pipeline(&self.pipeline.pipeline);
         pass.set_bind_group(0, &self.bind_group, &[]);
         pass.dispatch_workgroups(self.grid[0], self.grid[1], self.grid[2]);
+    }
+
+    /// Declares the dispatch's work (each op does, for the profiler).
+    pub(crate) fn with_cost(mut self, cost: Cost) -> Self {
+        self.cost = cost;
+        self
+    }
+
+    /// The work this dispatch does.
+    pub fn cost(&self) -> Cost {
+        self.cost
     }
 
     /// This dispatch's label.

@@ -3,7 +3,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{Access, Dispatch, Kernel, dim, nonzero, workgroups_for};
+use super::{Access, Cost, Dispatch, Kernel, dim, nonzero, workgroups_for};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
 use crate::sampler::rng::NoiseKey;
@@ -46,6 +46,8 @@ fn prepare(gpu: &Gpu, label: &str, out: &Tensor, params: Params) -> Result<Dispa
         &[out],
         workgroups_for(groups * params.batch as u64, KERNEL.workgroup_size),
     )
+    // Philox4x32-10 is integer work (about 100 operations per 4 values); Box-Muller about 20 flops per value.
+    .map(|d| d.with_cost(Cost::new(20 * out.len() as u64, out.len() as u64)))
 }
 
 fn batch_and_rest(out: &Tensor) -> Result<(usize, usize)> {

@@ -3,7 +3,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{Access, Dispatch, Kernel, dim, expect_shape, nonzero, workgroups_for};
+use super::{Access, Cost, Dispatch, Kernel, dim, expect_shape, nonzero, workgroups_for};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
 
@@ -90,5 +90,11 @@ impl TimestepEmbedding {
             &[timesteps, &self.freqs, out],
             workgroups_for((n * half) as u64, KERNEL.workgroup_size),
         )
+        .map(|d| {
+            d.with_cost(Cost::new(
+                20 * out.len() as u64,
+                (n + half + out.len()) as u64,
+            ))
+        })
     }
 }

@@ -2,7 +2,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{Access, Dispatch, Kernel, dim, dims, expect_shape, nonzero, workgroups_for};
+use super::{Access, Cost, Dispatch, Kernel, dim, dims, expect_shape, nonzero, workgroups_for};
 use crate::error::Result;
 use crate::gpu::{Gpu, Tensor};
 
@@ -49,4 +49,5 @@ pub fn upsample_nearest2x(gpu: &Gpu, label: &str, x: &Tensor, out: &Tensor) -> R
         &[x, out],
         workgroups_for(out.len() as u64, KERNEL.workgroup_size),
     )
+    .map(|d| d.with_cost(Cost::new(0, (x.len() + out.len()) as u64)))
 }

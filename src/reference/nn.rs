@@ -241,3 +241,20 @@ pub fn timestep_embedding(
     }
     out
 }
+
+/// The value roofline_fma.wgsl writes for invocation `i`: 8 chains x 4 lanes of `a = a * 0.999 + 0.001` from
+/// `0.001 * (i % 97 + chain + lane)`, summed. Iterated in f32 with fused multiply-adds, like the kernel.
+pub fn roofline_fma(i: u32, iterations: u32) -> f64 {
+    let base = (i % 97) as f32;
+    let mut sum = 0.0f64;
+    for chain in 0..8 {
+        for lane in 0..4 {
+            let mut a = 0.001f32 * (base + chain as f32 + lane as f32);
+            for _ in 0..iterations {
+                a = a.mul_add(0.999, 0.001);
+            }
+            sum += a as f64;
+        }
+    }
+    sum
+}

@@ -12,4 +12,5 @@ mod group_norm;
 mod linear;
 mod randn;
 mod resample;
+mod roofline;
 mod timestep_embedding;

@@ -1,0 +1,146 @@
+//! The roofline's two roofs, measured on the chosen adapter: the attainable f32 FMA rate
+//! (`kernels/roofline_fma.wgsl`) and the shader copy bandwidth (`kernels/roofline_copy.wgsl`).
+
+use std::time::Instant;
+
+use bytemuck::{Pod, Zeroable};
+use serde::Serialize;
+
+use super::{Access, Cost, Dispatch, Kernel, dim, nonzero, workgroups_for};
+use crate::error::Result;
+use crate::gpu::{Gpu, Tensor};
+
+/// The FMA micro-kernel.
+pub const FMA_KERNEL: Kernel = Kernel {
+    name: "roofline_fma",
+    source: include_str!("../../kernels/roofline_fma.wgsl"),
+    bindings: &[Access::ReadWrite],
+    workgroup_size: 64,
+    params_size: std::mem::size_of::<FmaParams>(),
+};
+
+/// The copy micro-kernel.
+pub const COPY_KERNEL: Kernel = Kernel {
+    name: "roofline_copy",
+    source: include_str!("../../kernels/roofline_copy.wgsl"),
+    bindings: &[Access::Read, Access::ReadWrite],
+    workgroup_size: 256,
+    params_size: std::mem::size_of::<CopyParams>(),
+};
+
+/// Mirrors `Params` in roofline_fma.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct FmaParams {
+    pub invocations: u32,
+    pub iterations: u32,
+    pub _pad: [u32; 2],
+}
+
+/// Mirrors `Params` in roofline_copy.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct CopyParams {
+    pub len4: u32,
+    pub _pad: [u32; 3],
+}
+
+/// Prepares the FMA micro-kernel: `out.len()` invocations of `iterations` x 64 flops.
+pub fn fma(gpu: &Gpu, out: &Tensor, iterations: u32) -> Result<Dispatch> {
+    nonzero("roofline_fma", "invocations", out.len())?;
+    let params = FmaParams {
+        invocations: dim("roofline_fma", "invocations", out.len())?,
+        iterations,
+        _pad: [0; 2],
+    };
+    let flops = 64 * iterations as u64 * out.len() as u64;
+    Dispatch::new(
+        gpu,
+        &FMA_KERNEL,
+        "roofline_fma",
+        "roofline fma",
+        &params,
+        &[out],
+        workgroups_for(out.len() as u64, FMA_KERNEL.workgroup_size),
+    )
+    .map(|d| d.with_cost(Cost::new(flops, out.len() as u64)))
+}
+
+/// Prepares the copy micro-kernel `dst = src` (lengths a multiple of 4).
+pub fn copy(gpu: &Gpu, src: &Tensor, dst: &Tensor) -> Result<Dispatch> {
+    super::expect_shape("roofline_copy", dst, src.shape())?;
+    let len4 = src.len() / 4;
+    nonzero("roofline_copy", "vec4 count", len4)?;
+    let params = CopyParams {
+        len4: dim("roofline_copy", "length", len4)?,
+        _pad: [0; 3],
+    };
+    Dispatch::new(
+        gpu,
+        &COPY_KERNEL,
+        "roofline_copy",
+        "roofline copy",
+        &params,
+        &[src, dst],
+        workgroups_for(len4 as u64, COPY_KERNEL.workgroup_size),
+    )
+    .map(|d| d.with_cost(Cost::new(0, 8 * len4 as u64)))
+}
+
+/// The two roofs of the adapter.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Roof {
+    /// Attainable f32 FMA rate, GFLOP/s.
+    pub gflops: f64,
+    /// Attainable shader copy bandwidth (bytes read + written), GB/s.
+    pub gbps: f64,
+}
+
+impl Roof {
+    /// The fraction of the roof a kernel reaches: achieved FLOP/s over min(peak FLOP/s, intensity x peak
+    /// bandwidth) for kernels that compute; achieved bandwidth over the peak for those that only move data.
+    pub fn fraction(&self, flops: u64, bytes: u64, seconds: f64) -> f64 {
+        if seconds <= 0.0 {
+            return 0.0;
+        }
+        if flops == 0 {
+            return bytes as f64 / seconds / 1e9 / self.gbps;
+        }
+        let intensity = flops as f64 / bytes.max(1) as f64;
+        let attainable = self.gflops.min(intensity * self.gbps);
+        flops as f64 / seconds / 1e9 / attainable
+    }
+}
+
+/// Runs `d` `repeats` times in one pass and returns the median of `trials` timings of that pass, in seconds
+/// (wall clock around submit and wait: the repeats amortise the submit).
+fn time(gpu: &Gpu, d: &Dispatch, repeats: usize, trials: usize) -> Result<f64> {
+    let list: Vec<&Dispatch> = std::iter::repeat_n(d, repeats).collect();
+    gpu.run("roofline warm-up", &list[..1])?;
+    let mut t: Vec<f64> = (0..trials)
+        .map(|_| {
+            let start = Instant::now();
+            gpu.run("roofline", &list)
+                .map(|_| start.elapsed().as_secs_f64())
+        })
+        .collect::<Result<_>>()?;
+    t.sort_by(f64::total_cmp);
+    Ok(t[t.len() / 2])
+}
+
+/// Measures both roofs (a few seconds on a software adapter, well under one on a GPU).
+pub fn measure(gpu: &Gpu) -> Result<Roof> {
+    // Enough invocations to fill any GPU, enough iterations that launch costs vanish.
+    let out = gpu.zeros("roofline fma out", &[1 << 16])?;
+    let fma = fma(gpu, &out, 2048)?;
+    let secs = time(gpu, &fma, 4, 5)?;
+    let gflops = 4.0 * fma.cost().flops as f64 / secs / 1e9;
+    // 64 MiB each way: past any cache.
+    let n = 16 << 20;
+    let src = gpu.zeros("roofline copy src", &[n])?;
+    let dst = gpu.zeros("roofline copy dst", &[n])?;
+    let copy = copy(gpu, &src, &dst)?;
+    let secs = time(gpu, &copy, 4, 5)?;
+    let gbps = 4.0 * copy.cost().bytes as f64 / secs / 1e9;
+    Ok(Roof { gflops, gbps })
+}
