@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
+use ddim_wgpu::gpu::profiler::{chrome_trace, kernel_table};
 use ddim_wgpu::gpu::{DeviceOptions, Gpu, describe, enumerate_adapters, parse_backend};
 use ddim_wgpu::graph::{plan::Plan, unet};
-use ddim_wgpu::io::{read_image, read_npy, write_npy, write_png, write_png_grid};
+use ddim_wgpu::io::{read_image, read_npy, write_atomic, write_npy, write_png, write_png_grid};
 use ddim_wgpu::model::convert::{from_diffusers_dir, from_original, load_model};
 use ddim_wgpu::model::weights::{StorageDtype, Training, Weights};
 use ddim_wgpu::ops::ddim::{Prediction, Threshold, UpdateMode};
@@ -40,7 +41,32 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// List the adapters, and the features and limits of the one that would be used.
-    Info,
+    Info {
+        /// Also measure the roofline: attainable f32 FMA rate and shader copy bandwidth.
+        #[arg(long)]
+        roofline: bool,
+    },
+    /// Sample with GPU timestamps around every dispatch: a per-kernel table against the measured roofline,
+    /// wall and GPU time, and optionally a Chrome trace.
+    Profile {
+        /// Our weights file, a diffusers directory, or a diffusers config.json (random weights, for timing).
+        #[arg(long, default_value = DEFAULT_MODEL)]
+        model: PathBuf,
+        #[command(flatten)]
+        sampling: SamplingArgs,
+        /// Images per batch.
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// The seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Write a Chrome trace (open in https://ui.perfetto.dev or chrome://tracing).
+        #[arg(long)]
+        trace: Option<PathBuf>,
+        /// Write the table and the roofs as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Convert a model into our weights file: a diffusers UNet2DModel directory (config.json with
     /// diffusion_pytorch_model.safetensors or .bin), or an original DDPM/DDIM checkpoint with --config.
     Convert {
@@ -317,7 +343,23 @@ fn run(cli: Cli) -> Result<()> {
         adapter: cli.adapter.filter(|s| !s.trim().is_empty()),
     };
     match cli.command {
-        Command::Info => info(&options),
+        Command::Info { roofline } => info(&options, roofline),
+        Command::Profile {
+            model,
+            sampling,
+            batch,
+            seed,
+            trace,
+            json,
+        } => profile(
+            &options,
+            &model,
+            &sampling,
+            batch,
+            seed,
+            trace.as_deref(),
+            json.as_deref(),
+        ),
         Command::Convert {
             src,
             config,
@@ -954,7 +996,119 @@ fn eval(
     Ok(())
 }
 
-fn info(options: &DeviceOptions) -> Result<()> {
+#[allow(clippy::too_many_arguments)] // the flags of one command
+fn profile(
+    options: &DeviceOptions,
+    model: &Path,
+    args: &SamplingArgs,
+    batch: usize,
+    seed: u64,
+    trace: Option<&Path>,
+    json: Option<&Path>,
+) -> Result<()> {
+    let weights = if model.extension().is_some_and(|e| e == "json") {
+        let text = std::fs::read_to_string(model)
+            .with_context(|| format!("reading {}", model.display()))?;
+        let config = ddim_wgpu::model::config::UNetConfig::from_diffusers_json(&text)?;
+        eprintln!(
+            "note: {} is a config: random weights (timings only)",
+            model.display()
+        );
+        Weights::random(&config, seed)?
+    } else {
+        open_model(model)?
+    };
+    if batch == 0 {
+        bail!("--batch 0: nothing to profile");
+    }
+    let settings = settings(args, weights.training.as_ref())?;
+    let gpu = Gpu::new(options).context("opening a device")?;
+    eprintln!("measuring the roofline ...");
+    let roof = ddim_wgpu::ops::roofline::measure(&gpu)?;
+    let c = &weights.config;
+    let per = c.in_channels * c.sample_size * c.sample_size;
+    let graph = unet::build(c)?;
+    let uploaded = weights.upload(&gpu)?;
+    let sampler = Sampler::new(&gpu, &graph, &uploaded, settings.clone())?;
+    let steps = sampler.steps().len();
+    let bar = progress_bar(steps as u64, args.quiet);
+    let x_t = latents(seed, 0, batch, per);
+    let start = std::time::Instant::now();
+    let (_, timings, walls) =
+        sampler.sample_profiled(&x_t, batch, 0, StepNoise::Philox(seed), &mut |i| {
+            bar.set_position(i as u64)
+        })?;
+    let wall = start.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    let rows = kernel_table(&timings, &roof);
+    let gpu_ms: f64 = rows.iter().map(|r| r.total_ms).sum();
+    let step_wall_ms = walls.iter().sum::<f64>() * 1e3;
+    println!(
+        "{} | {steps} steps, batch {batch}, {} dispatches, {:?} update | roof {:.1} GFLOP/s FMA, {:.2} GB/s copy",
+        describe(&gpu.info()),
+        timings.len(),
+        settings.mode,
+        roof.gflops,
+        roof.gbps
+    );
+    println!(
+        "{:<20} {:>6} {:>10} {:>10} {:>7} {:>9} {:>8} {:>7}",
+        "kernel", "calls", "total ms", "mean us", "share", "GFLOP/s", "GB/s", "roof"
+    );
+    for r in &rows {
+        println!(
+            "{:<20} {:>6} {:>10.2} {:>10.1} {:>6.1}% {:>9.2} {:>8.2} {:>6.1}%",
+            r.label,
+            r.calls,
+            r.total_ms,
+            r.mean_us,
+            100.0 * r.share,
+            r.gflops,
+            r.gbps,
+            100.0 * r.roof_fraction
+        );
+    }
+    println!(
+        "GPU {gpu_ms:.1} ms in {step_wall_ms:.1} ms of step wall time ({:.0}%); per step {:.1} ms wall, per image \
+         {:.1} ms wall; whole run {:.2} s",
+        100.0 * gpu_ms / step_wall_ms.max(1e-9),
+        step_wall_ms / steps as f64,
+        step_wall_ms / batch as f64,
+        wall
+    );
+    if let Some(path) = trace {
+        let names: Vec<String> = sampler
+            .steps()
+            .iter()
+            .enumerate()
+            .map(|(i, s)| format!("step {} (t = {})", i + 1, s.t))
+            .collect();
+        let doc = chrome_trace(&timings, &names);
+        write_atomic(path, serde_json::to_string(&doc)?.as_bytes())?;
+        println!(
+            "wrote {} ({} slices)",
+            path.display(),
+            doc["traceEvents"].as_array().map_or(0, Vec::len)
+        );
+    }
+    if let Some(path) = json {
+        let doc = serde_json::json!({
+            "adapter": describe(&gpu.info()),
+            "steps": steps,
+            "batch": batch,
+            "mode": format!("{:?}", settings.mode),
+            "roof": roof,
+            "kernels": rows,
+            "gpu_ms": gpu_ms,
+            "step_wall_ms": step_wall_ms,
+            "dispatches": timings.len(),
+        });
+        write_atomic(path, serde_json::to_string_pretty(&doc)?.as_bytes())?;
+    }
+    Ok(())
+}
+
+fn info(options: &DeviceOptions, roofline: bool) -> Result<()> {
     let all = DeviceOptions {
         adapter: None,
         ..options.clone()
@@ -1024,5 +1178,12 @@ fn info(options: &DeviceOptions) -> Result<()> {
         "  max_storage_buffers_per_shader_stage: {}",
         l.max_storage_buffers_per_shader_stage
     );
+    if roofline {
+        let roof = ddim_wgpu::ops::roofline::measure(&gpu)?;
+        println!("roofline:");
+        println!("  f32 FMA:     {:.1} GFLOP/s", roof.gflops);
+        println!("  shader copy: {:.2} GB/s (read + write)", roof.gbps);
+        println!("  ridge point: {:.1} FLOP/byte", roof.gflops / roof.gbps);
+    }
     Ok(())
 }

@@ -1,6 +1,7 @@
-//! GPU plumbing: the device context, tensors, and dispatch-grid helpers.
+//! GPU plumbing: the device context, tensors, and the timestamp profiler.
 
 mod context;
+pub mod profiler;
 mod tensor;
 
 pub(crate) use context::CachedPipeline;

@@ -11,6 +11,7 @@ use super::rng::{self, NoiseKey, Stream};
 use super::schedule::TrainingSchedule;
 use super::timesteps::{Spacing, timesteps};
 use crate::error::{Error, Result};
+use crate::gpu::profiler::{DispatchTiming, Profiler};
 use crate::gpu::{Gpu, Tensor};
 use crate::graph::ir::Graph;
 use crate::graph::plan::Plan;
@@ -215,34 +216,49 @@ impl<'a> Sampler<'a> {
 
     /// Runs the prepared per-step dispatches: each step writes its timestep, records the UNet and the update
     /// into one pass, and submits once. `progress` is called after each step with the number done.
+    /// With a profiler, every dispatch is timestamped and each step's wall time is recorded.
     fn run_steps(
         &self,
         plan: &Plan,
         steps: &[(usize, Vec<Dispatch>)],
         progress: &mut dyn FnMut(usize),
+        mut profile: Option<&mut (Profiler, Vec<f64>)>,
     ) -> Result<Vec<f32>> {
         let batch = plan.batch();
         for (i, (t, update)) in steps.iter().enumerate() {
             plan.inputs()[1].write(self.gpu, &vec![*t as f32; batch])?;
             let what = format!("sampling step {} (t = {t})", i + 1);
+            let start = std::time::Instant::now();
             let encoder = self.gpu.scoped(&what, || {
                 let mut encoder = self
                     .gpu
                     .device()
                     .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(&what) });
-                {
-                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                        label: Some(&what),
-                        timestamp_writes: None,
-                    });
-                    plan.record(&mut pass);
-                    for d in update {
-                        d.record(&mut pass);
+                match profile.as_mut() {
+                    Some((profiler, _)) => {
+                        let all: Vec<&Dispatch> = plan.dispatches().iter().chain(update).collect();
+                        profiler.record_step(&mut encoder, i, &all).map(|_| encoder)
+                    }
+                    None => {
+                        {
+                            let mut pass =
+                                encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                                    label: Some(&what),
+                                    timestamp_writes: None,
+                                });
+                            plan.record(&mut pass);
+                            for d in update {
+                                d.record(&mut pass);
+                            }
+                        }
+                        Ok(encoder)
                     }
                 }
-                encoder
-            })?;
+            })??;
             self.gpu.submit_and_wait(&what, encoder)?;
+            if let Some((_, walls)) = profile.as_mut() {
+                walls.push(start.elapsed().as_secs_f64());
+            }
             progress(i + 1);
         }
         self.gpu.download(&plan.inputs()[0])
@@ -257,6 +273,36 @@ impl<'a> Sampler<'a> {
         first_image: u32,
         noise: StepNoise<'_>,
         progress: &mut dyn FnMut(usize),
+    ) -> Result<Vec<f32>> {
+        self.sample_impl(x_t, batch, first_image, noise, progress, None)
+    }
+
+    /// [`Sampler::sample`] with GPU timestamps around every dispatch: also returns each dispatch's timing and
+    /// each step's wall time in seconds.
+    pub fn sample_profiled(
+        &self,
+        x_t: &[f32],
+        batch: usize,
+        first_image: u32,
+        noise: StepNoise<'_>,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<(Vec<f32>, Vec<DispatchTiming>, Vec<f64>)> {
+        // The UNet's nodes plus the longest update chain (the unfused one with thresholding: 9 dispatches).
+        let profiler = Profiler::new(self.gpu, self.graph.nodes.len() + 16, self.steps.len())?;
+        let mut profile = (profiler, Vec::with_capacity(self.steps.len()));
+        let x = self.sample_impl(x_t, batch, first_image, noise, progress, Some(&mut profile))?;
+        let (profiler, walls) = profile;
+        Ok((x, profiler.finish(self.gpu)?, walls))
+    }
+
+    fn sample_impl(
+        &self,
+        x_t: &[f32],
+        batch: usize,
+        first_image: u32,
+        noise: StepNoise<'_>,
+        progress: &mut dyn FnMut(usize),
+        profile: Option<&mut (Profiler, Vec<f64>)>,
     ) -> Result<Vec<f32>> {
         let (plan, scratch) = self.prepare(batch)?;
         let x = &plan.inputs()[0];
@@ -323,7 +369,7 @@ impl<'a> Sampler<'a> {
                 ))
             })
             .collect::<Result<Vec<_>>>()?;
-        self.run_steps(&plan, &prepared, progress)
+        self.run_steps(&plan, &prepared, progress, profile)
     }
 
     /// DDIM inversion (eta = 0) of clean images `x0` (`[batch, C, H, W]`, in [-1, 1]) to latents x_T, visiting
@@ -368,7 +414,7 @@ impl<'a> Sampler<'a> {
             prepared.push((step.t, update));
             a_cur = a_next;
         }
-        self.run_steps(&plan, &prepared, progress)
+        self.run_steps(&plan, &prepared, progress, None)
     }
 }
 
