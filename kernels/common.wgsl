@@ -87,6 +87,55 @@ fn predict_x0(x: f32, m: f32, prediction: u32, sqrt_a: f32, sqrt_1m_a: f32) -> f
     }
 }
 
+// The constants of one DDIM step, embedded in the Params of ddim_step.wgsl and conv2d_ddim.wgsl (64 bytes;
+// mirrored by ops::ddim::DdimStepParams). x_p = c_x0 * x0' + dir_coef * eps + coef_xt * x_t + sigma * z.
+struct DdimStep {
+    image_offset: u32,
+    step: u32,
+    seed_lo: u32,
+    seed_hi: u32,
+    prediction: u32,
+    flags: u32,
+    noise_mode: u32,
+    _pad0: u32,
+    sqrt_a_t: f32,
+    sqrt_1m_a_t: f32,
+    sqrt_a_p: f32,
+    dir_coef: f32,
+    sigma: f32,
+    clip: f32,
+    coef_xt: f32,
+    _pad1: u32,
+}
+
+const DDIM_CLIP: u32 = 1u;
+const DDIM_THRESHOLD: u32 = 2u;
+const DDIM_CLIPPED_EPS: u32 = 4u;
+const NOISE_NONE: u32 = 0u;
+const NOISE_PHILOX: u32 = 1u;
+const NOISE_TENSOR: u32 = 2u;
+
+// x_prev for one element from x_t, the model output m, the image's threshold scale s (1 without thresholding)
+// and the noise z (ignored when sigma = 0).
+fn ddim_update(d: DdimStep, xt: f32, m: f32, s: f32, z: f32) -> f32 {
+    let x0 = predict_x0(xt, m, d.prediction, d.sqrt_a_t, d.sqrt_1m_a_t);
+    var x0c = x0;
+    if ((d.flags & DDIM_CLIP) != 0u) {
+        x0c = clamp(x0c, -d.clip, d.clip);
+    }
+    if ((d.flags & DDIM_THRESHOLD) != 0u) {
+        x0c = clamp(x0c, -s, s) / s;
+    }
+    var eps: f32;
+    if ((d.flags & DDIM_CLIPPED_EPS) != 0u) {
+        // Glide's convention (diffusers' use_clipped_model_output): epsilon re-derived from the clipped x0.
+        eps = (xt - d.sqrt_a_t * x0c) / d.sqrt_1m_a_t;
+    } else {
+        eps = predict_eps(xt, m, x0, d.prediction, d.sqrt_a_t, d.sqrt_1m_a_t);
+    }
+    return d.sqrt_a_p * x0c + d.dir_coef * eps + d.coef_xt * xt + d.sigma * z;
+}
+
 fn predict_eps(x: f32, m: f32, x0: f32, prediction: u32, sqrt_a: f32, sqrt_1m_a: f32) -> f32 {
     switch prediction {
         case 1u: { return (x - sqrt_a * x0) / sqrt_1m_a; }

@@ -246,7 +246,11 @@ struct SamplingArgs {
     /// Rescale the schedule to zero terminal SNR (Lin et al. 2023).
     #[arg(long)]
     zero_snr: bool,
-    /// Run the update as a chain of elementwise kernels instead of the fused kernel.
+    /// How to run the update: fused into the UNet's final convolution (where valid; else `fused`), as one
+    /// kernel after the UNet, or as a chain of elementwise kernels.
+    #[arg(long, value_enum, default_value_t = UpdateArg::Epilogue)]
+    update: UpdateArg,
+    /// Shorthand for --update unfused.
     #[arg(long)]
     unfused: bool,
     /// Most images per GPU batch (larger requests are split; default: what the device's limits allow).
@@ -255,6 +259,13 @@ struct SamplingArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum UpdateArg {
+    Epilogue,
+    Fused,
+    Unfused,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -506,10 +517,10 @@ fn settings(args: &SamplingArgs, training: Option<&Training>) -> Result<SamplerS
         },
         clip: args.clip_sample,
         threshold: args.threshold,
-        mode: if args.unfused {
-            UpdateMode::Unfused
-        } else {
-            UpdateMode::Fused
+        mode: match (args.unfused, args.update) {
+            (true, _) | (_, UpdateArg::Unfused) => UpdateMode::Unfused,
+            (false, UpdateArg::Fused) => UpdateMode::Fused,
+            (false, UpdateArg::Epilogue) => UpdateMode::Epilogue,
         },
     })
 }

@@ -66,7 +66,7 @@ fn golden(case: &str, weights: &Weights, settings: SamplerSettings) {
     let uploaded = weights.upload(&gpu).unwrap();
     let sampler = Sampler::new(&gpu, &graph, &uploaded, settings.clone()).unwrap();
     let batch = x_t.shape[0];
-    for mode in [UpdateMode::Fused, UpdateMode::Unfused] {
+    for mode in [UpdateMode::Epilogue, UpdateMode::Fused, UpdateMode::Unfused] {
         let sampler = Sampler::new(
             &gpu,
             &graph,

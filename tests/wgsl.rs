@@ -21,7 +21,7 @@ fn every_kernel_file_is_registered() {
     let mut files: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|f| f.ends_with(".wgsl") && f != "common.wgsl")
+        .filter(|f| f.ends_with(".wgsl") && !f.ends_with(".inc.wgsl") && f != "common.wgsl")
         .map(|f| f.trim_end_matches(".wgsl").to_string())
         .collect();
     files.sort();

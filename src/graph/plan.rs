@@ -25,6 +25,19 @@ pub struct MemoryStats {
     pub buffers: usize,
 }
 
+/// The graph's last node when it is a convolution without residual: what a fused epilogue needs.
+#[derive(Clone)]
+pub struct OutputConv {
+    /// Its input.
+    pub input: Tensor,
+    /// Its weight.
+    pub weight: Tensor,
+    /// Its bias.
+    pub bias: Tensor,
+    /// Its geometry.
+    pub config: crate::ops::conv2d::Conv2dConfig,
+}
+
 /// A graph bound to buffers and weights for one batch size.
 pub struct Plan {
     batch: usize,
@@ -32,6 +45,7 @@ pub struct Plan {
     output: Tensor,
     activations: HashMap<TensorId, Tensor>,
     dispatches: Vec<Dispatch>,
+    output_conv: Option<OutputConv>,
     stats: MemoryStats,
     // Frequency tables of the timestep embeddings; the dispatches bind them.
     _embeddings: Vec<TimestepEmbedding>,
@@ -151,6 +165,7 @@ impl Plan {
             inputs,
             activations,
             dispatches: Vec::with_capacity(graph.nodes.len()),
+            output_conv: None,
             stats: MemoryStats {
                 planned: capacity.iter().sum(),
                 no_reuse,
@@ -237,6 +252,17 @@ impl Plan {
                 Op::Concat => concat::concat_channels(gpu, label, ins[0], ins[1], out)?,
             };
             plan.dispatches.push(d);
+            if node.output == output_id
+                && let Op::Conv2d(config) = &node.op
+                && ins.len() == 3
+            {
+                plan.output_conv = Some(OutputConv {
+                    input: ins[0].clone(),
+                    weight: ins[1].clone(),
+                    bias: ins[2].clone(),
+                    config: *config,
+                });
+            }
         }
         Ok(plan)
     }
@@ -254,6 +280,11 @@ impl Plan {
     /// The prepared dispatches, in execution order (one per node).
     pub fn dispatches(&self) -> &[Dispatch] {
         &self.dispatches
+    }
+
+    /// The last node, when it is a convolution without residual (the UNet's `conv_out`).
+    pub fn output_conv(&self) -> Option<&OutputConv> {
+        self.output_conv.as_ref()
     }
 
     /// The input tensors, in the graph's input order (write them before recording).

@@ -13,6 +13,7 @@ const OP: &str = "attention";
 pub const KERNEL: Kernel = Kernel {
     name: "attention",
     source: include_str!("../../kernels/attention.wgsl"),
+    includes: &[],
     bindings: &[Access::Read, Access::Read, Access::Read, Access::ReadWrite],
     workgroup_size: 64,
     params_size: std::mem::size_of::<Params>(),

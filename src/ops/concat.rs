@@ -12,6 +12,7 @@ const OP: &str = "concat";
 pub const KERNEL: Kernel = Kernel {
     name: "concat",
     source: include_str!("../../kernels/concat.wgsl"),
+    includes: &[],
     bindings: &[Access::Read, Access::Read, Access::ReadWrite],
     workgroup_size: 64,
     params_size: std::mem::size_of::<Params>(),

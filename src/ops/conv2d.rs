@@ -9,10 +9,14 @@ use crate::gpu::{Gpu, Tensor};
 
 const OP: &str = "conv2d";
 
+/// The convolution loop shared with the DDIM-epilogue convolution (`ops::ddim::CONV_KERNEL`).
+pub const ACCUMULATE: &str = include_str!("../../kernels/conv2d_accumulate.inc.wgsl");
+
 /// The kernel.
 pub const KERNEL: Kernel = Kernel {
     name: "conv2d",
     source: include_str!("../../kernels/conv2d.wgsl"),
+    includes: &[ACCUMULATE],
     bindings: &[
         Access::Read,
         Access::Read,
@@ -28,18 +32,7 @@ pub const KERNEL: Kernel = Kernel {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct Params {
-    pub batch: u32,
-    pub cin: u32,
-    pub h: u32,
-    pub w: u32,
-    pub cout: u32,
-    pub ho: u32,
-    pub wo: u32,
-    pub kh: u32,
-    pub kw: u32,
-    pub stride: u32,
-    pub pad_top: u32,
-    pub pad_left: u32,
+    pub shape: ConvShape,
     pub has_residual: u32,
     pub out_scale: f32,
     pub _pad: [u32; 2],
@@ -107,6 +100,103 @@ pub fn output_size(
     Ok(((ph - kh) / cfg.stride + 1, (pw - kw) / cfg.stride + 1))
 }
 
+/// The shape part of a convolution's Params, mirrored from `ConvShape` in conv2d_accumulate.inc.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct ConvShape {
+    pub batch: u32,
+    pub cin: u32,
+    pub h: u32,
+    pub w: u32,
+    pub cout: u32,
+    pub ho: u32,
+    pub wo: u32,
+    pub kh: u32,
+    pub kw: u32,
+    pub stride: u32,
+    pub pad_top: u32,
+    pub pad_left: u32,
+    pub _pad: [u32; 4],
+}
+
+impl ConvShape {
+    /// Validates x `[N, Cin, H, W]`, weight `[Cout, Cin, KH, KW]` and bias `[Cout]` against `cfg`; `op` names
+    /// the caller in errors. The output shape is `[N, Cout, ho, wo]`.
+    pub(crate) fn new(
+        op: &'static str,
+        x: &Tensor,
+        weight: &Tensor,
+        bias: &Tensor,
+        cfg: &Conv2dConfig,
+    ) -> Result<Self> {
+        let [n, cin, h, w] = dims::<4>(op, x)?;
+        let [cout, wcin, kh, kw] = dims::<4>(op, weight)?;
+        for (what, v) in [
+            ("batch", n),
+            ("input channels", cin),
+            ("height", h),
+            ("width", w),
+        ] {
+            nonzero(op, what, v)?;
+        }
+        for (what, v) in [
+            ("output channels", cout),
+            ("kernel height", kh),
+            ("kernel width", kw),
+        ] {
+            nonzero(op, what, v)?;
+        }
+        if wcin != cin {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "weight `{}` {:?} expects {wcin} input channels but `{}` has {cin}",
+                    weight.label(),
+                    weight.shape(),
+                    x.label()
+                ),
+            ));
+        }
+        expect_shape(op, bias, &[cout])?;
+        let (ho, wo) = output_size(h, w, kh, kw, cfg)?;
+        Ok(ConvShape {
+            batch: dim(op, "batch", n)?,
+            cin: dim(op, "cin", cin)?,
+            h: dim(op, "h", h)?,
+            w: dim(op, "w", w)?,
+            cout: dim(op, "cout", cout)?,
+            ho: dim(op, "ho", ho)?,
+            wo: dim(op, "wo", wo)?,
+            kh: dim(op, "kh", kh)?,
+            kw: dim(op, "kw", kw)?,
+            stride: dim(op, "stride", cfg.stride)?,
+            pad_top: dim(op, "pad_top", cfg.padding.top)?,
+            pad_left: dim(op, "pad_left", cfg.padding.left)?,
+            _pad: [0; 4],
+        })
+    }
+
+    /// `[N, Cout, Ho, Wo]`.
+    pub fn output_shape(&self) -> [usize; 4] {
+        [self.batch, self.cout, self.ho, self.wo].map(|v| v as usize)
+    }
+
+    /// Workgroups for one invocation per 4 x 4 block.
+    pub(crate) fn workgroups(&self) -> u64 {
+        let [n, cout, ho, wo] = self.output_shape();
+        workgroups_for(
+            (n * cout.div_ceil(4) * ho * wo.div_ceil(4)) as u64,
+            KERNEL.workgroup_size,
+        )
+    }
+
+    /// Multiply-adds x 2.
+    pub(crate) fn flops(&self) -> u64 {
+        let [n, cout, ho, wo] = self.output_shape();
+        2 * (n * cout * ho * wo) as u64 * (self.cin * self.kh * self.kw) as u64
+    }
+}
+
 /// Prepares `out = (conv(x, weight) + bias + residual) * out_scale`.
 ///
 /// Shapes: x `[N, Cin, H, W]`, weight `[Cout, Cin, KH, KW]`, bias `[Cout]`, residual and out `[N, Cout, Ho, Wo]`.
@@ -121,59 +211,19 @@ pub fn conv2d(
     out: &Tensor,
     cfg: &Conv2dConfig,
 ) -> Result<Dispatch> {
-    let [n, cin, h, w] = dims::<4>(OP, x)?;
-    let [cout, wcin, kh, kw] = dims::<4>(OP, weight)?;
-    for (what, v) in [
-        ("batch", n),
-        ("input channels", cin),
-        ("height", h),
-        ("width", w),
-    ] {
-        nonzero(OP, what, v)?;
-    }
-    for (what, v) in [
-        ("output channels", cout),
-        ("kernel height", kh),
-        ("kernel width", kw),
-    ] {
-        nonzero(OP, what, v)?;
-    }
-    if wcin != cin {
-        return Err(Error::shape(
-            OP,
-            format!(
-                "weight `{}` {:?} expects {wcin} input channels but `{}` has {cin}",
-                weight.label(),
-                weight.shape(),
-                x.label()
-            ),
-        ));
-    }
-    expect_shape(OP, bias, &[cout])?;
-    let (ho, wo) = output_size(h, w, kh, kw, cfg)?;
-    expect_shape(OP, out, &[n, cout, ho, wo])?;
+    let shape = ConvShape::new(OP, x, weight, bias, cfg)?;
+    expect_shape(OP, out, &shape.output_shape())?;
     if let Some(r) = residual {
-        expect_shape(OP, r, &[n, cout, ho, wo])?;
+        expect_shape(OP, r, out.shape())?;
     }
     let params = Params {
-        batch: dim(OP, "batch", n)?,
-        cin: dim(OP, "cin", cin)?,
-        h: dim(OP, "h", h)?,
-        w: dim(OP, "w", w)?,
-        cout: dim(OP, "cout", cout)?,
-        ho: dim(OP, "ho", ho)?,
-        wo: dim(OP, "wo", wo)?,
-        kh: dim(OP, "kh", kh)?,
-        kw: dim(OP, "kw", kw)?,
-        stride: dim(OP, "stride", cfg.stride)?,
-        pad_top: dim(OP, "pad_top", cfg.padding.top)?,
-        pad_left: dim(OP, "pad_left", cfg.padding.left)?,
+        shape,
         has_residual: residual.is_some() as u32,
         out_scale: cfg.out_scale,
         _pad: [0; 2],
     };
-    // 4 output channels x 4 output columns per invocation.
-    let invocations = (n * cout.div_ceil(4) * ho * wo.div_ceil(4)) as u64;
+    let floats =
+        x.len() + weight.len() + bias.len() + out.len() * (1 + residual.is_some() as usize);
     Dispatch::new(
         gpu,
         &KERNEL,
@@ -181,12 +231,7 @@ pub fn conv2d(
         label,
         &params,
         &[x, weight, bias, residual.unwrap_or(x), out],
-        workgroups_for(invocations, KERNEL.workgroup_size),
+        shape.workgroups(),
     )
-    .map(|d| {
-        d.with_cost(Cost::new(
-            2 * (n * cout * ho * wo * cin * kh * kw) as u64,
-            (x.len() + weight.len() + cout + out.len() * (1 + residual.is_some() as usize)) as u64,
-        ))
-    })
+    .map(|d| d.with_cost(Cost::new(shape.flops(), floats as u64)))
 }

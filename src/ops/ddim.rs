@@ -9,6 +9,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
+use super::conv2d::{Conv2dConfig, ConvShape};
 use super::elementwise::{Binary, Unary, binary, unary};
 use super::{Access, Cost, Dispatch, Kernel, dim, expect_shape, nonzero, randn, workgroups_for};
 use crate::error::{Error, Result};
@@ -21,26 +22,42 @@ const OP: &str = "ddim_step";
 pub const STEP_KERNEL: Kernel = Kernel {
     name: "ddim_step",
     source: include_str!("../../kernels/ddim_step.wgsl"),
+    includes: &[],
     bindings: &[Access::ReadWrite, Access::Read, Access::Read, Access::Read],
     workgroup_size: 64,
     params_size: std::mem::size_of::<StepParams>(),
+};
+
+/// The final convolution with the update in its epilogue.
+pub const CONV_KERNEL: Kernel = Kernel {
+    name: "conv2d_ddim",
+    source: include_str!("../../kernels/conv2d_ddim.wgsl"),
+    includes: &[super::conv2d::ACCUMULATE],
+    bindings: &[
+        Access::Read,
+        Access::Read,
+        Access::Read,
+        Access::Read,
+        Access::ReadWrite,
+    ],
+    workgroup_size: 64,
+    params_size: std::mem::size_of::<ConvStepParams>(),
 };
 
 /// The per-image dynamic-threshold scale kernel.
 pub const THRESHOLD_KERNEL: Kernel = Kernel {
     name: "ddim_threshold",
     source: include_str!("../../kernels/ddim_threshold.wgsl"),
+    includes: &[],
     bindings: &[Access::Read, Access::Read, Access::ReadWrite],
     workgroup_size: 64,
     params_size: std::mem::size_of::<ThresholdParams>(),
 };
 
-/// Mirrors `Params` in ddim_step.wgsl.
+/// Mirrors `DdimStep` in common.wgsl: the constants of one update.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct StepParams {
-    pub per_image: u32,
-    pub batch: u32,
+pub struct DdimStepParams {
     pub image_offset: u32,
     pub step: u32,
     pub seed_lo: u32,
@@ -48,7 +65,7 @@ pub struct StepParams {
     pub prediction: u32,
     pub flags: u32,
     pub noise_mode: u32,
-    pub _pad0: [u32; 3],
+    pub _pad0: u32,
     pub sqrt_a_t: f32,
     pub sqrt_1m_a_t: f32,
     pub sqrt_a_p: f32,
@@ -57,6 +74,24 @@ pub struct StepParams {
     pub clip: f32,
     pub coef_xt: f32,
     pub _pad1: u32,
+}
+
+/// Mirrors `Params` in ddim_step.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct StepParams {
+    pub per_image: u32,
+    pub batch: u32,
+    pub _pad: [u32; 2],
+    pub d: DdimStepParams,
+}
+
+/// Mirrors `Params` in conv2d_ddim.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct ConvStepParams {
+    pub shape: ConvShape,
+    pub d: DdimStepParams,
 }
 
 /// Mirrors `Params` in ddim_threshold.wgsl.
@@ -76,6 +111,41 @@ pub struct ThresholdParams {
 const FLAG_CLIP: u32 = 1;
 const FLAG_THRESHOLD: u32 = 2;
 const FLAG_CLIPPED_EPS: u32 = 4;
+
+/// The constants of one update (everything but the shapes).
+fn step_params(spec: &StepSpec<'_>) -> DdimStepParams {
+    let c = &spec.coefficients;
+    let (noise_mode, seed, step, first_image) = match spec.noise {
+        Noise::None => (0, 0, 0, 0),
+        Noise::Philox { key, first_image } => (1, key.seed, key.step, first_image),
+        Noise::Tensor(_) => (2, 0, 0, 0),
+    };
+    let flags = spec.clip.map_or(0, |_| FLAG_CLIP)
+        | spec.threshold.map_or(0, |_| FLAG_THRESHOLD)
+        | if spec.clipped_eps {
+            FLAG_CLIPPED_EPS
+        } else {
+            0
+        };
+    DdimStepParams {
+        image_offset: first_image,
+        step,
+        seed_lo: seed as u32,
+        seed_hi: (seed >> 32) as u32,
+        prediction: spec.prediction as u32,
+        flags,
+        noise_mode,
+        _pad0: 0,
+        sqrt_a_t: c.sqrt_a_t as f32,
+        sqrt_1m_a_t: c.sqrt_1m_a_t as f32,
+        sqrt_a_p: c.sqrt_a_p as f32,
+        dir_coef: c.dir_coef as f32,
+        sigma: c.sigma as f32,
+        clip: spec.clip.unwrap_or(0.0),
+        coef_xt: c.coef_xt as f32,
+        _pad1: 0,
+    }
+}
 
 /// What the model predicts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -227,8 +297,11 @@ pub struct StepSpec<'a> {
 /// Which implementation of the update to record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum UpdateMode {
-    /// One kernel.
+    /// Fused into the epilogue of the UNet's final convolution ([`conv_ddim_update`]), where valid (the model
+    /// ends in a convolution, no dynamic thresholding); otherwise as `Fused`. The sampler's default.
     #[default]
+    Epilogue,
+    /// One kernel after the UNet.
     Fused,
     /// A chain of elementwise kernels with temporaries.
     Unfused,
@@ -254,7 +327,7 @@ impl DdimScratch {
         }
         let full = |label: &str| match mode {
             UpdateMode::Unfused => gpu.zeros(label, shape),
-            UpdateMode::Fused => gpu.zeros(label, &[1]),
+            UpdateMode::Fused | UpdateMode::Epilogue => gpu.zeros(label, &[1]),
         };
         Ok(DdimScratch {
             shape: shape.to_vec(),
@@ -274,6 +347,61 @@ impl DdimScratch {
     pub fn threshold_scale(&self) -> &Tensor {
         &self.thresh
     }
+}
+
+/// The UNet's final convolution with the update fused into its epilogue (`kernels/conv2d_ddim.wgsl`): replaces
+/// x (x_t, the convolution's output shape) by x_prev without storing the model output. `conv_input`, `weight`,
+/// `bias` and `cfg` are the final convolution's. Dynamic thresholding is refused (use [`ddim_update`]).
+#[allow(clippy::too_many_arguments)] // the convolution's operands and the update's
+pub fn conv_ddim_update(
+    gpu: &Gpu,
+    label: &str,
+    conv_input: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    cfg: &Conv2dConfig,
+    x: &Tensor,
+    spec: &StepSpec<'_>,
+) -> Result<Dispatch> {
+    const OP: &str = "conv2d_ddim";
+    let shape = ConvShape::new(OP, conv_input, weight, bias, cfg)?;
+    expect_shape(OP, x, &shape.output_shape())?;
+    validate(spec, x)?;
+    if spec.threshold.is_some() {
+        return Err(Error::param(
+            OP,
+            "dynamic thresholding needs the whole x0 of an image before any element is updated; it cannot be \
+             fused into the convolution",
+        ));
+    }
+    if cfg.out_scale != 1.0 {
+        return Err(Error::param(
+            OP,
+            "the final convolution has an output scale",
+        ));
+    }
+    let d = step_params(spec);
+    let noise = match spec.noise {
+        Noise::Tensor(t) => t,
+        _ => bias,
+    };
+    let floats =
+        conv_input.len() + weight.len() + bias.len() + (2 + (d.noise_mode == 2) as usize) * x.len();
+    Dispatch::new(
+        gpu,
+        &CONV_KERNEL,
+        OP,
+        label,
+        &ConvStepParams { shape, d },
+        &[conv_input, weight, bias, noise, x],
+        shape.workgroups(),
+    )
+    .map(|disp| {
+        disp.with_cost(Cost::new(
+            shape.flops() + 12 * x.len() as u64,
+            floats as u64,
+        ))
+    })
 }
 
 /// Prepares the dispatches that replace x (x_t) by x_prev in place, given the model output.
@@ -338,40 +466,19 @@ pub fn ddim_update(
     }
 
     match mode {
-        UpdateMode::Fused => {
-            let (noise_mode, seed, step, first_image, noise) = match spec.noise {
-                Noise::None => (0, 0, 0, 0, model_out),
-                Noise::Philox { key, first_image } => {
-                    (1, key.seed, key.step, first_image, model_out)
-                }
-                Noise::Tensor(t) => (2, 0, 0, 0, t),
+        UpdateMode::Fused | UpdateMode::Epilogue => {
+            let d = step_params(spec);
+            let noise = match spec.noise {
+                Noise::Tensor(t) => t,
+                _ => model_out,
             };
-            let flags = spec.clip.map_or(0, |_| FLAG_CLIP)
-                | spec.threshold.map_or(0, |_| FLAG_THRESHOLD)
-                | if spec.clipped_eps {
-                    FLAG_CLIPPED_EPS
-                } else {
-                    0
-                };
             let params = StepParams {
                 per_image: dim(OP, "elements per image", per_image)?,
                 batch: dim(OP, "batch", batch)?,
-                image_offset: first_image,
-                step,
-                seed_lo: seed as u32,
-                seed_hi: (seed >> 32) as u32,
-                prediction: spec.prediction as u32,
-                flags,
-                noise_mode,
-                sqrt_a_t: c.sqrt_a_t as f32,
-                sqrt_1m_a_t: c.sqrt_1m_a_t as f32,
-                sqrt_a_p: c.sqrt_a_p as f32,
-                dir_coef: c.dir_coef as f32,
-                sigma: c.sigma as f32,
-                clip: spec.clip.unwrap_or(0.0),
-                coef_xt: c.coef_xt as f32,
-                ..Default::default()
+                _pad: [0; 2],
+                d,
             };
+            let noise_mode = d.noise_mode;
             let groups = per_image.div_ceil(4) as u64 * batch as u64;
             dispatches.push(
                 Dispatch::new(

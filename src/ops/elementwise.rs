@@ -13,6 +13,7 @@ const OP: &str = "elementwise";
 pub const KERNEL: Kernel = Kernel {
     name: "elementwise",
     source: include_str!("../../kernels/elementwise.wgsl"),
+    includes: &[],
     bindings: &[Access::Read, Access::Read, Access::ReadWrite],
     workgroup_size: 64,
     params_size: std::mem::size_of::<Params>(),

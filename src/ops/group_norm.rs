@@ -12,6 +12,7 @@ const OP: &str = "group_norm";
 pub const KERNEL: Kernel = Kernel {
     name: "group_norm",
     source: include_str!("../../kernels/group_norm.wgsl"),
+    includes: &[],
     bindings: &[Access::Read, Access::Read, Access::Read, Access::ReadWrite],
     workgroup_size: 256,
     params_size: std::mem::size_of::<Params>(),

@@ -13,6 +13,7 @@ const OP: &str = "linear";
 pub const KERNEL: Kernel = Kernel {
     name: "linear",
     source: include_str!("../../kernels/linear.wgsl"),
+    includes: &[],
     bindings: &[
         Access::Read,
         Access::Read,

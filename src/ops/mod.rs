@@ -42,6 +42,8 @@ pub struct Kernel {
     pub name: &'static str,
     /// The kernel's own WGSL, without `common.wgsl`.
     pub source: &'static str,
+    /// Shared WGSL (`kernels/*.inc.wgsl`) placed between `common.wgsl` and the kernel.
+    pub includes: &'static [&'static str],
     /// Storage bindings 1, 2, ... in order.
     pub bindings: &'static [Access],
     /// Invocations per workgroup (`@workgroup_size`, x only). A test checks it against the shader.
@@ -51,9 +53,14 @@ pub struct Kernel {
 }
 
 impl Kernel {
-    /// The full source that is compiled: `common.wgsl` followed by the kernel.
+    /// The full source that is compiled: `common.wgsl`, the includes, then the kernel.
     pub fn full_source(&self) -> String {
-        format!("{COMMON_WGSL}\n{}", self.source)
+        let mut s = String::from(COMMON_WGSL);
+        for part in self.includes.iter().chain([&self.source]) {
+            s.push('\n');
+            s.push_str(part);
+        }
+        s
     }
 }
 
@@ -62,6 +69,7 @@ pub const KERNELS: &[&Kernel] = &[
     &attention::KERNEL,
     &concat::KERNEL,
     &conv2d::KERNEL,
+    &ddim::CONV_KERNEL,
     &ddim::STEP_KERNEL,
     &ddim::THRESHOLD_KERNEL,
     &elementwise::KERNEL,

@@ -14,6 +14,7 @@ const OP: &str = "randn";
 pub const KERNEL: Kernel = Kernel {
     name: "randn",
     source: include_str!("../../kernels/randn.wgsl"),
+    includes: &[],
     bindings: &[Access::ReadWrite],
     workgroup_size: 64,
     params_size: std::mem::size_of::<Params>(),

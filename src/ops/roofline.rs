@@ -14,6 +14,7 @@ use crate::gpu::{Gpu, Tensor};
 pub const FMA_KERNEL: Kernel = Kernel {
     name: "roofline_fma",
     source: include_str!("../../kernels/roofline_fma.wgsl"),
+    includes: &[],
     bindings: &[Access::ReadWrite],
     workgroup_size: 64,
     params_size: std::mem::size_of::<FmaParams>(),
@@ -23,6 +24,7 @@ pub const FMA_KERNEL: Kernel = Kernel {
 pub const COPY_KERNEL: Kernel = Kernel {
     name: "roofline_copy",
     source: include_str!("../../kernels/roofline_copy.wgsl"),
+    includes: &[],
     bindings: &[Access::Read, Access::ReadWrite],
     workgroup_size: 256,
     params_size: std::mem::size_of::<CopyParams>(),

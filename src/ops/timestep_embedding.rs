@@ -16,6 +16,7 @@ pub const MAX_PERIOD: f64 = 10000.0;
 pub const KERNEL: Kernel = Kernel {
     name: "timestep_embedding",
     source: include_str!("../../kernels/timestep_embedding.wgsl"),
+    includes: &[],
     bindings: &[Access::Read, Access::Read, Access::ReadWrite],
     workgroup_size: 64,
     params_size: std::mem::size_of::<Params>(),

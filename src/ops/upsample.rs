@@ -12,6 +12,7 @@ const OP: &str = "upsample_nearest";
 pub const KERNEL: Kernel = Kernel {
     name: "upsample_nearest",
     source: include_str!("../../kernels/upsample_nearest.wgsl"),
+    includes: &[],
     bindings: &[Access::Read, Access::ReadWrite],
     workgroup_size: 64,
     params_size: std::mem::size_of::<Params>(),

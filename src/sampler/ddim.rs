@@ -17,7 +17,8 @@ use crate::graph::ir::Graph;
 use crate::graph::plan::Plan;
 use crate::ops::Dispatch;
 use crate::ops::ddim::{
-    DdimScratch, Noise, Prediction, StepCoefficients, StepSpec, Threshold, UpdateMode, ddim_update,
+    DdimScratch, Noise, Prediction, StepCoefficients, StepSpec, Threshold, UpdateMode,
+    conv_ddim_update, ddim_update,
 };
 
 /// Everything that decides the trajectory besides the model and the seed.
@@ -60,7 +61,7 @@ impl Default for SamplerSettings {
             prediction: Prediction::Epsilon,
             clip: None,
             threshold: None,
-            mode: UpdateMode::Fused,
+            mode: UpdateMode::Epilogue,
         }
     }
 }
@@ -216,10 +217,13 @@ impl<'a> Sampler<'a> {
 
     /// Runs the prepared per-step dispatches: each step writes its timestep, records the UNet and the update
     /// into one pass, and submits once. `progress` is called after each step with the number done.
-    /// With a profiler, every dispatch is timestamped and each step's wall time is recorded.
+    /// Each step records `unet` (the plan's dispatches, or all but the final convolution when the update is fused
+    /// into it) and then its own update dispatches. With a profiler, every dispatch is timestamped and each
+    /// step's wall time is recorded.
     fn run_steps(
         &self,
         plan: &Plan,
+        unet: &[Dispatch],
         steps: &[(usize, Vec<Dispatch>)],
         progress: &mut dyn FnMut(usize),
         mut profile: Option<&mut (Profiler, Vec<f64>)>,
@@ -236,7 +240,7 @@ impl<'a> Sampler<'a> {
                     .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(&what) });
                 match profile.as_mut() {
                     Some((profiler, _)) => {
-                        let all: Vec<&Dispatch> = plan.dispatches().iter().chain(update).collect();
+                        let all: Vec<&Dispatch> = unet.iter().chain(update).collect();
                         profiler.record_step(&mut encoder, i, &all).map(|_| encoder)
                     }
                     None => {
@@ -246,8 +250,7 @@ impl<'a> Sampler<'a> {
                                     label: Some(&what),
                                     timestamp_writes: None,
                                 });
-                            plan.record(&mut pass);
-                            for d in update {
+                            for d in unet.iter().chain(update) {
                                 d.record(&mut pass);
                             }
                         }
@@ -330,6 +333,16 @@ impl<'a> Sampler<'a> {
             StepNoise::Philox(_) => Vec::new(),
         };
         let s = &self.settings;
+        // The update goes into the final convolution's epilogue where that is valid.
+        let epilogue = match (s.mode, plan.output_conv()) {
+            (UpdateMode::Epilogue, Some(conv)) if s.threshold.is_none() => Some(conv),
+            _ => None,
+        };
+        let mode = if s.mode == UpdateMode::Epilogue {
+            UpdateMode::Fused
+        } else {
+            s.mode
+        };
         let prepared = self
             .steps
             .iter()
@@ -363,13 +376,20 @@ impl<'a> Sampler<'a> {
                     noise,
                 };
                 let label = format!("ddim step {} (t = {})", i + 1, step.t);
-                Ok((
-                    step.t,
-                    ddim_update(self.gpu, &label, x, plan.output(), &spec, s.mode, &scratch)?,
-                ))
+                let update = match epilogue {
+                    Some(c) => vec![conv_ddim_update(
+                        self.gpu, &label, &c.input, &c.weight, &c.bias, &c.config, x, &spec,
+                    )?],
+                    None => ddim_update(self.gpu, &label, x, plan.output(), &spec, mode, &scratch)?,
+                };
+                Ok((step.t, update))
             })
             .collect::<Result<Vec<_>>>()?;
-        self.run_steps(&plan, &prepared, progress, profile)
+        let unet = match epilogue {
+            Some(_) => &plan.dispatches()[..plan.dispatches().len() - 1],
+            None => plan.dispatches(),
+        };
+        self.run_steps(&plan, unet, &prepared, progress, profile)
     }
 
     /// DDIM inversion (eta = 0) of clean images `x0` (`[batch, C, H, W]`, in [-1, 1]) to latents x_T, visiting
@@ -391,6 +411,11 @@ impl<'a> Sampler<'a> {
             alphas[0]
         };
         let mut prepared = Vec::with_capacity(self.steps.len());
+        // Inversion runs the update as its own kernel (fused or unfused as asked).
+        let mode = match self.settings.mode {
+            UpdateMode::Epilogue => UpdateMode::Fused,
+            m => m,
+        };
         for (i, step) in self.steps.iter().rev().enumerate() {
             let a_next = alphas[step.t];
             let spec = StepSpec {
@@ -402,19 +427,11 @@ impl<'a> Sampler<'a> {
                 noise: Noise::None,
             };
             let label = format!("inversion step {} (t = {})", i + 1, step.t);
-            let update = ddim_update(
-                self.gpu,
-                &label,
-                x,
-                plan.output(),
-                &spec,
-                self.settings.mode,
-                &scratch,
-            )?;
+            let update = ddim_update(self.gpu, &label, x, plan.output(), &spec, mode, &scratch)?;
             prepared.push((step.t, update));
             a_cur = a_next;
         }
-        self.run_steps(&plan, &prepared, progress, None)
+        self.run_steps(&plan, plan.dispatches(), &prepared, progress, None)
     }
 }
 
