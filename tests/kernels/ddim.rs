@@ -317,3 +317,105 @@ fn invalid_specs_are_refused() {
     assert!(StepCoefficients::ddim(1.0, 0.6, 0.0).is_err(), "a_t = 1");
     assert!(StepCoefficients::ddim(0.3, 0.0, 0.0).is_err(), "a_p = 0");
 }
+
+/// The update fused into a convolution's epilogue against the convolution's reference followed by the update's
+/// reference, on a width (9) whose rows straddle Philox's groups of 4.
+#[test]
+fn conv_epilogue_update_matches_reference() {
+    use ddim_wgpu::ops::conv2d::{Conv2dConfig, Padding};
+    use ddim_wgpu::ops::ddim::conv_ddim_update;
+    use ddim_wgpu::reference::nn;
+
+    let gpu = gpu_or_skip!();
+    let (n, cin, h, w, cout) = (2, 5, 7, 9, 3);
+    let hv = data(220, n * cin * h * w, -1.0, 1.0);
+    let wv = data(221, cout * cin * 9, -0.3, 0.3);
+    let bv = data(222, cout, -0.1, 0.1);
+    let xv = data(223, n * cout * h * w, -2.0, 2.0);
+    let input = gpu.upload("h", &[n, cin, h, w], &hv).unwrap();
+    let weight = gpu
+        .upload("conv_out.weight", &[cout, cin, 3, 3], &wv)
+        .unwrap();
+    let bias = gpu.upload("conv_out.bias", &[cout], &bv).unwrap();
+    let cfg = Conv2dConfig {
+        padding: Padding::uniform(1),
+        ..Default::default()
+    };
+    let (eps, _) = nn::conv2d(
+        &hv,
+        [n, cin, h, w],
+        &wv,
+        [cout, cin, 3, 3],
+        &bv,
+        None,
+        1,
+        (1, 1, 1, 1),
+        1.0,
+    );
+    let eps32: Vec<f32> = eps.iter().map(|&v| v as f32).collect();
+    let per = cout * h * w;
+    for (eta, clip, prediction) in [
+        (0.0, None, Prediction::Epsilon),
+        (0.7, Some(1.0), Prediction::V),
+    ] {
+        let coefficients = StepCoefficients::ddim(0.4, 0.55, eta).unwrap();
+        let noise = if eta > 0.0 {
+            Noise::Philox {
+                key: KEY,
+                first_image: FIRST_IMAGE,
+            }
+        } else {
+            Noise::None
+        };
+        let spec = StepSpec {
+            coefficients,
+            prediction,
+            clip,
+            threshold: None,
+            clipped_eps: false,
+            noise,
+        };
+        let x = gpu.upload("x", &[n, cout, h, w], &xv).unwrap();
+        let d = conv_ddim_update(
+            gpu,
+            "conv_out + ddim",
+            &input,
+            &weight,
+            &bias,
+            &cfg,
+            &x,
+            &spec,
+        )
+        .unwrap();
+        gpu.run("epilogue", &[&d]).unwrap();
+        let got = gpu.download(&x).unwrap();
+        let z = (eta > 0.0).then(|| rng::normals(KEY, FIRST_IMAGE, n, per));
+        let settings = StepSettings {
+            a_t: 0.4,
+            a_p: 0.55,
+            eta,
+            prediction,
+            clip: clip.map(f64::from),
+            threshold: None,
+            clipped_eps: false,
+            sigma_hat: None,
+        };
+        let want = ddim_step(&xv, &eps32, per, &settings, z.as_deref());
+        // The model output passes through the convolution (K = 45 f32 products) first: the update's bound.
+        assert_close(&format!("epilogue eta {eta}"), &got, &want, ATOL, RTOL);
+    }
+    // Thresholding cannot be fused: it needs the whole image first.
+    let x = gpu.upload("x", &[n, cout, h, w], &xv).unwrap();
+    let spec = StepSpec {
+        coefficients: StepCoefficients::ddim(0.4, 0.55, 0.0).unwrap(),
+        prediction: Prediction::Epsilon,
+        clip: None,
+        threshold: Some(Threshold {
+            ratio: 0.9,
+            max_value: 2.0,
+        }),
+        clipped_eps: false,
+        noise: Noise::None,
+    };
+    assert!(conv_ddim_update(gpu, "bad", &input, &weight, &bias, &cfg, &x, &spec).is_err());
+}
