@@ -1,25 +1,37 @@
-//! Per-kernel GPU benchmarks at CIFAR-10 UNet shapes, and the DDIM update fused against unfused.
+//! Benchmarks: each kernel at CIFAR-10 UNet shapes (batch 1 and 8), the DDIM update three ways (unfused chain,
+//! fused kernel, fused into the final convolution), one whole UNet evaluation and a whole 10-step sample of the
+//! CIFAR-10 architecture (random weights from benches/configs/ddpm-cifar10-32.json).
 //!
 //! `cargo bench --bench kernels` on whatever adapter `DDIM_BACKEND` / `DDIM_ADAPTER` select. One iteration is
-//! one submit of the dispatch followed by a wait, so it includes the per-submit overhead (0.1-0.4 ms on
+//! one submit of the dispatches followed by a wait, so it includes the per-submit overhead (0.1-0.4 ms on
 //! lavapipe, DESIGN.md section 4). Throughput is reported in FLOPs (criterion's "elem/s" = FLOP/s) for the
-//! compute kernels and in elements of x for the update.
-//! `DDIM_BENCH_QUICK=1` shrinks the shapes and the sampling for a smoke run.
+//! compute kernels and in elements of x for the update. On lavapipe the full run takes about 20 minutes (the
+//! 10-step CIFAR-10 sample alone is about 40 s an iteration).
+//! `DDIM_BENCH_QUICK=1` runs batch 1 only, a 2-level model for the whole-network benches, and fewer samples.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 use ddim_wgpu::gpu::{DeviceOptions, Gpu, Tensor};
+use ddim_wgpu::graph::{plan::Plan, unet};
+use ddim_wgpu::model::config::{DownBlock, UNetConfig, UpBlock};
+use ddim_wgpu::model::weights::Weights;
 use ddim_wgpu::ops::attention::attention;
 use ddim_wgpu::ops::conv2d::{Conv2dConfig, Padding, conv2d};
 use ddim_wgpu::ops::ddim::{
-    DdimScratch, Noise, Prediction, StepCoefficients, StepSpec, UpdateMode, ddim_update,
+    DdimScratch, Noise, Prediction, StepCoefficients, StepSpec, UpdateMode, conv_ddim_update,
+    ddim_update,
 };
 use ddim_wgpu::ops::group_norm::group_norm;
 use ddim_wgpu::ops::{Dispatch, linear};
+use ddim_wgpu::sampler::ddim::{Sampler, SamplerSettings, StepNoise, latents};
 use ddim_wgpu::sampler::rng::{NoiseKey, Stream};
 
 fn quick() -> bool {
     std::env::var_os("DDIM_BENCH_QUICK").is_some()
+}
+
+fn gpu() -> Gpu {
+    Gpu::new(&DeviceOptions::from_env().expect("options")).expect("a GPU adapter")
 }
 
 fn filled(gpu: &Gpu, label: &str, shape: &[usize]) -> Tensor {
@@ -30,120 +42,211 @@ fn filled(gpu: &Gpu, label: &str, shape: &[usize]) -> Tensor {
     gpu.upload(label, shape, &data).expect("upload")
 }
 
-fn bench_dispatches(
+fn bench(
     c: &mut Criterion,
     gpu: &Gpu,
+    group: &str,
     name: &str,
     throughput: Throughput,
-    ds: &[Dispatch],
+    ds: &[&Dispatch],
 ) {
-    let refs: Vec<&Dispatch> = ds.iter().collect();
-    let mut group = c.benchmark_group("kernels");
-    group.throughput(throughput);
-    group.bench_function(name, |b| b.iter(|| gpu.run(name, &refs).expect("run")));
-    group.finish();
+    let mut g = c.benchmark_group(group);
+    g.throughput(throughput);
+    g.bench_function(name, |b| b.iter(|| gpu.run(name, ds).expect("run")));
+    g.finish();
 }
 
+/// Each kernel at the CIFAR-10 UNet's shapes.
 fn kernels(c: &mut Criterion) {
-    let gpu = Gpu::new(&DeviceOptions::from_env().expect("options")).expect("a GPU adapter");
-    let batch = if quick() { 1 } else { 8 };
+    let gpu = gpu();
+    let batches: &[usize] = if quick() { &[1] } else { &[1, 8] };
+    for &batch in batches {
+        // conv 3x3 at the deepest (256 ch, 8x8) and first (128 ch, 32x32) levels.
+        for &(ch, hw) in &[(256usize, 8usize), (128, 32)] {
+            let x = filled(&gpu, "x", &[batch, ch, hw, hw]);
+            let w = filled(&gpu, "w", &[ch, ch, 3, 3]);
+            let b = filled(&gpu, "b", &[ch]);
+            let out = gpu.zeros("out", &[batch, ch, hw, hw]).unwrap();
+            let cfg = Conv2dConfig {
+                padding: Padding::uniform(1),
+                ..Default::default()
+            };
+            let d = conv2d(&gpu, "conv", &x, &w, &b, None, &out, &cfg).unwrap();
+            let name = format!("conv3x3 {ch}->{ch} {hw}x{hw} batch {batch}");
+            bench(
+                c,
+                &gpu,
+                "kernels",
+                &name,
+                Throughput::Elements(d.cost().flops),
+                &[&d],
+            );
+        }
+        // group norm + SiLU, 128 channels at 32x32, 32 groups.
+        let x = filled(&gpu, "x", &[batch, 128, 32, 32]);
+        let g = filled(&gpu, "gamma", &[128]);
+        let out = gpu.zeros("out", &[batch, 128, 32, 32]).unwrap();
+        let d = group_norm(&gpu, "gn", &x, &g, &g, &out, 32, 1e-6, true).unwrap();
+        let name = format!("group_norm+silu 128x32x32 batch {batch}");
+        bench(
+            c,
+            &gpu,
+            "kernels",
+            &name,
+            Throughput::Bytes(d.cost().bytes),
+            &[&d],
+        );
+        // q projection and attention at 16x16 with 256 channels, one head.
+        let x = filled(&gpu, "x", &[batch, 256, 16, 16]);
+        let w = filled(&gpu, "w", &[256, 256]);
+        let b = filled(&gpu, "b", &[256]);
+        let q = gpu.zeros("q", &[batch, 256, 16, 16]).unwrap();
+        let cfg = linear::LinearConfig {
+            layout: linear::TokenLayout::Channels,
+            ..Default::default()
+        };
+        let d = linear::linear(&gpu, "to_q", &x, &w, &b, None, &q, &cfg).unwrap();
+        let name = format!("linear 256->256 over 16x16 tokens batch {batch}");
+        bench(
+            c,
+            &gpu,
+            "kernels",
+            &name,
+            Throughput::Elements(d.cost().flops),
+            &[&d],
+        );
+        let out = gpu.zeros("out", &[batch, 256, 16, 16]).unwrap();
+        let d = attention(&gpu, "attn", &x, &x, &x, &out, 256).unwrap();
+        let name = format!("attention 256 ch 16x16 batch {batch}");
+        bench(
+            c,
+            &gpu,
+            "kernels",
+            &name,
+            Throughput::Elements(d.cost().flops),
+            &[&d],
+        );
+    }
+}
 
-    // conv 3x3 256 -> 256 at 8x8 and 128 -> 128 at 32x32 (the CIFAR-10 UNet's deepest and first levels).
-    for &(ch, hw) in &[(256usize, 8usize), (128, 32)] {
-        let x = filled(&gpu, "x", &[batch, ch, hw, hw]);
-        let w = filled(&gpu, "w", &[ch, ch, 3, 3]);
-        let b = filled(&gpu, "b", &[ch]);
-        let out = gpu.zeros("out", &[batch, ch, hw, hw]).unwrap();
+/// The update three ways, after (or inside) the CIFAR-10 UNet's final convolution (128 -> 3 at 32x32).
+fn ddim_update_three_ways(c: &mut Criterion) {
+    let gpu = gpu();
+    let batches: &[usize] = if quick() { &[1] } else { &[1, 64] };
+    for &batch in batches {
+        let shape = [batch, 3, 32, 32];
+        let h = filled(&gpu, "conv_out input", &[batch, 128, 32, 32]);
+        let w = filled(&gpu, "conv_out.weight", &[3, 128, 3, 3]);
+        let b = filled(&gpu, "conv_out.bias", &[3]);
+        let eps = gpu.zeros("eps", &shape).unwrap();
         let cfg = Conv2dConfig {
             padding: Padding::uniform(1),
             ..Default::default()
         };
-        let d = conv2d(&gpu, "conv", &x, &w, &b, None, &out, &cfg).unwrap();
-        let flops = 2 * batch * ch * ch * 9 * hw * hw;
-        let name = format!("conv3x3 {ch}->{ch} {hw}x{hw} batch {batch}");
-        bench_dispatches(c, &gpu, &name, Throughput::Elements(flops as u64), &[d]);
-    }
-
-    // group norm + SiLU, 128 channels at 32x32, 32 groups.
-    let x = filled(&gpu, "x", &[batch, 128, 32, 32]);
-    let g = filled(&gpu, "gamma", &[128]);
-    let out = gpu.zeros("out", &[batch, 128, 32, 32]).unwrap();
-    let d = group_norm(&gpu, "gn", &x, &g, &g, &out, 32, 1e-6, true).unwrap();
-    let name = format!("group_norm+silu 128x32x32 batch {batch}");
-    bench_dispatches(c, &gpu, &name, Throughput::Elements(x.len() as u64), &[d]);
-
-    // q projection and attention at 16x16 with 256 channels, one head.
-    let x = filled(&gpu, "x", &[batch, 256, 16, 16]);
-    let w = filled(&gpu, "w", &[256, 256]);
-    let b = filled(&gpu, "b", &[256]);
-    let q = gpu.zeros("q", &[batch, 256, 16, 16]).unwrap();
-    let cfg = linear::LinearConfig {
-        layout: linear::TokenLayout::Channels,
-        ..Default::default()
-    };
-    let d = linear::linear(&gpu, "to_q", &x, &w, &b, None, &q, &cfg).unwrap();
-    let flops = 2 * batch * 256 * 256 * 256;
-    let name = format!("linear 256->256 over 16x16 tokens batch {batch}");
-    bench_dispatches(c, &gpu, &name, Throughput::Elements(flops as u64), &[d]);
-    let out = gpu.zeros("out", &[batch, 256, 16, 16]).unwrap();
-    let d = attention(&gpu, "attn", &x, &x, &x, &out, 256).unwrap();
-    let flops = 4 * batch * 256 * 256 * 256;
-    let name = format!("attention 256 ch 16x16 batch {batch}");
-    bench_dispatches(c, &gpu, &name, Throughput::Elements(flops as u64), &[d]);
-}
-
-fn ddim_update_fused_vs_unfused(c: &mut Criterion) {
-    let gpu = Gpu::new(&DeviceOptions::from_env().expect("options")).expect("a GPU adapter");
-    let batches: &[usize] = if quick() { &[1] } else { &[1, 64] };
-    for &batch in batches {
-        let shape = [batch, 3, 32, 32];
-        let m = filled(&gpu, "eps", &shape);
+        let conv = conv2d(&gpu, "conv_out", &h, &w, &b, None, &eps, &cfg).unwrap();
         for eta in [0.0, 1.0] {
-            for mode in [UpdateMode::Fused, UpdateMode::Unfused] {
-                let x = filled(&gpu, "x", &shape);
+            let x = filled(&gpu, "x", &shape);
+            let spec = StepSpec {
+                coefficients: StepCoefficients::ddim(0.5, 0.7, eta).unwrap(),
+                prediction: Prediction::Epsilon,
+                clip: Some(1.0),
+                threshold: None,
+                clipped_eps: false,
+                noise: if eta > 0.0 {
+                    Noise::Philox {
+                        key: NoiseKey {
+                            seed: 0,
+                            step: 0,
+                            stream: Stream::StepNoise,
+                        },
+                        first_image: 0,
+                    }
+                } else {
+                    Noise::None
+                },
+            };
+            let elements = Throughput::Elements(x.len() as u64);
+            for mode in [UpdateMode::Unfused, UpdateMode::Fused] {
                 let scratch = DdimScratch::new(&gpu, &shape, mode).unwrap();
-                let spec = StepSpec {
-                    coefficients: StepCoefficients::ddim(0.5, 0.7, eta).unwrap(),
-                    prediction: Prediction::Epsilon,
-                    clip: Some(1.0),
-                    threshold: None,
-                    clipped_eps: false,
-                    noise: if eta > 0.0 {
-                        Noise::Philox {
-                            key: NoiseKey {
-                                seed: 0,
-                                step: 0,
-                                stream: Stream::StepNoise,
-                            },
-                            first_image: 0,
-                        }
-                    } else {
-                        Noise::None
-                    },
-                };
-                let ds = ddim_update(&gpu, "ddim", &x, &m, &spec, mode, &scratch).unwrap();
-                let refs: Vec<&Dispatch> = ds.iter().collect();
-                let mut group = c.benchmark_group("ddim_update");
-                group.throughput(Throughput::Elements(x.len() as u64));
-                let name = format!(
-                    "{mode:?} eta {eta} 3x32x32 batch {batch} ({} dispatches)",
-                    ds.len()
-                );
-                group.bench_function(name, |b| b.iter(|| gpu.run("ddim", &refs).expect("run")));
-                group.finish();
+                let ds = ddim_update(&gpu, "ddim", &x, &eps, &spec, mode, &scratch).unwrap();
+                let list: Vec<&Dispatch> = std::iter::once(&conv).chain(&ds).collect();
+                let name = format!("conv_out + {mode:?} eta {eta} 3x32x32 batch {batch}");
+                bench(c, &gpu, "ddim_update", &name, elements.clone(), &list);
             }
+            let d = conv_ddim_update(&gpu, "conv_out+ddim", &h, &w, &b, &cfg, &x, &spec).unwrap();
+            let name = format!("conv_out with Epilogue eta {eta} 3x32x32 batch {batch}");
+            bench(c, &gpu, "ddim_update", &name, elements, &[&d]);
         }
     }
 }
 
+fn model_config() -> UNetConfig {
+    if quick() {
+        UNetConfig {
+            sample_size: 16,
+            in_channels: 3,
+            out_channels: 3,
+            block_out_channels: vec![32, 64],
+            layers_per_block: 1,
+            down_block_types: vec![DownBlock::DownBlock2D, DownBlock::AttnDownBlock2D],
+            up_block_types: vec![UpBlock::AttnUpBlock2D, UpBlock::UpBlock2D],
+            mid_block_attention: true,
+            mid_block_scale_factor: 1.0,
+            norm_num_groups: 8,
+            attn_norm_num_groups: None,
+            norm_eps: 1e-6,
+            attention_head_dim: None,
+            downsample_padding: 0,
+            flip_sin_to_cos: false,
+            freq_shift: 1.0,
+            time_embed_dim: 128,
+        }
+    } else {
+        let text = include_str!("configs/ddpm-cifar10-32.json");
+        UNetConfig::from_diffusers_json(text).expect("the CIFAR-10 config")
+    }
+}
+
+/// One UNet evaluation, and a whole 10-step sample, batch 1.
+fn whole_network(c: &mut Criterion) {
+    let gpu = gpu();
+    let cfg = model_config();
+    let weights = Weights::random(&cfg, 0).unwrap().upload(&gpu).unwrap();
+    let graph = unet::build(&cfg).unwrap();
+    let plan = Plan::new(&gpu, &graph, &weights, 1, &[]).unwrap();
+    let per = cfg.in_channels * cfg.sample_size * cfg.sample_size;
+    let x = latents(0, 0, 1, per);
+    let name = if quick() {
+        "small UNet"
+    } else {
+        "CIFAR-10 UNet"
+    };
+    let mut g = c.benchmark_group("unet");
+    g.bench_function(format!("{name} evaluation batch 1"), |b| {
+        b.iter(|| plan.run(&gpu, &[&x, &[500.0]]).expect("run"))
+    });
+    let settings = SamplerSettings {
+        steps: 10,
+        ..Default::default()
+    };
+    let sampler = Sampler::new(&gpu, &graph, &weights, settings).unwrap();
+    g.bench_function(format!("{name} 10-step sample batch 1"), |b| {
+        b.iter(|| {
+            sampler
+                .sample(&x, 1, 0, StepNoise::Philox(0), &mut |_| {})
+                .expect("sample")
+        })
+    });
+    g.finish();
+}
+
 fn config() -> Criterion {
-    let c = Criterion::default();
+    let c = Criterion::default().sample_size(10);
     let c = if quick() {
-        c.sample_size(10)
-            .warm_up_time(std::time::Duration::from_millis(200))
+        c.warm_up_time(std::time::Duration::from_millis(200))
             .measurement_time(std::time::Duration::from_millis(500))
     } else {
-        c.sample_size(20)
+        c.warm_up_time(std::time::Duration::from_secs(1))
     };
     // Command-line flags (--sample-size, a name filter, ...) override the defaults above.
     c.configure_from_args()
@@ -152,6 +255,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = kernels, ddim_update_fused_vs_unfused
+    targets = kernels, ddim_update_three_ways, whole_network
 }
 criterion_main!(benches);
