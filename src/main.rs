@@ -570,17 +570,13 @@ fn run_sampler(
     let c = &weights.config;
     let per = c.in_channels * c.sample_size * c.sample_size;
     let n = x_t.len() / per;
+    let steps = sampler.steps().len();
     let chunk = args
         .max_batch
         .unwrap_or(usize::MAX)
         .min(sampler.max_batch())
         .max(1);
-    let steps = sampler.steps().len();
-    let bar = progress_bar((n.div_ceil(chunk) * steps) as u64, args.quiet);
-    let mut out = Vec::with_capacity(x_t.len());
-    let mut done = 0u64;
-    for start in (0..n).step_by(chunk) {
-        let b = chunk.min(n - start);
+    in_chunks(n, chunk, steps, args.quiet, |start, b, progress| {
         let first = u32::try_from(first_image + start).context("image index exceeds 2^32")?;
         // The given noise is [S, N_total, ...]: gather this chunk's images for every step.
         let gathered: Option<Vec<f32>> = noise.map(|(z, total)| {
@@ -595,15 +591,32 @@ fn run_sampler(
             Some(z) => StepNoise::Given(z),
             None => StepNoise::Philox(seed),
         };
-        let x = sampler.sample(
+        Ok(sampler.sample(
             &x_t[start * per..(start + b) * per],
             b,
             first,
             step_noise,
-            &mut |i| bar.set_position(done + i as u64),
-        )?;
-        done += steps as u64;
-        out.extend(x);
+            progress,
+        )?)
+    })
+}
+
+/// Runs `n` images in chunks of at most `chunk` (what the device holds), with one progress bar over all the
+/// steps; `run(start, count, progress)` handles images `start .. start + count`. The outputs are concatenated.
+fn in_chunks(
+    n: usize,
+    chunk: usize,
+    steps: usize,
+    quiet: bool,
+    mut run: impl FnMut(usize, usize, &mut dyn FnMut(usize)) -> Result<Vec<f32>>,
+) -> Result<Vec<f32>> {
+    let bar = progress_bar((n.div_ceil(chunk) * steps) as u64, quiet);
+    let mut out = Vec::new();
+    for (k, start) in (0..n).step_by(chunk).enumerate() {
+        let done = (k * steps) as u64;
+        out.extend(run(start, chunk.min(n - start), &mut |i| {
+            bar.set_position(done + i as u64)
+        })?);
     }
     bar.finish_and_clear();
     Ok(out)
@@ -802,24 +815,15 @@ fn invert(
     let uploaded = weights.upload(&gpu)?;
     let sampler = Sampler::new(&gpu, &graph, &uploaded, settings)?;
     let per = c.in_channels * c.sample_size * c.sample_size;
+    let steps = sampler.steps().len();
     let chunk = args
         .max_batch
         .unwrap_or(usize::MAX)
         .min(sampler.max_batch())
         .max(1);
-    let steps = sampler.steps().len();
-    let bar = progress_bar((n.div_ceil(chunk) * steps) as u64, args.quiet);
-    let mut latents_out = Vec::with_capacity(x0.len());
-    let mut done = 0u64;
-    for start in (0..n).step_by(chunk) {
-        let b = chunk.min(n - start);
-        let z = sampler.invert(&x0[start * per..(start + b) * per], b, &mut |i| {
-            bar.set_position(done + i as u64)
-        })?;
-        done += steps as u64;
-        latents_out.extend(z);
-    }
-    bar.finish_and_clear();
+    let latents_out = in_chunks(n, chunk, steps, args.quiet, |start, b, progress| {
+        Ok(sampler.invert(&x0[start * per..(start + b) * per], b, progress)?)
+    })?;
     write_npy(
         out,
         &[n, c.in_channels, c.sample_size, c.sample_size],

@@ -1,5 +1,8 @@
 //! The `ddim` binary: `info` lists the adapter it will use; bad flags are one-line errors with a non-zero exit.
 
+mod support;
+use support::gpu_required;
+
 use std::process::Command;
 
 fn ddim(args: &[&str]) -> std::process::Output {
@@ -7,12 +10,6 @@ fn ddim(args: &[&str]) -> std::process::Output {
         .args(args)
         .output()
         .expect("run ddim")
-}
-
-fn gpu_required() -> bool {
-    ["CI", "DDIM_REQUIRE_GPU"]
-        .iter()
-        .any(|v| std::env::var(v).is_ok_and(|s| !s.is_empty() && s != "0" && s != "false"))
 }
 
 #[test]

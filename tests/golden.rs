@@ -6,9 +6,11 @@
 //! summation orders; measured on lavapipe the largest difference is 1.6e-5 (on activations up to 6.2, so
 //! 2.6e-6 relative), 40x inside the bound.
 
+mod support;
+use support::gpu;
+
 use std::path::{Path, PathBuf};
 
-use ddim_wgpu::gpu::{DeviceOptions, Gpu};
 use ddim_wgpu::graph::{plan::Plan, unet};
 use ddim_wgpu::io::read_npy;
 use ddim_wgpu::model::convert::{from_diffusers_dir, from_original};
@@ -17,23 +19,6 @@ use ddim_wgpu::model::weights::Weights;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/unet")
-}
-
-fn gpu() -> Option<Gpu> {
-    match Gpu::new(&DeviceOptions::from_env().unwrap()) {
-        Ok(g) => Some(g),
-        Err(e) => {
-            let required = ["CI", "DDIM_REQUIRE_GPU"]
-                .iter()
-                .any(|v| std::env::var(v).is_ok_and(|s| !s.is_empty() && s != "0" && s != "false"));
-            assert!(
-                !required,
-                "no GPU adapter and CI or DDIM_REQUIRE_GPU is set: {e}"
-            );
-            eprintln!("skipping GPU test: {e}");
-            None
-        }
-    }
 }
 
 fn check(case: &str, weights: Weights) {

@@ -1,10 +1,11 @@
 //! The profiler: one timed slice per dispatch, per-kernel totals that add up to the GPU total, and a Chrome
 //! trace that is valid JSON with one slice per dispatch nested under blocks and steps.
 
+mod support;
+
 use std::path::Path;
 
 use ddim_wgpu::gpu::profiler::{block_of, chrome_trace, kernel_table};
-use ddim_wgpu::gpu::{DeviceOptions, Gpu};
 use ddim_wgpu::graph::unet;
 use ddim_wgpu::model::convert::from_diffusers_dir;
 use ddim_wgpu::ops::ddim::UpdateMode;
@@ -13,19 +14,7 @@ use ddim_wgpu::sampler::ddim::{Sampler, SamplerSettings, StepNoise, latents};
 
 #[test]
 fn profile_counts_every_dispatch_and_adds_up() {
-    let gpu = match Gpu::new(&DeviceOptions::from_env().unwrap()) {
-        Ok(g) => g,
-        Err(e) => {
-            let required = ["CI", "DDIM_REQUIRE_GPU"]
-                .iter()
-                .any(|v| std::env::var(v).is_ok_and(|s| !s.is_empty() && s != "0" && s != "false"));
-            assert!(
-                !required,
-                "no GPU adapter and CI or DDIM_REQUIRE_GPU is set: {e}"
-            );
-            return;
-        }
-    };
+    let Some(gpu) = support::gpu() else { return };
     if !gpu.features().contains(wgpu::Features::TIMESTAMP_QUERY) {
         eprintln!("skipping: no timestamp queries on this adapter");
         return;

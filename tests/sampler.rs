@@ -2,9 +2,11 @@
 //! tools/fixtures/make_sampler_fixtures.py, with injected step noise), and its invariances: batch size, shards,
 //! fused vs unfused, inversion round trips, interpolation endpoints.
 
+mod support;
+use support::gpu;
+
 use std::path::{Path, PathBuf};
 
-use ddim_wgpu::gpu::{DeviceOptions, Gpu};
 use ddim_wgpu::graph::unet;
 use ddim_wgpu::io::read_npy;
 use ddim_wgpu::model::convert::{from_diffusers_dir, from_original};
@@ -12,23 +14,6 @@ use ddim_wgpu::model::weights::Weights;
 use ddim_wgpu::ops::ddim::{Prediction, UpdateMode};
 use ddim_wgpu::sampler::ddim::{Sampler, SamplerSettings, StepNoise, latents, slerp};
 use ddim_wgpu::sampler::timesteps::Spacing;
-
-fn gpu() -> Option<Gpu> {
-    match Gpu::new(&DeviceOptions::from_env().unwrap()) {
-        Ok(g) => Some(g),
-        Err(e) => {
-            let required = ["CI", "DDIM_REQUIRE_GPU"]
-                .iter()
-                .any(|v| std::env::var(v).is_ok_and(|s| !s.is_empty() && s != "0" && s != "false"));
-            assert!(
-                !required,
-                "no GPU adapter and CI or DDIM_REQUIRE_GPU is set: {e}"
-            );
-            eprintln!("skipping GPU test: {e}");
-            None
-        }
-    }
-}
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")

@@ -1,31 +1,16 @@
 //! The UNet graph, memory plan and executor on the GPU against the same graph evaluated by the CPU reference,
 //! the weights file round trip and its errors, and the full CIFAR-10 architecture at batch 1 and 4.
 
+mod support;
+use support::gpu;
+
 use std::collections::HashMap;
 
-use ddim_wgpu::gpu::{DeviceOptions, Gpu};
 use ddim_wgpu::graph::{plan::Plan, unet};
 use ddim_wgpu::model::config::{DownBlock, UNetConfig, UpBlock};
 use ddim_wgpu::model::weights::{StorageDtype, Weights};
 use ddim_wgpu::reference;
 use ddim_wgpu::sampler::rng::{NoiseKey, Stream, normals};
-
-fn gpu() -> Option<Gpu> {
-    match Gpu::new(&DeviceOptions::from_env().unwrap()) {
-        Ok(g) => Some(g),
-        Err(e) => {
-            let required = ["CI", "DDIM_REQUIRE_GPU"]
-                .iter()
-                .any(|v| std::env::var(v).is_ok_and(|s| !s.is_empty() && s != "0" && s != "false"));
-            assert!(
-                !required,
-                "no GPU adapter and CI or DDIM_REQUIRE_GPU is set: {e}"
-            );
-            eprintln!("skipping GPU test: {e}");
-            None
-        }
-    }
-}
 
 /// A small UNet with every supported block type, multi-head attention, padding-0 downsampling.
 pub fn tiny_config() -> UNetConfig {

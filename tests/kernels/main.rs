@@ -2,6 +2,8 @@
 //! Runs on any adapter; in CI on lavapipe with DDIM_REQUIRE_GPU=1 so a missing adapter fails instead of skipping.
 
 mod common;
+#[path = "../support/mod.rs"]
+mod support;
 
 mod attention;
 mod conv2d;
