@@ -16,12 +16,16 @@ use ddim_wgpu::graph::{plan::Plan, unet};
 use ddim_wgpu::model::config::{DownBlock, UNetConfig, UpBlock};
 use ddim_wgpu::model::weights::Weights;
 use ddim_wgpu::ops::attention::attention;
+use ddim_wgpu::ops::concat::concat_channels;
 use ddim_wgpu::ops::conv2d::{Conv2dConfig, Padding, conv2d};
 use ddim_wgpu::ops::ddim::{
     DdimScratch, Noise, Prediction, StepCoefficients, StepSpec, UpdateMode, conv_ddim_update,
     ddim_update,
 };
+use ddim_wgpu::ops::elementwise::{Binary, binary};
 use ddim_wgpu::ops::group_norm::group_norm;
+use ddim_wgpu::ops::timestep_embedding::TimestepEmbedding;
+use ddim_wgpu::ops::upsample::upsample_nearest2x;
 use ddim_wgpu::ops::{Dispatch, linear};
 use ddim_wgpu::sampler::ddim::{Sampler, SamplerSettings, StepNoise, latents};
 use ddim_wgpu::sampler::rng::{NoiseKey, Stream};
@@ -124,6 +128,57 @@ fn kernels(c: &mut Criterion) {
             "kernels",
             &name,
             Throughput::Elements(d.cost().flops),
+            &[&d],
+        );
+        // The up path's data movement: upsample 256 ch 8x8 -> 16x16, concat [256 + 256] at 16x16.
+        let small = filled(&gpu, "h", &[batch, 256, 8, 8]);
+        let up = gpu.zeros("up", &[batch, 256, 16, 16]).unwrap();
+        let d = upsample_nearest2x(&gpu, "upsample", &small, &up).unwrap();
+        let name = format!("upsample 256x8x8 batch {batch}");
+        bench(
+            c,
+            &gpu,
+            "kernels",
+            &name,
+            Throughput::Bytes(d.cost().bytes),
+            &[&d],
+        );
+        let cat = gpu.zeros("cat", &[batch, 512, 16, 16]).unwrap();
+        let d = concat_channels(&gpu, "concat", &x, &up, &cat).unwrap();
+        let name = format!("concat 256+256x16x16 batch {batch}");
+        bench(
+            c,
+            &gpu,
+            "kernels",
+            &name,
+            Throughput::Bytes(d.cost().bytes),
+            &[&d],
+        );
+        // The ResNet blocks' time-embedding add (128 ch at 32x32) and the time embedding itself.
+        let h = filled(&gpu, "h", &[batch, 128, 32, 32]);
+        let v = filled(&gpu, "temb", &[batch, 128]);
+        let out = gpu.zeros("out", &[batch, 128, 32, 32]).unwrap();
+        let d = binary(&gpu, "temb add", Binary::AddChannel, &h, &v, &out).unwrap();
+        let name = format!("add_channel 128x32x32 batch {batch}");
+        bench(
+            c,
+            &gpu,
+            "kernels",
+            &name,
+            Throughput::Bytes(d.cost().bytes),
+            &[&d],
+        );
+        let emb = TimestepEmbedding::new(&gpu, 128, false, 1.0).unwrap();
+        let t = filled(&gpu, "t", &[batch]);
+        let out = gpu.zeros("emb", &[batch, 128]).unwrap();
+        let d = emb.dispatch(&gpu, "time_proj", &t, &out).unwrap();
+        let name = format!("timestep_embedding 128 batch {batch}");
+        bench(
+            c,
+            &gpu,
+            "kernels",
+            &name,
+            Throughput::Elements(out.len() as u64),
             &[&d],
         );
     }
