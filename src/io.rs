@@ -13,12 +13,24 @@ pub fn read(path: &Path) -> Result<Vec<u8>> {
     })
 }
 
-/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`.
+/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`, so that a failure never leaves
+/// a partial file. An existing `path` that is not a regular file (a device such as /dev/null, a directory) is
+/// refused rather than replaced.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let err = |e: std::io::Error| Error::Io {
         path: path.display().to_string(),
         message: e.to_string(),
     };
+    if let Ok(meta) = std::fs::metadata(path)
+        && !meta.is_file()
+    {
+        return Err(Error::Io {
+            path: path.display().to_string(),
+            message: "exists and is not a regular file; outputs are written to a temporary file and renamed \
+                      over their path"
+                .into(),
+        });
+    }
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -259,5 +271,33 @@ pub fn read_image(path: &Path, c: usize, size: usize, resize: bool) -> Result<Ve
         _ => Err(err(format!(
             "the model takes {c}-channel images; only 1 or 3 can be read from image files"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_writes_replace_files_and_refuse_the_rest() {
+        let dir = std::env::temp_dir().join(format!("ddim-io-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("a.bin");
+        write_atomic(&f, b"one").unwrap();
+        write_atomic(&f, b"two").unwrap();
+        assert_eq!(std::fs::read(&f).unwrap(), b"two");
+        // A directory (and a device such as /dev/null) is not replaced.
+        let e = write_atomic(&dir, b"x").unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+        if Path::new("/dev/null").exists() {
+            assert!(write_atomic(Path::new("/dev/null"), b"x").is_err());
+        }
+        // Nothing partial is left behind.
+        let leftovers: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .collect();
+        assert_eq!(leftovers.len(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
