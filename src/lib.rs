@@ -5,7 +5,7 @@
 //!
 //! - [`gpu`]: the device context (adapter choice, real limits, errors as values) and tensors.
 //! - [`ops`]: one module per kernel in `kernels/`; each prepares a [`ops::Dispatch`] once, to record many times.
-//! - [`reference`]: CPU implementations of every kernel in f64, the tests' ground truth.
+//! - [`reference`](mod@reference): CPU implementations of every kernel in f64, the tests' ground truth.
 //! - [`sampler`]: the Philox random-number generator shared by the CPU and the kernels.
 //!
 //! ```no_run

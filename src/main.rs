@@ -60,7 +60,7 @@ enum Command {
         /// The seed.
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Write a Chrome trace (open in https://ui.perfetto.dev or chrome://tracing).
+        /// Write a Chrome trace (open in <https://ui.perfetto.dev> or chrome://tracing).
         #[arg(long)]
         trace: Option<PathBuf>,
         /// Write the table and the roofs as JSON.
@@ -103,7 +103,7 @@ enum Command {
         /// Where to write the output, float32 .npy.
         #[arg(long)]
         out: PathBuf,
-        /// Also write every block's output here as <block>.npy.
+        /// Also write every block's output here as `<block>.npy`.
         #[arg(long)]
         dump_dir: Option<PathBuf>,
     },

@@ -59,7 +59,7 @@ pub struct UNetConfig {
     pub flip_sin_to_cos: bool,
     /// The embedding's frequency shift (`downscale_freq_shift`).
     pub freq_shift: f64,
-    /// Width of the time embedding (`time_embedding_dim`, default 4 * block_out_channels[0]).
+    /// Width of the time embedding (`time_embedding_dim`, default `4 * block_out_channels[0]`).
     pub time_embed_dim: usize,
 }
 
