@@ -114,33 +114,8 @@ enum Command {
         model: PathBuf,
         #[command(flatten)]
         sampling: SamplingArgs,
-        /// Images to make (all shards together). Default 16, or the number of latents given.
-        #[arg(long)]
-        batch: Option<usize>,
-        /// The seed of the latents and of the step noise.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Start from these latents x_T ([N, C, H, W] .npy, e.g. from `ddim invert`) instead of the seed's.
-        #[arg(long)]
-        latent: Option<PathBuf>,
-        /// Use this step noise ([S, N, C, H, W] .npy) instead of Philox's, for comparison with other code.
-        #[arg(long)]
-        noise: Option<PathBuf>,
-        /// Make only shard i of n (images i*N/n .. (i+1)*N/n): n machines together make the N images one would.
-        #[arg(long, value_parser = parse_shard, value_name = "i/n")]
-        shard: Option<Shard>,
-        /// The PNG grid of this run's images.
-        #[arg(long, default_value = "samples.png")]
-        out: PathBuf,
-        /// Also one PNG per image here, named by its global index (000000.png, ...).
-        #[arg(long)]
-        out_dir: Option<PathBuf>,
-        /// Also the samples as float32 [N, C, H, W], before any clamp or rescale.
-        #[arg(long)]
-        out_npy: Option<PathBuf>,
-        /// Also the starting latents x_T as float32 [N, C, H, W].
-        #[arg(long)]
-        save_latents: Option<PathBuf>,
+        #[command(flatten)]
+        request: SampleRequest,
     },
     /// Encode images into latents x_T by DDIM inversion (eta = 0).
     Invert {
@@ -396,31 +371,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Sample {
             model,
             sampling,
-            batch,
-            seed,
-            latent,
-            noise,
-            shard,
-            out,
-            out_dir,
-            out_npy,
-            save_latents,
-        } => sample(
-            &options,
-            &model,
-            &sampling,
-            SampleRequest {
-                batch,
-                seed,
-                latent,
-                noise,
-                shard,
-                out,
-                out_dir,
-                out_npy,
-                save_latents,
-            },
-        ),
+            request,
+        } => sample(&options, &model, &sampling, request),
         Command::Invert {
             model,
             images,
@@ -622,16 +574,35 @@ fn in_chunks(
     Ok(out)
 }
 
-/// The outputs `ddim sample` was asked for.
+/// What `ddim sample` makes and where it writes it.
+#[derive(clap::Args)]
 struct SampleRequest {
+    /// Images to make (all shards together). Default 16, or the number of latents given.
+    #[arg(long)]
     batch: Option<usize>,
+    /// The seed of the latents and of the step noise.
+    #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Start from these latents x_T ([N, C, H, W] .npy, e.g. from `ddim invert`) instead of the seed's.
+    #[arg(long)]
     latent: Option<PathBuf>,
+    /// Use this step noise ([S, N, C, H, W] .npy) instead of Philox's, for comparison with other code.
+    #[arg(long)]
     noise: Option<PathBuf>,
+    /// Make only shard i of n (images i*N/n .. (i+1)*N/n): n machines together make the N images one would.
+    #[arg(long, value_parser = parse_shard, value_name = "i/n")]
     shard: Option<Shard>,
+    /// The PNG grid of this run's images.
+    #[arg(long, default_value = "samples.png")]
     out: PathBuf,
+    /// Also one PNG per image here, named by its global index (000000.png, ...).
+    #[arg(long)]
     out_dir: Option<PathBuf>,
+    /// Also the samples as float32 [N, C, H, W], before any clamp or rescale.
+    #[arg(long)]
     out_npy: Option<PathBuf>,
+    /// Also the starting latents x_T as float32 [N, C, H, W].
+    #[arg(long)]
     save_latents: Option<PathBuf>,
 }
 
