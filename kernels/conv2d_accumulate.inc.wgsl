@@ -1,30 +1,11 @@
 // conv2d_accumulate.inc.wgsl: the convolution loop shared by conv2d.wgsl and conv2d_ddim.wgsl, included after
 // common.wgsl. The including kernel declares `x` (the input, [batch, cin, h, w]) and `weight` ([cout, cin, kh,
-// kw]) as read-only storage, and carries a ConvShape in its Params.
+// kw]) as read-only storage, and carries a ConvShape (conv2d_shape.inc.wgsl) in its Params.
 //
 // One invocation computes a 4 x 4 register block: 4 output channels x 4 consecutive output columns, numbered
 // (n, channel block, row, column block), column block fastest. Registers only, no barriers (what lavapipe
 // rewards, DESIGN.md section 4). Input taps outside the image read as zero, so padding may differ per side:
 // pad_top/pad_left shift the window, and ho/wo (computed by the host from all four pads) decide how far it runs.
-
-struct ConvShape {
-    batch: u32,
-    cin: u32,
-    h: u32,
-    w: u32,
-    cout: u32,
-    ho: u32,
-    wo: u32,
-    kh: u32,
-    kw: u32,
-    stride: u32,
-    pad_top: u32,
-    pad_left: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-    _pad3: u32,
-}
 
 // The block of invocation `id`: (n, first output channel, output row, first output column). n >= batch: none.
 fn conv_block(c: ConvShape, id: u32) -> vec4<u32> {

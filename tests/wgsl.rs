@@ -77,8 +77,34 @@ fn kernels_validate_and_match_their_host_mirrors() {
                 ),
                 (i, naga::AddressSpace::Storage { access }) => {
                     let writable = access.contains(naga::StorageAccess::STORE);
-                    let declared = kernel.bindings[i - 1] == Access::ReadWrite;
-                    assert_eq!(writable, declared, "{}: binding {i} access", kernel.name);
+                    let declared = kernel.bindings[i - 1];
+                    assert_ne!(
+                        declared,
+                        Access::UniformWindow,
+                        "{}: binding {i}",
+                        kernel.name
+                    );
+                    assert_eq!(
+                        writable,
+                        declared == Access::ReadWrite,
+                        "{}: binding {i} access",
+                        kernel.name
+                    );
+                }
+                (i, naga::AddressSpace::Uniform) => {
+                    assert_eq!(
+                        kernel.bindings[i - 1],
+                        Access::UniformWindow,
+                        "{}: binding {i} is a uniform",
+                        kernel.name
+                    );
+                    let size = module.types[var.ty].inner.size(module.to_ctx()) as u64;
+                    assert_eq!(
+                        size,
+                        ddim_wgpu::ops::UNIFORM_WINDOW,
+                        "{}: binding {i} must declare exactly one uniform window",
+                        kernel.name
+                    );
                 }
                 (i, space) => panic!("{}: binding {i} is {space:?}", kernel.name),
             }

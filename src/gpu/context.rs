@@ -5,19 +5,28 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
+use crate::ops::conv2d::ConvKernel;
 
-/// How to choose the adapter. Built from CLI flags or from the environment (`DDIM_BACKEND`, `DDIM_ADAPTER`).
+/// How to choose the adapter, and which kernel variants to run on it. Built from CLI flags or from the
+/// environment (`DDIM_BACKEND`, `DDIM_ADAPTER`, `DDIM_CONV`).
 #[derive(Clone, Debug, Default)]
 pub struct DeviceOptions {
     /// Restrict to one backend. `None` means `WGPU_BACKEND` if set, else every backend.
     pub backend: Option<wgpu::Backend>,
     /// Keep only adapters whose name contains this, ignoring case.
     pub adapter: Option<String>,
+    /// The convolution kernel (`auto` or `general`).
+    pub conv: ConvKernel,
 }
 
 impl DeviceOptions {
-    /// Options from `DDIM_BACKEND` and `DDIM_ADAPTER`; unset or empty variables mean "no preference".
+    /// Options from `DDIM_BACKEND`, `DDIM_ADAPTER` and `DDIM_CONV`; unset or empty variables mean "no
+    /// preference".
     pub fn from_env() -> Result<Self> {
+        let conv = match std::env::var("DDIM_CONV") {
+            Ok(s) if !s.trim().is_empty() => s.parse()?,
+            _ => ConvKernel::default(),
+        };
         let backend = match std::env::var("DDIM_BACKEND") {
             Ok(s) if !s.trim().is_empty() => Some(parse_backend(&s)?),
             _ => None,
@@ -25,7 +34,11 @@ impl DeviceOptions {
         let adapter = std::env::var("DDIM_ADAPTER")
             .ok()
             .filter(|s| !s.trim().is_empty());
-        Ok(DeviceOptions { backend, adapter })
+        Ok(DeviceOptions {
+            backend,
+            adapter,
+            conv,
+        })
     }
 }
 
@@ -125,6 +138,7 @@ pub struct Gpu {
     device: wgpu::Device,
     queue: wgpu::Queue,
     faults: Arc<Mutex<Faults>>,
+    conv: ConvKernel,
     pub(crate) pipelines: Mutex<HashMap<&'static str, Arc<CachedPipeline>>>,
 }
 
@@ -167,8 +181,14 @@ impl Gpu {
             device,
             queue,
             faults,
+            conv: options.conv,
             pipelines: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The convolution kernel choice this device was opened with.
+    pub fn conv_kernel(&self) -> ConvKernel {
+        self.conv
     }
 
     /// The wgpu device.

@@ -1,13 +1,25 @@
-//! 2-D convolution (`kernels/conv2d.wgsl`): NCHW, any kernel size and stride, padding per side, bias, and a
-//! fused epilogue `(conv + bias + residual) * out_scale`.
+//! 2-D convolution: NCHW, any kernel size and stride, padding per side, bias, and a fused epilogue
+//! `(conv + bias + residual) * out_scale`.
+//!
+//! Two kernels, one result. `conv2d.wgsl` does every geometry (4 channels x 4 columns per invocation, weights
+//! read from storage). `conv2d_3x3.wgsl` does 3x3 stride-1 convolutions, most of a UNet's arithmetic, with 8
+//! channels x 8 columns per invocation and the weights read from 64 KiB uniform windows at addresses uniform
+//! across each workgroup; `conv2d_pack.wgsl` lays the weights out for it once, when the dispatch is prepared.
+//! [`ConvKernel`] chooses (from [`crate::gpu::DeviceOptions`]); `Auto` takes the 3x3 kernel wherever it applies.
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{Access, Cost, Dispatch, Kernel, dim, dims, expect_shape, nonzero, workgroups_for};
+use super::{
+    Access, Cost, Dispatch, Kernel, LaunchSpec, UNIFORM_WINDOW, check_bindings, dim, dims,
+    expect_shape, nonzero, workgroups_for,
+};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
 
 const OP: &str = "conv2d";
+
+/// `ConvShape`, shared by every convolution kernel.
+pub const SHAPE: &str = include_str!("../../kernels/conv2d_shape.inc.wgsl");
 
 /// The convolution loop shared with the DDIM-epilogue convolution (`ops::ddim::CONV_KERNEL`).
 pub const ACCUMULATE: &str = include_str!("../../kernels/conv2d_accumulate.inc.wgsl");
@@ -16,7 +28,7 @@ pub const ACCUMULATE: &str = include_str!("../../kernels/conv2d_accumulate.inc.w
 pub const KERNEL: Kernel = Kernel {
     name: "conv2d",
     source: include_str!("../../kernels/conv2d.wgsl"),
-    includes: &[ACCUMULATE],
+    includes: &[SHAPE, ACCUMULATE],
     bindings: &[
         Access::Read,
         Access::Read,
@@ -27,6 +39,129 @@ pub const KERNEL: Kernel = Kernel {
     workgroup_size: 64,
     params_size: std::mem::size_of::<Params>(),
 };
+
+/// The 3x3 stride-1 kernel over packed weights.
+pub const KERNEL_3X3: Kernel = Kernel {
+    name: "conv2d_3x3",
+    source: include_str!("../../kernels/conv2d_3x3.wgsl"),
+    includes: &[SHAPE],
+    bindings: &[
+        Access::Read,
+        Access::UniformWindow,
+        Access::Read,
+        Access::Read,
+        Access::ReadWrite,
+    ],
+    workgroup_size: 32,
+    params_size: std::mem::size_of::<Params3x3>(),
+};
+
+/// Lays 3x3 weights out in uniform windows for [`KERNEL_3X3`].
+pub const PACK_KERNEL: Kernel = Kernel {
+    name: "conv2d_pack",
+    source: include_str!("../../kernels/conv2d_pack.wgsl"),
+    includes: &[],
+    bindings: &[Access::Read, Access::ReadWrite],
+    workgroup_size: 256,
+    params_size: std::mem::size_of::<PackParams>(),
+};
+
+/// Which convolution kernel [`conv2d`] uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ConvKernel {
+    /// `conv2d_3x3` where it applies (3x3, stride 1, at least 64 blocks of 8 output columns, 64 KiB uniform
+    /// bindings, packed weights within the storage-binding limit), `conv2d` elsewhere.
+    #[default]
+    Auto,
+    /// `conv2d` for every convolution (the baseline the 3x3 kernel is measured against).
+    General,
+}
+
+impl std::str::FromStr for ConvKernel {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(ConvKernel::Auto),
+            "general" => Ok(ConvKernel::General),
+            other => Err(Error::param(
+                OP,
+                format!("unknown convolution kernel `{other}` (expected auto or general)"),
+            )),
+        }
+    }
+}
+
+/// Mirrors `Params` in conv2d_3x3.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct Params3x3 {
+    pub shape: ConvShape,
+    pub ci0: u32,
+    pub ci_count: u32,
+    pub block0: u32,
+    pub blocks: u32,
+    pub chunk: u32,
+    pub first: u32,
+    pub last: u32,
+    pub has_residual: u32,
+    pub out_scale: f32,
+    pub _pad: [u32; 3],
+}
+
+/// Mirrors `Params` in conv2d_pack.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct PackParams {
+    pub cout: u32,
+    pub cin: u32,
+    pub chunk: u32,
+    pub chunks: u32,
+    pub blocks_per_window: u32,
+    pub windows: u32,
+    pub _pad: [u32; 2],
+}
+
+/// Floats in one uniform window, and per input channel of one 8-channel block (9 taps x 8 channels).
+const WINDOW_FLOATS: usize = (UNIFORM_WINDOW / 4) as usize;
+const FLOATS_PER_CHANNEL: usize = 72;
+
+/// How 3x3 weights `[cout, cin, 3, 3]` are cut into uniform windows: blocks of 8 output channels, input
+/// channels in `chunks` chunks of `chunk` (the last may be shorter), `blocks_per_window` blocks per window.
+/// Window `w` holds block group `w / chunks` and chunk `w % chunks`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PackGeometry {
+    pub blocks: usize,
+    pub chunk: usize,
+    pub chunks: usize,
+    pub blocks_per_window: usize,
+    pub windows: usize,
+}
+
+impl PackGeometry {
+    /// The cut for `cout` output and `cin` input channels: the fewest chunks whose blocks fit a window, then as
+    /// many blocks per window as fit.
+    pub fn new(cout: usize, cin: usize) -> Self {
+        let blocks = cout.div_ceil(8);
+        let max_chunk = WINDOW_FLOATS / FLOATS_PER_CHANNEL;
+        let chunks = cin.div_ceil(max_chunk);
+        let chunk = cin.div_ceil(chunks);
+        let blocks_per_window = (WINDOW_FLOATS / (FLOATS_PER_CHANNEL * chunk)).min(blocks);
+        let windows = blocks.div_ceil(blocks_per_window) * chunks;
+        PackGeometry {
+            blocks,
+            chunk,
+            chunks,
+            blocks_per_window,
+            windows,
+        }
+    }
+
+    /// Bytes of the packed weights.
+    pub fn bytes(&self) -> u64 {
+        self.windows as u64 * UNIFORM_WINDOW
+    }
+}
 
 /// Mirrors `Params` in conv2d.wgsl.
 #[repr(C)]
@@ -197,9 +332,33 @@ impl ConvShape {
     }
 }
 
-/// Prepares `out = (conv(x, weight) + bias + residual) * out_scale`.
+/// The kernel [`conv2d`] runs for this geometry on this device.
+pub fn kernel_for(gpu: &Gpu, shape: &ConvShape) -> &'static Kernel {
+    let limits = gpu.limits();
+    // Below 64 blocks of 8 output columns, a launch (one per weight window) is at most two workgroups and the
+    // launches run one after another: on lavapipe the general kernel is faster there (measured with
+    // examples/conv_study.rs: 0.86x at 4x4, batch 8, 32 blocks; 3.5x at 8x8, batch 8, 64 blocks).
+    let [n, _, ho, wo] = shape.output_shape();
+    let applies = shape.kh == 3
+        && shape.kw == 3
+        && shape.stride == 1
+        && n * ho * wo.div_ceil(8) >= 64
+        && limits.max_uniform_buffer_binding_size >= UNIFORM_WINDOW
+        && PackGeometry::new(shape.cout as usize, shape.cin as usize).bytes()
+            <= limits
+                .max_storage_buffer_binding_size
+                .min(limits.max_buffer_size);
+    match gpu.conv_kernel() {
+        ConvKernel::Auto if applies => &KERNEL_3X3,
+        _ => &KERNEL,
+    }
+}
+
+/// Prepares `out = (conv(x, weight) + bias + residual) * out_scale`, with the kernel [`kernel_for`] picks.
 ///
 /// Shapes: x `[N, Cin, H, W]`, weight `[Cout, Cin, KH, KW]`, bias `[Cout]`, residual and out `[N, Cout, Ho, Wo]`.
+/// The 3x3 kernel packs the weights now, on the GPU: writing `weight` afterwards does not change what this
+/// dispatch computes (prepare it again).
 #[allow(clippy::too_many_arguments)] // the operands of one convolution; grouping them would only rename them
 pub fn conv2d(
     gpu: &Gpu,
@@ -216,22 +375,159 @@ pub fn conv2d(
     if let Some(r) = residual {
         expect_shape(OP, r, out.shape())?;
     }
-    let params = Params {
-        shape,
-        has_residual: residual.is_some() as u32,
-        out_scale: cfg.out_scale,
-        _pad: [0; 2],
-    };
     let floats =
         x.len() + weight.len() + bias.len() + out.len() * (1 + residual.is_some() as usize);
-    Dispatch::new(
+    let cost = Cost::new(shape.flops(), floats as u64);
+    let dispatch = if std::ptr::eq(kernel_for(gpu, &shape), &KERNEL_3X3) {
+        conv3x3(gpu, label, &shape, x, weight, bias, residual, out, cfg)?
+    } else {
+        let params = Params {
+            shape,
+            has_residual: residual.is_some() as u32,
+            out_scale: cfg.out_scale,
+            _pad: [0; 2],
+        };
+        Dispatch::new(
+            gpu,
+            &KERNEL,
+            OP,
+            label,
+            &params,
+            &[x, weight, bias, residual.unwrap_or(x), out],
+            shape.workgroups(),
+        )?
+    };
+    Ok(dispatch.with_cost(cost))
+}
+
+/// The 3x3 path: packs the weights, then one launch per window, chunks of a block group in order.
+#[allow(clippy::too_many_arguments)]
+fn conv3x3(
+    gpu: &Gpu,
+    label: &str,
+    shape: &ConvShape,
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    residual: Option<&Tensor>,
+    out: &Tensor,
+    cfg: &Conv2dConfig,
+) -> Result<Dispatch> {
+    let (cout, cin) = (shape.cout as usize, shape.cin as usize);
+    let geo = PackGeometry::new(cout, cin);
+    check_bindings(gpu, OP, &[x, weight, bias, out])?;
+    let packed = pack_weights(gpu, label, weight, &geo)?;
+
+    let [n, _, ho, wo] = shape.output_shape();
+    let tiles = workgroups_for((n * ho * wo.div_ceil(8)) as u64, KERNEL_3X3.workgroup_size);
+    let mut params = Vec::with_capacity(geo.windows);
+    for w in 0..geo.windows {
+        let (group, q) = (w / geo.chunks, w % geo.chunks);
+        let block0 = group * geo.blocks_per_window;
+        let ci0 = q * geo.chunk;
+        params.push(Params3x3 {
+            shape: *shape,
+            ci0: ci0 as u32,
+            ci_count: geo.chunk.min(cin - ci0) as u32,
+            block0: block0 as u32,
+            blocks: geo.blocks_per_window.min(geo.blocks - block0) as u32,
+            chunk: geo.chunk as u32,
+            first: (q == 0) as u32,
+            last: (q + 1 == geo.chunks) as u32,
+            has_residual: residual.is_some() as u32,
+            out_scale: cfg.out_scale,
+            _pad: [0; 3],
+        });
+    }
+    let specs = params
+        .iter()
+        .enumerate()
+        .map(|(w, p)| LaunchSpec {
+            params: bytemuck::bytes_of(p),
+            resources: vec![
+                x.binding(),
+                wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: &packed,
+                    offset: w as u64 * UNIFORM_WINDOW,
+                    size: wgpu::BufferSize::new(UNIFORM_WINDOW),
+                }),
+                bias.binding(),
+                residual.unwrap_or(x).binding(),
+                out.binding(),
+            ],
+            workgroups: p.blocks as u64 * tiles,
+        })
+        .collect();
+    Ok(Dispatch::launches(gpu, &KERNEL_3X3, OP, label, specs)?.owning(packed))
+}
+
+/// Packs `weight` `[cout, cin, 3, 3]` into `geo.windows` uniform windows (conv2d_pack.wgsl), and waits.
+fn pack_weights(
+    gpu: &Gpu,
+    label: &str,
+    weight: &Tensor,
+    geo: &PackGeometry,
+) -> Result<wgpu::Buffer> {
+    let [cout, cin, _, _] = dims::<4>(OP, weight)?;
+    let what = format!("packing the weights of `{label}`");
+    let packed = gpu.scoped(&what, || {
+        gpu.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some(&what),
+            size: geo.bytes(),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM,
+            mapped_at_creation: false,
+        })
+    })?;
+    let params = PackParams {
+        cout: dim(OP, "cout", cout)?,
+        cin: dim(OP, "cin", cin)?,
+        chunk: dim(OP, "chunk", geo.chunk)?,
+        chunks: dim(OP, "chunks", geo.chunks)?,
+        blocks_per_window: dim(OP, "blocks per window", geo.blocks_per_window)?,
+        windows: dim(OP, "windows", geo.windows)?,
+        _pad: [0; 2],
+    };
+    let pack = Dispatch::launches(
         gpu,
-        &KERNEL,
+        &PACK_KERNEL,
         OP,
-        label,
-        &params,
-        &[x, weight, bias, residual.unwrap_or(x), out],
-        shape.workgroups(),
-    )
-    .map(|d| d.with_cost(Cost::new(shape.flops(), floats as u64)))
+        &what,
+        vec![LaunchSpec {
+            params: bytemuck::bytes_of(&params),
+            resources: vec![weight.binding(), packed.as_entire_binding()],
+            workgroups: workgroups_for(geo.bytes() / 4, PACK_KERNEL.workgroup_size),
+        }],
+    )?;
+    gpu.run(&what, &[&pack])?;
+    Ok(packed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pack_geometry_fills_windows_and_never_overflows_one() {
+        let g = PackGeometry::new(256, 256);
+        assert_eq!(
+            (g.blocks, g.chunk, g.chunks, g.blocks_per_window),
+            (32, 128, 2, 1)
+        );
+        assert_eq!(g.windows, 64);
+        let g = PackGeometry::new(100, 20);
+        assert_eq!(
+            (g.blocks, g.chunk, g.chunks, g.blocks_per_window),
+            (13, 20, 1, 11)
+        );
+        assert_eq!(g.windows, 2);
+        for cin in 1..2000 {
+            for cout in [1, 7, 8, 9, 128, 1000] {
+                let g = PackGeometry::new(cout, cin);
+                assert!(g.blocks_per_window * g.chunk * FLOATS_PER_CHANNEL <= WINDOW_FLOATS);
+                assert!(g.chunk * g.chunks >= cin && g.chunk * (g.chunks - 1) < cin);
+                assert!(g.blocks_per_window >= 1 && g.blocks_per_window <= g.blocks);
+                assert_eq!(g.windows, g.blocks.div_ceil(g.blocks_per_window) * g.chunks);
+            }
+        }
+    }
 }

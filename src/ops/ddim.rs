@@ -32,7 +32,7 @@ pub const STEP_KERNEL: Kernel = Kernel {
 pub const CONV_KERNEL: Kernel = Kernel {
     name: "conv2d_ddim",
     source: include_str!("../../kernels/conv2d_ddim.wgsl"),
-    includes: &[super::conv2d::ACCUMULATE],
+    includes: &[super::conv2d::SHAPE, super::conv2d::ACCUMULATE],
     bindings: &[
         Access::Read,
         Access::Read,

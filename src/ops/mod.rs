@@ -33,7 +33,13 @@ pub enum Access {
     Read,
     /// `var<storage, read_write>`
     ReadWrite,
+    /// `var<uniform>` over one [`UNIFORM_WINDOW`]-byte window of a buffer (`array<vec4<f32>, 4096>`).
+    UniformWindow,
 }
+
+/// Bytes in one uniform window: WebGPU's default `max_uniform_buffer_binding_size`, which Vulkan, Metal and
+/// DX12 adapters all meet.
+pub const UNIFORM_WINDOW: u64 = 65536;
 
 /// A WGSL kernel: its source, entry point `main`, storage bindings 1.., and workgroup size.
 #[derive(Debug)]
@@ -69,6 +75,8 @@ pub const KERNELS: &[&Kernel] = &[
     &attention::KERNEL,
     &concat::KERNEL,
     &conv2d::KERNEL,
+    &conv2d::KERNEL_3X3,
+    &conv2d::PACK_KERNEL,
     &ddim::CONV_KERNEL,
     &ddim::STEP_KERNEL,
     &ddim::THRESHOLD_KERNEL,
@@ -91,10 +99,22 @@ impl Gpu {
         }
         let compiled = self.scoped(&format!("compiling kernel `{}`", kernel.name), || {
             let device = self.device();
-            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            // Bounds checks stay on (they cost little even on lavapipe and keep a kernel bug from reading
+            // outside its bindings). naga's loop bounding is turned off: it adds a counter to every loop, which
+            // keeps Mesa from unrolling the convolution's inner loops (about 10% of conv2d_3x3 on lavapipe).
+            let checks = wgpu::ShaderRuntimeChecks {
+                bounds_checks: true,
+                force_loop_bounding: false,
+                ..wgpu::ShaderRuntimeChecks::checked()
+            };
+            let descriptor = wgpu::ShaderModuleDescriptor {
                 label: Some(kernel.name),
                 source: wgpu::ShaderSource::Wgsl(kernel.full_source().into()),
-            });
+            };
+            // SAFETY: `force_loop_bounding: false` asks us to guarantee that no loop runs forever. Every kernel
+            // is ours, compiled into the binary (never user-supplied WGSL), and every loop in kernels/ counts up
+            // to a bound read from its Params or a constant; tests/wgsl.rs validates each kernel with naga.
+            let module = unsafe { device.create_shader_module_trusted(descriptor, checks) };
             let mut entries = vec![wgpu::BindGroupLayoutEntry {
                 binding: 0,
                 visibility: wgpu::ShaderStages::COMPUTE,
@@ -110,11 +130,17 @@ impl Gpu {
                     binding: i as u32 + 1,
                     visibility: wgpu::ShaderStages::COMPUTE,
                     ty: wgpu::BindingType::Buffer {
-                        ty: wgpu::BufferBindingType::Storage {
-                            read_only: *access == Access::Read,
+                        ty: match access {
+                            Access::Read => wgpu::BufferBindingType::Storage { read_only: true },
+                            Access::ReadWrite => {
+                                wgpu::BufferBindingType::Storage { read_only: false }
+                            }
+                            Access::UniformWindow => wgpu::BufferBindingType::Uniform,
                         },
                         has_dynamic_offset: false,
-                        min_binding_size: None,
+                        min_binding_size: (*access == Access::UniformWindow)
+                            .then(|| wgpu::BufferSize::new(UNIFORM_WINDOW))
+                            .flatten(),
                     },
                     count: None,
                 });
@@ -185,16 +211,31 @@ impl Cost {
     }
 }
 
-/// One kernel launch, fully prepared: recording it costs a few calls and no allocation.
+/// One operation's kernel launches, fully prepared: recording them costs a few calls and no allocation. Most
+/// operations are one launch; a convolution whose weights span several uniform windows is one per window.
 pub struct Dispatch {
     label: String,
     kernel: &'static Kernel,
     cost: Cost,
     pipeline: Arc<CachedPipeline>,
+    launches: Vec<Launch>,
+    // Buffers only this dispatch binds (a convolution's packed weights), kept as long as it lives.
+    owned: Vec<wgpu::Buffer>,
+}
+
+/// One `dispatch_workgroups` of a [`Dispatch`].
+struct Launch {
     bind_group: wgpu::BindGroup,
     grid: [u32; 3],
     // Keeps the Params uniform alive as long as the bind group that points at it.
     _params: wgpu::Buffer,
+}
+
+/// What one launch binds: its Params and the resources of bindings 1.., in order.
+pub(crate) struct LaunchSpec<'a> {
+    pub params: &'a [u8],
+    pub resources: Vec<wgpu::BindingResource<'a>>,
+    pub workgroups: u64,
 }
 
 impl Dispatch {
@@ -209,44 +250,59 @@ impl Dispatch {
         tensors: &[&Tensor],
         workgroups: u64,
     ) -> Result<Self> {
-        debug_assert_eq!(std::mem::size_of::<P>(), kernel.params_size);
         debug_assert_eq!(tensors.len(), kernel.bindings.len());
-        let limits = gpu.limits();
-        for t in tensors {
-            let limit = limits.max_storage_buffer_binding_size;
-            if t.bytes() > limit {
-                return Err(Error::TooLarge {
-                    op,
-                    tensor: t.label().to_string(),
-                    bytes: t.bytes(),
-                    limit,
-                });
-            }
-        }
-        let grid = grid(workgroups, limits.max_compute_workgroups_per_dimension).ok_or_else(|| {
-            Error::shape(
-                op,
-                format!("`{label}` needs {workgroups} workgroups, more than a 2-D grid of this device holds"),
-            )
-        })?;
+        check_bindings(gpu, op, tensors)?;
+        Self::launches(
+            gpu,
+            kernel,
+            op,
+            label,
+            vec![LaunchSpec {
+                params: bytemuck::bytes_of(params),
+                resources: tensors.iter().map(|t| t.binding()).collect(),
+                workgroups,
+            }],
+        )
+    }
+
+    /// Prepares several launches of `kernel`, recorded in order as one dispatch. The caller has checked the
+    /// storage tensors against the binding limit ([`check_bindings`]).
+    pub(crate) fn launches(
+        gpu: &Gpu,
+        kernel: &'static Kernel,
+        op: &'static str,
+        label: &str,
+        specs: Vec<LaunchSpec<'_>>,
+    ) -> Result<Self> {
+        let max_per_dim = gpu.limits().max_compute_workgroups_per_dimension;
         let pipeline = gpu.pipeline(kernel)?;
-        let (bind_group, params_buffer) =
-            gpu.scoped(&format!("binding `{label}` ({op})"), || {
-                let params_buffer =
-                    gpu.device()
-                        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                            label: Some(label),
-                            contents: bytemuck::bytes_of(params),
-                            usage: wgpu::BufferUsages::UNIFORM,
-                        });
+        let mut launches = Vec::with_capacity(specs.len());
+        for spec in specs {
+            debug_assert_eq!(spec.params.len(), kernel.params_size);
+            debug_assert_eq!(spec.resources.len(), kernel.bindings.len());
+            let workgroups = spec.workgroups;
+            let grid = grid(workgroups, max_per_dim).ok_or_else(|| {
+                Error::shape(
+                    op,
+                    format!("`{label}` needs {workgroups} workgroups, more than a 2-D grid of this device holds"),
+                )
+            })?;
+            let (bind_group, params) = gpu.scoped(&format!("binding `{label}` ({op})"), || {
+                let params = gpu
+                    .device()
+                    .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                        label: Some(label),
+                        contents: spec.params,
+                        usage: wgpu::BufferUsages::UNIFORM,
+                    });
                 let mut entries = vec![wgpu::BindGroupEntry {
                     binding: 0,
-                    resource: params_buffer.as_entire_binding(),
+                    resource: params.as_entire_binding(),
                 }];
-                for (i, t) in tensors.iter().enumerate() {
+                for (i, resource) in spec.resources.into_iter().enumerate() {
                     entries.push(wgpu::BindGroupEntry {
                         binding: i as u32 + 1,
-                        resource: t.binding(),
+                        resource,
                     });
                 }
                 let bind_group = gpu.device().create_bind_group(&wgpu::BindGroupDescriptor {
@@ -254,24 +310,42 @@ impl Dispatch {
                     layout: &pipeline.layout,
                     entries: &entries,
                 });
-                (bind_group, params_buffer)
+                (bind_group, params)
             })?;
+            launches.push(Launch {
+                bind_group,
+                grid,
+                _params: params,
+            });
+        }
         Ok(Dispatch {
             label: label.to_string(),
             kernel,
             cost: Cost::default(),
             pipeline,
-            bind_group,
-            grid,
-            _params: params_buffer,
+            launches,
+            owned: Vec::new(),
         })
     }
 
-    /// Records the dispatch into a compute pass.
+    /// Records the dispatch (all its launches) into a compute pass.
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
         pass.set_pipeline(&self.pipeline.pipeline);
-        pass.set_bind_group(0, &self.bind_group, &[]);
-        pass.dispatch_workgroups(self.grid[0], self.grid[1], self.grid[2]);
+        for l in &self.launches {
+            pass.set_bind_group(0, &l.bind_group, &[]);
+            pass.dispatch_workgroups(l.grid[0], l.grid[1], l.grid[2]);
+        }
+    }
+
+    /// Hands the dispatch a buffer that only it binds, to keep alive with it.
+    pub(crate) fn owning(mut self, buffer: wgpu::Buffer) -> Self {
+        self.owned.push(buffer);
+        self
+    }
+
+    /// Bytes of the buffers this dispatch owns (packed weights), beyond the tensors it was given.
+    pub fn owned_bytes(&self) -> u64 {
+        self.owned.iter().map(|b| b.size()).sum()
     }
 
     /// Declares the dispatch's work (each op does, for the profiler).
@@ -295,10 +369,31 @@ impl Dispatch {
         self.kernel
     }
 
-    /// The workgroup grid it dispatches.
+    /// The workgroup grid of its first launch.
     pub fn grid(&self) -> [u32; 3] {
-        self.grid
+        self.launches[0].grid
     }
+
+    /// How many `dispatch_workgroups` it records (one, or one per weight window).
+    pub fn launch_count(&self) -> usize {
+        self.launches.len()
+    }
+}
+
+/// Refuses a tensor larger than the device's storage-binding limit, naming it.
+pub(crate) fn check_bindings(gpu: &Gpu, op: &'static str, tensors: &[&Tensor]) -> Result<()> {
+    let limit = gpu.limits().max_storage_buffer_binding_size;
+    for t in tensors {
+        if t.bytes() > limit {
+            return Err(Error::TooLarge {
+                op,
+                tensor: t.label().to_string(),
+                bytes: t.bytes(),
+                limit,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Folds a workgroup count into a 2-D grid whose sides stay within `max_per_dim`; kernels flatten it back

@@ -4,29 +4,41 @@ use std::sync::OnceLock;
 
 use ddim_wgpu::gpu::{DeviceOptions, Gpu, Tensor};
 use ddim_wgpu::ops::Dispatch;
+use ddim_wgpu::ops::conv2d::ConvKernel;
 
 /// The shared device, or `None` (the test then returns early) when no adapter exists and neither `CI` nor
 /// `DDIM_REQUIRE_GPU` is set. With either set, a missing adapter fails the test.
 pub fn gpu() -> Option<&'static Gpu> {
     static GPU: OnceLock<Option<Gpu>> = OnceLock::new();
-    GPU.get_or_init(|| {
-        let options = DeviceOptions::from_env().expect("DDIM_BACKEND / DDIM_ADAPTER");
-        match Gpu::new(&options) {
-            Ok(gpu) => Some(gpu),
-            Err(e) => {
-                let required = ["CI", "DDIM_REQUIRE_GPU"].iter().any(|v| {
-                    std::env::var(v).is_ok_and(|s| !s.is_empty() && s != "0" && s != "false")
-                });
-                assert!(
-                    !required,
-                    "no GPU adapter and CI or DDIM_REQUIRE_GPU is set: {e}"
-                );
-                eprintln!("skipping GPU test: {e}");
-                None
-            }
+    GPU.get_or_init(|| open(None)).as_ref()
+}
+
+/// A second device on the same adapter that runs every convolution with the general kernel, so tests can
+/// compare both kernels whatever `DDIM_CONV` says.
+pub fn gpu_general_conv() -> Option<&'static Gpu> {
+    static GPU: OnceLock<Option<Gpu>> = OnceLock::new();
+    GPU.get_or_init(|| open(Some(ConvKernel::General))).as_ref()
+}
+
+fn open(conv: Option<ConvKernel>) -> Option<Gpu> {
+    let mut options = DeviceOptions::from_env().expect("DDIM_BACKEND / DDIM_ADAPTER / DDIM_CONV");
+    if let Some(conv) = conv {
+        options.conv = conv;
+    }
+    match Gpu::new(&options) {
+        Ok(gpu) => Some(gpu),
+        Err(e) => {
+            let required = ["CI", "DDIM_REQUIRE_GPU"]
+                .iter()
+                .any(|v| std::env::var(v).is_ok_and(|s| !s.is_empty() && s != "0" && s != "false"));
+            assert!(
+                !required,
+                "no GPU adapter and CI or DDIM_REQUIRE_GPU is set: {e}"
+            );
+            eprintln!("skipping GPU test: {e}");
+            None
         }
-    })
-    .as_ref()
+    }
 }
 
 /// Returns from the test when there is no GPU (and none is required).

@@ -1,7 +1,8 @@
-use ddim_wgpu::ops::conv2d::{Conv2dConfig, Padding, conv2d, output_size};
+use ddim_wgpu::gpu::Gpu;
+use ddim_wgpu::ops::conv2d::{Conv2dConfig, ConvKernel, Padding, conv2d, output_size};
 use ddim_wgpu::reference::nn;
 
-use crate::common::{assert_normalised, random, run};
+use crate::common::{assert_normalised, gpu_general_conv, random, run};
 use crate::gpu_or_skip;
 
 struct Case {
@@ -22,8 +23,25 @@ struct Case {
 /// K = 2304). 1e-5 is a 7x margin that any indexing mistake (a wrong tap, channel or pad) exceeds by orders of magnitude.
 const BOUND: f64 = 1e-5;
 
-fn check(name: &str, c: Case) {
+/// Runs the case with the kernel `auto` chooses (and checks that it is `expect`, so each test knows which
+/// kernel it proves), and, where that is the 3x3 kernel, with the general kernel as well.
+fn check(name: &str, c: Case, expect: &str) {
     let gpu = gpu_or_skip!();
+    if gpu.conv_kernel() != ConvKernel::Auto {
+        eprintln!("DDIM_CONV is set: testing only what it chooses");
+    }
+    let kernel = run_case(gpu, name, &c);
+    if gpu.conv_kernel() == ConvKernel::Auto {
+        assert_eq!(kernel, expect, "{name}: kernel chosen");
+    }
+    if kernel != "conv2d" {
+        let general = gpu_general_conv().expect("a second device on the same adapter");
+        assert_eq!(run_case(general, name, &c), "conv2d");
+    }
+}
+
+/// Runs one case against the reference; returns the kernel that ran.
+fn run_case(gpu: &Gpu, name: &str, c: &Case) -> &'static str {
     let (x, xv) = random(gpu, "x", &[c.n, c.cin, c.h, c.w], 1);
     let (wt, wv) = random(gpu, "weight", &[c.cout, c.cin, c.k, c.k], 2);
     let (b, bv) = random(gpu, "bias", &[c.cout], 3);
@@ -60,7 +78,9 @@ fn check(name: &str, c: Case) {
         c.out_scale as f64,
     );
     assert_eq!(shape, [c.n, c.cout, ho, wo]);
-    assert_normalised(name, &got, &want, BOUND);
+    let kernel = d.kernel().name;
+    assert_normalised(&format!("{name} ({kernel})"), &got, &want, BOUND);
+    kernel
 }
 
 #[test]
@@ -79,6 +99,7 @@ fn conv3x3_awkward_with_residual_and_scale() {
             residual: true,
             out_scale: 0.5,
         },
+        "conv2d_3x3",
     );
 }
 
@@ -98,6 +119,7 @@ fn conv1x1_width_one() {
             residual: false,
             out_scale: 1.0,
         },
+        "conv2d",
     );
 }
 
@@ -123,6 +145,7 @@ fn conv_downsample_padding_right_bottom() {
             residual: false,
             out_scale: 1.0,
         },
+        "conv2d",
     );
 }
 
@@ -142,6 +165,7 @@ fn conv_stride2_pad1_odd_sizes() {
             residual: true,
             out_scale: 1.0,
         },
+        "conv2d",
     );
 }
 
@@ -162,5 +186,76 @@ fn conv_unet_shape_256_to_256_at_8x8() {
             residual: true,
             out_scale: 1.0,
         },
+        "conv2d",
+    );
+}
+
+#[test]
+fn conv3x3_input_channels_in_two_chunks() {
+    // 300 input channels: two chunks of 150 (one window holds 227), so the second launch adds to the first's
+    // output and applies the residual and scale; 13 output channels leave 3 of the second block unused.
+    check(
+        "conv 3x3 2x300x16x33 -> 13, pad 1, residual, scale 0.7",
+        Case {
+            n: 2,
+            cin: 300,
+            h: 16,
+            w: 33,
+            cout: 13,
+            k: 3,
+            stride: 1,
+            padding: Padding::uniform(1),
+            residual: true,
+            out_scale: 0.7,
+        },
+        "conv2d_3x3",
+    );
+}
+
+#[test]
+fn conv3x3_many_blocks_per_window_uneven_padding() {
+    // 20 input channels: 11 blocks of 8 output channels per window, so 100 channels (13 blocks) take two
+    // windows, the second partly filled. Padding top 0, bottom 2, left 2, right 0.
+    check(
+        "conv 3x3 1x20x9x70 -> 100, pad (0,2,2,0)",
+        Case {
+            n: 1,
+            cin: 20,
+            h: 9,
+            w: 70,
+            cout: 100,
+            k: 3,
+            stride: 1,
+            padding: Padding {
+                top: 0,
+                bottom: 2,
+                left: 2,
+                right: 0,
+            },
+            residual: false,
+            out_scale: 1.0,
+        },
+        "conv2d_3x3",
+    );
+}
+
+#[test]
+fn conv3x3_unet_shape_256_to_256_at_8x8_batch_8() {
+    // A CIFAR-10 UNet ResNet conv at the 8x8 level, batch 8: two input chunks of 128, 32 blocks.
+    check(
+        "conv 3x3 8x256x8x8 -> 256",
+        Case {
+            n: 8,
+            cin: 256,
+            h: 8,
+            w: 8,
+            cout: 256,
+            k: 3,
+            stride: 1,
+            padding: Padding::uniform(1),
+            residual: true,
+            out_scale: 1.0,
+        },
+        "conv2d_3x3",
     );
 }

@@ -1,0 +1,220 @@
+// conv2d_3x3: 3x3 stride-1 convolution for CPU-like adapters (lavapipe), with bias and the same epilogue as
+// conv2d.wgsl: out = (conv(x, weight) + bias + residual) * out_scale. Chosen by ops::conv2d where it applies
+// (3x3 kernel, stride 1, 64 KiB uniform bindings); conv2d.wgsl does every other shape.
+//
+// Layouts (row-major f32):
+//   x        [batch, cin, h, w]
+//   wpack    one 64 KiB window of the packed weights (conv2d_pack.wgsl): for each block b of 8 output channels
+//            in the window and each input channel c of its chunk, 9 taps x 8 channels, i.e. vec4 index
+//            ((b * chunk + c) * 9 + tap) * 2 + half, channel = 8 * block + 4 * half + component
+//   bias     [cout]
+//   residual [batch, cout, ho, wo]   read only when the last chunk runs with has_residual != 0
+//   out      [batch, cout, ho, wo]
+//
+// Grid: one dispatch per weight window (ops::conv2d records them in order, as one Dispatch). Workgroup g of a
+// dispatch takes output-channel block block0 + g / tiles and, through its 64 invocations, 64 consecutive
+// (n, row, 8-column) pixel blocks of tile g % tiles; each invocation keeps 8 channels x 8 columns in 16 vec4
+// accumulators. The channel block depends on the workgroup alone, so every weight read has a uniform address:
+// lavapipe reads it once for all lanes, where a storage read costs one gather per lane. Only x is gathered: 10
+// values per input row serve its 3 taps and 8 columns (96 FMAs per 10 gathers). No shared memory, no barriers;
+// the body is written out (no arrays indexed in loops), since lavapipe spills dynamically indexed arrays.
+//
+// Input channels come in chunks of `ci_count` from `ci0` (one window each) when 9 x 8 x cin floats exceed a
+// window: the first chunk writes acc + bias, later ones add to out, and the last applies residual and scale.
+// Invariants: ho = h + pad_top + pad_bottom - 2 and wo likewise (host-checked); taps outside the image read as
+// zero; channels past cout are computed from zero weights and not stored.
+
+struct Params {
+    shape: ConvShape,
+    ci0: u32,
+    ci_count: u32,
+    block0: u32,
+    blocks: u32,
+    chunk: u32,
+    first: u32,
+    last: u32,
+    has_residual: u32,
+    out_scale: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<uniform> wpack: array<vec4<f32>, 4096>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read> residual: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+
+// 8 channels x 8 columns: a[channel][column half].
+struct Acc {
+    c0: array<vec4<f32>, 2>,
+    c1: array<vec4<f32>, 2>,
+    c2: array<vec4<f32>, 2>,
+    c3: array<vec4<f32>, 2>,
+    c4: array<vec4<f32>, 2>,
+    c5: array<vec4<f32>, 2>,
+    c6: array<vec4<f32>, 2>,
+    c7: array<vec4<f32>, 2>,
+}
+
+// Adds one tap: weights w0 (channels 0-3) and w1 (4-7) times the 8 input columns l (0-3) and r (4-7).
+fn tap(acc: ptr<function, Acc>, w0: vec4<f32>, w1: vec4<f32>, l: vec4<f32>, r: vec4<f32>) {
+    (*acc).c0[0] = (*acc).c0[0] + w0.x * l;
+    (*acc).c0[1] = (*acc).c0[1] + w0.x * r;
+    (*acc).c1[0] = (*acc).c1[0] + w0.y * l;
+    (*acc).c1[1] = (*acc).c1[1] + w0.y * r;
+    (*acc).c2[0] = (*acc).c2[0] + w0.z * l;
+    (*acc).c2[1] = (*acc).c2[1] + w0.z * r;
+    (*acc).c3[0] = (*acc).c3[0] + w0.w * l;
+    (*acc).c3[1] = (*acc).c3[1] + w0.w * r;
+    (*acc).c4[0] = (*acc).c4[0] + w1.x * l;
+    (*acc).c4[1] = (*acc).c4[1] + w1.x * r;
+    (*acc).c5[0] = (*acc).c5[0] + w1.y * l;
+    (*acc).c5[1] = (*acc).c5[1] + w1.y * r;
+    (*acc).c6[0] = (*acc).c6[0] + w1.z * l;
+    (*acc).c6[1] = (*acc).c6[1] + w1.z * r;
+    (*acc).c7[0] = (*acc).c7[0] + w1.w * l;
+    (*acc).c7[1] = (*acc).c7[1] + w1.w * r;
+}
+
+// The three taps of one input row: v0..v9 are the row's values at columns ox0 - pad_left + 0..9; `wi` is the
+// vec4 index of tap (ky, 0).
+fn row(acc: ptr<function, Acc>, wi: u32, lo: vec4<f32>, mid: vec4<f32>, hi: vec2<f32>) {
+    tap(acc, wpack[wi], wpack[wi + 1u], lo, mid);
+    tap(acc, wpack[wi + 2u], wpack[wi + 3u], vec4<f32>(lo.yzw, mid.x), vec4<f32>(mid.yzw, hi.x));
+    tap(acc, wpack[wi + 4u], wpack[wi + 5u], vec4<f32>(lo.zw, mid.xy), vec4<f32>(mid.zw, hi));
+}
+
+@compute @workgroup_size(32)
+fn main(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let c = p.shape;
+    let col_blocks = (c.wo + 7u) / 8u;
+    let tiles = (c.batch * c.ho * col_blocks + 31u) / 32u;
+    let g = flat_workgroup(wg, nwg);
+    let b = g / tiles;
+    if (b >= p.blocks) {
+        return;
+    }
+    // Past the last pixel block, compute on image 0 (clamped) and store nothing: no divergent exit before
+    // the loop keeps the loop's control uniform.
+    let pb = (g % tiles) * 32u + li;
+    let ox0 = (pb % col_blocks) * 8u;
+    let oy = (pb / col_blocks) % c.ho;
+    let n = pb / (col_blocks * c.ho);
+    let plane = c.h * c.w;
+    let xbase = (min(n, c.batch - 1u) * c.cin + p.ci0) * plane;
+
+    // Columns ox0 - pad_left + j, clamped into the image, with 0/1 masks for the taps outside it.
+    var col: array<u32, 10>;
+    var inside: array<f32, 10>;
+    for (var j = 0u; j < 10u; j = j + 1u) {
+        let ix = i32(ox0 + j) - i32(c.pad_left);
+        let ok = ix >= 0 && ix < i32(c.w);
+        col[j] = u32(select(0, ix, ok));
+        inside[j] = select(0.0, 1.0, ok);
+    }
+    let m_lo = vec4<f32>(inside[0], inside[1], inside[2], inside[3]);
+    let m_mid = vec4<f32>(inside[4], inside[5], inside[6], inside[7]);
+    let m_hi = vec2<f32>(inside[8], inside[9]);
+    let c0 = col[0];
+    let c1 = col[1];
+    let c2 = col[2];
+    let c3 = col[3];
+    let c4 = col[4];
+    let c5 = col[5];
+    let c6 = col[6];
+    let c7 = col[7];
+    let c8 = col[8];
+    let c9 = col[9];
+    // The three input rows, clamped, with their masks.
+    var rows: array<u32, 3>;
+    var rmask: array<f32, 3>;
+    for (var ky = 0u; ky < 3u; ky = ky + 1u) {
+        let iy = i32(oy + ky) - i32(c.pad_top);
+        let ok = iy >= 0 && iy < i32(c.h);
+        rows[ky] = xbase + u32(select(0, iy, ok)) * c.w;
+        rmask[ky] = select(0.0, 1.0, ok);
+    }
+    let r0 = rows[0];
+    let r1 = rows[1];
+    let r2 = rows[2];
+    let k0 = rmask[0];
+    let k1 = rmask[1];
+    let k2 = rmask[2];
+
+    var acc: Acc;
+    var wi = b * p.chunk * 18u;
+    var off = 0u;
+    for (var ci = 0u; ci < p.ci_count; ci = ci + 1u) {
+        {
+            let o = r0 + off;
+            let lo = vec4<f32>(x[o + c0], x[o + c1], x[o + c2], x[o + c3]) * (m_lo * k0);
+            let mid = vec4<f32>(x[o + c4], x[o + c5], x[o + c6], x[o + c7]) * (m_mid * k0);
+            let hi = vec2<f32>(x[o + c8], x[o + c9]) * (m_hi * k0);
+            row(&acc, wi + 0u, lo, mid, hi);
+        }
+        {
+            let o = r1 + off;
+            let lo = vec4<f32>(x[o + c0], x[o + c1], x[o + c2], x[o + c3]) * (m_lo * k1);
+            let mid = vec4<f32>(x[o + c4], x[o + c5], x[o + c6], x[o + c7]) * (m_mid * k1);
+            let hi = vec2<f32>(x[o + c8], x[o + c9]) * (m_hi * k1);
+            row(&acc, wi + 6u, lo, mid, hi);
+        }
+        {
+            let o = r2 + off;
+            let lo = vec4<f32>(x[o + c0], x[o + c1], x[o + c2], x[o + c3]) * (m_lo * k2);
+            let mid = vec4<f32>(x[o + c4], x[o + c5], x[o + c6], x[o + c7]) * (m_mid * k2);
+            let hi = vec2<f32>(x[o + c8], x[o + c9]) * (m_hi * k2);
+            row(&acc, wi + 12u, lo, mid, hi);
+        }
+        wi = wi + 18u;
+        off = off + plane;
+    }
+
+    if (n >= c.batch) {
+        return;
+    }
+    let co0 = (p.block0 + b) * 8u;
+    var res: array<array<vec4<f32>, 2>, 8>;
+    res[0] = acc.c0;
+    res[1] = acc.c1;
+    res[2] = acc.c2;
+    res[3] = acc.c3;
+    res[4] = acc.c4;
+    res[5] = acc.c5;
+    res[6] = acc.c6;
+    res[7] = acc.c7;
+    for (var k = 0u; k < 8u; k = k + 1u) {
+        let co = co0 + k;
+        if (co >= c.cout) {
+            break;
+        }
+        let obase = (n * c.cout + co) * c.ho * c.wo + oy * c.wo;
+        let bk = bias[co];
+        for (var j = 0u; j < 8u; j = j + 1u) {
+            let ox = ox0 + j;
+            if (ox >= c.wo) {
+                break;
+            }
+            var v = res[k][j / 4u][j % 4u];
+            if (p.first != 0u) {
+                v = v + bk;
+            } else {
+                v = v + out[obase + ox];
+            }
+            if (p.last != 0u) {
+                if (p.has_residual != 0u) {
+                    v = v + residual[obase + ox];
+                }
+                v = v * p.out_scale;
+            }
+            out[obase + ox] = v;
+        }
+    }
+}

@@ -1,0 +1,54 @@
+// conv2d_pack: lays out 3x3 convolution weights for conv2d_3x3.wgsl, once, when a convolution is prepared.
+//
+// Layouts (row-major f32):
+//   weight  [cout, cin, 3, 3]
+//   packed  [windows, 16384]: window w holds output-channel blocks group * blocks_per_window .. (+ blocks_per
+//           _window) and input channels chunk_index * chunk .. (+ chunk), group = w / chunks, chunk_index = w %
+//           chunks. Inside a window, float ((b * chunk + c) * 9 + tap) * 8 + k is weight[8 * block + k, ci, tap]
+//           for block = group * blocks_per_window + b and ci = chunk_index * chunk + c; zero where block, ci or
+//           the channel run past the tensor, so the convolution may read whole blocks and chunks.
+//
+// Grid: one invocation per packed float, over the flattened 2-D workgroup grid; those past the end return.
+// Invariants: blocks_per_window * chunk * 72 <= 16384 (one 64 KiB uniform window); every count > 0.
+
+struct Params {
+    cout: u32,
+    cin: u32,
+    chunk: u32,
+    chunks: u32,
+    blocks_per_window: u32,
+    windows: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> weight: array<f32>;
+@group(0) @binding(2) var<storage, read_write> packed: array<f32>;
+
+const WINDOW: u32 = 16384u;
+
+@compute @workgroup_size(256)
+fn main(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let i = flat_index(wg, nwg, li, 256u);
+    if (i >= p.windows * WINDOW) {
+        return;
+    }
+    let w = i / WINDOW;
+    let f = i % WINDOW;
+    let k = f % 8u;
+    let tap = (f / 8u) % 9u;
+    let c = (f / 72u) % p.chunk;
+    let b = f / (72u * p.chunk);
+    let co = ((w / p.chunks) * p.blocks_per_window + b) * 8u + k;
+    let ci = (w % p.chunks) * p.chunk + c;
+    var v = 0.0;
+    if (b < p.blocks_per_window && co < p.cout && c < p.chunk && ci < p.cin) {
+        v = weight[(co * p.cin + ci) * 9u + tap];
+    }
+    packed[i] = v;
+}

@@ -1,0 +1,22 @@
+// conv2d_shape.inc.wgsl: the geometry every convolution kernel carries in its Params (conv2d, conv2d_ddim,
+// conv2d_3x3), mirrored by ops::conv2d::ConvShape. ho and wo are computed by the host from all four pads, so
+// padding may differ per side; pad_top and pad_left shift the window.
+
+struct ConvShape {
+    batch: u32,
+    cin: u32,
+    h: u32,
+    w: u32,
+    cout: u32,
+    ho: u32,
+    wo: u32,
+    kh: u32,
+    kw: u32,
+    stride: u32,
+    pad_top: u32,
+    pad_left: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+    _pad3: u32,
+}
