@@ -11,7 +11,8 @@ use std::time::Instant;
 
 use ddim_wgpu::gpu::{DeviceOptions, Gpu, Tensor, describe};
 use ddim_wgpu::ops::Dispatch;
-use ddim_wgpu::ops::conv2d::{Conv2dConfig, ConvKernel, Padding, conv2d};
+use ddim_wgpu::ops::KernelChoice;
+use ddim_wgpu::ops::conv2d::{Conv2dConfig, Padding, conv2d};
 use ddim_wgpu::ops::roofline;
 
 fn filled(gpu: &Gpu, label: &str, shape: &[usize]) -> Tensor {
@@ -53,11 +54,11 @@ fn main() -> Result<(), ddim_wgpu::Error> {
     let (batch, rounds) = if quick { (2, 5) } else { (8, 9) };
     let base = DeviceOptions::from_env()?;
     let general = Gpu::new(&DeviceOptions {
-        conv: ConvKernel::General,
+        kernels: KernelChoice::Baseline,
         ..base.clone()
     })?;
     let auto = Gpu::new(&DeviceOptions {
-        conv: ConvKernel::Auto,
+        kernels: KernelChoice::Auto,
         ..base
     })?;
     println!("adapter: {}", describe(&auto.info()));

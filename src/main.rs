@@ -11,7 +11,7 @@ use ddim_wgpu::graph::{plan::Plan, unet};
 use ddim_wgpu::io::{read_image, read_npy, write_atomic, write_npy, write_png, write_png_grid};
 use ddim_wgpu::model::convert::{from_diffusers_dir, from_original, load_model};
 use ddim_wgpu::model::weights::{StorageDtype, Training, Weights};
-use ddim_wgpu::ops::conv2d::ConvKernel;
+use ddim_wgpu::ops::KernelChoice;
 use ddim_wgpu::ops::ddim::{Prediction, Threshold, UpdateMode};
 use ddim_wgpu::sampler::ddim::{Sampler, SamplerSettings, StepNoise, latents, slerp};
 use ddim_wgpu::sampler::schedule::{BetaSchedule, TrainingSchedule};
@@ -35,10 +35,10 @@ struct Cli {
     #[arg(long, global = true, env = "DDIM_ADAPTER")]
     adapter: Option<String>,
 
-    /// Convolution kernel: auto (the 3x3 kernel over packed weights wherever it applies) or general (one
-    /// kernel for every convolution; the baseline for comparisons).
-    #[arg(long, global = true, env = "DDIM_CONV", default_value = "auto", value_parser = parse_conv_arg)]
-    conv: ConvKernel,
+    /// Kernel variants: auto (the fastest measured for the adapter and shape) or baseline (one portable
+    /// kernel per operation; the reference point for comparisons).
+    #[arg(long, global = true, env = "DDIM_KERNELS", default_value = "auto", value_parser = parse_kernels_arg)]
+    kernels: KernelChoice,
 
     #[command(subcommand)]
     command: Command,
@@ -316,7 +316,7 @@ enum Dtype {
     F16,
 }
 
-fn parse_conv_arg(s: &str) -> Result<ConvKernel, String> {
+fn parse_kernels_arg(s: &str) -> Result<KernelChoice, String> {
     s.parse().map_err(|e: ddim_wgpu::Error| e.to_string())
 }
 
@@ -337,7 +337,7 @@ fn run(cli: Cli) -> Result<()> {
     let options = DeviceOptions {
         backend: cli.backend,
         adapter: cli.adapter.filter(|s| !s.trim().is_empty()),
-        conv: cli.conv,
+        kernels: cli.kernels,
     };
     match cli.command {
         Command::Info { roofline } => info(&options, roofline),

@@ -5,27 +5,27 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
-use crate::ops::conv2d::ConvKernel;
+use crate::ops::KernelChoice;
 
 /// How to choose the adapter, and which kernel variants to run on it. Built from CLI flags or from the
-/// environment (`DDIM_BACKEND`, `DDIM_ADAPTER`, `DDIM_CONV`).
+/// environment (`DDIM_BACKEND`, `DDIM_ADAPTER`, `DDIM_KERNELS`).
 #[derive(Clone, Debug, Default)]
 pub struct DeviceOptions {
     /// Restrict to one backend. `None` means `WGPU_BACKEND` if set, else every backend.
     pub backend: Option<wgpu::Backend>,
     /// Keep only adapters whose name contains this, ignoring case.
     pub adapter: Option<String>,
-    /// The convolution kernel (`auto` or `general`).
-    pub conv: ConvKernel,
+    /// Which kernel variants to run (`auto` or `baseline`).
+    pub kernels: KernelChoice,
 }
 
 impl DeviceOptions {
-    /// Options from `DDIM_BACKEND`, `DDIM_ADAPTER` and `DDIM_CONV`; unset or empty variables mean "no
+    /// Options from `DDIM_BACKEND`, `DDIM_ADAPTER` and `DDIM_KERNELS`; unset or empty variables mean "no
     /// preference".
     pub fn from_env() -> Result<Self> {
-        let conv = match std::env::var("DDIM_CONV") {
+        let kernels = match std::env::var("DDIM_KERNELS") {
             Ok(s) if !s.trim().is_empty() => s.parse()?,
-            _ => ConvKernel::default(),
+            _ => KernelChoice::default(),
         };
         let backend = match std::env::var("DDIM_BACKEND") {
             Ok(s) if !s.trim().is_empty() => Some(parse_backend(&s)?),
@@ -37,7 +37,7 @@ impl DeviceOptions {
         Ok(DeviceOptions {
             backend,
             adapter,
-            conv,
+            kernels,
         })
     }
 }
@@ -138,7 +138,7 @@ pub struct Gpu {
     device: wgpu::Device,
     queue: wgpu::Queue,
     faults: Arc<Mutex<Faults>>,
-    conv: ConvKernel,
+    kernels: KernelChoice,
     pub(crate) pipelines: Mutex<HashMap<&'static str, Arc<CachedPipeline>>>,
 }
 
@@ -181,14 +181,14 @@ impl Gpu {
             device,
             queue,
             faults,
-            conv: options.conv,
+            kernels: options.kernels,
             pipelines: Mutex::new(HashMap::new()),
         })
     }
 
-    /// The convolution kernel choice this device was opened with.
-    pub fn conv_kernel(&self) -> ConvKernel {
-        self.conv
+    /// The kernel variants this device was opened with.
+    pub fn kernel_choice(&self) -> KernelChoice {
+        self.kernels
     }
 
     /// The wgpu device.

@@ -5,13 +5,14 @@
 //! read from storage). `conv2d_3x3.wgsl` does 3x3 stride-1 convolutions, most of a UNet's arithmetic, with 8
 //! channels x 8 columns per invocation and the weights read from 64 KiB uniform windows at addresses uniform
 //! across each workgroup; `conv2d_pack.wgsl` lays the weights out for it once, when the dispatch is prepared.
-//! [`ConvKernel`] chooses (from [`crate::gpu::DeviceOptions`]); `Auto` takes the 3x3 kernel wherever it applies.
+//! [`kernel_for`] chooses: the 3x3 kernel wherever it applies, unless the device was opened with
+//! [`KernelChoice::Baseline`].
 
 use bytemuck::{Pod, Zeroable};
 
 use super::{
-    Access, Cost, Dispatch, Kernel, LaunchSpec, UNIFORM_WINDOW, check_bindings, dim, dims,
-    expect_shape, nonzero, workgroups_for,
+    Access, Cost, Dispatch, Kernel, KernelChoice, LaunchSpec, UNIFORM_WINDOW, check_bindings, dim,
+    dims, expect_shape, nonzero, workgroups_for,
 };
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
@@ -65,32 +66,6 @@ pub const PACK_KERNEL: Kernel = Kernel {
     workgroup_size: 256,
     params_size: std::mem::size_of::<PackParams>(),
 };
-
-/// Which convolution kernel [`conv2d`] uses.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum ConvKernel {
-    /// `conv2d_3x3` where it applies (3x3, stride 1, at least 64 blocks of 8 output columns, 64 KiB uniform
-    /// bindings, packed weights within the storage-binding limit), `conv2d` elsewhere.
-    #[default]
-    Auto,
-    /// `conv2d` for every convolution (the baseline the 3x3 kernel is measured against).
-    General,
-}
-
-impl std::str::FromStr for ConvKernel {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "auto" => Ok(ConvKernel::Auto),
-            "general" => Ok(ConvKernel::General),
-            other => Err(Error::param(
-                OP,
-                format!("unknown convolution kernel `{other}` (expected auto or general)"),
-            )),
-        }
-    }
-}
 
 /// Mirrors `Params` in conv2d_3x3.wgsl.
 #[repr(C)]
@@ -332,7 +307,9 @@ impl ConvShape {
     }
 }
 
-/// The kernel [`conv2d`] runs for this geometry on this device.
+/// The kernel [`conv2d`] runs for this geometry on this device: `conv2d_3x3` where it applies (3x3, stride 1,
+/// at least 64 blocks of 8 output columns, 64 KiB uniform bindings, packed weights within the binding limits)
+/// unless the device runs the baseline kernels, `conv2d` elsewhere.
 pub fn kernel_for(gpu: &Gpu, shape: &ConvShape) -> &'static Kernel {
     let limits = gpu.limits();
     // Below 64 blocks of 8 output columns, a launch (one per weight window) is at most two workgroups and the
@@ -348,8 +325,8 @@ pub fn kernel_for(gpu: &Gpu, shape: &ConvShape) -> &'static Kernel {
             <= limits
                 .max_storage_buffer_binding_size
                 .min(limits.max_buffer_size);
-    match gpu.conv_kernel() {
-        ConvKernel::Auto if applies => &KERNEL_3X3,
+    match gpu.kernel_choice() {
+        KernelChoice::Auto if applies => &KERNEL_3X3,
         _ => &KERNEL,
     }
 }

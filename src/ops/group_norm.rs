@@ -1,8 +1,16 @@
-//! Group normalisation (`kernels/group_norm.wgsl`) with affine parameters and an optional fused SiLU.
+//! Group normalisation with affine parameters and an optional fused SiLU.
+//!
+//! Two kernels, one result. `group_norm.wgsl` gives each (image, group) a workgroup and reduces in workgroup
+//! memory: what GPUs want. `group_norm_serial.wgsl` has no barriers: one invocation per (image, group) sums the
+//! statistics serially, then a second launch normalises a vec4 per invocation; on lavapipe a workgroup barrier
+//! costs more than the sums around it. [`kernel_for`] chooses.
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{Access, Cost, Dispatch, Kernel, dim, expect_shape, nonzero};
+use super::{
+    Access, Cost, Dispatch, Kernel, KernelChoice, LaunchSpec, check_bindings, dim, expect_shape,
+    nonzero, workgroups_for,
+};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
 
@@ -17,6 +25,47 @@ pub const KERNEL: Kernel = Kernel {
     workgroup_size: 256,
     params_size: std::mem::size_of::<Params>(),
 };
+
+/// The barrier-free kernel for CPU adapters (two launches: statistics, then normalisation).
+pub const SERIAL_KERNEL: Kernel = Kernel {
+    name: "group_norm_serial",
+    source: include_str!("../../kernels/group_norm_serial.wgsl"),
+    includes: &[],
+    bindings: &[
+        Access::Read,
+        Access::Read,
+        Access::Read,
+        Access::ReadWrite,
+        Access::ReadWrite,
+    ],
+    workgroup_size: 64,
+    params_size: std::mem::size_of::<SerialParams>(),
+};
+
+/// Mirrors `Params` in group_norm_serial.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct SerialParams {
+    pub batch: u32,
+    pub c: u32,
+    pub hw: u32,
+    pub groups: u32,
+    pub eps: f32,
+    pub silu: u32,
+    pub phase: u32,
+    pub _pad: u32,
+}
+
+/// The kernel [`group_norm`] runs on this device for `hw` values per channel: `group_norm_serial` on CPU
+/// adapters when `hw` is a multiple of 4 (unless the device runs the baseline kernels), `group_norm`
+/// otherwise. On GPUs the workgroup reduction is kept: one invocation per group would leave most of a GPU idle.
+pub fn kernel_for(gpu: &Gpu, hw: usize) -> &'static Kernel {
+    let cpu = gpu.info().device_type == wgpu::DeviceType::Cpu;
+    match gpu.kernel_choice() {
+        KernelChoice::Auto if cpu && hw.is_multiple_of(4) => &SERIAL_KERNEL,
+        _ => &KERNEL,
+    }
+}
 
 /// Mirrors `Params` in group_norm.wgsl.
 #[repr(C)]
@@ -84,11 +133,61 @@ pub fn group_norm(
     expect_shape(OP, gamma, &[c])?;
     expect_shape(OP, beta, &[c])?;
     expect_shape(OP, out, shape)?;
+    let cost = Cost::new(10 * x.len() as u64, 2 * x.len() as u64 + 2 * c as u64);
+    let (batch, channels) = (dim(OP, "batch", n)?, dim(OP, "channels", c)?);
+    let (spatial, group_count) = (dim(OP, "spatial size", hw)?, dim(OP, "groups", groups)?);
+    if std::ptr::eq(kernel_for(gpu, hw), &SERIAL_KERNEL) {
+        check_bindings(gpu, OP, &[x, gamma, beta, out])?;
+        // (shift, shifted mean, 1/std) per (image, group), written by the first launch, read by the second.
+        let stats = gpu.scoped(&format!("statistics buffer of `{label}`"), || {
+            gpu.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: 16 * (n * groups) as u64,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            })
+        })?;
+        let phase = |phase: u32| SerialParams {
+            batch,
+            c: channels,
+            hw: spatial,
+            groups: group_count,
+            eps,
+            silu: silu as u32,
+            phase,
+            _pad: 0,
+        };
+        let (stats_params, apply_params) = (phase(0), phase(1));
+        let resources = || {
+            vec![
+                x.binding(),
+                gamma.binding(),
+                beta.binding(),
+                stats.as_entire_binding(),
+                out.binding(),
+            ]
+        };
+        let wg = SERIAL_KERNEL.workgroup_size;
+        let specs = vec![
+            LaunchSpec {
+                params: bytemuck::bytes_of(&stats_params),
+                resources: resources(),
+                workgroups: workgroups_for((n * groups) as u64, wg),
+            },
+            LaunchSpec {
+                params: bytemuck::bytes_of(&apply_params),
+                resources: resources(),
+                workgroups: workgroups_for(x.len() as u64 / 4, wg),
+            },
+        ];
+        let d = Dispatch::launches(gpu, &SERIAL_KERNEL, OP, label, specs)?;
+        return Ok(d.owning(stats).with_cost(cost));
+    }
     let params = Params {
-        batch: dim(OP, "batch", n)?,
-        c: dim(OP, "channels", c)?,
-        hw: dim(OP, "spatial size", hw)?,
-        groups: dim(OP, "groups", groups)?,
+        batch,
+        c: channels,
+        hw: spatial,
+        groups: group_count,
         eps,
         silu: silu as u32,
         _pad: [0; 2],
@@ -103,10 +202,5 @@ pub fn group_norm(
         &[x, gamma, beta, out],
         (n * groups) as u64,
     )
-    .map(|d| {
-        d.with_cost(Cost::new(
-            10 * x.len() as u64,
-            2 * x.len() as u64 + 2 * c as u64,
-        ))
-    })
+    .map(|d| d.with_cost(cost))
 }

@@ -26,6 +26,33 @@ use crate::gpu::{CachedPipeline, Gpu, Tensor};
 /// The helpers prepended to every kernel.
 pub const COMMON_WGSL: &str = include_str!("../../kernels/common.wgsl");
 
+/// Which kernel variant each operation runs, where it has more than one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KernelChoice {
+    /// The fastest variant measured for the adapter and shape: `conv2d_3x3` for 3x3 stride-1 convolutions,
+    /// `group_norm_serial` on CPU adapters (see each op's `kernel_for`).
+    #[default]
+    Auto,
+    /// One portable kernel per operation (`conv2d`, `group_norm`): the baseline the others are measured
+    /// against, and a fallback.
+    Baseline,
+}
+
+impl std::str::FromStr for KernelChoice {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(KernelChoice::Auto),
+            "baseline" => Ok(KernelChoice::Baseline),
+            other => Err(Error::param(
+                "kernels",
+                format!("unknown kernel choice `{other}` (expected auto or baseline)"),
+            )),
+        }
+    }
+}
+
 /// How a kernel uses one binding (binding 0 is always the `Params` uniform and is not listed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
@@ -82,6 +109,7 @@ pub const KERNELS: &[&Kernel] = &[
     &ddim::THRESHOLD_KERNEL,
     &elementwise::KERNEL,
     &group_norm::KERNEL,
+    &group_norm::SERIAL_KERNEL,
     &linear::KERNEL,
     &randn::KERNEL,
     &roofline::COPY_KERNEL,

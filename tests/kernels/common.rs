@@ -4,7 +4,7 @@ use std::sync::OnceLock;
 
 use ddim_wgpu::gpu::{DeviceOptions, Gpu, Tensor};
 use ddim_wgpu::ops::Dispatch;
-use ddim_wgpu::ops::conv2d::ConvKernel;
+use ddim_wgpu::ops::KernelChoice;
 
 /// The shared device, or `None` (the test then returns early) when no adapter exists and neither `CI` nor
 /// `DDIM_REQUIRE_GPU` is set. With either set, a missing adapter fails the test.
@@ -13,17 +13,19 @@ pub fn gpu() -> Option<&'static Gpu> {
     GPU.get_or_init(|| open(None)).as_ref()
 }
 
-/// A second device on the same adapter that runs every convolution with the general kernel, so tests can
-/// compare both kernels whatever `DDIM_CONV` says.
-pub fn gpu_general_conv() -> Option<&'static Gpu> {
+/// A second device on the same adapter that runs the baseline kernels (`KernelChoice::Baseline`), so tests
+/// can check both variants of an operation whatever `DDIM_KERNELS` says.
+pub fn gpu_baseline() -> Option<&'static Gpu> {
     static GPU: OnceLock<Option<Gpu>> = OnceLock::new();
-    GPU.get_or_init(|| open(Some(ConvKernel::General))).as_ref()
+    GPU.get_or_init(|| open(Some(KernelChoice::Baseline)))
+        .as_ref()
 }
 
-fn open(conv: Option<ConvKernel>) -> Option<Gpu> {
-    let mut options = DeviceOptions::from_env().expect("DDIM_BACKEND / DDIM_ADAPTER / DDIM_CONV");
-    if let Some(conv) = conv {
-        options.conv = conv;
+fn open(kernels: Option<KernelChoice>) -> Option<Gpu> {
+    let mut options =
+        DeviceOptions::from_env().expect("DDIM_BACKEND / DDIM_ADAPTER / DDIM_KERNELS");
+    if let Some(kernels) = kernels {
+        options.kernels = kernels;
     }
     match Gpu::new(&options) {
         Ok(gpu) => Some(gpu),

@@ -1,8 +1,9 @@
 use ddim_wgpu::gpu::Gpu;
-use ddim_wgpu::ops::conv2d::{Conv2dConfig, ConvKernel, Padding, conv2d, output_size};
+use ddim_wgpu::ops::KernelChoice;
+use ddim_wgpu::ops::conv2d::{Conv2dConfig, Padding, conv2d, output_size};
 use ddim_wgpu::reference::nn;
 
-use crate::common::{assert_normalised, gpu_general_conv, random, run};
+use crate::common::{assert_normalised, gpu_baseline, random, run};
 use crate::gpu_or_skip;
 
 struct Case {
@@ -27,15 +28,15 @@ const BOUND: f64 = 1e-5;
 /// kernel it proves), and, where that is the 3x3 kernel, with the general kernel as well.
 fn check(name: &str, c: Case, expect: &str) {
     let gpu = gpu_or_skip!();
-    if gpu.conv_kernel() != ConvKernel::Auto {
-        eprintln!("DDIM_CONV is set: testing only what it chooses");
+    if gpu.kernel_choice() != KernelChoice::Auto {
+        eprintln!("DDIM_KERNELS is set: testing only what it chooses");
     }
     let kernel = run_case(gpu, name, &c);
-    if gpu.conv_kernel() == ConvKernel::Auto {
+    if gpu.kernel_choice() == KernelChoice::Auto {
         assert_eq!(kernel, expect, "{name}: kernel chosen");
     }
     if kernel != "conv2d" {
-        let general = gpu_general_conv().expect("a second device on the same adapter");
+        let general = gpu_baseline().expect("a second device on the same adapter");
         assert_eq!(run_case(general, name, &c), "conv2d");
     }
 }

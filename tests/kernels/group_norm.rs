@@ -1,7 +1,9 @@
+use ddim_wgpu::gpu::Gpu;
+use ddim_wgpu::ops::KernelChoice;
 use ddim_wgpu::ops::group_norm::group_norm;
 use ddim_wgpu::reference::nn;
 
-use crate::common::{assert_normalised, data, random, run};
+use crate::common::{assert_normalised, data, gpu_baseline, random, run};
 use crate::gpu_or_skip;
 
 /// Two-pass statistics in f32 over at most 8192 elements per group: the mean and variance carry relative
@@ -9,8 +11,35 @@ use crate::gpu_or_skip;
 /// 1e-5 leaves a wide margin that a wrong group, channel or statistic exceeds by orders of magnitude.
 const BOUND: f64 = 1e-5;
 
-fn check(name: &str, x: &[f32], [n, c, h, w]: [usize; 4], groups: usize, eps: f32, silu: bool) {
+/// Runs the case on the default device and on the baseline device: on a CPU adapter with `h * w` a multiple
+/// of 4 the first runs `group_norm_serial` (checked), everywhere else both run `group_norm`.
+fn check(name: &str, x: &[f32], shape: [usize; 4], groups: usize, eps: f32, silu: bool) {
     let gpu = gpu_or_skip!();
+    let kernel = run_case(gpu, name, x, shape, groups, eps, silu);
+    let cpu = gpu.info().device_type == wgpu::DeviceType::Cpu;
+    if gpu.kernel_choice() == KernelChoice::Auto {
+        let serial = cpu && (shape[2] * shape[3]).is_multiple_of(4);
+        let expect = if serial {
+            "group_norm_serial"
+        } else {
+            "group_norm"
+        };
+        assert_eq!(kernel, expect, "{name}: kernel chosen");
+    }
+    let baseline = gpu_baseline().expect("a second device on the same adapter");
+    let kernel = run_case(baseline, name, x, shape, groups, eps, silu);
+    assert_eq!(kernel, "group_norm");
+}
+
+fn run_case(
+    gpu: &Gpu,
+    name: &str,
+    x: &[f32],
+    [n, c, h, w]: [usize; 4],
+    groups: usize,
+    eps: f32,
+    silu: bool,
+) -> &'static str {
     let xt = gpu.upload("x", &[n, c, h, w], x).unwrap();
     let (gamma, gv) = random(gpu, "gamma", &[c], 11);
     let (beta, bv) = random(gpu, "beta", &[c], 12);
@@ -18,7 +47,9 @@ fn check(name: &str, x: &[f32], [n, c, h, w]: [usize; 4], groups: usize, eps: f3
     let d = group_norm(gpu, name, &xt, &gamma, &beta, &out, groups, eps, silu).unwrap();
     let got = run(gpu, &[&d], &out);
     let want = nn::group_norm(x, n, c, h * w, groups, &gv, &bv, eps as f64, silu);
-    assert_normalised(name, &got, &want, BOUND);
+    let kernel = d.kernel().name;
+    assert_normalised(&format!("{name} ({kernel})"), &got, &want, BOUND);
+    kernel
 }
 
 #[test]
@@ -29,6 +60,8 @@ fn group_norm_awkward_shapes() {
         ([1, 5, 3, 1], 5, true),
         ([2, 9, 1, 1], 3, false),
         ([1, 12, 16, 16], 4, true),
+        ([3, 6, 4, 3], 3, true),
+        ([2, 10, 2, 2], 5, false),
     ];
     for (i, &(shape, groups, silu)) in cases.iter().enumerate() {
         let x = data(20 + i as u64, shape.iter().product(), -2.0, 3.0);
