@@ -1,83 +1,21 @@
 // conv2d_3x3: 3x3 stride-1 convolution for CPU-like adapters (lavapipe), with bias and the same epilogue as
 // conv2d.wgsl: out = (conv(x, weight) + bias + residual) * out_scale. Chosen by ops::conv2d where it applies
-// (3x3 kernel, stride 1, 64 KiB uniform bindings); conv2d.wgsl does every other shape.
+// (3x3 kernel, stride 1, 64 KiB uniform bindings); conv2d_packed.wgsl does other geometries the same
+// way, conv2d.wgsl everything.
 //
-// Layouts (row-major f32):
-//   x        [batch, cin, h, w]
-//   wpack    one 64 KiB window of the packed weights (conv2d_pack.wgsl): for each block b of 8 output channels
-//            in the window and each input channel c of its chunk, 9 taps x 8 channels, i.e. vec4 index
-//            ((b * chunk + c) * 9 + tap) * 2 + half, channel = 8 * block + 4 * half + component
-//   bias     [cout]
-//   residual [batch, cout, ho, wo]   read only when the last chunk runs with has_residual != 0
-//   out      [batch, cout, ho, wo]
+// Layouts: as in conv2d_packed.inc.wgsl (x, the packed weight window, bias, residual, out), with 9 taps.
 //
 // Grid: one dispatch per weight window (ops::conv2d records them in order, as one Dispatch). Workgroup g of a
-// dispatch takes output-channel block block0 + g / tiles and, through its 64 invocations, 64 consecutive
+// dispatch takes output-channel block block0 + g / tiles and, through its 32 invocations, 32 consecutive
 // (n, row, 8-column) pixel blocks of tile g % tiles; each invocation keeps 8 channels x 8 columns in 16 vec4
 // accumulators. The channel block depends on the workgroup alone, so every weight read has a uniform address:
 // lavapipe reads it once for all lanes, where a storage read costs one gather per lane. Only x is gathered: 10
 // values per input row serve its 3 taps and 8 columns (96 FMAs per 10 gathers). No shared memory, no barriers;
 // the body is written out (no arrays indexed in loops), since lavapipe spills dynamically indexed arrays.
 //
-// Input channels come in chunks of `ci_count` from `ci0` (one window each) when 9 x 8 x cin floats exceed a
-// window: the first chunk writes acc + bias, later ones add to out, and the last applies residual and scale.
+// Input channels come in chunks when 9 x 8 x cin floats exceed a window (conv2d_packed.inc.wgsl).
 // Invariants: ho = h + pad_top + pad_bottom - 2 and wo likewise (host-checked); taps outside the image read as
 // zero; channels past cout are computed from zero weights and not stored.
-
-struct Params {
-    shape: ConvShape,
-    ci0: u32,
-    ci_count: u32,
-    block0: u32,
-    blocks: u32,
-    chunk: u32,
-    first: u32,
-    last: u32,
-    has_residual: u32,
-    out_scale: f32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<uniform> wpack: array<vec4<f32>, 4096>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read> residual: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;
-
-// 8 channels x 8 columns: a[channel][column half].
-struct Acc {
-    c0: array<vec4<f32>, 2>,
-    c1: array<vec4<f32>, 2>,
-    c2: array<vec4<f32>, 2>,
-    c3: array<vec4<f32>, 2>,
-    c4: array<vec4<f32>, 2>,
-    c5: array<vec4<f32>, 2>,
-    c6: array<vec4<f32>, 2>,
-    c7: array<vec4<f32>, 2>,
-}
-
-// Adds one tap: weights w0 (channels 0-3) and w1 (4-7) times the 8 input columns l (0-3) and r (4-7).
-fn tap(acc: ptr<function, Acc>, w0: vec4<f32>, w1: vec4<f32>, l: vec4<f32>, r: vec4<f32>) {
-    (*acc).c0[0] = (*acc).c0[0] + w0.x * l;
-    (*acc).c0[1] = (*acc).c0[1] + w0.x * r;
-    (*acc).c1[0] = (*acc).c1[0] + w0.y * l;
-    (*acc).c1[1] = (*acc).c1[1] + w0.y * r;
-    (*acc).c2[0] = (*acc).c2[0] + w0.z * l;
-    (*acc).c2[1] = (*acc).c2[1] + w0.z * r;
-    (*acc).c3[0] = (*acc).c3[0] + w0.w * l;
-    (*acc).c3[1] = (*acc).c3[1] + w0.w * r;
-    (*acc).c4[0] = (*acc).c4[0] + w1.x * l;
-    (*acc).c4[1] = (*acc).c4[1] + w1.x * r;
-    (*acc).c5[0] = (*acc).c5[0] + w1.y * l;
-    (*acc).c5[1] = (*acc).c5[1] + w1.y * r;
-    (*acc).c6[0] = (*acc).c6[0] + w1.z * l;
-    (*acc).c6[1] = (*acc).c6[1] + w1.z * r;
-    (*acc).c7[0] = (*acc).c7[0] + w1.w * l;
-    (*acc).c7[1] = (*acc).c7[1] + w1.w * r;
-}
 
 // The three taps of one input row: v0..v9 are the row's values at columns ox0 - pad_left + 0..9; `wi` is the
 // vec4 index of tap (ky, 0).
@@ -177,44 +115,7 @@ fn main(
         off = off + plane;
     }
 
-    if (n >= c.batch) {
-        return;
-    }
-    let co0 = (p.block0 + b) * 8u;
-    var res: array<array<vec4<f32>, 2>, 8>;
-    res[0] = acc.c0;
-    res[1] = acc.c1;
-    res[2] = acc.c2;
-    res[3] = acc.c3;
-    res[4] = acc.c4;
-    res[5] = acc.c5;
-    res[6] = acc.c6;
-    res[7] = acc.c7;
-    for (var k = 0u; k < 8u; k = k + 1u) {
-        let co = co0 + k;
-        if (co >= c.cout) {
-            break;
-        }
-        let obase = (n * c.cout + co) * c.ho * c.wo + oy * c.wo;
-        let bk = bias[co];
-        for (var j = 0u; j < 8u; j = j + 1u) {
-            let ox = ox0 + j;
-            if (ox >= c.wo) {
-                break;
-            }
-            var v = res[k][j / 4u][j % 4u];
-            if (p.first != 0u) {
-                v = v + bk;
-            } else {
-                v = v + out[obase + ox];
-            }
-            if (p.last != 0u) {
-                if (p.has_residual != 0u) {
-                    v = v + residual[obase + ox];
-                }
-                v = v * p.out_scale;
-            }
-            out[obase + ox] = v;
-        }
+    if (n < c.batch) {
+        store_block(acc, n, b, oy, ox0);
     }
 }

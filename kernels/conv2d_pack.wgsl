@@ -1,15 +1,16 @@
-// conv2d_pack: lays out 3x3 convolution weights for conv2d_3x3.wgsl, once, when a convolution is prepared.
+// conv2d_pack: lays out convolution weights for conv2d_3x3.wgsl and conv2d_packed.wgsl, once, when a
+// convolution is prepared.
 //
 // Layouts (row-major f32):
-//   weight  [cout, cin, 3, 3]
+//   weight  [cout, cin, kh, kw], taps = kh * kw
 //   packed  [windows, 16384]: window w holds output-channel blocks group * blocks_per_window .. (+ blocks_per
 //           _window) and input channels chunk_index * chunk .. (+ chunk), group = w / chunks, chunk_index = w %
-//           chunks. Inside a window, float ((b * chunk + c) * 9 + tap) * 8 + k is weight[8 * block + k, ci, tap]
+//           chunks. Inside a window, float ((b * chunk + c) * taps + tap) * 8 + k is weight[8 * block + k, ci, tap]
 //           for block = group * blocks_per_window + b and ci = chunk_index * chunk + c; zero where block, ci or
 //           the channel run past the tensor, so the convolution may read whole blocks and chunks.
 //
 // Grid: one invocation per packed float, over the flattened 2-D workgroup grid; those past the end return.
-// Invariants: blocks_per_window * chunk * 72 <= 16384 (one 64 KiB uniform window); every count > 0.
+// Invariants: blocks_per_window * chunk * taps * 8 <= 16384 (one 64 KiB uniform window); every count > 0.
 
 struct Params {
     cout: u32,
@@ -18,8 +19,8 @@ struct Params {
     chunks: u32,
     blocks_per_window: u32,
     windows: u32,
+    taps: u32,
     _pad0: u32,
-    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -41,14 +42,14 @@ fn main(
     let w = i / WINDOW;
     let f = i % WINDOW;
     let k = f % 8u;
-    let tap = (f / 8u) % 9u;
-    let c = (f / 72u) % p.chunk;
-    let b = f / (72u * p.chunk);
+    let tap = (f / 8u) % p.taps;
+    let c = (f / (8u * p.taps)) % p.chunk;
+    let b = f / (8u * p.taps * p.chunk);
     let co = ((w / p.chunks) * p.blocks_per_window + b) * 8u + k;
     let ci = (w % p.chunks) * p.chunk + c;
     var v = 0.0;
     if (b < p.blocks_per_window && co < p.cout && c < p.chunk && ci < p.cin) {
-        v = weight[(co * p.cin + ci) * 9u + tap];
+        v = weight[(co * p.cin + ci) * p.taps + tap];
     }
     packed[i] = v;
 }

@@ -41,11 +41,14 @@ pub const KERNEL: Kernel = Kernel {
     params_size: std::mem::size_of::<Params>(),
 };
 
+/// What the packed-weight kernels share: Params, bindings, the 8 x 8 block and its store.
+pub const PACKED_COMMON: &str = include_str!("../../kernels/conv2d_packed.inc.wgsl");
+
 /// The 3x3 stride-1 kernel over packed weights.
 pub const KERNEL_3X3: Kernel = Kernel {
     name: "conv2d_3x3",
     source: include_str!("../../kernels/conv2d_3x3.wgsl"),
-    includes: &[SHAPE],
+    includes: &[SHAPE, PACKED_COMMON],
     bindings: &[
         Access::Read,
         Access::UniformWindow,
@@ -54,10 +57,26 @@ pub const KERNEL_3X3: Kernel = Kernel {
         Access::ReadWrite,
     ],
     workgroup_size: 32,
-    params_size: std::mem::size_of::<Params3x3>(),
+    params_size: std::mem::size_of::<PackedParams>(),
 };
 
-/// Lays 3x3 weights out in uniform windows for [`KERNEL_3X3`].
+/// Any kernel size and stride over packed weights (1x1 shortcuts, stride-2 downsamplers).
+pub const KERNEL_PACKED: Kernel = Kernel {
+    name: "conv2d_packed",
+    source: include_str!("../../kernels/conv2d_packed.wgsl"),
+    includes: &[SHAPE, PACKED_COMMON],
+    bindings: &[
+        Access::Read,
+        Access::UniformWindow,
+        Access::Read,
+        Access::Read,
+        Access::ReadWrite,
+    ],
+    workgroup_size: 32,
+    params_size: std::mem::size_of::<PackedParams>(),
+};
+
+/// Lays weights out in uniform windows for [`KERNEL_3X3`] and [`KERNEL_PACKED`].
 pub const PACK_KERNEL: Kernel = Kernel {
     name: "conv2d_pack",
     source: include_str!("../../kernels/conv2d_pack.wgsl"),
@@ -67,10 +86,10 @@ pub const PACK_KERNEL: Kernel = Kernel {
     params_size: std::mem::size_of::<PackParams>(),
 };
 
-/// Mirrors `Params` in conv2d_3x3.wgsl.
+/// Mirrors `Params` in conv2d_packed.inc.wgsl (conv2d_3x3.wgsl and conv2d_packed.wgsl).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct Params3x3 {
+pub struct PackedParams {
     pub shape: ConvShape,
     pub ci0: u32,
     pub ci_count: u32,
@@ -94,18 +113,19 @@ pub struct PackParams {
     pub chunks: u32,
     pub blocks_per_window: u32,
     pub windows: u32,
-    pub _pad: [u32; 2],
+    pub taps: u32,
+    pub _pad: u32,
 }
 
-/// Floats in one uniform window, and per input channel of one 8-channel block (9 taps x 8 channels).
+/// Floats in one uniform window.
 const WINDOW_FLOATS: usize = (UNIFORM_WINDOW / 4) as usize;
-const FLOATS_PER_CHANNEL: usize = 72;
 
-/// How 3x3 weights `[cout, cin, 3, 3]` are cut into uniform windows: blocks of 8 output channels, input
-/// channels in `chunks` chunks of `chunk` (the last may be shorter), `blocks_per_window` blocks per window.
-/// Window `w` holds block group `w / chunks` and chunk `w % chunks`.
+/// How weights `[cout, cin, kh, kw]` are cut into uniform windows: blocks of 8 output channels, input channels
+/// in `chunks` chunks of `chunk` (the last may be shorter), `blocks_per_window` blocks per window. Window `w`
+/// holds block group `w / chunks` and chunk `w % chunks`; one input channel of one block is `taps * 8` floats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PackGeometry {
+    pub taps: usize,
     pub blocks: usize,
     pub chunk: usize,
     pub chunks: usize,
@@ -114,22 +134,28 @@ pub struct PackGeometry {
 }
 
 impl PackGeometry {
-    /// The cut for `cout` output and `cin` input channels: the fewest chunks whose blocks fit a window, then as
-    /// many blocks per window as fit.
-    pub fn new(cout: usize, cin: usize) -> Self {
+    /// The cut for `cout` output and `cin` input channels and `taps` = kh * kw: the fewest chunks whose
+    /// blocks fit a window, then as many blocks per window as fit. `None` when one input channel of one block
+    /// does not fit a window (more than 2048 taps).
+    pub fn new(cout: usize, cin: usize, taps: usize) -> Option<Self> {
+        let per_channel = 8 * taps;
+        let max_chunk = WINDOW_FLOATS / per_channel;
+        if max_chunk == 0 || cout == 0 || cin == 0 {
+            return None;
+        }
         let blocks = cout.div_ceil(8);
-        let max_chunk = WINDOW_FLOATS / FLOATS_PER_CHANNEL;
         let chunks = cin.div_ceil(max_chunk);
         let chunk = cin.div_ceil(chunks);
-        let blocks_per_window = (WINDOW_FLOATS / (FLOATS_PER_CHANNEL * chunk)).min(blocks);
+        let blocks_per_window = (WINDOW_FLOATS / (per_channel * chunk)).min(blocks);
         let windows = blocks.div_ceil(blocks_per_window) * chunks;
-        PackGeometry {
+        Some(PackGeometry {
+            taps,
             blocks,
             chunk,
             chunks,
             blocks_per_window,
             windows,
-        }
+        })
     }
 
     /// Bytes of the packed weights.
@@ -307,27 +333,33 @@ impl ConvShape {
     }
 }
 
-/// The kernel [`conv2d`] runs for this geometry on this device: `conv2d_3x3` where it applies (3x3, stride 1,
-/// at least 64 blocks of 8 output columns, 64 KiB uniform bindings, packed weights within the binding limits)
-/// unless the device runs the baseline kernels, `conv2d` elsewhere.
+/// The kernel [`conv2d`] runs for this geometry on this device. Unless the device runs the baseline kernels:
+/// `conv2d_3x3` for 3x3 stride-1 convolutions and `conv2d_packed` for the others, where the packed weights
+/// apply (64 KiB uniform bindings, packed weights within the binding limits) and the output has at least 64
+/// blocks of 8 columns; `conv2d` everywhere else.
 pub fn kernel_for(gpu: &Gpu, shape: &ConvShape) -> &'static Kernel {
+    if gpu.kernel_choice() == KernelChoice::Baseline {
+        return &KERNEL;
+    }
     let limits = gpu.limits();
+    let taps = (shape.kh * shape.kw) as usize;
+    let fits = PackGeometry::new(shape.cout as usize, shape.cin as usize, taps).is_some_and(|g| {
+        g.bytes()
+            <= limits
+                .max_storage_buffer_binding_size
+                .min(limits.max_buffer_size)
+    });
     // Below 64 blocks of 8 output columns, a launch (one per weight window) is at most two workgroups and the
     // launches run one after another: on lavapipe the general kernel is faster there (measured with
     // examples/conv_study.rs: 0.86x at 4x4, batch 8, 32 blocks; 3.5x at 8x8, batch 8, 64 blocks).
     let [n, _, ho, wo] = shape.output_shape();
-    let applies = shape.kh == 3
-        && shape.kw == 3
-        && shape.stride == 1
-        && n * ho * wo.div_ceil(8) >= 64
-        && limits.max_uniform_buffer_binding_size >= UNIFORM_WINDOW
-        && PackGeometry::new(shape.cout as usize, shape.cin as usize).bytes()
-            <= limits
-                .max_storage_buffer_binding_size
-                .min(limits.max_buffer_size);
-    match gpu.kernel_choice() {
-        KernelChoice::Auto if applies => &KERNEL_3X3,
-        _ => &KERNEL,
+    let busy = n * ho * wo.div_ceil(8) >= 64;
+    if !(fits && busy && limits.max_uniform_buffer_binding_size >= UNIFORM_WINDOW) {
+        &KERNEL
+    } else if shape.kh == 3 && shape.kw == 3 && shape.stride == 1 {
+        &KERNEL_3X3
+    } else {
+        &KERNEL_PACKED
     }
 }
 
@@ -355,8 +387,11 @@ pub fn conv2d(
     let floats =
         x.len() + weight.len() + bias.len() + out.len() * (1 + residual.is_some() as usize);
     let cost = Cost::new(shape.flops(), floats as u64);
-    let dispatch = if std::ptr::eq(kernel_for(gpu, &shape), &KERNEL_3X3) {
-        conv3x3(gpu, label, &shape, x, weight, bias, residual, out, cfg)?
+    let kernel = kernel_for(gpu, &shape);
+    let dispatch = if !std::ptr::eq(kernel, &KERNEL) {
+        packed(
+            gpu, kernel, label, &shape, x, weight, bias, residual, out, cfg,
+        )?
     } else {
         let params = Params {
             shape,
@@ -377,10 +412,11 @@ pub fn conv2d(
     Ok(dispatch.with_cost(cost))
 }
 
-/// The 3x3 path: packs the weights, then one launch per window, chunks of a block group in order.
+/// The packed-weight path: packs the weights, then one launch per window, chunks of a block group in order.
 #[allow(clippy::too_many_arguments)]
-fn conv3x3(
+fn packed(
     gpu: &Gpu,
+    kernel: &'static Kernel,
     label: &str,
     shape: &ConvShape,
     x: &Tensor,
@@ -391,18 +427,24 @@ fn conv3x3(
     cfg: &Conv2dConfig,
 ) -> Result<Dispatch> {
     let (cout, cin) = (shape.cout as usize, shape.cin as usize);
-    let geo = PackGeometry::new(cout, cin);
+    let taps = (shape.kh * shape.kw) as usize;
+    let geo = PackGeometry::new(cout, cin, taps).ok_or_else(|| {
+        Error::shape(
+            OP,
+            format!("`{label}`: {taps} taps do not fit a weight window"),
+        )
+    })?;
     check_bindings(gpu, OP, &[x, weight, bias, out])?;
     let packed = pack_weights(gpu, label, weight, &geo)?;
 
     let [n, _, ho, wo] = shape.output_shape();
-    let tiles = workgroups_for((n * ho * wo.div_ceil(8)) as u64, KERNEL_3X3.workgroup_size);
+    let tiles = workgroups_for((n * ho * wo.div_ceil(8)) as u64, kernel.workgroup_size);
     let mut params = Vec::with_capacity(geo.windows);
     for w in 0..geo.windows {
         let (group, q) = (w / geo.chunks, w % geo.chunks);
         let block0 = group * geo.blocks_per_window;
         let ci0 = q * geo.chunk;
-        params.push(Params3x3 {
+        params.push(PackedParams {
             shape: *shape,
             ci0: ci0 as u32,
             ci_count: geo.chunk.min(cin - ci0) as u32,
@@ -435,10 +477,10 @@ fn conv3x3(
             workgroups: p.blocks as u64 * tiles,
         })
         .collect();
-    Ok(Dispatch::launches(gpu, &KERNEL_3X3, OP, label, specs)?.owning(packed))
+    Ok(Dispatch::launches(gpu, kernel, OP, label, specs)?.owning(packed))
 }
 
-/// Packs `weight` `[cout, cin, 3, 3]` into `geo.windows` uniform windows (conv2d_pack.wgsl), and waits.
+/// Packs `weight` `[cout, cin, kh, kw]` into `geo.windows` uniform windows (conv2d_pack.wgsl), and waits.
 fn pack_weights(
     gpu: &Gpu,
     label: &str,
@@ -462,7 +504,8 @@ fn pack_weights(
         chunks: dim(OP, "chunks", geo.chunks)?,
         blocks_per_window: dim(OP, "blocks per window", geo.blocks_per_window)?,
         windows: dim(OP, "windows", geo.windows)?,
-        _pad: [0; 2],
+        taps: dim(OP, "taps", geo.taps)?,
+        _pad: 0,
     };
     let pack = Dispatch::launches(
         gpu,
@@ -485,22 +528,26 @@ mod tests {
 
     #[test]
     fn pack_geometry_fills_windows_and_never_overflows_one() {
-        let g = PackGeometry::new(256, 256);
+        let g = PackGeometry::new(256, 256, 9).unwrap();
         assert_eq!(
-            (g.blocks, g.chunk, g.chunks, g.blocks_per_window),
-            (32, 128, 2, 1)
+            (g.blocks, g.chunk, g.chunks, g.blocks_per_window, g.windows),
+            (32, 128, 2, 1, 64)
         );
-        assert_eq!(g.windows, 64);
-        let g = PackGeometry::new(100, 20);
+        let g = PackGeometry::new(100, 20, 9).unwrap();
         assert_eq!(
-            (g.blocks, g.chunk, g.chunks, g.blocks_per_window),
-            (13, 20, 1, 11)
+            (g.blocks, g.chunk, g.chunks, g.blocks_per_window, g.windows),
+            (13, 20, 1, 11, 2)
         );
-        assert_eq!(g.windows, 2);
+        let g = PackGeometry::new(256, 512, 1).unwrap();
+        assert_eq!(
+            (g.chunk, g.chunks, g.blocks_per_window, g.windows),
+            (512, 1, 4, 8)
+        );
+        assert_eq!(PackGeometry::new(8, 1, 2049), None);
         for cin in 1..2000 {
-            for cout in [1, 7, 8, 9, 128, 1000] {
-                let g = PackGeometry::new(cout, cin);
-                assert!(g.blocks_per_window * g.chunk * FLOATS_PER_CHANNEL <= WINDOW_FLOATS);
+            for (cout, taps) in [(1, 9), (7, 1), (8, 9), (9, 4), (128, 9), (1000, 25)] {
+                let g = PackGeometry::new(cout, cin, taps).unwrap();
+                assert!(g.blocks_per_window * g.chunk * taps * 8 <= WINDOW_FLOATS);
                 assert!(g.chunk * g.chunks >= cin && g.chunk * (g.chunks - 1) < cin);
                 assert!(g.blocks_per_window >= 1 && g.blocks_per_window <= g.blocks);
                 assert_eq!(g.windows, g.blocks.div_ceil(g.blocks_per_window) * g.chunks);

@@ -103,6 +103,7 @@ pub const KERNELS: &[&Kernel] = &[
     &concat::KERNEL,
     &conv2d::KERNEL,
     &conv2d::KERNEL_3X3,
+    &conv2d::KERNEL_PACKED,
     &conv2d::PACK_KERNEL,
     &ddim::CONV_KERNEL,
     &ddim::STEP_KERNEL,

@@ -260,3 +260,70 @@ fn conv3x3_unet_shape_256_to_256_at_8x8_batch_8() {
         "conv2d_3x3",
     );
 }
+
+#[test]
+fn conv_packed_1x1_input_channels_in_two_chunks() {
+    // A 1x1 shortcut with 2100 input channels: two chunks of 1050 (a window holds 2048 for one tap).
+    check(
+        "conv 1x1 2x2100x16x20 -> 20, residual",
+        Case {
+            n: 2,
+            cin: 2100,
+            h: 16,
+            w: 20,
+            cout: 20,
+            k: 1,
+            stride: 1,
+            padding: Padding::default(),
+            residual: true,
+            out_scale: 1.0,
+        },
+        "conv2d_packed",
+    );
+}
+
+#[test]
+fn conv_packed_downsample_stride2_pad_right_bottom() {
+    // diffusers' Downsample2D with padding = 0 on an odd size: pad (0, 1, 0, 1), 3x3, stride 2, 33 -> 16.
+    check(
+        "conv 3x3 stride 2 pad (0,1,0,1) 4x12x33x33 -> 17",
+        Case {
+            n: 4,
+            cin: 12,
+            h: 33,
+            w: 33,
+            cout: 17,
+            k: 3,
+            stride: 2,
+            padding: Padding {
+                top: 0,
+                bottom: 1,
+                left: 0,
+                right: 1,
+            },
+            residual: false,
+            out_scale: 1.0,
+        },
+        "conv2d_packed",
+    );
+}
+
+#[test]
+fn conv_packed_5x5_with_residual_and_scale() {
+    check(
+        "conv 5x5 pad 2 1x3x20x45 -> 9, residual, scale 1.5",
+        Case {
+            n: 1,
+            cin: 3,
+            h: 20,
+            w: 45,
+            cout: 9,
+            k: 5,
+            stride: 1,
+            padding: Padding::uniform(2),
+            residual: true,
+            out_scale: 1.5,
+        },
+        "conv2d_packed",
+    );
+}
