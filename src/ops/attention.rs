@@ -76,7 +76,8 @@ pub fn attention(
         _pad: [0; 3],
     };
     // One invocation per (image, head, query token).
-    let invocations = (n * heads * tokens) as u64;
+    // One invocation per 8 query tokens.
+    let invocations = (n * heads * tokens.div_ceil(8)) as u64;
     Dispatch::new(
         gpu,
         &KERNEL,

@@ -388,7 +388,7 @@ pub fn conv2d(
         x.len() + weight.len() + bias.len() + out.len() * (1 + residual.is_some() as usize);
     let cost = Cost::new(shape.flops(), floats as u64);
     let kernel = kernel_for(gpu, &shape);
-    let dispatch = if !std::ptr::eq(kernel, &KERNEL) {
+    let dispatch = if kernel.name != KERNEL.name {
         packed(
             gpu, kernel, label, &shape, x, weight, bias, residual, out, cfg,
         )?

@@ -1,8 +1,13 @@
 //! Linear layers (`kernels/linear.wgsl`): `y = act(x) W^T + b (+ residual) * out_scale` over batches of token
 //! matrices, reading and writing either row-major `[N, M, K]` or NCHW feature maps viewed as tokens.
+//!
+//! On feature maps without input SiLU (the attention projections) a linear layer is a 1x1 convolution: where
+//! [`conv2d::kernel_for`] would run it with packed weights (`conv2d_packed`), that is what runs, since it reads
+//! the weights at uniform addresses and `linear.wgsl` cannot. The baseline kernels keep `linear.wgsl`.
 
 use bytemuck::{Pod, Zeroable};
 
+use super::conv2d::{self, Conv2dConfig, ConvShape};
 use super::{Access, Cost, Dispatch, Kernel, dim, dims, expect_shape, nonzero, workgroups_for};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
@@ -148,6 +153,18 @@ pub fn linear(
     expect_shape(OP, bias, &[n_out])?;
     if let Some(r) = residual {
         expect_shape(OP, r, y.shape())?;
+    }
+    if cfg.layout == TokenLayout::Channels && !cfg.silu_input {
+        // weight [N_out, K] is the 1x1 convolution weight [N_out, K, 1, 1].
+        let w4 = weight.view(weight.label(), &[n_out, k, 1, 1])?;
+        let conv = Conv2dConfig {
+            out_scale: cfg.out_scale,
+            ..Default::default()
+        };
+        let shape = ConvShape::new(OP, x, &w4, bias, &conv)?;
+        if conv2d::kernel_for(gpu, &shape).name == conv2d::KERNEL_PACKED.name {
+            return conv2d::conv2d(gpu, label, x, &w4, bias, residual, y, &conv);
+        }
     }
     let params = Params {
         batch: dim(OP, "batch", b)?,

@@ -1,7 +1,9 @@
+use ddim_wgpu::gpu::Gpu;
+use ddim_wgpu::ops::KernelChoice;
 use ddim_wgpu::ops::linear::{LinearConfig, TokenLayout, linear};
 use ddim_wgpu::reference::nn;
 
-use crate::common::{assert_normalised, random, run};
+use crate::common::{assert_normalised, gpu_baseline, random, run};
 use crate::gpu_or_skip;
 
 /// f32 dot products of length K <= 512 over values in [-1, 1): rounding error ~ sqrt(K) * 2^-24 relative to
@@ -46,8 +48,28 @@ fn linear_batched_row_major() {
     assert_normalised("linear batched", &got, &want, BOUND);
 }
 
-fn check_channels(name: &str, [n, c, h, w]: [usize; 4], c_out: usize, residual: bool) {
+/// Runs a feature-map linear layer on the default device (checking that it ran `expect`: `linear`, or
+/// `conv2d_packed` where the layer goes as a 1x1 convolution) and on the baseline device (`linear`).
+fn check_channels(name: &str, shape: [usize; 4], c_out: usize, residual: bool, expect: &str) {
     let gpu = gpu_or_skip!();
+    let kernel = run_channels(gpu, name, shape, c_out, residual);
+    if gpu.kernel_choice() == KernelChoice::Auto {
+        assert_eq!(kernel, expect, "{name}: kernel chosen");
+    }
+    let baseline = gpu_baseline().expect("a second device on the same adapter");
+    assert_eq!(
+        run_channels(baseline, name, shape, c_out, residual),
+        "linear"
+    );
+}
+
+fn run_channels(
+    gpu: &Gpu,
+    name: &str,
+    [n, c, h, w]: [usize; 4],
+    c_out: usize,
+    residual: bool,
+) -> &'static str {
     let hw = h * w;
     let (x, xv) = random(gpu, "x", &[n, c, h, w], 47);
     let (wt, wv) = random(gpu, "weight", &[c_out, c], 48);
@@ -73,7 +95,9 @@ fn check_channels(name: &str, [n, c, h, w]: [usize; 4], c_out: usize, residual: 
         1.0,
     );
     let want = nn::from_tokens(&out_tokens, n, c_out, hw);
-    assert_normalised(name, &got, &want, BOUND);
+    let kernel = d.kernel().name;
+    assert_normalised(&format!("{name} ({kernel})"), &got, &want, BOUND);
+    kernel
 }
 
 #[test]
@@ -83,8 +107,17 @@ fn linear_over_feature_map_tokens_awkward() {
         [2, 6, 3, 11],
         5,
         true,
+        "linear",
     );
-    check_channels("linear NCHW 1x3x1x1 -> 7", [1, 3, 1, 1], 7, false);
+    check_channels("linear NCHW 1x3x1x1 -> 7", [1, 3, 1, 1], 7, false, "linear");
+    // 4 x 16 rows of 17 columns: 192 blocks of 8, so a 1x1 convolution over packed weights.
+    check_channels(
+        "linear NCHW 4x9x16x17 -> 13 + residual",
+        [4, 9, 16, 17],
+        13,
+        true,
+        "conv2d_packed",
+    );
 }
 
 #[test]
@@ -96,6 +129,7 @@ fn linear_unet_shapes() {
         [2, 256, 16, 16],
         256,
         false,
+        "conv2d_packed",
     );
     // The time embedding's second layer: SiLU, 512 -> 512, batch 2.
     let (x, xv) = random(gpu, "temb", &[2, 512], 51);
