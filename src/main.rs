@@ -128,7 +128,8 @@ enum Command {
         /// Our weights file, or a diffusers directory.
         #[arg(long, default_value = DEFAULT_MODEL)]
         model: PathBuf,
-        /// The images (PNG, JPEG, ...); each becomes one latent.
+        /// The images (PNG, JPEG, ...); each becomes one latent. A `.npy` file holds a batch of images already in
+        /// the model's range: float [N, C, H, W] in [-1, 1], e.g. a held-out set.
         #[arg(long = "image", required = true)]
         images: Vec<PathBuf>,
         /// Resize images whose size differs from the model's (otherwise they are refused).
@@ -787,16 +788,41 @@ fn invert(
         bail!("inversion is deterministic: --eta and --sigma-hat do not apply");
     }
     let c = &weights.config;
+    let shape = [c.in_channels, c.sample_size, c.sample_size];
+    let per: usize = shape.iter().product();
     let mut x0 = Vec::new();
     for path in images {
-        x0.extend(read_image(path, c.in_channels, c.sample_size, resize)?);
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("npy"))
+        {
+            let a = read_npy(path)?;
+            if a.shape.len() != 4 || a.shape[1..] != shape {
+                bail!(
+                    "{}: images of shape {:?}; the model takes [N, {}, {}, {}]",
+                    path.display(),
+                    a.shape,
+                    shape[0],
+                    shape[1],
+                    shape[2]
+                );
+            }
+            if let Some(v) = a.data.iter().find(|v| !(-1.0..=1.0).contains(*v)) {
+                bail!(
+                    "{}: value {v} outside [-1, 1]: images must be scaled to the model's range",
+                    path.display()
+                );
+            }
+            x0.extend(a.data);
+        } else {
+            x0.extend(read_image(path, c.in_channels, c.sample_size, resize)?);
+        }
     }
-    let n = images.len();
+    let n = x0.len() / per;
     let gpu = Gpu::new(options).context("opening a device")?;
     let graph = unet::build(c)?;
     let uploaded = weights.upload(&gpu)?;
     let sampler = Sampler::new(&gpu, &graph, &uploaded, settings)?;
-    let per = c.in_channels * c.sample_size * c.sample_size;
     let steps = sampler.steps().len();
     let chunk = args
         .max_batch

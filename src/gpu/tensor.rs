@@ -7,11 +7,13 @@ use crate::error::{Error, Result};
 
 /// A row-major f32 tensor on the GPU. Usable as a storage binding, a copy source and a copy destination.
 ///
-/// Several tensors may share one buffer ([`Tensor::view`]): the memory planner gives tensors whose lifetimes do
-/// not overlap the same buffer. A tensor binds only its own first `bytes()` bytes of the buffer.
+/// Several tensors may share one buffer ([`Tensor::view`], [`Tensor::view_at`]): the memory planner places
+/// tensors whose lifetimes do not overlap in the same bytes. A tensor binds only its own `bytes()` bytes, from
+/// its offset.
 #[derive(Clone)]
 pub struct Tensor {
     buffer: wgpu::Buffer,
+    offset: u64,
     shape: Vec<usize>,
     label: String,
 }
@@ -20,6 +22,11 @@ impl Tensor {
     /// The buffer.
     pub fn buffer(&self) -> &wgpu::Buffer {
         &self.buffer
+    }
+
+    /// Where the tensor's data starts in its buffer, in bytes.
+    pub fn offset(&self) -> u64 {
+        self.offset
     }
 
     /// The shape, outermost dimension first.
@@ -47,24 +54,31 @@ impl Tensor {
         (self.len() * 4) as u64
     }
 
-    /// The binding of this tensor's data: the first `bytes()` bytes of its buffer (at least 4).
+    /// The binding of this tensor's data: `bytes()` bytes (at least 4) from its offset.
     pub fn binding(&self) -> wgpu::BindingResource<'_> {
         wgpu::BindingResource::Buffer(wgpu::BufferBinding {
             buffer: &self.buffer,
-            offset: 0,
+            offset: self.offset,
             size: wgpu::BufferSize::new(self.bytes().max(4)),
         })
     }
 
-    /// Another tensor over the start of the same buffer, with its own shape and label. Fails if the buffer is
-    /// too small for `shape`.
+    /// Another tensor over the same data (same buffer and offset), with its own shape and label. Fails if the
+    /// buffer is too small for `shape`.
     pub fn view(&self, label: &str, shape: &[usize]) -> Result<Tensor> {
+        self.view_at(label, shape, self.offset)
+    }
+
+    /// Another tensor in the same buffer, `offset` bytes from its start (a multiple of the device's
+    /// `min_storage_buffer_offset_alignment`, which the caller keeps; 256 always is). Fails if the buffer is too
+    /// small for `shape` there.
+    pub fn view_at(&self, label: &str, shape: &[usize], offset: u64) -> Result<Tensor> {
         let bytes = (shape.iter().product::<usize>() * 4) as u64;
-        if bytes > self.buffer.size() {
+        if offset + bytes.max(4) > self.buffer.size() {
             return Err(Error::shape(
                 "view",
                 format!(
-                    "`{label}` {shape:?} needs {bytes} bytes; the buffer of `{}` holds {}",
+                    "`{label}` {shape:?} needs {bytes} bytes from byte {offset}; the buffer of `{}` holds {}",
                     self.label,
                     self.buffer.size()
                 ),
@@ -72,6 +86,7 @@ impl Tensor {
         }
         Ok(Tensor {
             buffer: self.buffer.clone(),
+            offset,
             shape: shape.to_vec(),
             label: label.to_string(),
         })
@@ -93,7 +108,7 @@ impl Tensor {
         }
         if !data.is_empty() {
             gpu.queue()
-                .write_buffer(&self.buffer, 0, bytemuck::cast_slice(data));
+                .write_buffer(&self.buffer, self.offset, bytemuck::cast_slice(data));
         }
         Ok(())
     }
@@ -134,6 +149,7 @@ impl Gpu {
         })?;
         Ok(Tensor {
             buffer,
+            offset: 0,
             shape: shape.to_vec(),
             label: label.to_string(),
         })
@@ -153,6 +169,7 @@ impl Gpu {
         })?;
         Ok(Tensor {
             buffer,
+            offset: 0,
             shape: shape.to_vec(),
             label: label.to_string(),
         })
@@ -160,12 +177,28 @@ impl Gpu {
 
     /// Reads a tensor back to the CPU. Waits for all submitted work.
     pub fn download(&self, tensor: &Tensor) -> Result<Vec<f32>> {
-        let bytes = self.download_bytes(tensor.buffer(), tensor.bytes(), tensor.label())?;
+        let bytes = self.download_range(
+            tensor.buffer(),
+            tensor.offset(),
+            tensor.bytes(),
+            tensor.label(),
+        )?;
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 
     /// Reads the first `size` bytes of any copy-source buffer back to the CPU.
     pub fn download_bytes(&self, buffer: &wgpu::Buffer, size: u64, label: &str) -> Result<Vec<u8>> {
+        self.download_range(buffer, 0, size, label)
+    }
+
+    /// Reads `size` bytes from `offset` (both multiples of 4) of any copy-source buffer back to the CPU.
+    pub fn download_range(
+        &self,
+        buffer: &wgpu::Buffer,
+        offset: u64,
+        size: u64,
+        label: &str,
+    ) -> Result<Vec<u8>> {
         if size == 0 {
             return Ok(Vec::new());
         }
@@ -180,7 +213,7 @@ impl Gpu {
             let mut encoder = self
                 .device()
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(&what) });
-            encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, size);
+            encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, size);
             self.queue().submit([encoder.finish()]);
             staging
         })?;

