@@ -171,7 +171,7 @@ pub fn place(graph: &Graph, lives: &[Life], align: u64) -> Result<(Vec<Placement
         lives.len()
     ];
     let mut size = vec![0u64; ARENAS];
-    for a in 0..ARENAS {
+    for (a, size) in size.iter_mut().enumerate() {
         let mut order: Vec<usize> = (0..lives.len()).filter(|&i| arena[i] == a).collect();
         order.sort_by_key(|&i| (std::cmp::Reverse(lives[i].bytes), lives[i].start, i));
         let mut placed: Vec<usize> = Vec::new();
@@ -190,7 +190,7 @@ pub fn place(graph: &Graph, lives: &[Life], align: u64) -> Result<(Vec<Placement
                 offset = offset.max(end.next_multiple_of(align));
             }
             placement[i] = Placement { arena: a, offset };
-            size[a] = size[a].max(offset + lives[i].bytes);
+            *size = (*size).max(offset + lives[i].bytes);
             placed.push(i);
         }
     }
