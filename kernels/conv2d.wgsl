@@ -6,7 +6,9 @@
 //   bias     [cout]
 //   residual [batch, cout, ho, wo]   read only when has_residual != 0 (otherwise any read-only buffer)
 //   out      [batch, cout, ho, wo]
-// out = (conv(x, weight) + bias + residual) * out_scale. The loop is conv_accumulate
+//   chan     [batch, cout]            read only when has_channel != 0: a per-image channel offset (the UNet's
+//                                     time embedding, added after conv1 of every ResNet block)
+// out = (conv(x, weight) + bias + chan + residual) * out_scale. The loop is conv_accumulate
 // (conv2d_accumulate.inc.wgsl), shared with conv2d_ddim.wgsl.
 //
 // Grid: one invocation per 4 x 4 block (4 output channels x 4 consecutive output columns), numbered by
@@ -17,7 +19,7 @@ struct Params {
     shape: ConvShape,
     has_residual: u32,
     out_scale: f32,
-    _pad0: u32,
+    has_channel: u32,
     _pad1: u32,
 }
 
@@ -27,6 +29,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read> residual: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
+@group(0) @binding(6) var<storage, read> chan: array<f32>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -49,7 +52,10 @@ fn main(
         if (co >= c.cout) {
             break;
         }
-        let b = bias[co];
+        var b = bias[co];
+        if (p.has_channel != 0u) {
+            b = b + chan[n * c.cout + co];
+        }
         let obase = (n * c.cout + co) * c.ho * c.wo + oy * c.wo;
         for (var j = 0u; j < 4u; j = j + 1u) {
             let ox = ox0 + j;

@@ -10,6 +10,8 @@
 //   bias     [cout]
 //   residual [batch, cout, ho, wo]   read only when the last chunk runs with has_residual != 0
 //   out      [batch, cout, ho, wo]
+//   chan     [batch, cout]            read only when has_channel != 0: a per-image channel offset, added with
+//                                     the bias (the UNet's time embedding after a ResNet block's conv1)
 // Input channels come in chunks of `ci_count` from `ci0` (one window each) when taps x 8 x cin floats exceed
 // a window: the first chunk writes acc + bias, later ones add to out, the last applies residual and scale.
 
@@ -24,7 +26,7 @@ struct Params {
     last: u32,
     has_residual: u32,
     out_scale: f32,
-    _pad0: u32,
+    has_channel: u32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -35,6 +37,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read> residual: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
+@group(0) @binding(6) var<storage, read> chan: array<f32>;
 
 // 8 channels x 8 columns: a[channel][column half].
 struct Acc {
@@ -89,7 +92,10 @@ fn store_block(acc: Acc, n: u32, b: u32, oy: u32, ox0: u32) {
             break;
         }
         let obase = (n * c.cout + co) * c.ho * c.wo + oy * c.wo;
-        let bk = bias[co];
+        var bk = bias[co];
+        if (p.has_channel != 0u) {
+            bk = bk + chan[n * c.cout + co];
+        }
         for (var j = 0u; j < 8u; j = j + 1u) {
             let ox = ox0 + j;
             if (ox >= c.wo) {

@@ -54,6 +54,9 @@ pub enum Op {
     },
     /// `[x, weight, bias, (residual)]`: `(conv(x) + b + residual) * out_scale`.
     Conv2d(Conv2dConfig),
+    /// `[x, weight, bias, v]`: `(conv(x) + b + v[c]) * out_scale`, v `[Cout]` per image (a ResNet block's
+    /// conv1 plus its time-embedding projection: [`Op::Conv2d`] and [`Op::AddChannel`] in one dispatch).
+    Conv2dAddChannel(Conv2dConfig),
     /// `[x, gamma, beta]`.
     GroupNorm {
         /// Number of groups.
@@ -206,8 +209,9 @@ impl Graph {
                 }
                 Ok(out)
             }
-            Op::Conv2d(cfg) => {
-                arity(&[3, 4])?;
+            Op::Conv2d(cfg) | Op::Conv2dAddChannel(cfg) => {
+                let add_channel = matches!(op, Op::Conv2dAddChannel(_));
+                arity(if add_channel { &[4] } else { &[3, 4] })?;
                 let [cin, h, w] = s(0) else {
                     return Err(format!("input must be [C, H, W], got {:?}", s(0)));
                 };
@@ -228,7 +232,14 @@ impl Graph {
                 }
                 let (ho, wo) = output_size(*h, *w, *kh, *kw, cfg).map_err(|e| e.to_string())?;
                 let out = vec![*cout, ho, wo];
-                if inputs.len() == 4 && s(3) != out {
+                if add_channel {
+                    if s(3) != [*cout] {
+                        return Err(format!(
+                            "channel offset {:?} does not match {cout} output channels",
+                            s(3)
+                        ));
+                    }
+                } else if inputs.len() == 4 && s(3) != out {
                     return Err(format!(
                         "residual {:?} does not match the output {out:?}",
                         s(3)

@@ -385,6 +385,17 @@ impl Plan {
                         &cfg,
                     )?
                 }
+                Op::Conv2dAddChannel(cfg) => conv2d::conv2d_with_channel(
+                    gpu,
+                    label,
+                    ins[0],
+                    ins[1],
+                    ins[2],
+                    Some(ins[3]),
+                    None,
+                    out,
+                    cfg,
+                )?,
                 Op::Conv2d(cfg) => conv2d::conv2d(
                     gpu,
                     label,

@@ -103,12 +103,16 @@ impl Builder<'_> {
         let groups = self.cfg.norm_num_groups;
         let cin = self.g.shape(x)[0];
         let h = self.norm(&format!("{name}.norm1"), x, groups, true)?;
-        let h = self.conv3x3(&format!("{name}.conv1"), h, cout)?;
+        // conv1(h) + time_emb_proj(silu(temb))[:, :, None, None], the add in conv1's epilogue.
         let temb = self.temb;
         let t = self.linear(&format!("{name}.time_emb_proj"), temb, cout, ROW_SILU, None)?;
+        let conv1 = format!("{name}.conv1");
+        let w = self.g.param(&format!("{conv1}.weight"), &[cout, cin, 3, 3]);
+        let b = self.g.param(&format!("{conv1}.bias"), &[cout]);
+        let cfg = padded(1, Padding::uniform(1));
         let h = self
             .g
-            .node(&format!("{name}.temb_add"), Op::AddChannel, &[h, t])?;
+            .node(&conv1, Op::Conv2dAddChannel(cfg), &[h, w, b, t])?;
         let h = self.norm(&format!("{name}.norm2"), h, groups, true)?;
         let shortcut = if cin != cout {
             let cfg = padded(1, Padding::default());

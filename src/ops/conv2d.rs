@@ -36,6 +36,7 @@ pub const KERNEL: Kernel = Kernel {
         Access::Read,
         Access::Read,
         Access::ReadWrite,
+        Access::Read,
     ],
     workgroup_size: 64,
     params_size: std::mem::size_of::<Params>(),
@@ -55,6 +56,7 @@ pub const KERNEL_3X3: Kernel = Kernel {
         Access::Read,
         Access::Read,
         Access::ReadWrite,
+        Access::Read,
     ],
     workgroup_size: 32,
     params_size: std::mem::size_of::<PackedParams>(),
@@ -71,6 +73,7 @@ pub const KERNEL_PACKED: Kernel = Kernel {
         Access::Read,
         Access::Read,
         Access::ReadWrite,
+        Access::Read,
     ],
     workgroup_size: 32,
     params_size: std::mem::size_of::<PackedParams>(),
@@ -100,7 +103,8 @@ pub struct PackedParams {
     pub last: u32,
     pub has_residual: u32,
     pub out_scale: f32,
-    pub _pad: [u32; 3],
+    pub has_channel: u32,
+    pub _pad: [u32; 2],
 }
 
 /// Mirrors `Params` in conv2d_pack.wgsl.
@@ -171,7 +175,8 @@ pub struct Params {
     pub shape: ConvShape,
     pub has_residual: u32,
     pub out_scale: f32,
-    pub _pad: [u32; 2],
+    pub has_channel: u32,
+    pub _pad: u32,
 }
 
 /// Padding per side, in pixels. diffusers' Downsample2D with `padding=0` pads only bottom and right by 1.
@@ -366,7 +371,7 @@ pub fn kernel_for(gpu: &Gpu, shape: &ConvShape) -> &'static Kernel {
 /// Prepares `out = (conv(x, weight) + bias + residual) * out_scale`, with the kernel [`kernel_for`] picks.
 ///
 /// Shapes: x `[N, Cin, H, W]`, weight `[Cout, Cin, KH, KW]`, bias `[Cout]`, residual and out `[N, Cout, Ho, Wo]`.
-/// The 3x3 kernel packs the weights now, on the GPU: writing `weight` afterwards does not change what this
+/// The packed kernels pack the weights now, on the GPU: writing `weight` afterwards does not change what this
 /// dispatch computes (prepare it again).
 #[allow(clippy::too_many_arguments)] // the operands of one convolution; grouping them would only rename them
 pub fn conv2d(
@@ -379,25 +384,50 @@ pub fn conv2d(
     out: &Tensor,
     cfg: &Conv2dConfig,
 ) -> Result<Dispatch> {
+    conv2d_with_channel(gpu, label, x, weight, bias, None, residual, out, cfg)
+}
+
+/// [`conv2d`] with a per-image channel offset `channel` `[N, Cout]` added with the bias:
+/// `out = (conv(x, weight) + bias + channel + residual) * out_scale` (a ResNet block's conv1 and its time
+/// embedding, in one dispatch).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_with_channel(
+    gpu: &Gpu,
+    label: &str,
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    channel: Option<&Tensor>,
+    residual: Option<&Tensor>,
+    out: &Tensor,
+    cfg: &Conv2dConfig,
+) -> Result<Dispatch> {
     let shape = ConvShape::new(OP, x, weight, bias, cfg)?;
     expect_shape(OP, out, &shape.output_shape())?;
     if let Some(r) = residual {
         expect_shape(OP, r, out.shape())?;
     }
-    let floats =
-        x.len() + weight.len() + bias.len() + out.len() * (1 + residual.is_some() as usize);
+    if let Some(c) = channel {
+        expect_shape(OP, c, &[shape.batch as usize, shape.cout as usize])?;
+    }
+    let floats = x.len()
+        + weight.len()
+        + bias.len()
+        + channel.map_or(0, |c| c.len())
+        + out.len() * (1 + residual.is_some() as usize);
     let cost = Cost::new(shape.flops(), floats as u64);
     let kernel = kernel_for(gpu, &shape);
     let dispatch = if kernel.name != KERNEL.name {
         packed(
-            gpu, kernel, label, &shape, x, weight, bias, residual, out, cfg,
+            gpu, kernel, label, &shape, x, weight, bias, channel, residual, out, cfg,
         )?
     } else {
         let params = Params {
             shape,
             has_residual: residual.is_some() as u32,
             out_scale: cfg.out_scale,
-            _pad: [0; 2],
+            has_channel: channel.is_some() as u32,
+            _pad: 0,
         };
         Dispatch::new(
             gpu,
@@ -405,7 +435,14 @@ pub fn conv2d(
             OP,
             label,
             &params,
-            &[x, weight, bias, residual.unwrap_or(x), out],
+            &[
+                x,
+                weight,
+                bias,
+                residual.unwrap_or(x),
+                out,
+                channel.unwrap_or(bias),
+            ],
             shape.workgroups(),
         )?
     };
@@ -422,6 +459,7 @@ fn packed(
     x: &Tensor,
     weight: &Tensor,
     bias: &Tensor,
+    channel: Option<&Tensor>,
     residual: Option<&Tensor>,
     out: &Tensor,
     cfg: &Conv2dConfig,
@@ -455,7 +493,8 @@ fn packed(
             last: (q + 1 == geo.chunks) as u32,
             has_residual: residual.is_some() as u32,
             out_scale: cfg.out_scale,
-            _pad: [0; 3],
+            has_channel: channel.is_some() as u32,
+            _pad: [0; 2],
         });
     }
     let specs = params
@@ -473,6 +512,7 @@ fn packed(
                 bias.binding(),
                 residual.unwrap_or(x).binding(),
                 out.binding(),
+                channel.unwrap_or(bias).binding(),
             ],
             workgroups: p.blocks as u64 * tiles,
         })

@@ -71,24 +71,38 @@ pub fn run(
                     }
                 }
             }
-            Op::Conv2d(cfg) => {
+            Op::Conv2d(cfg) | Op::Conv2dAddChannel(cfg) => {
                 let [c, h, w] = shape(node.inputs[0])[..] else {
                     unreachable!()
                 };
                 let ws: [usize; 4] = shape(node.inputs[1]).try_into().unwrap();
                 let p = cfg.padding;
-                nn::conv2d(
-                    ins[0],
-                    [batch, c, h, w],
-                    ins[1],
-                    ws,
-                    ins[2],
-                    ins.get(3).copied(),
-                    cfg.stride,
-                    (p.top, p.bottom, p.left, p.right),
-                    cfg.out_scale as f64,
-                )
-                .0
+                let geometry = (p.top, p.bottom, p.left, p.right);
+                let conv = |residual: Option<&[f32]>| {
+                    nn::conv2d(
+                        ins[0],
+                        [batch, c, h, w],
+                        ins[1],
+                        ws,
+                        ins[2],
+                        residual,
+                        cfg.stride,
+                        geometry,
+                        cfg.out_scale as f64,
+                    )
+                };
+                if matches!(node.op, Op::Conv2dAddChannel(_)) {
+                    // The channel offset enters before the scale, as a residual constant over each plane.
+                    let cout = ws[0];
+                    let ho = (h + p.top + p.bottom - ws[2]) / cfg.stride + 1;
+                    let wo = (w + p.left + p.right - ws[3]) / cfg.stride + 1;
+                    let offsets: Vec<f32> = (0..batch * cout * ho * wo)
+                        .map(|i| ins[3][i / (ho * wo)])
+                        .collect();
+                    conv(Some(&offsets)).0
+                } else {
+                    conv(ins.get(3).copied()).0
+                }
             }
             Op::GroupNorm { groups, eps, silu } => {
                 let s = shape(node.inputs[0]);

@@ -1,6 +1,6 @@
 use ddim_wgpu::gpu::Gpu;
 use ddim_wgpu::ops::KernelChoice;
-use ddim_wgpu::ops::conv2d::{Conv2dConfig, Padding, conv2d, output_size};
+use ddim_wgpu::ops::conv2d::{Conv2dConfig, Padding, conv2d, conv2d_with_channel, output_size};
 use ddim_wgpu::reference::nn;
 
 use crate::common::{assert_normalised, gpu_baseline, random, run};
@@ -326,4 +326,58 @@ fn conv_packed_5x5_with_residual_and_scale() {
         },
         "conv2d_packed",
     );
+}
+
+/// `conv2d_with_channel` (a ResNet block's conv1 with its time embedding) on each kernel: the reference adds
+/// the per-image channel offset as a residual constant over each output plane.
+#[test]
+fn conv_with_channel_offset_on_every_kernel() {
+    let gpu = gpu_or_skip!();
+    let cases = [
+        ([2, 5, 8, 33], 9, 3, true, "conv2d_3x3"),
+        ([2, 6, 16, 17], 10, 1, false, "conv2d_packed"),
+        ([1, 3, 5, 5], 4, 3, true, "conv2d"),
+    ];
+    for (i, &([n, cin, h, w], cout, k, residual, expect)) in cases.iter().enumerate() {
+        for device in [Some(gpu), gpu_baseline()] {
+            let gpu = device.expect("a second device on the same adapter");
+            let seed = 60 + 10 * i as u64;
+            let (x, xv) = random(gpu, "x", &[n, cin, h, w], seed);
+            let (wt, wv) = random(gpu, "weight", &[cout, cin, k, k], seed + 1);
+            let (b, bv) = random(gpu, "bias", &[cout], seed + 2);
+            let (ch, cv) = random(gpu, "channel", &[n, cout], seed + 3);
+            let (r, rv) = random(gpu, "residual", &[n, cout, h, w], seed + 4);
+            let out = gpu.zeros("out", &[n, cout, h, w]).unwrap();
+            let cfg = Conv2dConfig {
+                padding: Padding::uniform(k / 2),
+                out_scale: 0.5,
+                ..Default::default()
+            };
+            let name = format!("conv {k}x{k} {n}x{cin}x{h}x{w} -> {cout} + channel offset");
+            let res = residual.then_some(&r);
+            let d =
+                conv2d_with_channel(gpu, &name, &x, &wt, &b, Some(&ch), res, &out, &cfg).unwrap();
+            let got = run(gpu, &[&d], &out);
+            let plane = h * w;
+            let offsets: Vec<f32> = (0..n * cout * plane)
+                .map(|e| cv[e / plane] + if residual { rv[e] } else { 0.0 })
+                .collect();
+            let (want, _) = nn::conv2d(
+                &xv,
+                [n, cin, h, w],
+                &wv,
+                [cout, cin, k, k],
+                &bv,
+                Some(&offsets),
+                1,
+                (k / 2, k / 2, k / 2, k / 2),
+                0.5,
+            );
+            let kernel = d.kernel().name;
+            if gpu.kernel_choice() == KernelChoice::Auto {
+                assert_eq!(kernel, expect, "{name}: kernel chosen");
+            }
+            assert_normalised(&format!("{name} ({kernel})"), &got, &want, BOUND);
+        }
+    }
 }
