@@ -45,7 +45,9 @@ fn main(
     let ox0 = (pb % col_blocks) * 8u;
     let oy = (pb / col_blocks) % c.ho;
     let n = pb / (col_blocks * c.ho);
-    let plane = c.h * c.w;
+    // The stored input plane (smaller than h x w when the input is read upsampled; conv2d_shape.inc.wgsl).
+    let sw = c.w >> c.up;
+    let plane = (c.h >> c.up) * sw;
     let xbase = (min(n, c.batch - 1u) * c.cin + p.ci0) * plane;
 
     // Columns ox0 - pad_left + j, clamped into the image, with 0/1 masks for the taps outside it.
@@ -54,7 +56,7 @@ fn main(
     for (var j = 0u; j < 10u; j = j + 1u) {
         let ix = i32(ox0 + j) - i32(c.pad_left);
         let ok = ix >= 0 && ix < i32(c.w);
-        col[j] = u32(select(0, ix, ok));
+        col[j] = u32(select(0, ix, ok)) >> c.up;
         inside[j] = select(0.0, 1.0, ok);
     }
     let m_lo = vec4<f32>(inside[0], inside[1], inside[2], inside[3]);
@@ -76,7 +78,7 @@ fn main(
     for (var ky = 0u; ky < 3u; ky = ky + 1u) {
         let iy = i32(oy + ky) - i32(c.pad_top);
         let ok = iy >= 0 && iy < i32(c.h);
-        rows[ky] = xbase + u32(select(0, iy, ok)) * c.w;
+        rows[ky] = xbase + (u32(select(0, iy, ok)) >> c.up) * sw;
         rmask[ky] = select(0.0, 1.0, ok);
     }
     let r0 = rows[0];

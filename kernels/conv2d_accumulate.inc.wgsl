@@ -31,7 +31,9 @@ fn conv_accumulate(c: ConvShape, n: u32, co0: u32, oy: u32, ox0: u32) -> array<v
         wrow[k] = min(co0 + k, c.cout - 1u) * wstride;
     }
     var acc: array<vec4<f32>, 4>;
-    let plane = c.h * c.w;
+    // The stored input plane (smaller than h x w when the input is read upsampled).
+    let sw = c.w >> c.up;
+    let plane = (c.h >> c.up) * sw;
     let xbase = n * c.cin * plane;
     for (var ky = 0u; ky < c.kh; ky = ky + 1u) {
         let iy = i32(oy * c.stride + ky) - i32(c.pad_top);
@@ -45,11 +47,11 @@ fn conv_accumulate(c: ConvShape, n: u32, co0: u32, oy: u32, ox0: u32) -> array<v
             for (var j = 0u; j < 4u; j = j + 1u) {
                 let ix = i32((ox0 + j) * c.stride + kx) - i32(c.pad_left);
                 let ok = ix >= 0 && ix < i32(c.w);
-                col[j] = select(0, ix, ok);
+                col[j] = select(0, ix, ok) >> c.up;
                 inside[j] = select(0.0, 1.0, ok);
             }
             let tap = ky * c.kw + kx;
-            var xoff = xbase + u32(iy) * c.w;
+            var xoff = xbase + (u32(iy) >> c.up) * sw;
             for (var ci = 0u; ci < c.cin; ci = ci + 1u) {
                 let xv = vec4<f32>(
                     x[xoff + u32(col.x)],

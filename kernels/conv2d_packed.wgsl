@@ -30,7 +30,9 @@ fn main(
     let ox0 = (pb % col_blocks) * 8u;
     let oy = (pb / col_blocks) % c.ho;
     let n = pb / (col_blocks * c.ho);
-    let plane = c.h * c.w;
+    // The stored input plane (smaller than h x w when the input is read upsampled; conv2d_shape.inc.wgsl).
+    let sw = c.w >> c.up;
+    let plane = (c.h >> c.up) * sw;
     let xbase = (min(n, c.batch - 1u) * c.cin + p.ci0) * plane;
     let taps = c.kh * c.kw;
 
@@ -38,7 +40,7 @@ fn main(
     for (var ky = 0u; ky < c.kh; ky = ky + 1u) {
         let iy = i32(oy * c.stride + ky) - i32(c.pad_top);
         let row_ok = iy >= 0 && iy < i32(c.h);
-        let row = xbase + u32(select(0, iy, row_ok)) * c.w;
+        let row = xbase + (u32(select(0, iy, row_ok)) >> c.up) * sw;
         for (var kx = 0u; kx < c.kw; kx = kx + 1u) {
             // The 8 input columns of this tap, clamped into the image, with 0/1 masks for those outside.
             var col: array<u32, 8>;
@@ -46,7 +48,7 @@ fn main(
             for (var j = 0u; j < 8u; j = j + 1u) {
                 let ix = i32((ox0 + j) * c.stride + kx) - i32(c.pad_left);
                 let ok = ix >= 0 && ix < i32(c.w) && row_ok;
-                col[j] = row + u32(select(0, ix, ok));
+                col[j] = row + (u32(select(0, ix, ok)) >> c.up);
                 inside[j] = select(0.0, 1.0, ok);
             }
             let m_lo = vec4<f32>(inside[0], inside[1], inside[2], inside[3]);

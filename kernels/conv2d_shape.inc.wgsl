@@ -1,6 +1,8 @@
 // conv2d_shape.inc.wgsl: the geometry every convolution kernel carries in its Params (conv2d, conv2d_ddim,
-// conv2d_3x3), mirrored by ops::conv2d::ConvShape. ho and wo are computed by the host from all four pads, so
-// padding may differ per side; pad_top and pad_left shift the window.
+// conv2d_3x3, conv2d_packed), mirrored by ops::conv2d::ConvShape. ho and wo are computed by the host from all
+// four pads, so padding may differ per side; pad_top and pad_left shift the window. With up = 1 the kernel
+// reads its input upsampled 2x by nearest neighbour without it being stored: h and w are the upsampled size,
+// the tensor holds (h >> up) x (w >> up) planes, and tap (iy, ix) reads element (iy >> up, ix >> up).
 
 struct ConvShape {
     batch: u32,
@@ -15,7 +17,7 @@ struct ConvShape {
     stride: u32,
     pad_top: u32,
     pad_left: u32,
-    _pad0: u32,
+    up: u32,
     _pad1: u32,
     _pad2: u32,
     _pad3: u32,

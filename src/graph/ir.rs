@@ -230,7 +230,9 @@ impl Graph {
                         s(2)
                     ));
                 }
-                let (ho, wo) = output_size(*h, *w, *kh, *kw, cfg).map_err(|e| e.to_string())?;
+                let up = cfg.upsample as usize;
+                let (ho, wo) =
+                    output_size(*h << up, *w << up, *kh, *kw, cfg).map_err(|e| e.to_string())?;
                 let out = vec![*cout, ho, wo];
                 if add_channel {
                     if s(3) != [*cout] {

@@ -26,7 +26,7 @@ fn padded(stride: usize, padding: Padding) -> Conv2dConfig {
     Conv2dConfig {
         stride,
         padding,
-        out_scale: 1.0,
+        ..Default::default()
     }
 }
 
@@ -257,12 +257,18 @@ pub fn build(cfg: &UNetConfig) -> Result<Graph> {
             }
         }
         if i + 1 < levels {
-            h = b.g.node(
-                &format!("{name}.upsamplers.0.upsample"),
-                Op::Upsample2x,
-                &[h],
+            // Upsample2D: nearest 2x, then a 3x3 convolution that reads the input upsampled (never stored).
+            let cfg = Conv2dConfig {
+                upsample: true,
+                ..padded(1, Padding::uniform(1))
+            };
+            h = b.conv(
+                &format!("{name}.upsamplers.0.conv"),
+                h,
+                (cout, 3),
+                cfg,
+                None,
             )?;
-            h = b.conv3x3(&format!("{name}.upsamplers.0.conv"), h, cout)?;
         }
         b.g.checkpoint(&name, h);
     }

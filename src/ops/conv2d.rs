@@ -207,6 +207,9 @@ pub struct Conv2dConfig {
     pub padding: Padding,
     /// Multiplies the result after bias and residual (diffusers' `1 / output_scale_factor`).
     pub out_scale: f32,
+    /// Read the input upsampled 2x by nearest neighbour (diffusers' Upsample2D: interpolate, then this
+    /// convolution), without storing the upsampled tensor: the geometry is that of the upsampled input.
+    pub upsample: bool,
 }
 
 impl Default for Conv2dConfig {
@@ -215,6 +218,7 @@ impl Default for Conv2dConfig {
             stride: 1,
             padding: Padding::default(),
             out_scale: 1.0,
+            upsample: false,
         }
     }
 }
@@ -257,7 +261,9 @@ pub struct ConvShape {
     pub stride: u32,
     pub pad_top: u32,
     pub pad_left: u32,
-    pub _pad: [u32; 4],
+    /// 1 when the input is read upsampled 2x (h and w are then the upsampled size).
+    pub up: u32,
+    pub _pad: [u32; 3],
 }
 
 impl ConvShape {
@@ -299,6 +305,8 @@ impl ConvShape {
             ));
         }
         expect_shape(op, bias, &[cout])?;
+        let up = cfg.upsample as usize;
+        let (h, w) = (h << up, w << up);
         let (ho, wo) = output_size(h, w, kh, kw, cfg)?;
         Ok(ConvShape {
             batch: dim(op, "batch", n)?,
@@ -313,7 +321,8 @@ impl ConvShape {
             stride: dim(op, "stride", cfg.stride)?,
             pad_top: dim(op, "pad_top", cfg.padding.top)?,
             pad_left: dim(op, "pad_left", cfg.padding.left)?,
-            _pad: [0; 4],
+            up: up as u32,
+            _pad: [0; 3],
         })
     }
 

@@ -75,12 +75,23 @@ pub fn run(
                 let [c, h, w] = shape(node.inputs[0])[..] else {
                     unreachable!()
                 };
+                // An upsampling convolution reads its input upsampled: upsample it here, then convolve.
+                let upsampled: Vec<f32>;
+                let (x, h, w) = if cfg.upsample {
+                    upsampled = nn::upsample_nearest2x(ins[0], batch * c, h, w)
+                        .into_iter()
+                        .map(|v| v as f32)
+                        .collect();
+                    (upsampled.as_slice(), 2 * h, 2 * w)
+                } else {
+                    (ins[0], h, w)
+                };
                 let ws: [usize; 4] = shape(node.inputs[1]).try_into().unwrap();
                 let p = cfg.padding;
                 let geometry = (p.top, p.bottom, p.left, p.right);
                 let conv = |residual: Option<&[f32]>| {
                     nn::conv2d(
-                        ins[0],
+                        x,
                         [batch, c, h, w],
                         ins[1],
                         ws,

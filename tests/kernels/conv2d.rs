@@ -50,6 +50,7 @@ fn run_case(gpu: &Gpu, name: &str, c: &Case) -> &'static str {
         stride: c.stride,
         padding: c.padding,
         out_scale: c.out_scale,
+        upsample: false,
     };
     let (ho, wo) = output_size(c.h, c.w, c.k, c.k, &cfg).unwrap();
     let (res, rv) = random(gpu, "residual", &[c.n, c.cout, ho, wo], 4);
@@ -372,6 +373,57 @@ fn conv_with_channel_offset_on_every_kernel() {
                 1,
                 (k / 2, k / 2, k / 2, k / 2),
                 0.5,
+            );
+            let kernel = d.kernel().name;
+            if gpu.kernel_choice() == KernelChoice::Auto {
+                assert_eq!(kernel, expect, "{name}: kernel chosen");
+            }
+            assert_normalised(&format!("{name} ({kernel})"), &got, &want, BOUND);
+        }
+    }
+}
+
+/// A convolution that reads its input upsampled 2x (diffusers' Upsample2D) on each kernel, against the
+/// reference upsampling followed by the reference convolution.
+#[test]
+fn conv_reading_its_input_upsampled_on_every_kernel() {
+    let gpu = gpu_or_skip!();
+    let cases = [
+        ([2, 5, 4, 17], 9, 3, "conv2d_3x3"),
+        ([2, 4, 8, 9], 6, 1, "conv2d_packed"),
+        ([1, 3, 2, 3], 4, 3, "conv2d"),
+    ];
+    for (i, &([n, cin, h, w], cout, k, expect)) in cases.iter().enumerate() {
+        for device in [Some(gpu), gpu_baseline()] {
+            let gpu = device.expect("a second device on the same adapter");
+            let seed = 90 + 10 * i as u64;
+            let (x, xv) = random(gpu, "x", &[n, cin, h, w], seed);
+            let (wt, wv) = random(gpu, "weight", &[cout, cin, k, k], seed + 1);
+            let (b, bv) = random(gpu, "bias", &[cout], seed + 2);
+            let (r, rv) = random(gpu, "residual", &[n, cout, 2 * h, 2 * w], seed + 3);
+            let out = gpu.zeros("out", &[n, cout, 2 * h, 2 * w]).unwrap();
+            let cfg = Conv2dConfig {
+                padding: Padding::uniform(k / 2),
+                upsample: true,
+                ..Default::default()
+            };
+            let name = format!("upsample + conv {k}x{k} {n}x{cin}x{h}x{w} -> {cout}");
+            let d = conv2d(gpu, &name, &x, &wt, &b, Some(&r), &out, &cfg).unwrap();
+            let got = run(gpu, &[&d], &out);
+            let up: Vec<f32> = nn::upsample_nearest2x(&xv, n * cin, h, w)
+                .into_iter()
+                .map(|v| v as f32)
+                .collect();
+            let (want, _) = nn::conv2d(
+                &up,
+                [n, cin, 2 * h, 2 * w],
+                &wv,
+                [cout, cin, k, k],
+                &bv,
+                Some(&rv),
+                1,
+                (k / 2, k / 2, k / 2, k / 2),
+                1.0,
             );
             let kernel = d.kernel().name;
             if gpu.kernel_choice() == KernelChoice::Auto {
