@@ -39,6 +39,33 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 @group(0) @binding(6) var<storage, read> chan: array<f32>;
 
+// Where invocation `li` of workgroup `g` works (the Grid of conv2d_3x3.wgsl and conv2d_packed.wgsl): x = the
+// output-channel block within the window (from the workgroup alone, so weight reads are uniform; >= p.blocks:
+// nothing to do), y = image, z = output row, w = first of 8 output columns. Past the last pixel block the
+// image is clamped to 0 and `valid` is false: compute, store nothing, so no divergent exit precedes the loop.
+struct BlockPosition {
+    b: u32,
+    n: u32,
+    oy: u32,
+    ox0: u32,
+    valid: bool,
+}
+
+fn block_position(g: u32, li: u32) -> BlockPosition {
+    let c = p.shape;
+    let col_blocks = (c.wo + 7u) / 8u;
+    let tiles = (c.batch * c.ho * col_blocks + 31u) / 32u;
+    let pb = (g % tiles) * 32u + li;
+    let n = pb / (col_blocks * c.ho);
+    return BlockPosition(
+        g / tiles,
+        min(n, c.batch - 1u),
+        (pb / col_blocks) % c.ho,
+        (pb % col_blocks) * 8u,
+        n < c.batch,
+    );
+}
+
 // 8 channels x 8 columns: a[channel][column half].
 struct Acc {
     c0: array<vec4<f32>, 2>,

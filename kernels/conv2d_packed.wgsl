@@ -18,22 +18,18 @@ fn main(
     @builtin(local_invocation_index) li: u32,
 ) {
     let c = p.shape;
-    let col_blocks = (c.wo + 7u) / 8u;
-    let tiles = (c.batch * c.ho * col_blocks + 31u) / 32u;
-    let g = flat_workgroup(wg, nwg);
-    let b = g / tiles;
-    if (b >= p.blocks) {
+    let at = block_position(flat_workgroup(wg, nwg), li);
+    if (at.b >= p.blocks) {
         return;
     }
-    // Past the last pixel block, compute on image 0 (clamped) and store nothing, as conv2d_3x3.wgsl does.
-    let pb = (g % tiles) * 32u + li;
-    let ox0 = (pb % col_blocks) * 8u;
-    let oy = (pb / col_blocks) % c.ho;
-    let n = pb / (col_blocks * c.ho);
+    let b = at.b;
+    let n = at.n;
+    let oy = at.oy;
+    let ox0 = at.ox0;
     // The stored input plane (smaller than h x w when the input is read upsampled; conv2d_shape.inc.wgsl).
     let sw = c.w >> c.up;
     let plane = (c.h >> c.up) * sw;
-    let xbase = (min(n, c.batch - 1u) * c.cin + p.ci0) * plane;
+    let xbase = (n * c.cin + p.ci0) * plane;
     let taps = c.kh * c.kw;
 
     var acc: Acc;
@@ -72,7 +68,7 @@ fn main(
             }
         }
     }
-    if (n < c.batch) {
+    if (at.valid) {
         store_block(acc, n, b, oy, ox0);
     }
 }

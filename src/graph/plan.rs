@@ -98,6 +98,16 @@ pub fn bounds(lives: &[Life]) -> (u64, u64) {
     (no_reuse, lower_bound)
 }
 
+/// The node that writes each activation.
+pub fn producers(graph: &Graph) -> HashMap<TensorId, usize> {
+    graph
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.output, i))
+        .collect()
+}
+
 /// Where an activation lives: an arena (one buffer) and a byte offset in it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Placement {
@@ -117,12 +127,7 @@ pub const ARENAS: usize = 3;
 /// meets its own ("greedy by size" for offsets, Pisarchyk and Lee 2020). Returns the placements and each
 /// arena's size.
 pub fn place(graph: &Graph, lives: &[Life], align: u64) -> Result<(Vec<Placement>, Vec<u64>)> {
-    let producer: HashMap<TensorId, usize> = graph
-        .nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.output, i))
-        .collect();
+    let producer = producers(graph);
     // Live bytes per arena at each node, as outputs are assigned.
     let steps = graph.nodes.len();
     let mut curve = vec![vec![0u64; steps]; ARENAS];
@@ -535,12 +540,7 @@ mod tests {
         ))
         .unwrap();
         let graph = unet::build(&cfg).unwrap();
-        let producer: HashMap<TensorId, usize> = graph
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.output, i))
-            .collect();
+        let producer = producers(&graph);
         for batch in [1, 8] {
             let lives = lives(&graph, batch, &[]);
             let (place, sizes) = place(&graph, &lives, 256).unwrap();

@@ -45,19 +45,22 @@ pub const KERNEL: Kernel = Kernel {
 /// What the packed-weight kernels share: Params, bindings, the 8 x 8 block and its store.
 pub const PACKED_COMMON: &str = include_str!("../../kernels/conv2d_packed.inc.wgsl");
 
+/// x, the packed weight window, bias, residual, out, channel offset (conv2d_packed.inc.wgsl).
+const PACKED_BINDINGS: &[Access] = &[
+    Access::Read,
+    Access::UniformWindow,
+    Access::Read,
+    Access::Read,
+    Access::ReadWrite,
+    Access::Read,
+];
+
 /// The 3x3 stride-1 kernel over packed weights.
 pub const KERNEL_3X3: Kernel = Kernel {
     name: "conv2d_3x3",
     source: include_str!("../../kernels/conv2d_3x3.wgsl"),
     includes: &[SHAPE, PACKED_COMMON],
-    bindings: &[
-        Access::Read,
-        Access::UniformWindow,
-        Access::Read,
-        Access::Read,
-        Access::ReadWrite,
-        Access::Read,
-    ],
+    bindings: PACKED_BINDINGS,
     workgroup_size: 32,
     params_size: std::mem::size_of::<PackedParams>(),
 };
@@ -67,14 +70,7 @@ pub const KERNEL_PACKED: Kernel = Kernel {
     name: "conv2d_packed",
     source: include_str!("../../kernels/conv2d_packed.wgsl"),
     includes: &[SHAPE, PACKED_COMMON],
-    bindings: &[
-        Access::Read,
-        Access::UniformWindow,
-        Access::Read,
-        Access::Read,
-        Access::ReadWrite,
-        Access::Read,
-    ],
+    bindings: PACKED_BINDINGS,
     workgroup_size: 32,
     params_size: std::mem::size_of::<PackedParams>(),
 };

@@ -329,6 +329,25 @@ fn conv_packed_5x5_with_residual_and_scale() {
     );
 }
 
+/// The default device, then the baseline device on the same adapter.
+fn both_devices(gpu: &'static Gpu) -> [&'static Gpu; 2] {
+    [
+        gpu,
+        gpu_baseline().expect("a second device on the same adapter"),
+    ]
+}
+
+/// Checks the result against the reference, and on a default device that `expect` ran (the baseline device
+/// always runs `conv2d`).
+fn check_result(gpu: &Gpu, name: &str, kernel: &str, expect: &str, got: &[f32], want: &[f64]) {
+    let expect = match gpu.kernel_choice() {
+        KernelChoice::Auto => expect,
+        KernelChoice::Baseline => "conv2d",
+    };
+    assert_eq!(kernel, expect, "{name}: kernel chosen");
+    assert_normalised(&format!("{name} ({kernel})"), got, want, BOUND);
+}
+
 /// `conv2d_with_channel` (a ResNet block's conv1 with its time embedding) on each kernel: the reference adds
 /// the per-image channel offset as a residual constant over each output plane.
 #[test]
@@ -340,8 +359,7 @@ fn conv_with_channel_offset_on_every_kernel() {
         ([1, 3, 5, 5], 4, 3, true, "conv2d"),
     ];
     for (i, &([n, cin, h, w], cout, k, residual, expect)) in cases.iter().enumerate() {
-        for device in [Some(gpu), gpu_baseline()] {
-            let gpu = device.expect("a second device on the same adapter");
+        for gpu in both_devices(gpu) {
             let seed = 60 + 10 * i as u64;
             let (x, xv) = random(gpu, "x", &[n, cin, h, w], seed);
             let (wt, wv) = random(gpu, "weight", &[cout, cin, k, k], seed + 1);
@@ -374,11 +392,7 @@ fn conv_with_channel_offset_on_every_kernel() {
                 (k / 2, k / 2, k / 2, k / 2),
                 0.5,
             );
-            let kernel = d.kernel().name;
-            if gpu.kernel_choice() == KernelChoice::Auto {
-                assert_eq!(kernel, expect, "{name}: kernel chosen");
-            }
-            assert_normalised(&format!("{name} ({kernel})"), &got, &want, BOUND);
+            check_result(gpu, &name, d.kernel().name, expect, &got, &want);
         }
     }
 }
@@ -394,8 +408,7 @@ fn conv_reading_its_input_upsampled_on_every_kernel() {
         ([1, 3, 2, 3], 4, 3, "conv2d"),
     ];
     for (i, &([n, cin, h, w], cout, k, expect)) in cases.iter().enumerate() {
-        for device in [Some(gpu), gpu_baseline()] {
-            let gpu = device.expect("a second device on the same adapter");
+        for gpu in both_devices(gpu) {
             let seed = 90 + 10 * i as u64;
             let (x, xv) = random(gpu, "x", &[n, cin, h, w], seed);
             let (wt, wv) = random(gpu, "weight", &[cout, cin, k, k], seed + 1);
@@ -425,11 +438,7 @@ fn conv_reading_its_input_upsampled_on_every_kernel() {
                 (k / 2, k / 2, k / 2, k / 2),
                 1.0,
             );
-            let kernel = d.kernel().name;
-            if gpu.kernel_choice() == KernelChoice::Auto {
-                assert_eq!(kernel, expect, "{name}: kernel chosen");
-            }
-            assert_normalised(&format!("{name} ({kernel})"), &got, &want, BOUND);
+            check_result(gpu, &name, d.kernel().name, expect, &got, &want);
         }
     }
 }
