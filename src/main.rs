@@ -731,11 +731,15 @@ fn sample(
     if let Some(path) = &req.save_latents {
         write_npy(path, &dims, &x_t)?;
     }
+    let noise = if settings.sigma_hat {
+        "sigma-hat".to_string()
+    } else {
+        format!("eta {}", settings.eta)
+    };
     println!(
-        "wrote {} ({n} images {lo}..{hi} of {total}, {} steps, eta {}) in {:.1?}",
+        "wrote {} ({n} images {lo}..{hi} of {total}, {} steps, {noise}) in {:.1?}",
         req.out.display(),
         settings.steps,
-        settings.eta,
         elapsed
     );
     Ok(())
