@@ -3,13 +3,15 @@
 //
 // Layouts (row-major f32):
 //   weight  [cout, cin, kh, kw], taps = kh * kw
-//   packed  [windows, 16384]: window w holds output-channel blocks group * blocks_per_window .. (+ blocks_per
+//   packed  one window of the packed weights, [16384] (the launch for window w binds bytes 65536 w ..):
+//           window w holds output-channel blocks group * blocks_per_window .. (+ blocks_per
 //           _window) and input channels chunk_index * chunk .. (+ chunk), group = w / chunks, chunk_index = w %
 //           chunks. Inside a window, float ((b * chunk + c) * taps + tap) * 8 + k is weight[8 * block + k, ci, tap]
 //           for block = group * blocks_per_window + b and ci = chunk_index * chunk + c; zero where block, ci or
 //           the channel run past the tensor, so the convolution may read whole blocks and chunks.
 //
-// Grid: one invocation per packed float, over the flattened 2-D workgroup grid; those past the end return.
+// Grid: one launch per window (so the whole packed buffer is never one binding), one invocation per float of
+// the window, over the flattened 2-D workgroup grid; those past the end return.
 // Invariants: blocks_per_window * chunk * taps * 8 <= 16384 (one 64 KiB uniform window); every count > 0.
 
 struct Params {
@@ -18,7 +20,7 @@ struct Params {
     chunk: u32,
     chunks: u32,
     blocks_per_window: u32,
-    windows: u32,
+    window: u32,
     taps: u32,
     _pad0: u32,
 }
@@ -35,12 +37,11 @@ fn main(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let i = flat_index(wg, nwg, li, 256u);
-    if (i >= p.windows * WINDOW) {
+    let f = flat_index(wg, nwg, li, 256u);
+    if (f >= WINDOW) {
         return;
     }
-    let w = i / WINDOW;
-    let f = i % WINDOW;
+    let w = p.window;
     let k = f % 8u;
     let tap = (f / 8u) % p.taps;
     let c = (f / (8u * p.taps)) % p.chunk;
@@ -51,5 +52,5 @@ fn main(
     if (b < p.blocks_per_window && co < p.cout && c < p.chunk && ci < p.cin) {
         v = weight[(co * p.cin + ci) * p.taps + tap];
     }
-    packed[i] = v;
+    packed[f] = v;
 }

@@ -40,6 +40,11 @@ struct Cli {
     #[arg(long, global = true, env = "DDIM_KERNELS", default_value = "auto", value_parser = parse_kernels_arg)]
     kernels: KernelChoice,
 
+    /// Open the device with at most this storage-binding size, in bytes (a multiple of 4): what a smaller
+    /// device allows, to see batches split on a large one.
+    #[arg(long, global = true, env = "DDIM_MAX_BINDING")]
+    max_binding: Option<u64>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -339,6 +344,7 @@ fn run(cli: Cli) -> Result<()> {
         backend: cli.backend,
         adapter: cli.adapter.filter(|s| !s.trim().is_empty()),
         kernels: cli.kernels,
+        max_binding: cli.max_binding,
     };
     match cli.command {
         Command::Info { roofline } => info(&options, roofline),
@@ -574,6 +580,13 @@ fn in_chunks(
     quiet: bool,
     mut run: impl FnMut(usize, usize, &mut dyn FnMut(usize)) -> Result<Vec<f32>>,
 ) -> Result<Vec<f32>> {
+    if n > chunk && !quiet {
+        eprintln!(
+            "note: {n} images run in {} batches of at most {chunk} (--max-batch, or the device's storage-binding \
+             limit); the images do not depend on the split",
+            n.div_ceil(chunk)
+        );
+    }
     let bar = progress_bar((n.div_ceil(chunk) * steps) as u64, quiet);
     let mut out = Vec::new();
     for (k, start) in (0..n).step_by(chunk).enumerate() {
@@ -1179,7 +1192,13 @@ fn info(options: &DeviceOptions, roofline: bool) -> Result<()> {
         offers(wgpu::Features::SUBGROUP)
     );
     let l = gpu.limits();
-    let mib = |b: u64| format!("{} MiB", b >> 20);
+    let mib = |b: u64| {
+        if b >= 1 << 20 {
+            format!("{} MiB", b >> 20)
+        } else {
+            format!("{b} bytes")
+        }
+    };
     println!("limits:");
     println!(
         "  max_storage_buffer_binding_size:    {}",

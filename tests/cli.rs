@@ -490,3 +490,72 @@ fn invert_then_decode_and_interpolate() {
     assert!(!dir.join("bad.npy").exists());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A device whose storage-binding limit holds only some of the batch (`--max-binding`, as a smaller GPU would
+/// have) splits the batch, and the images are byte for byte those of the unsplit run; so are those of a split
+/// by `--max-batch` that does not divide the batch. The kernels chosen do not depend on the batch or on the
+/// binding limit, so nothing may differ.
+#[test]
+fn a_low_storage_binding_limit_splits_batches_and_changes_nothing() {
+    let dir = temp_dir("limits");
+    let model = converted_fixture(&dir);
+    let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
+    let run = |pre: &[&str], post: &[&str]| {
+        let mut a: Vec<&str> = pre.to_vec();
+        a.extend([
+            "sample", "--model", &model, "--steps", "4", "--batch", "12", "--seed", "7", "--eta",
+            "1",
+        ]);
+        a.extend_from_slice(post);
+        ddim(&a)
+    };
+    let out = run(&[], &["--out", &p("all.png"), "--out-npy", &p("all.npy")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() && !gpu_required() && stderr.contains("no GPU adapter") {
+        return;
+    }
+    assert!(out.status.success(), "{stderr}");
+    // The fixture's largest weight is 72 KiB and its largest activation 8 KiB per image: 9 images per batch.
+    let capped = run(
+        &["--max-binding", "73728"],
+        &["--out", &p("capped.png"), "--out-npy", &p("capped.npy")],
+    );
+    let stderr = String::from_utf8_lossy(&capped.stderr);
+    assert!(capped.status.success(), "{stderr}");
+    assert!(stderr.contains("12 images run in 2 batches"), "{stderr}");
+    let split = run(
+        &[],
+        &[
+            "--max-batch",
+            "5",
+            "--out",
+            &p("split.png"),
+            "--out-npy",
+            &p("split.npy"),
+        ],
+    );
+    assert!(split.status.success());
+    let all = std::fs::read(p("all.npy")).unwrap();
+    assert_eq!(
+        std::fs::read(p("capped.npy")).unwrap(),
+        all,
+        "capped device"
+    );
+    assert_eq!(std::fs::read(p("split.npy")).unwrap(), all, "--max-batch 5");
+    assert_eq!(
+        std::fs::read(p("capped.png")).unwrap(),
+        std::fs::read(p("all.png")).unwrap()
+    );
+    // A limit below the largest weight is a one-line error naming the tensor and both sizes; nothing written.
+    let out = run(&["--max-binding", "20000"], &["--out", &p("small.png")]);
+    assert!(!out.status.success());
+    let line = error_line(&out);
+    assert!(
+        line.contains(
+            "needs 36864 bytes, more than this device's storage binding limit of 20000 bytes"
+        ),
+        "{line}"
+    );
+    assert!(!dir.join("small.png").exists());
+    std::fs::remove_dir_all(&dir).ok();
+}

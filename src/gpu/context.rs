@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::ops::KernelChoice;
 
 /// How to choose the adapter, and which kernel variants to run on it. Built from CLI flags or from the
-/// environment (`DDIM_BACKEND`, `DDIM_ADAPTER`, `DDIM_KERNELS`).
+/// environment (`DDIM_BACKEND`, `DDIM_ADAPTER`, `DDIM_KERNELS`, `DDIM_MAX_BINDING`).
 #[derive(Clone, Debug, Default)]
 pub struct DeviceOptions {
     /// Restrict to one backend. `None` means `WGPU_BACKEND` if set, else every backend.
@@ -17,12 +17,24 @@ pub struct DeviceOptions {
     pub adapter: Option<String>,
     /// Which kernel variants to run (`auto` or `baseline`).
     pub kernels: KernelChoice,
+    /// Open the device with at most this `max_storage_buffer_binding_size` (bytes, a multiple of 4): what a
+    /// smaller device would allow, to exercise batch splitting on a large one.
+    pub max_binding: Option<u64>,
 }
 
 impl DeviceOptions {
-    /// Options from `DDIM_BACKEND`, `DDIM_ADAPTER` and `DDIM_KERNELS`; unset or empty variables mean "no
-    /// preference".
+    /// Options from `DDIM_BACKEND`, `DDIM_ADAPTER`, `DDIM_KERNELS` and `DDIM_MAX_BINDING`; unset or empty
+    /// variables mean "no preference".
     pub fn from_env() -> Result<Self> {
+        let max_binding = match std::env::var("DDIM_MAX_BINDING") {
+            Ok(s) if !s.trim().is_empty() => Some(s.trim().parse().map_err(|_| {
+                Error::param(
+                    "device",
+                    format!("DDIM_MAX_BINDING `{s}` is not a number of bytes"),
+                )
+            })?),
+            _ => None,
+        };
         let kernels = match std::env::var("DDIM_KERNELS") {
             Ok(s) if !s.trim().is_empty() => s.parse()?,
             _ => KernelChoice::default(),
@@ -38,6 +50,7 @@ impl DeviceOptions {
             backend,
             adapter,
             kernels,
+            max_binding,
         })
     }
 }
@@ -148,7 +161,17 @@ impl Gpu {
         let adapter = choose_adapter(options)?;
         let info = adapter.get_info();
         let features = adapter.features() & WANTED_FEATURES;
-        let limits = adapter.limits();
+        let mut limits = adapter.limits();
+        if let Some(cap) = options.max_binding {
+            if cap < 4 || cap % 4 != 0 {
+                return Err(Error::param(
+                    "device",
+                    format!("a storage-binding cap of {cap} bytes: need a positive multiple of 4"),
+                ));
+            }
+            limits.max_storage_buffer_binding_size =
+                limits.max_storage_buffer_binding_size.min(cap);
+        }
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("ddim-wgpu"),
             required_features: features,

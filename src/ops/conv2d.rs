@@ -112,7 +112,7 @@ pub struct PackParams {
     pub chunk: u32,
     pub chunks: u32,
     pub blocks_per_window: u32,
-    pub windows: u32,
+    pub window: u32,
     pub taps: u32,
     pub _pad: u32,
 }
@@ -345,26 +345,26 @@ impl ConvShape {
 
 /// The kernel [`conv2d`] runs for this geometry on this device. Unless the device runs the baseline kernels:
 /// `conv2d_3x3` for 3x3 stride-1 convolutions and `conv2d_packed` for the others, where the packed weights
-/// apply (64 KiB uniform bindings, packed weights within the binding limits) and the output has at least 64
-/// blocks of 8 columns; `conv2d` everywhere else.
+/// apply (64 KiB uniform and storage bindings, packed weights within the buffer limit) and each output image
+/// has at least 8 blocks of 8 columns; `conv2d` everywhere else. The choice never depends on the batch size,
+/// so an image is computed by the same kernels (and rounded the same way) however a batch is split.
 pub fn kernel_for(gpu: &Gpu, shape: &ConvShape) -> &'static Kernel {
     if gpu.kernel_choice() == KernelChoice::Baseline {
         return &KERNEL;
     }
     let limits = gpu.limits();
     let taps = (shape.kh * shape.kw) as usize;
-    let fits = PackGeometry::new(shape.cout as usize, shape.cin as usize, taps).is_some_and(|g| {
-        g.bytes()
-            <= limits
-                .max_storage_buffer_binding_size
-                .min(limits.max_buffer_size)
-    });
-    // Below 64 blocks of 8 output columns, a launch (one per weight window) is at most two workgroups and the
-    // launches run one after another: on lavapipe the general kernel is faster there (measured with
-    // examples/conv_study.rs: 0.86x at 4x4, batch 8, 32 blocks; 3.5x at 8x8, batch 8, 64 blocks).
-    let [n, _, ho, wo] = shape.output_shape();
-    let busy = n * ho * wo.div_ceil(8) >= 64;
-    if !(fits && busy && limits.max_uniform_buffer_binding_size >= UNIFORM_WINDOW) {
+    let fits = PackGeometry::new(shape.cout as usize, shape.cin as usize, taps)
+        .is_some_and(|g| g.bytes() <= limits.max_buffer_size);
+    // Below 8 blocks of 8 output columns per image, a launch (one per weight window) has too little work and
+    // the launches run one after another: on lavapipe the general kernel is faster there (measured with
+    // examples/conv_study.rs at batch 8: 0.86x at 4x4, 4 blocks per image; 3.5x at 8x8, 8 blocks per image).
+    // Per image, not per batch: a batch-dependent choice would change an image's rounding with the batch.
+    let [_, _, ho, wo] = shape.output_shape();
+    let busy = ho * wo.div_ceil(8) >= 8;
+    let windows = limits.max_uniform_buffer_binding_size >= UNIFORM_WINDOW
+        && limits.max_storage_buffer_binding_size >= UNIFORM_WINDOW;
+    if !(fits && busy && windows) {
         &KERNEL
     } else if shape.kh == 3 && shape.kw == 3 && shape.stride == 1 {
         &KERNEL_3X3
@@ -542,26 +542,41 @@ fn pack_weights(
             mapped_at_creation: false,
         })
     })?;
-    let params = PackParams {
-        cout: dim(OP, "cout", cout)?,
-        cin: dim(OP, "cin", cin)?,
-        chunk: dim(OP, "chunk", geo.chunk)?,
-        chunks: dim(OP, "chunks", geo.chunks)?,
-        blocks_per_window: dim(OP, "blocks per window", geo.blocks_per_window)?,
-        windows: dim(OP, "windows", geo.windows)?,
-        taps: dim(OP, "taps", geo.taps)?,
-        _pad: 0,
-    };
+    let params = (0..geo.windows)
+        .map(|w| {
+            Ok(PackParams {
+                cout: dim(OP, "cout", cout)?,
+                cin: dim(OP, "cin", cin)?,
+                chunk: dim(OP, "chunk", geo.chunk)?,
+                chunks: dim(OP, "chunks", geo.chunks)?,
+                blocks_per_window: dim(OP, "blocks per window", geo.blocks_per_window)?,
+                window: dim(OP, "window", w)?,
+                taps: dim(OP, "taps", geo.taps)?,
+                _pad: 0,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
     let pack = Dispatch::launches(
         gpu,
         &PACK_KERNEL,
         OP,
         &what,
-        vec![LaunchSpec {
-            params: bytemuck::bytes_of(&params),
-            resources: vec![weight.binding(), packed.as_entire_binding()],
-            workgroups: workgroups_for(geo.bytes() / 4, PACK_KERNEL.workgroup_size),
-        }],
+        params
+            .iter()
+            .enumerate()
+            .map(|(w, p)| LaunchSpec {
+                params: bytemuck::bytes_of(p),
+                resources: vec![
+                    weight.binding(),
+                    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: &packed,
+                        offset: w as u64 * UNIFORM_WINDOW,
+                        size: wgpu::BufferSize::new(UNIFORM_WINDOW),
+                    }),
+                ],
+                workgroups: workgroups_for(UNIFORM_WINDOW / 4, PACK_KERNEL.workgroup_size),
+            })
+            .collect(),
     )?;
     gpu.run(&what, &[&pack])?;
     Ok(packed)

@@ -188,7 +188,7 @@ fn conv_unet_shape_256_to_256_at_8x8() {
             residual: true,
             out_scale: 1.0,
         },
-        "conv2d",
+        "conv2d_3x3",
     );
 }
 
