@@ -119,13 +119,17 @@ def evaluate(args):
             x = np.load(os.path.join(args.dir, name))
             n = len(x)
             s, row = int(m.group(1)), m.group(2)
-            rows.setdefault(row, {})[s] = frechet(stats(feats(net, x)), real_stats)
+            f = feats(net, x)
+            # The spread of the estimate: the distance over 20 bootstrap resamples of the generated set.
+            rng = np.random.default_rng(s)
+            boot = [frechet(stats(f[rng.integers(0, n, n)]), real_stats) for _ in range(20)]
+            rows.setdefault(row, {})[s] = (frechet(stats(f), real_stats), float(np.std(boot)))
     # The floor: real digits, as many as each cell has, against all 5,000 (mean of 5 draws).
     if n:
         rng = np.random.default_rng(1)
         draws = [frechet(stats(real[rng.choice(len(real), n, replace=False)]), real_stats) for _ in range(5)]
         result["floor"] = {"n": n, "mean": float(np.mean(draws)), "max": float(np.max(draws))}
-    result["fd"] = rows
+    result["fd"] = {r: {s: {"fd": v[0], "bootstrap_std": v[1]} for s, v in c.items()} for r, c in rows.items()}
     held = os.path.join(args.dir, "heldout.npy")
     for name in sorted(os.listdir(args.dir)):
         m = re.fullmatch(r"recon_S(\d+)\.npy", name)
@@ -142,11 +146,13 @@ def evaluate(args):
     steps = sorted({s for r in rows.values() for s in r})
     order = [r for r in ("eta0", "eta0.5", "eta1", "sigmahat") if r in rows]
     label = {"eta0": "eta = 0", "eta0.5": "eta = 0.5", "eta1": "eta = 1", "sigmahat": "sigma-hat"}
-    print(f"Frechet distance, {n} samples per cell vs the 5,000 real digits (lower is better):\n")
+    print(f"Frechet distance, {n} samples per cell vs the 5,000 real digits (lower is better; ± the standard")
+    print("deviation over 20 bootstrap resamples of the cell's samples):\n")
     print("| | " + " | ".join(f"S = {s}" for s in steps) + " |")
     print("|---|" + "---:|" * len(steps))
     for r in order:
-        print(f"| {label[r]} | " + " | ".join(f"{rows[r].get(s, float('nan')):.2f}" for s in steps) + " |")
+        cells = [rows[r].get(s) for s in steps]
+        print(f"| {label[r]} | " + " | ".join(f"{c[0]:.1f} ± {c[1]:.1f}" if c else "" for c in cells) + " |")
     if result["floor"]:
         fl = result["floor"]
         print(f"\nFloor: {fl['n']} real digits vs the 5,000: {fl['mean']:.2f} (mean of 5 draws, max {fl['max']:.2f})")
