@@ -24,25 +24,17 @@ struct Case {
 /// K = 2304). 1e-5 is a 7x margin that any indexing mistake (a wrong tap, channel or pad) exceeds by orders of magnitude.
 const BOUND: f64 = 1e-5;
 
-/// Runs the case with the kernel `auto` chooses (and checks that it is `expect`, so each test knows which
-/// kernel it proves), and, where that is the 3x3 kernel, with the general kernel as well.
+/// Runs the case on the default device and on the baseline device, each against the reference, checking
+/// that the default device ran `expect` (so each test knows which kernel it proves) and the baseline `conv2d`.
 fn check(name: &str, c: Case, expect: &str) {
     let gpu = gpu_or_skip!();
-    if gpu.kernel_choice() != KernelChoice::Auto {
-        eprintln!("DDIM_KERNELS is set: testing only what it chooses");
-    }
-    let kernel = run_case(gpu, name, &c);
-    if gpu.kernel_choice() == KernelChoice::Auto {
-        assert_eq!(kernel, expect, "{name}: kernel chosen");
-    }
-    if kernel != "conv2d" {
-        let general = gpu_baseline().expect("a second device on the same adapter");
-        assert_eq!(run_case(general, name, &c), "conv2d");
+    for gpu in both_devices(gpu) {
+        run_case(gpu, name, &c, expect);
     }
 }
 
-/// Runs one case against the reference; returns the kernel that ran.
-fn run_case(gpu: &Gpu, name: &str, c: &Case) -> &'static str {
+/// Runs one case against the reference (`check_result`).
+fn run_case(gpu: &Gpu, name: &str, c: &Case, expect: &str) {
     let (x, xv) = random(gpu, "x", &[c.n, c.cin, c.h, c.w], 1);
     let (wt, wv) = random(gpu, "weight", &[c.cout, c.cin, c.k, c.k], 2);
     let (b, bv) = random(gpu, "bias", &[c.cout], 3);
@@ -80,9 +72,7 @@ fn run_case(gpu: &Gpu, name: &str, c: &Case) -> &'static str {
         c.out_scale as f64,
     );
     assert_eq!(shape, [c.n, c.cout, ho, wo]);
-    let kernel = d.kernel().name;
-    assert_normalised(&format!("{name} ({kernel})"), &got, &want, BOUND);
-    kernel
+    check_result(gpu, name, d.kernel().name, expect, &got, &want);
 }
 
 #[test]
