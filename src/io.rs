@@ -1,7 +1,7 @@
 //! File I/O with errors that name the path, and writes that never leave a partial file.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
@@ -17,43 +17,124 @@ pub fn read(path: &Path) -> Result<Vec<u8>> {
 /// a partial file. An existing `path` that is not a regular file (a device such as /dev/null, a directory) is
 /// refused rather than replaced.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let err = |e: std::io::Error| Error::Io {
+    let mut set = OutputSet::default();
+    set.stage(path, bytes)?;
+    set.commit()
+}
+
+/// Output files written all or none: each is staged to a temporary file beside its path, and
+/// [`OutputSet::commit`] renames them into place only once every one is staged. A set dropped uncommitted (an
+/// error on the way) removes what it staged, so a failed command leaves no output at all, not some of them.
+#[derive(Debug, Default)]
+pub struct OutputSet {
+    /// (temporary file, final path), in staging order.
+    staged: Vec<(PathBuf, PathBuf)>,
+    /// Directories this set created, removed again (when empty) if it is dropped uncommitted.
+    created: Vec<PathBuf>,
+}
+
+fn io_error(path: &Path, message: impl std::fmt::Display) -> Error {
+    Error::Io {
         path: path.display().to_string(),
-        message: e.to_string(),
-    };
-    if let Ok(meta) = std::fs::metadata(path)
-        && !meta.is_file()
-    {
-        return Err(Error::Io {
-            path: path.display().to_string(),
-            message: "exists and is not a regular file; outputs are written to a temporary file and renamed \
-                      over their path"
-                .into(),
-        });
+        message: message.to_string(),
     }
+}
+
+/// The temporary file an output is staged to: beside it (so the rename stays on one file system), hidden.
+fn staging_path(path: &Path) -> Result<PathBuf> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| io_error(path, "not a file name"))?;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let name = path.file_name().ok_or_else(|| Error::Io {
-        path: path.display().to_string(),
-        message: "not a file name".into(),
-    })?;
-    let tmp = dir.join(format!(
+    Ok(dir.join(format!(
         ".{}.partial-{}",
         name.to_string_lossy(),
         std::process::id()
-    ));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    )))
+}
+
+/// Checks, before any long work, that `path` can be written: it is not a directory or device, its directory
+/// exists, and a file can be created there (the probe is removed at once). Commands call this for every output
+/// first, so that an unwritable output fails in a moment rather than after the sampling.
+pub fn check_writable(path: &Path) -> Result<()> {
+    if let Ok(meta) = std::fs::metadata(path)
+        && !meta.is_file()
+    {
+        return Err(io_error(
+            path,
+            "exists and is not a regular file; outputs are written to a temporary file and renamed over \
+             their path",
+        ));
     }
-    result.map_err(err)
+    let probe = staging_path(path)?;
+    std::fs::File::create(&probe).map_err(|e| io_error(path, format!("cannot be written: {e}")))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+impl OutputSet {
+    /// Writes `bytes` to `path`'s temporary file (synced to disk); `path` itself is untouched until
+    /// [`OutputSet::commit`].
+    pub fn stage(&mut self, path: &Path, bytes: &[u8]) -> Result<()> {
+        check_writable(path)?;
+        let tmp = staging_path(path)?;
+        let result = (|| {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()
+        })();
+        if let Err(e) = result {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io_error(path, e));
+        }
+        self.staged.push((tmp, path.to_path_buf()));
+        Ok(())
+    }
+
+    /// Creates `dir` (and missing parents) for outputs staged into it; what it created is removed again if the
+    /// set is dropped uncommitted.
+    pub fn create_dir(&mut self, dir: &Path) -> Result<()> {
+        let mut missing = Vec::new();
+        let mut d = Some(dir);
+        while let Some(p) = d.filter(|p| !p.as_os_str().is_empty() && !p.exists()) {
+            missing.push(p.to_path_buf());
+            d = p.parent();
+        }
+        for p in missing.into_iter().rev() {
+            std::fs::create_dir(&p).map_err(|e| io_error(&p, format!("cannot be created: {e}")))?;
+            self.created.push(p);
+        }
+        if !dir.is_dir() {
+            return Err(io_error(dir, "is not a directory"));
+        }
+        Ok(())
+    }
+
+    /// Renames every staged file into place.
+    pub fn commit(mut self) -> Result<()> {
+        self.created.clear();
+        for (tmp, path) in std::mem::take(&mut self.staged) {
+            if let Err(e) = std::fs::rename(&tmp, &path) {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(io_error(&path, e));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for OutputSet {
+    fn drop(&mut self) {
+        for (tmp, _) in &self.staged {
+            let _ = std::fs::remove_file(tmp);
+        }
+        for dir in self.created.iter().rev() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
 }
 
 /// An array read from a `.npy` file, widened to f32 (float32, float64, and integer arrays are accepted).
@@ -67,21 +148,43 @@ pub struct NpyArray {
 
 /// Reads a C-order `.npy` array of float32, float64, int64 or int32.
 pub fn read_npy(path: &Path) -> Result<NpyArray> {
-    let bytes = read(path)?;
+    parse_npy(&read(path)?, &path.display().to_string())
+}
+
+/// Parses the bytes of a C-order `.npy` array of float32, float64, int64 or int32; `what` (the path) names it
+/// in errors. The header's shape is checked against the bytes that follow before anything is allocated for
+/// the values.
+pub fn parse_npy(bytes: &[u8], what: &str) -> Result<NpyArray> {
     let err = |m: String| Error::Io {
-        path: path.display().to_string(),
+        path: what.to_string(),
         message: m,
     };
-    let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| err(format!("not a .npy file: {e}")))?;
+    let npy = npyz::NpyFile::new(bytes).map_err(|e| err(format!("not a .npy file: {e}")))?;
     if npy.order() != npyz::Order::C {
         return Err(err(
             "Fortran-order arrays are not supported; save with np.ascontiguousarray".into(),
         ));
     }
-    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+    let shape = npy
+        .shape()
+        .iter()
+        .map(|&d| usize::try_from(d).ok())
+        .collect::<Option<Vec<usize>>>()
+        .ok_or_else(|| err(format!("shape {:?} does not fit in memory", npy.shape())))?;
     let npyz::DType::Plain(ts) = npy.dtype() else {
         return Err(err("structured arrays are not supported".into()));
     };
+    let width = ts.num_bytes().unwrap_or(1).max(1);
+    shape
+        .iter()
+        .try_fold(width, |a, &d| a.checked_mul(d))
+        .filter(|&n| n <= bytes.len())
+        .ok_or_else(|| {
+            err(format!(
+                "the header claims shape {shape:?} of {ts}, more data than the file's {} bytes",
+                bytes.len()
+            ))
+        })?;
     let kind = (ts.type_char(), ts.num_bytes());
     let io = |e: std::io::Error| err(e.to_string());
     let data: Vec<f32> = match kind {
@@ -121,6 +224,11 @@ pub fn read_npy(path: &Path) -> Result<NpyArray> {
 
 /// Writes a float32 `.npy` array (atomically).
 pub fn write_npy(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
+    write_atomic(path, &npy_bytes(path, shape, data)?)
+}
+
+/// The bytes of a float32 `.npy` array; `path` (where they will go) names it in errors.
+pub fn npy_bytes(path: &Path, shape: &[usize], data: &[f32]) -> Result<Vec<u8>> {
     use npyz::WriterBuilder;
     let err = |e: std::io::Error| Error::Io {
         path: path.display().to_string(),
@@ -136,7 +244,7 @@ pub fn write_npy(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
         .map_err(err)?;
     w.extend(data.iter().copied()).map_err(err)?;
     w.finish().map_err(err)?;
-    write_atomic(path, &bytes)
+    Ok(bytes)
 }
 
 /// Maps model space [-1, 1] to a byte, clamping.
@@ -146,12 +254,17 @@ fn to_byte(v: f32) -> u8 {
 
 /// Writes images `[n, c, h, w]` (model space, [-1, 1]) as one PNG grid with `cols` columns (1 channel: grey,
 /// 3: RGB). A pixel of border separates the cells.
-pub fn write_png_grid(
+pub fn write_png_grid(path: &Path, images: &[f32], dims: [usize; 4], cols: usize) -> Result<()> {
+    write_atomic(path, &png_grid_bytes(path, images, dims, cols)?)
+}
+
+/// The bytes of [`write_png_grid`]'s file; `path` names it in errors.
+pub fn png_grid_bytes(
     path: &Path,
     images: &[f32],
     [n, c, h, w]: [usize; 4],
     cols: usize,
-) -> Result<()> {
+) -> Result<Vec<u8>> {
     let err = |m: String| Error::Io {
         path: path.display().to_string(),
         message: m,
@@ -159,6 +272,12 @@ pub fn write_png_grid(
     if c != 1 && c != 3 {
         return Err(err(format!(
             "cannot write {c}-channel images as PNG (1 or 3 channels)"
+        )));
+    }
+    if images.len() != n * c * h * w {
+        return Err(err(format!(
+            "{} values for {n} images of {c}x{h}x{w}",
+            images.len()
         )));
     }
     let cols = cols.clamp(1, n.max(1));
@@ -184,15 +303,26 @@ pub fn write_png_grid(
         image::ImageFormat::Png,
     )
     .map_err(|e| err(e.to_string()))?;
-    write_atomic(path, &bytes)
+    Ok(bytes)
 }
 
 /// Writes one image `[c, h, w]` (model space) as a PNG without border.
-pub fn write_png(path: &Path, image: &[f32], [c, h, w]: [usize; 3]) -> Result<()> {
+pub fn write_png(path: &Path, image: &[f32], dims: [usize; 3]) -> Result<()> {
+    write_atomic(path, &png_bytes(path, image, dims)?)
+}
+
+/// The bytes of [`write_png`]'s file; `path` names it in errors.
+pub fn png_bytes(path: &Path, image: &[f32], [c, h, w]: [usize; 3]) -> Result<Vec<u8>> {
     let err = |m: String| Error::Io {
         path: path.display().to_string(),
         message: m,
     };
+    if image.len() != c * h * w {
+        return Err(err(format!(
+            "{} values for an image of {c}x{h}x{w}",
+            image.len()
+        )));
+    }
     let mut bytes = Vec::new();
     let mut cursor = std::io::Cursor::new(&mut bytes);
     let result = match c {
@@ -221,18 +351,43 @@ pub fn write_png(path: &Path, image: &[f32], [c, h, w]: [usize; 3]) -> Result<()
         }
     };
     result.map_err(|e| err(e.to_string()))?;
-    write_atomic(path, &bytes)
+    Ok(bytes)
 }
 
 /// Reads an image as `[c, size, size]` in model space [-1, 1] (c = 1: grey, 3: RGB). An image of another size
 /// is resized (Catmull-Rom) when `resize` is set, and refused otherwise.
 pub fn read_image(path: &Path, c: usize, size: usize, resize: bool) -> Result<Vec<f32>> {
+    decode_image(&read(path)?, &path.display().to_string(), c, size, resize)
+}
+
+/// The largest width or height of an image file this engine decodes, and the most memory its decoder may
+/// take: far above any model's `sample_size`, so that a file whose header claims a huge image is refused
+/// before the decoder allocates for it.
+pub const MAX_IMAGE_SIDE: u32 = 16384;
+const MAX_IMAGE_DECODE_BYTES: u64 = 256 << 20;
+
+/// [`read_image`] on the bytes of an image file; `what` (the path) names it in errors.
+pub fn decode_image(
+    bytes: &[u8],
+    what: &str,
+    c: usize,
+    size: usize,
+    resize: bool,
+) -> Result<Vec<f32>> {
     let err = |m: String| Error::Io {
-        path: path.display().to_string(),
+        path: what.to_string(),
         message: m,
     };
-    let bytes = read(path)?;
-    let img = image::load_from_memory(&bytes)
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_IMAGE_DECODE_BYTES);
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| err(e.to_string()))?;
+    reader.limits(limits);
+    let img = reader
+        .decode()
         .map_err(|e| err(format!("not an image this build reads: {e}")))?;
     let img = if (img.width() as usize, img.height() as usize) != (size, size) {
         if !resize {

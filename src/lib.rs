@@ -7,6 +7,8 @@
 //! - [`ops`]: one module per kernel in `kernels/`; each prepares a [`ops::Dispatch`] once, to record many times.
 //! - [`reference`](mod@reference): CPU implementations of every kernel in f64, the tests' ground truth.
 //! - [`sampler`]: the Philox random-number generator shared by the CPU and the kernels.
+//! - [`fuzz`]: the fuzz targets' entry points (one per parser of outside input), shared with the regression
+//!   tests that replay their corpora.
 //!
 //! ```no_run
 //! use ddim_wgpu::gpu::{DeviceOptions, Gpu};
@@ -22,6 +24,7 @@
 //! ```
 
 pub mod error;
+pub mod fuzz;
 pub mod gpu;
 pub mod graph;
 pub mod io;

@@ -8,12 +8,15 @@ use clap::{Parser, Subcommand, ValueEnum};
 use ddim_wgpu::gpu::profiler::{chrome_trace, kernel_table};
 use ddim_wgpu::gpu::{DeviceOptions, Gpu, describe, enumerate_adapters, parse_backend};
 use ddim_wgpu::graph::{plan::Plan, unet};
-use ddim_wgpu::io::{read_image, read_npy, write_atomic, write_npy, write_png, write_png_grid};
+use ddim_wgpu::io::{
+    OutputSet, check_writable, npy_bytes, png_bytes, png_grid_bytes, read_image, read_npy,
+    write_atomic, write_npy,
+};
 use ddim_wgpu::model::convert::{from_diffusers_dir, from_original, load_model};
 use ddim_wgpu::model::weights::{StorageDtype, Training, Weights};
 use ddim_wgpu::ops::KernelChoice;
 use ddim_wgpu::ops::ddim::{Prediction, Threshold, UpdateMode};
-use ddim_wgpu::sampler::ddim::{Sampler, SamplerSettings, StepNoise, latents, slerp};
+use ddim_wgpu::sampler::ddim::{Sampler, SamplerSettings, StepNoise, latents, plan_steps, slerp};
 use ddim_wgpu::sampler::schedule::{BetaSchedule, TrainingSchedule};
 use ddim_wgpu::sampler::timesteps::Spacing;
 
@@ -442,7 +445,9 @@ fn settings(args: &SamplingArgs, training: Option<&Training>) -> Result<SamplerS
         (_, Some(path)) => {
             let b = read_npy(path)?;
             schedule.train_steps = args.train_steps.unwrap_or(b.data.len());
-            BetaSchedule::Trained(b.data.iter().map(|&v| v as f64).collect())
+            BetaSchedule::Trained {
+                betas: b.data.iter().map(|&v| v as f64).collect(),
+            }
         }
         (Some(BetaKind::Linear), None) => BetaSchedule::Linear { start, end },
         (Some(BetaKind::ScaledLinear), None) => BetaSchedule::ScaledLinear { start, end },
@@ -471,7 +476,7 @@ fn settings(args: &SamplingArgs, training: Option<&Training>) -> Result<SamplerS
     {
         bail!("--clip-sample {r}: the range must be positive");
     }
-    Ok(SamplerSettings {
+    let settings = SamplerSettings {
         schedule,
         steps: args.steps,
         spacing: args.spacing,
@@ -492,7 +497,10 @@ fn settings(args: &SamplingArgs, training: Option<&Training>) -> Result<SamplerS
             (false, UpdateArg::Fused) => UpdateMode::Fused,
             (false, UpdateArg::Epilogue) => UpdateMode::Epilogue,
         },
-    })
+    };
+    // Every impossible combination is refused here, before a device is opened or any output touched.
+    plan_steps(&settings)?;
+    Ok(settings)
 }
 
 fn open_model(model: &Path) -> Result<Weights> {
@@ -639,6 +647,16 @@ fn sample(
 ) -> Result<()> {
     let weights = open_model(model)?;
     let settings = settings(args, weights.training.as_ref())?;
+    for path in [
+        Some(&req.out),
+        req.out_npy.as_ref(),
+        req.save_latents.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        check_writable(path)?;
+    }
     let c = &weights.config;
     let shape = [c.in_channels, c.sample_size, c.sample_size];
     let per: usize = shape.iter().product();
@@ -727,23 +745,24 @@ fn sample(
     let elapsed = start.elapsed();
 
     let dims = [n, shape[0], shape[1], shape[2]];
-    write_png_grid(&req.out, &result, dims, (n as f64).sqrt().ceil() as usize)?;
+    let cols = (n as f64).sqrt().ceil() as usize;
+    let mut outputs = OutputSet::default();
+    outputs.stage(&req.out, &png_grid_bytes(&req.out, &result, dims, cols)?)?;
     if let Some(dir) = &req.out_dir {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        outputs.create_dir(dir)?;
         for k in 0..n {
-            write_png(
-                &dir.join(format!("{:06}.png", lo + k)),
-                &result[k * per..(k + 1) * per],
-                shape,
-            )?;
+            let path = dir.join(format!("{:06}.png", lo + k));
+            let bytes = png_bytes(&path, &result[k * per..(k + 1) * per], shape)?;
+            outputs.stage(&path, &bytes)?;
         }
     }
     if let Some(path) = &req.out_npy {
-        write_npy(path, &dims, &result)?;
+        outputs.stage(path, &npy_bytes(path, &dims, &result)?)?;
     }
     if let Some(path) = &req.save_latents {
-        write_npy(path, &dims, &x_t)?;
+        outputs.stage(path, &npy_bytes(path, &dims, &x_t)?)?;
     }
+    outputs.commit()?;
     let noise = if settings.sigma_hat {
         "sigma-hat".to_string()
     } else {
@@ -804,6 +823,7 @@ fn invert(
     if args.eta != 0.0 || args.sigma_hat {
         bail!("inversion is deterministic: --eta and --sigma-hat do not apply");
     }
+    check_writable(out)?;
     let c = &weights.config;
     let shape = [c.in_channels, c.sample_size, c.sample_size];
     let per: usize = shape.iter().product();
@@ -880,6 +900,9 @@ fn interpolate(
     }
     let weights = open_model(model)?;
     let settings = settings(args, weights.training.as_ref())?;
+    for path in [Some(out), out_npy].into_iter().flatten() {
+        check_writable(path)?;
+    }
     let c = &weights.config;
     let shape = [c.in_channels, c.sample_size, c.sample_size];
     let per: usize = shape.iter().product();
@@ -911,10 +934,12 @@ fn interpolate(
     let seed = seeds.first().copied().unwrap_or(0);
     let result = run_sampler(&gpu, &weights, &settings, args, &x_t, 0, seed, None)?;
     let dims = [frames, shape[0], shape[1], shape[2]];
-    write_png_grid(out, &result, dims, frames)?;
+    let mut outputs = OutputSet::default();
+    outputs.stage(out, &png_grid_bytes(out, &result, dims, frames)?)?;
     if let Some(path) = out_npy {
-        write_npy(path, &dims, &result)?;
+        outputs.stage(path, &npy_bytes(path, &dims, &result)?)?;
     }
+    outputs.commit()?;
     println!("wrote {} ({frames} frames)", out.display());
     Ok(())
 }
@@ -923,8 +948,11 @@ fn convert(src: &Path, config: Option<&Path>, dtype: Dtype, out: &Path) -> Resul
     let weights = match config {
         Some(yaml) => from_original(src, yaml),
         None if src.is_dir() => from_diffusers_dir(src),
+        // Our own file: re-saved in the current format version, in the dtype asked for.
+        None if src.extension().is_some_and(|e| e == "safetensors") => Weights::load(src),
         None => bail!(
-            "{}: a file needs --config (the original DDPM/DDIM YAML); a diffusers model is a directory",
+            "{}: a checkpoint file needs --config (the original DDPM/DDIM YAML); a diffusers model is a \
+             directory; a .safetensors file must be one of ours",
             src.display()
         ),
     }
@@ -997,6 +1025,7 @@ fn eval(
     if let Some(bad) = t.iter().find(|v| !v.is_finite()) {
         bail!("timestep {bad} is not finite");
     }
+    check_writable(out)?;
     let gpu = Gpu::new(options).context("opening a device")?;
     let graph = unet::build(c)?;
     let keep: Vec<_> = match dump_dir {
@@ -1007,18 +1036,20 @@ fn eval(
     let start = std::time::Instant::now();
     let result = plan.run(&gpu, &[&x.data, &t])?;
     let elapsed = start.elapsed();
-    write_npy(out, plan.output().shape(), &result)?;
+    let mut outputs = OutputSet::default();
+    outputs.stage(out, &npy_bytes(out, plan.output().shape(), &result)?)?;
     if let Some(dir) = dump_dir {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        outputs.create_dir(dir)?;
         for (name, id) in &graph.checkpoints {
             let tensor = plan.activation(*id).expect("every checkpoint is planned");
-            write_npy(
-                &dir.join(format!("{name}.npy")),
-                tensor.shape(),
-                &gpu.download(tensor)?,
+            let path = dir.join(format!("{name}.npy"));
+            outputs.stage(
+                &path,
+                &npy_bytes(&path, tensor.shape(), &gpu.download(tensor)?)?,
             )?;
         }
     }
+    outputs.commit()?;
     let s = plan.stats();
     let mib = |b: u64| b as f64 / 1048576.0;
     println!(
@@ -1046,6 +1077,9 @@ fn profile(
     trace: Option<&Path>,
     json: Option<&Path>,
 ) -> Result<()> {
+    for path in [trace, json].into_iter().flatten() {
+        check_writable(path)?;
+    }
     let weights = if model.extension().is_some_and(|e| e == "json") {
         let text = std::fs::read_to_string(model)
             .with_context(|| format!("reading {}", model.display()))?;

@@ -8,9 +8,10 @@ use std::collections::HashMap;
 
 use ddim_wgpu::graph::{plan::Plan, unet};
 use ddim_wgpu::model::config::{DownBlock, UNetConfig, UpBlock};
-use ddim_wgpu::model::weights::{StorageDtype, Weights};
+use ddim_wgpu::model::weights::{StorageDtype, Training, Weights};
 use ddim_wgpu::reference;
 use ddim_wgpu::sampler::rng::{NoiseKey, Stream, normals};
+use ddim_wgpu::sampler::schedule::{BetaSchedule, TrainingSchedule};
 
 /// A small UNet with every supported block type, multi-head attention, padding-0 downsampling.
 pub fn tiny_config() -> UNetConfig {
@@ -133,13 +134,37 @@ fn the_result_does_not_depend_on_the_batch() {
 }
 
 #[test]
-fn weights_file_round_trip_and_errors() {
+fn weights_file_round_trip() {
     let cfg = tiny_config();
     let w = Weights::random(&cfg, 1).unwrap();
     let f32_bytes = w.to_bytes(StorageDtype::F32).unwrap();
     let back = Weights::from_bytes(&f32_bytes).unwrap();
     assert_eq!(back.config, cfg);
     assert_eq!(back.tensors, w.tensors);
+
+    // Every training schedule round-trips, explicit betas included (they once could not be serialised).
+    for betas in [
+        BetaSchedule::Linear {
+            start: 1e-4,
+            end: 0.02,
+        },
+        BetaSchedule::SquaredcosCapV2,
+        BetaSchedule::Trained {
+            betas: (1..=20).map(|i| i as f64 / 40.0).collect(),
+        },
+    ] {
+        let mut with = w.clone();
+        with.training = Some(Training {
+            schedule: TrainingSchedule {
+                betas,
+                train_steps: 20,
+                zero_snr: false,
+            },
+            ..Training::default()
+        });
+        let back = Weights::from_bytes(&with.to_bytes(StorageDtype::F16).unwrap()).unwrap();
+        assert_eq!(back.training, with.training);
+    }
 
     let f16_bytes = w.to_bytes(StorageDtype::F16).unwrap();
     assert!(f16_bytes.len() < f32_bytes.len() * 6 / 10);
@@ -153,45 +178,6 @@ fn weights_file_round_trip_and_errors() {
             );
         }
     }
-
-    let err = |bytes: &[u8]| Weights::from_bytes(bytes).unwrap_err().to_string();
-    // Truncated: the header promises more data than there is.
-    let e = err(&f32_bytes[..f32_bytes.len() - 100]);
-    assert!(e.contains("not a valid safetensors file"), "{e}");
-    // Garbage.
-    let e = err(b"definitely not a model");
-    assert!(e.contains("not a valid safetensors file"), "{e}");
-    // A tensor with the wrong shape.
-    let mut bad = w.clone();
-    bad.tensors.get_mut("conv_in.weight").unwrap().shape = vec![8, 3, 9];
-    let e = err(&bad.to_bytes(StorageDtype::F32).unwrap());
-    assert!(e.contains("conv_in.weight") && e.contains("shape"), "{e}");
-    // A missing tensor.
-    let mut bad = w.clone();
-    bad.tensors.remove("mid_block.attentions.0.to_k.bias");
-    let e = err(&bad.to_bytes(StorageDtype::F32).unwrap());
-    assert!(
-        e.contains("mid_block.attentions.0.to_k.bias") && e.contains("missing"),
-        "{e}"
-    );
-    // An extra tensor.
-    let mut bad = w.clone();
-    bad.tensors.insert(
-        "class_embedding.weight".into(),
-        bad.tensors["conv_in.bias"].clone(),
-    );
-    let e = err(&bad.to_bytes(StorageDtype::F32).unwrap());
-    assert!(e.contains("class_embedding.weight"), "{e}");
-    // A NaN.
-    let mut bad = w.clone();
-    bad.tensors.get_mut("conv_out.bias").unwrap().data[1] = f32::NAN;
-    let e = err(&bad.to_bytes(StorageDtype::F32).unwrap());
-    assert!(e.contains("conv_out.bias") && e.contains("NaN"), "{e}");
-    // A config that contradicts the tensors.
-    let mut bad = w.clone();
-    bad.config.block_out_channels = vec![8, 24];
-    let e = err(&bad.to_bytes(StorageDtype::F32).unwrap());
-    assert!(e.starts_with("weight `"), "{e}");
 }
 
 /// google/ddpm-cifar10-32's config.json (DESIGN.md section 5).

@@ -24,6 +24,15 @@ pub enum UpBlock {
     AttnUpBlock2D,
 }
 
+/// The most resolution levels (entries of `block_out_channels`) a config may have.
+pub const MAX_LEVELS: usize = 8;
+/// The most ResNet blocks per down block.
+pub const MAX_LAYERS_PER_BLOCK: usize = 16;
+/// The most channels of any block, input or output (the time embedding may be 4x wider).
+pub const MAX_CHANNELS: usize = 8192;
+/// The largest `sample_size`.
+pub const MAX_SAMPLE_SIZE: usize = 4096;
+
 /// A validated `UNet2DModel` configuration (the subset this engine runs).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct UNetConfig {
@@ -90,6 +99,35 @@ impl UNetConfig {
                 return bad(format!("{key} is 0"));
             }
         }
+        // Bounds far above any published DDPM/DDIM UNet, so that a hostile config cannot make the graph builder
+        // allocate without limit or overflow a shape product.
+        if levels > MAX_LEVELS {
+            return bad(format!(
+                "{levels} entries of block_out_channels; at most {MAX_LEVELS} resolution levels are supported"
+            ));
+        }
+        if self.layers_per_block > MAX_LAYERS_PER_BLOCK {
+            return bad(format!(
+                "layers_per_block {} is more than the {MAX_LAYERS_PER_BLOCK} supported",
+                self.layers_per_block
+            ));
+        }
+        for (key, v, max) in [
+            ("in_channels", self.in_channels, MAX_CHANNELS),
+            ("out_channels", self.out_channels, MAX_CHANNELS),
+            ("time_embedding_dim", self.time_embed_dim, 4 * MAX_CHANNELS),
+            ("sample_size", self.sample_size, MAX_SAMPLE_SIZE),
+        ]
+        .into_iter()
+        .chain(
+            self.block_out_channels
+                .iter()
+                .map(|&c| ("block_out_channels", c, MAX_CHANNELS)),
+        ) {
+            if v > max {
+                return bad(format!("{key} {v} is more than the {max} supported"));
+            }
+        }
         let groups = self.norm_num_groups;
         for &c in &self.block_out_channels {
             if c == 0 || c % groups != 0 {
@@ -136,7 +174,7 @@ impl UNetConfig {
             ));
         }
         let half = self.block_out_channels[0] / 2;
-        if half as f64 - self.freq_shift <= 0.0 {
+        if !self.freq_shift.is_finite() || half as f64 - self.freq_shift <= 0.0 {
             return bad(format!(
                 "freq_shift {} leaves no frequencies for a {}-wide embedding",
                 self.freq_shift, self.block_out_channels[0]
@@ -357,7 +395,7 @@ impl DiffusersConfig {
             downsample_padding: self.downsample_padding,
             flip_sin_to_cos: self.flip_sin_to_cos,
             freq_shift: self.freq_shift,
-            time_embed_dim: self.time_embedding_dim.unwrap_or(4 * first),
+            time_embed_dim: self.time_embedding_dim.unwrap_or(first.saturating_mul(4)),
         };
         config.validate()?;
         Ok(config)

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use safetensors::SafeTensors;
 use yaml_rust2::{Yaml, YamlLoader};
 
-use super::config::{DownBlock, UNetConfig, UpBlock};
+use super::config::{DownBlock, MAX_LEVELS, UNetConfig, UpBlock};
 use super::torch::read_checkpoint;
 use super::weights::{HostTensor, Training, Weights, decode};
 use crate::error::{Error, Result};
@@ -245,12 +245,28 @@ pub fn config_from_original_yaml(text: &str) -> Result<UNetConfig> {
     let out_channels = int(model, "model", "out_ch")?;
     let layers = int(model, "model", "num_res_blocks")?;
     let levels = mult.len();
+    if levels > MAX_LEVELS {
+        return Err(Error::Config(format!(
+            "YAML: model.ch_mult has {levels} entries; at most {MAX_LEVELS} resolution levels are supported"
+        )));
+    }
     let res_at = |level: usize| resolution >> level;
+    let block_out_channels = mult
+        .iter()
+        .map(|m| {
+            ch.checked_mul(*m).ok_or_else(|| {
+                Error::Config(format!("YAML: model.ch {ch} x ch_mult entry {m} overflows"))
+            })
+        })
+        .collect::<Result<Vec<usize>>>()?;
+    let time_embed_dim = ch
+        .checked_mul(4)
+        .ok_or_else(|| Error::Config(format!("YAML: model.ch {ch} overflows")))?;
     let config = UNetConfig {
         sample_size: resolution,
         in_channels,
         out_channels,
-        block_out_channels: mult.iter().map(|m| ch * m).collect(),
+        block_out_channels,
         layers_per_block: layers,
         down_block_types: (0..levels)
             .map(|i| {
@@ -279,7 +295,7 @@ pub fn config_from_original_yaml(text: &str) -> Result<UNetConfig> {
         downsample_padding: 0,
         flip_sin_to_cos: false,
         freq_shift: 1.0,
-        time_embed_dim: 4 * ch,
+        time_embed_dim,
     };
     config.validate()?;
     Ok(config)
@@ -300,21 +316,28 @@ fn scheduler_config(dir: &Path) -> Result<Option<Training>> {
         path: path.display().to_string(),
         message: "not UTF-8".into(),
     })?;
-    let v: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+    training_from_scheduler_json(&text, &path.display().to_string()).map(Some)
+}
+
+/// The training schedule of a diffusers `scheduler_config.json` (DDIMScheduler's or DDPMScheduler's keys;
+/// missing keys take diffusers' defaults); `what` (the path) names it in errors.
+pub fn training_from_scheduler_json(text: &str, what: &str) -> Result<Training> {
+    let v: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| Error::Config(format!("{what}: {e}")))?;
     let num = |k: &str, d: f64| v.get(k).and_then(|x| x.as_f64()).unwrap_or(d);
-    let bad = |m: String| Error::Config(format!("{}: {m}", path.display()));
+    let bad = |m: String| Error::Config(format!("{what}: {m}"));
     let train_steps = num("num_train_timesteps", 1000.0) as usize;
     let (start, end) = (num("beta_start", 1e-4), num("beta_end", 0.02));
     let betas = match v.get("trained_betas").and_then(|b| b.as_array()) {
-        Some(list) => BetaSchedule::Trained(
-            list.iter()
+        Some(list) => BetaSchedule::Trained {
+            betas: list
+                .iter()
                 .map(|b| {
                     b.as_f64()
                         .ok_or_else(|| bad("trained_betas holds a non-number".into()))
                 })
                 .collect::<Result<_>>()?,
-        ),
+        },
         None => match v
             .get("beta_schedule")
             .and_then(|s| s.as_str())
@@ -336,7 +359,7 @@ fn scheduler_config(dir: &Path) -> Result<Option<Training>> {
         "sample" => Prediction::Sample,
         other => return Err(bad(format!("prediction_type `{other}` is not supported"))),
     };
-    Ok(Some(Training {
+    let training = Training {
         schedule: TrainingSchedule {
             betas,
             train_steps,
@@ -351,7 +374,14 @@ fn scheduler_config(dir: &Path) -> Result<Option<Training>> {
             .get("set_alpha_to_one")
             .and_then(|b| b.as_bool())
             .unwrap_or(true),
-    }))
+    };
+    training
+        .validate()
+        .map_err(|e| match e {
+            Error::Config(m) => bad(m),
+            other => other,
+        })
+        .map(|()| training)
 }
 
 /// The training schedule of the official DDIM YAML's `diffusion` section (its `quad` schedule is diffusers'
@@ -376,14 +406,16 @@ pub fn training_from_original_yaml(text: &str) -> Result<Training> {
             )));
         }
     };
-    Ok(Training {
+    let training = Training {
         schedule: TrainingSchedule {
             betas,
             train_steps: f("num_diffusion_timesteps", 1000.0) as usize,
             zero_snr: false,
         },
         ..Training::default()
-    })
+    };
+    training.validate()?;
+    Ok(training)
 }
 
 /// Where `ddim convert` writes when `--out` is not given: beside the source, `<name>.safetensors`.

@@ -86,11 +86,46 @@ struct Machine<'a> {
     pos: usize,
     stack: Vec<Value>,
     memo: HashMap<u32, Value>,
+    /// Values copied by memo reads and writes so far.
+    copied: usize,
 }
 
-/// Limits that keep a hostile pickle from exhausting memory through the machine itself.
+/// Limits that keep a hostile pickle from exhausting memory or the call stack through the machine itself: the
+/// stack and memo sizes, the values copied by memo reads and writes (a few bytes of pickle can otherwise double
+/// a value with every `GET`), and the nesting depth (the machine's values are dropped and inspected
+/// recursively). A state dict pickle needs a depth of about 5 and copies a few values per tensor.
 const MAX_STACK: usize = 1 << 20;
 const MAX_MEMO: usize = 1 << 22;
+const MAX_COPIED: usize = 1 << 20;
+const MAX_DEPTH: usize = 64;
+
+impl Value {
+    fn children(&self) -> Box<dyn Iterator<Item = &Value> + '_> {
+        match self {
+            Value::Tuple(items) | Value::List(items) => Box::new(items.iter()),
+            Value::Dict(pairs) => Box::new(pairs.iter().flat_map(|(k, v)| [k, v])),
+            _ => Box::new(std::iter::empty()),
+        }
+    }
+    /// Nesting depth: 0 for a plain value. Recursion is bounded by `MAX_DEPTH`, which every value obeys.
+    fn depth(&self) -> usize {
+        self.children().map(|c| c.depth() + 1).max().unwrap_or(0)
+    }
+    /// The number of values in this one, itself included.
+    fn size(&self) -> usize {
+        1 + self.children().map(Value::size).sum::<usize>()
+    }
+}
+
+/// Refuses to nest `items` one level deeper if that would pass `MAX_DEPTH`.
+fn nestable<'v>(items: impl IntoIterator<Item = &'v Value>) -> Result<()> {
+    if items.into_iter().any(|v| v.depth() + 1 > MAX_DEPTH) {
+        return Err(bad(format!(
+            "the pickle nests values more than {MAX_DEPTH} deep, far beyond any state dict"
+        )));
+    }
+    Ok(())
+}
 
 impl<'a> Machine<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
@@ -160,20 +195,34 @@ impl<'a> Machine<'a> {
         self.stack.pop();
         Ok(items)
     }
+    /// Counts `n` copied values against `MAX_COPIED`.
+    fn copy_budget(&mut self, n: usize) -> Result<()> {
+        self.copied += n;
+        if self.copied > MAX_COPIED {
+            return Err(bad(format!(
+                "the pickle copies more than {MAX_COPIED} values through its memo, far beyond any state dict"
+            )));
+        }
+        Ok(())
+    }
     fn memoize(&mut self, key: u32) -> Result<()> {
         if self.memo.len() >= MAX_MEMO {
             return Err(bad("the pickle's memo grows beyond any state dict's"));
         }
+        let n = self.top()?.size();
+        self.copy_budget(n)?;
         let v = self.top()?.clone();
         self.memo.insert(key, v);
         Ok(())
     }
     fn get(&mut self, key: u32) -> Result<()> {
-        let v = self.memo.get(&key).cloned().ok_or_else(|| {
+        let n = self.memo.get(&key).map(Value::size).ok_or_else(|| {
             bad(format!(
                 "the pickle reads memo entry {key}, which was never stored"
             ))
         })?;
+        self.copy_budget(n)?;
+        let v = self.memo[&key].clone();
         self.push(v)
     }
 
@@ -301,6 +350,7 @@ impl<'a> Machine<'a> {
                 }
                 b't' => {
                     let items = self.pop_mark()?;
+                    nestable(&items)?;
                     self.push(Value::Tuple(items))?
                 }
                 0x85..=0x87 => {
@@ -309,10 +359,12 @@ impl<'a> Machine<'a> {
                         return Err(bad("a TUPLE opcode finds too few values"));
                     }
                     let items = self.stack.split_off(self.stack.len() - n);
+                    nestable(&items)?;
                     self.push(Value::Tuple(items))?
                 }
                 b'a' => {
                     let v = self.pop()?;
+                    nestable([&v])?;
                     match self.top()? {
                         Value::List(l) => l.push(v),
                         _ => return Err(bad("APPEND to something that is not a list")),
@@ -320,6 +372,7 @@ impl<'a> Machine<'a> {
                 }
                 b'e' => {
                     let items = self.pop_mark()?;
+                    nestable(&items)?;
                     match self.top()? {
                         Value::List(l) => l.extend(items),
                         _ => return Err(bad("APPENDS to something that is not a list")),
@@ -328,6 +381,7 @@ impl<'a> Machine<'a> {
                 b's' => {
                     let v = self.pop()?;
                     let k = self.pop()?;
+                    nestable([&k, &v])?;
                     match self.top()? {
                         Value::Dict(d) => d.push((k, v)),
                         _ => return Err(bad("SETITEM on something that is not a dict")),
@@ -335,6 +389,7 @@ impl<'a> Machine<'a> {
                 }
                 b'u' => {
                     let items = self.pop_mark()?;
+                    nestable(&items)?;
                     if items.len() % 2 != 0 {
                         return Err(bad("SETITEMS with an odd number of values"));
                     }
@@ -457,6 +512,50 @@ fn is_state_dict(v: &Value) -> bool {
         && items.iter().all(|(k, v)| matches!((k, v), (Value::Str(_), Value::Tensor(_)))))
 }
 
+/// Runs the pickle machine over a checkpoint's `data.pkl` and finds its state dict (see [`read_checkpoint`]).
+fn state_dict(pickle: &[u8]) -> Result<Vec<(String, TensorRef)>> {
+    let root = Machine {
+        data: pickle,
+        pos: 0,
+        stack: Vec::new(),
+        memo: HashMap::new(),
+        copied: 0,
+    }
+    .run()?;
+    let dict = match root {
+        d if is_state_dict(&d) => d,
+        Value::List(items) | Value::Tuple(items) => items
+            .into_iter()
+            .find(is_state_dict)
+            .ok_or_else(|| bad("the checkpoint's list holds no state dict of tensors"))?,
+        Value::Dict(items) => items
+            .into_iter()
+            .find(|(k, v)| matches!(k, Value::Str(s) if s == "state_dict") && is_state_dict(v))
+            .map(|(_, v)| v)
+            .ok_or_else(|| bad("the checkpoint is a dict but neither a state dict nor one holding `state_dict`"))?,
+        _ => return Err(bad("the checkpoint holds no state dict of tensors")),
+    };
+    let Value::Dict(items) = dict else {
+        unreachable!("checked by is_state_dict")
+    };
+    Ok(items
+        .into_iter()
+        .map(|(k, v)| match (k, v) {
+            (Value::Str(name), Value::Tensor(t)) => (name, t),
+            _ => unreachable!("checked by is_state_dict"),
+        })
+        .collect())
+}
+
+/// The names and shapes of the tensors in the state dict of a checkpoint's pickle (`data.pkl` alone, without
+/// its zip container): the first half of [`read_checkpoint`], with the same refusals, and no tensor data read.
+pub fn pickled_shapes(pickle: &[u8]) -> Result<Vec<(String, Vec<usize>)>> {
+    Ok(state_dict(pickle)?
+        .into_iter()
+        .map(|(name, t)| (name, t.shape))
+        .collect())
+}
+
 /// Reads the tensors of a PyTorch checkpoint: a state dict at the top level (`torch.save(model.state_dict())`),
 /// or the first state dict of a top-level list or tuple (the DDIM repository's `[model, optimizer, ...]`), or
 /// the state dict under a `state_dict` key. Floating-point tensors are widened to f32; others are skipped.
@@ -495,37 +594,11 @@ pub fn read_checkpoint(bytes: &[u8]) -> Result<HashMap<String, HostTensor>> {
         }
     }
     let pickle = read_entry(&mut zip, &pkl, bytes.len() as u64)?;
-    let root = Machine {
-        data: &pickle,
-        pos: 0,
-        stack: Vec::new(),
-        memo: HashMap::new(),
-    }
-    .run()?;
-
-    let dict = match root {
-        d if is_state_dict(&d) => d,
-        Value::List(items) | Value::Tuple(items) => items
-            .into_iter()
-            .find(is_state_dict)
-            .ok_or_else(|| bad("the checkpoint's list holds no state dict of tensors"))?,
-        Value::Dict(items) => items
-            .into_iter()
-            .find(|(k, v)| matches!(k, Value::Str(s) if s == "state_dict") && is_state_dict(v))
-            .map(|(_, v)| v)
-            .ok_or_else(|| bad("the checkpoint is a dict but neither a state dict nor one holding `state_dict`"))?,
-        _ => return Err(bad("the checkpoint holds no state dict of tensors")),
-    };
-    let Value::Dict(items) = dict else {
-        unreachable!("checked by is_state_dict")
-    };
+    let items = state_dict(&pickle)?;
 
     let mut storages: HashMap<String, Vec<u8>> = HashMap::new();
     let mut out = HashMap::new();
-    for (k, v) in items {
-        let (Value::Str(name), Value::Tensor(t)) = (k, v) else {
-            unreachable!("checked by is_state_dict")
-        };
+    for (name, t) in items {
         if !matches!(
             t.storage.dtype,
             Dtype::F32 | Dtype::F16 | Dtype::BF16 | Dtype::F64

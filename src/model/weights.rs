@@ -20,8 +20,37 @@ use crate::sampler::schedule::TrainingSchedule;
 
 /// The `format` metadata value of our files.
 pub const FORMAT: &str = "ddim-wgpu";
-/// The `format_version` this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The `format_version` this build writes. Version 2 added the `checksum`; version 1 files (written before it)
+/// still load, unverified.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// CRC-32 over everything a model is made of: the config and training JSON as stored, then every tensor in name
+/// order (name, dtype, shape, bytes), each field length-prefixed. Any single flipped bit of a file changes it
+/// (or breaks the header), so a damaged file is refused instead of sampling with a wrong weight.
+fn checksum<'a>(
+    config: &str,
+    training: Option<&str>,
+    tensors: impl Iterator<Item = (&'a str, Dtype, &'a [usize], &'a [u8])>,
+) -> String {
+    let mut h = crc32fast::Hasher::new();
+    let mut field = |bytes: &[u8]| {
+        h.update(&(bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    field(config.as_bytes());
+    field(training.unwrap_or("").as_bytes());
+    for (name, dtype, shape, data) in tensors {
+        field(name.as_bytes());
+        field(format!("{dtype:?}").as_bytes());
+        let dims: Vec<u8> = shape
+            .iter()
+            .flat_map(|&d| (d as u64).to_le_bytes())
+            .collect();
+        field(&dims);
+        field(data);
+    }
+    format!("crc32:{:08x}", h.finalize())
+}
 
 /// How tensors are stored in the file (they are always f32 once loaded).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -54,6 +83,26 @@ pub struct Training {
     pub steps_offset: usize,
     /// diffusers' `set_alpha_to_one`.
     pub set_alpha_to_one: bool,
+}
+
+impl Training {
+    /// Checks what the sampler relies on: 1 ..= [`MAX_TRAIN_STEPS`] timesteps, a `steps_offset` below T, and
+    /// betas that are all inside (0, 1).
+    ///
+    /// [`MAX_TRAIN_STEPS`]: crate::sampler::schedule::MAX_TRAIN_STEPS
+    pub fn validate(&self) -> Result<()> {
+        self.schedule
+            .betas()
+            .map_err(|e| Error::Config(format!("training schedule: {e}")))?;
+        let t = self.schedule.train_steps;
+        if self.steps_offset >= t {
+            return Err(Error::Config(format!(
+                "training schedule: steps_offset {} is not below the {t} training timesteps",
+                self.steps_offset
+            )));
+        }
+        Ok(())
+    }
 }
 
 impl Default for Training {
@@ -186,14 +235,28 @@ impl Weights {
                     })
             })
             .collect::<Result<Vec<_>>>()?;
-        let config = serde_json::to_string(&self.config).expect("a config always serialises");
+        let config = serde_json::to_string(&self.config)
+            .map_err(|e| Error::Config(format!("config does not serialise: {e}")))?;
+        let training = match &self.training {
+            Some(t) => Some(serde_json::to_string(t).map_err(|e| {
+                Error::Config(format!("training schedule does not serialise: {e}"))
+            })?),
+            None => None,
+        };
+        let sum = checksum(
+            &config,
+            training.as_deref(),
+            encoded.iter().map(|(name, shape, bytes)| {
+                (name.as_str(), st_dtype, shape.as_slice(), &bytes[..])
+            }),
+        );
         let mut metadata = HashMap::from([
             ("format".to_string(), FORMAT.to_string()),
             ("format_version".to_string(), FORMAT_VERSION.to_string()),
             ("config".to_string(), config),
+            ("checksum".to_string(), sum),
         ]);
-        if let Some(t) = &self.training {
-            let json = serde_json::to_string(t).expect("a schedule always serialises");
+        if let Some(json) = training {
             metadata.insert("training".to_string(), json);
         }
         safetensors::serialize(views, Some(metadata)).map_err(|e| Error::Weights {
@@ -231,11 +294,15 @@ impl Weights {
             }
         }
         let version = meta.get("format_version").map(String::as_str).unwrap_or("");
-        if version != FORMAT_VERSION.to_string() {
-            return Err(file_error(format!(
-                "format version `{version}` is not {FORMAT_VERSION}, the one this build reads"
-            )));
-        }
+        let checked = match version {
+            "1" => false,
+            v if v == FORMAT_VERSION.to_string() => true,
+            _ => {
+                return Err(file_error(format!(
+                    "format version `{version}` is not one this build reads (1 ..= {FORMAT_VERSION})"
+                )));
+            }
+        };
         let config_json = meta
             .get("config")
             .ok_or_else(|| file_error("metadata has no `config`".into()))?;
@@ -248,8 +315,35 @@ impl Weights {
             })?),
             None => None,
         };
+        if let Some(t) = &training {
+            t.validate()?;
+        }
         let st = SafeTensors::deserialize(bytes)
             .map_err(|e| file_error(format!("not a valid safetensors file: {e}")))?;
+        if checked {
+            let stored = meta
+                .get("checksum")
+                .ok_or_else(|| file_error("metadata has no `checksum`".into()))?;
+            let mut names = st.names();
+            names.sort();
+            let views = names
+                .iter()
+                .map(|n| st.tensor(n).map(|v| (*n, v)))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| file_error(format!("not a valid safetensors file: {e}")))?;
+            let actual = checksum(
+                config_json,
+                meta.get("training").map(String::as_str),
+                views
+                    .iter()
+                    .map(|(n, v)| (*n, v.dtype(), v.shape(), v.data())),
+            );
+            if *stored != actual {
+                return Err(file_error(format!(
+                    "checksum {stored} does not match the contents ({actual}): the file is damaged"
+                )));
+            }
+        }
         let mut tensors = BTreeMap::new();
         for (name, view) in st.iter() {
             if !matches!(view.dtype(), Dtype::F32 | Dtype::F16) {

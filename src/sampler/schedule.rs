@@ -4,6 +4,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+/// The most training timesteps a schedule may have: DDPM uses 1,000, and this bound, far above any published
+/// model, keeps a hostile file or flag from making the sampler allocate without limit.
+pub const MAX_TRAIN_STEPS: usize = 100_000;
+
 /// How the training betas were made.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -24,8 +28,11 @@ pub enum BetaSchedule {
     },
     /// The cosine schedule of Nichol and Dhariwal 2021, each beta capped at 0.999.
     SquaredcosCapV2,
-    /// Explicit betas (`--trained-betas betas.npy`); their count is T.
-    Trained(Vec<f64>),
+    /// Explicit betas (`--trained-betas betas.npy`, diffusers' `trained_betas`); their count is T.
+    Trained {
+        /// One per training timestep.
+        betas: Vec<f64>,
+    },
 }
 
 /// The training schedule of a model: what the sampler needs to know about how it was trained.
@@ -68,10 +75,10 @@ impl TrainingSchedule {
     /// The betas, one per training timestep.
     pub fn betas(&self) -> Result<Vec<f64>> {
         let t = self.train_steps;
-        if t == 0 {
+        if !(1..=MAX_TRAIN_STEPS).contains(&t) {
             return Err(Error::param(
                 "schedule",
-                "the number of training steps is 0",
+                format!("{t} training steps; need 1 ..= {MAX_TRAIN_STEPS}"),
             ));
         }
         let betas: Vec<f64> = match &self.betas {
@@ -92,7 +99,7 @@ impl TrainingSchedule {
                     })
                     .collect()
             }
-            BetaSchedule::Trained(b) => {
+            BetaSchedule::Trained { betas: b } => {
                 if b.len() != t {
                     return Err(Error::param(
                         "schedule",
@@ -192,7 +199,9 @@ mod tests {
         let a = zsnr.alphas_cumprod().unwrap();
         assert!(a[999].abs() < 1e-15 && (a[0] - 0.9999).abs() < 1e-12);
         let wrong = TrainingSchedule {
-            betas: BetaSchedule::Trained(vec![0.1; 10]),
+            betas: BetaSchedule::Trained {
+                betas: vec![0.1; 10],
+            },
             ..Default::default()
         };
         assert!(wrong.betas().is_err());

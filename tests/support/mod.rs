@@ -25,3 +25,42 @@ pub fn gpu() -> Option<Gpu> {
         }
     }
 }
+
+/// Runs the `ddim` binary built for these tests.
+pub fn ddim(args: &[&str]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ddim"));
+    // Mesa's window-system code prints `error: XDG_RUNTIME_DIR is invalid or not set` on stderr when it is
+    // unset (a headless CI shell); give it a private directory so that stderr holds only what ddim says.
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        let dir = std::env::temp_dir().join(format!("ddim-xdg-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+        }
+        cmd.env("XDG_RUNTIME_DIR", dir);
+    }
+    cmd.args(args).output().expect("run ddim")
+}
+
+/// A path under tests/fixtures/unet/.
+pub fn fixture(p: &str) -> String {
+    format!("{}/tests/fixtures/unet/{p}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A fresh, empty directory for one test.
+pub fn temp_dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("ddim-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// The single `error: ...` line a failed command prints (asserts there is exactly one).
+pub fn error_line(out: &std::process::Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(lines.len(), 1, "expected one error line: {stderr}");
+    lines[0].to_string()
+}

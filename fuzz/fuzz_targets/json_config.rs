@@ -1,0 +1,7 @@
+//! Fuzz target `json_config`: see `ddim_wgpu::fuzz::json_config` for what it feeds and checks.
+#![no_main]
+
+#[global_allocator]
+static ALLOCATOR: ddim_wgpu::fuzz::CappedAllocator<{ 64 << 20 }> = ddim_wgpu::fuzz::CappedAllocator;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| ddim_wgpu::fuzz::json_config(data));

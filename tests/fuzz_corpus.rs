@@ -1,0 +1,98 @@
+//! The fuzzers' corpora as ordinary tests (fuzzing itself stays outside CI; tools/fuzz/run.sh). Every committed
+//! input of every target (fuzz/seeds/, the minimized corpus fuzz/corpus/, and the inputs of crashes found and
+//! fixed, fuzz/regressions/) goes through the same entry point the fuzzer calls, which panics on a broken
+//! promise (a panic in the parser, an error of more than one line). The seeds, which are real files, must
+//! also parse.
+
+use std::path::{Path, PathBuf};
+
+use ddim_wgpu::fuzz::TARGETS;
+use ddim_wgpu::io::{decode_image, parse_npy};
+use ddim_wgpu::model::config::UNetConfig;
+use ddim_wgpu::model::convert::{
+    config_from_original_yaml, training_from_original_yaml, training_from_scheduler_json,
+};
+use ddim_wgpu::model::torch::{pickled_shapes, read_checkpoint};
+use ddim_wgpu::model::weights::Weights;
+
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    out.retain(|p| p.is_file());
+    out.sort();
+    out
+}
+
+fn fuzz_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz")
+}
+
+#[test]
+fn every_committed_fuzz_input_is_handled() {
+    let mut total = 0;
+    for (name, target) in TARGETS {
+        let mut count = 0;
+        for kind in ["seeds", "corpus", "regressions"] {
+            for file in files(&fuzz_dir().join(kind).join(name)) {
+                let bytes = std::fs::read(&file).unwrap();
+                let outcome = std::panic::catch_unwind(|| target(&bytes));
+                assert!(
+                    outcome.is_ok(),
+                    "{name}: {} broke a promise",
+                    file.display()
+                );
+                count += 1;
+            }
+        }
+        assert!(count > 0, "{name}: no committed inputs");
+        total += count;
+        println!("{name}: {count} inputs");
+    }
+    println!("{total} inputs in all");
+}
+
+/// The seeds are real files: each must parse (except the one hostile pickle, which must be refused).
+#[test]
+fn the_seeds_parse() {
+    let seeds = |t: &str| files(&fuzz_dir().join("seeds").join(t));
+    let text = |p: &Path| std::fs::read_to_string(p).unwrap();
+    for p in seeds("pickle") {
+        let r = pickled_shapes(&std::fs::read(&p).unwrap());
+        let hostile = p
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("hostile");
+        assert_eq!(r.is_ok(), !hostile, "{}: {r:?}", p.display());
+    }
+    for p in seeds("checkpoint") {
+        let r = read_checkpoint(&std::fs::read(&p).unwrap());
+        let hostile = p
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("hostile");
+        assert_eq!(r.is_ok(), !hostile, "{}: {:?}", p.display(), r.err());
+    }
+    for p in seeds("weights") {
+        Weights::from_bytes(&std::fs::read(&p).unwrap()).unwrap();
+    }
+    for p in seeds("npy") {
+        parse_npy(&std::fs::read(&p).unwrap(), "seed").unwrap();
+    }
+    for p in seeds("yaml") {
+        config_from_original_yaml(&text(&p)).unwrap();
+        training_from_original_yaml(&text(&p)).unwrap();
+    }
+    for p in seeds("json_config") {
+        if p.to_string_lossy().contains("scheduler") {
+            training_from_scheduler_json(&text(&p), "seed").unwrap();
+        } else {
+            UNetConfig::from_diffusers_json(&text(&p)).unwrap();
+        }
+    }
+    for p in seeds("image") {
+        decode_image(&std::fs::read(&p).unwrap(), "seed", 3, 32, true).unwrap();
+    }
+}
