@@ -117,7 +117,7 @@ fn main() -> ddim_wgpu::Result<()> {
         npy(
             "<i4",
             "(3,)",
-            (0..3).flat_map(|i| (i as i32).to_le_bytes()).collect(),
+            (0..3i32).flat_map(|i| i.to_le_bytes()).collect(),
         ),
     )
     .expect("write");

@@ -7,7 +7,7 @@ use std::fmt;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// No adapter matched the requested backend and adapter filter.
-    #[error("no GPU adapter found{filter}; adapters seen: {seen}")]
+    #[error("no GPU adapter found{}; adapters seen: {}", line(filter), line(seen))]
     NoAdapter {
         /// A description of the filter that was applied (empty when none).
         filter: String,
@@ -16,11 +16,15 @@ pub enum Error {
     },
 
     /// An unknown backend name was given to `--backend` or `DDIM_BACKEND`.
-    #[error("unknown backend `{0}`: expected one of vulkan, metal, dx12, gl")]
+    #[error("unknown backend `{}`: expected one of vulkan, metal, dx12, gl", line(.0))]
     UnknownBackend(String),
 
     /// The adapter refused to create a device with the requested features and limits.
-    #[error("could not open a device on adapter `{adapter}`: {message}")]
+    #[error(
+        "could not open a device on adapter `{}`: {}",
+        line(adapter),
+        line(message)
+    )]
     RequestDevice {
         /// The adapter's name.
         adapter: String,
@@ -29,7 +33,7 @@ pub enum Error {
     },
 
     /// A wgpu validation error, out-of-memory or internal error, caught by an error scope.
-    #[error("GPU error in {what}: {message}")]
+    #[error("GPU error in {}: {}", line(what), line(message))]
     Gpu {
         /// The kernel, tensor or operation that was being recorded or run.
         what: String,
@@ -38,7 +42,7 @@ pub enum Error {
     },
 
     /// The device was lost (driver reset, GPU removed, timeout).
-    #[error("GPU device lost while running {what}: {message}")]
+    #[error("GPU device lost while running {}: {}", line(what), line(message))]
     DeviceLost {
         /// What was running.
         what: String,
@@ -47,7 +51,7 @@ pub enum Error {
     },
 
     /// Reading a buffer back from the GPU failed.
-    #[error("could not read back tensor `{tensor}`: {message}")]
+    #[error("could not read back tensor `{}`: {}", line(tensor), line(message))]
     Readback {
         /// The tensor's label.
         tensor: String,
@@ -56,7 +60,7 @@ pub enum Error {
     },
 
     /// An operation was given tensors whose shapes do not fit together.
-    #[error("{op}: {message}")]
+    #[error("{op}: {}", line(message))]
     Shape {
         /// The operation (kernel) that checked the shapes.
         op: &'static str,
@@ -66,7 +70,8 @@ pub enum Error {
 
     /// A tensor is larger than the device can bind in one storage binding.
     #[error(
-        "{op}: tensor `{tensor}` needs {bytes} bytes, more than this device's storage binding limit of {limit} bytes"
+        "{op}: tensor `{}` needs {bytes} bytes, more than this device's storage binding limit of {limit} bytes",
+        line(tensor)
     )]
     TooLarge {
         /// The operation.
@@ -79,8 +84,30 @@ pub enum Error {
         limit: u64,
     },
 
+    /// One image alone needs an activation larger than the device can bind, so no batch split helps.
+    #[error(
+        "one image needs {bytes} bytes for the output of node `{}`, more than this device's storage binding limit \
+         of {limit} bytes (every kernel binds a whole activation, and the batch is already 1); activations grow \
+         with the square of the image side, and the largest side this model fits on this device is {largest} \
+         (it is {side})",
+        line(node)
+    )]
+    ImageTooLarge {
+        /// The node whose output is the largest activation.
+        node: String,
+        /// That activation's size for one image.
+        bytes: u64,
+        /// `max_storage_buffer_binding_size` of the device.
+        limit: u64,
+        /// The model's image side.
+        side: usize,
+        /// The largest image side (a multiple of the UNet's total downsampling) whose activations would fit;
+        /// 0 when none does.
+        largest: usize,
+    },
+
     /// Reading or writing a file failed.
-    #[error("{path}: {message}")]
+    #[error("{}: {}", line(path), line(message))]
     Io {
         /// The file.
         path: String,
@@ -89,11 +116,11 @@ pub enum Error {
     },
 
     /// A PyTorch checkpoint that cannot be read, or that this engine refuses to read (a hostile pickle).
-    #[error("checkpoint: {0}")]
+    #[error("checkpoint: {}", line(.0))]
     Checkpoint(String),
 
     /// A weight is missing, misshaped, of an unsupported dtype, or not needed by the model.
-    #[error("weight `{tensor}`: {message}")]
+    #[error("weight `{}`: {}", line(tensor), line(message))]
     Weights {
         /// The tensor's name.
         tensor: String,
@@ -102,7 +129,7 @@ pub enum Error {
     },
 
     /// A graph node whose inputs do not fit together (shape inference failed).
-    #[error("graph node `{node}`: {message}")]
+    #[error("graph node `{}`: {}", line(node), line(message))]
     Graph {
         /// The node's name.
         node: String,
@@ -111,17 +138,40 @@ pub enum Error {
     },
 
     /// A model configuration this engine cannot run, or that contradicts itself; names the key.
-    #[error("unsupported or invalid model config: {0}")]
+    #[error("unsupported or invalid model config: {}", line(.0))]
     Config(String),
 
     /// A parameter is outside its valid range (a negative eta, zero groups, ...).
-    #[error("{op}: invalid parameter: {message}")]
+    #[error("{op}: invalid parameter: {}", line(message))]
     InvalidParameter {
         /// The operation or component.
         op: &'static str,
         /// What is wrong.
         message: String,
     },
+}
+
+/// The longest a single field of an error message may be before it is cut: names and messages from input
+/// files are the input's, and a hostile file may hold megabytes in a tensor name.
+const MAX_FIELD_CHARS: usize = 400;
+
+/// A field of an error message as one printable line: control characters (newlines, NUL, terminal escapes,
+/// which input files may put in names and strings) are written as escapes, and a field longer than
+/// `MAX_FIELD_CHARS` is cut. Every variant's message goes through this, so an error is always one line.
+fn line(field: &str) -> String {
+    let mut out = String::new();
+    for (i, (at, c)) in field.char_indices().enumerate() {
+        if i == MAX_FIELD_CHARS {
+            out.push_str(&format!("... ({} more bytes)", field.len() - at));
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 impl Error {
@@ -144,3 +194,23 @@ impl Error {
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_message_is_one_printable_line() {
+        let e = Error::Weights {
+            tensor: "conv\n\u{1b}[31mred\0".into(),
+            message: "x".repeat(1000),
+        };
+        let s = e.to_string();
+        assert!(!s.chars().any(char::is_control), "{s:?}");
+        assert!(
+            s.starts_with(r"weight `conv\n\u{1b}[31mred\u{0}`: xxx"),
+            "{s}"
+        );
+        assert!(s.ends_with("... (600 more bytes)"), "{s}");
+    }
+}

@@ -18,8 +18,11 @@ use crate::model::convert::{
 use crate::model::torch::{pickled_shapes, read_checkpoint};
 use crate::model::weights::Weights;
 
+/// A fuzz target's entry point: arbitrary bytes in, a panic on a broken promise.
+pub type Target = fn(&[u8]);
+
 /// The fuzz targets, by name: the name of each cargo-fuzz target and of its corpus folders.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("pickle", pickle),
     ("checkpoint", checkpoint),
     ("weights", weights),

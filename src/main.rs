@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use ddim_wgpu::gpu::profiler::{chrome_trace, kernel_table};
-use ddim_wgpu::gpu::{DeviceOptions, Gpu, describe, enumerate_adapters, parse_backend};
+use ddim_wgpu::gpu::{DeviceOptions, Fault, Gpu, describe, enumerate_adapters, parse_backend};
 use ddim_wgpu::graph::{plan::Plan, unet};
 use ddim_wgpu::io::{
     OutputSet, check_writable, npy_bytes, png_bytes, png_grid_bytes, read_image, read_npy,
@@ -47,6 +47,11 @@ struct Cli {
     /// device allows, to see batches split on a large one.
     #[arg(long, global = true, env = "DDIM_MAX_BINDING")]
     max_binding: Option<u64>,
+
+    /// For testing error handling: inject a GPU fault, `invalid-dispatch:<node>` or
+    /// `lose-device:<submission>` (e.g. `lose-device:sampling step 2`).
+    #[arg(long, global = true, env = "DDIM_INJECT_FAULT", hide = true, value_parser = parse_fault_arg)]
+    inject_fault: Option<Fault>,
 
     #[command(subcommand)]
     command: Command,
@@ -325,6 +330,10 @@ enum Dtype {
     F16,
 }
 
+fn parse_fault_arg(s: &str) -> Result<Fault, String> {
+    s.parse().map_err(|e: ddim_wgpu::Error| e.to_string())
+}
+
 fn parse_kernels_arg(s: &str) -> Result<KernelChoice, String> {
     s.parse().map_err(|e: ddim_wgpu::Error| e.to_string())
 }
@@ -348,6 +357,7 @@ fn run(cli: Cli) -> Result<()> {
         adapter: cli.adapter.filter(|s| !s.trim().is_empty()),
         kernels: cli.kernels,
         max_binding: cli.max_binding,
+        fault: cli.inject_fault,
     };
     match cli.command {
         Command::Info { roofline } => info(&options, roofline),
@@ -552,7 +562,7 @@ fn run_sampler(
     let chunk = args
         .max_batch
         .unwrap_or(usize::MAX)
-        .min(sampler.max_batch())
+        .min(sampler.max_batch()?)
         .max(1);
     in_chunks(n, chunk, steps, args.quiet, |start, b, progress| {
         let first = u32::try_from(first_image + start).context("image index exceeds 2^32")?;
@@ -864,7 +874,7 @@ fn invert(
     let chunk = args
         .max_batch
         .unwrap_or(usize::MAX)
-        .min(sampler.max_batch())
+        .min(sampler.max_batch()?)
         .max(1);
     let latents_out = in_chunks(n, chunk, steps, args.quiet, |start, b, progress| {
         Ok(sampler.invert(&x0[start * per..(start + b) * per], b, progress)?)

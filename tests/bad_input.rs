@@ -469,3 +469,60 @@ fn an_output_that_cannot_be_written_leaves_nothing() {
     assert_refused(&out, "blocker", &[&good]);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// When one image alone needs an activation larger than the device binds (item 3 of #7; batch splitting, the
+/// other half, is tests/cli.rs), the error names the node and states the largest image side that fits: that
+/// side, checked here on the graph the config builds, fits and the next supported one does not.
+#[test]
+fn an_image_too_large_for_the_device_is_a_clear_error() {
+    let mut config = small_config();
+    config.sample_size = 16;
+    config.block_out_channels = vec![4, 4];
+    config.down_block_types = vec![DownBlock::DownBlock2D, DownBlock::AttnDownBlock2D];
+    config.up_block_types = vec![UpBlock::AttnUpBlock2D, UpBlock::UpBlock2D];
+    let dir = temp_dir("bad-too-large");
+    let model = dir.join("model.safetensors");
+    Weights::random(&config, 4)
+        .unwrap()
+        .save(&model, StorageDtype::F32)
+        .unwrap();
+    let png = dir.join("x.png");
+    let limit = 4000u64; // above every weight (at most 1,152 bytes), below one 16x16 image's activations
+    let out = ddim(&[
+        "--max-binding",
+        &limit.to_string(),
+        "sample",
+        "--model",
+        s(&model),
+        "--steps",
+        "2",
+        "--out",
+        s(&png),
+    ]);
+    if no_gpu(&out) {
+        return;
+    }
+    assert_refused(&out, "one image needs", &[&png]);
+    let line = error_line(&out);
+    let largest: usize = line
+        .split("the largest side this model fits on this device is ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no largest side in: {line}"));
+    let activation_bytes = |side: usize| {
+        let mut c = config.clone();
+        c.sample_size = side;
+        let g = ddim_wgpu::graph::unet::build(&c).unwrap();
+        g.nodes
+            .iter()
+            .map(|n| g.shape(n.output).iter().product::<usize>() as u64 * 4)
+            .max()
+            .unwrap()
+    };
+    assert!(largest > 0 && largest.is_multiple_of(2), "{line}");
+    assert!(activation_bytes(largest) <= limit, "{line}");
+    assert!(activation_bytes(largest + 2) > limit, "{line}");
+    assert!(line.contains("(it is 16)"), "{line}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -20,11 +20,50 @@ pub struct DeviceOptions {
     /// Open the device with at most this `max_storage_buffer_binding_size` (bytes, a multiple of 4): what a
     /// smaller device would allow, to exercise batch splitting on a large one.
     pub max_binding: Option<u64>,
+    /// A fault to inject, to test how GPU errors surface (`DDIM_INJECT_FAULT`); `None` in normal use.
+    pub fault: Option<Fault>,
+}
+
+/// A GPU fault injected on purpose, so tests can check that a real wgpu validation error or a real device loss
+/// during sampling becomes an [`Error`] naming the node or step, and that nothing is written. Parsed from
+/// `invalid-dispatch:<node>` or `lose-device:<submission>` (`DDIM_INJECT_FAULT`, the CLI's hidden
+/// `--inject-fault`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Every launch of the dispatches labelled `node` (graph nodes are labelled by name) gets a workgroup grid
+    /// one past the device's limit: wgpu's validation refuses it when the pass is recorded.
+    InvalidDispatch(String),
+    /// The device is destroyed just before the first submission through [`Gpu::submit_and_wait`] whose
+    /// description starts with this (`sampling step 2`, `unet`, ...).
+    LoseDevice(String),
+}
+
+impl std::str::FromStr for Fault {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || {
+            Error::param(
+                "device",
+                format!(
+                    "fault `{s}`: expected invalid-dispatch:<node> or lose-device:<submission>"
+                ),
+            )
+        };
+        match s.trim().split_once(':') {
+            Some(("invalid-dispatch", node)) if !node.is_empty() => {
+                Ok(Fault::InvalidDispatch(node.to_string()))
+            }
+            Some(("lose-device", what)) if !what.is_empty() => {
+                Ok(Fault::LoseDevice(what.to_string()))
+            }
+            _ => Err(bad()),
+        }
+    }
 }
 
 impl DeviceOptions {
-    /// Options from `DDIM_BACKEND`, `DDIM_ADAPTER`, `DDIM_KERNELS` and `DDIM_MAX_BINDING`; unset or empty
-    /// variables mean "no preference".
+    /// Options from `DDIM_BACKEND`, `DDIM_ADAPTER`, `DDIM_KERNELS`, `DDIM_MAX_BINDING` and
+    /// `DDIM_INJECT_FAULT`; unset or empty variables mean "no preference".
     pub fn from_env() -> Result<Self> {
         let max_binding = match std::env::var("DDIM_MAX_BINDING") {
             Ok(s) if !s.trim().is_empty() => Some(s.trim().parse().map_err(|_| {
@@ -46,11 +85,16 @@ impl DeviceOptions {
         let adapter = std::env::var("DDIM_ADAPTER")
             .ok()
             .filter(|s| !s.trim().is_empty());
+        let fault = match std::env::var("DDIM_INJECT_FAULT") {
+            Ok(s) if !s.trim().is_empty() => Some(s.parse()?),
+            _ => None,
+        };
         Ok(DeviceOptions {
             backend,
             adapter,
             kernels,
             max_binding,
+            fault,
         })
     }
 }
@@ -152,6 +196,7 @@ pub struct Gpu {
     queue: wgpu::Queue,
     faults: Arc<Mutex<Faults>>,
     kernels: KernelChoice,
+    injected: Option<Fault>,
     pub(crate) pipelines: Mutex<HashMap<&'static str, Arc<CachedPipeline>>>,
 }
 
@@ -205,8 +250,14 @@ impl Gpu {
             queue,
             faults,
             kernels: options.kernels,
+            injected: options.fault.clone(),
             pipelines: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The fault this device was opened to inject, if any.
+    pub fn injected_fault(&self) -> Option<&Fault> {
+        self.injected.as_ref()
     }
 
     /// The kernel variants this device was opened with.
@@ -251,6 +302,7 @@ impl Gpu {
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let internal = self.device.push_error_scope(wgpu::ErrorFilter::Internal);
         let value = f();
+        self.check_lost(what)?;
         // Scopes pop innermost first.
         let errors = [
             pollster::block_on(internal.pop()),
@@ -267,15 +319,22 @@ impl Gpu {
         Ok(value)
     }
 
-    /// Returns an error if the device was lost or an uncaptured error was reported since the last check.
-    pub fn check_faults(&self, what: &str) -> Result<()> {
-        let mut f = self.faults.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(message) = f.lost.clone() {
-            return Err(Error::DeviceLost {
+    /// Returns an error if the device was lost.
+    fn check_lost(&self, what: &str) -> Result<()> {
+        let f = self.faults.lock().unwrap_or_else(|p| p.into_inner());
+        match f.lost.clone() {
+            Some(message) => Err(Error::DeviceLost {
                 what: what.to_string(),
                 message,
-            });
+            }),
+            None => Ok(()),
         }
+    }
+
+    /// Returns an error if the device was lost or an uncaptured error was reported since the last check.
+    pub fn check_faults(&self, what: &str) -> Result<()> {
+        self.check_lost(what)?;
+        let mut f = self.faults.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(message) = f.uncaptured.take() {
             return Err(Error::Gpu {
                 what: what.to_string(),
@@ -287,6 +346,9 @@ impl Gpu {
 
     /// Submits `encoder` and waits for the GPU to finish it, reporting any error as one naming `what`.
     pub fn submit_and_wait(&self, what: &str, encoder: wgpu::CommandEncoder) -> Result<()> {
+        if matches!(&self.injected, Some(Fault::LoseDevice(at)) if what.starts_with(at.as_str())) {
+            self.device.destroy();
+        }
         let index = self.scoped(what, || self.queue.submit([encoder.finish()]))?;
         self.wait(what, Some(index))
     }
@@ -298,9 +360,14 @@ impl Gpu {
                 submission_index: index,
                 timeout: None,
             })
-            .map_err(|e| Error::Gpu {
-                what: what.to_string(),
-                message: one_line(&e.to_string()),
+            .map_err(|e| {
+                // A lost device fails the wait too; say that, not the symptom. wgpu runs the device-lost
+                // callback from a poll, so give it one before looking.
+                let _ = self.device.poll(wgpu::PollType::Poll);
+                self.check_lost(what).err().unwrap_or_else(|| Error::Gpu {
+                    what: what.to_string(),
+                    message: one_line(&e.to_string()),
+                })
             })?;
         self.check_faults(what)
     }

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use wgpu::util::DeviceExt;
 
 use crate::error::{Error, Result};
-use crate::gpu::{CachedPipeline, Gpu, Tensor};
+use crate::gpu::{CachedPipeline, Fault, Gpu, Tensor};
 
 /// The helpers prepended to every kernel.
 pub const COMMON_WGSL: &str = include_str!("../../kernels/common.wgsl");
@@ -198,8 +198,14 @@ impl Gpu {
         Ok(compiled)
     }
 
-    /// Records `dispatches` into one compute pass, submits, and waits. Errors name `what`.
+    /// Records `dispatches` into one compute pass, submits, and waits. Errors name `what`, and a validation
+    /// error also the dispatch that caused it ([`Gpu::locate_fault`]).
     pub fn run(&self, what: &str, dispatches: &[&Dispatch]) -> Result<()> {
+        self.run_unlocated(what, dispatches)
+            .map_err(|e| self.locate_fault(e, dispatches.iter().copied()))
+    }
+
+    fn run_unlocated(&self, what: &str, dispatches: &[&Dispatch]) -> Result<()> {
         let encoder = self.scoped(what, || {
             let mut encoder = self
                 .device()
@@ -216,6 +222,46 @@ impl Gpu {
             encoder
         })?;
         self.submit_and_wait(what, encoder)
+    }
+}
+
+impl Gpu {
+    /// Given the error of a pass that recorded `dispatches`, finds the dispatch wgpu refuses: each is recorded
+    /// alone into a pass of its own, under its own error scope, and finished but not submitted. A
+    /// [`Error::Gpu`] then names that dispatch's node and kernel beside the pass; other errors (a lost
+    /// device, which no single dispatch explains) come back unchanged. Runs only on the error path.
+    pub fn locate_fault<'d>(
+        &self,
+        error: Error,
+        dispatches: impl IntoIterator<Item = &'d Dispatch>,
+    ) -> Error {
+        let Error::Gpu { what, message } = error else {
+            return error;
+        };
+        for d in dispatches {
+            let refused = self.scoped(&d.label, || {
+                let mut encoder =
+                    self.device()
+                        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                            label: Some(&d.label),
+                        });
+                {
+                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some(&d.label),
+                        timestamp_writes: None,
+                    });
+                    d.record(&mut pass);
+                }
+                encoder.finish()
+            });
+            if refused.is_err() {
+                return Error::Gpu {
+                    what: format!("{what}, node `{}` (kernel `{}`)", d.label, d.kernel.name),
+                    message,
+                };
+            }
+        }
+        Error::Gpu { what, message }
     }
 }
 
@@ -310,12 +356,15 @@ impl Dispatch {
             debug_assert_eq!(spec.params.len(), kernel.params_size);
             debug_assert_eq!(spec.resources.len(), kernel.bindings.len());
             let workgroups = spec.workgroups;
-            let grid = grid(workgroups, max_per_dim).ok_or_else(|| {
+            let mut grid = grid(workgroups, max_per_dim).ok_or_else(|| {
                 Error::shape(
                     op,
                     format!("`{label}` needs {workgroups} workgroups, more than a 2-D grid of this device holds"),
                 )
             })?;
+            if matches!(gpu.injected_fault(), Some(Fault::InvalidDispatch(node)) if node == label) {
+                grid = [max_per_dim.saturating_add(1), 1, 1];
+            }
             let (bind_group, params) = gpu.scoped(&format!("binding `{label}` ({op})"), || {
                 let params = gpu
                     .device()

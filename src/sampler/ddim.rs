@@ -194,19 +194,47 @@ impl<'a> Sampler<'a> {
         &self.steps
     }
 
-    /// The largest batch whose every tensor fits one storage binding of this device.
-    pub fn max_batch(&self) -> usize {
+    /// The largest batch whose every activation fits one storage binding of this device. When one image alone
+    /// does not fit, an [`Error::ImageTooLarge`] names the node with the largest activation and states the
+    /// largest image side that would fit (kernels bind whole activations; there is no spatial tiling).
+    pub fn max_batch(&self) -> Result<usize> {
         let limit = self.gpu.limits().max_storage_buffer_binding_size;
-        let per_image = self
+        let bytes = |t: crate::graph::ir::TensorId| {
+            (self.graph.shape(t).iter().product::<usize>() * 4) as u64
+        };
+        let Some(largest) = self.graph.nodes.iter().max_by_key(|n| bytes(n.output)) else {
+            return Ok(usize::MAX);
+        };
+        let per_image = bytes(largest.output).max(4);
+        if per_image <= limit {
+            return Ok((limit / per_image) as usize);
+        }
+        // The image side, and the total downsampling (input side over the smallest feature map's side): a
+        // supported side is a multiple of it. Every activation scales with the square of the side.
+        let side = self
             .graph
-            .tensors
+            .inputs
+            .first()
+            .map_or(0, |&x| self.graph.shape(x)[1]);
+        let smallest = self
+            .graph
+            .nodes
             .iter()
-            .filter(|t| !matches!(t.kind, crate::graph::ir::TensorKind::Param(_)))
-            .map(|t| (t.shape.iter().product::<usize>() * 4) as u64)
-            .max()
-            .unwrap_or(4)
-            .max(4);
-        ((limit / per_image) as usize).max(1)
+            .map(|n| self.graph.shape(n.output))
+            .filter(|s| s.len() == 3)
+            .map(|s| s[1])
+            .min()
+            .unwrap_or(side)
+            .max(1);
+        let factor = (side / smallest).max(1);
+        let fits = side as f64 * (limit as f64 / per_image as f64).sqrt();
+        Err(Error::ImageTooLarge {
+            node: largest.name.clone(),
+            bytes: per_image,
+            limit,
+            side,
+            largest: (fits as usize / factor) * factor,
+        })
     }
 
     fn prepare(&self, batch: usize) -> Result<(Plan, DdimScratch)> {
@@ -233,32 +261,36 @@ impl<'a> Sampler<'a> {
             plan.inputs()[1].write(self.gpu, &vec![*t as f32; batch])?;
             let what = format!("sampling step {} (t = {t})", i + 1);
             let start = std::time::Instant::now();
-            let encoder = self.gpu.scoped(&what, || {
-                let mut encoder = self
-                    .gpu
-                    .device()
-                    .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(&what) });
-                match profile.as_mut() {
-                    Some((profiler, _)) => {
-                        let all: Vec<&Dispatch> = unet.iter().chain(update).collect();
-                        profiler.record_step(&mut encoder, i, &all).map(|_| encoder)
-                    }
-                    None => {
-                        {
-                            let mut pass =
-                                encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                                    label: Some(&what),
-                                    timestamp_writes: None,
-                                });
-                            for d in unet.iter().chain(update) {
-                                d.record(&mut pass);
-                            }
+            self.gpu
+                .scoped(&what, || {
+                    let mut encoder =
+                        self.gpu
+                            .device()
+                            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                                label: Some(&what),
+                            });
+                    match profile.as_mut() {
+                        Some((profiler, _)) => {
+                            let all: Vec<&Dispatch> = unet.iter().chain(update).collect();
+                            profiler.record_step(&mut encoder, i, &all).map(|_| encoder)
                         }
-                        Ok(encoder)
+                        None => {
+                            {
+                                let mut pass =
+                                    encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                                        label: Some(&what),
+                                        timestamp_writes: None,
+                                    });
+                                for d in unet.iter().chain(update) {
+                                    d.record(&mut pass);
+                                }
+                            }
+                            Ok(encoder)
+                        }
                     }
-                }
-            })??;
-            self.gpu.submit_and_wait(&what, encoder)?;
+                })?
+                .and_then(|encoder| self.gpu.submit_and_wait(&what, encoder))
+                .map_err(|e| self.gpu.locate_fault(e, unet.iter().chain(update)))?;
             if let Some((_, walls)) = profile.as_mut() {
                 walls.push(start.elapsed().as_secs_f64());
             }
