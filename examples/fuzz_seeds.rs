@@ -79,6 +79,41 @@ fn main() -> ddim_wgpu::Result<()> {
         StorageDtype::F16,
     )?;
 
+    // A third-party safetensors file as diffusers writes one (no metadata of ours), with every float dtype and
+    // one integer tensor (skipped by the reader).
+    let bytes = |n: usize, width: usize| -> Vec<u8> {
+        (0..n * width).map(|i| (i * 37 % 251) as u8).collect()
+    };
+    let tensors = [
+        (
+            "conv_in.weight",
+            safetensors::Dtype::F32,
+            vec![2, 1, 3, 3],
+            bytes(18, 4),
+        ),
+        (
+            "conv_in.bias",
+            safetensors::Dtype::F16,
+            vec![2],
+            bytes(2, 2),
+        ),
+        (
+            "norm.weight",
+            safetensors::Dtype::BF16,
+            vec![2],
+            bytes(2, 2),
+        ),
+        ("norm.bias", safetensors::Dtype::F64, vec![2], bytes(2, 8)),
+        ("steps", safetensors::Dtype::I64, vec![1], bytes(1, 8)),
+    ];
+    let views = tensors.iter().map(|(name, dtype, shape, data)| {
+        let view =
+            safetensors::tensor::TensorView::new(*dtype, shape.clone(), data).expect("sized");
+        (*name, view)
+    });
+    let file = safetensors::serialize(views, None).expect("serialise");
+    std::fs::write(seeds.join("weights/diffusers_style.safetensors"), file).expect("write");
+
     let values: Vec<f32> = (0..24).map(|i| i as f32 * 0.25 - 3.0).collect();
     write_npy(&seeds.join("npy/f32_2x3x4.npy"), &[2, 3, 4], &values)?;
     write_npy(&seeds.join("npy/f32_scalar.npy"), &[], &values[..1])?;

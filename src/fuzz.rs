@@ -13,7 +13,8 @@ use crate::error::Error;
 use crate::io;
 use crate::model::config::UNetConfig;
 use crate::model::convert::{
-    config_from_original_yaml, training_from_original_yaml, training_from_scheduler_json,
+    config_from_original_yaml, parse_safetensors, training_from_original_yaml,
+    training_from_scheduler_json,
 };
 use crate::model::torch::{pickled_shapes, read_checkpoint};
 use crate::model::weights::Weights;
@@ -53,9 +54,11 @@ pub fn checkpoint(data: &[u8]) {
     check("checkpoint", read_checkpoint(data));
 }
 
-/// Our weights file: safetensors header, metadata, config and training JSON, every tensor against the graph.
+/// Our weights file (safetensors header, metadata, checksum, config and training JSON, every tensor against
+/// the graph), and the same bytes as a diffusers model's third-party safetensors file.
 pub fn weights(data: &[u8]) {
     check("weights", Weights::from_bytes(data));
+    check("weights", parse_safetensors(data, "fuzz.safetensors"));
 }
 
 /// A `.npy` array (`--input`, `--latent`, `--image x.npy`, `ddim merge`).

@@ -10,7 +10,8 @@ use ddim_wgpu::fuzz::TARGETS;
 use ddim_wgpu::io::{decode_image, parse_npy};
 use ddim_wgpu::model::config::UNetConfig;
 use ddim_wgpu::model::convert::{
-    config_from_original_yaml, training_from_original_yaml, training_from_scheduler_json,
+    config_from_original_yaml, parse_safetensors, training_from_original_yaml,
+    training_from_scheduler_json,
 };
 use ddim_wgpu::model::torch::{pickled_shapes, read_checkpoint};
 use ddim_wgpu::model::weights::Weights;
@@ -76,7 +77,13 @@ fn the_seeds_parse() {
         assert_eq!(r.is_ok(), !hostile, "{}: {:?}", p.display(), r.err());
     }
     for p in seeds("weights") {
-        Weights::from_bytes(&std::fs::read(&p).unwrap()).unwrap();
+        let bytes = std::fs::read(&p).unwrap();
+        if p.to_string_lossy().contains("diffusers_") {
+            let tensors = parse_safetensors(&bytes, "seed").unwrap();
+            assert_eq!(tensors.len(), 4, "the float tensors, not the integer one");
+        } else {
+            Weights::from_bytes(&bytes).unwrap();
+        }
     }
     for p in seeds("npy") {
         parse_npy(&std::fs::read(&p).unwrap(), "seed").unwrap();

@@ -67,12 +67,24 @@ pub fn from_diffusers_dir(dir: &Path) -> Result<Weights> {
 }
 
 fn read_safetensors(path: &Path) -> Result<HashMap<String, HostTensor>> {
-    let bytes = io::read(path)?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| Error::Weights {
+    parse_safetensors(&io::read(path)?, &path.display().to_string())
+}
+
+/// The floating-point tensors of a third-party safetensors file (a diffusers
+/// `diffusion_pytorch_model.safetensors`), widened to f32; `what` (the path) names it in errors.
+pub fn parse_safetensors(bytes: &[u8], what: &str) -> Result<HashMap<String, HostTensor>> {
+    let st = SafeTensors::deserialize(bytes).map_err(|e| Error::Weights {
         tensor: "(file)".into(),
-        message: format!("{}: not a valid safetensors file: {e}", path.display()),
+        message: format!("{what}: not a valid safetensors file: {e}"),
     })?;
     st.iter()
+        .filter(|(_, view)| {
+            use safetensors::Dtype;
+            matches!(
+                view.dtype(),
+                Dtype::F32 | Dtype::F16 | Dtype::BF16 | Dtype::F64
+            )
+        })
         .map(|(name, view)| {
             let data = decode(name, view.dtype(), view.data())?;
             Ok((

@@ -678,6 +678,15 @@ fn gather(name: &str, storage: &[f32], t: &TensorRef) -> Result<Vec<f32>> {
     if numel == 0 {
         return Ok(Vec::new());
     }
+    // A weight never has more elements than its storage holds; a view that repeats elements (stride 0, or
+    // overlapping strides) could otherwise claim any size over a one-value storage and be materialised.
+    if numel > storage.len() {
+        return Err(err(format!(
+            "size {:?} has {numel} elements but its storage only {}: a broadcast or overlapping view, not a weight",
+            t.shape,
+            storage.len()
+        )));
+    }
     let extent = t
         .shape
         .iter()

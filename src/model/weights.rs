@@ -167,6 +167,36 @@ pub fn decode(what: &str, dtype: Dtype, bytes: &[u8]) -> Result<Vec<f32>> {
     })
 }
 
+/// Rewrites a safetensors header with its JSON keys sorted, so that the same model always gives the same bytes
+/// (the safetensors crate writes the metadata in a `HashMap`'s random order). The sorted JSON has the same
+/// length as the original (the same members, compact), so the data offsets stand; should it not, the file is
+/// returned as it was, which is equally valid.
+fn sort_header(mut bytes: Vec<u8>) -> Vec<u8> {
+    let Some(len) = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
+    else {
+        return bytes;
+    };
+    let Some(header) = bytes.get(8..8 + len) else {
+        return bytes;
+    };
+    let text = std::str::from_utf8(header)
+        .unwrap_or("")
+        .trim_end_matches(' ');
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(text) else {
+        return bytes;
+    };
+    // serde_json's map keeps keys sorted (its `preserve_order` feature is off), and so does its output.
+    let Ok(sorted) = serde_json::to_string(&value) else {
+        return bytes;
+    };
+    if sorted.len() == text.len() {
+        bytes[8..8 + sorted.len()].copy_from_slice(sorted.as_bytes());
+    }
+    bytes
+}
+
 impl Weights {
     /// Checks the tensors against the graph the config builds: every parameter present with its shape, no
     /// tensor the model does not use, every value finite. The error names the first offending tensor.
@@ -259,10 +289,11 @@ impl Weights {
         if let Some(json) = training {
             metadata.insert("training".to_string(), json);
         }
-        safetensors::serialize(views, Some(metadata)).map_err(|e| Error::Weights {
+        let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| Error::Weights {
             tensor: "(file)".into(),
             message: e.to_string(),
-        })
+        })?;
+        Ok(sort_header(bytes))
     }
 
     /// Writes our format to `path` through a temporary file, so a failure leaves no partial file.

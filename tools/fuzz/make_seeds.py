@@ -1,7 +1,8 @@
 """Seeds for the fuzz targets that need PyTorch: small `torch.save` checkpoints (fuzz/seeds/checkpoint/) and
 their `data.pkl` pickles (fuzz/seeds/pickle/), covering what the reader accepts: a plain state dict, the DDIM
 repository's `[state_dict, optimizer]` list, a dict under `state_dict`, `module.` prefixes, f32 / f16 / bf16 /
-f64 / int64 tensors, a non-contiguous view, storage shared by two tensors, and nn.Parameter.
+f64 / int64 tensors, a non-contiguous view, storage shared by two tensors, and nn.Parameter; and one hostile
+file (`hostile_*`, which the reader must refuse): a broadcast view claiming 10^9 values over one.
 
 The other targets' seeds come from the repository's fixtures and from `cargo run --example fuzz_seeds`.
 Run: /opt/fixenv/bin/python tools/fuzz/make_seeds.py   (torch 2.15; tools/fixtures/requirements.txt)
@@ -36,6 +37,8 @@ def checkpoints():
     }
     yield "views_and_shared_storage", {"t": base.t(), "row": base[2], "slice": base[1:4, ::2]}
     yield "parameter", {"p": torch.nn.Parameter(torch.randn(2, 3, generator=g))}
+    # Hostile: a one-value storage viewed with stride 0 as 10^9 values (4 GB once materialised); refused.
+    yield "hostile_broadcast", {"w": torch.zeros(1).expand(10**9)}
 
 
 def main():
@@ -46,6 +49,8 @@ def main():
         torch.save(obj, buf)
         data = buf.getvalue()
         (ROOT / "checkpoint" / f"{name}.pt").write_bytes(data)
+        if name.startswith("hostile"):
+            continue  # its pickle alone is well-formed: the refusal is the reader's, over the storages
         with zipfile.ZipFile(io.BytesIO(data)) as z:
             pkl = next(n for n in z.namelist() if n.endswith("/data.pkl"))
             (ROOT / "pickle" / f"{name}.pkl").write_bytes(z.read(pkl))
