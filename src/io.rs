@@ -362,8 +362,9 @@ pub fn read_image(path: &Path, c: usize, size: usize, resize: bool) -> Result<Ve
 
 /// The largest width or height of an image file this engine decodes, and the most memory its decoder may
 /// take: far above any model's `sample_size`, so that a file whose header claims a huge image is refused
-/// before the decoder allocates for it.
-pub const MAX_IMAGE_SIDE: u32 = 16384;
+/// before the decoder allocates for it. At this side, the conversion to 8-bit RGB after decoding takes at most
+/// 192 MiB.
+pub const MAX_IMAGE_SIDE: u32 = 8192;
 const MAX_IMAGE_DECODE_BYTES: u64 = 256 << 20;
 
 /// [`read_image`] on the bytes of an image file; `what` (the path) names it in errors.

@@ -866,6 +866,9 @@ fn invert(
         }
     }
     let n = x0.len() / per;
+    if n == 0 {
+        bail!("no images to invert: the given .npy batches are empty");
+    }
     let gpu = Gpu::new(options).context("opening a device")?;
     let graph = unet::build(c)?;
     let uploaded = weights.upload(&gpu)?;
@@ -932,6 +935,9 @@ fn interpolate(
                         shape[1],
                         shape[2]
                     );
+                }
+                if l.shape[0] == 0 {
+                    bail!("{}: holds no latents", p.display());
                 }
                 Ok(l.data[..per].to_vec())
             })
@@ -1006,7 +1012,7 @@ fn eval(
     let expected = [c.in_channels, c.sample_size, c.sample_size];
     if x.shape.len() != 4 || x.shape[1..] != expected || x.shape[0] == 0 {
         bail!(
-            "{}: input has shape {:?}; the model takes [N, {}, {}, {}]",
+            "{}: input has shape {:?}; the model takes [N, {}, {}, {}] with N >= 1",
             input.display(),
             x.shape,
             expected[0],

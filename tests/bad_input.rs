@@ -120,6 +120,11 @@ fn every_single_bit_flip_of_a_weights_file_is_refused() {
     }
     // Most flips land in the tensor data, which only the checksum can catch.
     assert!(checksum_errors > bytes.len() * 8 / 2, "{checksum_errors}");
+    println!(
+        "{} bytes: {} single-bit flips refused, {checksum_errors} of them by the checksum",
+        bytes.len(),
+        bytes.len() * 8
+    );
 }
 
 /// Builds a safetensors file with our metadata (format version 1, which has no checksum, so that the checks
@@ -398,7 +403,7 @@ fn an_image_of_the_wrong_size_or_not_an_image_is_refused() {
 }
 
 #[test]
-fn a_truncated_npy_input_is_refused() {
+fn a_truncated_or_empty_npy_input_is_refused() {
     let dir = temp_dir("bad-npy");
     let model = model_file(&dir);
     let x = dir.join("x.npy");
@@ -418,6 +423,58 @@ fn a_truncated_npy_input_is_refused() {
         s(&out_file),
     ]);
     assert_refused(&out, "x.npy", &[&out_file]);
+    // Empty batches, where a command needs at least one array.
+    let empty = dir.join("empty.npy");
+    ddim_wgpu::io::write_npy(&empty, &[0, 1, 8, 8], &[]).unwrap();
+    let png = dir.join("x.png");
+    let m = s(&model);
+    let both = format!("{},{}", s(&empty), s(&empty));
+    let cases: [(Vec<&str>, &str, &Path); 3] = [
+        (
+            vec![
+                "eval",
+                "--model",
+                m,
+                "--input",
+                s(&empty),
+                "--timestep",
+                "3",
+                "--out",
+                s(&out_file),
+            ],
+            "with N >= 1",
+            &out_file,
+        ),
+        (
+            vec![
+                "invert",
+                "--model",
+                m,
+                "--image",
+                s(&empty),
+                "--out",
+                s(&out_file),
+            ],
+            "no images to invert",
+            &out_file,
+        ),
+        (
+            vec![
+                "interpolate",
+                "--model",
+                m,
+                "--latents",
+                &both,
+                "--out",
+                s(&png),
+            ],
+            "holds no latents",
+            &png,
+        ),
+    ];
+    for (args, expected, output) in cases {
+        assert_refused(&ddim(&args), expected, &[output]);
+    }
     std::fs::remove_dir_all(&dir).ok();
 }
 
