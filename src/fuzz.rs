@@ -3,8 +3,9 @@
 //! input the fuzzers ever kept or crashed on without running a fuzzer.
 //!
 //! Each function feeds arbitrary bytes to one parser and checks what every parser of outside input promises:
-//! it returns (no panic, no abort, no unbounded allocation: the fuzzers run under a malloc limit) and any error
-//! is one non-empty line. A broken promise panics, which the fuzzer reports as a crash.
+//! it returns (no panic, no abort, no unbounded allocation: the fuzzers and the replay test run under
+//! [`CappedAllocator`]) and any error is one non-empty line. A broken promise panics, which the fuzzer reports
+//! as a crash.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Write;

@@ -1,12 +1,12 @@
 //! The fuzzers' corpora as ordinary tests (fuzzing itself stays outside CI; tools/fuzz/run.sh). Every committed
 //! input of every target (fuzz/seeds/, the minimized corpus fuzz/corpus/, and the inputs of crashes found and
 //! fixed, fuzz/regressions/) goes through the same entry point the fuzzer calls, which panics on a broken
-//! promise (a panic in the parser, an error of more than one line). The seeds, which are real files, must
-//! also parse.
+//! promise (a panic in the parser, an error of more than one line; an allocation over the cap aborts). The
+//! seeds, which are real files, must also parse.
 
 use std::path::{Path, PathBuf};
 
-use ddim_wgpu::fuzz::TARGETS;
+use ddim_wgpu::fuzz::{CappedAllocator, TARGETS};
 use ddim_wgpu::io::{decode_image, parse_npy};
 use ddim_wgpu::model::config::UNetConfig;
 use ddim_wgpu::model::convert::{
@@ -15,6 +15,11 @@ use ddim_wgpu::model::convert::{
 };
 use ddim_wgpu::model::torch::{pickled_shapes, read_checkpoint};
 use ddim_wgpu::model::weights::Weights;
+
+// The fuzzers' allocation cap (320 MiB, the image target's), so that an input which once made a parser
+// allocate for what it claims aborts this test as it crashed the fuzzer.
+#[global_allocator]
+static ALLOCATOR: CappedAllocator<{ 320 << 20 }> = CappedAllocator;
 
 fn files(dir: &Path) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
