@@ -3,39 +3,17 @@
 //! partial one (outputs are staged to temporary files and renamed into place only when all are ready).
 
 mod support;
-use support::{ddim, error_line, fixture, gpu_required, temp_dir};
+use support::{ddim, error_line, fixture, gpu_required, small_config, temp_dir};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use ddim_wgpu::model::config::{DownBlock, UNetConfig, UpBlock};
+use ddim_wgpu::model::config::UNetConfig;
 use ddim_wgpu::model::weights::{StorageDtype, Weights};
 
-/// A one-level UNet small enough that a test can try every byte of its file (14 KiB in f16).
-fn small_config() -> UNetConfig {
-    UNetConfig {
-        sample_size: 8,
-        in_channels: 1,
-        out_channels: 1,
-        block_out_channels: vec![4],
-        layers_per_block: 1,
-        down_block_types: vec![DownBlock::AttnDownBlock2D],
-        up_block_types: vec![UpBlock::AttnUpBlock2D],
-        mid_block_attention: true,
-        mid_block_scale_factor: 1.0,
-        norm_num_groups: 2,
-        attn_norm_num_groups: None,
-        norm_eps: 1e-6,
-        attention_head_dim: Some(2),
-        downsample_padding: 0,
-        flip_sin_to_cos: false,
-        freq_shift: 1.0,
-        time_embed_dim: 8,
-    }
-}
-
+/// A one-level model small enough that a test can try every byte of its file.
 fn small_model() -> Weights {
-    Weights::random(&small_config(), 3).unwrap()
+    Weights::random(&small_config(&[4]), 3).unwrap()
 }
 
 fn load_err(bytes: &[u8]) -> String {
@@ -193,10 +171,10 @@ fn a_tensor_of_the_wrong_shape_is_refused() {
 #[test]
 fn missing_and_extra_tensors_are_named() {
     let mut w = small_model();
-    w.tensors.remove("down_blocks.0.attentions.0.to_k.bias");
+    w.tensors.remove("mid_block.attentions.0.to_k.bias");
     let e = load_err(&w.to_bytes(StorageDtype::F32).unwrap());
     assert!(
-        e.contains("down_blocks.0.attentions.0.to_k.bias") && e.contains("missing"),
+        e.contains("mid_block.attentions.0.to_k.bias") && e.contains("missing"),
         "{e}"
     );
     let mut w = small_model();
@@ -532,11 +510,8 @@ fn an_output_that_cannot_be_written_leaves_nothing() {
 /// side, checked here on the graph the config builds, fits and the next supported one does not.
 #[test]
 fn an_image_too_large_for_the_device_is_a_clear_error() {
-    let mut config = small_config();
+    let mut config = small_config(&[4, 4]);
     config.sample_size = 16;
-    config.block_out_channels = vec![4, 4];
-    config.down_block_types = vec![DownBlock::DownBlock2D, DownBlock::AttnDownBlock2D];
-    config.up_block_types = vec![UpBlock::AttnUpBlock2D, UpBlock::UpBlock2D];
     let dir = temp_dir("bad-too-large");
     let model = dir.join("model.safetensors");
     Weights::random(&config, 4)

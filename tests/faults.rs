@@ -3,35 +3,17 @@
 //! kernel) or the sampling step; the CLI exits non-zero and writes nothing.
 
 mod support;
-use support::{ddim, error_line, gpu_required, temp_dir};
+use support::{ddim, error_line, gpu_required, small_config, temp_dir};
 
 use ddim_wgpu::Error;
 use ddim_wgpu::gpu::{DeviceOptions, Fault, Gpu};
 use ddim_wgpu::graph::unet;
-use ddim_wgpu::model::config::{DownBlock, UNetConfig, UpBlock};
+use ddim_wgpu::model::config::UNetConfig;
 use ddim_wgpu::model::weights::{StorageDtype, Weights};
 use ddim_wgpu::sampler::ddim::{Sampler, SamplerSettings, StepNoise, latents};
 
 fn config() -> UNetConfig {
-    UNetConfig {
-        sample_size: 8,
-        in_channels: 1,
-        out_channels: 1,
-        block_out_channels: vec![4, 8],
-        layers_per_block: 1,
-        down_block_types: vec![DownBlock::DownBlock2D, DownBlock::AttnDownBlock2D],
-        up_block_types: vec![UpBlock::AttnUpBlock2D, UpBlock::UpBlock2D],
-        mid_block_attention: true,
-        mid_block_scale_factor: 1.0,
-        norm_num_groups: 2,
-        attn_norm_num_groups: None,
-        norm_eps: 1e-6,
-        attention_head_dim: None,
-        downsample_padding: 1,
-        flip_sin_to_cos: false,
-        freq_shift: 1.0,
-        time_embed_dim: 16,
-    }
+    small_config(&[4, 8])
 }
 
 /// Samples 2 images in 3 steps on a device opened with `fault`; `None` when there is no adapter (and none is

@@ -64,3 +64,40 @@ pub fn error_line(out: &std::process::Output) -> String {
     assert_eq!(lines.len(), 1, "expected one error line: {stderr}");
     lines[0].to_string()
 }
+
+/// A UNet small enough for tests that run the CLI or try every byte of a file: one level per entry of
+/// `channels` (2 groups per norm, heads of 2 channels), attention at every second level and in the mid block.
+pub fn small_config(channels: &[usize]) -> ddim_wgpu::model::config::UNetConfig {
+    use ddim_wgpu::model::config::{DownBlock, UNetConfig, UpBlock};
+    let levels = channels.len();
+    let attention_at = |level: usize| level % 2 == 1;
+    UNetConfig {
+        sample_size: 8,
+        in_channels: 1,
+        out_channels: 1,
+        block_out_channels: channels.to_vec(),
+        layers_per_block: 1,
+        down_block_types: (0..levels)
+            .map(|l| match attention_at(l) {
+                true => DownBlock::AttnDownBlock2D,
+                false => DownBlock::DownBlock2D,
+            })
+            .collect(),
+        up_block_types: (0..levels)
+            .map(|i| match attention_at(levels - 1 - i) {
+                true => UpBlock::AttnUpBlock2D,
+                false => UpBlock::UpBlock2D,
+            })
+            .collect(),
+        mid_block_attention: true,
+        mid_block_scale_factor: 1.0,
+        norm_num_groups: 2,
+        attn_norm_num_groups: None,
+        norm_eps: 1e-6,
+        attention_head_dim: Some(2),
+        downsample_padding: 1,
+        flip_sin_to_cos: false,
+        freq_shift: 1.0,
+        time_embed_dim: 4 * channels[0],
+    }
+}
