@@ -159,6 +159,23 @@ pub fn parse_npy(bytes: &[u8], what: &str) -> Result<NpyArray> {
         path: what.to_string(),
         message: m,
     };
+    // npyz allocates the header length the file claims before reading it (up to 4 GiB in format 2 and 3), so
+    // that claim is checked against the file first.
+    let (len_at, len_size) = match bytes.get(..7) {
+        Some([0x93, b'N', b'U', b'M', b'P', b'Y', 1]) => (8, 2),
+        Some([0x93, b'N', b'U', b'M', b'P', b'Y', 2 | 3]) => (8, 4),
+        _ => return Err(err("not a .npy file (no NUMPY format 1, 2 or 3 magic)".into())),
+    };
+    let header_len = bytes
+        .get(len_at..len_at + len_size)
+        .map(|b| b.iter().rev().fold(0usize, |a, &x| a << 8 | x as usize))
+        .ok_or_else(|| err("not a .npy file: truncated header".into()))?;
+    if len_at + len_size + header_len > bytes.len() {
+        return Err(err(format!(
+            "not a .npy file: the header claims {header_len} bytes, more than the file's {}",
+            bytes.len()
+        )));
+    }
     let npy = npyz::NpyFile::new(bytes).map_err(|e| err(format!("not a .npy file: {e}")))?;
     if npy.order() != npyz::Order::C {
         return Err(err(
