@@ -146,6 +146,9 @@ pub struct NpyArray {
     pub data: Vec<f32>,
 }
 
+/// The deepest bracket nesting a `.npy` header may have.
+const MAX_NPY_HEADER_NESTING: usize = 4;
+
 /// Reads a C-order `.npy` array of float32, float64, int64 or int32.
 pub fn read_npy(path: &Path) -> Result<NpyArray> {
     parse_npy(&read(path)?, &path.display().to_string())
@@ -175,6 +178,23 @@ pub fn parse_npy(bytes: &[u8], what: &str) -> Result<NpyArray> {
             "not a .npy file: the header claims {header_len} bytes, more than the file's {}",
             bytes.len()
         )));
+    }
+    // npyz parses the header (a Python literal) with backtracking that takes exponential time in its nesting
+    // (43 nested brackets: over 10 s). A header numpy writes for a plain array nests 2 deep (the dict, the
+    // shape tuple); structured dtypes, which are refused anyway, a little more.
+    let header = &bytes[len_at + len_size..len_at + len_size + header_len];
+    let mut depth = 0usize;
+    for &c in header {
+        match c {
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if depth > MAX_NPY_HEADER_NESTING {
+            return Err(err(format!(
+                "not a .npy file: its header nests brackets more than {MAX_NPY_HEADER_NESTING} deep"
+            )));
+        }
     }
     let npy = npyz::NpyFile::new(bytes).map_err(|e| err(format!("not a .npy file: {e}")))?;
     if npy.order() != npyz::Order::C {
