@@ -167,7 +167,11 @@ pub fn parse_npy(bytes: &[u8], what: &str) -> Result<NpyArray> {
     let (len_at, len_size) = match bytes.get(..7) {
         Some([0x93, b'N', b'U', b'M', b'P', b'Y', 1]) => (8, 2),
         Some([0x93, b'N', b'U', b'M', b'P', b'Y', 2 | 3]) => (8, 4),
-        _ => return Err(err("not a .npy file (no NUMPY format 1, 2 or 3 magic)".into())),
+        _ => {
+            return Err(err(
+                "not a .npy file (no NUMPY format 1, 2 or 3 magic)".into()
+            ));
+        }
     };
     let header_len = bytes
         .get(len_at..len_at + len_size)

@@ -42,7 +42,16 @@ fn every_committed_fuzz_input_is_handled() {
         for kind in ["seeds", "corpus", "regressions"] {
             for file in files(&fuzz_dir().join(kind).join(name)) {
                 let bytes = std::fs::read(&file).unwrap();
+                let start = std::time::Instant::now();
                 let outcome = std::panic::catch_unwind(|| target(&bytes));
+                // A hang the fuzzer found (its limit: 10 s per input) must stay fixed. Every committed input
+                // takes milliseconds; 5 s leaves room for this unoptimised build on a loaded machine.
+                let took = start.elapsed();
+                assert!(
+                    took.as_secs() < 5,
+                    "{name}: {} took {took:?}",
+                    file.display()
+                );
                 assert!(
                     outcome.is_ok(),
                     "{name}: {} broke a promise",
