@@ -75,10 +75,24 @@ pub fn check_writable(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// [`check_writable`] for each of a command's outputs, which must also be distinct paths.
+pub fn check_outputs(paths: &[&Path]) -> Result<()> {
+    for (i, path) in paths.iter().enumerate() {
+        if paths[..i].contains(path) {
+            return Err(io_error(path, "is given for two outputs of one command"));
+        }
+        check_writable(path)?;
+    }
+    Ok(())
+}
+
 impl OutputSet {
     /// Writes `bytes` to `path`'s temporary file (synced to disk); `path` itself is untouched until
     /// [`OutputSet::commit`].
     pub fn stage(&mut self, path: &Path, bytes: &[u8]) -> Result<()> {
+        if self.staged.iter().any(|(_, p)| p == path) {
+            return Err(io_error(path, "is given for two outputs of one command"));
+        }
         check_writable(path)?;
         let tmp = staging_path(path)?;
         let result = (|| {
@@ -113,16 +127,21 @@ impl OutputSet {
         Ok(())
     }
 
-    /// Renames every staged file into place.
+    /// Renames every staged file into place. (A rename within one directory fails only when the file system
+    /// does; the files not yet renamed are then removed.)
     pub fn commit(mut self) -> Result<()> {
         self.created.clear();
+        let mut result = Ok(());
         for (tmp, path) in std::mem::take(&mut self.staged) {
-            if let Err(e) = std::fs::rename(&tmp, &path) {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(io_error(&path, e));
+            if result.is_ok() {
+                match std::fs::rename(&tmp, &path) {
+                    Ok(()) => continue,
+                    Err(e) => result = Err(io_error(&path, e)),
+                }
             }
+            let _ = std::fs::remove_file(&tmp);
         }
-        Ok(())
+        result
     }
 }
 

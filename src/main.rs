@@ -9,8 +9,8 @@ use ddim_wgpu::gpu::profiler::{chrome_trace, kernel_table};
 use ddim_wgpu::gpu::{DeviceOptions, Fault, Gpu, describe, enumerate_adapters, parse_backend};
 use ddim_wgpu::graph::{plan::Plan, unet};
 use ddim_wgpu::io::{
-    OutputSet, check_writable, npy_bytes, png_bytes, png_grid_bytes, read_image, read_npy,
-    write_atomic, write_npy,
+    OutputSet, check_outputs, check_writable, npy_bytes, png_bytes, png_grid_bytes, read_image,
+    read_npy, write_atomic, write_npy,
 };
 use ddim_wgpu::model::convert::{from_diffusers_dir, from_original, load_model};
 use ddim_wgpu::model::weights::{StorageDtype, Training, Weights};
@@ -657,16 +657,17 @@ fn sample(
 ) -> Result<()> {
     let weights = open_model(model)?;
     let settings = settings(args, weights.training.as_ref())?;
-    for path in [
-        Some(&req.out),
-        req.out_npy.as_ref(),
-        req.save_latents.as_ref(),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        check_writable(path)?;
-    }
+    check_outputs(
+        &[
+            Some(&req.out),
+            req.out_npy.as_ref(),
+            req.save_latents.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(PathBuf::as_path)
+        .collect::<Vec<_>>(),
+    )?;
     let c = &weights.config;
     let shape = [c.in_channels, c.sample_size, c.sample_size];
     let per: usize = shape.iter().product();
@@ -913,9 +914,12 @@ fn interpolate(
     }
     let weights = open_model(model)?;
     let settings = settings(args, weights.training.as_ref())?;
-    for path in [Some(out), out_npy].into_iter().flatten() {
-        check_writable(path)?;
-    }
+    check_outputs(
+        &[Some(out), out_npy]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>(),
+    )?;
     let c = &weights.config;
     let shape = [c.in_channels, c.sample_size, c.sample_size];
     let per: usize = shape.iter().product();
@@ -1093,9 +1097,7 @@ fn profile(
     trace: Option<&Path>,
     json: Option<&Path>,
 ) -> Result<()> {
-    for path in [trace, json].into_iter().flatten() {
-        check_writable(path)?;
-    }
+    check_outputs(&[trace, json].into_iter().flatten().collect::<Vec<_>>())?;
     let weights = if model.extension().is_some_and(|e| e == "json") {
         let text = std::fs::read_to_string(model)
             .with_context(|| format!("reading {}", model.display()))?;

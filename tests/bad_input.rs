@@ -485,6 +485,13 @@ fn an_output_that_cannot_be_written_leaves_nothing() {
     );
     // A directory where a file should go.
     assert_refused(&sample(&["--out", s(&dir)]), "is not a regular file", &[]);
+    // One path given for two outputs.
+    let twice = dir.join("twice.png");
+    let out = sample(&["--out", s(&twice), "--save-latents", s(&twice)]);
+    if no_gpu(&out) {
+        return;
+    }
+    assert_refused(&out, "is given for two outputs", &[&twice]);
     // A good grid with an unwritable .npy: neither is written.
     let npy = dir.join("no/such/dir/x.npy");
     assert_refused(
