@@ -165,121 +165,216 @@ pub struct NpyArray {
     pub data: Vec<f32>,
 }
 
-/// The deepest bracket nesting a `.npy` header may have.
-const MAX_NPY_HEADER_NESTING: usize = 4;
-
 /// Reads a C-order `.npy` array of float32, float64, int64 or int32.
 pub fn read_npy(path: &Path) -> Result<NpyArray> {
     parse_npy(&read(path)?, &path.display().to_string())
 }
 
-/// Parses the bytes of a C-order `.npy` array of float32, float64, int64 or int32; `what` (the path) names it
-/// in errors. The header's shape is checked against the bytes that follow before anything is allocated for
-/// the values.
+/// Parses the bytes of a C-order, little-endian `.npy` array of float32, float64, int64 or int32; `what` (the
+/// path) names it in errors. The header's claims (its length, the shape) are checked against the bytes there
+/// before anything is allocated for them.
+///
+/// The reading is ours, not npyz's (which writes our `.npy` files): fuzzing found npyz's reader allocating the
+/// header length a file claims (662 MB for a 118-byte file) and its header parser taking exponential time on
+/// malformed Python literals (over 10 s for a 352-byte header). The header numpy writes is a small fixed
+/// grammar, read here in one linear pass.
 pub fn parse_npy(bytes: &[u8], what: &str) -> Result<NpyArray> {
     let err = |m: String| Error::Io {
         path: what.to_string(),
-        message: m,
+        message: format!("not a .npy file this build reads: {m}"),
     };
-    // npyz allocates the header length the file claims before reading it (up to 4 GiB in format 2 and 3), so
-    // that claim is checked against the file first.
     let (len_at, len_size) = match bytes.get(..7) {
         Some([0x93, b'N', b'U', b'M', b'P', b'Y', 1]) => (8, 2),
         Some([0x93, b'N', b'U', b'M', b'P', b'Y', 2 | 3]) => (8, 4),
-        _ => {
-            return Err(err(
-                "not a .npy file (no NUMPY format 1, 2 or 3 magic)".into()
-            ));
-        }
+        _ => return Err(err("no NUMPY format 1, 2 or 3 magic".into())),
     };
     let header_len = bytes
         .get(len_at..len_at + len_size)
         .map(|b| b.iter().rev().fold(0usize, |a, &x| a << 8 | x as usize))
-        .ok_or_else(|| err("not a .npy file: truncated header".into()))?;
-    if len_at + len_size + header_len > bytes.len() {
+        .ok_or_else(|| err("truncated header".into()))?;
+    let data_at = len_at + len_size + header_len;
+    if data_at > bytes.len() {
         return Err(err(format!(
-            "not a .npy file: the header claims {header_len} bytes, more than the file's {}",
+            "the header claims {header_len} bytes, more than the file's {}",
             bytes.len()
         )));
     }
-    // npyz parses the header (a Python literal) with backtracking that takes exponential time in its nesting
-    // (43 nested brackets: over 10 s). A header numpy writes for a plain array nests 2 deep (the dict, the
-    // shape tuple); structured dtypes, which are refused anyway, a little more.
-    let header = &bytes[len_at + len_size..len_at + len_size + header_len];
-    let mut depth = 0usize;
-    for &c in header {
-        match c {
-            b'(' | b'[' | b'{' => depth += 1,
-            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-        if depth > MAX_NPY_HEADER_NESTING {
-            return Err(err(format!(
-                "not a .npy file: its header nests brackets more than {MAX_NPY_HEADER_NESTING} deep"
-            )));
-        }
-    }
-    let npy = npyz::NpyFile::new(bytes).map_err(|e| err(format!("not a .npy file: {e}")))?;
-    if npy.order() != npyz::Order::C {
+    let header = std::str::from_utf8(&bytes[len_at + len_size..data_at])
+        .map_err(|_| err("the header is not text".into()))?;
+    let header = NpyHeader::parse(header).map_err(|m| err(format!("header: {m}")))?;
+    if header.fortran_order {
         return Err(err(
             "Fortran-order arrays are not supported; save with np.ascontiguousarray".into(),
         ));
     }
-    let shape = npy
-        .shape()
-        .iter()
-        .map(|&d| usize::try_from(d).ok())
-        .collect::<Option<Vec<usize>>>()
-        .ok_or_else(|| err(format!("shape {:?} does not fit in memory", npy.shape())))?;
-    let npyz::DType::Plain(ts) = npy.dtype() else {
-        return Err(err("structured arrays are not supported".into()));
-    };
-    let width = ts.num_bytes().unwrap_or(1).max(1);
-    shape
-        .iter()
-        .try_fold(width, |a, &d| a.checked_mul(d))
-        .filter(|&n| n <= bytes.len())
-        .ok_or_else(|| {
-            err(format!(
-                "the header claims shape {shape:?} of {ts}, more data than the file's {} bytes",
-                bytes.len()
-            ))
-        })?;
-    let kind = (ts.type_char(), ts.num_bytes());
-    let io = |e: std::io::Error| err(e.to_string());
-    let data: Vec<f32> = match kind {
-        (npyz::TypeChar::Float, Some(4)) => npy.into_vec::<f32>().map_err(io)?,
-        (npyz::TypeChar::Float, Some(8)) => npy
-            .into_vec::<f64>()
-            .map_err(io)?
-            .into_iter()
-            .map(|v| v as f32)
-            .collect(),
-        (npyz::TypeChar::Int, Some(8)) => npy
-            .into_vec::<i64>()
-            .map_err(io)?
-            .into_iter()
-            .map(|v| v as f32)
-            .collect(),
-        (npyz::TypeChar::Int, Some(4)) => npy
-            .into_vec::<i32>()
-            .map_err(io)?
-            .into_iter()
-            .map(|v| v as f32)
-            .collect(),
-        _ => {
+    let width = match header.descr.as_str() {
+        "<f4" | "<i4" => 4,
+        "<f8" | "<i8" => 8,
+        other => {
             return Err(err(format!(
-                "dtype {ts} is not float32, float64, int64 or int32"
+                "dtype `{other}` is not little-endian float32, float64, int64 or int32"
             )));
         }
     };
-    if data.len() != shape.iter().product::<usize>() {
-        return Err(err(format!(
-            "holds {} values for shape {shape:?}",
-            data.len()
-        )));
+    let data = &bytes[data_at..];
+    let count = header
+        .shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .filter(|n| n.checked_mul(width) == Some(data.len()))
+        .ok_or_else(|| {
+            err(format!(
+                "shape {:?} of {} does not match the {} bytes of data",
+                header.shape,
+                header.descr,
+                data.len()
+            ))
+        })?;
+    let values = data.chunks_exact(width);
+    let data: Vec<f32> = match header.descr.as_str() {
+        "<f4" => values
+            .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
+            .collect(),
+        "<f8" => values
+            .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
+            .collect(),
+        "<i4" => values
+            .map(|b| i32::from_le_bytes(b.try_into().expect("4 bytes")) as f32)
+            .collect(),
+        _ => values
+            .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
+            .collect(),
+    };
+    debug_assert_eq!(data.len(), count);
+    Ok(NpyArray {
+        shape: header.shape,
+        data,
+    })
+}
+
+/// The header of a `.npy` file: a Python dict literal with the keys `descr` (a string), `fortran_order`
+/// (`True` or `False`) and `shape` (a tuple of integers), as numpy writes it.
+struct NpyHeader {
+    descr: String,
+    fortran_order: bool,
+    shape: Vec<usize>,
+}
+
+impl NpyHeader {
+    /// One pass over the text; no backtracking. Errors say what was expected where.
+    fn parse(text: &str) -> std::result::Result<Self, String> {
+        let mut p = Literal {
+            s: text.as_bytes(),
+            at: 0,
+        };
+        let (mut descr, mut fortran_order, mut shape) = (None, None, None);
+        p.expect(b'{')?;
+        loop {
+            if p.eat(b'}') {
+                break;
+            }
+            let key = p.string()?;
+            p.expect(b':')?;
+            match key.as_str() {
+                "descr" => descr = Some(p.string()?),
+                "fortran_order" => fortran_order = Some(p.boolean()?),
+                "shape" => shape = Some(p.tuple()?),
+                other => return Err(format!("unknown key `{other}`")),
+            }
+            if !p.eat(b',') {
+                p.expect(b'}')?;
+                break;
+            }
+        }
+        if p.s[p.at..].iter().any(|c| !c.is_ascii_whitespace()) {
+            return Err(format!("text after the dict at byte {}", p.at));
+        }
+        Ok(NpyHeader {
+            descr: descr.ok_or("no `descr`")?,
+            fortran_order: fortran_order.ok_or("no `fortran_order`")?,
+            shape: shape.ok_or("no `shape`")?,
+        })
     }
-    Ok(NpyArray { shape, data })
+}
+
+/// A cursor over a Python literal.
+struct Literal<'a> {
+    s: &'a [u8],
+    at: usize,
+}
+
+impl Literal<'_> {
+    fn skip_space(&mut self) {
+        while self.s.get(self.at).is_some_and(|c| c.is_ascii_whitespace()) {
+            self.at += 1;
+        }
+    }
+    /// Consumes `c` (after whitespace) if it is next.
+    fn eat(&mut self, c: u8) -> bool {
+        self.skip_space();
+        let found = self.s.get(self.at) == Some(&c);
+        self.at += found as usize;
+        found
+    }
+    fn expect(&mut self, c: u8) -> std::result::Result<(), String> {
+        match self.eat(c) {
+            true => Ok(()),
+            false => Err(format!("expected `{}` at byte {}", c as char, self.at)),
+        }
+    }
+    /// A string in single or double quotes, without escapes (numpy writes none).
+    fn string(&mut self) -> std::result::Result<String, String> {
+        self.skip_space();
+        let quote = match self.s.get(self.at) {
+            Some(&q @ (b'\'' | b'"')) => q,
+            _ => return Err(format!("expected a string at byte {}", self.at)),
+        };
+        let start = self.at + 1;
+        let len = self.s[start..]
+            .iter()
+            .position(|&c| c == quote)
+            .ok_or("an unterminated string")?;
+        let text = &self.s[start..start + len];
+        if text.contains(&b'\\') {
+            return Err("escapes in a string".into());
+        }
+        self.at = start + len + 1;
+        Ok(String::from_utf8_lossy(text).into_owned())
+    }
+    fn boolean(&mut self) -> std::result::Result<bool, String> {
+        self.skip_space();
+        for (word, value) in [(&b"True"[..], true), (&b"False"[..], false)] {
+            if self.s[self.at..].starts_with(word) {
+                self.at += word.len();
+                return Ok(value);
+            }
+        }
+        Err(format!("expected True or False at byte {}", self.at))
+    }
+    /// `(d0, d1, ...)`, `(d0,)` or `()`: non-negative integers.
+    fn tuple(&mut self) -> std::result::Result<Vec<usize>, String> {
+        self.expect(b'(')?;
+        let mut dims = Vec::new();
+        loop {
+            if self.eat(b')') {
+                return Ok(dims);
+            }
+            let start = self.at;
+            while self.s.get(self.at).is_some_and(u8::is_ascii_digit) {
+                self.at += 1;
+            }
+            let digits = std::str::from_utf8(&self.s[start..self.at]).unwrap_or("");
+            dims.push(
+                digits
+                    .parse()
+                    .map_err(|_| format!("expected a dimension at byte {start}"))?,
+            );
+            if !self.eat(b',') {
+                self.expect(b')')?;
+                return Ok(dims);
+            }
+        }
+    }
 }
 
 /// Writes a float32 `.npy` array (atomically).
@@ -493,6 +588,84 @@ pub fn decode_image(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn npy(header: &str, data: &[u8]) -> Vec<u8> {
+        let mut b = b"\x93NUMPY\x01\x00".to_vec();
+        b.extend((header.len() as u16).to_le_bytes());
+        b.extend(header.as_bytes());
+        b.extend(data);
+        b
+    }
+
+    #[test]
+    fn npy_headers_as_numpy_writes_them_and_refusals() {
+        let four: Vec<u8> = [1.5f32, -2.0, 0.0, 8.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        for header in [
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }          \n",
+            "{\"descr\":\"<f4\",\"fortran_order\":False,\"shape\":(4,)}\n",
+            "{'shape': (1,2,2), 'fortran_order': False, 'descr': '<f4'}",
+        ] {
+            let a = parse_npy(&npy(header, &four), "t").unwrap();
+            assert_eq!(a.data, [1.5, -2.0, 0.0, 8.0], "{header}");
+            assert_eq!(a.shape.iter().product::<usize>(), 4, "{header}");
+        }
+        let scalar = parse_npy(
+            &npy(
+                "{'descr': '<f4', 'fortran_order': False, 'shape': ()}",
+                &four[..4],
+            ),
+            "t",
+        );
+        assert_eq!(scalar.unwrap().shape, Vec::<usize>::new());
+        for (header, data, expected) in [
+            (
+                "{'descr': '<f4', 'fortran_order': True, 'shape': (4,)}",
+                &four[..],
+                "Fortran",
+            ),
+            (
+                "{'descr': '>f4', 'fortran_order': False, 'shape': (4,)}",
+                &four[..],
+                "little-endian",
+            ),
+            (
+                "{'descr': '<f4', 'fortran_order': False, 'shape': (5,)}",
+                &four[..],
+                "does not match",
+            ),
+            (
+                "{'descr': '<f4', 'fortran_order': False, 'shape': (3,)}",
+                &four[..],
+                "does not match",
+            ),
+            (
+                "{'descr': '<f4', 'fortran_order': False}",
+                &four[..],
+                "no `shape`",
+            ),
+            (
+                "{'descr': '<f4', 'fortran_order': False, 'shape': (4,), 'x': 1}",
+                &four[..],
+                "unknown key",
+            ),
+            (
+                "{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{",
+                &four[..],
+                "expected a string",
+            ),
+            (
+                "{'descr': '<f4', 'fortran_order': False, 'shape': (18446744073709551616,)}",
+                &four[..],
+                "dimension",
+            ),
+        ] {
+            let e = parse_npy(&npy(header, data), "t").unwrap_err().to_string();
+            assert!(e.contains(expected), "{header}: {e}");
+        }
+    }
 
     #[test]
     fn atomic_writes_replace_files_and_refuse_the_rest() {
