@@ -565,3 +565,32 @@ fn an_image_too_large_for_the_device_is_a_clear_error() {
     assert!(line.contains("(it is 16)"), "{line}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Configs past the engine's bounds are refused before anything is built from them: the graph builder's
+/// (levels, layers, channels, sample size) and, for random weights made from a config alone, the parameter count.
+#[test]
+fn a_config_too_large_to_build_is_refused() {
+    let too_big: [(&str, fn(&mut UNetConfig)); 4] = [
+        ("resolution levels", |c| {
+            c.block_out_channels = vec![4; 9];
+            c.down_block_types = vec![c.down_block_types[0]; 9];
+            c.up_block_types = vec![c.up_block_types[0]; 9];
+        }),
+        ("layers_per_block 17", |c| c.layers_per_block = 17),
+        ("block_out_channels 16384", |c| {
+            c.block_out_channels = vec![16384]
+        }),
+        ("sample_size 8192", |c| c.sample_size = 8192),
+    ];
+    for (expected, change) in too_big {
+        let mut c = small_config(&[4]);
+        change(&mut c);
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains(expected), "{e}");
+    }
+    // Within those bounds, but 8 levels of 8,192 channels: billions of parameters.
+    let mut c = small_config(&[8192; 8]);
+    c.sample_size = 256;
+    let e = Weights::random(&c, 1).unwrap_err().to_string();
+    assert!(e.contains("more than 1073741824 parameters"), "{e}");
+}

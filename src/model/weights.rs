@@ -197,6 +197,9 @@ fn sort_header(mut bytes: Vec<u8>) -> Vec<u8> {
     bytes
 }
 
+/// The most parameters [`Weights::random`] makes (4 GiB of f32): far above the CIFAR-10 UNet's 35.7 million.
+pub const MAX_RANDOM_PARAMETERS: usize = 1 << 30;
+
 impl Weights {
     /// Checks the tensors against the graph the config builds: every parameter present with its shape, no
     /// tensor the model does not use, every value finite. The error names the first offending tensor.
@@ -420,6 +423,18 @@ impl Weights {
     /// tests and benchmarks of the whole network need. Deterministic in `seed`.
     pub fn random(config: &UNetConfig, seed: u64) -> Result<Self> {
         let graph = crate::graph::unet::build(config)?;
+        // A config within `UNetConfig`'s bounds can still describe more parameters than memory holds (8 levels
+        // of 8,192 channels); a model file cannot (its tensors are in the file), but random weights are made
+        // from the config alone (`ddim profile config.json`).
+        let count = graph.params().iter().try_fold(0usize, |a, (_, s)| {
+            a.checked_add(s.iter().try_fold(1usize, |n, &d| n.checked_mul(d))?)
+        });
+        if count.is_none_or(|n| n > MAX_RANDOM_PARAMETERS) {
+            return Err(Error::Config(format!(
+                "random weights for more than {MAX_RANDOM_PARAMETERS} parameters (this config's UNet is \
+                 larger); use a smaller config"
+            )));
+        }
         let mut tensors = BTreeMap::new();
         for (i, (name, shape)) in graph.params().into_iter().enumerate() {
             let key = NoiseKey {
