@@ -570,7 +570,8 @@ fn an_image_too_large_for_the_device_is_a_clear_error() {
 /// (levels, layers, channels, sample size) and, for random weights made from a config alone, the parameter count.
 #[test]
 fn a_config_too_large_to_build_is_refused() {
-    let too_big: [(&str, fn(&mut UNetConfig)); 4] = [
+    type Change = fn(&mut UNetConfig);
+    let too_big: [(&str, Change); 4] = [
         ("resolution levels", |c| {
             c.block_out_channels = vec![4; 9];
             c.down_block_types = vec![c.down_block_types[0]; 9];
