@@ -117,3 +117,28 @@ fn the_seeds_parse() {
         decode_image(&std::fs::read(&p).unwrap(), "seed", 3, 32, true).unwrap();
     }
 }
+
+/// The cargo-fuzz crate is not built by CI (it needs nightly): check here that it has one binary per target,
+/// each calling the entry point of its name, so the fuzzers and these replays stay the same functions.
+#[test]
+fn every_target_has_its_cargo_fuzz_binary() {
+    let manifest = std::fs::read_to_string(fuzz_dir().join("Cargo.toml")).unwrap();
+    assert_eq!(
+        manifest.matches("[[bin]]").count(),
+        TARGETS.len(),
+        "{manifest}"
+    );
+    for (name, _) in TARGETS {
+        assert!(
+            manifest.contains(&format!("name = \"{name}\"")),
+            "no [[bin]] `{name}`"
+        );
+        let source = fuzz_dir().join("fuzz_targets").join(format!("{name}.rs"));
+        let text = std::fs::read_to_string(&source).unwrap();
+        assert!(
+            text.contains(&format!("ddim_wgpu::fuzz::{name}(data)")),
+            "{} does not call ddim_wgpu::fuzz::{name}",
+            source.display()
+        );
+    }
+}
