@@ -1052,21 +1052,44 @@ fn eval(
         Some(_) => graph.checkpoints.iter().map(|(_, id)| *id).collect(),
         None => Vec::new(),
     };
-    let plan = Plan::new(&gpu, &graph, &weights.upload(&gpu)?, batch, &keep)?;
+    let uploaded = weights.upload(&gpu)?;
+    // A batch larger than the device binds runs in chunks (one plan per chunk size); the result is the same.
+    let chunk = ddim_wgpu::graph::plan::max_batch(&gpu, &graph)?.min(batch);
+    if chunk < batch {
+        eprintln!(
+            "note: {batch} images run in {} batches of at most {chunk} (the device's storage-binding limit)",
+            batch.div_ceil(chunk)
+        );
+    }
+    let per = x.data.len() / batch;
     let start = std::time::Instant::now();
-    let result = plan.run(&gpu, &[&x.data, &t])?;
+    let (mut result, mut dumps) = (Vec::new(), vec![Vec::new(); keep.len()]);
+    let mut plan: Option<Plan> = None;
+    for first in (0..batch).step_by(chunk) {
+        let b = chunk.min(batch - first);
+        if plan.as_ref().map(Plan::batch) != Some(b) {
+            plan = Some(Plan::new(&gpu, &graph, &uploaded, b, &keep)?);
+        }
+        let plan = plan.as_ref().expect("made above");
+        let images = &x.data[first * per..(first + b) * per];
+        result.extend(plan.run(&gpu, &[images, &t[first..first + b]])?);
+        for (dump, id) in dumps.iter_mut().zip(&keep) {
+            let tensor = plan.activation(*id).expect("every checkpoint is planned");
+            dump.extend(gpu.download(tensor)?);
+        }
+    }
+    let plan = plan.expect("batch >= 1");
     let elapsed = start.elapsed();
+    let with_batch = |shape: &[usize]| [&[batch], &shape[1..]].concat();
     let mut outputs = OutputSet::default();
-    outputs.stage(out, &npy_bytes(out, plan.output().shape(), &result)?)?;
+    let out_shape = with_batch(plan.output().shape());
+    outputs.stage(out, &npy_bytes(out, &out_shape, &result)?)?;
     if let Some(dir) = dump_dir {
         outputs.create_dir(dir)?;
-        for (name, id) in &graph.checkpoints {
+        for ((name, id), dump) in graph.checkpoints.iter().zip(&dumps) {
             let tensor = plan.activation(*id).expect("every checkpoint is planned");
             let path = dir.join(format!("{name}.npy"));
-            outputs.stage(
-                &path,
-                &npy_bytes(&path, tensor.shape(), &gpu.download(tensor)?)?,
-            )?;
+            outputs.stage(&path, &npy_bytes(&path, &with_batch(tensor.shape()), dump)?)?;
         }
     }
     outputs.commit()?;
@@ -1076,7 +1099,7 @@ fn eval(
         "wrote {} {:?}: {} dispatches in {:.1?}; activations {:.1} MiB planned in {} buffers ({:.1} MiB without \
          reuse, {:.1} MiB lower bound)",
         out.display(),
-        plan.output().shape(),
+        out_shape,
         plan.dispatches().len(),
         elapsed,
         mib(s.planned),

@@ -395,6 +395,49 @@ fn a_low_storage_binding_limit_splits_batches_and_changes_nothing() {
         std::fs::read(p("capped.png")).unwrap(),
         std::fs::read(p("all.png")).unwrap()
     );
+    // `ddim eval` splits the same way: 12 images through the UNet, capped and not, with the per-block dumps.
+    let eval = |pre: &[&str], name: &str| {
+        let mut a: Vec<&str> = pre.to_vec();
+        let (input, out, dump) = (
+            p("all.npy"),
+            p(&format!("{name}.npy")),
+            p(&format!("{name}-blocks")),
+        );
+        a.extend([
+            "eval",
+            "--model",
+            &model,
+            "--input",
+            &input,
+            "--timestep",
+            "500",
+            "--out",
+            &out,
+            "--dump-dir",
+            &dump,
+        ]);
+        let o = ddim(&a);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        o
+    };
+    eval(&[], "eval_all");
+    let capped = eval(&["--max-binding", "73728"], "eval_capped");
+    assert!(
+        String::from_utf8_lossy(&capped.stderr).contains("12 images run in 2 batches"),
+        "{}",
+        String::from_utf8_lossy(&capped.stderr)
+    );
+    for file in [
+        "eval_all.npy",
+        "eval_all-blocks/mid_block.npy",
+        "eval_all-blocks/up_blocks.1.npy",
+    ] {
+        assert_eq!(
+            std::fs::read(p(&file.replace("eval_all", "eval_capped"))).unwrap(),
+            std::fs::read(p(file)).unwrap(),
+            "{file}"
+        );
+    }
     // A limit below the largest weight is a one-line error naming the tensor and both sizes; nothing written.
     let out = run(&["--max-binding", "20000"], &["--out", &p("small.png")]);
     assert!(!out.status.success());

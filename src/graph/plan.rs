@@ -506,6 +506,42 @@ impl Plan {
     }
 }
 
+/// The largest batch whose every activation fits one storage binding of this device. When one image alone
+/// does not fit, an [`Error::ImageTooLarge`] names the node with the largest activation and states the
+/// largest image side that would fit (kernels bind whole activations; there is no spatial tiling).
+pub fn max_batch(gpu: &Gpu, graph: &Graph) -> Result<usize> {
+    let limit = gpu.limits().max_storage_buffer_binding_size;
+    let bytes = |t: TensorId| (graph.shape(t).iter().product::<usize>() * 4) as u64;
+    let Some(largest) = graph.nodes.iter().max_by_key(|n| bytes(n.output)) else {
+        return Ok(usize::MAX);
+    };
+    let per_image = bytes(largest.output).max(4);
+    if per_image <= limit {
+        return Ok((limit / per_image) as usize);
+    }
+    // The image side, and the total downsampling (input side over the smallest feature map's side): a
+    // supported side is a multiple of it. Every activation scales with the square of the side.
+    let side = graph.inputs.first().map_or(0, |&x| graph.shape(x)[1]);
+    let smallest = graph
+        .nodes
+        .iter()
+        .map(|n| graph.shape(n.output))
+        .filter(|s| s.len() == 3)
+        .map(|s| s[1])
+        .min()
+        .unwrap_or(side)
+        .max(1);
+    let factor = (side / smallest).max(1);
+    let fits = side as f64 * (limit as f64 / per_image as f64).sqrt();
+    Err(Error::ImageTooLarge {
+        node: largest.name.clone(),
+        bytes: per_image,
+        limit,
+        side,
+        largest: (fits as usize / factor) * factor,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
