@@ -451,3 +451,37 @@ fn a_low_storage_binding_limit_splits_batches_and_changes_nothing() {
     assert!(!dir.join("small.png").exists());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `ddim convert` re-saves one of our files: in the same dtype it writes the same bytes (weights files are
+/// reproducible), and in another dtype the same model.
+#[test]
+fn convert_re_saves_our_own_files() {
+    use ddim_wgpu::model::weights::{StorageDtype, Weights};
+    let dir = temp_dir("resave");
+    let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
+    let model = Weights::random(&support::small_config(&[4, 8]), 9).unwrap();
+    model
+        .save(dir.join("a.safetensors").as_path(), StorageDtype::F16)
+        .unwrap();
+    for (dtype, name) in [("f16", "b.safetensors"), ("f32", "c.safetensors")] {
+        let out = ddim(&[
+            "convert",
+            &p("a.safetensors"),
+            "--dtype",
+            dtype,
+            "--out",
+            &p(name),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let a = std::fs::read(p("a.safetensors")).unwrap();
+    assert_eq!(std::fs::read(p("b.safetensors")).unwrap(), a);
+    let f16 = Weights::from_bytes(&a).unwrap();
+    let f32 = Weights::load(dir.join("c.safetensors").as_path()).unwrap();
+    assert_eq!(f32.tensors, f16.tensors, "f16 values are exact in f32");
+    std::fs::remove_dir_all(&dir).ok();
+}
