@@ -223,9 +223,7 @@ impl Gpu {
         })?;
         self.submit_and_wait(what, encoder)
     }
-}
 
-impl Gpu {
     /// Given the error of a pass that recorded `dispatches`, finds the dispatch wgpu refuses: each is recorded
     /// alone into a pass of its own, under its own error scope, and finished but not submitted. A
     /// [`Error::Gpu`] then names that dispatch's node and kernel beside the pass; other errors (a lost
