@@ -60,19 +60,24 @@ fn staging_path(path: &Path) -> Result<PathBuf> {
 /// exists, and a file can be created there (the probe is removed at once). Commands call this for every output
 /// first, so that an unwritable output fails in a moment rather than after the sampling.
 pub fn check_writable(path: &Path) -> Result<()> {
-    if let Ok(meta) = std::fs::metadata(path)
-        && !meta.is_file()
-    {
-        return Err(io_error(
-            path,
-            "exists and is not a regular file; outputs are written to a temporary file and renamed over \
-             their path",
-        ));
-    }
+    refuse_non_file(path)?;
     let probe = staging_path(path)?;
     std::fs::File::create(&probe).map_err(|e| io_error(path, format!("cannot be written: {e}")))?;
     let _ = std::fs::remove_file(&probe);
     Ok(())
+}
+
+/// Refuses an existing `path` that is not a regular file (a directory, a device such as /dev/null): it is
+/// never replaced.
+fn refuse_non_file(path: &Path) -> Result<()> {
+    match std::fs::metadata(path) {
+        Ok(meta) if !meta.is_file() => Err(io_error(
+            path,
+            "exists and is not a regular file; outputs are written to a temporary file and renamed over \
+             their path",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// [`check_writable`] for each of a command's outputs, which must also be distinct paths.
@@ -93,7 +98,8 @@ impl OutputSet {
         if self.staged.iter().any(|(_, p)| p == path) {
             return Err(io_error(path, "is given for two outputs of one command"));
         }
-        check_writable(path)?;
+        // Creating the temporary file is the writability check; no separate probe.
+        refuse_non_file(path)?;
         let tmp = staging_path(path)?;
         let result = (|| {
             let mut f = std::fs::File::create(&tmp)?;

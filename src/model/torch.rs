@@ -100,20 +100,21 @@ const MAX_COPIED: usize = 1 << 20;
 const MAX_DEPTH: usize = 64;
 
 impl Value {
-    fn children(&self) -> Box<dyn Iterator<Item = &Value> + '_> {
+    /// Folds `f` over the values this one holds directly (a container's items, a dict's keys and values).
+    fn fold_children<A>(&self, init: A, f: impl Fn(A, &Value) -> A) -> A {
         match self {
-            Value::Tuple(items) | Value::List(items) => Box::new(items.iter()),
-            Value::Dict(pairs) => Box::new(pairs.iter().flat_map(|(k, v)| [k, v])),
-            _ => Box::new(std::iter::empty()),
+            Value::Tuple(items) | Value::List(items) => items.iter().fold(init, f),
+            Value::Dict(pairs) => pairs.iter().fold(init, |a, (k, v)| f(f(a, k), v)),
+            _ => init,
         }
     }
     /// Nesting depth: 0 for a plain value. Recursion is bounded by `MAX_DEPTH`, which every value obeys.
     fn depth(&self) -> usize {
-        self.children().map(|c| c.depth() + 1).max().unwrap_or(0)
+        self.fold_children(0, |d, c| d.max(c.depth() + 1))
     }
     /// The number of values in this one, itself included.
     fn size(&self) -> usize {
-        1 + self.children().map(Value::size).sum::<usize>()
+        self.fold_children(1, |n, c| n + c.size())
     }
 }
 

@@ -509,11 +509,7 @@ fn packed(
             params: bytemuck::bytes_of(p),
             resources: vec![
                 x.binding(),
-                wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer: &packed,
-                    offset: w as u64 * UNIFORM_WINDOW,
-                    size: wgpu::BufferSize::new(UNIFORM_WINDOW),
-                }),
+                window_binding(&packed, w),
                 bias.binding(),
                 residual.unwrap_or(x).binding(),
                 out.binding(),
@@ -523,6 +519,15 @@ fn packed(
         })
         .collect();
     Ok(Dispatch::launches(gpu, kernel, OP, label, specs)?.owning(packed))
+}
+
+/// Window `w` of a packed-weights buffer, as a binding.
+fn window_binding(packed: &wgpu::Buffer, w: usize) -> wgpu::BindingResource<'_> {
+    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+        buffer: packed,
+        offset: w as u64 * UNIFORM_WINDOW,
+        size: wgpu::BufferSize::new(UNIFORM_WINDOW),
+    })
 }
 
 /// Packs `weight` `[cout, cin, kh, kw]` into `geo.windows` uniform windows (conv2d_pack.wgsl), and waits.
@@ -566,14 +571,7 @@ fn pack_weights(
             .enumerate()
             .map(|(w, p)| LaunchSpec {
                 params: bytemuck::bytes_of(p),
-                resources: vec![
-                    weight.binding(),
-                    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: &packed,
-                        offset: w as u64 * UNIFORM_WINDOW,
-                        size: wgpu::BufferSize::new(UNIFORM_WINDOW),
-                    }),
-                ],
+                resources: vec![weight.binding(), window_binding(&packed, w)],
                 workgroups: workgroups_for(UNIFORM_WINDOW / 4, PACK_KERNEL.workgroup_size),
             })
             .collect(),
