@@ -5,7 +5,8 @@
                        as tools/train/train_mnist.py) and writes D/heldout.npy (the first --heldout held-out
                        digits, float32 [N, 1, 32, 32] in [-1, 1]) for `ddim invert`
     evaluate --dir D   Frechet distances in the classifier's feature space between the 5,000 real digits and
-                       each D/sample_S{S}_{row}.npy written by `ddim sample --out-npy`, and the per-dimension MSE
+                       each cell's samples, D/sample_S{S}_{row}.shard{k}of{n}.npy written by `ddim sample --out-npy`
+                       (on the shards that every cell has), and the per-dimension MSE
                        of each D/recon_S{S}.npy (`ddim invert` then `ddim sample --latent`) against
                        D/heldout.npy; prints Markdown tables and writes D/quality.json
 
@@ -103,6 +104,18 @@ def frechet(a, b):
     return float(((ma - mb) ** 2).sum() + np.trace(sa + sb - 2 * sqrt_psd(ra @ sb @ ra)))
 
 
+def load_cells(d):
+    """{(S, row): {shard: samples}} from D/sample_S{S}_{row}.shard{k}of{n}.npy (tools/quality/run.sh) or an
+    unsharded D/sample_S{S}_{row}.npy (shard 0 of 1)."""
+    cells = {}
+    for name in os.listdir(d):
+        m = re.fullmatch(r"sample_S(\d+)_(.+?)(?:\.shard(\d+)of(\d+))?\.npy", name)
+        if m:
+            shard = (int(m.group(3)), int(m.group(4))) if m.group(3) else (0, 1)
+            cells.setdefault((int(m.group(1)), m.group(2)), {})[shard] = np.load(os.path.join(d, name))
+    return cells
+
+
 def evaluate(args):
     net = Classifier()
     net.load_state_dict(torch.load(os.path.join(args.dir, "classifier.pt")))
@@ -112,13 +125,16 @@ def evaluate(args):
     real_stats = stats(real)
     result = {"fd": {}, "floor": {}, "mse": {}}
     rows = {}
+    cells = load_cells(args.dir)
+    # Score every cell on the shards that all cells have, so that a table read mid-run compares equal counts.
+    common = set.intersection(*(set(parts) for parts in cells.values())) if cells else set()
+    if cells and not common:
+        sys.exit(f"quality.py: no shard that every cell of {args.dir} has; nothing to compare")
     n = None
-    for name in sorted(os.listdir(args.dir)):
-        m = re.fullmatch(r"sample_S(\d+)_(.+)\.npy", name)
-        if m:
-            x = np.load(os.path.join(args.dir, name))
+    for (s, row), parts in sorted(cells.items()):
+        if common:
+            x = np.concatenate([parts[k] for k in sorted(common)])
             n = len(x)
-            s, row = int(m.group(1)), m.group(2)
             f = feats(net, x)
             # The spread of the estimate: the distance over 20 bootstrap resamples of the generated set.
             rng = np.random.default_rng(s)
