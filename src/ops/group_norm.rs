@@ -1,15 +1,16 @@
 //! Group normalisation with affine parameters and an optional fused SiLU.
 //!
 //! Two kernels, one result. `group_norm.wgsl` gives each (image, group) a workgroup and reduces in workgroup
-//! memory: what GPUs want. `group_norm_serial.wgsl` has no barriers: one invocation per (image, group) sums the
-//! statistics serially, then a second launch normalises a vec4 per invocation; on lavapipe a workgroup barrier
-//! costs more than the sums around it. [`kernel_for`] chooses.
+//! memory: what GPUs want. `group_norm_serial.wgsl` has no barriers: one invocation per (image, channel) reads
+//! the channel once for its mean and squared deviations (Chan's update), then a second launch merges each
+//! group's channels and normalises, with every statistic and affine parameter at a workgroup-uniform address;
+//! on lavapipe a workgroup barrier costs more than the sums around it. [`kernel_for`] chooses.
 
 use bytemuck::{Pod, Zeroable};
 
 use super::{
     Access, Cost, Dispatch, Kernel, KernelChoice, LaunchSpec, check_bindings, dim, expect_shape,
-    nonzero, workgroups_for,
+    nonzero,
 };
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
@@ -38,7 +39,7 @@ pub const SERIAL_KERNEL: Kernel = Kernel {
         Access::ReadWrite,
         Access::ReadWrite,
     ],
-    workgroup_size: 64,
+    workgroup_size: 8,
     params_size: std::mem::size_of::<SerialParams>(),
 };
 
@@ -53,8 +54,15 @@ pub struct SerialParams {
     pub eps: f32,
     pub silu: u32,
     pub phase: u32,
-    pub _pad: u32,
+    pub groups_per_wg: u32,
+    pub channels_per_invocation: u32,
+    pub _pad: [u32; 3],
 }
+
+/// Vec4s a workgroup of `group_norm_serial` at least covers in either launch (whole channels for the
+/// statistics, whole groups for the normalisation, so each group's statistics are merged once): enough to
+/// amortise a workgroup's start on lavapipe, which small feature maps (4x4: 4 vec4s a channel) would not.
+const SERIAL_VEC4S_PER_WORKGROUP: usize = 1024;
 
 /// The kernel [`group_norm`] runs on this device for `hw` values per channel: `group_norm_serial` on CPU
 /// adapters when `hw` is a multiple of 4 (unless the device runs the baseline kernels), `group_norm`
@@ -138,11 +146,29 @@ pub fn group_norm(
     let (spatial, group_count) = (dim(OP, "spatial size", hw)?, dim(OP, "groups", groups)?);
     if kernel_for(gpu, hw).name == SERIAL_KERNEL.name {
         check_bindings(gpu, OP, &[x, gamma, beta, out])?;
-        // (shift, shifted mean, 1/std) per (image, group), written by the first launch, read by the second.
+        let group_vec4s = c / groups * hw / 4;
+        let groups_per_wg = dim(
+            OP,
+            "groups per workgroup",
+            SERIAL_VEC4S_PER_WORKGROUP
+                .div_ceil(group_vec4s)
+                .min(n * groups),
+        )?;
+        let wg = SERIAL_KERNEL.workgroup_size as usize;
+        let channel_rows = (n * c).div_ceil(wg);
+        let channels_per_invocation = dim(
+            OP,
+            "channels per invocation",
+            SERIAL_VEC4S_PER_WORKGROUP
+                .div_ceil(wg * hw / 4)
+                .min(channel_rows),
+        )?;
+        // (shift, shifted mean, squared deviations) per (image, channel), written by the first launch, read by
+        // the second.
         let stats = gpu.scoped(&format!("statistics buffer of `{label}`"), || {
             gpu.device().create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
-                size: 16 * (n * groups) as u64,
+                size: 16 * (n * c) as u64,
                 usage: wgpu::BufferUsages::STORAGE,
                 mapped_at_creation: false,
             })
@@ -155,7 +181,9 @@ pub fn group_norm(
             eps,
             silu: silu as u32,
             phase,
-            _pad: 0,
+            groups_per_wg,
+            channels_per_invocation,
+            _pad: [0; 3],
         };
         let (stats_params, apply_params) = (phase(0), phase(1));
         let resources = || {
@@ -167,17 +195,16 @@ pub fn group_norm(
                 out.binding(),
             ]
         };
-        let wg = SERIAL_KERNEL.workgroup_size;
         let specs = vec![
             LaunchSpec {
                 params: bytemuck::bytes_of(&stats_params),
                 resources: resources(),
-                workgroups: workgroups_for((n * groups) as u64, wg),
+                workgroups: channel_rows.div_ceil(channels_per_invocation as usize) as u64,
             },
             LaunchSpec {
                 params: bytemuck::bytes_of(&apply_params),
                 resources: resources(),
-                workgroups: workgroups_for(x.len() as u64 / 4, wg),
+                workgroups: (n * groups).div_ceil(groups_per_wg as usize) as u64,
             },
         ];
         let d = Dispatch::launches(gpu, &SERIAL_KERNEL, OP, label, specs)?;

@@ -103,3 +103,17 @@ fn group_norm_is_stable_for_large_offsets() {
         .collect();
     check("group_norm offset 1000", &x, shape, 2, 1e-6, false);
 }
+
+#[test]
+fn group_norm_is_stable_when_the_shift_is_an_outlier() {
+    // Each channel starts with 40 among values in [-1, 1]: the serial kernel shifts by that first element,
+    // so every shifted value sits near -40. Its running mean and Chan's update keep the squared deviations
+    // from the running mean (never E[x^2] - E[x]^2, which here would cancel 1,600 against a variance near
+    // 1.9), so the same bound holds.
+    let shape = [2, 8, 16, 16];
+    let mut x = data(32, shape.iter().product(), -1.0, 1.0);
+    for channel in x.chunks_mut(16 * 16) {
+        channel[0] = 40.0;
+    }
+    check("group_norm outlier first", &x, shape, 4, 1e-6, true);
+}

@@ -1,0 +1,154 @@
+//! The group-norm study: the group norms (with SiLU) of the CIFAR-10 UNet (google/ddpm-cifar10-32, 32 groups)
+//! at batch 8 and of the default MNIST model (16 groups) at batch 64, run with the portable kernel
+//! (`group_norm.wgsl`, a workgroup reduction) and the kernel this adapter gets (`group_norm_serial.wgsl` on CPU
+//! adapters), each against the copy roof measured in the same run.
+//!
+//! `cargo run --release --example norm_study`. The two kernels run round-robin, `ROUNDS` times each, on two
+//! devices opened on the same adapter; the roof is measured before and after. Medians of wall time per run
+//! (one submit each). Bytes are counted as the operation's traffic, x read once and out written once (plus
+//! gamma and beta), as `ddim profile` counts them.
+
+use std::time::Instant;
+
+use ddim_wgpu::gpu::{DeviceOptions, Gpu, Tensor, describe};
+use ddim_wgpu::ops::group_norm::group_norm;
+use ddim_wgpu::ops::roofline;
+use ddim_wgpu::ops::{Dispatch, KernelChoice};
+
+const ROUNDS: usize = 15;
+
+fn filled(gpu: &Gpu, label: &str, shape: &[usize]) -> Tensor {
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> = (0..n)
+        .map(|i| (i * 7919 % 2003) as f32 / 1001.5 - 1.0)
+        .collect();
+    gpu.upload(label, shape, &v).expect("upload")
+}
+
+struct Case {
+    dispatch: Dispatch,
+    _tensors: Vec<Tensor>,
+}
+
+fn case(gpu: &Gpu, n: usize, c: usize, side: usize, groups: usize) -> Case {
+    let x = filled(gpu, "x", &[n, c, side, side]);
+    let gamma = filled(gpu, "gamma", &[c]);
+    let beta = filled(gpu, "beta", &[c]);
+    let out = gpu.zeros("out", &[n, c, side, side]).expect("zeros");
+    let dispatch =
+        group_norm(gpu, "norm", &x, &gamma, &beta, &out, groups, 1e-6, true).expect("group_norm");
+    Case {
+        dispatch,
+        _tensors: vec![x, gamma, beta, out],
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() -> Result<(), ddim_wgpu::Error> {
+    let base = DeviceOptions::from_env()?;
+    let portable = Gpu::new(&DeviceOptions {
+        kernels: KernelChoice::Baseline,
+        ..base.clone()
+    })?;
+    let auto = Gpu::new(&DeviceOptions {
+        kernels: KernelChoice::Auto,
+        ..base
+    })?;
+    println!("adapter: {}", describe(&auto.info()));
+    let roof_before = roofline::measure(&auto)?;
+
+    // (model, batch, channels, side, groups): every distinct norm shape of the two UNets.
+    let shapes = [
+        ("cifar10", 8, 128, 32, 32),
+        ("cifar10", 8, 256, 32, 32),
+        ("cifar10", 8, 384, 32, 32),
+        ("cifar10", 8, 256, 16, 32),
+        ("cifar10", 8, 512, 16, 32),
+        ("cifar10", 8, 256, 8, 32),
+        ("cifar10", 8, 512, 8, 32),
+        ("cifar10", 8, 256, 4, 32),
+        ("cifar10", 8, 512, 4, 32),
+        ("mnist", 64, 32, 32, 16),
+        ("mnist", 64, 64, 32, 16),
+        ("mnist", 64, 64, 16, 16),
+        ("mnist", 64, 128, 16, 16),
+        ("mnist", 64, 64, 8, 16),
+        ("mnist", 64, 128, 8, 16),
+    ];
+    let mut rows = Vec::new();
+    for &(model, n, c, side, groups) in &shapes {
+        let p = case(&portable, n, c, side, groups);
+        let a = case(&auto, n, c, side, groups);
+        let (mut tp, mut ta) = (Vec::new(), Vec::new());
+        for (gpu, k) in [(&portable, &p), (&auto, &a)] {
+            gpu.run("warm-up", &[&k.dispatch])?;
+        }
+        for _ in 0..ROUNDS {
+            for (gpu, k, t) in [(&portable, &p, &mut tp), (&auto, &a, &mut ta)] {
+                let start = Instant::now();
+                gpu.run("norm", &[&k.dispatch])?;
+                t.push(start.elapsed().as_secs_f64());
+            }
+        }
+        let bytes = a.dispatch.cost().bytes as f64;
+        let kernel = a.dispatch.kernel().name;
+        rows.push((
+            model,
+            n,
+            c,
+            side,
+            groups,
+            kernel,
+            bytes,
+            median(tp),
+            median(ta),
+        ));
+    }
+    let roof_after = roofline::measure(&auto)?;
+    let roof = (roof_before.gbps + roof_after.gbps) / 2.0;
+    println!(
+        "{ROUNDS} rounds; copy roof {:.2} GB/s before, {:.2} after (fractions below use the mean {roof:.2})",
+        roof_before.gbps, roof_after.gbps
+    );
+    println!(
+        "{:>26} {:>18} {:>11} {:>7} {:>8} {:>7} {:>7}",
+        "shape", "kernel", "portable ms", "roof", "auto ms", "roof", "speedup"
+    );
+    let mut totals: Vec<(&str, f64, f64, f64)> = Vec::new();
+    for (model, n, c, side, groups, kernel, bytes, tp, ta) in rows {
+        let frac = |t: f64| bytes / t / 1e9 / roof;
+        println!(
+            "{:>26} {:>18} {:>11.3} {:>6.1}% {:>8.3} {:>6.1}% {:>6.2}x",
+            format!("{model} {n}x{c}x{side}x{side} g{groups}"),
+            kernel,
+            tp * 1e3,
+            100.0 * frac(tp),
+            ta * 1e3,
+            100.0 * frac(ta),
+            tp / ta
+        );
+        match totals.iter_mut().find(|t| t.0 == model) {
+            Some(t) => {
+                t.1 += bytes;
+                t.2 += tp;
+                t.3 += ta;
+            }
+            None => totals.push((model, bytes, tp, ta)),
+        }
+    }
+    for (model, bytes, tp, ta) in totals {
+        println!(
+            "{model}, all shapes: portable {:.2} GB/s ({:.1}% of roof), auto {:.2} GB/s ({:.1}%), {:.2}x",
+            bytes / tp / 1e9,
+            100.0 * bytes / tp / 1e9 / roof,
+            bytes / ta / 1e9,
+            100.0 * bytes / ta / 1e9 / roof,
+            tp / ta
+        );
+    }
+    Ok(())
+}
