@@ -6,6 +6,9 @@
 //! round-robin, `ROUNDS` times each, on two devices opened on the same adapter; the roof is measured before
 //! and after. Medians of wall time per dispatch (one dispatch per submit, so wall time is kernel time plus
 //! one submit, under 1% at these sizes).
+//!
+//! Two kernel choices after the options compare other devices: `conv_study cpu gpu` runs the CPU family
+//! (`conv2d_3x3`, `conv2d_packed`) against the GPU family (`conv2d_tiled`) on whatever adapter this is.
 
 use std::time::Instant;
 
@@ -50,15 +53,29 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() -> Result<(), ddim_wgpu::Error> {
-    let quick = std::env::args().any(|a| a == "quick");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "quick");
     let (batch, rounds) = if quick { (2, 5) } else { (8, 9) };
+    let choices = args
+        .iter()
+        .filter(|a| *a != "quick")
+        .map(|a| a.parse::<KernelChoice>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let (first, second) = match choices[..] {
+        [] => (KernelChoice::Baseline, KernelChoice::Auto),
+        [a, b] => (a, b),
+        _ => {
+            eprintln!("conv_study: give two kernel choices (e.g. `cpu gpu`) or none");
+            std::process::exit(2);
+        }
+    };
     let base = DeviceOptions::from_env()?;
     let general = Gpu::new(&DeviceOptions {
-        kernels: KernelChoice::Baseline,
+        kernels: first,
         ..base.clone()
     })?;
     let auto = Gpu::new(&DeviceOptions {
-        kernels: KernelChoice::Auto,
+        kernels: second,
         ..base
     })?;
     println!("adapter: {}", describe(&auto.info()));
@@ -115,7 +132,14 @@ fn main() -> Result<(), ddim_wgpu::Error> {
     );
     println!(
         "{:>16} {:>12} {:>8} {:>10} {:>7} {:>10} {:>7} {:>7}",
-        "cin->cout @ hw", "kernel", "launches", "general ms", "roof", "3x3 ms", "roof", "speedup"
+        "cin->cout @ hw",
+        "kernel",
+        "launches",
+        format!("{first:?} ms"),
+        "roof",
+        format!("{second:?} ms"),
+        "roof",
+        "speedup"
     );
     let (mut total_flops, mut total_g, mut total_a) = (0.0, 0.0, 0.0);
     for (cin, cout, hw, kernel, launches, flops, tg, ta) in rows {
@@ -136,7 +160,7 @@ fn main() -> Result<(), ddim_wgpu::Error> {
         total_a += ta;
     }
     println!(
-        "all shapes: general {:.1} GFLOP/s ({:.1}% of roof), 3x3 {:.1} GFLOP/s ({:.1}%), {:.2}x",
+        "all shapes: {first:?} {:.1} GFLOP/s ({:.1}% of roof), {second:?} {:.1} GFLOP/s ({:.1}%), {:.2}x",
         total_flops / total_g / 1e9,
         100.0 * total_flops / total_g / 1e9 / roof,
         total_flops / total_a / 1e9,

@@ -38,8 +38,9 @@ struct Cli {
     #[arg(long, global = true, env = "DDIM_ADAPTER")]
     adapter: Option<String>,
 
-    /// Kernel variants: auto (the fastest measured for the adapter and shape) or baseline (one portable
-    /// kernel per operation; the reference point for comparisons).
+    /// Kernel variants: auto (the family for the adapter's kind, CPU or GPU), baseline (one portable kernel
+    /// per operation; the reference point for comparisons), cpu (barrier-free, uniform-window kernels) or gpu
+    /// (shared-memory tiles), whatever the adapter.
     #[arg(long, global = true, env = "DDIM_KERNELS", default_value = "auto", value_parser = parse_kernels_arg)]
     kernels: KernelChoice,
 

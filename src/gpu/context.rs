@@ -265,6 +265,12 @@ impl Gpu {
         self.kernels
     }
 
+    /// The kernel family the operations pick from on this device: the choice it was opened with, with
+    /// `Auto` resolved by the adapter's type (`Cpu`, `Gpu` or `Baseline`; never `Auto`).
+    pub fn kernel_family(&self) -> KernelChoice {
+        self.kernels.resolve(self.info().device_type)
+    }
+
     /// The wgpu device.
     pub fn device(&self) -> &wgpu::Device {
         &self.device

@@ -1,12 +1,13 @@
 //! 2-D convolution: NCHW, any kernel size and stride, padding per side, bias, and a fused epilogue
 //! `(conv + bias + residual) * out_scale`.
 //!
-//! Two kernels, one result. `conv2d.wgsl` does every geometry (4 channels x 4 columns per invocation, weights
-//! read from storage). `conv2d_3x3.wgsl` does 3x3 stride-1 convolutions, most of a UNet's arithmetic, with 8
-//! channels x 8 columns per invocation and the weights read from 64 KiB uniform windows at addresses uniform
-//! across each workgroup; `conv2d_pack.wgsl` lays the weights out for it once, when the dispatch is prepared.
-//! [`kernel_for`] chooses: the 3x3 kernel wherever it applies, unless the device was opened with
-//! [`KernelChoice::Baseline`].
+//! Four kernels, one result. `conv2d.wgsl` does every geometry (4 channels x 4 columns per invocation, weights
+//! read from storage): the baseline. For CPU adapters, `conv2d_3x3.wgsl` does 3x3 stride-1 convolutions, most
+//! of a UNet's arithmetic, with 8 channels x 8 columns per invocation and the weights read from 64 KiB uniform
+//! windows at addresses uniform across each workgroup, and `conv2d_packed.wgsl` the same for any geometry;
+//! `conv2d_pack.wgsl` lays the weights out for them once, when the dispatch is prepared. For GPUs,
+//! `conv2d_tiled.wgsl` is an implicit GEMM over 64 x 64 shared-memory tiles. [`kernel_for`] chooses by the
+//! device's kernel family ([`KernelChoice`]).
 
 use bytemuck::{Pod, Zeroable};
 
@@ -41,6 +42,19 @@ pub const KERNEL: Kernel = Kernel {
     workgroup_size: 64,
     params_size: std::mem::size_of::<Params>(),
 };
+
+/// The implicit GEMM over shared-memory tiles, for GPUs (same Params and bindings as [`KERNEL`]).
+pub const KERNEL_TILED: Kernel = Kernel {
+    name: "conv2d_tiled",
+    source: include_str!("../../kernels/conv2d_tiled.wgsl"),
+    includes: &[SHAPE],
+    bindings: KERNEL.bindings,
+    workgroup_size: 256,
+    params_size: std::mem::size_of::<Params>(),
+};
+
+/// Output channels and pixels of one [`KERNEL_TILED`] workgroup's tile.
+const TILE: usize = 64;
 
 /// What the packed-weight kernels share: Params, bindings, the 8 x 8 block and its store.
 pub const PACKED_COMMON: &str = include_str!("../../kernels/conv2d_packed.inc.wgsl");
@@ -349,9 +363,27 @@ impl ConvShape {
 /// has at least 8 blocks of 8 columns; `conv2d` everywhere else. The choice never depends on the batch size,
 /// so an image is computed by the same kernels (and rounded the same way) however a batch is split.
 pub fn kernel_for(gpu: &Gpu, shape: &ConvShape) -> &'static Kernel {
-    if gpu.kernel_choice() == KernelChoice::Baseline {
-        return &KERNEL;
+    match gpu.kernel_family() {
+        KernelChoice::Cpu => cpu_kernel_for(gpu, shape),
+        KernelChoice::Gpu => gpu_kernel_for(gpu, shape),
+        _ => &KERNEL,
     }
+}
+
+/// The GPU family: `conv2d_tiled` for every geometry wherever the device allows its 256-invocation workgroups
+/// with 8 KiB of workgroup memory (wgpu's default limits do), `conv2d` otherwise. Shape-independent, so every
+/// test shape proves the kernel that runs. Not yet measured on a GPU (none has been lent to this project): the
+/// tiling is the textbook one for GPUs, and `examples/conv_study.rs gpu` compares it with the CPU family.
+fn gpu_kernel_for(gpu: &Gpu, _shape: &ConvShape) -> &'static Kernel {
+    let limits = gpu.limits();
+    let fits = limits.max_compute_invocations_per_workgroup >= KERNEL_TILED.workgroup_size
+        && limits.max_compute_workgroup_size_x >= KERNEL_TILED.workgroup_size
+        && limits.max_compute_workgroup_storage_size >= 8192;
+    if fits { &KERNEL_TILED } else { &KERNEL }
+}
+
+/// The CPU family: the packed kernels where they have enough work, `conv2d` elsewhere.
+fn cpu_kernel_for(gpu: &Gpu, shape: &ConvShape) -> &'static Kernel {
     let limits = gpu.limits();
     let taps = (shape.kh * shape.kw) as usize;
     let fits = PackGeometry::new(shape.cout as usize, shape.cin as usize, taps)
@@ -422,7 +454,7 @@ pub fn conv2d_with_channel(
         + out.len() * (1 + residual.is_some() as usize);
     let cost = Cost::new(shape.flops(), floats as u64);
     let kernel = kernel_for(gpu, &shape);
-    let dispatch = if kernel.name != KERNEL.name {
+    let dispatch = if kernel.name == KERNEL_3X3.name || kernel.name == KERNEL_PACKED.name {
         packed(
             gpu, kernel, label, &shape, x, weight, bias, channel, residual, out, cfg,
         )?
@@ -434,9 +466,15 @@ pub fn conv2d_with_channel(
             has_channel: channel.is_some() as u32,
             _pad: 0,
         };
+        let workgroups = if kernel.name == KERNEL_TILED.name {
+            let [n, cout, ho, wo] = shape.output_shape();
+            (cout.div_ceil(TILE) * (n * ho * wo).div_ceil(TILE)) as u64
+        } else {
+            shape.workgroups()
+        };
         Dispatch::new(
             gpu,
-            &KERNEL,
+            kernel,
             OP,
             label,
             &params,
@@ -448,7 +486,7 @@ pub fn conv2d_with_channel(
                 out,
                 channel.unwrap_or(bias),
             ],
-            shape.workgroups(),
+            workgroups,
         )?
     };
     Ok(dispatch.with_cost(cost))

@@ -64,13 +64,13 @@ pub struct SerialParams {
 /// amortise a workgroup's start on lavapipe, which small feature maps (4x4: 4 vec4s a channel) would not.
 const SERIAL_VEC4S_PER_WORKGROUP: usize = 1024;
 
-/// The kernel [`group_norm`] runs on this device for `hw` values per channel: `group_norm_serial` on CPU
-/// adapters when `hw` is a multiple of 4 (unless the device runs the baseline kernels), `group_norm`
-/// otherwise. On GPUs the workgroup reduction is kept: one invocation per group would leave most of a GPU idle.
+/// The kernel [`group_norm`] runs on this device for `hw` values per channel: `group_norm_serial` for the CPU
+/// family ([`KernelChoice::Cpu`], what `Auto` means on CPU adapters) when `hw` is a multiple of 4,
+/// `group_norm` otherwise. GPUs keep the workgroup reduction: an invocation per channel would leave most of a
+/// GPU idle.
 pub fn kernel_for(gpu: &Gpu, hw: usize) -> &'static Kernel {
-    let cpu = gpu.info().device_type == wgpu::DeviceType::Cpu;
-    match gpu.kernel_choice() {
-        KernelChoice::Auto if cpu && hw.is_multiple_of(4) => &SERIAL_KERNEL,
+    match gpu.kernel_family() {
+        KernelChoice::Cpu if hw.is_multiple_of(4) => &SERIAL_KERNEL,
         _ => &KERNEL,
     }
 }

@@ -29,13 +29,19 @@ pub const COMMON_WGSL: &str = include_str!("../../kernels/common.wgsl");
 /// Which kernel variant each operation runs, where it has more than one.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum KernelChoice {
-    /// The fastest variant measured for the adapter and shape: `conv2d_3x3` for 3x3 stride-1 convolutions,
-    /// `group_norm_serial` on CPU adapters (see each op's `kernel_for`).
+    /// The variants for the adapter's kind: [`KernelChoice::Cpu`]'s on a CPU adapter (lavapipe, llvmpipe,
+    /// WARP), [`KernelChoice::Gpu`]'s on any other.
     #[default]
     Auto,
     /// One portable kernel per operation (`conv2d`, `group_norm`): the baseline the others are measured
     /// against, and a fallback.
     Baseline,
+    /// The variants for CPU adapters, on any adapter: no barriers, weights in uniform windows
+    /// (`conv2d_3x3`, `conv2d_packed`, `group_norm_serial`). On a GPU, for comparing the two families.
+    Cpu,
+    /// The variants for GPUs, on any adapter: shared-memory tiles and workgroup reductions (`conv2d_tiled`,
+    /// `group_norm`). On a CPU adapter, for testing them where no GPU is.
+    Gpu,
 }
 
 impl std::str::FromStr for KernelChoice {
@@ -45,10 +51,23 @@ impl std::str::FromStr for KernelChoice {
         match s.trim().to_ascii_lowercase().as_str() {
             "auto" => Ok(KernelChoice::Auto),
             "baseline" => Ok(KernelChoice::Baseline),
+            "cpu" => Ok(KernelChoice::Cpu),
+            "gpu" => Ok(KernelChoice::Gpu),
             other => Err(Error::param(
                 "kernels",
-                format!("unknown kernel choice `{other}` (expected auto or baseline)"),
+                format!("unknown kernel choice `{other}` (expected auto, baseline, cpu or gpu)"),
             )),
+        }
+    }
+}
+
+impl KernelChoice {
+    /// What this choice means on an adapter of type `device`: `Auto` becomes `Cpu` or `Gpu`.
+    pub fn resolve(self, device: wgpu::DeviceType) -> KernelChoice {
+        match (self, device) {
+            (KernelChoice::Auto, wgpu::DeviceType::Cpu) => KernelChoice::Cpu,
+            (KernelChoice::Auto, _) => KernelChoice::Gpu,
+            (other, _) => other,
         }
     }
 }
@@ -104,6 +123,7 @@ pub const KERNELS: &[&Kernel] = &[
     &conv2d::KERNEL,
     &conv2d::KERNEL_3X3,
     &conv2d::KERNEL_PACKED,
+    &conv2d::KERNEL_TILED,
     &conv2d::PACK_KERNEL,
     &ddim::CONV_KERNEL,
     &ddim::STEP_KERNEL,

@@ -21,6 +21,24 @@ pub fn gpu_baseline() -> Option<&'static Gpu> {
         .as_ref()
 }
 
+/// Three devices on the same adapter, opened with the CPU family, the GPU family and the baseline kernels, so
+/// a test checks every variant of an operation whatever the adapter and `DDIM_KERNELS` (the GPU family's
+/// shared-memory kernels run on lavapipe too, slowly).
+pub fn gpu_families() -> [&'static Gpu; 3] {
+    static CPU: OnceLock<Option<Gpu>> = OnceLock::new();
+    static GPU: OnceLock<Option<Gpu>> = OnceLock::new();
+    let msg = "a second device on the same adapter";
+    [
+        CPU.get_or_init(|| open(Some(KernelChoice::Cpu)))
+            .as_ref()
+            .expect(msg),
+        GPU.get_or_init(|| open(Some(KernelChoice::Gpu)))
+            .as_ref()
+            .expect(msg),
+        gpu_baseline().expect(msg),
+    ]
+}
+
 fn open(kernels: Option<KernelChoice>) -> Option<Gpu> {
     let mut options =
         DeviceOptions::from_env().expect("DDIM_BACKEND / DDIM_ADAPTER / DDIM_KERNELS");

@@ -3,7 +3,7 @@ use ddim_wgpu::ops::KernelChoice;
 use ddim_wgpu::ops::conv2d::{Conv2dConfig, Padding, conv2d, conv2d_with_channel, output_size};
 use ddim_wgpu::reference::nn;
 
-use crate::common::{assert_normalised, gpu_baseline, random, run};
+use crate::common::{assert_normalised, gpu_families, random, run};
 use crate::gpu_or_skip;
 
 struct Case {
@@ -24,11 +24,12 @@ struct Case {
 /// K = 2304). 1e-5 is a 7x margin that any indexing mistake (a wrong tap, channel or pad) exceeds by orders of magnitude.
 const BOUND: f64 = 1e-5;
 
-/// Runs the case on the default device and on the baseline device, each against the reference, checking
-/// that the default device ran `expect` (so each test knows which kernel it proves) and the baseline `conv2d`.
+/// Runs the case with each kernel family, each against the reference, checking that the CPU family ran
+/// `expect` (so each test knows which kernel it proves), the GPU family `conv2d_tiled` and the baseline
+/// `conv2d`.
 fn check(name: &str, c: Case, expect: &str) {
-    let gpu = gpu_or_skip!();
-    for gpu in both_devices(gpu) {
+    gpu_or_skip!();
+    for gpu in gpu_families() {
         run_case(gpu, name, &c, expect);
     }
 }
@@ -319,20 +320,13 @@ fn conv_packed_5x5_with_residual_and_scale() {
     );
 }
 
-/// The default device, then the baseline device on the same adapter.
-fn both_devices(gpu: &'static Gpu) -> [&'static Gpu; 2] {
-    [
-        gpu,
-        gpu_baseline().expect("a second device on the same adapter"),
-    ]
-}
-
-/// Checks the result against the reference, and on a default device that `expect` ran (the baseline device
-/// always runs `conv2d`).
+/// Checks the result against the reference, and that the device's family ran its kernel: `expect` for the CPU
+/// family, `conv2d_tiled` for the GPU family (every shape), `conv2d` for the baseline.
 fn check_result(gpu: &Gpu, name: &str, kernel: &str, expect: &str, got: &[f32], want: &[f64]) {
-    let expect = match gpu.kernel_choice() {
-        KernelChoice::Auto => expect,
-        KernelChoice::Baseline => "conv2d",
+    let expect = match gpu.kernel_family() {
+        KernelChoice::Cpu => expect,
+        KernelChoice::Gpu => "conv2d_tiled",
+        _ => "conv2d",
     };
     assert_eq!(kernel, expect, "{name}: kernel chosen");
     assert_normalised(&format!("{name} ({kernel})"), got, want, BOUND);
@@ -342,14 +336,14 @@ fn check_result(gpu: &Gpu, name: &str, kernel: &str, expect: &str, got: &[f32], 
 /// the per-image channel offset as a residual constant over each output plane.
 #[test]
 fn conv_with_channel_offset_on_every_kernel() {
-    let gpu = gpu_or_skip!();
+    gpu_or_skip!();
     let cases = [
         ([2, 5, 8, 33], 9, 3, true, "conv2d_3x3"),
         ([2, 6, 16, 17], 10, 1, false, "conv2d_packed"),
         ([1, 3, 5, 5], 4, 3, true, "conv2d"),
     ];
     for (i, &([n, cin, h, w], cout, k, residual, expect)) in cases.iter().enumerate() {
-        for gpu in both_devices(gpu) {
+        for gpu in gpu_families() {
             let seed = 60 + 10 * i as u64;
             let (x, xv) = random(gpu, "x", &[n, cin, h, w], seed);
             let (wt, wv) = random(gpu, "weight", &[cout, cin, k, k], seed + 1);
@@ -391,14 +385,14 @@ fn conv_with_channel_offset_on_every_kernel() {
 /// reference upsampling followed by the reference convolution.
 #[test]
 fn conv_reading_its_input_upsampled_on_every_kernel() {
-    let gpu = gpu_or_skip!();
+    gpu_or_skip!();
     let cases = [
         ([2, 5, 4, 17], 9, 3, "conv2d_3x3"),
         ([2, 4, 8, 9], 6, 1, "conv2d_packed"),
         ([1, 3, 2, 3], 4, 3, "conv2d"),
     ];
     for (i, &([n, cin, h, w], cout, k, expect)) in cases.iter().enumerate() {
-        for gpu in both_devices(gpu) {
+        for gpu in gpu_families() {
             let seed = 90 + 10 * i as u64;
             let (x, xv) = random(gpu, "x", &[n, cin, h, w], seed);
             let (wt, wv) = random(gpu, "weight", &[cout, cin, k, k], seed + 1);

@@ -3,7 +3,7 @@ use ddim_wgpu::ops::KernelChoice;
 use ddim_wgpu::ops::group_norm::group_norm;
 use ddim_wgpu::reference::nn;
 
-use crate::common::{assert_normalised, data, gpu_baseline, random, run};
+use crate::common::{assert_normalised, data, gpu_families, random, run};
 use crate::gpu_or_skip;
 
 /// Two-pass statistics in f32 over at most 8192 elements per group: the mean and variance carry relative
@@ -11,14 +11,14 @@ use crate::gpu_or_skip;
 /// 1e-5 leaves a wide margin that a wrong group, channel or statistic exceeds by orders of magnitude.
 const BOUND: f64 = 1e-5;
 
-/// Runs the case on the default device and on the baseline device: on a CPU adapter with `h * w` a multiple
-/// of 4 the first runs `group_norm_serial` (checked), everywhere else both run `group_norm`.
+/// Runs the case with each kernel family: the CPU family runs `group_norm_serial` where `h * w` is a multiple
+/// of 4 (checked); everywhere else, and in the GPU family and the baseline, `group_norm` runs.
 fn check(name: &str, x: &[f32], shape: [usize; 4], groups: usize, eps: f32, silu: bool) {
-    let gpu = gpu_or_skip!();
-    let kernel = run_case(gpu, name, x, shape, groups, eps, silu);
-    let cpu = gpu.info().device_type == wgpu::DeviceType::Cpu;
-    if gpu.kernel_choice() == KernelChoice::Auto {
-        let serial = cpu && (shape[2] * shape[3]).is_multiple_of(4);
+    gpu_or_skip!();
+    for gpu in gpu_families() {
+        let kernel = run_case(gpu, name, x, shape, groups, eps, silu);
+        let serial =
+            gpu.kernel_family() == KernelChoice::Cpu && (shape[2] * shape[3]).is_multiple_of(4);
         let expect = if serial {
             "group_norm_serial"
         } else {
@@ -26,9 +26,6 @@ fn check(name: &str, x: &[f32], shape: [usize; 4], groups: usize, eps: f32, silu
         };
         assert_eq!(kernel, expect, "{name}: kernel chosen");
     }
-    let baseline = gpu_baseline().expect("a second device on the same adapter");
-    let kernel = run_case(baseline, name, x, shape, groups, eps, silu);
-    assert_eq!(kernel, "group_norm");
 }
 
 fn run_case(

@@ -3,7 +3,7 @@ use ddim_wgpu::ops::KernelChoice;
 use ddim_wgpu::ops::linear::{LinearConfig, TokenLayout, linear};
 use ddim_wgpu::reference::nn;
 
-use crate::common::{assert_normalised, gpu_baseline, random, run};
+use crate::common::{assert_normalised, gpu_families, random, run};
 use crate::gpu_or_skip;
 
 /// f32 dot products of length K <= 512 over values in [-1, 1): rounding error ~ sqrt(K) * 2^-24 relative to
@@ -48,19 +48,20 @@ fn linear_batched_row_major() {
     assert_normalised("linear batched", &got, &want, BOUND);
 }
 
-/// Runs a feature-map linear layer on the default device (checking that it ran `expect`: `linear`, or
-/// `conv2d_packed` where the layer goes as a 1x1 convolution) and on the baseline device (`linear`).
+/// Runs a feature-map linear layer with each kernel family, checking what ran: for the CPU family `expect`
+/// (`linear`, or `conv2d_packed` where the layer goes as a 1x1 convolution), for the GPU family
+/// `conv2d_tiled` (always a 1x1 convolution there), for the baseline `linear`.
 fn check_channels(name: &str, shape: [usize; 4], c_out: usize, residual: bool, expect: &str) {
-    let gpu = gpu_or_skip!();
-    let kernel = run_channels(gpu, name, shape, c_out, residual);
-    if gpu.kernel_choice() == KernelChoice::Auto {
+    gpu_or_skip!();
+    for gpu in gpu_families() {
+        let kernel = run_channels(gpu, name, shape, c_out, residual);
+        let expect = match gpu.kernel_family() {
+            KernelChoice::Cpu => expect,
+            KernelChoice::Gpu => "conv2d_tiled",
+            _ => "linear",
+        };
         assert_eq!(kernel, expect, "{name}: kernel chosen");
     }
-    let baseline = gpu_baseline().expect("a second device on the same adapter");
-    assert_eq!(
-        run_channels(baseline, name, shape, c_out, residual),
-        "linear"
-    );
 }
 
 fn run_channels(

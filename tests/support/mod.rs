@@ -13,7 +13,18 @@ pub fn gpu_required() -> bool {
 /// A device on the adapter `DDIM_BACKEND` / `DDIM_ADAPTER` select, or `None` (the test then returns early)
 /// when there is none and none is required.
 pub fn gpu() -> Option<Gpu> {
-    match Gpu::new(&DeviceOptions::from_env().expect("DDIM_BACKEND / DDIM_ADAPTER")) {
+    open(DeviceOptions::from_env().expect("DDIM_BACKEND / DDIM_ADAPTER"))
+}
+
+/// Like [`gpu`], with the kernel family `kernels` whatever `DDIM_KERNELS` says.
+#[allow(dead_code)] // not every test binary compares kernel families
+pub fn gpu_with(kernels: ddim_wgpu::ops::KernelChoice) -> Option<Gpu> {
+    let options = DeviceOptions::from_env().expect("DDIM_BACKEND / DDIM_ADAPTER");
+    open(DeviceOptions { kernels, ..options })
+}
+
+fn open(options: DeviceOptions) -> Option<Gpu> {
+    match Gpu::new(&options) {
         Ok(g) => Some(g),
         Err(e) => {
             assert!(

@@ -1,0 +1,70 @@
+//! The attention study: the attention of the CIFAR-10 UNet (google/ddpm-cifar10-32: one head over the 256
+//! tokens x 256 channels of its 16x16 level) at batch 8, and of the default MNIST model (one head, 64 tokens x
+//! 64 channels at 8x8) at batch 64, each against the FMA roof measured in the same run.
+//!
+//! `cargo run --release --example attention_study`. Each shape runs `ROUNDS` times after a warm-up; the roof
+//! is measured before and after. Medians of wall time per run (one submit each). FLOPs are counted as the
+//! operation's, 2 T^2 d for the scores and 2 T^2 d for the weighted sum per head, as `ddim profile` counts
+//! them.
+
+use std::time::Instant;
+
+use ddim_wgpu::gpu::{DeviceOptions, Gpu, Tensor, describe};
+use ddim_wgpu::ops::attention::attention;
+use ddim_wgpu::ops::roofline;
+
+const ROUNDS: usize = 7;
+
+fn filled(gpu: &Gpu, label: &str, shape: &[usize], seed: usize) -> Tensor {
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> = (0..n)
+        .map(|i| ((i * 7919 + seed * 104729) % 2003) as f32 / 1001.5 - 1.0)
+        .collect();
+    gpu.upload(label, shape, &v).expect("upload")
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() -> Result<(), ddim_wgpu::Error> {
+    let gpu = Gpu::new(&DeviceOptions::from_env()?)?;
+    println!("adapter: {}", describe(&gpu.info()));
+    let roof_before = roofline::measure(&gpu)?;
+    // (model, batch, channels, side, head_dim)
+    let shapes = [("cifar10", 8, 256, 16, 256), ("mnist", 64, 64, 8, 64)];
+    let mut rows = Vec::new();
+    for &(model, n, c, side, head_dim) in &shapes {
+        let shape = [n, c, side, side];
+        let q = filled(&gpu, "q", &shape, 1);
+        let k = filled(&gpu, "k", &shape, 2);
+        let v = filled(&gpu, "v", &shape, 3);
+        let out = gpu.zeros("out", &shape)?;
+        let d = attention(&gpu, "attention", &q, &k, &v, &out, head_dim)?;
+        gpu.run("warm-up", &[&d])?;
+        let mut t = Vec::new();
+        for _ in 0..ROUNDS {
+            let start = Instant::now();
+            gpu.run("attention", &[&d])?;
+            t.push(start.elapsed().as_secs_f64());
+        }
+        rows.push((model, n, c, side, d.cost().flops as f64, median(t)));
+    }
+    let roof_after = roofline::measure(&gpu)?;
+    let roof = (roof_before.gflops + roof_after.gflops) / 2.0;
+    println!(
+        "{ROUNDS} rounds; FMA roof {:.1} GFLOP/s before, {:.1} after (fractions below use the mean {roof:.1})",
+        roof_before.gflops, roof_after.gflops
+    );
+    for (model, n, c, side, flops, t) in rows {
+        let rate = flops / t / 1e9;
+        println!(
+            "{model}: batch {n}, {} tokens x {c} channels: {:.2} ms, {rate:.2} GFLOP/s, {:.1}% of roof",
+            side * side,
+            t * 1e3,
+            100.0 * rate / roof
+        );
+    }
+    Ok(())
+}
