@@ -1,8 +1,12 @@
-//! Channel concatenation `[a, b]` (`kernels/concat.wgsl`): the UNet's skip connections.
+//! Channel concatenation `[a, b]` (`kernels/concat.wgsl`): the UNet's skip connections, as two strided block
+//! copies (one launch per input) in one dispatch.
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{Access, Cost, Dispatch, Kernel, dim, dims, expect_shape, nonzero, workgroups_for};
+use super::{
+    Access, Cost, Dispatch, Kernel, LaunchSpec, check_bindings, dim, dims, expect_shape, nonzero,
+    workgroups_for,
+};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
 
@@ -13,7 +17,7 @@ pub const KERNEL: Kernel = Kernel {
     name: "concat",
     source: include_str!("../../kernels/concat.wgsl"),
     includes: &[],
-    bindings: &[Access::Read, Access::Read, Access::ReadWrite],
+    bindings: &[Access::Read, Access::ReadWrite],
     workgroup_size: 64,
     params_size: std::mem::size_of::<Params>(),
 };
@@ -23,9 +27,9 @@ pub const KERNEL: Kernel = Kernel {
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct Params {
     pub batch: u32,
-    pub ca: u32,
-    pub cb: u32,
-    pub hw: u32,
+    pub len: u32,
+    pub out_len: u32,
+    pub offset: u32,
 }
 
 /// Prepares `out = cat([a, b], dim = 1)`: a `[N, Ca, H, W]`, b `[N, Cb, H, W]`, out `[N, Ca + Cb, H, W]`.
@@ -59,20 +63,28 @@ pub fn concat_channels(
         nonzero(OP, what, v)?;
     }
     expect_shape(OP, out, &[n, ca + cb, h, w])?;
-    let params = Params {
-        batch: dim(OP, "batch", n)?,
-        ca: dim(OP, "channels of a", ca)?,
-        cb: dim(OP, "channels of b", cb)?,
-        hw: dim(OP, "spatial size", h * w)?,
+    check_bindings(gpu, OP, &[a, b, out])?;
+    let hw = h * w;
+    let part = |len: usize, offset: usize| -> Result<Params> {
+        Ok(Params {
+            batch: dim(OP, "batch", n)?,
+            len: dim(OP, "floats per image", len)?,
+            out_len: dim(OP, "floats per output image", (ca + cb) * hw)?,
+            offset: dim(OP, "offset", offset)?,
+        })
     };
-    Dispatch::new(
-        gpu,
-        &KERNEL,
-        OP,
-        label,
-        &params,
-        &[a, b, out],
-        workgroups_for(out.len() as u64, KERNEL.workgroup_size),
-    )
-    .map(|d| d.with_cost(Cost::new(0, 2 * out.len() as u64)))
+    let params = [part(ca * hw, 0)?, part(cb * hw, ca * hw)?];
+    let specs = [(a, &params[0]), (b, &params[1])]
+        .into_iter()
+        .map(|(src, p)| LaunchSpec {
+            params: bytemuck::bytes_of(p),
+            resources: vec![src.binding(), out.binding()],
+            workgroups: workgroups_for(
+                (n * (p.len as usize).div_ceil(4)) as u64,
+                KERNEL.workgroup_size,
+            ),
+        })
+        .collect();
+    Dispatch::launches(gpu, &KERNEL, OP, label, specs)
+        .map(|d| d.with_cost(Cost::new(0, 2 * out.len() as u64)))
 }

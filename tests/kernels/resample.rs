@@ -47,9 +47,14 @@ fn upsample_over_a_two_dimensional_grid() {
 #[test]
 fn concat_awkward_shapes() {
     let gpu = gpu_or_skip!();
-    for (i, &(n, ca, cb, h, w)) in [(2, 3, 5, 1, 7), (1, 1, 1, 3, 3), (2, 7, 2, 5, 1)]
-        .iter()
-        .enumerate()
+    for (i, &(n, ca, cb, h, w)) in [
+        (2, 3, 5, 1, 7),
+        (1, 1, 1, 3, 3),
+        (2, 7, 2, 5, 1),
+        (3, 8, 16, 8, 8),
+    ]
+    .iter()
+    .enumerate()
     {
         let (a, av) = random(gpu, "h", &[n, ca, h, w], 120 + i as u64);
         let (b, bv) = random(gpu, "skip", &[n, cb, h, w], 130 + i as u64);
