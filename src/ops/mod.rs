@@ -119,6 +119,8 @@ impl Kernel {
 /// Every kernel in `kernels/`, for the validation tests and for warming the pipeline cache.
 pub const KERNELS: &[&Kernel] = &[
     &attention::KERNEL,
+    &attention::PACK_KERNEL,
+    &attention::WINDOWED_KERNEL,
     &concat::KERNEL,
     &conv2d::KERNEL,
     &conv2d::KERNEL_3X3,
@@ -305,12 +307,12 @@ impl Cost {
 }
 
 /// One operation's kernel launches, fully prepared: recording them costs a few calls and no allocation. Most
-/// operations are one launch; a convolution whose weights span several uniform windows is one per window.
+/// operations are one launch; a convolution whose weights span several uniform windows is one per window, and an
+/// operation may begin with another kernel's launches that lay its operands out ([`Dispatch::after`]).
 pub struct Dispatch {
     label: String,
     kernel: &'static Kernel,
     cost: Cost,
-    pipeline: Arc<CachedPipeline>,
     launches: Vec<Launch>,
     // Buffers only this dispatch binds (a convolution's packed weights), kept as long as it lives.
     owned: Vec<wgpu::Buffer>,
@@ -318,6 +320,7 @@ pub struct Dispatch {
 
 /// One `dispatch_workgroups` of a [`Dispatch`].
 struct Launch {
+    pipeline: Arc<CachedPipeline>,
     bind_group: wgpu::BindGroup,
     grid: [u32; 3],
     // Keeps the Params uniform alive as long as the bind group that points at it.
@@ -409,6 +412,7 @@ impl Dispatch {
                 (bind_group, params)
             })?;
             launches.push(Launch {
+                pipeline: pipeline.clone(),
                 bind_group,
                 grid,
                 _params: params,
@@ -418,7 +422,6 @@ impl Dispatch {
             label: label.to_string(),
             kernel,
             cost: Cost::default(),
-            pipeline,
             launches,
             owned: Vec::new(),
         })
@@ -426,11 +429,26 @@ impl Dispatch {
 
     /// Records the dispatch (all its launches) into a compute pass.
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
-        pass.set_pipeline(&self.pipeline.pipeline);
+        let mut current: Option<&Arc<CachedPipeline>> = None;
         for l in &self.launches {
+            if !current.is_some_and(|p| Arc::ptr_eq(p, &l.pipeline)) {
+                pass.set_pipeline(&l.pipeline.pipeline);
+                current = Some(&l.pipeline);
+            }
             pass.set_bind_group(0, &l.bind_group, &[]);
             pass.dispatch_workgroups(l.grid[0], l.grid[1], l.grid[2]);
         }
+    }
+
+    /// This dispatch with `first`'s launches (of another kernel, say one that lays out this one's operands)
+    /// recorded before its own, and `first`'s owned buffers kept with it. Label, kernel and cost stay this
+    /// dispatch's: a profile counts `first`'s time as part of this operation.
+    pub(crate) fn after(mut self, first: Dispatch) -> Self {
+        let mut launches = first.launches;
+        launches.append(&mut self.launches);
+        self.launches = launches;
+        self.owned.extend(first.owned);
+        self
     }
 
     /// Hands the dispatch a buffer that only it binds, to keep alive with it.

@@ -1,7 +1,9 @@
-use ddim_wgpu::ops::attention::attention;
+use ddim_wgpu::gpu::{DeviceOptions, Gpu};
+use ddim_wgpu::ops::KernelChoice;
+use ddim_wgpu::ops::attention::{WindowGeometry, attention};
 use ddim_wgpu::reference::nn;
 
-use crate::common::{assert_normalised, data, random, run};
+use crate::common::{assert_normalised, data, gpu_families, random, run};
 use crate::gpu_or_skip;
 
 /// The kernel streams keys through an online softmax in f32; the reference materialises the full softmax in
@@ -10,8 +12,30 @@ use crate::gpu_or_skip;
 /// 256-dim head over 256 tokens, and the peaked case); 1e-5 leaves 5x.
 const BOUND: f64 = 1e-5;
 
-fn check(name: &str, [n, c, h, w]: [usize; 4], head_dim: usize, scale_inputs: f32) {
-    let gpu = gpu_or_skip!();
+/// Runs the case with each kernel family against the reference: the CPU family runs `attention_windowed`
+/// (keys and values in uniform windows) where a key block fits a window (head_dim up to 1,024), everything
+/// else `attention`.
+fn check(name: &str, shape: [usize; 4], head_dim: usize, scale_inputs: f32) {
+    gpu_or_skip!();
+    for gpu in gpu_families() {
+        let kernel = run_case(gpu, name, shape, head_dim, scale_inputs);
+        let windowed = gpu.kernel_family() == KernelChoice::Cpu && head_dim <= 1024;
+        let expect = if windowed {
+            "attention_windowed"
+        } else {
+            "attention"
+        };
+        assert_eq!(kernel, expect, "{name}: kernel chosen");
+    }
+}
+
+fn run_case(
+    gpu: &Gpu,
+    name: &str,
+    [n, c, h, w]: [usize; 4],
+    head_dim: usize,
+    scale_inputs: f32,
+) -> &'static str {
     let shape = [n, c, h, w];
     let len = shape.iter().product();
     // Larger q and k make the softmax peaked, which exercises the running-max rescaling.
@@ -24,7 +48,9 @@ fn check(name: &str, [n, c, h, w]: [usize; 4], head_dim: usize, scale_inputs: f3
     let d = attention(gpu, name, &q, &k, &v, &out, head_dim).unwrap();
     let got = run(gpu, &[&d], &out);
     let want = nn::attention(&qv, &kv, &vv, n, c, h * w, head_dim);
-    assert_normalised(name, &got, &want, BOUND);
+    let kernel = d.kernel().name;
+    assert_normalised(&format!("{name} ({kernel})"), &got, &want, BOUND);
+    kernel
 }
 
 #[test]
@@ -51,4 +77,58 @@ fn attention_many_tokens() {
 fn attention_unet_shape() {
     // The CIFAR-10 UNet's attention at 16x16: 256 channels, one head of 256.
     check("attention 1x256x16x16 one head", [1, 256, 16, 16], 256, 1.0);
+}
+
+#[test]
+fn attention_windows_split_keys_and_pack_several_heads() {
+    // head_dim 300: 48 keys per window, so 77 tokens take two key windows (48 + 29) with the softmax state
+    // carried between the launches; head_dim 5 over 21 tokens: 32 (padded) keys per head, all 6 heads in one
+    // window (it has room for 102).
+    assert_eq!(
+        WindowGeometry::new(4, 300, 77).map(|g| (g.kw, g.per_window, g.key_windows, g.windows)),
+        Some((48, 1, 2, 8))
+    );
+    check(
+        "attention 2x600x7x11 head_dim 300",
+        [2, 600, 7, 11],
+        300,
+        1.0,
+    );
+    assert_eq!(
+        WindowGeometry::new(6, 5, 21).map(|g| (g.kw, g.per_window, g.key_windows, g.windows)),
+        Some((32, 6, 1, 1))
+    );
+    check(
+        "attention 2x15x3x7 head_dim 5, peaked",
+        [2, 15, 3, 7],
+        5,
+        6.0,
+    );
+    // Too large a head for a window: the portable kernel, in every family.
+    assert_eq!(WindowGeometry::new(1, 1030, 4), None);
+    check("attention 1x1030x2x2 one head", [1, 1030, 2, 2], 1030, 1.0);
+}
+
+#[test]
+fn attention_windows_in_several_buffers() {
+    // A device whose storage bindings hold one window (96 KiB): every window gets its own buffer, and with 512
+    // channels a head's two key windows lie in two buffers.
+    gpu_or_skip!();
+    let options = DeviceOptions {
+        kernels: KernelChoice::Cpu,
+        max_binding: Some(96 * 1024),
+        ..DeviceOptions::from_env().unwrap()
+    };
+    let gpu = Gpu::new(&options).unwrap();
+    for (name, shape, head_dim) in [
+        (
+            "attention 1x384x8x8 head_dim 128 (3 heads)",
+            [1, 384, 8, 8],
+            128,
+        ),
+        ("attention 1x512x6x8 one head of 512", [1, 512, 6, 8], 512),
+    ] {
+        let kernel = run_case(&gpu, name, shape, head_dim, 2.0);
+        assert_eq!(kernel, "attention_windowed", "{name}");
+    }
 }
