@@ -3,7 +3,8 @@
 //! (`group_norm.wgsl`, a workgroup reduction) and the kernel this adapter gets (`group_norm_serial.wgsl` on CPU
 //! adapters), each against the copy roof measured in the same run.
 //!
-//! `cargo run --release --example norm_study`. The two kernels run round-robin, `ROUNDS` times each, on two
+//! `cargo run --release --example norm_study` (or `-- cpu gpu`: any two kernel choices, the first in the
+//! "portable" columns). The two kernels run round-robin, `ROUNDS` times each, on two
 //! devices opened on the same adapter; the roof is measured before and after. Medians of wall time per run
 //! (one submit each). Bytes are counted as the operation's traffic, x read once and out written once (plus
 //! gamma and beta), as `ddim profile` counts them.
@@ -49,13 +50,26 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() -> Result<(), ddim_wgpu::Error> {
+    // Two kernel choices compare other devices (`norm_study cpu gpu` on a GPU); the default is baseline, auto.
+    let choices = std::env::args()
+        .skip(1)
+        .map(|a| a.parse::<KernelChoice>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let (first, second) = match choices[..] {
+        [] => (KernelChoice::Baseline, KernelChoice::Auto),
+        [a, b] => (a, b),
+        _ => {
+            eprintln!("norm_study: give two kernel choices (e.g. `cpu gpu`) or none");
+            std::process::exit(2);
+        }
+    };
     let base = DeviceOptions::from_env()?;
     let portable = Gpu::new(&DeviceOptions {
-        kernels: KernelChoice::Baseline,
+        kernels: first,
         ..base.clone()
     })?;
     let auto = Gpu::new(&DeviceOptions {
-        kernels: KernelChoice::Auto,
+        kernels: second,
         ..base
     })?;
     println!("adapter: {}", describe(&auto.info()));
@@ -116,7 +130,13 @@ fn main() -> Result<(), ddim_wgpu::Error> {
     );
     println!(
         "{:>26} {:>18} {:>11} {:>7} {:>8} {:>7} {:>7}",
-        "shape", "kernel", "portable ms", "roof", "auto ms", "roof", "speedup"
+        "shape",
+        "kernel",
+        format!("{first:?} ms"),
+        "roof",
+        format!("{second:?} ms"),
+        "roof",
+        "speedup"
     );
     let mut totals: Vec<(&str, f64, f64, f64)> = Vec::new();
     for (model, n, c, side, groups, kernel, bytes, tp, ta) in rows {
@@ -142,7 +162,7 @@ fn main() -> Result<(), ddim_wgpu::Error> {
     }
     for (model, bytes, tp, ta) in totals {
         println!(
-            "{model}, all shapes: portable {:.2} GB/s ({:.1}% of roof), auto {:.2} GB/s ({:.1}%), {:.2}x",
+            "{model}, all shapes: {first:?} {:.2} GB/s ({:.1}% of roof), {second:?} {:.2} GB/s ({:.1}%), {:.2}x",
             bytes / tp / 1e9,
             100.0 * bytes / tp / 1e9 / roof,
             bytes / ta / 1e9,
