@@ -308,7 +308,7 @@ impl Cost {
 
 /// One operation's kernel launches, fully prepared: recording them costs a few calls and no allocation. Most
 /// operations are one launch; a convolution whose weights span several uniform windows is one per window, and an
-/// operation may begin with another kernel's launches that lay its operands out ([`Dispatch::after`]).
+/// operation may begin with another kernel's launches that lay its operands out (`Dispatch::after`).
 pub struct Dispatch {
     label: String,
     kernel: &'static Kernel,
