@@ -44,21 +44,7 @@ struct Params {
 const KB: u32 = 16u;
 const WG: u32 = 8u;
 
-// The 4 queries' values at element index `i` (q, out and state rows share the token index), as a vec4; slots
-// past the end reread the last token.
-fn q4(i: u32, t0: u32, T: u32) -> vec4<f32> {
-    return vec4<f32>(q[i + t0], q[i + min(t0 + 1u, T - 1u)], q[i + min(t0 + 2u, T - 1u)], q[i + min(t0 + 3u, T - 1u)]);
-}
-
-fn out4(i: u32, t0: u32, T: u32) -> vec4<f32> {
-    return vec4<f32>(
-        out[i + t0],
-        out[i + min(t0 + 1u, T - 1u)],
-        out[i + min(t0 + 2u, T - 1u)],
-        out[i + min(t0 + 3u, T - 1u)],
-    );
-}
-
+// The state's values of 4 queries, as attention_rows.inc.wgsl reads q and out.
 fn state4(i: u32, t0: u32, T: u32) -> vec4<f32> {
     return vec4<f32>(
         state[i + t0],
@@ -66,20 +52,6 @@ fn state4(i: u32, t0: u32, T: u32) -> vec4<f32> {
         state[i + min(t0 + 2u, T - 1u)],
         state[i + min(t0 + 3u, T - 1u)],
     );
-}
-
-// Stores the slots of `value` whose query exists.
-fn store4(i: u32, t0: u32, T: u32, value: vec4<f32>) {
-    out[i + t0] = value.x;
-    if (t0 + 1u < T) {
-        out[i + t0 + 1u] = value.y;
-    }
-    if (t0 + 2u < T) {
-        out[i + t0 + 2u] = value.z;
-    }
-    if (t0 + 3u < T) {
-        out[i + t0 + 3u] = value.w;
-    }
 }
 
 fn store_state4(i: u32, t0: u32, T: u32, value: vec4<f32>) {

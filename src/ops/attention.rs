@@ -18,11 +18,14 @@ use crate::gpu::{Gpu, Tensor};
 
 const OP: &str = "attention";
 
+/// The per-lane row reads and writes both attention kernels share.
+const ROWS: &str = include_str!("../../kernels/attention_rows.inc.wgsl");
+
 /// The kernel.
 pub const KERNEL: Kernel = Kernel {
     name: "attention",
     source: include_str!("../../kernels/attention.wgsl"),
-    includes: &[],
+    includes: &[ROWS],
     bindings: &[Access::Read, Access::Read, Access::Read, Access::ReadWrite],
     workgroup_size: 64,
     params_size: std::mem::size_of::<Params>(),
@@ -32,7 +35,7 @@ pub const KERNEL: Kernel = Kernel {
 pub const WINDOWED_KERNEL: Kernel = Kernel {
     name: "attention_windowed",
     source: include_str!("../../kernels/attention_windowed.wgsl"),
-    includes: &[],
+    includes: &[ROWS],
     bindings: &[
         Access::Read,
         Access::UniformWindow,

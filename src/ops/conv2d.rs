@@ -365,7 +365,7 @@ impl ConvShape {
 pub fn kernel_for(gpu: &Gpu, shape: &ConvShape) -> &'static Kernel {
     match gpu.kernel_family() {
         KernelChoice::Cpu => cpu_kernel_for(gpu, shape),
-        KernelChoice::Gpu => gpu_kernel_for(gpu, shape),
+        KernelChoice::Gpu => gpu_kernel_for(gpu),
         _ => &KERNEL,
     }
 }
@@ -374,7 +374,7 @@ pub fn kernel_for(gpu: &Gpu, shape: &ConvShape) -> &'static Kernel {
 /// with 8 KiB of workgroup memory (wgpu's default limits do), `conv2d` otherwise. Shape-independent, so every
 /// test shape proves the kernel that runs. Not yet measured on a GPU (none has been lent to this project): the
 /// tiling is the textbook one for GPUs, and `examples/conv_study.rs gpu` compares it with the CPU family.
-fn gpu_kernel_for(gpu: &Gpu, _shape: &ConvShape) -> &'static Kernel {
+fn gpu_kernel_for(gpu: &Gpu) -> &'static Kernel {
     let limits = gpu.limits();
     let fits = limits.max_compute_invocations_per_workgroup >= KERNEL_TILED.workgroup_size
         && limits.max_compute_workgroup_size_x >= KERNEL_TILED.workgroup_size
