@@ -2,13 +2,20 @@
 //! batch 8, run with the general kernel (`conv2d.wgsl`) and the 3x3 kernel over packed weights
 //! (`conv2d_3x3.wgsl`), each against the FMA roof measured in the same run.
 //!
-//! `cargo run --release --example conv_study` (add `quick` for batch 2 and 5 rounds). The two kernels run
+//! `cargo run --release --example conv_study` (add `quick` for batch 2 and 5 rounds, `mnist` for the 3x3
+//! shapes of the default MNIST model instead, `batch=N` for another batch size). The two kernels run
 //! round-robin, `ROUNDS` times each, on two devices opened on the same adapter; the roof is measured before
 //! and after. Medians of wall time per dispatch (one dispatch per submit, so wall time is kernel time plus
 //! one submit, under 1% at these sizes).
 //!
 //! Two kernel choices after the options compare other devices: `conv_study cpu gpu` runs the CPU family
-//! (`conv2d_3x3`, `conv2d_packed`) against the GPU family (`conv2d_tiled`) on whatever adapter this is.
+//! (Winograd and `conv2d_3x3`, `conv2d_packed`) against the GPU family (`conv2d_tiled`) on whatever adapter
+//! this is. A choice ending in `-direct` turns the Winograd convolution off (`DeviceOptions::winograd`):
+//! `conv_study cpu-direct cpu` measures what it gains over `conv2d_3x3`.
+//!
+//! Rates and fractions of roof count the direct convolution's multiply-adds (2 x 9 x cin per output) for
+//! every kernel, so the Winograd convolution's figures are effective rates: it does about a quarter of that
+//! arithmetic (`ops::winograd::flops`).
 
 use std::time::Instant;
 
@@ -55,14 +62,24 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() -> Result<(), ddim_wgpu::Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "quick");
-    let (batch, rounds) = if quick { (2, 5) } else { (8, 9) };
+    let mnist = args.iter().any(|a| a == "mnist");
+    let (mut batch, rounds) = if quick { (2, 5) } else { (8, 9) };
+    if let Some(b) = args.iter().find_map(|a| a.strip_prefix("batch=")) {
+        batch = b.parse().unwrap_or_else(|_| {
+            eprintln!("conv_study: batch={b} is not a number");
+            std::process::exit(2);
+        });
+    }
     let choices = args
         .iter()
-        .filter(|a| *a != "quick")
-        .map(|a| a.parse::<KernelChoice>())
-        .collect::<Result<Vec<_>, _>>()?;
-    let (first, second) = match choices[..] {
-        [] => (KernelChoice::Baseline, KernelChoice::Auto),
+        .filter(|a| *a != "quick" && *a != "mnist" && !a.starts_with("batch="))
+        .map(|a| match a.strip_suffix("-direct") {
+            Some(k) => Ok((k.parse::<KernelChoice>()?, false)),
+            None => Ok((a.parse::<KernelChoice>()?, true)),
+        })
+        .collect::<Result<Vec<_>, ddim_wgpu::Error>>()?;
+    let ((first, first_winograd), (second, second_winograd)) = match choices[..] {
+        [] => ((KernelChoice::Baseline, true), (KernelChoice::Auto, true)),
         [a, b] => (a, b),
         _ => {
             eprintln!("conv_study: give two kernel choices (e.g. `cpu gpu`) or none");
@@ -72,17 +89,32 @@ fn main() -> Result<(), ddim_wgpu::Error> {
     let base = DeviceOptions::from_env()?;
     let general = Gpu::new(&DeviceOptions {
         kernels: first,
+        winograd: first_winograd,
         ..base.clone()
     })?;
     let auto = Gpu::new(&DeviceOptions {
         kernels: second,
+        winograd: second_winograd,
         ..base
     })?;
+    let name = |k: KernelChoice, winograd: bool| format!("{k:?}{}", if winograd { "" } else { "-direct" });
+    let (first, second) = (name(first, first_winograd), name(second, second_winograd));
     println!("adapter: {}", describe(&auto.info()));
     let roof_before = roofline::measure(&auto)?;
 
-    // (cin, cout, side): conv_in, the ResNet convolutions of each level, and the up path's concatenations.
-    let shapes = [
+    // (cin, cout, side): conv_in, the ResNet convolutions of each level, and the up path's concatenations; of
+    // the default MNIST model (block_out_channels 32, 64, 64) with `mnist`.
+    let mnist_shapes = [
+        (1, 32, 32),
+        (32, 32, 32),
+        (64, 32, 32),
+        (32, 64, 16),
+        (64, 64, 16),
+        (128, 64, 16),
+        (64, 64, 8),
+        (128, 64, 8),
+    ];
+    let cifar_shapes = [
         (3, 128, 32),
         (128, 128, 32),
         (256, 128, 32),
@@ -95,11 +127,12 @@ fn main() -> Result<(), ddim_wgpu::Error> {
         (256, 256, 4),
         (512, 256, 4),
     ];
+    let shapes: &[(usize, usize, usize)] = if mnist { &mnist_shapes } else { &cifar_shapes };
     let mut rows = Vec::new();
-    for &(cin, cout, hw) in &shapes {
+    for &(cin, cout, hw) in shapes {
         let g = case(&general, batch, cin, cout, hw);
         let a = case(&auto, batch, cin, cout, hw);
-        let kernel = a.dispatch.kernel().name;
+        let kernels = (g.dispatch.kernel().name, a.dispatch.kernel().name);
         let launches = a.dispatch.launch_count();
         let (mut tg, mut ta) = (Vec::new(), Vec::new());
         for (gpu, c) in [(&general, &g), (&auto, &a)] {
@@ -112,12 +145,13 @@ fn main() -> Result<(), ddim_wgpu::Error> {
                 t.push(start.elapsed().as_secs_f64());
             }
         }
-        let flops = g.dispatch.cost().flops as f64;
+        // The direct convolution's arithmetic, whichever kernel ran (module docs).
+        let flops = (2 * batch * cout * hw * hw * cin * 9) as f64;
         rows.push((
             cin,
             cout,
             hw,
-            kernel,
+            kernels,
             launches,
             flops,
             median(tg),
@@ -131,23 +165,25 @@ fn main() -> Result<(), ddim_wgpu::Error> {
         roof_before.gflops, roof_after.gflops
     );
     println!(
-        "{:>16} {:>12} {:>8} {:>10} {:>7} {:>10} {:>7} {:>7}",
+        "{:>16} {:>22} {:>22} {:>8} {:>10} {:>7} {:>10} {:>7} {:>7}",
         "cin->cout @ hw",
-        "kernel",
+        "first kernel",
+        "second kernel",
         "launches",
-        format!("{first:?} ms"),
+        format!("{first} ms"),
         "roof",
-        format!("{second:?} ms"),
+        format!("{second} ms"),
         "roof",
         "speedup"
     );
     let (mut total_flops, mut total_g, mut total_a) = (0.0, 0.0, 0.0);
-    for (cin, cout, hw, kernel, launches, flops, tg, ta) in rows {
+    for (cin, cout, hw, (kg, ka), launches, flops, tg, ta) in rows {
         let frac = |t: f64| flops / t / 1e9 / roof;
         println!(
-            "{:>16} {:>12} {:>8} {:>10.2} {:>6.1}% {:>10.2} {:>6.1}% {:>6.2}x",
+            "{:>16} {:>22} {:>22} {:>8} {:>10.2} {:>6.1}% {:>10.2} {:>6.1}% {:>6.2}x",
             format!("{cin}->{cout} @ {hw}"),
-            kernel,
+            kg,
+            ka,
             launches,
             tg * 1e3,
             100.0 * frac(tg),
@@ -160,7 +196,7 @@ fn main() -> Result<(), ddim_wgpu::Error> {
         total_a += ta;
     }
     println!(
-        "all shapes: {first:?} {:.1} GFLOP/s ({:.1}% of roof), {second:?} {:.1} GFLOP/s ({:.1}%), {:.2}x",
+        "all shapes: {first} {:.1} GFLOP/s ({:.1}% of roof), {second} {:.1} GFLOP/s ({:.1}%), {:.2}x",
         total_flops / total_g / 1e9,
         100.0 * total_flops / total_g / 1e9 / roof,
         total_flops / total_a / 1e9,

@@ -1,6 +1,6 @@
 // conv2d_packed.inc.wgsl: what the two packed-weight convolutions (conv2d_3x3.wgsl, conv2d_packed.wgsl) share,
-// included after common.wgsl and conv2d_shape.inc.wgsl: their Params, bindings, the 8 x 8 accumulator block
-// and its store.
+// included after common.wgsl, conv2d_shape.inc.wgsl and conv2d_block.inc.wgsl: their Params, bindings and
+// the store of the 8 x 8 accumulator block.
 //
 // Layouts (row-major f32):
 //   x        [batch, cin, h, w]
@@ -64,38 +64,6 @@ fn block_position(g: u32, li: u32) -> BlockPosition {
         (pb % col_blocks) * 8u,
         n < c.batch,
     );
-}
-
-// 8 channels x 8 columns: a[channel][column half].
-struct Acc {
-    c0: array<vec4<f32>, 2>,
-    c1: array<vec4<f32>, 2>,
-    c2: array<vec4<f32>, 2>,
-    c3: array<vec4<f32>, 2>,
-    c4: array<vec4<f32>, 2>,
-    c5: array<vec4<f32>, 2>,
-    c6: array<vec4<f32>, 2>,
-    c7: array<vec4<f32>, 2>,
-}
-
-// Adds one tap: weights w0 (channels 0-3) and w1 (4-7) times the 8 input columns l (0-3) and r (4-7).
-fn tap(acc: ptr<function, Acc>, w0: vec4<f32>, w1: vec4<f32>, l: vec4<f32>, r: vec4<f32>) {
-    (*acc).c0[0] = (*acc).c0[0] + w0.x * l;
-    (*acc).c0[1] = (*acc).c0[1] + w0.x * r;
-    (*acc).c1[0] = (*acc).c1[0] + w0.y * l;
-    (*acc).c1[1] = (*acc).c1[1] + w0.y * r;
-    (*acc).c2[0] = (*acc).c2[0] + w0.z * l;
-    (*acc).c2[1] = (*acc).c2[1] + w0.z * r;
-    (*acc).c3[0] = (*acc).c3[0] + w0.w * l;
-    (*acc).c3[1] = (*acc).c3[1] + w0.w * r;
-    (*acc).c4[0] = (*acc).c4[0] + w1.x * l;
-    (*acc).c4[1] = (*acc).c4[1] + w1.x * r;
-    (*acc).c5[0] = (*acc).c5[0] + w1.y * l;
-    (*acc).c5[1] = (*acc).c5[1] + w1.y * r;
-    (*acc).c6[0] = (*acc).c6[0] + w1.z * l;
-    (*acc).c6[1] = (*acc).c6[1] + w1.z * r;
-    (*acc).c7[0] = (*acc).c7[0] + w1.w * l;
-    (*acc).c7[1] = (*acc).c7[1] + w1.w * r;
 }
 
 // Writes invocation's block: channels (block0 + b) * 8 + 0..7 (those below cout) x columns ox0 + 0..7 (those

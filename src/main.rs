@@ -6,7 +6,9 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use ddim_wgpu::gpu::profiler::{chrome_trace, kernel_table};
-use ddim_wgpu::gpu::{DeviceOptions, Fault, Gpu, describe, enumerate_adapters, parse_backend};
+use ddim_wgpu::gpu::{
+    DeviceOptions, Fault, Gpu, describe, enumerate_adapters, parse_backend, parse_switch,
+};
 use ddim_wgpu::graph::{plan::Plan, unet};
 use ddim_wgpu::io::{
     OutputSet, check_outputs, check_writable, npy_bytes, png_bytes, png_grid_bytes, read_image,
@@ -43,6 +45,11 @@ struct Cli {
     /// (shared-memory tiles), whatever the adapter.
     #[arg(long, global = true, env = "DDIM_KERNELS", default_value = "auto", value_parser = parse_kernels_arg)]
     kernels: KernelChoice,
+
+    /// Whether the cpu family runs 3x3 stride-1 convolutions as Winograd F(4x4, 3x3) where it pays (on), or
+    /// always with the direct kernel conv2d_3x3 (off), to compare the two.
+    #[arg(long, global = true, env = "DDIM_WINOGRAD", default_value = "on", value_parser = parse_switch_arg)]
+    winograd: bool,
 
     /// Open the device with at most this storage-binding size, in bytes (a multiple of 4): what a smaller
     /// device allows, to see batches split on a large one.
@@ -339,6 +346,10 @@ fn parse_kernels_arg(s: &str) -> Result<KernelChoice, String> {
     s.parse().map_err(|e: ddim_wgpu::Error| e.to_string())
 }
 
+fn parse_switch_arg(s: &str) -> Result<bool, String> {
+    parse_switch("--winograd", s).map_err(|e| e.to_string())
+}
+
 fn parse_backend_arg(s: &str) -> Result<wgpu::Backend, String> {
     parse_backend(s).map_err(|e| e.to_string())
 }
@@ -357,6 +368,7 @@ fn run(cli: Cli) -> Result<()> {
         backend: cli.backend,
         adapter: cli.adapter.filter(|s| !s.trim().is_empty()),
         kernels: cli.kernels,
+        winograd: cli.winograd,
         max_binding: cli.max_binding,
         fault: cli.inject_fault,
     };

@@ -17,6 +17,9 @@ pub struct DeviceOptions {
     pub adapter: Option<String>,
     /// Which kernel variants to run (`auto` or `baseline`).
     pub kernels: KernelChoice,
+    /// Whether the CPU family may take the Winograd convolution for 3x3 stride-1 convolutions (`ops::winograd`;
+    /// `DDIM_WINOGRAD=off` turns it off): on by default; off runs `conv2d_3x3` there, to compare the two.
+    pub winograd: bool,
     /// Open the device with at most this `max_storage_buffer_binding_size` (bytes, a multiple of 4): what a
     /// smaller device would allow, to exercise batch splitting on a large one.
     pub max_binding: Option<u64>,
@@ -78,6 +81,10 @@ impl DeviceOptions {
             Ok(s) if !s.trim().is_empty() => s.parse()?,
             _ => KernelChoice::default(),
         };
+        let winograd = match std::env::var("DDIM_WINOGRAD") {
+            Ok(s) if !s.trim().is_empty() => parse_switch("DDIM_WINOGRAD", &s)?,
+            _ => true,
+        };
         let backend = match std::env::var("DDIM_BACKEND") {
             Ok(s) if !s.trim().is_empty() => Some(parse_backend(&s)?),
             _ => None,
@@ -93,9 +100,22 @@ impl DeviceOptions {
             backend,
             adapter,
             kernels,
+            winograd,
             max_binding,
             fault,
         })
+    }
+}
+
+/// Parses `on`/`off` (also `1`/`0`, `true`/`false`), case-insensitively; `what` names the setting in errors.
+pub fn parse_switch(what: &str, s: &str) -> Result<bool> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "on" | "1" | "true" => Ok(true),
+        "off" | "0" | "false" => Ok(false),
+        _ => Err(Error::param(
+            "device",
+            format!("{what} `{s}`: expected on or off"),
+        )),
     }
 }
 
@@ -196,8 +216,11 @@ pub struct Gpu {
     queue: wgpu::Queue,
     faults: Arc<Mutex<Faults>>,
     kernels: KernelChoice,
+    winograd: bool,
     injected: Option<Fault>,
     pub(crate) pipelines: Mutex<HashMap<&'static str, Arc<CachedPipeline>>>,
+    // Working buffers shared by every dispatch that names them (`Gpu::scratch`).
+    pub(crate) scratch: Mutex<HashMap<&'static str, wgpu::Buffer>>,
 }
 
 impl Gpu {
@@ -250,8 +273,10 @@ impl Gpu {
             queue,
             faults,
             kernels: options.kernels,
+            winograd: options.winograd,
             injected: options.fault.clone(),
             pipelines: Mutex::new(HashMap::new()),
+            scratch: Mutex::new(HashMap::new()),
         })
     }
 
@@ -269,6 +294,11 @@ impl Gpu {
     /// `Auto` resolved by the adapter's type (`Cpu`, `Gpu` or `Baseline`; never `Auto`).
     pub fn kernel_family(&self) -> KernelChoice {
         self.kernels.resolve(self.info().device_type)
+    }
+
+    /// Whether the CPU family may take the Winograd convolution ([`DeviceOptions::winograd`]).
+    pub fn winograd(&self) -> bool {
+        self.winograd
     }
 
     /// The wgpu device.

@@ -175,6 +175,38 @@ impl Gpu {
         })
     }
 
+    /// A working tensor of `shape` in the device's scratch buffer `name`, shared by every dispatch that asks for
+    /// `name`: its contents belong to whichever dispatch ran last, so a dispatch may only use it for values it
+    /// writes and reads itself (the dispatches of one pass, and of successive submissions, run one after
+    /// another). The buffer grows to the largest request; a dispatch keeps the buffer it was given alive
+    /// through its bind groups, so a smaller one outlives the growth as long as dispatches use it.
+    pub fn scratch(&self, name: &'static str, shape: &[usize]) -> Result<Tensor> {
+        let n: usize = shape.iter().product();
+        let bytes = (n.max(1) * 4) as u64;
+        let mut cache = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        let buffer = match cache.get(name) {
+            Some(b) if b.size() >= bytes => b.clone(),
+            _ => {
+                let b = self.scoped(&format!("scratch `{name}` ({bytes} bytes)"), || {
+                    self.device().create_buffer(&wgpu::BufferDescriptor {
+                        label: Some(name),
+                        size: bytes,
+                        usage: usage(),
+                        mapped_at_creation: false,
+                    })
+                })?;
+                cache.insert(name, b.clone());
+                b
+            }
+        };
+        Ok(Tensor {
+            buffer,
+            offset: 0,
+            shape: shape.to_vec(),
+            label: name.to_string(),
+        })
+    }
+
     /// Reads a tensor back to the CPU. Waits for all submitted work.
     pub fn download(&self, tensor: &Tensor) -> Result<Vec<f32>> {
         let bytes = self.download_range(

@@ -15,6 +15,7 @@ use super::{
     Access, Cost, Dispatch, Kernel, KernelChoice, LaunchSpec, UNIFORM_WINDOW, check_bindings, dim,
     dims, expect_shape, nonzero, workgroups_for,
 };
+use super::winograd;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
 
@@ -56,7 +57,10 @@ pub const KERNEL_TILED: Kernel = Kernel {
 /// Output channels and pixels of one [`KERNEL_TILED`] workgroup's tile.
 const TILE: usize = 64;
 
-/// What the packed-weight kernels share: Params, bindings, the 8 x 8 block and its store.
+/// The 8 x 8 accumulator block and its update, shared by the packed-weight kernels and the Winograd products.
+pub const BLOCK: &str = include_str!("../../kernels/conv2d_block.inc.wgsl");
+
+/// What the packed-weight kernels share: Params, bindings, the store of the 8 x 8 block.
 pub const PACKED_COMMON: &str = include_str!("../../kernels/conv2d_packed.inc.wgsl");
 
 /// x, the packed weight window, bias, residual, out, channel offset (conv2d_packed.inc.wgsl).
@@ -73,7 +77,7 @@ const PACKED_BINDINGS: &[Access] = &[
 pub const KERNEL_3X3: Kernel = Kernel {
     name: "conv2d_3x3",
     source: include_str!("../../kernels/conv2d_3x3.wgsl"),
-    includes: &[SHAPE, PACKED_COMMON],
+    includes: &[SHAPE, BLOCK, PACKED_COMMON],
     bindings: PACKED_BINDINGS,
     workgroup_size: 32,
     params_size: std::mem::size_of::<PackedParams>(),
@@ -83,7 +87,7 @@ pub const KERNEL_3X3: Kernel = Kernel {
 pub const KERNEL_PACKED: Kernel = Kernel {
     name: "conv2d_packed",
     source: include_str!("../../kernels/conv2d_packed.wgsl"),
-    includes: &[SHAPE, PACKED_COMMON],
+    includes: &[SHAPE, BLOCK, PACKED_COMMON],
     bindings: PACKED_BINDINGS,
     workgroup_size: 32,
     params_size: std::mem::size_of::<PackedParams>(),
@@ -396,13 +400,38 @@ fn cpu_kernel_for(gpu: &Gpu, shape: &ConvShape) -> &'static Kernel {
     let busy = ho * wo.div_ceil(8) >= 8;
     let windows = limits.max_uniform_buffer_binding_size >= UNIFORM_WINDOW
         && limits.max_storage_buffer_binding_size >= UNIFORM_WINDOW;
-    if !(fits && busy && windows) {
+    if windows && winograd_fits(gpu, shape) {
+        &winograd::GEMM_KERNEL
+    } else if !(fits && busy && windows) {
         &KERNEL
     } else if shape.kh == 3 && shape.kw == 3 && shape.stride == 1 {
         &KERNEL_3X3
     } else {
         &KERNEL_PACKED
     }
+}
+
+/// Input and output channels from which the CPU family takes the Winograd convolution over `conv2d_3x3`. Below,
+/// the transforms outweigh the products: measured with examples/conv_study.rs (BENCHMARKS.md), a UNet's first
+/// convolution (1 or 3 input channels) runs 3-10x slower as Winograd; from 32 channels it gains 1.5-2.3x at
+/// batch 64 (the MNIST model's shapes) and 1.1-2.7x at batch 8 (the CIFAR-10 model's, 4x4 to 32x32 maps),
+/// while the MNIST model's at batch 8 range from 0.77x to 1.64x (each launch's fixed cost weighs there).
+const WINOGRAD_MIN_CHANNELS: u32 = 16;
+
+/// Whether the Winograd convolution takes this 3x3 stride-1 convolution: enough input and output channels,
+/// the input channels of a unit in one weight window, one image's transformed tiles within the scratch limit
+/// and the transformed weights within the buffer limit. Per image, never per batch.
+fn winograd_fits(gpu: &Gpu, shape: &ConvShape) -> bool {
+    if !gpu.winograd() {
+        return false;
+    }
+    let Some(tiling) = winograd::Tiling::new(shape, winograd::Tiling::limit(gpu)) else {
+        return false;
+    };
+    shape.cin.min(shape.cout) >= WINOGRAD_MIN_CHANNELS
+        && tiling.tiles() >= 1
+        && winograd::packed_bytes(shape.cout as usize, shape.cin as usize)
+            .is_some_and(|bytes| bytes <= gpu.limits().max_buffer_size)
 }
 
 /// Prepares `out = (conv(x, weight) + bias + residual) * out_scale`, with the kernel [`kernel_for`] picks.
@@ -454,6 +483,14 @@ pub fn conv2d_with_channel(
         + out.len() * (1 + residual.is_some() as usize);
     let cost = Cost::new(shape.flops(), floats as u64);
     let kernel = kernel_for(gpu, &shape);
+    if kernel.name == winograd::GEMM_KERNEL.name {
+        let tiling = winograd::Tiling::new(&shape, winograd::Tiling::limit(gpu))
+            .ok_or_else(|| Error::shape(OP, format!("`{label}`: no Winograd tiling")))?;
+        let dispatch = winograd::conv2d(
+            gpu, label, &shape, &tiling, x, weight, bias, channel, residual, out, cfg.out_scale,
+        )?;
+        return Ok(dispatch.with_cost(Cost::new(winograd::flops(&shape, &tiling), floats as u64)));
+    }
     let dispatch = if kernel.name == KERNEL_3X3.name || kernel.name == KERNEL_PACKED.name {
         packed(
             gpu, kernel, label, &shape, x, weight, bias, channel, residual, out, cfg,

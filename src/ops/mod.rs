@@ -15,6 +15,7 @@ pub mod randn;
 pub mod roofline;
 pub mod timestep_embedding;
 pub mod upsample;
+pub mod winograd;
 
 use std::sync::Arc;
 
@@ -139,6 +140,10 @@ pub const KERNELS: &[&Kernel] = &[
     &roofline::FMA_KERNEL,
     &timestep_embedding::KERNEL,
     &upsample::KERNEL,
+    &winograd::GEMM_KERNEL,
+    &winograd::INPUT_KERNEL,
+    &winograd::OUTPUT_KERNEL,
+    &winograd::PACK_KERNEL,
 ];
 
 impl Gpu {
@@ -448,6 +453,14 @@ impl Dispatch {
         launches.append(&mut self.launches);
         self.launches = launches;
         self.owned.extend(first.owned);
+        self
+    }
+
+    /// This dispatch with `next`'s launches recorded after its own, and `next`'s owned buffers kept with it.
+    /// Label, kernel and cost stay this dispatch's (a Winograd convolution's output transform).
+    pub(crate) fn then(mut self, next: Dispatch) -> Self {
+        self.launches.extend(next.launches);
+        self.owned.extend(next.owned);
         self
     }
 

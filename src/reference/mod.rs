@@ -7,3 +7,4 @@
 pub mod ddim;
 pub mod graph;
 pub mod nn;
+pub mod winograd;

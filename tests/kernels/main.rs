@@ -16,3 +16,4 @@ mod randn;
 mod resample;
 mod roofline;
 mod timestep_embedding;
+mod winograd;

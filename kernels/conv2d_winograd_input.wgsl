@@ -1,0 +1,91 @@
+// conv2d_winograd_input: the input transform of the Winograd convolution F(4x4, 3x3) (ops::winograd): each
+// 6 x 6 tile d of the (zero-padded) input becomes V = B^T d B.
+//
+// Layouts (row-major f32):
+//   x  [batch, cin, h, w], stored at (h >> up) x (w >> up) when the convolution reads it upsampled
+//      (conv2d_shape.inc.wgsl)
+//   v  [36, cin, tp]: v[(xi * cin + ci) * tp + t] = (B^T d B)[xi / 6][xi % 6] for input channel ci of tile t.
+//      Tile t = ((n - n0) * tiles_h + ty) * tiles_w + tx of image n (n0 <= n < n0 + images) covers output rows
+//      4 ty .. 4 ty + 3 and columns 4 tx .. 4 tx + 3; its input tile starts at (4 ty - pad_top, 4 tx - pad_left).
+//
+// Grid: one invocation per (ci, t), t fastest (neighbouring lanes write neighbouring floats of v), over the
+// flattened 2-D grid; those past the end return.
+// Invariants: 3x3 kernel, stride 1 (host-checked); tp >= images * tiles_h * tiles_w, and columns t past that are
+// not written; input values outside the image read as zero. B^T is Toom-Cook's at the points 0, -1, 1, 1/2, -2
+// and infinity (derived independently in reference::winograd); every entry is exact in binary.
+
+struct Params {
+    shape: ConvShape,
+    n0: u32,
+    images: u32,
+    tiles_h: u32,
+    tiles_w: u32,
+    tp: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> v: array<f32>;
+
+// B^T times six values (a column of d, then a row of B^T d).
+fn bt(d: array<f32, 6>) -> array<f32, 6> {
+    return array<f32, 6>(
+        d[0] - 1.5 * d[1] - 2.0 * d[2] + 1.5 * d[3] + d[4],
+        d[1] - 2.5 * d[2] + 0.5 * d[3] + d[4],
+        -d[1] + 0.5 * d[2] + 2.5 * d[3] + d[4],
+        -2.0 * d[1] - d[2] + 2.0 * d[3] + d[4],
+        0.5 * d[1] - d[2] - 0.5 * d[3] + d[4],
+        d[1] - 1.5 * d[2] - 2.0 * d[3] + 1.5 * d[4] + d[5],
+    );
+}
+
+@compute @workgroup_size(64)
+fn main(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let c = p.shape;
+    let per_channel = p.images * p.tiles_h * p.tiles_w;
+    let f = flat_index(wg, nwg, li, 64u);
+    if (f >= per_channel * c.cin) {
+        return;
+    }
+    let t = f % per_channel;
+    let ci = f / per_channel;
+    let tx = t % p.tiles_w;
+    let ty = (t / p.tiles_w) % p.tiles_h;
+    let n = p.n0 + t / (p.tiles_w * p.tiles_h);
+    let sw = c.w >> c.up;
+    let base = (n * c.cin + ci) * (c.h >> c.up) * sw;
+    let y0 = i32(ty * 4u) - i32(c.pad_top);
+    let x0 = i32(tx * 4u) - i32(c.pad_left);
+
+    // (B^T d)'s columns: bd[col][i] = (B^T d)[i][col].
+    var bd: array<array<f32, 6>, 6>;
+    for (var col = 0u; col < 6u; col = col + 1u) {
+        let ix = x0 + i32(col);
+        let col_in = ix >= 0 && ix < i32(c.w);
+        let sx = u32(clamp(ix, 0, i32(c.w) - 1)) >> c.up;
+        var d: array<f32, 6>;
+        for (var r = 0u; r < 6u; r = r + 1u) {
+            let iy = y0 + i32(r);
+            let sy = u32(clamp(iy, 0, i32(c.h) - 1)) >> c.up;
+            let value = x[base + sy * sw + sx];
+            d[r] = select(0.0, value, col_in && iy >= 0 && iy < i32(c.h));
+        }
+        bd[col] = bt(d);
+    }
+    let stride = c.cin * p.tp;
+    var o = ci * p.tp + t;
+    for (var i = 0u; i < 6u; i = i + 1u) {
+        let row = bt(array<f32, 6>(bd[0][i], bd[1][i], bd[2][i], bd[3][i], bd[4][i], bd[5][i]));
+        for (var j = 0u; j < 6u; j = j + 1u) {
+            v[o] = row[j];
+            o = o + stride;
+        }
+    }
+}

@@ -1,0 +1,96 @@
+// conv2d_winograd_output: the output transform of the Winograd convolution F(4x4, 3x3) (ops::winograd) with
+// the convolution's epilogue: out = (A^T M A + bias + chan + residual) * out_scale, per 4 x 4 output tile.
+//
+// Layouts (row-major f32):
+//   m        [36, cout, tp]: m[(xi * cout + co) * tp + t], the products summed over input channels, for tile t
+//            (numbered as in conv2d_winograd_input.wgsl: t = ((n - n0) * tiles_h + ty) * tiles_w + tx)
+//   bias     [cout]
+//   residual [batch, cout, ho, wo]   read only when has_residual != 0
+//   out      [batch, cout, ho, wo]   only images n0 .. n0 + images - 1 are written
+//   chan     [batch, cout]            read only when has_channel != 0 (a per-image channel offset)
+//
+// Grid: one invocation per (co, t), t fastest, over the flattened 2-D grid; those past the end return.
+// Invariants: pixels of a tile past ho or wo are computed and not stored. A^T is Toom-Cook's at the points 0,
+// -1, 1, 1/2, -2 and infinity (reference::winograd); every entry is exact in binary.
+
+struct Params {
+    shape: ConvShape,
+    n0: u32,
+    images: u32,
+    tiles_h: u32,
+    tiles_w: u32,
+    tp: u32,
+    has_residual: u32,
+    has_channel: u32,
+    out_scale: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> m: array<f32>;
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read> residual: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<storage, read> chan: array<f32>;
+
+// A^T times six values (a column of M, then a row of A^T M).
+fn at(s: array<f32, 6>) -> array<f32, 4> {
+    return array<f32, 4>(
+        s[0] + s[1] + s[2] + s[3] + s[4],
+        -s[1] + s[2] + 0.5 * s[3] - 2.0 * s[4],
+        s[1] + s[2] + 0.25 * s[3] + 4.0 * s[4],
+        -s[1] + s[2] + 0.125 * s[3] - 8.0 * s[4] + s[5],
+    );
+}
+
+@compute @workgroup_size(64)
+fn main(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let c = p.shape;
+    let per_channel = p.images * p.tiles_h * p.tiles_w;
+    let f = flat_index(wg, nwg, li, 64u);
+    if (f >= per_channel * c.cout) {
+        return;
+    }
+    let t = f % per_channel;
+    let co = f / per_channel;
+    let tx = t % p.tiles_w;
+    let ty = (t / p.tiles_w) % p.tiles_h;
+    let n = p.n0 + t / (p.tiles_w * p.tiles_h);
+
+    // (A^T M)'s columns: am[col][r] = (A^T M)[r][col].
+    let stride = c.cout * p.tp;
+    var am: array<array<f32, 4>, 6>;
+    for (var col = 0u; col < 6u; col = col + 1u) {
+        var s: array<f32, 6>;
+        var i = co * p.tp + t + col * stride;
+        for (var r = 0u; r < 6u; r = r + 1u) {
+            s[r] = m[i];
+            i = i + 6u * stride;
+        }
+        am[col] = at(s);
+    }
+
+    var offset = bias[co];
+    if (p.has_channel != 0u) {
+        offset = offset + chan[n * c.cout + co];
+    }
+    let plane = (n * c.cout + co) * c.ho * c.wo;
+    for (var r = 0u; r < 4u; r = r + 1u) {
+        let y = at(array<f32, 6>(am[0][r], am[1][r], am[2][r], am[3][r], am[4][r], am[5][r]));
+        let oy = ty * 4u + r;
+        for (var s = 0u; s < 4u; s = s + 1u) {
+            let ox = tx * 4u + s;
+            if (oy < c.ho && ox < c.wo) {
+                let o = plane + oy * c.wo + ox;
+                var value = y[s] + offset;
+                if (p.has_residual != 0u) {
+                    value = value + residual[o];
+                }
+                out[o] = value * p.out_scale;
+            }
+        }
+    }
+}

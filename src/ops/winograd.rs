@@ -1,0 +1,529 @@
+//! The Winograd convolution F(4x4, 3x3) (Lavin and Gray 2016) for CPU-like adapters: a 3x3 stride-1
+//! convolution in 2.25 multiplications per output and input channel instead of 9.
+//!
+//! Each 4 x 4 output tile is computed from its 6 x 6 input tile d and each 3 x 3 kernel g as
+//! `A^T [(G g G^T) ⊙ (B^T d B)] A`; summed over input channels in the transformed space, that is 36 matrix
+//! products `M[xi] = U[xi] V[xi]` between an input transform and an output transform. Four kernels:
+//! - `conv2d_winograd_pack.wgsl`: `U = G g G^T`, laid out in 64 KiB uniform windows, once, when the
+//!   convolution is prepared ([`pack_weights`]);
+//! - `conv2d_winograd_input.wgsl`: `V = B^T d B` for every tile and input channel ([`input_transform`]);
+//! - `conv2d_winograd_gemm.wgsl`: the 36 products, 8 output channels x 8 tiles per invocation with the weights
+//!   read at workgroup-uniform addresses, like `conv2d_3x3` ([`products`]);
+//! - `conv2d_winograd_output.wgsl`: `A^T M A` and the convolution's epilogue ([`output_transform`]).
+//!
+//! On lavapipe the products cost what a 1x1 convolution costs per multiply-add (8 gathered floats per 64
+//! FMAs, against 30 per 576 for `conv2d_3x3`), so the 4x fewer multiply-adds are a net gain only where the
+//! transforms stay small beside them (`conv2d::kernel_for` decides; BENCHMARKS.md has the measurements).
+//!
+//! V and M live in the device's scratch buffers ([`Gpu::scratch`]), shared by every Winograd convolution,
+//! at most [`SCRATCH_BYTES`] each: a batch runs in groups of images that fit ([`Tiling`]). An output value
+//! is the same sum in the same order whatever the grouping, so an image's bytes do not depend on its batch.
+//!
+//! The f32 error is larger than the direct convolution's: the transformed values are sums of up to 6 x 6
+//! inputs with coefficients up to 2.5 (B) and 8 (A), rounded, then multiplied and summed. The interpolation
+//! points 0, -1, 1, 1/2, -2 (instead of Lavin's 0, +-1, +-2) make every entry of A and B exact in binary and
+//! the error 3.5x smaller (`reference::winograd`); `tests/kernels/winograd.rs` states the bound.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::conv2d::{BLOCK, ConvShape, SHAPE};
+use super::{
+    Access, Dispatch, Kernel, LaunchSpec, UNIFORM_WINDOW, check_bindings, dim, dims,
+    expect_shape, workgroups_for,
+};
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, Tensor};
+
+const OP: &str = "conv2d_winograd";
+
+/// Output tile side.
+pub const TILE: usize = 4;
+
+/// Transformed positions per tile (6 x 6).
+pub const POSITIONS: usize = 36;
+
+/// The most input channels one weight window holds for one block of 8 output channels.
+pub const MAX_CIN: usize = (UNIFORM_WINDOW / 4 / 8) as usize;
+
+/// The most bytes V or M takes in the scratch buffers (a batch runs in groups of images that fit).
+pub const SCRATCH_BYTES: u64 = 32 << 20;
+
+/// The input transform.
+pub const INPUT_KERNEL: Kernel = Kernel {
+    name: "conv2d_winograd_input",
+    source: include_str!("../../kernels/conv2d_winograd_input.wgsl"),
+    includes: &[SHAPE],
+    bindings: &[Access::Read, Access::ReadWrite],
+    workgroup_size: 64,
+    params_size: std::mem::size_of::<TransformParams>(),
+};
+
+/// The 36 products over packed weights.
+pub const GEMM_KERNEL: Kernel = Kernel {
+    name: "conv2d_winograd_gemm",
+    source: include_str!("../../kernels/conv2d_winograd_gemm.wgsl"),
+    includes: &[BLOCK],
+    bindings: &[Access::Read, Access::UniformWindow, Access::ReadWrite],
+    workgroup_size: 8,
+    params_size: std::mem::size_of::<GemmParams>(),
+};
+
+/// The output transform and epilogue.
+pub const OUTPUT_KERNEL: Kernel = Kernel {
+    name: "conv2d_winograd_output",
+    source: include_str!("../../kernels/conv2d_winograd_output.wgsl"),
+    includes: &[SHAPE],
+    bindings: &[
+        Access::Read,
+        Access::Read,
+        Access::Read,
+        Access::ReadWrite,
+        Access::Read,
+    ],
+    workgroup_size: 64,
+    params_size: std::mem::size_of::<OutputParams>(),
+};
+
+/// The weight transform into uniform windows.
+pub const PACK_KERNEL: Kernel = Kernel {
+    name: "conv2d_winograd_pack",
+    source: include_str!("../../kernels/conv2d_winograd_pack.wgsl"),
+    includes: &[],
+    bindings: &[Access::Read, Access::ReadWrite],
+    workgroup_size: 256,
+    params_size: std::mem::size_of::<PackParams>(),
+};
+
+/// Mirrors `Params` in conv2d_winograd_input.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct TransformParams {
+    pub shape: ConvShape,
+    pub n0: u32,
+    pub images: u32,
+    pub tiles_h: u32,
+    pub tiles_w: u32,
+    pub tp: u32,
+    pub _pad: [u32; 3],
+}
+
+/// Mirrors `Params` in conv2d_winograd_output.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct OutputParams {
+    pub shape: ConvShape,
+    pub n0: u32,
+    pub images: u32,
+    pub tiles_h: u32,
+    pub tiles_w: u32,
+    pub tp: u32,
+    pub has_residual: u32,
+    pub has_channel: u32,
+    pub out_scale: f32,
+}
+
+/// Mirrors `Params` in conv2d_winograd_gemm.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct GemmParams {
+    pub cin: u32,
+    pub cout: u32,
+    pub tp: u32,
+    pub blocks: u32,
+    pub u0: u32,
+    pub units: u32,
+    pub _pad: [u32; 2],
+}
+
+/// Mirrors `Params` in conv2d_winograd_pack.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct PackParams {
+    pub cout: u32,
+    pub cin: u32,
+    pub blocks: u32,
+    pub units_per_window: u32,
+    pub window: u32,
+    pub _pad: [u32; 3],
+}
+
+/// How a batch is cut into tiles and groups of images.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tiling {
+    /// Tile rows and columns of one image.
+    pub tiles_h: usize,
+    pub tiles_w: usize,
+    /// Images per group (the last group may hold fewer).
+    pub images: usize,
+    /// Groups in the batch.
+    pub groups: usize,
+    /// Columns of V and M: the tiles of a full group, rounded up to a multiple of 8.
+    pub tp: usize,
+}
+
+impl Tiling {
+    /// The tiling of `shape` when V and M may take `limit` bytes each: as many images per group as fit. `None`
+    /// when one image does not fit, or the convolution is not 3x3 stride 1.
+    pub fn new(shape: &ConvShape, limit: u64) -> Option<Self> {
+        if (shape.kh, shape.kw, shape.stride) != (3, 3, 1) {
+            return None;
+        }
+        let [n, _, ho, wo] = shape.output_shape();
+        let (tiles_h, tiles_w) = (ho.div_ceil(TILE), wo.div_ceil(TILE));
+        let tiles = tiles_h * tiles_w;
+        let channels = shape.cin.max(shape.cout) as u64;
+        let bytes = |images: usize| {
+            (POSITIONS as u64) * channels * (images * tiles).next_multiple_of(8) as u64 * 4
+        };
+        if bytes(1) > limit {
+            return None;
+        }
+        // The largest group that fits (bytes grows with the group), then groups of equal size.
+        let (mut lo, mut hi) = (1, n);
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            if bytes(mid) <= limit { lo = mid } else { hi = mid - 1 }
+        }
+        let groups = n.div_ceil(lo);
+        let images = n.div_ceil(groups);
+        Some(Tiling {
+            tiles_h,
+            tiles_w,
+            images,
+            groups,
+            tp: (images * tiles).next_multiple_of(8),
+        })
+    }
+
+    /// The bytes each of V and M may take on `gpu`: [`SCRATCH_BYTES`], or less where bindings are smaller.
+    pub fn limit(gpu: &Gpu) -> u64 {
+        SCRATCH_BYTES.min(gpu.limits().max_storage_buffer_binding_size)
+    }
+
+    /// Tiles of one image.
+    pub fn tiles(&self) -> usize {
+        self.tiles_h * self.tiles_w
+    }
+}
+
+/// Transformed weights in uniform windows, in units of one position and one block of 8 output channels:
+/// unit `xi * blocks + block`, `units_per_window` to a window (conv2d_winograd_pack.wgsl).
+pub struct PackedWeights {
+    buffer: wgpu::Buffer,
+    cout: usize,
+    cin: usize,
+    blocks: usize,
+    units_per_window: usize,
+    windows: usize,
+}
+
+impl PackedWeights {
+    /// The buffer, `windows` windows of [`UNIFORM_WINDOW`] bytes.
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        &self.buffer
+    }
+
+    fn window(&self, w: usize) -> wgpu::BindingResource<'_> {
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: &self.buffer,
+            offset: w as u64 * UNIFORM_WINDOW,
+            size: wgpu::BufferSize::new(UNIFORM_WINDOW),
+        })
+    }
+}
+
+/// How transformed weights for `cout` x `cin` channels fill windows: `(blocks, units_per_window, windows)`,
+/// or `None` when a unit's input channels do not fit a window (cin > [`MAX_CIN`]).
+fn windows(cout: usize, cin: usize) -> Option<(usize, usize, usize)> {
+    if cout == 0 || cin == 0 || cin > MAX_CIN {
+        return None;
+    }
+    let blocks = cout.div_ceil(8);
+    let units = POSITIONS * blocks;
+    let units_per_window = (MAX_CIN / cin).min(units);
+    Some((blocks, units_per_window, units.div_ceil(units_per_window)))
+}
+
+/// Bytes of the transformed weights for `cout` x `cin` channels, or `None` when cin exceeds [`MAX_CIN`].
+pub fn packed_bytes(cout: usize, cin: usize) -> Option<u64> {
+    windows(cout, cin).map(|(_, _, windows)| windows as u64 * UNIFORM_WINDOW)
+}
+
+/// Transforms `weight` `[cout, cin, 3, 3]` (cin at most [`MAX_CIN`]) into uniform windows, on the GPU, and
+/// waits.
+pub fn pack_weights(gpu: &Gpu, label: &str, weight: &Tensor) -> Result<PackedWeights> {
+    let [cout, cin, kh, kw] = dims::<4>(OP, weight)?;
+    let fit = windows(cout, cin).filter(|_| (kh, kw) == (3, 3));
+    let Some((blocks, units_per_window, windows)) = fit else {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "`{label}`: weight `{}` {:?} is not [cout, cin <= {MAX_CIN}, 3, 3]",
+                weight.label(),
+                weight.shape()
+            ),
+        ));
+    };
+    check_bindings(gpu, OP, &[weight])?;
+    let what = format!("transforming the weights of `{label}`");
+    let bytes = windows as u64 * UNIFORM_WINDOW;
+    if bytes > gpu.limits().max_buffer_size {
+        return Err(Error::shape(
+            OP,
+            format!("`{label}`: {bytes} bytes of transformed weights exceed the device's buffer limit"),
+        ));
+    }
+    let buffer = gpu.scoped(&what, || {
+        gpu.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some(&what),
+            size: bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM,
+            mapped_at_creation: false,
+        })
+    })?;
+    let packed = PackedWeights {
+        buffer,
+        cout,
+        cin,
+        blocks,
+        units_per_window,
+        windows,
+    };
+    let params = (0..windows)
+        .map(|w| {
+            Ok(PackParams {
+                cout: dim(OP, "cout", cout)?,
+                cin: dim(OP, "cin", cin)?,
+                blocks: dim(OP, "blocks", blocks)?,
+                units_per_window: dim(OP, "units per window", units_per_window)?,
+                window: dim(OP, "window", w)?,
+                _pad: [0; 3],
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let pack = Dispatch::launches(
+        gpu,
+        &PACK_KERNEL,
+        OP,
+        &what,
+        params
+            .iter()
+            .enumerate()
+            .map(|(w, p)| LaunchSpec {
+                params: bytemuck::bytes_of(p),
+                resources: vec![weight.binding(), packed.window(w)],
+                workgroups: workgroups_for(UNIFORM_WINDOW / 4, PACK_KERNEL.workgroup_size),
+            })
+            .collect(),
+    )?;
+    gpu.run(&what, &[&pack])?;
+    Ok(packed)
+}
+
+/// Checks V or M: `[36, channels, tiling.tp]`.
+fn expect_transformed(t: &Tensor, channels: u32, tiling: &Tiling) -> Result<()> {
+    expect_shape(OP, t, &[POSITIONS, channels as usize, tiling.tp])
+}
+
+/// The params both transforms share, for `group` of `tiling`.
+fn transform_params(shape: &ConvShape, tiling: &Tiling, group: usize) -> Result<TransformParams> {
+    let n0 = group * tiling.images;
+    if n0 >= shape.batch as usize {
+        return Err(Error::param(
+            OP,
+            format!("group {group} starts past the batch of {}", shape.batch),
+        ));
+    }
+    Ok(TransformParams {
+        shape: *shape,
+        n0: dim(OP, "first image", n0)?,
+        images: dim(OP, "images", tiling.images.min(shape.batch as usize - n0))?,
+        tiles_h: dim(OP, "tile rows", tiling.tiles_h)?,
+        tiles_w: dim(OP, "tile columns", tiling.tiles_w)?,
+        tp: dim(OP, "tile columns of V", tiling.tp)?,
+        _pad: [0; 3],
+    })
+}
+
+/// Prepares the input transform of `group` of `tiling`: x `[N, Cin, H, W]` (H and W halved when `shape.up`)
+/// into v `[36, Cin, tp]`.
+pub fn input_transform(
+    gpu: &Gpu,
+    label: &str,
+    shape: &ConvShape,
+    tiling: &Tiling,
+    group: usize,
+    x: &Tensor,
+    v: &Tensor,
+) -> Result<Dispatch> {
+    let s = shape;
+    expect_shape(
+        OP,
+        x,
+        &[s.batch, s.cin, s.h >> s.up, s.w >> s.up].map(|d| d as usize),
+    )?;
+    expect_transformed(v, s.cin, tiling)?;
+    let params = transform_params(shape, tiling, group)?;
+    let invocations = params.images as u64 * tiling.tiles() as u64 * s.cin as u64;
+    Dispatch::new(
+        gpu,
+        &INPUT_KERNEL,
+        OP,
+        label,
+        &params,
+        &[x, v],
+        workgroups_for(invocations, INPUT_KERNEL.workgroup_size),
+    )
+}
+
+/// Prepares the 36 products `m[xi] = U[xi] v[xi]`: v `[36, cin, tp]`, m `[36, cout, tp]`, one launch per
+/// weight window (36 x ceil(cout / 8) units of cin x 8 weights, as many to a window as fit).
+pub fn products(
+    gpu: &Gpu,
+    label: &str,
+    packed: &PackedWeights,
+    v: &Tensor,
+    m: &Tensor,
+) -> Result<Dispatch> {
+    let [positions, cin, tp] = dims::<3>(OP, v)?;
+    if positions != POSITIONS || cin != packed.cin || tp % 8 != 0 || tp == 0 {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "`{label}`: V {:?} is not [{POSITIONS}, {}, a positive multiple of 8]",
+                v.shape(),
+                packed.cin
+            ),
+        ));
+    }
+    expect_shape(OP, m, &[POSITIONS, packed.cout, tp])?;
+    check_bindings(gpu, OP, &[v, m])?;
+    let groups = (tp / 8).div_ceil(GEMM_KERNEL.workgroup_size as usize);
+    let units = POSITIONS * packed.blocks;
+    let params = (0..packed.windows)
+        .map(|w| {
+            let u0 = w * packed.units_per_window;
+            Ok(GemmParams {
+                cin: dim(OP, "cin", cin)?,
+                cout: dim(OP, "cout", packed.cout)?,
+                tp: dim(OP, "tp", tp)?,
+                blocks: dim(OP, "blocks", packed.blocks)?,
+                u0: dim(OP, "unit", u0)?,
+                units: dim(OP, "units", packed.units_per_window.min(units - u0))?,
+                _pad: [0; 2],
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let specs = params
+        .iter()
+        .enumerate()
+        .map(|(w, p)| LaunchSpec {
+            params: bytemuck::bytes_of(p),
+            resources: vec![v.binding(), packed.window(w), m.binding()],
+            workgroups: (p.units as usize * groups) as u64,
+        })
+        .collect();
+    Dispatch::launches(gpu, &GEMM_KERNEL, OP, label, specs)
+}
+
+/// Prepares the output transform of `group` of `tiling`, with the convolution's epilogue:
+/// `out = (A^T m A + bias + channel + residual) * out_scale` for the group's images of out `[N, Cout, Ho, Wo]`.
+#[allow(clippy::too_many_arguments)] // the operands of the epilogue
+pub fn output_transform(
+    gpu: &Gpu,
+    label: &str,
+    shape: &ConvShape,
+    tiling: &Tiling,
+    group: usize,
+    m: &Tensor,
+    bias: &Tensor,
+    channel: Option<&Tensor>,
+    residual: Option<&Tensor>,
+    out: &Tensor,
+    out_scale: f32,
+) -> Result<Dispatch> {
+    expect_transformed(m, shape.cout, tiling)?;
+    expect_shape(OP, bias, &[shape.cout as usize])?;
+    expect_shape(OP, out, &shape.output_shape())?;
+    if let Some(r) = residual {
+        expect_shape(OP, r, out.shape())?;
+    }
+    if let Some(c) = channel {
+        expect_shape(OP, c, &[shape.batch as usize, shape.cout as usize])?;
+    }
+    let t = transform_params(shape, tiling, group)?;
+    let params = OutputParams {
+        shape: *shape,
+        n0: t.n0,
+        images: t.images,
+        tiles_h: t.tiles_h,
+        tiles_w: t.tiles_w,
+        tp: t.tp,
+        has_residual: residual.is_some() as u32,
+        has_channel: channel.is_some() as u32,
+        out_scale,
+    };
+    let invocations = t.images as u64 * tiling.tiles() as u64 * shape.cout as u64;
+    Dispatch::new(
+        gpu,
+        &OUTPUT_KERNEL,
+        OP,
+        label,
+        &params,
+        &[m, bias, residual.unwrap_or(m), out, channel.unwrap_or(bias)],
+        workgroups_for(invocations, OUTPUT_KERNEL.workgroup_size),
+    )
+}
+
+/// The whole convolution: packs the weights, then per group of images the input transform, the products and
+/// the output transform, recorded as one dispatch of [`GEMM_KERNEL`] over the device's scratch buffers.
+/// The caller (`conv2d::conv2d_with_channel`) has validated the operands against `shape`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv2d(
+    gpu: &Gpu,
+    label: &str,
+    shape: &ConvShape,
+    tiling: &Tiling,
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    channel: Option<&Tensor>,
+    residual: Option<&Tensor>,
+    out: &Tensor,
+    out_scale: f32,
+) -> Result<Dispatch> {
+    check_bindings(gpu, OP, &[x, weight, bias, out])?;
+    let packed = pack_weights(gpu, label, weight)?;
+    let v = gpu.scratch(
+        "winograd V",
+        &[POSITIONS, shape.cin as usize, tiling.tp],
+    )?;
+    let m = gpu.scratch(
+        "winograd M",
+        &[POSITIONS, shape.cout as usize, tiling.tp],
+    )?;
+    let mut dispatch: Option<Dispatch> = None;
+    for group in 0..tiling.groups {
+        let input = input_transform(gpu, label, shape, tiling, group, x, &v)?;
+        let gemm = products(gpu, label, &packed, &v, &m)?;
+        let output = output_transform(
+            gpu, label, shape, tiling, group, &m, bias, channel, residual, out, out_scale,
+        )?;
+        let part = gemm.after(input).then(output);
+        dispatch = Some(match dispatch {
+            None => part,
+            Some(d) => d.then(part),
+        });
+    }
+    let dispatch = dispatch.ok_or_else(|| Error::param(OP, format!("`{label}`: no images")))?;
+    Ok(dispatch.owning(packed.buffer))
+}
+
+/// The arithmetic the Winograd convolution does: the products (36 multiply-adds per tile, output and input
+/// channel) and the transforms (408 operations per tile and input channel, 200 per tile and output channel,
+/// counted from the kernels). A quarter of the direct convolution's, plus the transforms.
+pub fn flops(shape: &ConvShape, tiling: &Tiling) -> u64 {
+    let tiles = (shape.batch as usize * tiling.tiles()) as u64;
+    let (cin, cout) = (shape.cin as u64, shape.cout as u64);
+    tiles * (2 * POSITIONS as u64 * cin * cout + 408 * cin + 200 * cout)
+}

@@ -1,0 +1,221 @@
+//! The Winograd convolution's kernels (ops::winograd), each against reference::winograd, whose transform
+//! matrices are derived by Toom-Cook rather than copied from the kernels. The whole convolution is checked
+//! against the direct reference in conv2d.rs, where the CPU family picks it.
+
+use ddim_wgpu::gpu::{DeviceOptions, Gpu};
+use ddim_wgpu::ops::KernelChoice;
+use ddim_wgpu::ops::conv2d::{Conv2dConfig, ConvShape, Padding, conv2d, kernel_for};
+use ddim_wgpu::ops::winograd::{
+    self, GEMM_KERNEL, POSITIONS, Tiling, input_transform, output_transform, pack_weights, products,
+};
+use ddim_wgpu::reference::{nn, winograd as reference};
+
+use crate::common::{assert_normalised, gpu_families, random, run};
+use crate::gpu_or_skip;
+
+/// The transforms are short sums in f32 with coefficients exact in binary: B^T d B adds 6 x 6 inputs with
+/// weights up to 2.5 x 2.5, so each value carries a few roundings of partial sums no larger than
+/// 36 x 6.25 x max|input|, against values of typical size ~10 x max|input|: about 1e-7 of max|V| (measured
+/// below 4e-8). 1e-6 leaves a 10x margin that a wrong coefficient or tile offset misses by orders of magnitude.
+const TRANSFORM_BOUND: f64 = 1e-6;
+
+/// The products accumulate cin terms in f32 like a direct convolution (conv2d.rs's bound and reasoning), and
+/// their weights carry G's thirds and fifteenths rounded to f32 (2^-24 relative).
+const PRODUCT_BOUND: f64 = 1e-5;
+
+/// A 3x3 stride-1 shape with `pad` on every side, `up` when the input is read upsampled.
+fn shape(n: usize, cin: usize, h: usize, w: usize, cout: usize, pad: usize, up: bool) -> ConvShape {
+    let u = up as usize;
+    let (h, w) = (h << u, w << u);
+    ConvShape {
+        batch: n as u32,
+        cin: cin as u32,
+        h: h as u32,
+        w: w as u32,
+        cout: cout as u32,
+        ho: (h + 2 * pad - 2) as u32,
+        wo: (w + 2 * pad - 2) as u32,
+        kh: 3,
+        kw: 3,
+        stride: 1,
+        pad_top: pad as u32,
+        pad_left: pad as u32,
+        up: u as u32,
+        _pad: [0; 3],
+    }
+}
+
+/// Two groups of images (two and one) of a batch of 3, so group 1 starts at image 2.
+fn two_groups(s: &ConvShape) -> Tiling {
+    let (th, tw) = reference::tiles(s.ho as usize, s.wo as usize);
+    Tiling {
+        tiles_h: th,
+        tiles_w: tw,
+        images: 2,
+        groups: 2,
+        tp: (2 * th * tw).next_multiple_of(8),
+    }
+}
+
+#[test]
+fn input_transform_of_each_group_matches_the_reference() {
+    let gpu = gpu_or_skip!();
+    // 7 x 10 outputs: 2 x 3 tiles, the last row and column of tiles partly outside; pad 1 and pad 0; and an
+    // input read upsampled (3 x 5 stored, 6 x 10 read).
+    for (s, seed) in [
+        (shape(3, 5, 7, 10, 4, 1, false), 1),
+        (shape(3, 2, 9, 12, 4, 0, false), 2),
+        (shape(3, 3, 3, 5, 4, 1, true), 3),
+    ] {
+        let t = two_groups(&s);
+        let (cin, h, w) = (s.cin as usize, s.h as usize, s.w as usize);
+        let stored = [3, cin, h >> s.up, w >> s.up];
+        let (x, xv) = random(gpu, "x", &stored, seed);
+        for group in 0..2 {
+            let v = gpu.zeros("v", &[POSITIONS, cin, t.tp]).unwrap();
+            let name = format!("input transform {stored:?} pad {} up {}, group {group}", s.pad_top, s.up);
+            let d = input_transform(gpu, &name, &s, &t, group, &x, &v).unwrap();
+            let got = run(gpu, &[&d], &v);
+            let want = reference::input_transform(
+                &xv,
+                [cin, h, w],
+                (s.pad_top as usize, s.pad_left as usize),
+                (s.ho as usize, s.wo as usize),
+                s.up != 0,
+                2 * group,
+                [2, 1][group],
+                t.tp,
+            );
+            assert_normalised(&name, &got, &want, TRANSFORM_BOUND);
+        }
+    }
+}
+
+#[test]
+fn products_over_packed_weights_match_the_reference() {
+    let gpu = gpu_or_skip!();
+    // 13 output channels: two blocks, the second with 3 unused channels; all 72 units (position, block) in one
+    // window. 600 input channels: 3 units per window, so 40 output channels (5 blocks) take 60 windows, and
+    // most hold units of two positions.
+    for (cout, cin, tp, seed) in [(13, 5, 24, 10), (40, 600, 8, 20)] {
+        let (wt, wv) = random(gpu, "weight", &[cout, cin, 3, 3], seed);
+        let (v, vv) = random(gpu, "v", &[POSITIONS, cin, tp], seed + 1);
+        let m = gpu.zeros("m", &[POSITIONS, cout, tp]).unwrap();
+        let name = format!("products {cout}x{cin}, {tp} tiles");
+        let packed = pack_weights(gpu, &name, &wt).unwrap();
+        let d = products(gpu, &name, &packed, &v, &m).unwrap();
+        let got = run(gpu, &[&d], &m);
+        let u = reference::weight_transform(&wv, cout, cin);
+        let want = reference::products(&u, &vv, cout, cin, tp);
+        assert_normalised(&name, &got, &want, PRODUCT_BOUND);
+    }
+}
+
+#[test]
+fn output_transform_of_each_group_matches_the_reference() {
+    let gpu = gpu_or_skip!();
+    // 7 x 10 outputs (tiles cut at the right and bottom), with bias, channel offset, residual and scale; then
+    // bias alone.
+    let s = shape(3, 4, 7, 10, 5, 1, false);
+    let t = two_groups(&s);
+    let out_shape = [3, 5, 7, 10];
+    let (m, mv) = random(gpu, "m", &[POSITIONS, 5, t.tp], 30);
+    let (b, bv) = random(gpu, "bias", &[5], 31);
+    let (ch, cv) = random(gpu, "channel", &[3, 5], 32);
+    let (r, rv) = random(gpu, "residual", &out_shape, 33);
+    for full in [true, false] {
+        let out = gpu.zeros("out", &out_shape).unwrap();
+        let mut want = vec![0.0; out.len()];
+        let (channel, residual, scale) = if full {
+            (Some(&ch), Some(&r), 0.7)
+        } else {
+            (None, None, 1.0)
+        };
+        let name = format!("output transform {out_shape:?}, epilogue {full}");
+        let mut dispatches = Vec::new();
+        for group in 0..2 {
+            dispatches.push(
+                output_transform(gpu, &name, &s, &t, group, &m, &b, channel, residual, &out, scale)
+                    .unwrap(),
+            );
+            reference::output_transform(
+                &mv,
+                [5, 7, 10],
+                t.tp,
+                2 * group,
+                [2, 1][group],
+                &bv,
+                full.then_some(cv.as_slice()),
+                full.then_some(rv.as_slice()),
+                scale as f64,
+                &mut want,
+            );
+        }
+        let got = run(gpu, &dispatches.iter().collect::<Vec<_>>(), &out);
+        assert_normalised(&name, &got, &want, TRANSFORM_BOUND);
+    }
+}
+
+#[test]
+fn tiling_groups_images_within_the_limit() {
+    // 32 x 32 outputs at 128 channels: 64 tiles, 36 x 128 x 64 x 4 = 1.125 MiB per image.
+    let s = shape(8, 128, 32, 32, 128, 1, false);
+    let per_image = 36 * 128 * 64 * 4;
+    let t = Tiling::new(&s, 8 * per_image).unwrap();
+    assert_eq!((t.images, t.groups, t.tp), (8, 1, 512));
+    let t = Tiling::new(&s, 3 * per_image).unwrap();
+    assert_eq!((t.images, t.groups, t.tp), (3, 3, 192));
+    assert_eq!(Tiling::new(&s, per_image - 1), None);
+    // Not 3x3 stride 1.
+    let mut strided = s;
+    strided.stride = 2;
+    assert_eq!(Tiling::new(&strided, u64::MAX), None);
+}
+
+/// The whole convolution in several groups of images on a device whose storage bindings (96 KiB) hold the
+/// transformed tiles of one image at a time, against the direct reference and against the same convolution
+/// in one group: the grouping does not change a bit.
+#[test]
+fn winograd_in_groups_matches_one_group_bit_for_bit() {
+    gpu_or_skip!();
+    let small = Gpu::new(&DeviceOptions {
+        kernels: KernelChoice::Cpu,
+        max_binding: Some(96 * 1024),
+        ..DeviceOptions::from_env().unwrap()
+    })
+    .unwrap();
+    let large = gpu_families()[0];
+    let (n, cin, h, w, cout) = (3, 20, 16, 20, 16);
+    let cfg = Conv2dConfig {
+        padding: Padding::uniform(1),
+        ..Default::default()
+    };
+    let mut outputs = Vec::new();
+    for gpu in [&small, large] {
+        let (x, xv) = random(gpu, "x", &[n, cin, h, w], 40);
+        let (wt, wv) = random(gpu, "weight", &[cout, cin, 3, 3], 41);
+        let (b, bv) = random(gpu, "bias", &[cout], 42);
+        let out = gpu.zeros("out", &[n, cout, h, w]).unwrap();
+        let d = conv2d(gpu, "grouped winograd", &x, &wt, &b, None, &out, &cfg).unwrap();
+        assert_eq!(d.kernel().name, GEMM_KERNEL.name);
+        let s = shape(n, cin, h, w, cout, 1, false);
+        assert_eq!(kernel_for(gpu, &s).name, GEMM_KERNEL.name);
+        let got = run(gpu, &[&d], &out);
+        let (want, _) = nn::conv2d(
+            &xv,
+            [n, cin, h, w],
+            &wv,
+            [cout, cin, 3, 3],
+            &bv,
+            None,
+            1,
+            (1, 1, 1, 1),
+            1.0,
+        );
+        assert_normalised("grouped winograd", &got, &want, crate::conv2d::WINOGRAD_BOUND);
+        outputs.push(got);
+    }
+    let groups = Tiling::new(&shape(n, cin, h, w, cout, 1, false), winograd::Tiling::limit(&small));
+    assert_eq!(groups.map(|t| t.groups), Some(3), "one image per group");
+    assert!(outputs[0] == outputs[1], "grouping changed the result");
+}
