@@ -97,7 +97,8 @@ fn main() -> Result<(), ddim_wgpu::Error> {
         winograd: second_winograd,
         ..base
     })?;
-    let name = |k: KernelChoice, winograd: bool| format!("{k:?}{}", if winograd { "" } else { "-direct" });
+    let name =
+        |k: KernelChoice, winograd: bool| format!("{k:?}{}", if winograd { "" } else { "-direct" });
     let (first, second) = (name(first, first_winograd), name(second, second_winograd));
     println!("adapter: {}", describe(&auto.info()));
     let roof_before = roofline::measure(&auto)?;

@@ -4,20 +4,20 @@
 // Layouts (row-major f32):
 //   x  [batch, cin, h, w], stored at (h >> up) x (w >> up) when the convolution reads it upsampled
 //      (conv2d_shape.inc.wgsl)
-//   v  [36, cin, tp]: v[(xi * cin + ci) * tp + t] = (B^T d B)[xi / 6][xi % 6] for input channel ci of tile t.
-//      Tile t = ((n - n0) * tiles_h + ty) * tiles_w + tx of image n (n0 <= n < n0 + images) covers output rows
-//      4 ty .. 4 ty + 3 and columns 4 tx .. 4 tx + 3; its input tile starts at (4 ty - pad_top, 4 tx - pad_left).
+//   v  [36, cin, tp]: v[(xi * cin + ci) * tp + t] = (B^T d B)[xi / 6][xi % 6] for input channel ci of the
+//      batch's tile t0 + t (0 <= t < count). Tile (n * tiles_h + ty) * tiles_w + tx covers output rows
+//      4 ty .. 4 ty + 3 and columns 4 tx .. 4 tx + 3 of image n; its input tile starts at (4 ty - pad_top,
+//      4 tx - pad_left).
 //
 // Grid: one invocation per (ci, t), t fastest (neighbouring lanes write neighbouring floats of v), over the
 // flattened 2-D grid; those past the end return.
-// Invariants: 3x3 kernel, stride 1 (host-checked); tp >= images * tiles_h * tiles_w, and columns t past that are
-// not written; input values outside the image read as zero. B^T is Toom-Cook's at the points 0, -1, 1, 1/2, -2
+// Invariants: 3x3 kernel, stride 1 (host-checked); count <= tp, and columns t >= count are not written; input values outside the image read as zero. B^T is Toom-Cook's at the points 0, -1, 1, 1/2, -2
 // and infinity (derived independently in reference::winograd); every entry is exact in binary.
 
 struct Params {
     shape: ConvShape,
-    n0: u32,
-    images: u32,
+    t0: u32,
+    count: u32,
     tiles_h: u32,
     tiles_w: u32,
     tp: u32,
@@ -49,16 +49,16 @@ fn main(
     @builtin(local_invocation_index) li: u32,
 ) {
     let c = p.shape;
-    let per_channel = p.images * p.tiles_h * p.tiles_w;
     let f = flat_index(wg, nwg, li, 64u);
-    if (f >= per_channel * c.cin) {
+    if (f >= p.count * c.cin) {
         return;
     }
-    let t = f % per_channel;
-    let ci = f / per_channel;
-    let tx = t % p.tiles_w;
-    let ty = (t / p.tiles_w) % p.tiles_h;
-    let n = p.n0 + t / (p.tiles_w * p.tiles_h);
+    let t = f % p.count;
+    let ci = f / p.count;
+    let tile = p.t0 + t;
+    let tx = tile % p.tiles_w;
+    let ty = (tile / p.tiles_w) % p.tiles_h;
+    let n = tile / (p.tiles_w * p.tiles_h);
     let sw = c.w >> c.up;
     let base = (n * c.cin + ci) * (c.h >> c.up) * sw;
     let y0 = i32(ty * 4u) - i32(c.pad_top);

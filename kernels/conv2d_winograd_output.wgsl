@@ -2,11 +2,11 @@
 // the convolution's epilogue: out = (A^T M A + bias + chan + residual) * out_scale, per 4 x 4 output tile.
 //
 // Layouts (row-major f32):
-//   m        [36, cout, tp]: m[(xi * cout + co) * tp + t], the products summed over input channels, for tile t
-//            (numbered as in conv2d_winograd_input.wgsl: t = ((n - n0) * tiles_h + ty) * tiles_w + tx)
+//   m        [36, cout, tp]: m[(xi * cout + co) * tp + t], the products summed over input channels, for the
+//            batch's tile t0 + t (0 <= t < count; numbered as in conv2d_winograd_input.wgsl)
 //   bias     [cout]
 //   residual [batch, cout, ho, wo]   read only when has_residual != 0
-//   out      [batch, cout, ho, wo]   only images n0 .. n0 + images - 1 are written
+//   out      [batch, cout, ho, wo]   only the pixels of tiles t0 .. t0 + count - 1 are written
 //   chan     [batch, cout]            read only when has_channel != 0 (a per-image channel offset)
 //
 // Grid: one invocation per (co, t), t fastest, over the flattened 2-D grid; those past the end return.
@@ -15,8 +15,8 @@
 
 struct Params {
     shape: ConvShape,
-    n0: u32,
-    images: u32,
+    t0: u32,
+    count: u32,
     tiles_h: u32,
     tiles_w: u32,
     tp: u32,
@@ -49,16 +49,16 @@ fn main(
     @builtin(local_invocation_index) li: u32,
 ) {
     let c = p.shape;
-    let per_channel = p.images * p.tiles_h * p.tiles_w;
     let f = flat_index(wg, nwg, li, 64u);
-    if (f >= per_channel * c.cout) {
+    if (f >= p.count * c.cout) {
         return;
     }
-    let t = f % per_channel;
-    let co = f / per_channel;
-    let tx = t % p.tiles_w;
-    let ty = (t / p.tiles_w) % p.tiles_h;
-    let n = p.n0 + t / (p.tiles_w * p.tiles_h);
+    let t = f % p.count;
+    let co = f / p.count;
+    let tile = p.t0 + t;
+    let tx = tile % p.tiles_w;
+    let ty = (tile / p.tiles_w) % p.tiles_h;
+    let n = tile / (p.tiles_w * p.tiles_h);
 
     // (A^T M)'s columns: am[col][r] = (A^T M)[r][col].
     let stride = c.cout * p.tp;

@@ -11,11 +11,11 @@
 
 use bytemuck::{Pod, Zeroable};
 
+use super::winograd;
 use super::{
     Access, Cost, Dispatch, Kernel, KernelChoice, LaunchSpec, UNIFORM_WINDOW, check_bindings, dim,
     dims, expect_shape, nonzero, workgroups_for,
 };
-use super::winograd;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
 
@@ -487,7 +487,17 @@ pub fn conv2d_with_channel(
         let tiling = winograd::Tiling::new(&shape, winograd::Tiling::limit(gpu))
             .ok_or_else(|| Error::shape(OP, format!("`{label}`: no Winograd tiling")))?;
         let dispatch = winograd::conv2d(
-            gpu, label, &shape, &tiling, x, weight, bias, channel, residual, out, cfg.out_scale,
+            gpu,
+            label,
+            &shape,
+            &tiling,
+            x,
+            weight,
+            bias,
+            channel,
+            residual,
+            out,
+            cfg.out_scale,
         )?;
         return Ok(dispatch.with_cost(Cost::new(winograd::flops(&shape, &tiling), floats as u64)));
     }

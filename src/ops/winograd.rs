@@ -16,8 +16,9 @@
 //! transforms stay small beside them (`conv2d::kernel_for` decides; BENCHMARKS.md has the measurements).
 //!
 //! V and M live in the device's scratch buffers ([`Gpu::scratch`]), shared by every Winograd convolution,
-//! at most [`SCRATCH_BYTES`] each: a batch runs in groups of images that fit ([`Tiling`]). An output value
-//! is the same sum in the same order whatever the grouping, so an image's bytes do not depend on its batch.
+//! at most [`SCRATCH_BYTES`] each (or the device's storage-binding limit): a batch's tiles run in groups that
+//! fit ([`Tiling`]). An output value is the same sum in the same order whatever the grouping, so an image's
+//! bytes depend neither on its batch nor on the limit.
 //!
 //! The f32 error is larger than the direct convolution's: the transformed values are sums of up to 6 x 6
 //! inputs with coefficients up to 2.5 (B) and 8 (A), rounded, then multiplied and summed. The interpolation
@@ -28,8 +29,8 @@ use bytemuck::{Pod, Zeroable};
 
 use super::conv2d::{BLOCK, ConvShape, SHAPE};
 use super::{
-    Access, Dispatch, Kernel, LaunchSpec, UNIFORM_WINDOW, check_bindings, dim, dims,
-    expect_shape, workgroups_for,
+    Access, Dispatch, Kernel, LaunchSpec, UNIFORM_WINDOW, check_bindings, dim, dims, expect_shape,
+    workgroups_for,
 };
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
@@ -45,7 +46,7 @@ pub const POSITIONS: usize = 36;
 /// The most input channels one weight window holds for one block of 8 output channels.
 pub const MAX_CIN: usize = (UNIFORM_WINDOW / 4 / 8) as usize;
 
-/// The most bytes V or M takes in the scratch buffers (a batch runs in groups of images that fit).
+/// The most bytes V or M takes in the scratch buffers (a batch's tiles run in groups that fit).
 pub const SCRATCH_BYTES: u64 = 32 << 20;
 
 /// The input transform.
@@ -99,8 +100,8 @@ pub const PACK_KERNEL: Kernel = Kernel {
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct TransformParams {
     pub shape: ConvShape,
-    pub n0: u32,
-    pub images: u32,
+    pub t0: u32,
+    pub count: u32,
     pub tiles_h: u32,
     pub tiles_w: u32,
     pub tp: u32,
@@ -112,8 +113,8 @@ pub struct TransformParams {
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct OutputParams {
     pub shape: ConvShape,
-    pub n0: u32,
-    pub images: u32,
+    pub t0: u32,
+    pub count: u32,
     pub tiles_h: u32,
     pub tiles_w: u32,
     pub tp: u32,
@@ -147,51 +148,44 @@ pub struct PackParams {
     pub _pad: [u32; 3],
 }
 
-/// How a batch is cut into tiles and groups of images.
+/// How a batch's output is cut into 4 x 4 tiles, and the tiles into groups whose transformed values fit the
+/// scratch limit. Tile `(n * tiles_h + ty) * tiles_w + tx` covers rows `4 ty ..` and columns `4 tx ..` of
+/// image `n`; group `g` takes tiles `g * tp ..` (the last may take fewer).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tiling {
     /// Tile rows and columns of one image.
     pub tiles_h: usize,
     pub tiles_w: usize,
-    /// Images per group (the last group may hold fewer).
-    pub images: usize,
-    /// Groups in the batch.
-    pub groups: usize,
-    /// Columns of V and M: the tiles of a full group, rounded up to a multiple of 8.
+    /// Tiles in the batch.
+    pub total: usize,
+    /// Tiles per group, a multiple of 8: the columns of V and M.
     pub tp: usize,
+    /// Groups.
+    pub groups: usize,
 }
 
 impl Tiling {
-    /// The tiling of `shape` when V and M may take `limit` bytes each: as many images per group as fit. `None`
-    /// when one image does not fit, or the convolution is not 3x3 stride 1.
+    /// The tiling of `shape` when V and M may take `limit` bytes each: the fewest groups that fit, of equal
+    /// size. `None` when 8 tiles do not fit, or the convolution is not 3x3 stride 1.
     pub fn new(shape: &ConvShape, limit: u64) -> Option<Self> {
         if (shape.kh, shape.kw, shape.stride) != (3, 3, 1) {
             return None;
         }
         let [n, _, ho, wo] = shape.output_shape();
         let (tiles_h, tiles_w) = (ho.div_ceil(TILE), wo.div_ceil(TILE));
-        let tiles = tiles_h * tiles_w;
-        let channels = shape.cin.max(shape.cout) as u64;
-        let bytes = |images: usize| {
-            (POSITIONS as u64) * channels * (images * tiles).next_multiple_of(8) as u64 * 4
-        };
-        if bytes(1) > limit {
+        let total = n * tiles_h * tiles_w;
+        let per_tile = POSITIONS as u64 * shape.cin.max(shape.cout) as u64 * 4;
+        let most = (limit / per_tile) as usize / 8 * 8;
+        if most == 0 || total == 0 {
             return None;
         }
-        // The largest group that fits (bytes grows with the group), then groups of equal size.
-        let (mut lo, mut hi) = (1, n);
-        while lo < hi {
-            let mid = (lo + hi).div_ceil(2);
-            if bytes(mid) <= limit { lo = mid } else { hi = mid - 1 }
-        }
-        let groups = n.div_ceil(lo);
-        let images = n.div_ceil(groups);
+        let groups = total.div_ceil(most);
         Some(Tiling {
             tiles_h,
             tiles_w,
-            images,
+            total,
+            tp: total.div_ceil(groups).next_multiple_of(8),
             groups,
-            tp: (images * tiles).next_multiple_of(8),
         })
     }
 
@@ -203,6 +197,12 @@ impl Tiling {
     /// Tiles of one image.
     pub fn tiles(&self) -> usize {
         self.tiles_h * self.tiles_w
+    }
+
+    /// The first tile and the tile count of group `g`.
+    pub fn group(&self, g: usize) -> (usize, usize) {
+        let t0 = (g * self.tp).min(self.total);
+        (t0, self.tp.min(self.total - t0))
     }
 }
 
@@ -270,7 +270,9 @@ pub fn pack_weights(gpu: &Gpu, label: &str, weight: &Tensor) -> Result<PackedWei
     if bytes > gpu.limits().max_buffer_size {
         return Err(Error::shape(
             OP,
-            format!("`{label}`: {bytes} bytes of transformed weights exceed the device's buffer limit"),
+            format!(
+                "`{label}`: {bytes} bytes of transformed weights exceed the device's buffer limit"
+            ),
         ));
     }
     let buffer = gpu.scoped(&what, || {
@@ -327,17 +329,17 @@ fn expect_transformed(t: &Tensor, channels: u32, tiling: &Tiling) -> Result<()> 
 
 /// The params both transforms share, for `group` of `tiling`.
 fn transform_params(shape: &ConvShape, tiling: &Tiling, group: usize) -> Result<TransformParams> {
-    let n0 = group * tiling.images;
-    if n0 >= shape.batch as usize {
+    let (t0, count) = tiling.group(group);
+    if count == 0 {
         return Err(Error::param(
             OP,
-            format!("group {group} starts past the batch of {}", shape.batch),
+            format!("group {group} of {} is empty", tiling.groups),
         ));
     }
     Ok(TransformParams {
         shape: *shape,
-        n0: dim(OP, "first image", n0)?,
-        images: dim(OP, "images", tiling.images.min(shape.batch as usize - n0))?,
+        t0: dim(OP, "first tile", t0)?,
+        count: dim(OP, "tiles", count)?,
         tiles_h: dim(OP, "tile rows", tiling.tiles_h)?,
         tiles_w: dim(OP, "tile columns", tiling.tiles_w)?,
         tp: dim(OP, "tile columns of V", tiling.tp)?,
@@ -346,7 +348,7 @@ fn transform_params(shape: &ConvShape, tiling: &Tiling, group: usize) -> Result<
 }
 
 /// Prepares the input transform of `group` of `tiling`: x `[N, Cin, H, W]` (H and W halved when `shape.up`)
-/// into v `[36, Cin, tp]`.
+/// into v `[36, Cin, tp]`, the group's tiles in its first columns.
 pub fn input_transform(
     gpu: &Gpu,
     label: &str,
@@ -364,7 +366,7 @@ pub fn input_transform(
     )?;
     expect_transformed(v, s.cin, tiling)?;
     let params = transform_params(shape, tiling, group)?;
-    let invocations = params.images as u64 * tiling.tiles() as u64 * s.cin as u64;
+    let invocations = params.count as u64 * s.cin as u64;
     Dispatch::new(
         gpu,
         &INPUT_KERNEL,
@@ -427,7 +429,8 @@ pub fn products(
 }
 
 /// Prepares the output transform of `group` of `tiling`, with the convolution's epilogue:
-/// `out = (A^T m A + bias + channel + residual) * out_scale` for the group's images of out `[N, Cout, Ho, Wo]`.
+/// `out = (A^T m A + bias + channel + residual) * out_scale` for the pixels of the group's tiles of out
+/// `[N, Cout, Ho, Wo]`.
 #[allow(clippy::too_many_arguments)] // the operands of the epilogue
 pub fn output_transform(
     gpu: &Gpu,
@@ -454,8 +457,8 @@ pub fn output_transform(
     let t = transform_params(shape, tiling, group)?;
     let params = OutputParams {
         shape: *shape,
-        n0: t.n0,
-        images: t.images,
+        t0: t.t0,
+        count: t.count,
         tiles_h: t.tiles_h,
         tiles_w: t.tiles_w,
         tp: t.tp,
@@ -463,7 +466,7 @@ pub fn output_transform(
         has_channel: channel.is_some() as u32,
         out_scale,
     };
-    let invocations = t.images as u64 * tiling.tiles() as u64 * shape.cout as u64;
+    let invocations = t.count as u64 * shape.cout as u64;
     Dispatch::new(
         gpu,
         &OUTPUT_KERNEL,
@@ -475,7 +478,7 @@ pub fn output_transform(
     )
 }
 
-/// The whole convolution: packs the weights, then per group of images the input transform, the products and
+/// The whole convolution: packs the weights, then per group of tiles the input transform, the products and
 /// the output transform, recorded as one dispatch of [`GEMM_KERNEL`] over the device's scratch buffers.
 /// The caller (`conv2d::conv2d_with_channel`) has validated the operands against `shape`.
 #[allow(clippy::too_many_arguments)]
@@ -494,14 +497,8 @@ pub(crate) fn conv2d(
 ) -> Result<Dispatch> {
     check_bindings(gpu, OP, &[x, weight, bias, out])?;
     let packed = pack_weights(gpu, label, weight)?;
-    let v = gpu.scratch(
-        "winograd V",
-        &[POSITIONS, shape.cin as usize, tiling.tp],
-    )?;
-    let m = gpu.scratch(
-        "winograd M",
-        &[POSITIONS, shape.cout as usize, tiling.tp],
-    )?;
+    let v = gpu.scratch("winograd V", &[POSITIONS, shape.cin as usize, tiling.tp])?;
+    let m = gpu.scratch("winograd M", &[POSITIONS, shape.cout as usize, tiling.tp])?;
     let mut dispatch: Option<Dispatch> = None;
     for group in 0..tiling.groups {
         let input = input_transform(gpu, label, shape, tiling, group, x, &v)?;
@@ -515,7 +512,7 @@ pub(crate) fn conv2d(
             Some(d) => d.then(part),
         });
     }
-    let dispatch = dispatch.ok_or_else(|| Error::param(OP, format!("`{label}`: no images")))?;
+    let dispatch = dispatch.ok_or_else(|| Error::param(OP, format!("`{label}`: no tiles")))?;
     Ok(dispatch.owning(packed.buffer))
 }
 

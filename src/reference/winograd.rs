@@ -20,8 +20,11 @@ pub const R: usize = 3;
 /// Input tile side.
 pub const N: usize = M + R - 1;
 
-/// `(A^T [M x N], G [N x R], B^T [N x N])`, row-major.
-pub fn matrices() -> (Vec<Vec<f64>>, Vec<Vec<f64>>, Vec<Vec<f64>>) {
+/// A matrix as rows.
+pub type Matrix = Vec<Vec<f64>>;
+
+/// `(A^T [M x N], G [N x R], B^T [N x N])`.
+pub fn matrices() -> (Matrix, Matrix, Matrix) {
     let a = POINTS;
     // A^T: output i gathers each point's product times point^i; the point at infinity feeds the last only.
     let mut at = vec![vec![0.0; N]; M];
@@ -47,14 +50,14 @@ pub fn matrices() -> (Vec<Vec<f64>>, Vec<Vec<f64>>, Vec<Vec<f64>>) {
     g[N - 1][R - 1] = 1.0;
     // B^T: row j holds the coefficients of prod_{k != j} (x - a_k); the last row those of prod_k (x - a_k).
     let mut bt = vec![vec![0.0; N]; N];
-    for j in 0..N {
+    for (j, row) in bt.iter_mut().enumerate() {
         let mut poly = vec![1.0];
         for (k, &q) in a.iter().enumerate() {
             if k != j {
                 poly = times_x_minus(&poly, q);
             }
         }
-        bt[j][..poly.len()].copy_from_slice(&poly);
+        row[..poly.len()].copy_from_slice(&poly);
     }
     (at, g, bt)
 }
@@ -70,7 +73,7 @@ fn times_x_minus(poly: &[f64], q: f64) -> Vec<f64> {
 }
 
 /// `left * x * right^T`: `left` `[p, q]`, `x` `[q, q']`, `right` `[p', q']`.
-fn sandwich(left: &[Vec<f64>], x: &[Vec<f64>], right: &[Vec<f64>]) -> Vec<Vec<f64>> {
+fn sandwich(left: &[Vec<f64>], x: &[Vec<f64>], right: &[Vec<f64>]) -> Matrix {
     let tmp: Vec<Vec<f64>> = left
         .iter()
         .map(|l| {
@@ -114,10 +117,10 @@ pub fn weight_transform(weight: &[f32], cout: usize, cin: usize) -> Vec<f64> {
     u
 }
 
-/// The transformed input tiles `V [36, cin, tp]` of images `n0 .. n0 + images` of `x [n, cin, h, w]` under a
-/// 3x3 stride-1 convolution with padding `top` and `left` (the output `ho x wo`), read upsampled 2x by nearest
-/// neighbour when `up` (then `h` and `w` are the upsampled size). Tile `t = ((n - n0) * tiles_h + ty) * tiles_w
-/// + tx`; columns `t >= images * tiles_h * tiles_w` are zero.
+/// The transformed input tiles `V [36, cin, tp]` of the batch's tiles `t0 .. t0 + count` of `x [n, cin, h, w]`
+/// under a 3x3 stride-1 convolution with padding `top` and `left` (the output `ho x wo`), read upsampled 2x by
+/// nearest neighbour when `up` (then `h` and `w` are the upsampled size). Tile `t = (n * tiles_h + ty) *
+/// tiles_w + tx` goes to column `t - t0`; columns from `count` on are zero.
 #[allow(clippy::too_many_arguments)] // the geometry of one convolution
 pub fn input_transform(
     x: &[f32],
@@ -125,8 +128,7 @@ pub fn input_transform(
     (top, left): (usize, usize),
     (ho, wo): (usize, usize),
     up: bool,
-    n0: usize,
-    images: usize,
+    (t0, count): (usize, usize),
     tp: usize,
 ) -> Vec<f64> {
     let (_, _, bt) = matrices();
@@ -134,30 +136,26 @@ pub fn input_transform(
     let s = up as usize;
     let (sh, sw) = (h >> s, w >> s);
     let mut v = vec![0.0; N * N * cin * tp];
-    for n in n0..n0 + images {
+    for tile in t0..t0 + count {
+        let (n, ty, tx) = (tile / (th * tw), tile / tw % th, tile % tw);
         for ci in 0..cin {
-            for ty in 0..th {
-                for tx in 0..tw {
-                    let d: Vec<Vec<f64>> = (0..N)
-                        .map(|r| {
-                            (0..N)
-                                .map(|c| {
-                                    let iy = (M * ty + r) as isize - top as isize;
-                                    let ix = (M * tx + c) as isize - left as isize;
-                                    if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
-                                        return 0.0;
-                                    }
-                                    let (iy, ix) = (iy as usize >> s, ix as usize >> s);
-                                    x[((n * cin + ci) * sh + iy) * sw + ix] as f64
-                                })
-                                .collect()
+            let d: Vec<Vec<f64>> = (0..N)
+                .map(|r| {
+                    (0..N)
+                        .map(|c| {
+                            let iy = (M * ty + r) as isize - top as isize;
+                            let ix = (M * tx + c) as isize - left as isize;
+                            if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                return 0.0;
+                            }
+                            let (iy, ix) = (iy as usize >> s, ix as usize >> s);
+                            x[((n * cin + ci) * sh + iy) * sw + ix] as f64
                         })
-                        .collect();
-                    let t = ((n - n0) * th + ty) * tw + tx;
-                    for (xi, val) in sandwich(&bt, &d, &bt).concat().into_iter().enumerate() {
-                        v[(xi * cin + ci) * tp + t] = val;
-                    }
-                }
+                        .collect()
+                })
+                .collect();
+            for (xi, val) in sandwich(&bt, &d, &bt).concat().into_iter().enumerate() {
+                v[(xi * cin + ci) * tp + tile - t0] = val;
             }
         }
     }
@@ -181,16 +179,15 @@ pub fn products(u: &[f64], v: &[f32], cout: usize, cin: usize, tp: usize) -> Vec
     m
 }
 
-/// The output transform of images `n0 .. n0 + images` into `out [n, cout, ho, wo]` (only those images are
-/// written): `out = (A^T M A + bias + channel + residual) * out_scale`, where `channel [n, cout]` and
-/// `residual [n, cout, ho, wo]` are optional.
+/// The output transform of the batch's tiles `t0 .. t0 + count` (columns `0 .. count` of `m`) into
+/// `out [n, cout, ho, wo]`, only their pixels: `out = (A^T M A + bias + channel + residual) * out_scale`, where
+/// `channel [n, cout]` and `residual [n, cout, ho, wo]` are optional.
 #[allow(clippy::too_many_arguments)] // the epilogue of one convolution
 pub fn output_transform(
     m: &[f32],
     [cout, ho, wo]: [usize; 3],
     tp: usize,
-    n0: usize,
-    images: usize,
+    (t0, count): (usize, usize),
     bias: &[f32],
     channel: Option<&[f32]>,
     residual: Option<&[f32]>,
@@ -199,28 +196,28 @@ pub fn output_transform(
 ) {
     let (at, _, _) = matrices();
     let (th, tw) = tiles(ho, wo);
-    for n in n0..n0 + images {
+    for tile in t0..t0 + count {
+        let (n, ty, tx) = (tile / (th * tw), tile / tw % th, tile % tw);
         for co in 0..cout {
-            for ty in 0..th {
-                for tx in 0..tw {
-                    let t = ((n - n0) * th + ty) * tw + tx;
-                    let mm: Vec<Vec<f64>> = (0..N)
-                        .map(|i| (0..N).map(|j| m[((i * N + j) * cout + co) * tp + t] as f64).collect())
-                        .collect();
-                    let y = sandwich(&at, &mm, &at);
-                    for (r, row) in y.iter().enumerate() {
-                        for (c, &val) in row.iter().enumerate() {
-                            let (oy, ox) = (M * ty + r, M * tx + c);
-                            if oy >= ho || ox >= wo {
-                                continue;
-                            }
-                            let o = ((n * cout + co) * ho + oy) * wo + ox;
-                            let mut acc = val + bias[co] as f64;
-                            acc += channel.map_or(0.0, |ch| ch[n * cout + co] as f64);
-                            acc += residual.map_or(0.0, |res| res[o] as f64);
-                            out[o] = acc * out_scale;
-                        }
+            let t = tile - t0;
+            let mm: Vec<Vec<f64>> = (0..N)
+                .map(|i| {
+                    (0..N)
+                        .map(|j| m[((i * N + j) * cout + co) * tp + t] as f64)
+                        .collect()
+                })
+                .collect();
+            for (r, row) in sandwich(&at, &mm, &at).iter().enumerate() {
+                for (c, &val) in row.iter().enumerate() {
+                    let (oy, ox) = (M * ty + r, M * tx + c);
+                    if oy >= ho || ox >= wo {
+                        continue;
                     }
+                    let o = ((n * cout + co) * ho + oy) * wo + ox;
+                    let mut acc = val + bias[co] as f64;
+                    acc += channel.map_or(0.0, |ch| ch[n * cout + co] as f64);
+                    acc += residual.map_or(0.0, |res| res[o] as f64);
+                    out[o] = acc * out_scale;
                 }
             }
         }
@@ -236,22 +233,47 @@ mod tests {
     #[test]
     fn transforms_compose_to_the_direct_convolution() {
         let (n, cin, h, w, cout) = (2, 3, 7, 10, 5);
-        let x: Vec<f32> = (0..n * cin * h * w).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
-        let wt: Vec<f32> = (0..cout * cin * 9).map(|i| ((i * 53 % 97) as f32 / 48.0) - 1.0).collect();
+        let x: Vec<f32> = (0..n * cin * h * w)
+            .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+            .collect();
+        let wt: Vec<f32> = (0..cout * cin * 9)
+            .map(|i| ((i * 53 % 97) as f32 / 48.0) - 1.0)
+            .collect();
         let bias: Vec<f32> = (0..cout).map(|i| i as f32 * 0.25 - 0.5).collect();
         for (top, left) in [(1, 1), (0, 2), (2, 0)] {
             let ho = h + 2 * top - 2;
             let wo = w + 2 * left - 2;
             let (th, tw) = tiles(ho, wo);
             let tp = (n * th * tw).next_multiple_of(8);
-            let v: Vec<f32> = input_transform(&x, [cin, h, w], (top, left), (ho, wo), false, 0, n, tp)
+            let v: Vec<f32> = input_transform(
+                &x,
+                [cin, h, w],
+                (top, left),
+                (ho, wo),
+                false,
+                (0, n * th * tw),
+                tp,
+            )
+            .into_iter()
+            .map(|v| v as f32)
+            .collect();
+            let u = weight_transform(&wt, cout, cin);
+            let m: Vec<f32> = products(&u, &v, cout, cin, tp)
                 .into_iter()
                 .map(|v| v as f32)
                 .collect();
-            let u = weight_transform(&wt, cout, cin);
-            let m: Vec<f32> = products(&u, &v, cout, cin, tp).into_iter().map(|v| v as f32).collect();
             let mut got = vec![0.0; n * cout * ho * wo];
-            output_transform(&m, [cout, ho, wo], tp, 0, n, &bias, None, None, 1.0, &mut got);
+            output_transform(
+                &m,
+                [cout, ho, wo],
+                tp,
+                (0, n * th * tw),
+                &bias,
+                None,
+                None,
+                1.0,
+                &mut got,
+            );
             let (want, _) = nn::conv2d(
                 &x,
                 [n, cin, h, w],
@@ -264,9 +286,15 @@ mod tests {
                 1.0,
             );
             let max = want.iter().fold(0.0f64, |a, v| a.max(v.abs()));
-            let err = got.iter().zip(&want).fold(0.0f64, |a, (g, w)| a.max((g - w).abs()));
+            let err = got
+                .iter()
+                .zip(&want)
+                .fold(0.0f64, |a, (g, w)| a.max((g - w).abs()));
             // Rounded to f32 between stages: errors of a few f32 ulps of the transformed values.
-            assert!(err < 1e-5 * max, "padding ({top}, {left}): error {err} of max {max}");
+            assert!(
+                err < 1e-5 * max,
+                "padding ({top}, {left}): error {err} of max {max}"
+            );
         }
     }
 

@@ -45,35 +45,41 @@ fn shape(n: usize, cin: usize, h: usize, w: usize, cout: usize, pad: usize, up: 
     }
 }
 
-/// Two groups of images (two and one) of a batch of 3, so group 1 starts at image 2.
-fn two_groups(s: &ConvShape) -> Tiling {
+/// Groups of 8 tiles: with 6 tiles per image, a batch of 3 makes groups of 8, 8 and 2 tiles, the first two
+/// across image boundaries.
+fn groups_of_8(s: &ConvShape) -> Tiling {
     let (th, tw) = reference::tiles(s.ho as usize, s.wo as usize);
+    let total = s.batch as usize * th * tw;
     Tiling {
         tiles_h: th,
         tiles_w: tw,
-        images: 2,
-        groups: 2,
-        tp: (2 * th * tw).next_multiple_of(8),
+        total,
+        tp: 8,
+        groups: total.div_ceil(8),
     }
 }
 
 #[test]
 fn input_transform_of_each_group_matches_the_reference() {
     let gpu = gpu_or_skip!();
-    // 7 x 10 outputs: 2 x 3 tiles, the last row and column of tiles partly outside; pad 1 and pad 0; and an
-    // input read upsampled (3 x 5 stored, 6 x 10 read).
+    // 7 x 10 outputs: 2 x 3 tiles, the last row and column of tiles partly outside; pad 1 and pad 0 (9 x 12 in,
+    // 7 x 10 out); and an input read upsampled (3 x 5 stored, 6 x 10 read).
     for (s, seed) in [
         (shape(3, 5, 7, 10, 4, 1, false), 1),
         (shape(3, 2, 9, 12, 4, 0, false), 2),
         (shape(3, 3, 3, 5, 4, 1, true), 3),
     ] {
-        let t = two_groups(&s);
+        let t = groups_of_8(&s);
         let (cin, h, w) = (s.cin as usize, s.h as usize, s.w as usize);
         let stored = [3, cin, h >> s.up, w >> s.up];
         let (x, xv) = random(gpu, "x", &stored, seed);
-        for group in 0..2 {
+        assert_eq!(t.groups, 3);
+        for group in 0..t.groups {
             let v = gpu.zeros("v", &[POSITIONS, cin, t.tp]).unwrap();
-            let name = format!("input transform {stored:?} pad {} up {}, group {group}", s.pad_top, s.up);
+            let name = format!(
+                "input transform {stored:?} pad {} up {}, group {group}",
+                s.pad_top, s.up
+            );
             let d = input_transform(gpu, &name, &s, &t, group, &x, &v).unwrap();
             let got = run(gpu, &[&d], &v);
             let want = reference::input_transform(
@@ -82,8 +88,7 @@ fn input_transform_of_each_group_matches_the_reference() {
                 (s.pad_top as usize, s.pad_left as usize),
                 (s.ho as usize, s.wo as usize),
                 s.up != 0,
-                2 * group,
-                [2, 1][group],
+                t.group(group),
                 t.tp,
             );
             assert_normalised(&name, &got, &want, TRANSFORM_BOUND);
@@ -117,7 +122,7 @@ fn output_transform_of_each_group_matches_the_reference() {
     // 7 x 10 outputs (tiles cut at the right and bottom), with bias, channel offset, residual and scale; then
     // bias alone.
     let s = shape(3, 4, 7, 10, 5, 1, false);
-    let t = two_groups(&s);
+    let t = groups_of_8(&s);
     let out_shape = [3, 5, 7, 10];
     let (m, mv) = random(gpu, "m", &[POSITIONS, 5, t.tp], 30);
     let (b, bv) = random(gpu, "bias", &[5], 31);
@@ -133,17 +138,18 @@ fn output_transform_of_each_group_matches_the_reference() {
         };
         let name = format!("output transform {out_shape:?}, epilogue {full}");
         let mut dispatches = Vec::new();
-        for group in 0..2 {
+        for group in 0..t.groups {
             dispatches.push(
-                output_transform(gpu, &name, &s, &t, group, &m, &b, channel, residual, &out, scale)
-                    .unwrap(),
+                output_transform(
+                    gpu, &name, &s, &t, group, &m, &b, channel, residual, &out, scale,
+                )
+                .unwrap(),
             );
             reference::output_transform(
                 &mv,
                 [5, 7, 10],
                 t.tp,
-                2 * group,
-                [2, 1][group],
+                t.group(group),
                 &bv,
                 full.then_some(cv.as_slice()),
                 full.then_some(rv.as_slice()),
@@ -157,24 +163,26 @@ fn output_transform_of_each_group_matches_the_reference() {
 }
 
 #[test]
-fn tiling_groups_images_within_the_limit() {
-    // 32 x 32 outputs at 128 channels: 64 tiles, 36 x 128 x 64 x 4 = 1.125 MiB per image.
+fn tiling_groups_tiles_within_the_limit() {
+    // 32 x 32 outputs at 128 channels: 64 tiles per image, 36 x 128 x 4 bytes per tile.
     let s = shape(8, 128, 32, 32, 128, 1, false);
-    let per_image = 36 * 128 * 64 * 4;
-    let t = Tiling::new(&s, 8 * per_image).unwrap();
-    assert_eq!((t.images, t.groups, t.tp), (8, 1, 512));
-    let t = Tiling::new(&s, 3 * per_image).unwrap();
-    assert_eq!((t.images, t.groups, t.tp), (3, 3, 192));
-    assert_eq!(Tiling::new(&s, per_image - 1), None);
+    let per_tile = 36 * 128 * 4;
+    let t = Tiling::new(&s, 512 * per_tile).unwrap();
+    assert_eq!((t.total, t.tp, t.groups), (512, 512, 1));
+    // Room for 200 tiles: 3 groups of 171, rounded up to 176.
+    let t = Tiling::new(&s, 200 * per_tile).unwrap();
+    assert_eq!((t.tp, t.groups, t.group(2)), (176, 3, (352, 160)));
+    assert_eq!(Tiling::new(&s, 8 * per_tile).map(|t| t.groups), Some(64));
+    assert_eq!(Tiling::new(&s, 8 * per_tile - 1), None);
     // Not 3x3 stride 1.
     let mut strided = s;
     strided.stride = 2;
     assert_eq!(Tiling::new(&strided, u64::MAX), None);
 }
 
-/// The whole convolution in several groups of images on a device whose storage bindings (96 KiB) hold the
-/// transformed tiles of one image at a time, against the direct reference and against the same convolution
-/// in one group: the grouping does not change a bit.
+/// The whole convolution in several groups of tiles on a device whose storage bindings (96 KiB) hold 32 tiles'
+/// transformed values (of 60 in the batch), against the direct reference and against the same convolution in
+/// one group: the grouping does not change a bit.
 #[test]
 fn winograd_in_groups_matches_one_group_bit_for_bit() {
     gpu_or_skip!();
@@ -212,10 +220,18 @@ fn winograd_in_groups_matches_one_group_bit_for_bit() {
             (1, 1, 1, 1),
             1.0,
         );
-        assert_normalised("grouped winograd", &got, &want, crate::conv2d::WINOGRAD_BOUND);
+        assert_normalised(
+            "grouped winograd",
+            &got,
+            &want,
+            crate::conv2d::WINOGRAD_BOUND,
+        );
         outputs.push(got);
     }
-    let groups = Tiling::new(&shape(n, cin, h, w, cout, 1, false), winograd::Tiling::limit(&small));
-    assert_eq!(groups.map(|t| t.groups), Some(3), "one image per group");
+    let groups = Tiling::new(
+        &shape(n, cin, h, w, cout, 1, false),
+        winograd::Tiling::limit(&small),
+    );
+    assert_eq!(groups.map(|t| (t.tp, t.groups)), Some((32, 2)));
     assert!(outputs[0] == outputs[1], "grouping changed the result");
 }
