@@ -1,6 +1,7 @@
 //! The whole-network study: one UNet forward pass with the baseline kernels (`--kernels baseline`: `conv2d`,
-//! `group_norm`) and with the kernels `auto` picks for the adapter, in one process, on two devices opened on
-//! the same adapter, round-robin; plus dispatch counts and planned memory.
+//! `group_norm`), with the kernels `auto` picks for the adapter but the Winograd convolution off, and with
+//! `auto`, in one process, on three devices opened on the same adapter, round-robin; plus dispatch counts and
+//! memory.
 //!
 //! `cargo run --release --example unet_study -- [MODEL] [BATCH] [ROUNDS]`: MODEL is our weights file, a
 //! diffusers directory or a diffusers config.json (random weights); default the CIFAR-10 UNet's config
@@ -43,23 +44,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let base = DeviceOptions::from_env()?;
     let mut variants = Vec::new();
-    for kernels in [KernelChoice::Baseline, KernelChoice::Auto] {
+    for (kernels, winograd) in [
+        (KernelChoice::Baseline, true),
+        (KernelChoice::Auto, false),
+        (KernelChoice::Auto, true),
+    ] {
         let gpu = Gpu::new(&DeviceOptions {
             kernels,
+            winograd,
             ..base.clone()
         })?;
+        let kernels = format!(
+            "{kernels:?}{}",
+            if winograd { "" } else { " (Winograd off)" }
+        );
         let uploaded = weights.upload(&gpu)?;
         let plan = Plan::new(&gpu, &graph, &uploaded, batch, &[])?;
         plan.run(&gpu, &[&x, &t])?; // warm-up
         variants.push((kernels, gpu, plan, Vec::new()));
     }
-    println!("adapter: {}", describe(&variants[1].1.info()));
+    println!("adapter: {}", describe(&variants[2].1.info()));
     println!(
         "model {} ({} parameters), batch {batch}, {rounds} rounds",
         model.display(),
         weights.parameter_count()
     );
-    let mut outputs = vec![Vec::new(); 2];
+    let mut outputs = vec![Vec::new(); variants.len()];
     for _ in 0..rounds {
         for (k, (_, gpu, plan, times)) in variants.iter_mut().enumerate() {
             let start = Instant::now();
@@ -71,12 +81,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .iter()
         .fold(0f32, |m, v| m.max(v.abs()))
         .max(1e-30);
-    let diff = outputs[0]
-        .iter()
-        .zip(&outputs[1])
-        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    let diff = |k: usize| {
+        outputs[0]
+            .iter()
+            .zip(&outputs[k])
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()))
+            / scale
+    };
     let mut medians = Vec::new();
-    for (kernels, _, plan, times) in &mut variants {
+    for (kernels, gpu, plan, times) in &mut variants {
         times.sort_by(f64::total_cmp);
         let median = times[times.len() / 2];
         medians.push(median);
@@ -84,9 +97,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let owned: u64 = plan.dispatches().iter().map(|d| d.owned_bytes()).sum();
         let s = plan.stats();
         println!(
-            "{kernels:?}: forward {:.1} ms median ({:.1} ms per image); {} dispatches, {launches} launches; \
+            "{kernels}: forward {:.1} ms median ({:.1} ms per image); {} dispatches, {launches} launches; \
              activations planned {:.1} MiB in {} buffers, lower bound {:.1} MiB ({:.2}x), no reuse {:.1} MiB; \
-             packed weights and scratch {:.1} MiB",
+             packed weights {:.1} MiB, scratch {:.1} MiB",
             median * 1e3,
             median * 1e3 / batch as f64,
             plan.dispatches().len(),
@@ -96,12 +109,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             s.planned as f64 / s.lower_bound as f64,
             mib(s.no_reuse),
             mib(owned),
+            mib(gpu.scratch_bytes()),
         );
     }
     println!(
-        "speed-up {:.2}x; outputs differ by at most {:.1e} of max|output|",
+        "speed-up over the baseline {:.2}x (Winograd off) and {:.2}x; Winograd on over off {:.2}x; outputs \
+         differ from the baseline's by at most {:.1e} and {:.1e} of max|output|",
         medians[0] / medians[1],
-        diff / scale
+        medians[0] / medians[2],
+        medians[1] / medians[2],
+        diff(1),
+        diff(2)
     );
     Ok(())
 }

@@ -207,6 +207,12 @@ impl Gpu {
         })
     }
 
+    /// Bytes of the scratch buffers the device holds now (`Gpu::scratch`).
+    pub fn scratch_bytes(&self) -> u64 {
+        let cache = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        cache.values().map(|b| b.size()).sum()
+    }
+
     /// Reads a tensor back to the CPU. Waits for all submitted work.
     pub fn download(&self, tensor: &Tensor) -> Result<Vec<f32>> {
         let bytes = self.download_range(
