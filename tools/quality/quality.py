@@ -6,7 +6,7 @@
                        digits, float32 [N, 1, 32, 32] in [-1, 1]) for `ddim invert`
     evaluate --dir D   Frechet distances in the classifier's feature space between the 5,000 real digits and
                        each cell's samples, D/sample_S{S}_{row}.shard{k}of{n}.npy written by `ddim sample --out-npy`
-                       (on the shards that every cell has), and the per-dimension MSE
+                       (on images 0..M-1, the most that every cell has), and the per-dimension MSE
                        of each D/recon_S{S}.npy (`ddim invert` then `ddim sample --latent`) against
                        D/heldout.npy; prints Markdown tables and writes D/quality.json
 
@@ -105,14 +105,23 @@ def frechet(a, b):
 
 
 def load_cells(d):
-    """{(S, row): {shard: samples}} from D/sample_S{S}_{row}.shard{k}of{n}.npy (tools/quality/run.sh) or an
-    unsharded D/sample_S{S}_{row}.npy (shard 0 of 1)."""
-    cells = {}
+    """{(S, row): samples 0..M-1} from D/sample_S{S}_{row}.shard{k}of{n}.npy (tools/quality/run.sh: slice k of
+    n equal slices, so it starts at image k * len) or an unsharded D/sample_S{S}_{row}.npy; M is where a cell's
+    slices stop being contiguous from image 0."""
+    slices = {}
     for name in os.listdir(d):
         m = re.fullmatch(r"sample_S(\d+)_(.+?)(?:\.shard(\d+)of(\d+))?\.npy", name)
         if m:
-            shard = (int(m.group(3)), int(m.group(4))) if m.group(3) else (0, 1)
-            cells.setdefault((int(m.group(1)), m.group(2)), {})[shard] = np.load(os.path.join(d, name))
+            x = np.load(os.path.join(d, name))
+            first = int(m.group(3)) * len(x) if m.group(3) else 0
+            slices.setdefault((int(m.group(1)), m.group(2)), {})[first] = x
+    cells = {}
+    for cell, parts in slices.items():
+        run, at = [], 0
+        while at in parts:
+            run.append(parts[at])
+            at += len(parts[at])
+        cells[cell] = np.concatenate(run) if run else np.zeros((0, 1, 32, 32), np.float32)
     return cells
 
 
@@ -126,14 +135,14 @@ def evaluate(args):
     result = {"fd": {}, "floor": {}, "mse": {}}
     rows = {}
     cells = load_cells(args.dir)
-    # Score every cell on the shards that all cells have, so that a table read mid-run compares equal counts.
-    common = set.intersection(*(set(parts) for parts in cells.values())) if cells else set()
+    # Score every cell on the images that all cells have, so that a table read mid-run compares equal counts.
+    common = min((len(x) for x in cells.values()), default=0)
     if cells and not common:
-        sys.exit(f"quality.py: no shard that every cell of {args.dir} has; nothing to compare")
+        sys.exit(f"quality.py: some cell of {args.dir} has no samples from image 0; nothing to compare")
     n = None
-    for (s, row), parts in sorted(cells.items()):
+    for (s, row), samples in sorted(cells.items()):
         if common:
-            x = np.concatenate([parts[k] for k in sorted(common)])
+            x = samples[:common]
             n = len(x)
             f = feats(net, x)
             # The spread of the estimate: the distance over 20 bootstrap resamples of the generated set.
