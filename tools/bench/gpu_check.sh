@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The #8 checks on a machine with a real GPU, as one run (BENCHMARKS.md, "On a real GPU"): the roofline, the
 # per-kernel profiles of the CIFAR-10 UNet (batch 8) and the MNIST model (batch 64) with each kernel family
-# (`gpu`, what auto picks there; `cpu`; `baseline`), and the convolution, group-norm and attention studies.
+# (`gpu`, what auto picks there; `cpu`; `baseline`), and the convolution (including Winograd against the direct
+# kernel), group-norm and attention studies.
 # Everything goes to $OUT (the device tool's output folder; ./gpu-check without one): gpu_check.log and the
 # profiles as JSON.
 #
@@ -42,6 +43,7 @@ if [[ ${QUICK:-0} == 1 ]]; then
   step "$ex/conv_study" quick cpu gpu
 else
   step "$ex/conv_study" cpu gpu
+  step "$ex/conv_study" cpu-direct cpu
   step "$ex/conv_study" baseline gpu
   step "$ex/norm_study" cpu gpu
   step env DDIM_KERNELS=gpu "$ex/attention_study"
