@@ -48,7 +48,8 @@ struct Cli {
 
     /// Whether the cpu family runs 3x3 stride-1 convolutions as Winograd F(4x4, 3x3) where it pays (on), or
     /// always with the direct kernel conv2d_3x3 (off), to compare the two.
-    #[arg(long, global = true, env = "DDIM_WINOGRAD", default_value = "on", value_parser = parse_switch_arg)]
+    #[arg(long, global = true, env = "DDIM_WINOGRAD", default_value = "on", value_parser = parse_switch_arg,
+          action = clap::ArgAction::Set, value_name = "on|off")]
     winograd: bool,
 
     /// Open the device with at most this storage-binding size, in bytes (a multiple of 4): what a smaller

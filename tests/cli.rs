@@ -34,6 +34,23 @@ fn an_unknown_backend_is_a_one_line_error() {
 }
 
 #[test]
+fn the_winograd_switch_takes_on_or_off() {
+    let out = ddim(&["--winograd", "maybe", "info"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--winograd `maybe`: expected on or off"),
+        "{stderr}"
+    );
+    let out = ddim(&["--winograd", "off", "--backend", "directx9", "info"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("unknown backend `directx9`"),
+        "off is accepted: {stderr}"
+    );
+}
+
+#[test]
 fn an_adapter_filter_that_matches_nothing_names_what_exists() {
     let out = ddim(&["--adapter", "no-such-adapter-xyz", "info"]);
     assert!(!out.status.success());
