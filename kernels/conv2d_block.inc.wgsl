@@ -34,3 +34,8 @@ fn tap(acc: ptr<function, Acc>, w0: vec4<f32>, w1: vec4<f32>, l: vec4<f32>, r: v
     (*acc).c7[0] = (*acc).c7[0] + w1.w * l;
     (*acc).c7[1] = (*acc).c7[1] + w1.w * r;
 }
+
+// The block as rows: rows(acc)[channel][column half].
+fn rows(acc: Acc) -> array<array<vec4<f32>, 2>, 8> {
+    return array<array<vec4<f32>, 2>, 8>(acc.c0, acc.c1, acc.c2, acc.c3, acc.c4, acc.c5, acc.c6, acc.c7);
+}

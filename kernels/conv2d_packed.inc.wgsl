@@ -72,15 +72,7 @@ fn block_position(g: u32, li: u32) -> BlockPosition {
 fn store_block(acc: Acc, n: u32, b: u32, oy: u32, ox0: u32) {
     let c = p.shape;
     let co0 = (p.block0 + b) * 8u;
-    var res: array<array<vec4<f32>, 2>, 8>;
-    res[0] = acc.c0;
-    res[1] = acc.c1;
-    res[2] = acc.c2;
-    res[3] = acc.c3;
-    res[4] = acc.c4;
-    res[5] = acc.c5;
-    res[6] = acc.c6;
-    res[7] = acc.c7;
+    var res = rows(acc);
     for (var k = 0u; k < 8u; k = k + 1u) {
         let co = co0 + k;
         if (co >= c.cout) {

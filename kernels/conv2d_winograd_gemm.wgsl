@@ -70,15 +70,7 @@ fn main(
     }
     let co0 = block * 8u;
     var o = (xi * p.cout + co0) * row + col * 2u;
-    var res: array<array<vec4<f32>, 2>, 8>;
-    res[0] = acc.c0;
-    res[1] = acc.c1;
-    res[2] = acc.c2;
-    res[3] = acc.c3;
-    res[4] = acc.c4;
-    res[5] = acc.c5;
-    res[6] = acc.c6;
-    res[7] = acc.c7;
+    var res = rows(acc);
     for (var k = 0u; k < 8u; k = k + 1u) {
         if (co0 + k >= p.cout) {
             break;

@@ -5,28 +5,14 @@
 //   x  [batch, cin, h, w], stored at (h >> up) x (w >> up) when the convolution reads it upsampled
 //      (conv2d_shape.inc.wgsl)
 //   v  [36, cin, tp]: v[(xi * cin + ci) * tp + t] = (B^T d B)[xi / 6][xi % 6] for input channel ci of the
-//      batch's tile t0 + t (0 <= t < count). Tile (n * tiles_h + ty) * tiles_w + tx covers output rows
-//      4 ty .. 4 ty + 3 and columns 4 tx .. 4 tx + 3 of image n; its input tile starts at (4 ty - pad_top,
-//      4 tx - pad_left).
+//      batch's tile t0 + t (0 <= t < count; tiles as in conv2d_winograd.inc.wgsl), whose input tile starts at
+//      (4 ty - pad_top, 4 tx - pad_left).
 //
 // Grid: one invocation per (ci, t), t fastest (neighbouring lanes write neighbouring floats of v), over the
 // flattened 2-D grid; those past the end return.
 // Invariants: 3x3 kernel, stride 1 (host-checked); count <= tp, and columns t >= count are not written; input values outside the image read as zero. B^T is Toom-Cook's at the points 0, -1, 1, 1/2, -2
 // and infinity (derived independently in reference::winograd); every entry is exact in binary.
 
-struct Params {
-    shape: ConvShape,
-    t0: u32,
-    count: u32,
-    tiles_h: u32,
-    tiles_w: u32,
-    tp: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> v: array<f32>;
 
@@ -55,14 +41,11 @@ fn main(
     }
     let t = f % p.count;
     let ci = f / p.count;
-    let tile = p.t0 + t;
-    let tx = tile % p.tiles_w;
-    let ty = (tile / p.tiles_w) % p.tiles_h;
-    let n = tile / (p.tiles_w * p.tiles_h);
+    let tile = tile_at(t);
     let sw = c.w >> c.up;
-    let base = (n * c.cin + ci) * (c.h >> c.up) * sw;
-    let y0 = i32(ty * 4u) - i32(c.pad_top);
-    let x0 = i32(tx * 4u) - i32(c.pad_left);
+    let base = (tile.n * c.cin + ci) * (c.h >> c.up) * sw;
+    let y0 = i32(tile.ty * 4u) - i32(c.pad_top);
+    let x0 = i32(tile.tx * 4u) - i32(c.pad_left);
 
     // (B^T d)'s columns: bd[col][i] = (B^T d)[i][col].
     var bd: array<array<f32, 6>, 6>;

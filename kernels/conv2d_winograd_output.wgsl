@@ -3,7 +3,7 @@
 //
 // Layouts (row-major f32):
 //   m        [36, cout, tp]: m[(xi * cout + co) * tp + t], the products summed over input channels, for the
-//            batch's tile t0 + t (0 <= t < count; numbered as in conv2d_winograd_input.wgsl)
+//            batch's tile t0 + t (0 <= t < count; tiles as in conv2d_winograd.inc.wgsl)
 //   bias     [cout]
 //   residual [batch, cout, ho, wo]   read only when has_residual != 0
 //   out      [batch, cout, ho, wo]   only the pixels of tiles t0 .. t0 + count - 1 are written
@@ -13,19 +13,6 @@
 // Invariants: pixels of a tile past ho or wo are computed and not stored. A^T is Toom-Cook's at the points 0,
 // -1, 1, 1/2, -2 and infinity (reference::winograd); every entry is exact in binary.
 
-struct Params {
-    shape: ConvShape,
-    t0: u32,
-    count: u32,
-    tiles_h: u32,
-    tiles_w: u32,
-    tp: u32,
-    has_residual: u32,
-    has_channel: u32,
-    out_scale: f32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> m: array<f32>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read> residual: array<f32>;
@@ -55,10 +42,7 @@ fn main(
     }
     let t = f % p.count;
     let co = f / p.count;
-    let tile = p.t0 + t;
-    let tx = tile % p.tiles_w;
-    let ty = (tile / p.tiles_w) % p.tiles_h;
-    let n = tile / (p.tiles_w * p.tiles_h);
+    let tile = tile_at(t);
 
     // (A^T M)'s columns: am[col][r] = (A^T M)[r][col].
     let stride = c.cout * p.tp;
@@ -75,14 +59,14 @@ fn main(
 
     var offset = bias[co];
     if (p.has_channel != 0u) {
-        offset = offset + chan[n * c.cout + co];
+        offset = offset + chan[tile.n * c.cout + co];
     }
-    let plane = (n * c.cout + co) * c.ho * c.wo;
+    let plane = (tile.n * c.cout + co) * c.ho * c.wo;
     for (var r = 0u; r < 4u; r = r + 1u) {
         let y = at(array<f32, 6>(am[0][r], am[1][r], am[2][r], am[3][r], am[4][r], am[5][r]));
-        let oy = ty * 4u + r;
+        let oy = tile.ty * 4u + r;
         for (var s = 0u; s < 4u; s = s + 1u) {
-            let ox = tx * 4u + s;
+            let ox = tile.tx * 4u + s;
             if (oy < c.ho && ox < c.wo) {
                 let o = plane + oy * c.wo + ox;
                 var value = y[s] + offset;

@@ -155,18 +155,22 @@ impl Gpu {
         })
     }
 
-    /// A zero-filled tensor of `shape`.
-    pub fn zeros(&self, label: &str, shape: &[usize]) -> Result<Tensor> {
-        let n: usize = shape.iter().product();
-        let bytes = (n.max(1) * 4) as u64;
-        let buffer = self.scoped(&format!("allocation of `{label}` ({bytes} bytes)"), || {
+    /// A zero-filled storage buffer for a tensor of `shape` (at least one element), or the error naming it.
+    fn tensor_buffer(&self, label: &str, shape: &[usize]) -> Result<wgpu::Buffer> {
+        let bytes = (shape.iter().product::<usize>().max(1) * 4) as u64;
+        self.scoped(&format!("allocation of `{label}` ({bytes} bytes)"), || {
             self.device().create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
                 size: bytes,
                 usage: usage(),
                 mapped_at_creation: false,
             })
-        })?;
+        })
+    }
+
+    /// A zero-filled tensor of `shape`.
+    pub fn zeros(&self, label: &str, shape: &[usize]) -> Result<Tensor> {
+        let buffer = self.tensor_buffer(label, shape)?;
         Ok(Tensor {
             buffer,
             offset: 0,
@@ -181,20 +185,12 @@ impl Gpu {
     /// another). The buffer grows to the largest request; a dispatch keeps the buffer it was given alive
     /// through its bind groups, so a smaller one outlives the growth as long as dispatches use it.
     pub fn scratch(&self, name: &'static str, shape: &[usize]) -> Result<Tensor> {
-        let n: usize = shape.iter().product();
-        let bytes = (n.max(1) * 4) as u64;
+        let bytes = (shape.iter().product::<usize>().max(1) * 4) as u64;
         let mut cache = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
         let buffer = match cache.get(name) {
             Some(b) if b.size() >= bytes => b.clone(),
             _ => {
-                let b = self.scoped(&format!("scratch `{name}` ({bytes} bytes)"), || {
-                    self.device().create_buffer(&wgpu::BufferDescriptor {
-                        label: Some(name),
-                        size: bytes,
-                        usage: usage(),
-                        mapped_at_creation: false,
-                    })
-                })?;
+                let b = self.tensor_buffer(name, shape)?;
                 cache.insert(name, b.clone());
                 b
             }

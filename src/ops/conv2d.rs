@@ -1,20 +1,21 @@
 //! 2-D convolution: NCHW, any kernel size and stride, padding per side, bias, and a fused epilogue
 //! `(conv + bias + residual) * out_scale`.
 //!
-//! Four kernels, one result. `conv2d.wgsl` does every geometry (4 channels x 4 columns per invocation, weights
-//! read from storage): the baseline. For CPU adapters, `conv2d_3x3.wgsl` does 3x3 stride-1 convolutions, most
-//! of a UNet's arithmetic, with 8 channels x 8 columns per invocation and the weights read from 64 KiB uniform
-//! windows at addresses uniform across each workgroup, and `conv2d_packed.wgsl` the same for any geometry;
-//! `conv2d_pack.wgsl` lays the weights out for them once, when the dispatch is prepared. For GPUs,
-//! `conv2d_tiled.wgsl` is an implicit GEMM over 64 x 64 shared-memory tiles. [`kernel_for`] chooses by the
-//! device's kernel family ([`KernelChoice`]).
+//! Several kernels, one result. `conv2d.wgsl` does every geometry (4 channels x 4 columns per invocation,
+//! weights read from storage): the baseline. For CPU adapters, the Winograd convolution F(4x4, 3x3)
+//! ([`winograd`]) does most 3x3 stride-1 convolutions, most of a UNet's arithmetic, in a quarter of the
+//! multiply-adds; `conv2d_3x3.wgsl` does the others (few channels, or Winograd off), with 8 channels x 8 columns
+//! per invocation and the weights read from 64 KiB uniform windows at addresses uniform across each workgroup,
+//! and `conv2d_packed.wgsl` the same for any geometry; `conv2d_pack.wgsl` lays the weights out for them once,
+//! when the dispatch is prepared. For GPUs, `conv2d_tiled.wgsl` is an implicit GEMM over 64 x 64 shared-memory
+//! tiles. [`kernel_for`] chooses by the device's kernel family ([`KernelChoice`]).
 
 use bytemuck::{Pod, Zeroable};
 
 use super::winograd;
 use super::{
     Access, Cost, Dispatch, Kernel, KernelChoice, LaunchSpec, UNIFORM_WINDOW, check_bindings, dim,
-    dims, expect_shape, nonzero, workgroups_for,
+    dims, expect_shape, nonzero, pack_into_windows, window_binding, workgroups_for,
 };
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
@@ -361,11 +362,13 @@ impl ConvShape {
     }
 }
 
-/// The kernel [`conv2d`] runs for this geometry on this device. Unless the device runs the baseline kernels:
-/// `conv2d_3x3` for 3x3 stride-1 convolutions and `conv2d_packed` for the others, where the packed weights
-/// apply (64 KiB uniform and storage bindings, packed weights within the buffer limit) and each output image
-/// has at least 8 blocks of 8 columns; `conv2d` everywhere else. The choice never depends on the batch size,
-/// so an image is computed by the same kernels (and rounded the same way) however a batch is split.
+/// The kernel [`conv2d`] runs for this geometry on this device (for the Winograd convolution, the kernel of its
+/// products, [`winograd::GEMM_KERNEL`]). The GPU family: `conv2d_tiled`. The CPU family, where 64 KiB uniform
+/// and storage bindings exist: the Winograd convolution for 3x3 stride-1 convolutions with at least 16 input
+/// and output channels; else, where the packed weights fit the buffer limit and each output image has at least
+/// 8 blocks of 8 columns, `conv2d_3x3` for 3x3 stride 1 and `conv2d_packed` for the others; `conv2d`
+/// everywhere else, and in the baseline. The choice never depends on the batch size, so an image is computed by
+/// the same kernels (and rounded the same way) however a batch is split.
 pub fn kernel_for(gpu: &Gpu, shape: &ConvShape) -> &'static Kernel {
     match gpu.kernel_family() {
         KernelChoice::Cpu => cpu_kernel_for(gpu, shape),
@@ -413,9 +416,9 @@ fn cpu_kernel_for(gpu: &Gpu, shape: &ConvShape) -> &'static Kernel {
 
 /// Input and output channels from which the CPU family takes the Winograd convolution over `conv2d_3x3`. Below,
 /// the transforms outweigh the products: measured with examples/conv_study.rs (BENCHMARKS.md), a UNet's first
-/// convolution (1 or 3 input channels) runs 3-10x slower as Winograd; from 32 channels it gains 1.5-2.3x at
-/// batch 64 (the MNIST model's shapes) and 1.1-2.7x at batch 8 (the CIFAR-10 model's, 4x4 to 32x32 maps),
-/// while the MNIST model's at batch 8 range from 0.77x to 1.64x (each launch's fixed cost weighs there).
+/// convolution (1 or 3 input channels) runs 3-10x slower as Winograd; from 32 channels it gains 1.6-2.3x at
+/// batch 64 (the MNIST model's shapes) and 1.3-2.8x at batch 8 (the CIFAR-10 model's, 4x4 to 32x32 maps),
+/// while the MNIST model's at batch 8 range from 0.66x to 1.58x (each launch's fixed cost weighs there).
 const WINOGRAD_MIN_CHANNELS: u32 = 16;
 
 /// Whether the Winograd convolution takes this 3x3 stride-1 convolution: enough input and output channels,
@@ -606,15 +609,6 @@ fn packed(
     Ok(Dispatch::launches(gpu, kernel, OP, label, specs)?.owning(packed))
 }
 
-/// Window `w` of a packed-weights buffer, as a binding.
-fn window_binding(packed: &wgpu::Buffer, w: usize) -> wgpu::BindingResource<'_> {
-    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-        buffer: packed,
-        offset: w as u64 * UNIFORM_WINDOW,
-        size: wgpu::BufferSize::new(UNIFORM_WINDOW),
-    })
-}
-
 /// Packs `weight` `[cout, cin, kh, kw]` into `geo.windows` uniform windows (conv2d_pack.wgsl), and waits.
 fn pack_weights(
     gpu: &Gpu,
@@ -623,15 +617,6 @@ fn pack_weights(
     geo: &PackGeometry,
 ) -> Result<wgpu::Buffer> {
     let [cout, cin, _, _] = dims::<4>(OP, weight)?;
-    let what = format!("packing the weights of `{label}`");
-    let packed = gpu.scoped(&what, || {
-        gpu.device().create_buffer(&wgpu::BufferDescriptor {
-            label: Some(&what),
-            size: geo.bytes(),
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM,
-            mapped_at_creation: false,
-        })
-    })?;
     let params = (0..geo.windows)
         .map(|w| {
             Ok(PackParams {
@@ -646,23 +631,8 @@ fn pack_weights(
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let pack = Dispatch::launches(
-        gpu,
-        &PACK_KERNEL,
-        OP,
-        &what,
-        params
-            .iter()
-            .enumerate()
-            .map(|(w, p)| LaunchSpec {
-                params: bytemuck::bytes_of(p),
-                resources: vec![weight.binding(), window_binding(&packed, w)],
-                workgroups: workgroups_for(UNIFORM_WINDOW / 4, PACK_KERNEL.workgroup_size),
-            })
-            .collect(),
-    )?;
-    gpu.run(&what, &[&pack])?;
-    Ok(packed)
+    let what = format!("packing the weights of `{label}`");
+    pack_into_windows(gpu, OP, &what, &PACK_KERNEL, weight, &params)
 }
 
 #[cfg(test)]

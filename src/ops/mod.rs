@@ -507,6 +507,57 @@ impl Dispatch {
     }
 }
 
+/// Window `w` of a buffer of uniform windows, as a binding.
+pub(crate) fn window_binding(buffer: &wgpu::Buffer, w: usize) -> wgpu::BindingResource<'_> {
+    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+        buffer,
+        offset: w as u64 * UNIFORM_WINDOW,
+        size: wgpu::BufferSize::new(UNIFORM_WINDOW),
+    })
+}
+
+/// Lays weights out in uniform windows, once, when a convolution is prepared: a new buffer of `params.len()`
+/// windows, then one launch of `kernel` per window `w` with `params[w]`, reading `weight` (binding 1) and
+/// writing the window (binding 2), 256 invocations per workgroup, one per float; and waits. `what` names the
+/// work in errors.
+pub(crate) fn pack_into_windows<P: bytemuck::Pod>(
+    gpu: &Gpu,
+    op: &'static str,
+    what: &str,
+    kernel: &'static Kernel,
+    weight: &Tensor,
+    params: &[P],
+) -> Result<wgpu::Buffer> {
+    let bytes = params.len() as u64 * UNIFORM_WINDOW;
+    if bytes > gpu.limits().max_buffer_size {
+        return Err(Error::shape(
+            op,
+            format!("{what}: {bytes} bytes exceed the device's buffer limit"),
+        ));
+    }
+    check_bindings(gpu, op, &[weight])?;
+    let packed = gpu.scoped(what, || {
+        gpu.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some(what),
+            size: bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM,
+            mapped_at_creation: false,
+        })
+    })?;
+    let launches = params
+        .iter()
+        .enumerate()
+        .map(|(w, p)| LaunchSpec {
+            params: bytemuck::bytes_of(p),
+            resources: vec![weight.binding(), window_binding(&packed, w)],
+            workgroups: workgroups_for(UNIFORM_WINDOW / 4, kernel.workgroup_size),
+        })
+        .collect();
+    let pack = Dispatch::launches(gpu, kernel, op, what, launches)?;
+    gpu.run(what, &[&pack])?;
+    Ok(packed)
+}
+
 /// Refuses a tensor larger than the device's storage-binding limit, naming it.
 pub(crate) fn check_bindings(gpu: &Gpu, op: &'static str, tensors: &[&Tensor]) -> Result<()> {
     let limit = gpu.limits().max_storage_buffer_binding_size;

@@ -30,7 +30,7 @@ use bytemuck::{Pod, Zeroable};
 use super::conv2d::{BLOCK, ConvShape, SHAPE};
 use super::{
     Access, Dispatch, Kernel, LaunchSpec, UNIFORM_WINDOW, check_bindings, dim, dims, expect_shape,
-    workgroups_for,
+    pack_into_windows, window_binding, workgroups_for,
 };
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
@@ -49,14 +49,17 @@ pub const MAX_CIN: usize = (UNIFORM_WINDOW / 4 / 8) as usize;
 /// The most bytes V or M takes in the scratch buffers (a batch's tiles run in groups that fit).
 pub const SCRATCH_BYTES: u64 = 32 << 20;
 
+/// What both transforms share: Params and where a tile lies.
+pub const TILES: &str = include_str!("../../kernels/conv2d_winograd.inc.wgsl");
+
 /// The input transform.
 pub const INPUT_KERNEL: Kernel = Kernel {
     name: "conv2d_winograd_input",
     source: include_str!("../../kernels/conv2d_winograd_input.wgsl"),
-    includes: &[SHAPE],
+    includes: &[SHAPE, TILES],
     bindings: &[Access::Read, Access::ReadWrite],
     workgroup_size: 64,
-    params_size: std::mem::size_of::<TransformParams>(),
+    params_size: std::mem::size_of::<TileParams>(),
 };
 
 /// The 36 products over packed weights.
@@ -73,7 +76,7 @@ pub const GEMM_KERNEL: Kernel = Kernel {
 pub const OUTPUT_KERNEL: Kernel = Kernel {
     name: "conv2d_winograd_output",
     source: include_str!("../../kernels/conv2d_winograd_output.wgsl"),
-    includes: &[SHAPE],
+    includes: &[SHAPE, TILES],
     bindings: &[
         Access::Read,
         Access::Read,
@@ -82,7 +85,7 @@ pub const OUTPUT_KERNEL: Kernel = Kernel {
         Access::Read,
     ],
     workgroup_size: 64,
-    params_size: std::mem::size_of::<OutputParams>(),
+    params_size: std::mem::size_of::<TileParams>(),
 };
 
 /// The weight transform into uniform windows.
@@ -95,23 +98,10 @@ pub const PACK_KERNEL: Kernel = Kernel {
     params_size: std::mem::size_of::<PackParams>(),
 };
 
-/// Mirrors `Params` in conv2d_winograd_input.wgsl.
+/// Mirrors `Params` in conv2d_winograd.inc.wgsl (both transforms; the input transform ignores the epilogue).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct TransformParams {
-    pub shape: ConvShape,
-    pub t0: u32,
-    pub count: u32,
-    pub tiles_h: u32,
-    pub tiles_w: u32,
-    pub tp: u32,
-    pub _pad: [u32; 3],
-}
-
-/// Mirrors `Params` in conv2d_winograd_output.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct OutputParams {
+pub struct TileParams {
     pub shape: ConvShape,
     pub t0: u32,
     pub count: u32,
@@ -224,11 +214,7 @@ impl PackedWeights {
     }
 
     fn window(&self, w: usize) -> wgpu::BindingResource<'_> {
-        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-            buffer: &self.buffer,
-            offset: w as u64 * UNIFORM_WINDOW,
-            size: wgpu::BufferSize::new(UNIFORM_WINDOW),
-        })
+        window_binding(&self.buffer, w)
     }
 }
 
@@ -264,33 +250,6 @@ pub fn pack_weights(gpu: &Gpu, label: &str, weight: &Tensor) -> Result<PackedWei
             ),
         ));
     };
-    check_bindings(gpu, OP, &[weight])?;
-    let what = format!("transforming the weights of `{label}`");
-    let bytes = windows as u64 * UNIFORM_WINDOW;
-    if bytes > gpu.limits().max_buffer_size {
-        return Err(Error::shape(
-            OP,
-            format!(
-                "`{label}`: {bytes} bytes of transformed weights exceed the device's buffer limit"
-            ),
-        ));
-    }
-    let buffer = gpu.scoped(&what, || {
-        gpu.device().create_buffer(&wgpu::BufferDescriptor {
-            label: Some(&what),
-            size: bytes,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM,
-            mapped_at_creation: false,
-        })
-    })?;
-    let packed = PackedWeights {
-        buffer,
-        cout,
-        cin,
-        blocks,
-        units_per_window,
-        windows,
-    };
     let params = (0..windows)
         .map(|w| {
             Ok(PackParams {
@@ -303,23 +262,15 @@ pub fn pack_weights(gpu: &Gpu, label: &str, weight: &Tensor) -> Result<PackedWei
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let pack = Dispatch::launches(
-        gpu,
-        &PACK_KERNEL,
-        OP,
-        &what,
-        params
-            .iter()
-            .enumerate()
-            .map(|(w, p)| LaunchSpec {
-                params: bytemuck::bytes_of(p),
-                resources: vec![weight.binding(), packed.window(w)],
-                workgroups: workgroups_for(UNIFORM_WINDOW / 4, PACK_KERNEL.workgroup_size),
-            })
-            .collect(),
-    )?;
-    gpu.run(&what, &[&pack])?;
-    Ok(packed)
+    let what = format!("transforming the weights of `{label}`");
+    Ok(PackedWeights {
+        buffer: pack_into_windows(gpu, OP, &what, &PACK_KERNEL, weight, &params)?,
+        cout,
+        cin,
+        blocks,
+        units_per_window,
+        windows,
+    })
 }
 
 /// Checks V or M: `[36, channels, tiling.tp]`.
@@ -327,8 +278,8 @@ fn expect_transformed(t: &Tensor, channels: u32, tiling: &Tiling) -> Result<()> 
     expect_shape(OP, t, &[POSITIONS, channels as usize, tiling.tp])
 }
 
-/// The params both transforms share, for `group` of `tiling`.
-fn transform_params(shape: &ConvShape, tiling: &Tiling, group: usize) -> Result<TransformParams> {
+/// The params of both transforms for `group` of `tiling`, with the epilogue of none.
+fn tile_params(shape: &ConvShape, tiling: &Tiling, group: usize) -> Result<TileParams> {
     let (t0, count) = tiling.group(group);
     if count == 0 {
         return Err(Error::param(
@@ -336,14 +287,16 @@ fn transform_params(shape: &ConvShape, tiling: &Tiling, group: usize) -> Result<
             format!("group {group} of {} is empty", tiling.groups),
         ));
     }
-    Ok(TransformParams {
+    Ok(TileParams {
         shape: *shape,
         t0: dim(OP, "first tile", t0)?,
         count: dim(OP, "tiles", count)?,
         tiles_h: dim(OP, "tile rows", tiling.tiles_h)?,
         tiles_w: dim(OP, "tile columns", tiling.tiles_w)?,
         tp: dim(OP, "tile columns of V", tiling.tp)?,
-        _pad: [0; 3],
+        has_residual: 0,
+        has_channel: 0,
+        out_scale: 1.0,
     })
 }
 
@@ -365,7 +318,7 @@ pub fn input_transform(
         &[s.batch, s.cin, s.h >> s.up, s.w >> s.up].map(|d| d as usize),
     )?;
     expect_transformed(v, s.cin, tiling)?;
-    let params = transform_params(shape, tiling, group)?;
+    let params = tile_params(shape, tiling, group)?;
     let invocations = params.count as u64 * s.cin as u64;
     Dispatch::new(
         gpu,
@@ -454,19 +407,13 @@ pub fn output_transform(
     if let Some(c) = channel {
         expect_shape(OP, c, &[shape.batch as usize, shape.cout as usize])?;
     }
-    let t = transform_params(shape, tiling, group)?;
-    let params = OutputParams {
-        shape: *shape,
-        t0: t.t0,
-        count: t.count,
-        tiles_h: t.tiles_h,
-        tiles_w: t.tiles_w,
-        tp: t.tp,
+    let params = TileParams {
         has_residual: residual.is_some() as u32,
         has_channel: channel.is_some() as u32,
         out_scale,
+        ..tile_params(shape, tiling, group)?
     };
-    let invocations = t.count as u64 * shape.cout as u64;
+    let invocations = params.count as u64 * shape.cout as u64;
     Dispatch::new(
         gpu,
         &OUTPUT_KERNEL,
