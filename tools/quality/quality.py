@@ -88,6 +88,14 @@ def feats(net, x):
         return torch.cat([net.features(x[i : i + 500]) for i in range(0, len(x), 500)]).double().numpy()
 
 
+def classes(net, f):
+    """The classifier's digit histogram over features f (fractions per class) and its mean top-class
+    probability."""
+    with torch.no_grad():
+        p = F.softmax(net.f2(torch.from_numpy(f).float()), dim=1).numpy()
+    return np.bincount(p.argmax(1), minlength=10) / len(p), float(p.max(1).mean())
+
+
 def stats(f):
     return f.mean(0), np.cov(f, rowvar=False)
 
@@ -132,7 +140,9 @@ def evaluate(args):
     images, _, _, _ = split()
     real = feats(net, images)
     real_stats = stats(real)
-    result = {"fd": {}, "floor": {}, "mse": {}}
+    real_hist, real_conf = classes(net, real)
+    result = {"fd": {}, "floor": {}, "mse": {}, "parts": {}}
+    parts = {}
     rows = {}
     cells = load_cells(args.dir)
     # Score every cell on the images that all cells have, so that a table read mid-run compares equal counts.
@@ -149,12 +159,20 @@ def evaluate(args):
             rng = np.random.default_rng(s)
             boot = [frechet(stats(f[rng.integers(0, n, n)]), real_stats) for _ in range(20)]
             rows.setdefault(row, {})[s] = (frechet(stats(f), real_stats), float(np.std(boot)))
+            hist, conf = classes(net, f)
+            parts[(row, s)] = {
+                "mean_term": float(((f.mean(0) - real_stats[0]) ** 2).sum()),
+                "class_tv": float(0.5 * np.abs(hist - real_hist).sum()),
+                "confidence": conf,
+            }
     # The floor: real digits, as many as each cell has, against all 5,000 (mean of 5 draws).
     if n:
         rng = np.random.default_rng(1)
         draws = [frechet(stats(real[rng.choice(len(real), n, replace=False)]), real_stats) for _ in range(5)]
         result["floor"] = {"n": n, "mean": float(np.mean(draws)), "max": float(np.max(draws))}
     result["fd"] = {r: {s: {"fd": v[0], "bootstrap_std": v[1]} for s, v in c.items()} for r, c in rows.items()}
+    result["parts"] = {f"{r} S={s}": v for (r, s), v in sorted(parts.items())}
+    result["parts"]["real digits"] = {"confidence": real_conf}
     held = os.path.join(args.dir, "heldout.npy")
     for name in sorted(os.listdir(args.dir)):
         m = re.fullmatch(r"recon_S(\d+)\.npy", name)
@@ -181,6 +199,18 @@ def evaluate(args):
     if result["floor"]:
         fl = result["floor"]
         print(f"\nFloor: {fl['n']} real digits vs the 5,000: {fl['mean']:.2f} (mean of 5 draws, max {fl['max']:.2f})")
+    if parts:
+        print("\nWhat each distance is made of: the squared distance between the feature means (the rest is the")
+        print("covariance term), the total-variation distance between the classifier's digit histograms of the")
+        print(f"cell and of the real digits, and the mean top-class probability (real digits: {real_conf:.3f}):\n")
+        print("| cell | distance | mean term | class TV | confidence |")
+        print("|---|---:|---:|---:|---:|")
+        for r in order:
+            for s in steps:
+                if (r, s) in parts:
+                    q = parts[(r, s)]
+                    print(f"| {label[r]}, S = {s} | {rows[r][s][0]:.1f} | {q['mean_term']:.1f} | "
+                          f"{q['class_tv']:.3f} | {q['confidence']:.3f} |")
     if result["mse"]:
         print("\nReconstruction (invert S steps, decode S steps), per-dimension MSE:\n")
         ms = sorted(result["mse"])
