@@ -425,14 +425,9 @@ const WINOGRAD_MIN_CHANNELS: u32 = 16;
 /// the input channels of a unit in one weight window, one image's transformed tiles within the scratch limit
 /// and the transformed weights within the buffer limit. Per image, never per batch.
 fn winograd_fits(gpu: &Gpu, shape: &ConvShape) -> bool {
-    if !gpu.winograd() {
-        return false;
-    }
-    let Some(tiling) = winograd::Tiling::new(shape, winograd::Tiling::limit(gpu)) else {
-        return false;
-    };
-    shape.cin.min(shape.cout) >= WINOGRAD_MIN_CHANNELS
-        && tiling.tiles() >= 1
+    gpu.winograd()
+        && shape.cin.min(shape.cout) >= WINOGRAD_MIN_CHANNELS
+        && winograd::Tiling::new(shape, winograd::Tiling::limit(gpu)).is_some()
         && winograd::packed_bytes(shape.cout as usize, shape.cin as usize)
             .is_some_and(|bytes| bytes <= gpu.limits().max_buffer_size)
 }

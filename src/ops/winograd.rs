@@ -442,7 +442,7 @@ pub(crate) fn conv2d(
     out: &Tensor,
     out_scale: f32,
 ) -> Result<Dispatch> {
-    check_bindings(gpu, OP, &[x, weight, bias, out])?;
+    check_bindings(gpu, OP, &[x, bias, out])?; // the weight: by pack_weights
     let packed = pack_weights(gpu, label, weight)?;
     let v = gpu.scratch("winograd V", &[POSITIONS, shape.cin as usize, tiling.tp])?;
     let m = gpu.scratch("winograd M", &[POSITIONS, shape.cout as usize, tiling.tp])?;
