@@ -9,13 +9,15 @@
 //          8 * block + 4 * half + 0..3
 //   m      [36, cout, tp]
 //
-// Grid: one launch per weight window. Workgroup g takes unit l = g / groups of the window and its 8 invocations
-// the 8 consecutive 8-tile columns of group g % groups (groups = ceil(tp / 64)); each invocation keeps 8
-// channels x 8 tiles in 16 vec4 accumulators (conv2d_block.inc.wgsl). The unit comes from the workgroup alone,
-// so the weight reads have uniform addresses (lavapipe reads them once for all lanes); the two vec4 reads of v
-// per input channel are the only per-lane loads: 64 FMAs per 8 gathered floats. Small channel counts put
-// several positions in one window, so one launch serves them (lavapipe's cost per launch is some 90 us).
-// Workgroups of 8, one lavapipe SIMD vector: a 16 x 16 image has only 16 tiles.
+// Grid: one launch per weight window; one invocation per (unit l, 8-tile column col) of the window, col
+// fastest: invocation k takes l = k / columns and col = k % columns (columns = tp / 8), and keeps 8 channels x 8
+// tiles in 16 vec4 accumulators (conv2d_block.inc.wgsl). Where a workgroup's 8 invocations share a unit (tp a
+// multiple of 64) the weight reads have uniform addresses, which lavapipe reads once for all lanes; where they
+// do not (a 4 x 4 or 8 x 8 map: 1 or 4 columns per image and unit), lavapipe gathers them from the uniform
+// buffer as straight-line vector code, which costs about nothing beside the rest (BENCHMARKS.md), and no lane
+// idles. The two vec4 reads of v per input channel are per-lane loads from storage, which lavapipe makes one
+// lane at a time: 64 FMAs per 8 gathered floats. Small channel counts put several positions in one window, so
+// one launch serves them (lavapipe's cost per launch is tens of microseconds).
 // Invariants: tp % 8 == 0; cin <= 2048 (one window holds all input channels of a unit); channels past cout
 // are computed from zero weights and not stored; columns t past the tiles in use hold whatever v holds there.
 
@@ -42,18 +44,14 @@ fn main(
     @builtin(local_invocation_index) li: u32,
 ) {
     let columns = p.tp / 8u;
-    let groups = (columns + 7u) / 8u;
-    let g = flat_workgroup(wg, nwg);
-    let l = g / groups;
+    let k = flat_index(wg, nwg, li, 8u);
+    let l = k / columns;
     if (l >= p.units) {
         return;
     }
+    let col = k % columns;
     let xi = (p.u0 + l) / p.blocks;
     let block = (p.u0 + l) % p.blocks;
-    let column = (g % groups) * 8u + li;
-    // Past the last column: compute on the last one, store nothing (no divergent exit before the loop).
-    let valid = column < columns;
-    let col = min(column, columns - 1u);
     let row = p.tp / 4u;
 
     var acc: Acc;
@@ -65,9 +63,6 @@ fn main(
         wi = wi + 2u;
     }
 
-    if (!valid) {
-        return;
-    }
     let co0 = block * 8u;
     var o = (xi * p.cout + co0) * row + col * 2u;
     var res = rows(acc);

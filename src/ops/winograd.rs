@@ -353,7 +353,6 @@ pub fn products(
     }
     expect_shape(OP, m, &[POSITIONS, packed.cout, tp])?;
     check_bindings(gpu, OP, &[v, m])?;
-    let groups = (tp / 8).div_ceil(GEMM_KERNEL.workgroup_size as usize);
     let units = POSITIONS * packed.blocks;
     let params = (0..packed.windows)
         .map(|w| {
@@ -375,7 +374,10 @@ pub fn products(
         .map(|(w, p)| LaunchSpec {
             params: bytemuck::bytes_of(p),
             resources: vec![v.binding(), packed.window(w), m.binding()],
-            workgroups: (p.units as usize * groups) as u64,
+            workgroups: workgroups_for(
+                p.units as u64 * (tp / 8) as u64,
+                GEMM_KERNEL.workgroup_size,
+            ),
         })
         .collect();
     Dispatch::launches(gpu, &GEMM_KERNEL, OP, label, specs)
