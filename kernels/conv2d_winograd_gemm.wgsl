@@ -10,14 +10,14 @@
 //   m      [36, cout, tp]
 //
 // Grid: one launch per weight window; one invocation per (unit l, 8-tile column col) of the window, col
-// fastest: invocation k takes l = k / columns and col = k % columns (columns = tp / 8), and keeps 8 channels x 8
-// tiles in 16 vec4 accumulators (conv2d_block.inc.wgsl). Where a workgroup's 8 invocations share a unit (tp a
-// multiple of 64) the weight reads have uniform addresses, which lavapipe reads once for all lanes; where they
-// do not (a 4 x 4 or 8 x 8 map: 1 or 4 columns per image and unit), lavapipe gathers them from the uniform
-// buffer as straight-line vector code, which costs about nothing beside the rest (BENCHMARKS.md), and no lane
-// idles. The two vec4 reads of v per input channel are per-lane loads from storage, which lavapipe makes one
-// lane at a time: 64 FMAs per 8 gathered floats. Small channel counts put several positions in one window, so
-// one launch serves them (lavapipe's cost per launch is tens of microseconds).
+// fastest, each keeping 8 channels x 8 tiles in 16 vec4 accumulators (conv2d_block.inc.wgsl). Where a unit has
+// a whole number of workgroups (columns = tp / 8 a multiple of 8), l comes from the workgroup alone, so the
+// weight reads have uniform addresses, which lavapipe reads once for all lanes. Otherwise (a 4 x 4 or 8 x 8 map
+// at batch 8: 1 or 4 columns per unit) invocation k takes l = k / columns and col = k % columns, so no lane
+// idles, and lavapipe gathers the weights from the uniform buffer with straight-line vector code, cheap beside
+// the rest (BENCHMARKS.md). The two vec4 reads of v per input channel are per-lane loads from storage, which
+// lavapipe makes one lane at a time: 64 FMAs per 8 gathered floats. Small channel counts put several positions
+// in one window, so one launch serves them (lavapipe's cost per launch is tens of microseconds).
 // Invariants: tp % 8 == 0; cin <= 2048 (one window holds all input channels of a unit); channels past cout
 // are computed from zero weights and not stored; columns t past the tiles in use hold whatever v holds there.
 
@@ -37,19 +37,8 @@ struct Params {
 @group(0) @binding(2) var<uniform> upack: array<vec4<f32>, 4096>;
 @group(0) @binding(3) var<storage, read_write> m: array<vec4<f32>>;
 
-@compute @workgroup_size(8)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let columns = p.tp / 8u;
-    let k = flat_index(wg, nwg, li, 8u);
-    let l = k / columns;
-    if (l >= p.units) {
-        return;
-    }
-    let col = k % columns;
+// The block of unit l of the window, 8-tile column col: its products over all input channels, stored to m.
+fn unit_block(l: u32, col: u32) {
     let xi = (p.u0 + l) / p.blocks;
     let block = (p.u0 + l) % p.blocks;
     let row = p.tp / 4u;
@@ -73,5 +62,28 @@ fn main(
         m[o] = res[k][0];
         m[o + 1u] = res[k][1];
         o = o + row;
+    }
+}
+
+@compute @workgroup_size(8)
+fn main(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let columns = p.tp / 8u;
+    if (columns % 8u == 0u) {
+        // Whole workgroups per unit: l from the workgroup alone, so the weight reads stay uniform.
+        let g = flat_workgroup(wg, nwg);
+        let l = g / (columns / 8u);
+        if (l < p.units) {
+            unit_block(l, (g % (columns / 8u)) * 8u + li);
+        }
+        return;
+    }
+    let k = flat_index(wg, nwg, li, 8u);
+    let l = k / columns;
+    if (l < p.units) {
+        unit_block(l, k % columns);
     }
 }

@@ -416,9 +416,9 @@ fn cpu_kernel_for(gpu: &Gpu, shape: &ConvShape) -> &'static Kernel {
 
 /// Input and output channels from which the CPU family takes the Winograd convolution over `conv2d_3x3`. Below,
 /// the transforms outweigh the products: measured with examples/conv_study.rs (BENCHMARKS.md), a UNet's first
-/// convolution (1 or 3 input channels) runs 3-10x slower as Winograd; from 32 channels it gains 1.6-2.3x at
-/// batch 64 (the MNIST model's shapes) and 1.3-2.8x at batch 8 (the CIFAR-10 model's, 4x4 to 32x32 maps),
-/// while the MNIST model's at batch 8 range from 0.66x to 1.58x (each launch's fixed cost weighs there).
+/// convolution (1 or 3 input channels) runs 3-10x slower as Winograd; from 32 channels it gains 1.6-2.4x at
+/// batch 64 (the MNIST model's shapes), 1.6-3.0x at batch 8 (the CIFAR-10 model's, 4x4 to 32x32 maps) and
+/// 1.1-1.7x for the MNIST model's at batch 8, where each launch's fixed cost weighs most.
 const WINOGRAD_MIN_CHANNELS: u32 = 16;
 
 /// Whether the Winograd convolution takes this 3x3 stride-1 convolution: enough input and output channels,

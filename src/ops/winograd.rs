@@ -8,7 +8,8 @@
 //!   convolution is prepared ([`pack_weights`]);
 //! - `conv2d_winograd_input.wgsl`: `V = B^T d B` for every tile and input channel ([`input_transform`]);
 //! - `conv2d_winograd_gemm.wgsl`: the 36 products, 8 output channels x 8 tiles per invocation with the weights
-//!   read at workgroup-uniform addresses, like `conv2d_3x3` ([`products`]);
+//!   read from uniform windows, like `conv2d_3x3` ([`products`]); invocations map to (unit, 8-tile column)
+//!   pairs, so that small maps (one or four columns) leave no lane idle;
 //! - `conv2d_winograd_output.wgsl`: `A^T M A` and the convolution's epilogue ([`output_transform`]).
 //!
 //! On lavapipe the products cost what a 1x1 convolution costs per multiply-add (8 gathered floats per 64
