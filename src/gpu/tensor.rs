@@ -114,8 +114,13 @@ impl Tensor {
     }
 }
 
+/// Every tensor's buffer: a storage binding, a uniform binding (kernels that read an operand through 64 KiB
+/// uniform windows, `ops::conv2d::KERNEL_1X1`), a copy source and destination.
 fn usage() -> wgpu::BufferUsages {
-    wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST
+    wgpu::BufferUsages::STORAGE
+        | wgpu::BufferUsages::UNIFORM
+        | wgpu::BufferUsages::COPY_SRC
+        | wgpu::BufferUsages::COPY_DST
 }
 
 impl Gpu {

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use super::ir::{Graph, Op, TensorId, TensorKind};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
-use crate::ops::Dispatch;
 use crate::ops::timestep_embedding::TimestepEmbedding;
+use crate::ops::{Dispatch, UNIFORM_WINDOW};
 use crate::ops::{attention, concat, conv2d, elementwise, group_norm, linear, upsample};
 
 /// One activation's life: written by node `start`, last read by node `end` (inclusive).
@@ -301,8 +301,20 @@ impl Plan {
             .iter()
             .enumerate()
             .map(|(i, &b)| {
+                // One uniform window of slack past the last activation, so that a kernel reading an
+                // activation through 64 KiB windows (conv2d_1x1) never binds past the buffer.
+                let slack = if b + UNIFORM_WINDOW <= limits.max_buffer_size {
+                    UNIFORM_WINDOW
+                } else {
+                    0
+                };
                 (b > 0)
-                    .then(|| gpu.zeros(&format!("activation buffer {i}"), &[(b / 4) as usize]))
+                    .then(|| {
+                        gpu.zeros(
+                            &format!("activation buffer {i}"),
+                            &[((b + slack) / 4) as usize],
+                        )
+                    })
                     .transpose()
             })
             .collect::<Result<Vec<_>>>()?;

@@ -94,6 +94,23 @@ pub const KERNEL_PACKED: Kernel = Kernel {
     params_size: std::mem::size_of::<PackedParams>(),
 };
 
+/// The 1x1 convolution with x and the packed weights both in uniform windows (conv2d_1x1.wgsl).
+pub const KERNEL_1X1: Kernel = Kernel {
+    name: "conv2d_1x1",
+    source: include_str!("../../kernels/conv2d_1x1.wgsl"),
+    includes: &[BLOCK],
+    bindings: &[
+        Access::UniformWindow,
+        Access::UniformWindow,
+        Access::Read,
+        Access::Read,
+        Access::ReadWrite,
+        Access::Read,
+    ],
+    workgroup_size: 8,
+    params_size: std::mem::size_of::<OneByOneParams>(),
+};
+
 /// Lays weights out in uniform windows for [`KERNEL_3X3`] and [`KERNEL_PACKED`].
 pub const PACK_KERNEL: Kernel = Kernel {
     name: "conv2d_pack",
@@ -114,6 +131,27 @@ pub struct PackedParams {
     pub block0: u32,
     pub blocks: u32,
     pub chunk: u32,
+    pub first: u32,
+    pub last: u32,
+    pub has_residual: u32,
+    pub out_scale: f32,
+    pub has_channel: u32,
+    pub _pad: [u32; 2],
+}
+
+/// Mirrors `Params` in conv2d_1x1.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct OneByOneParams {
+    pub cin: u32,
+    pub cout: u32,
+    pub hw: u32,
+    pub ci_count: u32,
+    pub chunk: u32,
+    pub block0: u32,
+    pub blocks: u32,
+    pub n0: u32,
+    pub images: u32,
     pub first: u32,
     pub last: u32,
     pub has_residual: u32,
@@ -157,8 +195,13 @@ impl PackGeometry {
     /// blocks fit a window, then as many blocks per window as fit. `None` when one input channel of one block
     /// does not fit a window (more than 2048 taps).
     pub fn new(cout: usize, cin: usize, taps: usize) -> Option<Self> {
+        Self::with_max_chunk(cout, cin, taps, usize::MAX)
+    }
+
+    /// [`PackGeometry::new`] with chunks of at most `max_chunk` input channels.
+    pub fn with_max_chunk(cout: usize, cin: usize, taps: usize, max_chunk: usize) -> Option<Self> {
         let per_channel = 8 * taps;
-        let max_chunk = WINDOW_FLOATS / per_channel;
+        let max_chunk = (WINDOW_FLOATS / per_channel).min(max_chunk);
         if max_chunk == 0 || cout == 0 || cin == 0 {
             return None;
         }
@@ -365,10 +408,12 @@ impl ConvShape {
 /// The kernel [`conv2d`] runs for this geometry on this device (for the Winograd convolution, the kernel of its
 /// products, [`winograd::GEMM_KERNEL`]). The GPU family: `conv2d_tiled`. The CPU family, where 64 KiB uniform
 /// and storage bindings exist: the Winograd convolution for 3x3 stride-1 convolutions with at least 16 input
-/// and output channels; else, where the packed weights fit the buffer limit and each output image has at least
-/// 8 blocks of 8 columns, `conv2d_3x3` for 3x3 stride 1 and `conv2d_packed` for the others; `conv2d`
-/// everywhere else, and in the baseline. The choice never depends on the batch size, so an image is computed by
-/// the same kernels (and rounded the same way) however a batch is split.
+/// and output channels; `conv2d_1x1` for 1x1 stride-1 unpadded convolutions whose input windows hold at least
+/// 64 channels ([`OneByOne`]; an x without room for its windows runs what follows instead); else, where the
+/// packed weights fit the buffer limit and each output image has at least 8 blocks of 8 columns, `conv2d_3x3`
+/// for 3x3 stride 1 and `conv2d_packed` for the others; `conv2d` everywhere else, and in the baseline. The
+/// choice never depends on the batch size, so an image is computed by the same kernels (and rounded the same
+/// way) however a batch is split.
 pub fn kernel_for(gpu: &Gpu, shape: &ConvShape) -> &'static Kernel {
     match gpu.kernel_family() {
         KernelChoice::Cpu => cpu_kernel_for(gpu, shape),
@@ -389,8 +434,25 @@ fn gpu_kernel_for(gpu: &Gpu) -> &'static Kernel {
     if fits { &KERNEL_TILED } else { &KERNEL }
 }
 
-/// The CPU family: the packed kernels where they have enough work, `conv2d` elsewhere.
+/// The CPU family: the 1x1 convolution over uniform windows where it applies ([`OneByOne`]), else
+/// [`storage_kernel_for`].
 fn cpu_kernel_for(gpu: &Gpu, shape: &ConvShape) -> &'static Kernel {
+    let limits = gpu.limits();
+    let windows = limits.max_uniform_buffer_binding_size >= UNIFORM_WINDOW
+        && limits.max_storage_buffer_binding_size >= UNIFORM_WINDOW;
+    let one = OneByOne::new(shape, limits.min_uniform_buffer_offset_alignment as u64)
+        .is_some_and(|g| g.weights.bytes() <= limits.max_buffer_size);
+    if windows && one {
+        &KERNEL_1X1
+    } else {
+        storage_kernel_for(gpu, shape)
+    }
+}
+
+/// The CPU family's kernels that read x from storage: the packed kernels where they have enough work,
+/// `conv2d` elsewhere. Also what a convolution picked for [`KERNEL_1X1`] runs when its x has no room for
+/// windows (a tensor sized exactly rather than an activation in an arena).
+fn storage_kernel_for(gpu: &Gpu, shape: &ConvShape) -> &'static Kernel {
     let limits = gpu.limits();
     let taps = (shape.kh * shape.kw) as usize;
     let fits = PackGeometry::new(shape.cout as usize, shape.cin as usize, taps)
@@ -499,6 +561,19 @@ pub fn conv2d_with_channel(
         )?;
         return Ok(dispatch.with_cost(Cost::new(winograd::flops(&shape, &tiling), floats as u64)));
     }
+    let mut kernel = kernel;
+    if kernel.name == KERNEL_1X1.name {
+        let align = gpu.limits().min_uniform_buffer_offset_alignment as u64;
+        let geo = OneByOne::new(&shape, align)
+            .ok_or_else(|| Error::shape(OP, format!("`{label}`: no 1x1 window cut")))?;
+        let dispatch = one_by_one(
+            gpu, label, &shape, &geo, x, weight, bias, channel, residual, out, cfg,
+        )?;
+        match dispatch {
+            Some(d) => return Ok(d.with_cost(cost)),
+            None => kernel = storage_kernel_for(gpu, &shape),
+        }
+    }
     let dispatch = if kernel.name == KERNEL_3X3.name || kernel.name == KERNEL_PACKED.name {
         packed(
             gpu, kernel, label, &shape, x, weight, bias, channel, residual, out, cfg,
@@ -602,6 +677,149 @@ fn packed(
         })
         .collect();
     Ok(Dispatch::launches(gpu, kernel, OP, label, specs)?.owning(packed))
+}
+
+/// Input channels a window of x must hold (or the whole cin) for [`KERNEL_1X1`] to run: with fewer, each
+/// chunk's read-modify-write of out (a per-lane storage access, which lavapipe makes lane by lane) weighs
+/// against the few channels it sums. 64 channels is a 16 x 16 map's window.
+const ONE_BY_ONE_MIN_CHUNK: usize = 64;
+
+/// How [`KERNEL_1X1`] cuts a 1x1 convolution into uniform windows. x is rows of `hw` floats (one channel of one
+/// image): a window holds `images` whole images when one does (`weights.chunks == 1`), else one image's input
+/// channels in `weights.chunks` chunks of `weights.chunk`, the same chunks the weights are packed in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OneByOne {
+    pub hw: usize,
+    pub images: usize,
+    pub weights: PackGeometry,
+}
+
+impl OneByOne {
+    /// The cut for `shape`, or `None` when [`KERNEL_1X1`] does not apply: not a 1x1 stride-1 unpadded
+    /// convolution of a stored input, `hw` not a multiple of 8, a chunk under [`ONE_BY_ONE_MIN_CHUNK`]
+    /// channels, or windows that would not start at multiples of `align` (the device's uniform offset
+    /// alignment) from x's start.
+    pub fn new(shape: &ConvShape, align: u64) -> Option<Self> {
+        let s = shape;
+        let one = (s.kh, s.kw, s.stride, s.pad_top, s.pad_left, s.up) == (1, 1, 1, 0, 0, 0)
+            && (s.ho, s.wo) == (s.h, s.w);
+        let (cin, cout, hw) = (s.cin as usize, s.cout as usize, (s.h * s.w) as usize);
+        if !one || hw == 0 || hw % 8 != 0 || cin == 0 {
+            return None;
+        }
+        let rows = WINDOW_FLOATS / hw;
+        if rows < ONE_BY_ONE_MIN_CHUNK.min(cin) {
+            return None;
+        }
+        let weights = PackGeometry::with_max_chunk(cout, cin, 1, rows)?;
+        let images = if weights.chunks == 1 { rows / cin } else { 1 };
+        let row_bytes = hw as u64 * 4;
+        let steps = [
+            images as u64 * cin as u64 * row_bytes,
+            weights.chunk as u64 * row_bytes,
+        ];
+        if align == 0 || steps.iter().any(|step| step % align != 0) {
+            return None;
+        }
+        Some(OneByOne {
+            hw,
+            images,
+            weights,
+        })
+    }
+}
+
+/// The 1x1 path ([`KERNEL_1X1`]): packs the weights in chunks that match x's windows, then one launch per
+/// (weight window, x window), an image's chunks in order. `None` when x's windows do not lie within its
+/// buffer at aligned offsets (a tensor sized exactly, not an arena activation): the caller runs
+/// [`KERNEL_PACKED`] then.
+#[allow(clippy::too_many_arguments)]
+fn one_by_one(
+    gpu: &Gpu,
+    label: &str,
+    shape: &ConvShape,
+    geo: &OneByOne,
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    channel: Option<&Tensor>,
+    residual: Option<&Tensor>,
+    out: &Tensor,
+    cfg: &Conv2dConfig,
+) -> Result<Option<Dispatch>> {
+    let (n, cin) = (shape.batch as usize, shape.cin as usize);
+    let w = &geo.weights;
+    let row_bytes = geo.hw as u64 * 4;
+    // (first image, images, chunk): what each x window holds.
+    let mut windows = Vec::new();
+    for n0 in (0..n).step_by(geo.images) {
+        for q in 0..w.chunks {
+            windows.push((n0, geo.images.min(n - n0), q));
+        }
+    }
+    let start = |&(n0, _, q): &(usize, usize, usize)| {
+        x.offset() + (n0 * cin + q * w.chunk) as u64 * row_bytes
+    };
+    let align = gpu.limits().min_uniform_buffer_offset_alignment as u64;
+    let room = x.offset().is_multiple_of(align)
+        && windows
+            .iter()
+            .all(|win| start(win) + UNIFORM_WINDOW <= x.buffer().size());
+    if !room {
+        return Ok(None);
+    }
+    check_bindings(gpu, OP, &[weight, bias, out])?;
+    let packed = pack_weights(gpu, label, weight, w)?;
+    let groups = w.blocks.div_ceil(w.blocks_per_window);
+    let mut launches = Vec::with_capacity(groups * windows.len());
+    for group in 0..groups {
+        let block0 = group * w.blocks_per_window;
+        for win in &windows {
+            let &(n0, images, q) = win;
+            let ci0 = q * w.chunk;
+            let params = OneByOneParams {
+                cin: shape.cin,
+                cout: shape.cout,
+                hw: dim(OP, "hw", geo.hw)?,
+                ci_count: dim(OP, "chunk", w.chunk.min(cin - ci0))?,
+                chunk: dim(OP, "chunk", w.chunk)?,
+                block0: dim(OP, "block", block0)?,
+                blocks: dim(OP, "blocks", w.blocks_per_window.min(w.blocks - block0))?,
+                n0: dim(OP, "image", n0)?,
+                images: dim(OP, "images", images)?,
+                first: (q == 0) as u32,
+                last: (q + 1 == w.chunks) as u32,
+                has_residual: residual.is_some() as u32,
+                out_scale: cfg.out_scale,
+                has_channel: channel.is_some() as u32,
+                _pad: [0; 2],
+            };
+            let pixel_groups = (images * geo.hw / 8).div_ceil(8);
+            launches.push((params, group * w.chunks + q, start(win), pixel_groups));
+        }
+    }
+    let specs = launches
+        .iter()
+        .map(|(p, window, offset, pixel_groups)| LaunchSpec {
+            params: bytemuck::bytes_of(p),
+            resources: vec![
+                wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: x.buffer(),
+                    offset: *offset,
+                    size: wgpu::BufferSize::new(UNIFORM_WINDOW),
+                }),
+                window_binding(&packed, *window),
+                bias.binding(),
+                residual.unwrap_or(bias).binding(),
+                out.binding(),
+                channel.unwrap_or(bias).binding(),
+            ],
+            workgroups: p.blocks as u64 * *pixel_groups as u64,
+        })
+        .collect();
+    Ok(Some(
+        Dispatch::launches(gpu, &KERNEL_1X1, OP, label, specs)?.owning(packed),
+    ))
 }
 
 /// Packs `weight` `[cout, cin, kh, kw]` into `geo.windows` uniform windows (conv2d_pack.wgsl), and waits.

@@ -4,7 +4,7 @@ use ddim_wgpu::ops::conv2d::{Conv2dConfig, Padding, conv2d, conv2d_with_channel,
 use ddim_wgpu::ops::winograd::GEMM_KERNEL;
 use ddim_wgpu::reference::nn;
 
-use crate::common::{assert_normalised, gpu_families, random, run};
+use crate::common::{assert_normalised, data, gpu_families, random, run};
 use crate::gpu_or_skip;
 
 struct Case {
@@ -486,6 +486,69 @@ fn conv_reading_its_input_upsampled_on_every_kernel() {
                 1.0,
             );
             check_result(gpu, &name, d.kernel().name, expect, &got, &want);
+        }
+    }
+}
+
+/// The 1x1 convolution with x read through uniform windows (conv2d_1x1), with a channel offset, a residual and a
+/// scale: whole images per window (a 4x4 map: 42 images of 24 channels fit, 5 run in one launch) and an image's
+/// channels in chunks (8x8: 2 chunks of 150; 16x16: 4 chunks of 50, 13 output channels in 2 blocks). x lies in
+/// a larger buffer, 256 bytes in, as the planner places activations (a window needs room past x); the same x
+/// sized exactly runs the storage kernels instead, checked too.
+#[test]
+fn conv1x1_with_x_in_uniform_windows() {
+    gpu_or_skip!();
+    let cases = [
+        ([5, 24, 4, 4], 20, "conv2d"),
+        ([2, 300, 8, 8], 40, "conv2d_packed"),
+        ([3, 200, 16, 16], 13, "conv2d_packed"),
+    ];
+    for (i, &([n, cin, h, w], cout, without_room)) in cases.iter().enumerate() {
+        for gpu in gpu_families() {
+            for room in [true, false] {
+                let seed = 200 + 10 * i as u64;
+                let xv = data(seed, n * cin * h * w, -1.0, 1.0);
+                let x = if room {
+                    let arena = gpu.zeros("arena", &[64 + xv.len() + 16384]).unwrap();
+                    let x = arena.view_at("x", &[n, cin, h, w], 256).unwrap();
+                    x.write(gpu, &xv).unwrap();
+                    x
+                } else {
+                    gpu.upload("x", &[n, cin, h, w], &xv).unwrap()
+                };
+                let (wt, wv) = random(gpu, "weight", &[cout, cin, 1, 1], seed + 1);
+                let (b, bv) = random(gpu, "bias", &[cout], seed + 2);
+                let (ch, cv) = random(gpu, "channel", &[n, cout], seed + 3);
+                let (r, rv) = random(gpu, "residual", &[n, cout, h, w], seed + 4);
+                let out = gpu.zeros("out", &[n, cout, h, w]).unwrap();
+                let cfg = Conv2dConfig {
+                    out_scale: 0.5,
+                    ..Default::default()
+                };
+                let name =
+                    format!("conv 1x1 {n}x{cin}x{h}x{w} -> {cout}, room for windows: {room}");
+                let d =
+                    conv2d_with_channel(gpu, &name, &x, &wt, &b, Some(&ch), Some(&r), &out, &cfg)
+                        .unwrap();
+                let got = run(gpu, &[&d], &out);
+                let plane = h * w;
+                let offsets: Vec<f32> = (0..n * cout * plane)
+                    .map(|e| cv[e / plane] + rv[e])
+                    .collect();
+                let (want, _) = nn::conv2d(
+                    &xv,
+                    [n, cin, h, w],
+                    &wv,
+                    [cout, cin, 1, 1],
+                    &bv,
+                    Some(&offsets),
+                    1,
+                    (0, 0, 0, 0),
+                    0.5,
+                );
+                let expect = if room { "conv2d_1x1" } else { without_room };
+                check_result(gpu, &name, d.kernel().name, expect, &got, &want);
+            }
         }
     }
 }
