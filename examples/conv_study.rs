@@ -13,6 +13,10 @@
 //! this is. A choice ending in `-direct` turns the Winograd convolution off (`DeviceOptions::winograd`):
 //! `conv_study cpu-direct cpu` measures what it gains over `conv2d_3x3`.
 //!
+//! `conv_study 1x1 cpu cpu` runs the CIFAR-10 UNet's 1x1 convolutions instead, the first device's x sized
+//! exactly (a storage kernel, `conv2d_packed` or `conv2d`) and the second's in a larger buffer like an
+//! activation (`conv2d_1x1`, which reads x through uniform windows).
+//!
 //! Rates and fractions of roof count the direct convolution's multiply-adds (2 x 9 x cin per output) for
 //! every kernel, so the Winograd convolution's figures are effective rates: it does about a quarter of that
 //! arithmetic (`ops::winograd::flops`).
@@ -38,13 +42,27 @@ struct Case {
     _tensors: Vec<Tensor>,
 }
 
-fn case(gpu: &Gpu, n: usize, cin: usize, cout: usize, hw: usize) -> Case {
-    let x = filled(gpu, "x", &[n, cin, hw, hw]);
-    let w = filled(gpu, "weight", &[cout, cin, 3, 3]);
+/// A `k` x `k` convolution (3 or 1) of `cin -> cout` channels at `hw` x `hw`, batch `n`. With `room`, x lies in
+/// a larger buffer as the planner places activations, so that a kernel reading it through uniform windows can
+/// (conv2d_1x1); without, x is sized exactly and such a convolution runs a storage kernel.
+fn case(gpu: &Gpu, n: usize, cin: usize, cout: usize, hw: usize, k: usize, room: bool) -> Case {
+    let shape = [n, cin, hw, hw];
+    let x = if room {
+        let len: usize = shape.iter().product();
+        let arena = gpu.zeros("arena", &[len + 16384]).expect("zeros");
+        let x = arena.view("x", &shape).expect("view");
+        let data = filled(gpu, "x data", &shape);
+        x.write(gpu, &gpu.download(&data).expect("download"))
+            .expect("write");
+        x
+    } else {
+        filled(gpu, "x", &shape)
+    };
+    let w = filled(gpu, "weight", &[cout, cin, k, k]);
     let b = filled(gpu, "bias", &[cout]);
     let out = gpu.zeros("out", &[n, cout, hw, hw]).expect("zeros");
     let cfg = Conv2dConfig {
-        padding: Padding::uniform(1),
+        padding: Padding::uniform(k / 2),
         ..Default::default()
     };
     let dispatch = conv2d(gpu, "conv", &x, &w, &b, None, &out, &cfg).expect("conv2d");
@@ -63,6 +81,7 @@ fn main() -> Result<(), ddim_wgpu::Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "quick");
     let mnist = args.iter().any(|a| a == "mnist");
+    let one = args.iter().any(|a| a == "1x1");
     let (mut batch, rounds) = if quick { (2, 5) } else { (8, 9) };
     if let Some(b) = args.iter().find_map(|a| a.strip_prefix("batch=")) {
         batch = b.parse().unwrap_or_else(|_| {
@@ -72,7 +91,7 @@ fn main() -> Result<(), ddim_wgpu::Error> {
     }
     let choices = args
         .iter()
-        .filter(|a| *a != "quick" && *a != "mnist" && !a.starts_with("batch="))
+        .filter(|a| !["quick", "mnist", "1x1"].contains(&a.as_str()) && !a.starts_with("batch="))
         .map(|a| match a.strip_suffix("-direct") {
             Some(k) => Ok((k.parse::<KernelChoice>()?, false)),
             None => Ok((a.parse::<KernelChoice>()?, true)),
@@ -128,11 +147,29 @@ fn main() -> Result<(), ddim_wgpu::Error> {
         (256, 256, 4),
         (512, 256, 4),
     ];
-    let shapes: &[(usize, usize, usize)] = if mnist { &mnist_shapes } else { &cifar_shapes };
+    // The CIFAR-10 UNet's 1x1 convolutions with `1x1`: attention projections, then the shortcuts.
+    let one_shapes = [
+        (256, 256, 16),
+        (256, 256, 4),
+        (128, 256, 16),
+        (512, 256, 16),
+        (384, 256, 16),
+        (512, 256, 8),
+        (512, 256, 4),
+        (384, 128, 32),
+        (256, 128, 32),
+    ];
+    let shapes: &[(usize, usize, usize)] = match (one, mnist) {
+        (true, _) => &one_shapes,
+        (false, true) => &mnist_shapes,
+        (false, false) => &cifar_shapes,
+    };
+    let k = if one { 1 } else { 3 };
     let mut rows = Vec::new();
     for &(cin, cout, hw) in shapes {
-        let g = case(&general, batch, cin, cout, hw);
-        let a = case(&auto, batch, cin, cout, hw);
+        // With `1x1` the first kernel reads x from storage (sized exactly), the second through windows.
+        let g = case(&general, batch, cin, cout, hw, k, false);
+        let a = case(&auto, batch, cin, cout, hw, k, one);
         let kernels = (g.dispatch.kernel().name, a.dispatch.kernel().name);
         let launches = a.dispatch.launch_count();
         let (mut tg, mut ta) = (Vec::new(), Vec::new());
@@ -147,7 +184,7 @@ fn main() -> Result<(), ddim_wgpu::Error> {
             }
         }
         // The direct convolution's arithmetic, whichever kernel ran (module docs).
-        let flops = (2 * batch * cout * hw * hw * cin * 9) as f64;
+        let flops = (2 * batch * cout * hw * hw * cin * k * k) as f64;
         rows.push((
             cin,
             cout,

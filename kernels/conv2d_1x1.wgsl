@@ -3,9 +3,10 @@
 // a matrix product [cout, cin] x [cin, hw] per image.
 //
 // Layouts (row-major f32):
-//   xw       one 64 KiB window of x [batch, cin, hw] (the host binds it at row n0 * cin + ci0 of x's rows of
-//            hw floats): the launch's images n0 .. n0 + images - 1 with all their channels when a window holds
-//            whole images (ci0 = 0, ci_count = cin), else one image's channels ci0 .. ci0 + ci_count - 1
+//   xw0..xw3 64 KiB windows of x [batch, cin, hw], bound by the host at rows of hw floats (one channel of one
+//            image): either the launch's images n0 .. n0 + images - 1 with all their channels, in xw0 alone (a
+//            window holds whole images), or one image's channels ci0 .. ci0 + ci_count - 1, `rows` to a window
+//            from xw0 (the windows past the last hold nothing the kernel reads)
 //   wpack    one 64 KiB window of the packed weights (conv2d_pack.wgsl with 1 tap): for block b of 8 output
 //            channels in the window and input channel c of its chunk, vec4 index (b * chunk + c) * 2 + half
 //            holds channels 8 * (block0 + b) + 4 * half + 0..3
@@ -14,21 +15,23 @@
 //   out      [batch, cout, hw]
 //   chan     [batch, cout]         read only when has_channel != 0 (a per-image channel offset)
 //
-// Grid: one launch per (weight window, x window). Workgroup g takes output-channel block b = g / groups of
-// the weight window (so the weight reads have uniform addresses) and its 8 invocations 8 consecutive blocks
-// of 8 pixels (groups = ceil(images * hw / 64)); each invocation keeps 8 channels x 8 pixels in 16 vec4
-// accumulators (conv2d_block.inc.wgsl). Its two vec4 reads of x per input channel are per-lane reads of a
-// uniform buffer, which lavapipe gathers with straight-line vector code; a storage buffer it reads one lane at
-// a time (BENCHMARKS.md). When a window holds fewer than cin channels, the chunks of one image run in order:
-// the first writes acc + bias (+ chan), later ones add to out, the last adds the residual and scales.
-// Invariants: hw % 8 == 0; images * cin * hw <= 16384 when ci_count = cin, ci_count * hw <= 16384 otherwise
-// (host-checked); channels past cout are computed from zero weights and not stored.
+// Grid: one launch per (weight window, image group or image). Workgroup g takes output-channel block
+// b = g / groups of the weight window and its 8 invocations 8 consecutive blocks of 8 pixels
+// (groups = ceil(images * hw / 64)); each invocation keeps 8 channels x 8 pixels in 16 vec4 accumulators
+// (conv2d_block.inc.wgsl). Its reads of x and of the weights are reads of uniform buffers, which lavapipe
+// gathers with straight-line vector code; a storage buffer it reads one lane at a time (BENCHMARKS.md). Four x
+// windows per launch let a launch sum 4 x rows channels (256 at 16 x 16), so that an image's channels run in
+// one chunk where they can; when they do not, the chunks run in order: the first writes acc + bias (+ chan),
+// later ones add to out, the last adds the residual and scales.
+// Invariants: hw % 8 == 0; images * cin * hw <= 16384 when images > 1, ci_count <= 4 * rows and
+// rows * hw <= 16384 (host-checked); channels past cout are computed from zero weights and not stored.
 
 struct Params {
     cin: u32,
     cout: u32,
     hw: u32,
     ci_count: u32,
+    rows: u32,
     chunk: u32,
     block0: u32,
     blocks: u32,
@@ -40,16 +43,18 @@ struct Params {
     out_scale: f32,
     has_channel: u32,
     _pad0: u32,
-    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<uniform> xw: array<vec4<f32>, 4096>;
-@group(0) @binding(2) var<uniform> wpack: array<vec4<f32>, 4096>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read> residual: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;
-@group(0) @binding(6) var<storage, read> chan: array<f32>;
+@group(0) @binding(1) var<uniform> xw0: array<vec4<f32>, 4096>;
+@group(0) @binding(2) var<uniform> xw1: array<vec4<f32>, 4096>;
+@group(0) @binding(3) var<uniform> xw2: array<vec4<f32>, 4096>;
+@group(0) @binding(4) var<uniform> xw3: array<vec4<f32>, 4096>;
+@group(0) @binding(5) var<uniform> wpack: array<vec4<f32>, 4096>;
+@group(0) @binding(6) var<storage, read> bias: array<f32>;
+@group(0) @binding(7) var<storage, read> residual: array<f32>;
+@group(0) @binding(8) var<storage, read_write> out: array<f32>;
+@group(0) @binding(9) var<storage, read> chan: array<f32>;
 
 @compute @workgroup_size(8)
 fn main(
@@ -69,12 +74,35 @@ fn main(
     let local = pb / per_image;
     let px0 = (pb % per_image) * 8u;
 
+    // One loop per x window (WGSL cannot index bindings): channels [k rows, (k + 1) rows) from window k.
     var acc: Acc;
-    var xi = (local * p.cin * p.hw + px0) / 4u;
+    let base = (local * p.cin * p.hw + px0) / 4u;
     let step = p.hw / 4u;
     var wi = b * p.chunk * 2u;
-    for (var c = 0u; c < p.ci_count; c = c + 1u) {
-        tap(&acc, wpack[wi], wpack[wi + 1u], xw[xi], xw[xi + 1u]);
+    var xi = base;
+    let end0 = min(p.rows, p.ci_count);
+    for (var c = 0u; c < end0; c = c + 1u) {
+        tap(&acc, wpack[wi], wpack[wi + 1u], xw0[xi], xw0[xi + 1u]);
+        xi = xi + step;
+        wi = wi + 2u;
+    }
+    xi = base;
+    let end1 = min(2u * p.rows, p.ci_count);
+    for (var c = end0; c < end1; c = c + 1u) {
+        tap(&acc, wpack[wi], wpack[wi + 1u], xw1[xi], xw1[xi + 1u]);
+        xi = xi + step;
+        wi = wi + 2u;
+    }
+    xi = base;
+    let end2 = min(3u * p.rows, p.ci_count);
+    for (var c = end1; c < end2; c = c + 1u) {
+        tap(&acc, wpack[wi], wpack[wi + 1u], xw2[xi], xw2[xi + 1u]);
+        xi = xi + step;
+        wi = wi + 2u;
+    }
+    xi = base;
+    for (var c = end2; c < p.ci_count; c = c + 1u) {
+        tap(&acc, wpack[wi], wpack[wi + 1u], xw3[xi], xw3[xi + 1u]);
         xi = xi + step;
         wi = wi + 2u;
     }

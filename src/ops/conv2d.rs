@@ -102,6 +102,9 @@ pub const KERNEL_1X1: Kernel = Kernel {
     bindings: &[
         Access::UniformWindow,
         Access::UniformWindow,
+        Access::UniformWindow,
+        Access::UniformWindow,
+        Access::UniformWindow,
         Access::Read,
         Access::Read,
         Access::ReadWrite,
@@ -147,6 +150,7 @@ pub struct OneByOneParams {
     pub cout: u32,
     pub hw: u32,
     pub ci_count: u32,
+    pub rows: u32,
     pub chunk: u32,
     pub block0: u32,
     pub blocks: u32,
@@ -157,7 +161,7 @@ pub struct OneByOneParams {
     pub has_residual: u32,
     pub out_scale: f32,
     pub has_channel: u32,
-    pub _pad: [u32; 2],
+    pub _pad: u32,
 }
 
 /// Mirrors `Params` in conv2d_pack.wgsl.
@@ -679,26 +683,31 @@ fn packed(
     Ok(Dispatch::launches(gpu, kernel, OP, label, specs)?.owning(packed))
 }
 
-/// Input channels a window of x must hold (or the whole cin) for [`KERNEL_1X1`] to run: with fewer, each
+/// Input channels one launch of [`KERNEL_1X1`] must sum (or the whole cin) for it to run: with fewer, each
 /// chunk's read-modify-write of out (a per-lane storage access, which lavapipe makes lane by lane) weighs
-/// against the few channels it sums. 64 channels is a 16 x 16 map's window.
+/// against the few channels it sums. 64 channels are one window of a 16 x 16 map, four of a 32 x 32 map.
 const ONE_BY_ONE_MIN_CHUNK: usize = 64;
 
+/// x windows one launch of [`KERNEL_1X1`] binds (`xw0` .. `xw3`).
+const X_WINDOWS: usize = 4;
+
 /// How [`KERNEL_1X1`] cuts a 1x1 convolution into uniform windows. x is rows of `hw` floats (one channel of one
-/// image): a window holds `images` whole images when one does (`weights.chunks == 1`), else one image's input
-/// channels in `weights.chunks` chunks of `weights.chunk`, the same chunks the weights are packed in.
+/// image), `rows` to a window. Where a window holds whole images, a launch takes `images` of them from one
+/// window; else a launch takes one image's channels in chunks of `weights.chunk` (the chunks the weights are
+/// packed in, at most [`X_WINDOWS`] windows each), in `weights.chunks` launches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OneByOne {
     pub hw: usize,
+    pub rows: usize,
     pub images: usize,
     pub weights: PackGeometry,
 }
 
 impl OneByOne {
     /// The cut for `shape`, or `None` when [`KERNEL_1X1`] does not apply: not a 1x1 stride-1 unpadded
-    /// convolution of a stored input, `hw` not a multiple of 8, a chunk under [`ONE_BY_ONE_MIN_CHUNK`]
-    /// channels, or windows that would not start at multiples of `align` (the device's uniform offset
-    /// alignment) from x's start.
+    /// convolution of a stored input, `hw` not a multiple of 8, launches of fewer than
+    /// [`ONE_BY_ONE_MIN_CHUNK`] channels, or windows that would not start at multiples of `align` (the
+    /// device's uniform offset alignment) from x's start.
     pub fn new(shape: &ConvShape, align: u64) -> Option<Self> {
         let s = shape;
         let one = (s.kh, s.kw, s.stride, s.pad_top, s.pad_left, s.up) == (1, 1, 1, 0, 0, 0)
@@ -708,21 +717,24 @@ impl OneByOne {
             return None;
         }
         let rows = WINDOW_FLOATS / hw;
-        if rows < ONE_BY_ONE_MIN_CHUNK.min(cin) {
+        let per_launch = if cin <= rows { cin } else { X_WINDOWS * rows };
+        if per_launch < ONE_BY_ONE_MIN_CHUNK.min(cin) {
             return None;
         }
-        let weights = PackGeometry::with_max_chunk(cout, cin, 1, rows)?;
-        let images = if weights.chunks == 1 { rows / cin } else { 1 };
+        let weights = PackGeometry::with_max_chunk(cout, cin, 1, per_launch)?;
+        let images = if cin <= rows { rows / cin } else { 1 };
         let row_bytes = hw as u64 * 4;
         let steps = [
             images as u64 * cin as u64 * row_bytes,
             weights.chunk as u64 * row_bytes,
+            rows as u64 * row_bytes,
         ];
         if align == 0 || steps.iter().any(|step| step % align != 0) {
             return None;
         }
         Some(OneByOne {
             hw,
+            rows,
             images,
             weights,
         })
@@ -750,21 +762,32 @@ fn one_by_one(
     let (n, cin) = (shape.batch as usize, shape.cin as usize);
     let w = &geo.weights;
     let row_bytes = geo.hw as u64 * 4;
-    // (first image, images, chunk): what each x window holds.
+    // Per launch: the first image, the images, the chunk, and where its x windows start (the unused ones
+    // repeat the first).
     let mut windows = Vec::new();
     for n0 in (0..n).step_by(geo.images) {
         for q in 0..w.chunks {
-            windows.push((n0, geo.images.min(n - n0), q));
+            let ci0 = q * w.chunk;
+            let used = w.chunk.min(cin - ci0).div_ceil(geo.rows).min(X_WINDOWS);
+            let first = (n0 * cin + ci0) as u64;
+            let starts: [u64; X_WINDOWS] = std::array::from_fn(|k| {
+                let row = if k < used {
+                    first + (k * geo.rows) as u64
+                } else {
+                    first
+                };
+                x.offset() + row * row_bytes
+            });
+            windows.push((n0, geo.images.min(n - n0), q, starts));
         }
     }
-    let start = |&(n0, _, q): &(usize, usize, usize)| {
-        x.offset() + (n0 * cin + q * w.chunk) as u64 * row_bytes
-    };
     let align = gpu.limits().min_uniform_buffer_offset_alignment as u64;
     let room = x.offset().is_multiple_of(align)
-        && windows
-            .iter()
-            .all(|win| start(win) + UNIFORM_WINDOW <= x.buffer().size());
+        && windows.iter().all(|(_, _, _, starts)| {
+            starts
+                .iter()
+                .all(|&start| start + UNIFORM_WINDOW <= x.buffer().size())
+        });
     if !room {
         return Ok(None);
     }
@@ -774,14 +797,14 @@ fn one_by_one(
     let mut launches = Vec::with_capacity(groups * windows.len());
     for group in 0..groups {
         let block0 = group * w.blocks_per_window;
-        for win in &windows {
-            let &(n0, images, q) = win;
+        for &(n0, images, q, starts) in &windows {
             let ci0 = q * w.chunk;
             let params = OneByOneParams {
                 cin: shape.cin,
                 cout: shape.cout,
                 hw: dim(OP, "hw", geo.hw)?,
                 ci_count: dim(OP, "chunk", w.chunk.min(cin - ci0))?,
+                rows: dim(OP, "rows", geo.rows)?,
                 chunk: dim(OP, "chunk", w.chunk)?,
                 block0: dim(OP, "block", block0)?,
                 blocks: dim(OP, "blocks", w.blocks_per_window.min(w.blocks - block0))?,
@@ -792,29 +815,35 @@ fn one_by_one(
                 has_residual: residual.is_some() as u32,
                 out_scale: cfg.out_scale,
                 has_channel: channel.is_some() as u32,
-                _pad: [0; 2],
+                _pad: 0,
             };
             let pixel_groups = (images * geo.hw / 8).div_ceil(8);
-            launches.push((params, group * w.chunks + q, start(win), pixel_groups));
+            launches.push((params, group * w.chunks + q, starts, pixel_groups));
         }
     }
+    let x_window = |offset: u64| {
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: x.buffer(),
+            offset,
+            size: wgpu::BufferSize::new(UNIFORM_WINDOW),
+        })
+    };
     let specs = launches
         .iter()
-        .map(|(p, window, offset, pixel_groups)| LaunchSpec {
-            params: bytemuck::bytes_of(p),
-            resources: vec![
-                wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer: x.buffer(),
-                    offset: *offset,
-                    size: wgpu::BufferSize::new(UNIFORM_WINDOW),
-                }),
+        .map(|(p, window, starts, pixel_groups)| {
+            let mut resources: Vec<_> = starts.iter().map(|&start| x_window(start)).collect();
+            resources.extend([
                 window_binding(&packed, *window),
                 bias.binding(),
                 residual.unwrap_or(bias).binding(),
                 out.binding(),
                 channel.unwrap_or(bias).binding(),
-            ],
-            workgroups: p.blocks as u64 * *pixel_groups as u64,
+            ]);
+            LaunchSpec {
+                params: bytemuck::bytes_of(p),
+                resources,
+                workgroups: p.blocks as u64 * *pixel_groups as u64,
+            }
         })
         .collect();
     Ok(Some(

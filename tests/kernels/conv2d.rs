@@ -491,10 +491,12 @@ fn conv_reading_its_input_upsampled_on_every_kernel() {
 }
 
 /// The 1x1 convolution with x read through uniform windows (conv2d_1x1), with a channel offset, a residual and a
-/// scale: whole images per window (a 4x4 map: 42 images of 24 channels fit, 5 run in one launch) and an image's
-/// channels in chunks (8x8: 2 chunks of 150; 16x16: 4 chunks of 50, 13 output channels in 2 blocks). x lies in
-/// a larger buffer, 256 bytes in, as the planner places activations (a window needs room past x); the same x
-/// sized exactly runs the storage kernels instead, checked too.
+/// scale: whole images per window (a 4x4 map: 42 images of 24 channels fit, 5 run in one launch); an image's
+/// channels over several windows of one launch (8x8: 256 + 44 channels; 16x16: 64 + 64 + 64 + 8, 13 output
+/// channels in 2 blocks); and in chunks of several launches that add to the output (16x16: 3 chunks of 200
+/// channels over 4 windows each; 32x32: 2 chunks of 50). x lies in a larger buffer, 256 bytes in, as the
+/// planner places activations (a window needs room past x); the same x sized exactly runs the storage kernels
+/// instead, checked too.
 #[test]
 fn conv1x1_with_x_in_uniform_windows() {
     gpu_or_skip!();
@@ -502,6 +504,8 @@ fn conv1x1_with_x_in_uniform_windows() {
         ([5, 24, 4, 4], 20, "conv2d"),
         ([2, 300, 8, 8], 40, "conv2d_packed"),
         ([3, 200, 16, 16], 13, "conv2d_packed"),
+        ([2, 600, 16, 16], 13, "conv2d_packed"),
+        ([2, 100, 32, 32], 9, "conv2d_packed"),
     ];
     for (i, &([n, cin, h, w], cout, without_room)) in cases.iter().enumerate() {
         for gpu in gpu_families() {
