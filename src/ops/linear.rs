@@ -2,9 +2,9 @@
 //! matrices, reading and writing either row-major `[N, M, K]` or NCHW feature maps viewed as tokens.
 //!
 //! On feature maps without input SiLU (the attention projections) a linear layer is a 1x1 convolution: where
-//! [`conv2d::kernel_for`] would run it with packed weights (`conv2d_packed`, CPU family) or shared-memory tiles
-//! (`conv2d_tiled`, GPU family), that is what runs, since those read each weight once per workgroup and
-//! `linear.wgsl` cannot. The baseline kernels keep `linear.wgsl`.
+//! [`conv2d::kernel_for`] would run it with weights in uniform windows (`conv2d_1x1`, `conv2d_packed`, CPU
+//! family) or shared-memory tiles (`conv2d_tiled`, GPU family), that is what runs, since those read each
+//! weight once per workgroup and `linear.wgsl` cannot. The baseline kernels keep `linear.wgsl`.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -164,7 +164,12 @@ pub fn linear(
         };
         let shape = ConvShape::new(OP, x, &w4, bias, &conv)?;
         let kernel = conv2d::kernel_for(gpu, &shape).name;
-        if kernel == conv2d::KERNEL_PACKED.name || kernel == conv2d::KERNEL_TILED.name {
+        let convolution = [
+            &conv2d::KERNEL_1X1,
+            &conv2d::KERNEL_PACKED,
+            &conv2d::KERNEL_TILED,
+        ];
+        if convolution.iter().any(|k| k.name == kernel) {
             return conv2d::conv2d(gpu, label, x, &w4, bias, residual, y, &conv);
         }
     }
