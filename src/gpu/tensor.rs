@@ -5,7 +5,8 @@ use wgpu::util::DeviceExt;
 use super::Gpu;
 use crate::error::{Error, Result};
 
-/// A row-major f32 tensor on the GPU. Usable as a storage binding, a copy source and a copy destination.
+/// A row-major f32 tensor on the GPU. Usable as a storage binding, a uniform binding (64 KiB windows of it), a
+/// copy source and a copy destination.
 ///
 /// Several tensors may share one buffer ([`Tensor::view`], [`Tensor::view_at`]): the memory planner places
 /// tensors whose lifetimes do not overlap in the same bytes. A tensor binds only its own `bytes()` bytes, from
