@@ -470,7 +470,7 @@ fn storage_kernel_for(gpu: &Gpu, shape: &ConvShape) -> &'static Kernel {
     let windows = limits.max_uniform_buffer_binding_size >= UNIFORM_WINDOW
         && limits.max_storage_buffer_binding_size >= UNIFORM_WINDOW;
     if windows && winograd_fits(gpu, shape) {
-        &winograd::GEMM_KERNEL
+        winograd::products_kernel(gpu, shape)
     } else if !(fits && busy && windows) {
         &KERNEL
     } else if shape.kh == 3 && shape.kw == 3 && shape.stride == 1 {
@@ -547,7 +547,8 @@ pub fn conv2d_with_channel(
         + out.len() * (1 + residual.is_some() as usize);
     let cost = Cost::new(shape.flops(), floats as u64);
     let kernel = kernel_for(gpu, &shape);
-    if kernel.name == winograd::GEMM_KERNEL.name {
+    let products = [&winograd::GEMM_KERNEL, &winograd::GEMM_WINDOWED_KERNEL];
+    if products.iter().any(|k| k.name == kernel.name) {
         let tiling = winograd::Tiling::new(&shape, winograd::Tiling::limit(gpu))
             .ok_or_else(|| Error::shape(OP, format!("`{label}`: no Winograd tiling")))?;
         let dispatch = winograd::conv2d(

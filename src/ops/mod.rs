@@ -142,6 +142,7 @@ pub const KERNELS: &[&Kernel] = &[
     &timestep_embedding::KERNEL,
     &upsample::KERNEL,
     &winograd::GEMM_KERNEL,
+    &winograd::GEMM_WINDOWED_KERNEL,
     &winograd::INPUT_KERNEL,
     &winograd::OUTPUT_KERNEL,
     &winograd::PACK_KERNEL,

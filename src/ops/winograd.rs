@@ -73,6 +73,26 @@ pub const GEMM_KERNEL: Kernel = Kernel {
     params_size: std::mem::size_of::<GemmParams>(),
 };
 
+/// The 36 products with V read from uniform windows, where [`windowed_rows`] allows.
+pub const GEMM_WINDOWED_KERNEL: Kernel = Kernel {
+    name: "conv2d_winograd_gemm_windowed",
+    source: include_str!("../../kernels/conv2d_winograd_gemm_windowed.wgsl"),
+    includes: &[BLOCK],
+    bindings: &[
+        Access::UniformWindow,
+        Access::UniformWindow,
+        Access::UniformWindow,
+        Access::UniformWindow,
+        Access::UniformWindow,
+        Access::ReadWrite,
+    ],
+    workgroup_size: 8,
+    params_size: std::mem::size_of::<GemmParams>(),
+};
+
+/// V windows one launch of [`GEMM_WINDOWED_KERNEL`] binds.
+const V_WINDOWS: usize = 4;
+
 /// The output transform and epilogue.
 pub const OUTPUT_KERNEL: Kernel = Kernel {
     name: "conv2d_winograd_output",
@@ -114,7 +134,8 @@ pub struct TileParams {
     pub out_scale: f32,
 }
 
-/// Mirrors `Params` in conv2d_winograd_gemm.wgsl.
+/// Mirrors `Params` in conv2d_winograd_gemm_windowed.wgsl and, but for `rows` (padding there), in
+/// conv2d_winograd_gemm.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct GemmParams {
@@ -124,7 +145,9 @@ pub struct GemmParams {
     pub blocks: u32,
     pub u0: u32,
     pub units: u32,
-    pub _pad: [u32; 2],
+    /// Input channels per V window (the windowed kernel only).
+    pub rows: u32,
+    pub _pad: u32,
 }
 
 /// Mirrors `Params` in conv2d_winograd_pack.wgsl.
@@ -332,8 +355,43 @@ pub fn input_transform(
     )
 }
 
+/// Input channels per V window when the products can read V from uniform windows
+/// ([`GEMM_WINDOWED_KERNEL`]): `tp` divides a window's 16384 floats, V[xi] `[cin, tp]` fits four windows, every
+/// weight window holds units of one position (units per window divide the blocks of 8 output channels), and
+/// V[xi] starts at a multiple of the device's uniform offset alignment. `None` otherwise.
+pub fn windowed_rows(gpu: &Gpu, cout: usize, cin: usize, tp: usize) -> Option<usize> {
+    let window_floats = (UNIFORM_WINDOW / 4) as usize;
+    let (blocks, units_per_window, _) = windows(cout, cin)?;
+    let align = gpu.limits().min_uniform_buffer_offset_alignment as u64;
+    let fits = tp > 0
+        && window_floats.is_multiple_of(tp)
+        && cin <= V_WINDOWS * (window_floats / tp)
+        && blocks.is_multiple_of(units_per_window)
+        && align > 0
+        && (cin as u64 * tp as u64 * 4).is_multiple_of(align);
+    fits.then_some(window_floats / tp)
+}
+
+/// The products' kernel the Winograd convolution of `shape` runs on `gpu` (whose scratch V carries
+/// [`V_SLACK`]): [`GEMM_WINDOWED_KERNEL`] where [`windowed_rows`] allows, else [`GEMM_KERNEL`].
+pub fn products_kernel(gpu: &Gpu, shape: &ConvShape) -> &'static Kernel {
+    let windowed = Tiling::new(shape, Tiling::limit(gpu))
+        .and_then(|t| windowed_rows(gpu, shape.cout as usize, shape.cin as usize, t.tp));
+    if windowed.is_some() {
+        &GEMM_WINDOWED_KERNEL
+    } else {
+        &GEMM_KERNEL
+    }
+}
+
+/// Bytes V needs past its last float for [`GEMM_WINDOWED_KERNEL`]'s windows: a window bound at V[35]'s last
+/// chunk of channels may reach past V's end.
+pub const V_SLACK: u64 = UNIFORM_WINDOW;
+
 /// Prepares the 36 products `m[xi] = U[xi] v[xi]`: v `[36, cin, tp]`, m `[36, cout, tp]`, one launch per
-/// weight window (36 x ceil(cout / 8) units of cin x 8 weights, as many to a window as fit).
+/// weight window (36 x ceil(cout / 8) units of cin x 8 weights, as many to a window as fit). V is read from
+/// uniform windows ([`GEMM_WINDOWED_KERNEL`]) where [`windowed_rows`] allows and v's buffer holds the windows
+/// (the device's scratch V carries [`V_SLACK`]); from storage ([`GEMM_KERNEL`]) otherwise.
 pub fn products(
     gpu: &Gpu,
     label: &str,
@@ -354,6 +412,15 @@ pub fn products(
     }
     expect_shape(OP, m, &[POSITIONS, packed.cout, tp])?;
     check_bindings(gpu, OP, &[v, m])?;
+    let window_floats = (UNIFORM_WINDOW / 4) as usize;
+    // Where each position's V starts in v's buffer, and whether its windows lie within the buffer.
+    let v_start = |xi: usize| v.offset() + (xi * cin * tp * 4) as u64;
+    let rows = windowed_rows(gpu, packed.cout, cin, tp).filter(|&rows| {
+        let used = cin.div_ceil(rows) as u64;
+        v_start(POSITIONS - 1) + used * UNIFORM_WINDOW <= v.buffer().size()
+            && v.offset()
+                .is_multiple_of(gpu.limits().min_uniform_buffer_offset_alignment as u64)
+    });
     let units = POSITIONS * packed.blocks;
     let params = (0..packed.windows)
         .map(|w| {
@@ -365,23 +432,52 @@ pub fn products(
                 blocks: dim(OP, "blocks", packed.blocks)?,
                 u0: dim(OP, "unit", u0)?,
                 units: dim(OP, "units", packed.units_per_window.min(units - u0))?,
-                _pad: [0; 2],
+                rows: dim(OP, "rows", rows.unwrap_or(0))?,
+                _pad: 0,
             })
         })
         .collect::<Result<Vec<_>>>()?;
+    let workgroups = |p: &GemmParams| {
+        workgroups_for(p.units as u64 * (tp / 8) as u64, GEMM_KERNEL.workgroup_size)
+    };
+    let Some(rows) = rows else {
+        let specs = params
+            .iter()
+            .enumerate()
+            .map(|(w, p)| LaunchSpec {
+                params: bytemuck::bytes_of(p),
+                resources: vec![v.binding(), packed.window(w), m.binding()],
+                workgroups: workgroups(p),
+            })
+            .collect();
+        return Dispatch::launches(gpu, &GEMM_KERNEL, OP, label, specs);
+    };
+    let used = cin.div_ceil(rows);
     let specs = params
         .iter()
         .enumerate()
-        .map(|(w, p)| LaunchSpec {
-            params: bytemuck::bytes_of(p),
-            resources: vec![v.binding(), packed.window(w), m.binding()],
-            workgroups: workgroups_for(
-                p.units as u64 * (tp / 8) as u64,
-                GEMM_KERNEL.workgroup_size,
-            ),
+        .map(|(w, p)| {
+            let xi = p.u0 as usize / packed.blocks;
+            let mut resources: Vec<_> = (0..V_WINDOWS)
+                .map(|k| {
+                    let k = if k < used { k } else { 0 };
+                    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: v.buffer(),
+                        offset: v_start(xi) + (k * rows * tp * 4) as u64,
+                        size: wgpu::BufferSize::new(UNIFORM_WINDOW),
+                    })
+                })
+                .collect();
+            resources.extend([packed.window(w), m.binding()]);
+            LaunchSpec {
+                params: bytemuck::bytes_of(p),
+                resources,
+                workgroups: workgroups(p),
+            }
         })
         .collect();
-    Dispatch::launches(gpu, &GEMM_KERNEL, OP, label, specs)
+    debug_assert_eq!(rows * tp, window_floats);
+    Dispatch::launches(gpu, &GEMM_WINDOWED_KERNEL, OP, label, specs)
 }
 
 /// Prepares the output transform of `group` of `tiling`, with the convolution's epilogue:
@@ -447,7 +543,14 @@ pub(crate) fn conv2d(
 ) -> Result<Dispatch> {
     check_bindings(gpu, OP, &[x, bias, out])?; // the weight: by pack_weights
     let packed = pack_weights(gpu, label, weight)?;
-    let v = gpu.scratch("winograd V", &[POSITIONS, shape.cin as usize, tiling.tp])?;
+    // V with V_SLACK bytes to spare, so that the products may read it through uniform windows.
+    let (cin, tp) = (shape.cin as usize, tiling.tp);
+    let v = gpu
+        .scratch(
+            "winograd V",
+            &[POSITIONS * cin * tp + (V_SLACK / 4) as usize],
+        )?
+        .view("winograd V", &[POSITIONS, cin, tp])?;
     let m = gpu.scratch("winograd M", &[POSITIONS, shape.cout as usize, tiling.tp])?;
     let mut dispatch: Option<Dispatch> = None;
     for group in 0..tiling.groups {

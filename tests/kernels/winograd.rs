@@ -10,7 +10,7 @@ use ddim_wgpu::ops::winograd::{
 };
 use ddim_wgpu::reference::{nn, winograd as reference};
 
-use crate::common::{assert_normalised, gpu_families, random, run};
+use crate::common::{assert_normalised, data, gpu_families, random, run};
 use crate::gpu_or_skip;
 
 /// The transforms are short sums in f32 with coefficients exact in binary: B^T d B adds 6 x 6 inputs with
@@ -114,6 +114,48 @@ fn products_over_packed_weights_match_the_reference() {
         let want = reference::products(&u, &vv, cout, cin, tp);
         assert_normalised(&name, &got, &want, PRODUCT_BOUND);
     }
+}
+
+/// The products with V read from uniform windows (conv2d_winograd_gemm_windowed): 600 input channels of 64
+/// tiles over three windows (256, 256 and 88 channels), 21 output channels in 3 blocks, 3 units (one position's)
+/// per weight window. V lies in a larger buffer, as the device's scratch V does; the same V sized exactly runs
+/// the storage kernel, which must give the same bits (the same sums in the same order).
+#[test]
+fn products_with_v_in_uniform_windows_match_the_reference_and_the_storage_kernel() {
+    let gpu = gpu_or_skip!();
+    let (cout, cin, tp) = (21, 600, 64);
+    assert_eq!(winograd::windowed_rows(gpu, cout, cin, tp), Some(256));
+    let (wt, wv) = random(gpu, "weight", &[cout, cin, 3, 3], 30);
+    let vv = data(31, POSITIONS * cin * tp, -1.0, 1.0);
+    let roomy = gpu
+        .zeros("v arena", &[vv.len() + (winograd::V_SLACK / 4) as usize])
+        .unwrap()
+        .view("v", &[POSITIONS, cin, tp])
+        .unwrap();
+    roomy.write(gpu, &vv).unwrap();
+    let exact = gpu.upload("v", &[POSITIONS, cin, tp], &vv).unwrap();
+    let packed = pack_weights(gpu, "products", &wt).unwrap();
+    let mut outputs = Vec::new();
+    for (v, kernel) in [
+        (&roomy, "conv2d_winograd_gemm_windowed"),
+        (&exact, "conv2d_winograd_gemm"),
+    ] {
+        let m = gpu.zeros("m", &[POSITIONS, cout, tp]).unwrap();
+        let name = format!("products {cout}x{cin}, {tp} tiles, {kernel}");
+        let d = products(gpu, &name, &packed, v, &m).unwrap();
+        assert_eq!(d.kernel().name, kernel, "{name}");
+        outputs.push(run(gpu, &[&d], &m));
+    }
+    let u = reference::weight_transform(&wv, cout, cin);
+    let want = reference::products(&u, &vv, cout, cin, tp);
+    assert_normalised("products over V windows", &outputs[0], &want, PRODUCT_BOUND);
+    assert!(
+        outputs[0]
+            .iter()
+            .zip(&outputs[1])
+            .all(|(a, b)| a.to_bits() == b.to_bits()),
+        "the windowed and storage products differ"
+    );
 }
 
 #[test]

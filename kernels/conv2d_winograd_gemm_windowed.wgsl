@@ -1,0 +1,115 @@
+// conv2d_winograd_gemm_windowed: the products of the Winograd convolution F(4x4, 3x3) (ops::winograd), as
+// conv2d_winograd_gemm.wgsl, with V read from 64 KiB uniform windows instead of storage: for one of the 36
+// transformed positions xi, M[xi] = U[xi] V[xi], [cout, cin] x [cin, tp], summed over all input channels.
+//
+// Layouts (row-major f32, read and written as vec4):
+//   vw0..vw3  V[xi] [cin, tp] of the launch's position xi (conv2d_winograd_input.wgsl writes V [36, cin, tp]),
+//             in windows of `rows` = 16384 / tp input channels: window k holds channels k rows .. (k + 1) rows
+//             - 1 (the host binds window k at float (xi cin + k rows) tp of V; the windows past cin hold
+//             nothing the kernel reads)
+//   upack     one 64 KiB window of the transformed weights (conv2d_winograd_pack.wgsl), all of whose units
+//             u0 .. u0 + units - 1 (unit u = xi * blocks + block) have the same position xi; for unit l and
+//             input channel c, vec4 index (l * cin + c) * 2 + half holds channels 8 * block + 4 * half + 0..3
+//   m         [36, cout, tp]
+//
+// Grid: as conv2d_winograd_gemm.wgsl: one launch per weight window; one invocation per (unit l, 8-tile column
+// col), each keeping 8 channels x 8 tiles in 16 vec4 accumulators. The two vec4 reads of V per input channel
+// are per-lane reads of a uniform buffer, which lavapipe gathers with straight-line vector code, where it
+// reads a storage buffer lane by lane (BENCHMARKS.md); the weights are read at workgroup-uniform addresses
+// where a unit has whole workgroups, gathered from the uniform buffer otherwise.
+// Invariants: tp % 8 == 0 and tp divides 16384; cin <= 4 rows (V[xi] in four windows); every unit of the
+// weight window has position xi (host-checked); channels past cout are computed from zero weights and not
+// stored; columns t past the tiles in use hold whatever V holds there.
+
+struct Params {
+    cin: u32,
+    cout: u32,
+    tp: u32,
+    blocks: u32,
+    u0: u32,
+    units: u32,
+    rows: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<uniform> vw0: array<vec4<f32>, 4096>;
+@group(0) @binding(2) var<uniform> vw1: array<vec4<f32>, 4096>;
+@group(0) @binding(3) var<uniform> vw2: array<vec4<f32>, 4096>;
+@group(0) @binding(4) var<uniform> vw3: array<vec4<f32>, 4096>;
+@group(0) @binding(5) var<uniform> upack: array<vec4<f32>, 4096>;
+@group(0) @binding(6) var<storage, read_write> m: array<vec4<f32>>;
+
+// The block of unit l of the window, 8-tile column col: its products over all input channels, stored to m.
+fn unit_block(l: u32, col: u32) {
+    let xi = (p.u0 + l) / p.blocks;
+    let block = (p.u0 + l) % p.blocks;
+    let row = p.tp / 4u;
+
+    // One loop per V window (WGSL cannot index bindings): channels [k rows, (k + 1) rows) from window k.
+    var acc: Acc;
+    let start = col * 2u;
+    var wi = l * p.cin * 2u;
+    var vi = start;
+    let end0 = min(p.rows, p.cin);
+    for (var ci = 0u; ci < end0; ci = ci + 1u) {
+        tap(&acc, upack[wi], upack[wi + 1u], vw0[vi], vw0[vi + 1u]);
+        vi = vi + row;
+        wi = wi + 2u;
+    }
+    vi = start;
+    let end1 = min(2u * p.rows, p.cin);
+    for (var ci = end0; ci < end1; ci = ci + 1u) {
+        tap(&acc, upack[wi], upack[wi + 1u], vw1[vi], vw1[vi + 1u]);
+        vi = vi + row;
+        wi = wi + 2u;
+    }
+    vi = start;
+    let end2 = min(3u * p.rows, p.cin);
+    for (var ci = end1; ci < end2; ci = ci + 1u) {
+        tap(&acc, upack[wi], upack[wi + 1u], vw2[vi], vw2[vi + 1u]);
+        vi = vi + row;
+        wi = wi + 2u;
+    }
+    vi = start;
+    for (var ci = end2; ci < p.cin; ci = ci + 1u) {
+        tap(&acc, upack[wi], upack[wi + 1u], vw3[vi], vw3[vi + 1u]);
+        vi = vi + row;
+        wi = wi + 2u;
+    }
+
+    let co0 = block * 8u;
+    var o = (xi * p.cout + co0) * row + col * 2u;
+    var res = rows(acc);
+    for (var k = 0u; k < 8u; k = k + 1u) {
+        if (co0 + k >= p.cout) {
+            break;
+        }
+        m[o] = res[k][0];
+        m[o + 1u] = res[k][1];
+        o = o + row;
+    }
+}
+
+@compute @workgroup_size(8)
+fn main(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let columns = p.tp / 8u;
+    if (columns % 8u == 0u) {
+        // Whole workgroups per unit: l from the workgroup alone, so the weight reads stay uniform.
+        let g = flat_workgroup(wg, nwg);
+        let l = g / (columns / 8u);
+        if (l < p.units) {
+            unit_block(l, (g % (columns / 8u)) * 8u + li);
+        }
+        return;
+    }
+    let k = flat_index(wg, nwg, li, 8u);
+    let l = k / columns;
+    if (l < p.units) {
+        unit_block(l, k % columns);
+    }
+}
