@@ -9,7 +9,8 @@
 //! - `conv2d_winograd_input.wgsl`: `V = B^T d B` for every tile and input channel ([`input_transform`]);
 //! - `conv2d_winograd_gemm.wgsl`: the 36 products, 8 output channels x 8 tiles per invocation with the weights
 //!   read from uniform windows, like `conv2d_3x3` ([`products`]); invocations map to (unit, 8-tile column)
-//!   pairs, so that small maps (one or four columns) leave no lane idle;
+//!   pairs, so that small maps (one or four columns) leave no lane idle; `conv2d_winograd_gemm_windowed.wgsl`
+//!   the same with V read from uniform windows too, where a position's V fits four ([`windowed_rows`]);
 //! - `conv2d_winograd_output.wgsl`: `A^T M A` and the convolution's epilogue ([`output_transform`]).
 //!
 //! On lavapipe the products cost what a 1x1 convolution costs per multiply-add (8 gathered floats per 64
