@@ -696,7 +696,7 @@ const X_WINDOWS: usize = 4;
 /// How [`KERNEL_1X1`] cuts a 1x1 convolution into uniform windows. x is rows of `hw` floats (one channel of one
 /// image), `rows` to a window. Where a window holds whole images, a launch takes `images` of them from one
 /// window; else a launch takes one image's channels in chunks of `weights.chunk` (the chunks the weights are
-/// packed in, at most [`X_WINDOWS`] windows each), in `weights.chunks` launches.
+/// packed in, at most four x windows each), in `weights.chunks` launches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OneByOne {
     pub hw: usize,
@@ -708,7 +708,7 @@ pub struct OneByOne {
 impl OneByOne {
     /// The cut for `shape`, or `None` when [`KERNEL_1X1`] does not apply: not a 1x1 stride-1 unpadded
     /// convolution of a stored input, `hw` not a multiple of 8, launches of fewer than
-    /// [`ONE_BY_ONE_MIN_CHUNK`] channels, or windows that would not start at multiples of `align` (the
+    /// 64 channels, or windows that would not start at multiples of `align` (the
     /// device's uniform offset alignment) from x's start.
     pub fn new(shape: &ConvShape, align: u64) -> Option<Self> {
         let s = shape;

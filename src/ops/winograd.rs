@@ -357,9 +357,9 @@ pub fn input_transform(
 }
 
 /// Input channels per V window when the products can read V from uniform windows
-/// ([`GEMM_WINDOWED_KERNEL`]): `tp` divides a window's 16384 floats, V[xi] `[cin, tp]` fits four windows, every
+/// ([`GEMM_WINDOWED_KERNEL`]): `tp` divides a window's 16384 floats, `V[xi]` (`[cin, tp]`) fits four windows, every
 /// weight window holds units of one position (units per window divide the blocks of 8 output channels), and
-/// V[xi] starts at a multiple of the device's uniform offset alignment. `None` otherwise.
+/// `V[xi]` starts at a multiple of the device's uniform offset alignment. `None` otherwise.
 pub fn windowed_rows(gpu: &Gpu, cout: usize, cin: usize, tp: usize) -> Option<usize> {
     let window_floats = (UNIFORM_WINDOW / 4) as usize;
     let (blocks, units_per_window, _) = windows(cout, cin)?;
@@ -385,7 +385,7 @@ pub fn products_kernel(gpu: &Gpu, shape: &ConvShape) -> &'static Kernel {
     }
 }
 
-/// Bytes V needs past its last float for [`GEMM_WINDOWED_KERNEL`]'s windows: a window bound at V[35]'s last
+/// Bytes V needs past its last float for [`GEMM_WINDOWED_KERNEL`]'s windows: a window bound at `V[35]`'s last
 /// chunk of channels may reach past V's end.
 pub const V_SLACK: u64 = UNIFORM_WINDOW;
 
