@@ -121,19 +121,7 @@ fn main(
             bk = bk + chan[n * p.cout + co];
         }
         for (var j = 0u; j < 8u; j = j + 1u) {
-            var v = res[k][j / 4u][j % 4u];
-            if (p.first != 0u) {
-                v = v + bk;
-            } else {
-                v = v + out[o + j];
-            }
-            if (p.last != 0u) {
-                if (p.has_residual != 0u) {
-                    v = v + residual[o + j];
-                }
-                v = v * p.out_scale;
-            }
-            out[o + j] = v;
+            out[o + j] = epilogue(res[k][j / 4u][j % 4u], o + j, bk);
         }
     }
 }

@@ -1,6 +1,6 @@
 // conv2d_packed.inc.wgsl: what the two packed-weight convolutions (conv2d_3x3.wgsl, conv2d_packed.wgsl) share,
-// included after common.wgsl, conv2d_shape.inc.wgsl and conv2d_block.inc.wgsl: their Params, bindings and
-// the store of the 8 x 8 accumulator block.
+// included after common.wgsl, conv2d_shape.inc.wgsl, conv2d_block.inc.wgsl and conv2d_epilogue.inc.wgsl: their
+// Params, bindings and the store of the 8 x 8 accumulator block.
 //
 // Layouts (row-major f32):
 //   x        [batch, cin, h, w]
@@ -88,19 +88,7 @@ fn store_block(acc: Acc, n: u32, b: u32, oy: u32, ox0: u32) {
             if (ox >= c.wo) {
                 break;
             }
-            var v = res[k][j / 4u][j % 4u];
-            if (p.first != 0u) {
-                v = v + bk;
-            } else {
-                v = v + out[obase + ox];
-            }
-            if (p.last != 0u) {
-                if (p.has_residual != 0u) {
-                    v = v + residual[obase + ox];
-                }
-                v = v * p.out_scale;
-            }
-            out[obase + ox] = v;
+            out[obase + ox] = epilogue(res[k][j / 4u][j % 4u], obase + ox, bk);
         }
     }
 }

@@ -21,26 +21,14 @@
 // Invariants: tp % 8 == 0; cin <= 2048 (one window holds all input channels of a unit); channels past cout
 // are computed from zero weights and not stored; columns t past the tiles in use hold whatever v holds there.
 
-struct Params {
-    cin: u32,
-    cout: u32,
-    tp: u32,
-    blocks: u32,
-    u0: u32,
-    units: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> v: array<vec4<f32>>;
 @group(0) @binding(2) var<uniform> upack: array<vec4<f32>, 4096>;
 @group(0) @binding(3) var<storage, read_write> m: array<vec4<f32>>;
 
-// The block of unit l of the window, 8-tile column col: its products over all input channels, stored to m.
+// The block of unit l of the window, 8-tile column col: its products over all input channels, stored to m
+// (conv2d_winograd_gemm.inc.wgsl calls it).
 fn unit_block(l: u32, col: u32) {
     let xi = (p.u0 + l) / p.blocks;
-    let block = (p.u0 + l) % p.blocks;
     let row = p.tp / 4u;
 
     var acc: Acc;
@@ -52,38 +40,5 @@ fn unit_block(l: u32, col: u32) {
         wi = wi + 2u;
     }
 
-    let co0 = block * 8u;
-    var o = (xi * p.cout + co0) * row + col * 2u;
-    var res = rows(acc);
-    for (var k = 0u; k < 8u; k = k + 1u) {
-        if (co0 + k >= p.cout) {
-            break;
-        }
-        m[o] = res[k][0];
-        m[o + 1u] = res[k][1];
-        o = o + row;
-    }
-}
-
-@compute @workgroup_size(8)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let columns = p.tp / 8u;
-    if (columns % 8u == 0u) {
-        // Whole workgroups per unit: l from the workgroup alone, so the weight reads stay uniform.
-        let g = flat_workgroup(wg, nwg);
-        let l = g / (columns / 8u);
-        if (l < p.units) {
-            unit_block(l, (g % (columns / 8u)) * 8u + li);
-        }
-        return;
-    }
-    let k = flat_index(wg, nwg, li, 8u);
-    let l = k / columns;
-    if (l < p.units) {
-        unit_block(l, k % columns);
-    }
+    store_block(acc, l, col);
 }

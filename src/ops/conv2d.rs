@@ -61,6 +61,10 @@ const TILE: usize = 64;
 /// The 8 x 8 accumulator block and its update, shared by the packed-weight kernels and the Winograd products.
 pub const BLOCK: &str = include_str!("../../kernels/conv2d_block.inc.wgsl");
 
+/// The epilogue of the convolutions whose input channels may come in chunks (conv2d_packed.inc.wgsl,
+/// conv2d_1x1.wgsl).
+pub const EPILOGUE: &str = include_str!("../../kernels/conv2d_epilogue.inc.wgsl");
+
 /// What the packed-weight kernels share: Params, bindings, the store of the 8 x 8 block.
 pub const PACKED_COMMON: &str = include_str!("../../kernels/conv2d_packed.inc.wgsl");
 
@@ -78,7 +82,7 @@ const PACKED_BINDINGS: &[Access] = &[
 pub const KERNEL_3X3: Kernel = Kernel {
     name: "conv2d_3x3",
     source: include_str!("../../kernels/conv2d_3x3.wgsl"),
-    includes: &[SHAPE, BLOCK, PACKED_COMMON],
+    includes: &[SHAPE, BLOCK, EPILOGUE, PACKED_COMMON],
     bindings: PACKED_BINDINGS,
     workgroup_size: 32,
     params_size: std::mem::size_of::<PackedParams>(),
@@ -88,7 +92,7 @@ pub const KERNEL_3X3: Kernel = Kernel {
 pub const KERNEL_PACKED: Kernel = Kernel {
     name: "conv2d_packed",
     source: include_str!("../../kernels/conv2d_packed.wgsl"),
-    includes: &[SHAPE, BLOCK, PACKED_COMMON],
+    includes: &[SHAPE, BLOCK, EPILOGUE, PACKED_COMMON],
     bindings: PACKED_BINDINGS,
     workgroup_size: 32,
     params_size: std::mem::size_of::<PackedParams>(),
@@ -98,7 +102,7 @@ pub const KERNEL_PACKED: Kernel = Kernel {
 pub const KERNEL_1X1: Kernel = Kernel {
     name: "conv2d_1x1",
     source: include_str!("../../kernels/conv2d_1x1.wgsl"),
-    includes: &[BLOCK],
+    includes: &[BLOCK, EPILOGUE],
     bindings: &[
         Access::UniformWindow,
         Access::UniformWindow,
@@ -746,7 +750,7 @@ impl OneByOne {
 /// The 1x1 path ([`KERNEL_1X1`]): packs the weights in chunks that match x's windows, then one launch per
 /// (weight window, x window), an image's chunks in order. `None` when x's windows do not lie within its
 /// buffer at aligned offsets (a tensor sized exactly, not an arena activation): the caller runs
-/// [`KERNEL_PACKED`] then.
+/// [`storage_kernel_for`]'s kernel then.
 #[allow(clippy::too_many_arguments)]
 fn one_by_one(
     gpu: &Gpu,

@@ -54,6 +54,9 @@ pub const SCRATCH_BYTES: u64 = 32 << 20;
 /// What both transforms share: Params and where a tile lies.
 pub const TILES: &str = include_str!("../../kernels/conv2d_winograd.inc.wgsl");
 
+/// What both products kernels share: Params, the entry point, the store of a block to M.
+pub const GEMM_COMMON: &str = include_str!("../../kernels/conv2d_winograd_gemm.inc.wgsl");
+
 /// The input transform.
 pub const INPUT_KERNEL: Kernel = Kernel {
     name: "conv2d_winograd_input",
@@ -68,7 +71,7 @@ pub const INPUT_KERNEL: Kernel = Kernel {
 pub const GEMM_KERNEL: Kernel = Kernel {
     name: "conv2d_winograd_gemm",
     source: include_str!("../../kernels/conv2d_winograd_gemm.wgsl"),
-    includes: &[BLOCK],
+    includes: &[BLOCK, GEMM_COMMON],
     bindings: &[Access::Read, Access::UniformWindow, Access::ReadWrite],
     workgroup_size: 8,
     params_size: std::mem::size_of::<GemmParams>(),
@@ -78,7 +81,7 @@ pub const GEMM_KERNEL: Kernel = Kernel {
 pub const GEMM_WINDOWED_KERNEL: Kernel = Kernel {
     name: "conv2d_winograd_gemm_windowed",
     source: include_str!("../../kernels/conv2d_winograd_gemm_windowed.wgsl"),
-    includes: &[BLOCK],
+    includes: &[BLOCK, GEMM_COMMON],
     bindings: &[
         Access::UniformWindow,
         Access::UniformWindow,
@@ -135,8 +138,7 @@ pub struct TileParams {
     pub out_scale: f32,
 }
 
-/// Mirrors `Params` in conv2d_winograd_gemm_windowed.wgsl and, but for `rows` (padding there), in
-/// conv2d_winograd_gemm.wgsl.
+/// Mirrors `Params` in conv2d_winograd_gemm.inc.wgsl (both products kernels).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct GemmParams {
