@@ -498,7 +498,7 @@ const WINOGRAD_MIN_CHANNELS: u32 = 16;
 fn winograd_fits(gpu: &Gpu, shape: &ConvShape) -> bool {
     gpu.winograd()
         && shape.cin.min(shape.cout) >= WINOGRAD_MIN_CHANNELS
-        && winograd::Tiling::new(shape, winograd::Tiling::limit(gpu)).is_some()
+        && winograd::Tiling::on(gpu, shape).is_some()
         && winograd::packed_bytes(shape.cout as usize, shape.cin as usize)
             .is_some_and(|bytes| bytes <= gpu.limits().max_buffer_size)
 }
@@ -554,7 +554,7 @@ pub fn conv2d_with_channel(
     let kernel = kernel_for(gpu, &shape);
     let products = [&winograd::GEMM_KERNEL, &winograd::GEMM_WINDOWED_KERNEL];
     if products.iter().any(|k| k.name == kernel.name) {
-        let tiling = winograd::Tiling::new(&shape, winograd::Tiling::limit(gpu))
+        let tiling = winograd::Tiling::on(gpu, &shape)
             .ok_or_else(|| Error::shape(OP, format!("`{label}`: no Winograd tiling")))?;
         let dispatch = winograd::conv2d(
             gpu,

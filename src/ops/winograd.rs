@@ -10,7 +10,7 @@
 //! - `conv2d_winograd_gemm.wgsl`: the 36 products, 8 output channels x 8 tiles per invocation with the weights
 //!   read from uniform windows, like `conv2d_3x3` ([`products`]); invocations map to (unit, 8-tile column)
 //!   pairs, so that small maps (one or four columns) leave no lane idle; `conv2d_winograd_gemm_windowed.wgsl`
-//!   the same with V read from uniform windows too, where a position's V fits four ([`windowed_rows`]);
+//!   the same with V read from uniform windows too, where a position's V fits eight ([`windowed_rows`]);
 //! - `conv2d_winograd_output.wgsl`: `A^T M A` and the convolution's epilogue ([`output_transform`]).
 //!
 //! On lavapipe the products cost what a 1x1 convolution costs per multiply-add (8 gathered floats per 64
@@ -88,14 +88,19 @@ pub const GEMM_WINDOWED_KERNEL: Kernel = Kernel {
         Access::UniformWindow,
         Access::UniformWindow,
         Access::UniformWindow,
+        Access::UniformWindow,
+        Access::UniformWindow,
+        Access::UniformWindow,
+        Access::UniformWindow,
         Access::ReadWrite,
     ],
     workgroup_size: 8,
     params_size: std::mem::size_of::<GemmParams>(),
 };
 
-/// V windows one launch of [`GEMM_WINDOWED_KERNEL`] binds.
-const V_WINDOWS: usize = 4;
+/// V windows one launch of [`GEMM_WINDOWED_KERNEL`] binds (with the weight window and Params, 10 uniform
+/// bindings: WebGPU's default limit is 12).
+const V_WINDOWS: usize = 8;
 
 /// The output transform and epilogue.
 pub const OUTPUT_KERNEL: Kernel = Kernel {
@@ -204,6 +209,25 @@ impl Tiling {
             tp: total.div_ceil(groups).next_multiple_of(8),
             groups,
         })
+    }
+
+    /// The tiling `gpu` runs `shape` with: [`Tiling::new`] within [`Tiling::limit`], or, where the products
+    /// cannot read V from uniform windows at that tiling but can at one with at most twice the groups (V of a
+    /// position within eight windows: [`windowed_rows`]), that one. More groups cost launches (two transforms
+    /// and the weight windows' per group); reading V from windows saved more than that where measured
+    /// (BENCHMARKS.md).
+    pub fn on(gpu: &Gpu, shape: &ConvShape) -> Option<Self> {
+        let base = Tiling::new(shape, Tiling::limit(gpu))?;
+        let (cin, cout) = (shape.cin as usize, shape.cout as usize);
+        if windowed_rows(gpu, cout, cin, base.tp).is_some() {
+            return Some(base);
+        }
+        let per_tile = (POSITIONS * cin.max(cout) * 4) as u64;
+        let tiles = (V_WINDOWS as u64 * UNIFORM_WINDOW / 4) / cin.max(1) as u64;
+        let finer = Tiling::new(shape, (tiles * per_tile).min(Tiling::limit(gpu)))
+            .filter(|t| t.groups <= 2 * base.groups)
+            .filter(|t| windowed_rows(gpu, cout, cin, t.tp).is_some());
+        Some(finer.unwrap_or(base))
     }
 
     /// The bytes each of V and M may take on `gpu`: [`SCRATCH_BYTES`], or less where bindings are smaller.
@@ -359,14 +383,16 @@ pub fn input_transform(
 }
 
 /// Input channels per V window when the products can read V from uniform windows
-/// ([`GEMM_WINDOWED_KERNEL`]): `tp` divides a window's 16384 floats, `V[xi]` (`[cin, tp]`) fits four windows, every
+/// ([`GEMM_WINDOWED_KERNEL`]): `tp` divides a window's 16384 floats, `V[xi]` (`[cin, tp]`) fits eight windows, every
 /// weight window holds units of one position (units per window divide the blocks of 8 output channels), and
 /// `V[xi]` starts at a multiple of the device's uniform offset alignment. `None` otherwise.
 pub fn windowed_rows(gpu: &Gpu, cout: usize, cin: usize, tp: usize) -> Option<usize> {
     let window_floats = (UNIFORM_WINDOW / 4) as usize;
     let (blocks, units_per_window, _) = windows(cout, cin)?;
     let align = gpu.limits().min_uniform_buffer_offset_alignment as u64;
+    let limits = gpu.limits();
     let fits = tp > 0
+        && limits.max_uniform_buffers_per_shader_stage as usize > V_WINDOWS + 1
         && window_floats.is_multiple_of(tp)
         && cin <= V_WINDOWS * (window_floats / tp)
         && blocks.is_multiple_of(units_per_window)
@@ -378,7 +404,7 @@ pub fn windowed_rows(gpu: &Gpu, cout: usize, cin: usize, tp: usize) -> Option<us
 /// The products' kernel the Winograd convolution of `shape` runs on `gpu` (whose scratch V carries
 /// [`V_SLACK`]): [`GEMM_WINDOWED_KERNEL`] where [`windowed_rows`] allows, else [`GEMM_KERNEL`].
 pub fn products_kernel(gpu: &Gpu, shape: &ConvShape) -> &'static Kernel {
-    let windowed = Tiling::new(shape, Tiling::limit(gpu))
+    let windowed = Tiling::on(gpu, shape)
         .and_then(|t| windowed_rows(gpu, shape.cout as usize, shape.cin as usize, t.tp));
     if windowed.is_some() {
         &GEMM_WINDOWED_KERNEL
