@@ -10,7 +10,7 @@
 //! - `conv2d_winograd_gemm.wgsl`: the 36 products, 8 output channels x 8 tiles per invocation with the weights
 //!   read from uniform windows, like `conv2d_3x3` ([`products`]); invocations map to (unit, 8-tile column)
 //!   pairs, so that small maps (one or four columns) leave no lane idle; `conv2d_winograd_gemm_windowed.wgsl`
-//!   the same with V read from uniform windows too, where a position's V fits eight ([`windowed_rows`]);
+//!   the same with V read from uniform windows too, where a position's V fits four ([`windowed_rows`]);
 //! - `conv2d_winograd_output.wgsl`: `A^T M A` and the convolution's epilogue ([`output_transform`]).
 //!
 //! On lavapipe the products cost what a 1x1 convolution costs per multiply-add (8 gathered floats per 64
@@ -88,19 +88,16 @@ pub const GEMM_WINDOWED_KERNEL: Kernel = Kernel {
         Access::UniformWindow,
         Access::UniformWindow,
         Access::UniformWindow,
-        Access::UniformWindow,
-        Access::UniformWindow,
-        Access::UniformWindow,
-        Access::UniformWindow,
         Access::ReadWrite,
     ],
     workgroup_size: 8,
     params_size: std::mem::size_of::<GemmParams>(),
 };
 
-/// V windows one launch of [`GEMM_WINDOWED_KERNEL`] binds (with the weight window and Params, 10 uniform
-/// bindings: WebGPU's default limit is 12).
-const V_WINDOWS: usize = 8;
+/// V windows one launch of [`GEMM_WINDOWED_KERNEL`] binds. Eight (with four more loops and bindings) measured
+/// slower on the maps where four suffice (512 -> 256 @ 16: 59.3 -> 66.0 ms), so a position's V that needs
+/// more runs in smaller tile groups ([`Tiling::on`]) or from storage.
+const V_WINDOWS: usize = 4;
 
 /// The output transform and epilogue.
 pub const OUTPUT_KERNEL: Kernel = Kernel {
@@ -213,7 +210,7 @@ impl Tiling {
 
     /// The tiling `gpu` runs `shape` with: [`Tiling::new`] within [`Tiling::limit`], or, where the products
     /// cannot read V from uniform windows at that tiling but can at one with at most twice the groups (V of a
-    /// position within eight windows: [`windowed_rows`]), that one. More groups cost launches (two transforms
+    /// position within four windows: [`windowed_rows`]), that one. More groups cost launches (two transforms
     /// and the weight windows' per group); reading V from windows saved more than that where measured
     /// (BENCHMARKS.md).
     pub fn on(gpu: &Gpu, shape: &ConvShape) -> Option<Self> {
@@ -383,7 +380,7 @@ pub fn input_transform(
 }
 
 /// Input channels per V window when the products can read V from uniform windows
-/// ([`GEMM_WINDOWED_KERNEL`]): `tp` divides a window's 16384 floats, `V[xi]` (`[cin, tp]`) fits eight windows, every
+/// ([`GEMM_WINDOWED_KERNEL`]): `tp` divides a window's 16384 floats, `V[xi]` (`[cin, tp]`) fits four windows, every
 /// weight window holds units of one position (units per window divide the blocks of 8 output channels), and
 /// `V[xi]` starts at a multiple of the device's uniform offset alignment. `None` otherwise.
 pub fn windowed_rows(gpu: &Gpu, cout: usize, cin: usize, tp: usize) -> Option<usize> {
