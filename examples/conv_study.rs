@@ -11,11 +11,11 @@
 //! Two kernel choices after the options compare other devices: `conv_study cpu gpu` runs the CPU family
 //! (Winograd and `conv2d_3x3`, `conv2d_packed`) against the GPU family (`conv2d_tiled`) on whatever adapter
 //! this is. A choice ending in `-direct` turns the Winograd convolution off (`DeviceOptions::winograd`):
-//! `conv_study cpu-direct cpu` measures what it gains over `conv2d_3x3`.
-//!
-//! `conv_study 1x1 cpu cpu` runs the CIFAR-10 UNet's 1x1 convolutions instead, the first device's x sized
-//! exactly (a storage kernel, `conv2d_packed` or `conv2d`) and the second's in a larger buffer like an
-//! activation (`conv2d_1x1`, which reads x through uniform windows).
+//! `conv_study cpu-direct cpu` measures what it gains over `conv2d_3x3`. One ending in `-storage` reads
+//! activations from storage only (`DeviceOptions::input_windows`): `conv_study cpu-storage cpu` measures the
+//! Winograd products reading V from uniform windows, `conv_study 1x1 cpu-storage cpu` runs the CIFAR-10 UNet's
+//! 1x1 convolutions instead and measures `conv2d_1x1` against `conv2d_packed`. Every x lies in a larger
+//! buffer, as the planner places activations.
 //!
 //! Rates and fractions of roof count the direct convolution's multiply-adds (2 x 9 x cin per output) for
 //! every kernel, so the Winograd convolution's figures are effective rates: it does about a quarter of that
@@ -42,22 +42,20 @@ struct Case {
     _tensors: Vec<Tensor>,
 }
 
-/// A `k` x `k` convolution (3 or 1) of `cin -> cout` channels at `hw` x `hw`, batch `n`. With `room`, x lies in
-/// a larger buffer as the planner places activations, so that a kernel reading it through uniform windows can
-/// (conv2d_1x1); without, x is sized exactly and such a convolution runs a storage kernel.
-fn case(gpu: &Gpu, n: usize, cin: usize, cout: usize, hw: usize, k: usize, room: bool) -> Case {
+/// A `k` x `k` convolution (3 or 1) of `cin -> cout` channels at `hw` x `hw`, batch `n`. x lies in a larger
+/// buffer, as the planner places activations, so that kernels reading it through uniform windows can
+/// (`conv2d_1x1`).
+fn case(gpu: &Gpu, n: usize, cin: usize, cout: usize, hw: usize, k: usize) -> Case {
     let shape = [n, cin, hw, hw];
-    let x = if room {
-        let len: usize = shape.iter().product();
-        let arena = gpu.zeros("arena", &[len + 16384]).expect("zeros");
-        let x = arena.view("x", &shape).expect("view");
-        let data = filled(gpu, "x data", &shape);
-        x.write(gpu, &gpu.download(&data).expect("download"))
-            .expect("write");
-        x
-    } else {
-        filled(gpu, "x", &shape)
-    };
+    let len: usize = shape.iter().product();
+    let x = gpu
+        .zeros("arena", &[len + 16384])
+        .expect("zeros")
+        .view("x", &shape)
+        .expect("view");
+    let data = filled(gpu, "x data", &shape);
+    x.write(gpu, &gpu.download(&data).expect("download"))
+        .expect("write");
     let w = filled(gpu, "weight", &[cout, cin, k, k]);
     let b = filled(gpu, "bias", &[cout]);
     let out = gpu.zeros("out", &[n, cout, hw, hw]).expect("zeros");
@@ -89,16 +87,31 @@ fn main() -> Result<(), ddim_wgpu::Error> {
             std::process::exit(2);
         });
     }
+    // A choice is a kernel family with optional suffixes: `-direct` (Winograd off), `-storage` (activations
+    // read from storage, not uniform windows).
     let choices = args
         .iter()
         .filter(|a| !["quick", "mnist", "1x1"].contains(&a.as_str()) && !a.starts_with("batch="))
-        .map(|a| match a.strip_suffix("-direct") {
-            Some(k) => Ok((k.parse::<KernelChoice>()?, false)),
-            None => Ok((a.parse::<KernelChoice>()?, true)),
+        .map(|a| {
+            let mut family = a.as_str();
+            let (mut winograd, mut windows) = (true, true);
+            loop {
+                if let Some(f) = family.strip_suffix("-direct") {
+                    (family, winograd) = (f, false);
+                } else if let Some(f) = family.strip_suffix("-storage") {
+                    (family, windows) = (f, false);
+                } else {
+                    break;
+                }
+            }
+            Ok((family.parse::<KernelChoice>()?, winograd, windows))
         })
         .collect::<Result<Vec<_>, ddim_wgpu::Error>>()?;
-    let ((first, first_winograd), (second, second_winograd)) = match choices[..] {
-        [] => ((KernelChoice::Baseline, true), (KernelChoice::Auto, true)),
+    let (first, second) = match choices[..] {
+        [] => (
+            (KernelChoice::Baseline, true, true),
+            (KernelChoice::Auto, true, true),
+        ),
         [a, b] => (a, b),
         _ => {
             eprintln!("conv_study: give two kernel choices (e.g. `cpu gpu`) or none");
@@ -106,19 +119,23 @@ fn main() -> Result<(), ddim_wgpu::Error> {
         }
     };
     let base = DeviceOptions::from_env()?;
-    let general = Gpu::new(&DeviceOptions {
-        kernels: first,
-        winograd: first_winograd,
-        ..base.clone()
-    })?;
-    let auto = Gpu::new(&DeviceOptions {
-        kernels: second,
-        winograd: second_winograd,
-        ..base
-    })?;
-    let name =
-        |k: KernelChoice, winograd: bool| format!("{k:?}{}", if winograd { "" } else { "-direct" });
-    let (first, second) = (name(first, first_winograd), name(second, second_winograd));
+    let open = |(kernels, winograd, input_windows): (KernelChoice, bool, bool)| {
+        Gpu::new(&DeviceOptions {
+            kernels,
+            winograd,
+            input_windows,
+            ..base.clone()
+        })
+    };
+    let (general, auto) = (open(first)?, open(second)?);
+    let name = |(k, winograd, windows): (KernelChoice, bool, bool)| {
+        format!(
+            "{k:?}{}{}",
+            if winograd { "" } else { "-direct" },
+            if windows { "" } else { "-storage" }
+        )
+    };
+    let (first, second) = (name(first), name(second));
     println!("adapter: {}", describe(&auto.info()));
     let roof_before = roofline::measure(&auto)?;
 
@@ -167,9 +184,8 @@ fn main() -> Result<(), ddim_wgpu::Error> {
     let k = if one { 1 } else { 3 };
     let mut rows = Vec::new();
     for &(cin, cout, hw) in shapes {
-        // With `1x1` the first kernel reads x from storage (sized exactly), the second through windows.
-        let g = case(&general, batch, cin, cout, hw, k, false);
-        let a = case(&auto, batch, cin, cout, hw, k, one);
+        let g = case(&general, batch, cin, cout, hw, k);
+        let a = case(&auto, batch, cin, cout, hw, k);
         let kernels = (g.dispatch.kernel().name, a.dispatch.kernel().name);
         let launches = a.dispatch.launch_count();
         let (mut tg, mut ta) = (Vec::new(), Vec::new());

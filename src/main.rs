@@ -52,6 +52,12 @@ struct Cli {
           action = clap::ArgAction::Set, value_name = "on|off")]
     winograd: bool,
 
+    /// Whether the cpu family reads activations through 64 KiB uniform windows where it can (on: conv2d_1x1,
+    /// the windowed Winograd products), or always from storage (off), to compare the two.
+    #[arg(long, global = true, env = "DDIM_INPUT_WINDOWS", default_value = "on", value_parser = parse_input_windows_arg,
+          action = clap::ArgAction::Set, value_name = "on|off")]
+    input_windows: bool,
+
     /// Open the device with at most this storage-binding size, in bytes (a multiple of 4): what a smaller
     /// device allows, to see batches split on a large one.
     #[arg(long, global = true, env = "DDIM_MAX_BINDING")]
@@ -351,6 +357,10 @@ fn parse_switch_arg(s: &str) -> Result<bool, String> {
     parse_switch("--winograd", s).map_err(|e| e.to_string())
 }
 
+fn parse_input_windows_arg(s: &str) -> Result<bool, String> {
+    parse_switch("--input-windows", s).map_err(|e| e.to_string())
+}
+
 fn parse_backend_arg(s: &str) -> Result<wgpu::Backend, String> {
     parse_backend(s).map_err(|e| e.to_string())
 }
@@ -370,6 +380,7 @@ fn run(cli: Cli) -> Result<()> {
         adapter: cli.adapter.filter(|s| !s.trim().is_empty()),
         kernels: cli.kernels,
         winograd: cli.winograd,
+        input_windows: cli.input_windows,
         max_binding: cli.max_binding,
         fault: cli.inject_fault,
     };

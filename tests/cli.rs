@@ -51,6 +51,23 @@ fn the_winograd_switch_takes_on_or_off() {
 }
 
 #[test]
+fn the_input_windows_switch_takes_on_or_off() {
+    let out = ddim(&["--input-windows", "sometimes", "info"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--input-windows `sometimes`: expected on or off"),
+        "{stderr}"
+    );
+    let out = ddim(&["--input-windows", "off", "--backend", "directx9", "info"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("unknown backend `directx9`"),
+        "off is accepted: {stderr}"
+    );
+}
+
+#[test]
 fn an_adapter_filter_that_matches_nothing_names_what_exists() {
     let out = ddim(&["--adapter", "no-such-adapter-xyz", "info"]);
     assert!(!out.status.success());

@@ -8,7 +8,8 @@ use crate::error::{Error, Result};
 use crate::ops::KernelChoice;
 
 /// How to choose the adapter, and which kernel variants to run on it. Built from CLI flags or from the
-/// environment (`DDIM_BACKEND`, `DDIM_ADAPTER`, `DDIM_KERNELS`, `DDIM_MAX_BINDING`).
+/// environment (`DDIM_BACKEND`, `DDIM_ADAPTER`, `DDIM_KERNELS`, `DDIM_WINOGRAD`, `DDIM_INPUT_WINDOWS`,
+/// `DDIM_MAX_BINDING`).
 #[derive(Clone, Debug, Default)]
 pub struct DeviceOptions {
     /// Restrict to one backend. `None` means `WGPU_BACKEND` if set, else every backend.
@@ -20,6 +21,10 @@ pub struct DeviceOptions {
     /// Whether the CPU family may take the Winograd convolution for 3x3 stride-1 convolutions (`ops::winograd`;
     /// `DDIM_WINOGRAD=off` turns it off): on by default; off runs `conv2d_3x3` there, to compare the two.
     pub winograd: bool,
+    /// Whether the CPU family's kernels may read activations through 64 KiB uniform windows as well as their
+    /// weights (`conv2d_1x1`, the windowed Winograd products; `DDIM_INPUT_WINDOWS=off` turns it off): on by
+    /// default; off runs the kernels that read activations from storage, to compare.
+    pub input_windows: bool,
     /// Open the device with at most this `max_storage_buffer_binding_size` (bytes, a multiple of 4): what a
     /// smaller device would allow, to exercise batch splitting on a large one.
     pub max_binding: Option<u64>,
@@ -85,6 +90,10 @@ impl DeviceOptions {
             Ok(s) if !s.trim().is_empty() => parse_switch("DDIM_WINOGRAD", &s)?,
             _ => true,
         };
+        let input_windows = match std::env::var("DDIM_INPUT_WINDOWS") {
+            Ok(s) if !s.trim().is_empty() => parse_switch("DDIM_INPUT_WINDOWS", &s)?,
+            _ => true,
+        };
         let backend = match std::env::var("DDIM_BACKEND") {
             Ok(s) if !s.trim().is_empty() => Some(parse_backend(&s)?),
             _ => None,
@@ -101,6 +110,7 @@ impl DeviceOptions {
             adapter,
             kernels,
             winograd,
+            input_windows,
             max_binding,
             fault,
         })
@@ -217,6 +227,7 @@ pub struct Gpu {
     faults: Arc<Mutex<Faults>>,
     kernels: KernelChoice,
     winograd: bool,
+    input_windows: bool,
     injected: Option<Fault>,
     pub(crate) pipelines: Mutex<HashMap<&'static str, Arc<CachedPipeline>>>,
     // Working buffers shared by every dispatch that names them (`Gpu::scratch`).
@@ -274,6 +285,7 @@ impl Gpu {
             faults,
             kernels: options.kernels,
             winograd: options.winograd,
+            input_windows: options.input_windows,
             injected: options.fault.clone(),
             pipelines: Mutex::new(HashMap::new()),
             scratch: Mutex::new(HashMap::new()),
@@ -299,6 +311,12 @@ impl Gpu {
     /// Whether the CPU family may take the Winograd convolution ([`DeviceOptions::winograd`]).
     pub fn winograd(&self) -> bool {
         self.winograd
+    }
+
+    /// Whether the CPU family's kernels may read activations through uniform windows
+    /// ([`DeviceOptions::input_windows`]).
+    pub fn input_windows(&self) -> bool {
+        self.input_windows
     }
 
     /// The wgpu device.

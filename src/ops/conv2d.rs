@@ -449,8 +449,9 @@ fn cpu_kernel_for(gpu: &Gpu, shape: &ConvShape) -> &'static Kernel {
     let limits = gpu.limits();
     let windows = limits.max_uniform_buffer_binding_size >= UNIFORM_WINDOW
         && limits.max_storage_buffer_binding_size >= UNIFORM_WINDOW;
-    let one = OneByOne::new(shape, limits.min_uniform_buffer_offset_alignment as u64)
-        .is_some_and(|g| g.weights.bytes() <= limits.max_buffer_size);
+    let one = gpu.input_windows()
+        && OneByOne::new(shape, limits.min_uniform_buffer_offset_alignment as u64)
+            .is_some_and(|g| g.weights.bytes() <= limits.max_buffer_size);
     if windows && one {
         &KERNEL_1X1
     } else {

@@ -382,13 +382,15 @@ pub fn input_transform(
 /// Input channels per V window when the products can read V from uniform windows
 /// ([`GEMM_WINDOWED_KERNEL`]): `tp` divides a window's 16384 floats, `V[xi]` (`[cin, tp]`) fits four windows, every
 /// weight window holds units of one position (units per window divide the blocks of 8 output channels), and
-/// `V[xi]` starts at a multiple of the device's uniform offset alignment. `None` otherwise.
+/// `V[xi]` starts at a multiple of the device's uniform offset alignment. `None` otherwise, and where the
+/// device was opened with input windows off ([`crate::gpu::DeviceOptions::input_windows`]).
 pub fn windowed_rows(gpu: &Gpu, cout: usize, cin: usize, tp: usize) -> Option<usize> {
     let window_floats = (UNIFORM_WINDOW / 4) as usize;
     let (blocks, units_per_window, _) = windows(cout, cin)?;
     let align = gpu.limits().min_uniform_buffer_offset_alignment as u64;
     let limits = gpu.limits();
-    let fits = tp > 0
+    let fits = gpu.input_windows()
+        && tp > 0
         && limits.max_uniform_buffers_per_shader_stage as usize > V_WINDOWS + 1
         && window_floats.is_multiple_of(tp)
         && cin <= V_WINDOWS * (window_floats / tp)

@@ -1,6 +1,8 @@
-use ddim_wgpu::gpu::Gpu;
+use ddim_wgpu::gpu::{DeviceOptions, Gpu};
 use ddim_wgpu::ops::KernelChoice;
-use ddim_wgpu::ops::conv2d::{Conv2dConfig, Padding, conv2d, conv2d_with_channel, output_size};
+use ddim_wgpu::ops::conv2d::{
+    Conv2dConfig, ConvShape, Padding, conv2d, conv2d_with_channel, kernel_for, output_size,
+};
 use ddim_wgpu::ops::winograd::{GEMM_KERNEL, GEMM_WINDOWED_KERNEL};
 use ddim_wgpu::reference::nn;
 
@@ -556,5 +558,42 @@ fn conv1x1_with_x_in_uniform_windows() {
                 check_result(gpu, &name, d.kernel().name, expect, &got, &want);
             }
         }
+    }
+}
+
+/// With input windows off (`DeviceOptions::input_windows`, `--input-windows off`) the CPU family reads
+/// activations from storage only: the 1x1 convolution runs `conv2d_packed` and the Winograd products the storage
+/// kernel, on shapes where the windowed kernels run otherwise.
+#[test]
+fn input_windows_off_runs_the_storage_kernels() {
+    gpu_or_skip!();
+    let shape = |cin: u32, cout: u32, side: u32, k: u32| ConvShape {
+        batch: 2,
+        cin,
+        h: side,
+        w: side,
+        cout,
+        ho: side,
+        wo: side,
+        kh: k,
+        kw: k,
+        stride: 1,
+        pad_top: k / 2,
+        pad_left: k / 2,
+        up: 0,
+        _pad: [0; 3],
+    };
+    let (one, three) = (shape(256, 256, 16, 1), shape(256, 256, 8, 3));
+    let mut options = DeviceOptions::from_env().unwrap();
+    options.kernels = KernelChoice::Cpu;
+    for (windows, expect) in [
+        (true, ["conv2d_1x1", "conv2d_winograd_gemm_windowed"]),
+        (false, ["conv2d_packed", "conv2d_winograd_gemm"]),
+    ] {
+        options.input_windows = windows;
+        let gpu = Gpu::new(&options).unwrap();
+        assert_eq!(gpu.input_windows(), windows);
+        let got = [kernel_for(&gpu, &one).name, kernel_for(&gpu, &three).name];
+        assert_eq!(got, expect, "input windows {windows}");
     }
 }
