@@ -10,8 +10,9 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::{
-    Access, Cost, Dispatch, Kernel, KernelChoice, LaunchSpec, UNIFORM_WINDOW, check_bindings, dim,
-    dims, expect_shape, nonzero, workgroups_for,
+    Access, Cost, Dispatch, Kernel, KernelChoice, LaunchSpec, UNIFORM_WINDOW, WINDOW_FLOATS,
+    check_bindings, dim, dims, expect_shape, has_uniform_windows, nonzero, window_binding,
+    workgroups_for,
 };
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
@@ -91,9 +92,6 @@ pub struct PackParams {
 /// Keys per block of `attention_windowed.wgsl` (its `KB`): a window's keys come in multiples of it.
 const KEY_BLOCK: usize = 16;
 
-/// Floats in one uniform window.
-const WINDOW_FLOATS: usize = UNIFORM_WINDOW as usize / 4;
-
 /// How (image, head) pairs and their keys are laid out in windows: each window holds `per_window` pairs with
 /// `kw` keys each; a pair's keys take `key_windows` windows, consecutive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,10 +126,7 @@ impl WindowGeometry {
 /// family where a key block fits a window (head_dim up to 1,024) and the device has 64 KiB uniform bindings,
 /// `attention` otherwise. Never depends on the batch.
 pub fn kernel_for(gpu: &Gpu, head_dim: usize) -> &'static Kernel {
-    let limits = gpu.limits();
-    let windows = limits.max_uniform_buffer_binding_size >= UNIFORM_WINDOW
-        && limits.max_storage_buffer_binding_size >= UNIFORM_WINDOW
-        && limits.max_buffer_size >= UNIFORM_WINDOW;
+    let windows = has_uniform_windows(gpu) && gpu.limits().max_buffer_size >= UNIFORM_WINDOW;
     match gpu.kernel_family() {
         KernelChoice::Cpu if windows && WindowGeometry::new(1, head_dim, 1).is_some() => {
             &WINDOWED_KERNEL
@@ -333,13 +328,6 @@ fn windowed(
             _pad: [0; 2],
         });
     }
-    fn window(buffer: &wgpu::Buffer, w: usize) -> wgpu::BindingResource<'_> {
-        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-            buffer,
-            offset: w as u64 * UNIFORM_WINDOW,
-            size: wgpu::BufferSize::new(UNIFORM_WINDOW),
-        })
-    }
     let specs = params
         .iter()
         .enumerate()
@@ -349,8 +337,8 @@ fn windowed(
                 params: bytemuck::bytes_of(p),
                 resources: vec![
                     q.binding(),
-                    window(kb, w % per_buffer),
-                    window(vb, w % per_buffer),
+                    window_binding(kb, w % per_buffer),
+                    window_binding(vb, w % per_buffer),
                     out.binding(),
                     state.as_entire_binding(),
                 ],

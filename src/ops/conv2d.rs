@@ -7,15 +7,17 @@
 //! multiply-adds; `conv2d_3x3.wgsl` does the others (few channels, or Winograd off), with 8 channels x 8 columns
 //! per invocation and the weights read from 64 KiB uniform windows at addresses uniform across each workgroup,
 //! and `conv2d_packed.wgsl` the same for any geometry; `conv2d_1x1.wgsl` reads x from uniform windows too, for
-//! the 1x1 convolutions; `conv2d_pack.wgsl` lays the weights out for them once, when the dispatch is prepared. For GPUs, `conv2d_tiled.wgsl` is an implicit GEMM over 64 x 64 shared-memory
-//! tiles. [`kernel_for`] chooses by the device's kernel family ([`KernelChoice`]).
+//! the 1x1 convolutions; `conv2d_pack.wgsl` lays the weights out for them once, when the dispatch is prepared.
+//! For GPUs, `conv2d_tiled.wgsl` is an implicit GEMM over 64 x 64 shared-memory tiles. [`kernel_for`] chooses
+//! by the device's kernel family ([`KernelChoice`]).
 
 use bytemuck::{Pod, Zeroable};
 
 use super::winograd;
 use super::{
-    Access, Cost, Dispatch, Kernel, KernelChoice, LaunchSpec, UNIFORM_WINDOW, check_bindings, dim,
-    dims, expect_shape, nonzero, pack_into_windows, window_binding, workgroups_for,
+    Access, Cost, Dispatch, Kernel, KernelChoice, LaunchSpec, UNIFORM_WINDOW, WINDOW_FLOATS,
+    check_bindings, dim, dims, expect_shape, has_uniform_windows, nonzero, pack_into_windows,
+    window_at, window_binding, windows_fit, workgroups_for,
 };
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
@@ -181,9 +183,6 @@ pub struct PackParams {
     pub taps: u32,
     pub _pad: u32,
 }
-
-/// Floats in one uniform window.
-const WINDOW_FLOATS: usize = (UNIFORM_WINDOW / 4) as usize;
 
 /// How weights `[cout, cin, kh, kw]` are cut into uniform windows: blocks of 8 output channels, input channels
 /// in `chunks` chunks of `chunk` (the last may be shorter), `blocks_per_window` blocks per window. Window `w`
@@ -446,13 +445,7 @@ fn gpu_kernel_for(gpu: &Gpu) -> &'static Kernel {
 /// The CPU family: the 1x1 convolution over uniform windows where it applies ([`OneByOne`]), else
 /// [`storage_kernel_for`].
 fn cpu_kernel_for(gpu: &Gpu, shape: &ConvShape) -> &'static Kernel {
-    let limits = gpu.limits();
-    let windows = limits.max_uniform_buffer_binding_size >= UNIFORM_WINDOW
-        && limits.max_storage_buffer_binding_size >= UNIFORM_WINDOW;
-    let one = gpu.input_windows()
-        && OneByOne::new(shape, limits.min_uniform_buffer_offset_alignment as u64)
-            .is_some_and(|g| g.weights.bytes() <= limits.max_buffer_size);
-    if windows && one {
+    if OneByOne::on(gpu, shape).is_some() {
         &KERNEL_1X1
     } else {
         storage_kernel_for(gpu, shape)
@@ -473,10 +466,9 @@ fn storage_kernel_for(gpu: &Gpu, shape: &ConvShape) -> &'static Kernel {
     // Per image, not per batch: a batch-dependent choice would change an image's rounding with the batch.
     let [_, _, ho, wo] = shape.output_shape();
     let busy = ho * wo.div_ceil(8) >= 8;
-    let windows = limits.max_uniform_buffer_binding_size >= UNIFORM_WINDOW
-        && limits.max_storage_buffer_binding_size >= UNIFORM_WINDOW;
-    if windows && winograd_fits(gpu, shape) {
-        winograd::products_kernel(gpu, shape)
+    let windows = has_uniform_windows(gpu);
+    if let Some(tiling) = winograd_tiling(gpu, shape).filter(|_| windows) {
+        winograd::products_kernel(gpu, shape, &tiling)
     } else if !(fits && busy && windows) {
         &KERNEL
     } else if shape.kh == 3 && shape.kw == 3 && shape.stride == 1 {
@@ -493,15 +485,15 @@ fn storage_kernel_for(gpu: &Gpu, shape: &ConvShape) -> &'static Kernel {
 /// 1.1-1.7x for the MNIST model's at batch 8, where each launch's fixed cost weighs most.
 const WINOGRAD_MIN_CHANNELS: u32 = 16;
 
-/// Whether the Winograd convolution takes this 3x3 stride-1 convolution: enough input and output channels,
-/// the input channels of a unit in one weight window, one image's transformed tiles within the scratch limit
-/// and the transformed weights within the buffer limit. Per image, never per batch.
-fn winograd_fits(gpu: &Gpu, shape: &ConvShape) -> bool {
-    gpu.winograd()
+/// The tiling of this 3x3 stride-1 convolution where the Winograd convolution takes it: enough input and
+/// output channels, the input channels of a unit in one weight window, one image's transformed tiles within
+/// the scratch limit and the transformed weights within the buffer limit. Per image, never per batch.
+fn winograd_tiling(gpu: &Gpu, shape: &ConvShape) -> Option<winograd::Tiling> {
+    let fits = gpu.winograd()
         && shape.cin.min(shape.cout) >= WINOGRAD_MIN_CHANNELS
-        && winograd::Tiling::on(gpu, shape).is_some()
         && winograd::packed_bytes(shape.cout as usize, shape.cin as usize)
-            .is_some_and(|bytes| bytes <= gpu.limits().max_buffer_size)
+            .is_some_and(|bytes| bytes <= gpu.limits().max_buffer_size);
+    fits.then(|| winograd::Tiling::on(gpu, shape)).flatten()
 }
 
 /// Prepares `out = (conv(x, weight) + bias + residual) * out_scale`, with the kernel [`kernel_for`] picks.
@@ -573,10 +565,7 @@ pub fn conv2d_with_channel(
         return Ok(dispatch.with_cost(Cost::new(winograd::flops(&shape, &tiling), floats as u64)));
     }
     let mut kernel = kernel;
-    if kernel.name == KERNEL_1X1.name {
-        let align = gpu.limits().min_uniform_buffer_offset_alignment as u64;
-        let geo = OneByOne::new(&shape, align)
-            .ok_or_else(|| Error::shape(OP, format!("`{label}`: no 1x1 window cut")))?;
+    if let Some(geo) = OneByOne::on(gpu, &shape).filter(|_| kernel.name == KERNEL_1X1.name) {
         let dispatch = one_by_one(
             gpu, label, &shape, &geo, x, weight, bias, channel, residual, out, cfg,
         )?;
@@ -746,6 +735,18 @@ impl OneByOne {
             weights,
         })
     }
+
+    /// The cut the CPU family runs `shape` with on `gpu`: [`OneByOne::new`] where the device reads activations
+    /// through uniform windows ([`crate::gpu::DeviceOptions::input_windows`], 64 KiB uniform bindings) and the
+    /// packed weights fit its buffer limit.
+    pub fn on(gpu: &Gpu, shape: &ConvShape) -> Option<Self> {
+        let limits = gpu.limits();
+        if !(gpu.input_windows() && has_uniform_windows(gpu)) {
+            return None;
+        }
+        OneByOne::new(shape, limits.min_uniform_buffer_offset_alignment as u64)
+            .filter(|g| g.weights.bytes() <= limits.max_buffer_size)
+    }
 }
 
 /// The 1x1 path ([`KERNEL_1X1`]): packs the weights in chunks that match x's windows, then one launch per
@@ -788,14 +789,10 @@ fn one_by_one(
             windows.push((n0, geo.images.min(n - n0), q, starts));
         }
     }
-    let align = gpu.limits().min_uniform_buffer_offset_alignment as u64;
-    let room = x.offset().is_multiple_of(align)
-        && windows.iter().all(|(_, _, _, starts)| {
-            starts
-                .iter()
-                .all(|&start| start + UNIFORM_WINDOW <= x.buffer().size())
-        });
-    if !room {
+    let starts = windows
+        .iter()
+        .flat_map(|(_, _, _, starts)| starts.iter().copied());
+    if !windows_fit(gpu, x.buffer(), starts) {
         return Ok(None);
     }
     check_bindings(gpu, OP, &[weight, bias, out])?;
@@ -810,7 +807,7 @@ fn one_by_one(
                 cin: shape.cin,
                 cout: shape.cout,
                 hw: dim(OP, "hw", geo.hw)?,
-                ci_count: dim(OP, "chunk", w.chunk.min(cin - ci0))?,
+                ci_count: dim(OP, "channels", w.chunk.min(cin - ci0))?,
                 rows: dim(OP, "rows", geo.rows)?,
                 chunk: dim(OP, "chunk", w.chunk)?,
                 block0: dim(OP, "block", block0)?,
@@ -828,17 +825,13 @@ fn one_by_one(
             launches.push((params, group * w.chunks + q, starts, pixel_groups));
         }
     }
-    let x_window = |offset: u64| {
-        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-            buffer: x.buffer(),
-            offset,
-            size: wgpu::BufferSize::new(UNIFORM_WINDOW),
-        })
-    };
     let specs = launches
         .iter()
         .map(|(p, window, starts, pixel_groups)| {
-            let mut resources: Vec<_> = starts.iter().map(|&start| x_window(start)).collect();
+            let mut resources: Vec<_> = starts
+                .iter()
+                .map(|&start| window_at(x.buffer(), start))
+                .collect();
             resources.extend([
                 window_binding(&packed, *window),
                 bias.binding(),

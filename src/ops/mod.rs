@@ -88,6 +88,9 @@ pub enum Access {
 /// DX12 adapters all meet.
 pub const UNIFORM_WINDOW: u64 = 65536;
 
+/// f32 values in one uniform window.
+pub(crate) const WINDOW_FLOATS: usize = (UNIFORM_WINDOW / 4) as usize;
+
 /// A WGSL kernel: its source, entry point `main`, storage bindings 1.., and workgroup size.
 #[derive(Debug)]
 pub struct Kernel {
@@ -509,12 +512,39 @@ impl Dispatch {
     }
 }
 
-/// Window `w` of a buffer of uniform windows, as a binding.
-pub(crate) fn window_binding(buffer: &wgpu::Buffer, w: usize) -> wgpu::BindingResource<'_> {
+/// Whether the device binds 64 KiB uniform windows and 64 KiB storage buffers: what the CPU family's
+/// window-reading kernels need.
+pub(crate) fn has_uniform_windows(gpu: &Gpu) -> bool {
+    let limits = gpu.limits();
+    limits.max_uniform_buffer_binding_size >= UNIFORM_WINDOW
+        && limits.max_storage_buffer_binding_size >= UNIFORM_WINDOW
+}
+
+/// The uniform window of `buffer` that starts at byte `offset`, as a binding.
+pub(crate) fn window_at(buffer: &wgpu::Buffer, offset: u64) -> wgpu::BindingResource<'_> {
     wgpu::BindingResource::Buffer(wgpu::BufferBinding {
         buffer,
-        offset: w as u64 * UNIFORM_WINDOW,
+        offset,
         size: wgpu::BufferSize::new(UNIFORM_WINDOW),
+    })
+}
+
+/// Window `w` of a buffer of uniform windows, as a binding.
+pub(crate) fn window_binding(buffer: &wgpu::Buffer, w: usize) -> wgpu::BindingResource<'_> {
+    window_at(buffer, w as u64 * UNIFORM_WINDOW)
+}
+
+/// Whether uniform windows starting at the byte offsets `starts` of `buffer` can be bound: each at a multiple
+/// of the device's uniform offset alignment and ending within the buffer. An activation's windows may reach
+/// past its last value, into the slack its arena carries (`graph::plan`).
+pub(crate) fn windows_fit(
+    gpu: &Gpu,
+    buffer: &wgpu::Buffer,
+    starts: impl IntoIterator<Item = u64>,
+) -> bool {
+    let align = gpu.limits().min_uniform_buffer_offset_alignment as u64;
+    starts.into_iter().all(|start| {
+        align > 0 && start.is_multiple_of(align) && start + UNIFORM_WINDOW <= buffer.size()
     })
 }
 
@@ -552,7 +582,7 @@ pub(crate) fn pack_into_windows<P: bytemuck::Pod>(
         .map(|(w, p)| LaunchSpec {
             params: bytemuck::bytes_of(p),
             resources: vec![weight.binding(), window_binding(&packed, w)],
-            workgroups: workgroups_for(UNIFORM_WINDOW / 4, kernel.workgroup_size),
+            workgroups: workgroups_for(WINDOW_FLOATS as u64, kernel.workgroup_size),
         })
         .collect();
     let pack = Dispatch::launches(gpu, kernel, op, what, launches)?;

@@ -31,8 +31,8 @@ use bytemuck::{Pod, Zeroable};
 
 use super::conv2d::{BLOCK, ConvShape, SHAPE};
 use super::{
-    Access, Dispatch, Kernel, LaunchSpec, UNIFORM_WINDOW, check_bindings, dim, dims, expect_shape,
-    pack_into_windows, window_binding, workgroups_for,
+    Access, Dispatch, Kernel, LaunchSpec, UNIFORM_WINDOW, WINDOW_FLOATS, check_bindings, dim, dims,
+    expect_shape, pack_into_windows, window_at, window_binding, windows_fit, workgroups_for,
 };
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
@@ -46,7 +46,7 @@ pub const TILE: usize = 4;
 pub const POSITIONS: usize = 36;
 
 /// The most input channels one weight window holds for one block of 8 output channels.
-pub const MAX_CIN: usize = (UNIFORM_WINDOW / 4 / 8) as usize;
+pub const MAX_CIN: usize = WINDOW_FLOATS / 8;
 
 /// The most bytes V or M takes in the scratch buffers (a batch's tiles run in groups that fit).
 pub const SCRATCH_BYTES: u64 = 32 << 20;
@@ -220,7 +220,7 @@ impl Tiling {
             return Some(base);
         }
         let per_tile = (POSITIONS * cin.max(cout) * 4) as u64;
-        let tiles = (V_WINDOWS as u64 * UNIFORM_WINDOW / 4) / cin.max(1) as u64;
+        let tiles = (V_WINDOWS * WINDOW_FLOATS / cin.max(1)) as u64;
         let finer = Tiling::new(shape, (tiles * per_tile).min(Tiling::limit(gpu)))
             .filter(|t| t.groups <= 2 * base.groups)
             .filter(|t| windowed_rows(gpu, cout, cin, t.tp).is_some());
@@ -385,27 +385,25 @@ pub fn input_transform(
 /// `V[xi]` starts at a multiple of the device's uniform offset alignment. `None` otherwise, and where the
 /// device was opened with input windows off ([`crate::gpu::DeviceOptions::input_windows`]).
 pub fn windowed_rows(gpu: &Gpu, cout: usize, cin: usize, tp: usize) -> Option<usize> {
-    let window_floats = (UNIFORM_WINDOW / 4) as usize;
     let (blocks, units_per_window, _) = windows(cout, cin)?;
-    let align = gpu.limits().min_uniform_buffer_offset_alignment as u64;
     let limits = gpu.limits();
+    let align = limits.min_uniform_buffer_offset_alignment as u64;
     let fits = gpu.input_windows()
         && tp > 0
         && limits.max_uniform_buffers_per_shader_stage as usize > V_WINDOWS + 1
-        && window_floats.is_multiple_of(tp)
-        && cin <= V_WINDOWS * (window_floats / tp)
+        && WINDOW_FLOATS.is_multiple_of(tp)
+        && cin <= V_WINDOWS * (WINDOW_FLOATS / tp)
         && blocks.is_multiple_of(units_per_window)
         && align > 0
         && (cin as u64 * tp as u64 * 4).is_multiple_of(align);
-    fits.then_some(window_floats / tp)
+    fits.then_some(WINDOW_FLOATS / tp)
 }
 
-/// The products' kernel the Winograd convolution of `shape` runs on `gpu` (whose scratch V carries
-/// [`V_SLACK`]): [`GEMM_WINDOWED_KERNEL`] where [`windowed_rows`] allows, else [`GEMM_KERNEL`].
-pub fn products_kernel(gpu: &Gpu, shape: &ConvShape) -> &'static Kernel {
-    let windowed = Tiling::on(gpu, shape)
-        .and_then(|t| windowed_rows(gpu, shape.cout as usize, shape.cin as usize, t.tp));
-    if windowed.is_some() {
+/// The products' kernel the Winograd convolution of `shape` runs on `gpu` with `tiling` ([`Tiling::on`]; the
+/// device's scratch V carries [`V_SLACK`]): [`GEMM_WINDOWED_KERNEL`] where [`windowed_rows`] allows, else
+/// [`GEMM_KERNEL`].
+pub fn products_kernel(gpu: &Gpu, shape: &ConvShape, tiling: &Tiling) -> &'static Kernel {
+    if windowed_rows(gpu, shape.cout as usize, shape.cin as usize, tiling.tp).is_some() {
         &GEMM_WINDOWED_KERNEL
     } else {
         &GEMM_KERNEL
@@ -440,14 +438,15 @@ pub fn products(
     }
     expect_shape(OP, m, &[POSITIONS, packed.cout, tp])?;
     check_bindings(gpu, OP, &[v, m])?;
-    let window_floats = (UNIFORM_WINDOW / 4) as usize;
-    // Where each position's V starts in v's buffer, and whether its windows lie within the buffer.
-    let v_start = |xi: usize| v.offset() + (xi * cin * tp * 4) as u64;
+    // Where window k of position xi's V starts in v's buffer (windows past V[xi]'s channels repeat the first),
+    // and whether every window can be bound.
+    let v_window = |xi: usize, k: usize, rows: usize| {
+        let k = if k < cin.div_ceil(rows) { k } else { 0 };
+        v.offset() + ((xi * cin + k * rows) * tp * 4) as u64
+    };
     let rows = windowed_rows(gpu, packed.cout, cin, tp).filter(|&rows| {
-        let used = cin.div_ceil(rows) as u64;
-        v_start(POSITIONS - 1) + used * UNIFORM_WINDOW <= v.buffer().size()
-            && v.offset()
-                .is_multiple_of(gpu.limits().min_uniform_buffer_offset_alignment as u64)
+        let starts = (0..POSITIONS).flat_map(|xi| (0..V_WINDOWS).map(move |k| (xi, k)));
+        windows_fit(gpu, v.buffer(), starts.map(|(xi, k)| v_window(xi, k, rows)))
     });
     let units = POSITIONS * packed.blocks;
     let params = (0..packed.windows)
@@ -480,21 +479,13 @@ pub fn products(
             .collect();
         return Dispatch::launches(gpu, &GEMM_KERNEL, OP, label, specs);
     };
-    let used = cin.div_ceil(rows);
     let specs = params
         .iter()
         .enumerate()
         .map(|(w, p)| {
             let xi = p.u0 as usize / packed.blocks;
             let mut resources: Vec<_> = (0..V_WINDOWS)
-                .map(|k| {
-                    let k = if k < used { k } else { 0 };
-                    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: v.buffer(),
-                        offset: v_start(xi) + (k * rows * tp * 4) as u64,
-                        size: wgpu::BufferSize::new(UNIFORM_WINDOW),
-                    })
-                })
+                .map(|k| window_at(v.buffer(), v_window(xi, k, rows)))
                 .collect();
             resources.extend([packed.window(w), m.binding()]);
             LaunchSpec {
@@ -504,7 +495,7 @@ pub fn products(
             }
         })
         .collect();
-    debug_assert_eq!(rows * tp, window_floats);
+    debug_assert_eq!(rows * tp, WINDOW_FLOATS);
     Dispatch::launches(gpu, &GEMM_WINDOWED_KERNEL, OP, label, specs)
 }
 
