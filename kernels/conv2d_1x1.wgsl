@@ -74,34 +74,33 @@ fn main(
     let local = pb / per_image;
     let px0 = (pb % per_image) * 8u;
 
-    // One loop per x window (WGSL cannot index bindings): channels [k rows, (k + 1) rows) from window k.
+    // One loop per x window (WGSL cannot index bindings), all alike: window k holds channels
+    // [k rows, (k + 1) rows) of the launch; the windows past ci_count run no iterations.
     var acc: Acc;
     let base = (local * p.cin * p.hw + px0) / 4u;
     let step = p.hw / 4u;
     var wi = b * p.chunk * 2u;
     var xi = base;
-    let end0 = min(p.rows, p.ci_count);
-    for (var c = 0u; c < end0; c = c + 1u) {
+    var c = 0u;
+    for (; c < min(1u * p.rows, p.ci_count); c = c + 1u) {
         tap(&acc, wpack[wi], wpack[wi + 1u], xw0[xi], xw0[xi + 1u]);
         xi = xi + step;
         wi = wi + 2u;
     }
     xi = base;
-    let end1 = min(2u * p.rows, p.ci_count);
-    for (var c = end0; c < end1; c = c + 1u) {
+    for (; c < min(2u * p.rows, p.ci_count); c = c + 1u) {
         tap(&acc, wpack[wi], wpack[wi + 1u], xw1[xi], xw1[xi + 1u]);
         xi = xi + step;
         wi = wi + 2u;
     }
     xi = base;
-    let end2 = min(3u * p.rows, p.ci_count);
-    for (var c = end1; c < end2; c = c + 1u) {
+    for (; c < min(3u * p.rows, p.ci_count); c = c + 1u) {
         tap(&acc, wpack[wi], wpack[wi + 1u], xw2[xi], xw2[xi + 1u]);
         xi = xi + step;
         wi = wi + 2u;
     }
     xi = base;
-    for (var c = end2; c < p.ci_count; c = c + 1u) {
+    for (; c < min(4u * p.rows, p.ci_count); c = c + 1u) {
         tap(&acc, wpack[wi], wpack[wi + 1u], xw3[xi], xw3[xi + 1u]);
         xi = xi + step;
         wi = wi + 2u;
@@ -116,10 +115,7 @@ fn main(
             break;
         }
         let o = (n * p.cout + co) * p.hw + px0;
-        var bk = bias[co];
-        if (p.has_channel != 0u) {
-            bk = bk + chan[n * p.cout + co];
-        }
+        let bk = bias_of(n, co, p.cout);
         for (var j = 0u; j < 8u; j = j + 1u) {
             out[o + j] = epilogue(res[k][j / 4u][j % 4u], o + j, bk);
         }

@@ -79,10 +79,7 @@ fn store_block(acc: Acc, n: u32, b: u32, oy: u32, ox0: u32) {
             break;
         }
         let obase = (n * c.cout + co) * c.ho * c.wo + oy * c.wo;
-        var bk = bias[co];
-        if (p.has_channel != 0u) {
-            bk = bk + chan[n * c.cout + co];
-        }
+        let bk = bias_of(n, co, c.cout);
         for (var j = 0u; j < 8u; j = j + 1u) {
             let ox = ox0 + j;
             if (ox >= c.wo) {

@@ -33,33 +33,32 @@
 fn unit_block(l: u32, col: u32) {
     let row = p.tp / 4u;
 
-    // One loop per V window (WGSL cannot index bindings): channels [k rows, (k + 1) rows) from window k.
+    // One loop per V window (WGSL cannot index bindings), all alike: window k holds channels
+    // [k rows, (k + 1) rows); the windows past cin run no iterations.
     var acc: Acc;
     let start = col * 2u;
     var wi = l * p.cin * 2u;
     var vi = start;
-    let end0 = min(p.rows, p.cin);
-    for (var ci = 0u; ci < end0; ci = ci + 1u) {
+    var ci = 0u;
+    for (; ci < min(1u * p.rows, p.cin); ci = ci + 1u) {
         tap(&acc, upack[wi], upack[wi + 1u], vw0[vi], vw0[vi + 1u]);
         vi = vi + row;
         wi = wi + 2u;
     }
     vi = start;
-    let end1 = min(2u * p.rows, p.cin);
-    for (var ci = end0; ci < end1; ci = ci + 1u) {
+    for (; ci < min(2u * p.rows, p.cin); ci = ci + 1u) {
         tap(&acc, upack[wi], upack[wi + 1u], vw1[vi], vw1[vi + 1u]);
         vi = vi + row;
         wi = wi + 2u;
     }
     vi = start;
-    let end2 = min(3u * p.rows, p.cin);
-    for (var ci = end1; ci < end2; ci = ci + 1u) {
+    for (; ci < min(3u * p.rows, p.cin); ci = ci + 1u) {
         tap(&acc, upack[wi], upack[wi + 1u], vw2[vi], vw2[vi + 1u]);
         vi = vi + row;
         wi = wi + 2u;
     }
     vi = start;
-    for (var ci = end2; ci < p.cin; ci = ci + 1u) {
+    for (; ci < min(4u * p.rows, p.cin); ci = ci + 1u) {
         tap(&acc, upack[wi], upack[wi + 1u], vw3[vi], vw3[vi + 1u]);
         vi = vi + row;
         wi = wi + 2u;
