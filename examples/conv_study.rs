@@ -29,12 +29,16 @@ use ddim_wgpu::ops::KernelChoice;
 use ddim_wgpu::ops::conv2d::{Conv2dConfig, Padding, conv2d};
 use ddim_wgpu::ops::roofline;
 
-fn filled(gpu: &Gpu, label: &str, shape: &[usize]) -> Tensor {
+/// Deterministic values in [-0.1, 0.1) for a tensor of `shape`.
+fn values(shape: &[usize]) -> Vec<f32> {
     let n: usize = shape.iter().product();
-    let v: Vec<f32> = (0..n)
+    (0..n)
         .map(|i| ((i * 7919 % 2003) as f32 / 1001.5 - 1.0) * 0.1)
-        .collect();
-    gpu.upload(label, shape, &v).expect("upload")
+        .collect()
+}
+
+fn filled(gpu: &Gpu, label: &str, shape: &[usize]) -> Tensor {
+    gpu.upload(label, shape, &values(shape)).expect("upload")
 }
 
 struct Case {
@@ -53,9 +57,7 @@ fn case(gpu: &Gpu, n: usize, cin: usize, cout: usize, hw: usize, k: usize) -> Ca
         .expect("zeros")
         .view("x", &shape)
         .expect("view");
-    let data = filled(gpu, "x data", &shape);
-    x.write(gpu, &gpu.download(&data).expect("download"))
-        .expect("write");
+    x.write(gpu, &values(&shape)).expect("write");
     let w = filled(gpu, "weight", &[cout, cin, k, k]);
     let b = filled(gpu, "bias", &[cout]);
     let out = gpu.zeros("out", &[n, cout, hw, hw]).expect("zeros");
