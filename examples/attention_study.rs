@@ -3,15 +3,14 @@
 //! 64 channels at 8x8) at batch 64, each against the FMA roof measured in the same run.
 //!
 //! `cargo run --release --example attention_study`. Each shape runs `ROUNDS` times after a warm-up; the roof
-//! is measured before and after. Medians of wall time per run (one submit each). FLOPs are counted as the
+//! is measured before and after. Medians of wall time per run, each timed over a pass of enough copies to last
+//! `roofline::PASS_FLOOR` (many on a real GPU, where one submit costs more than the dispatch). FLOPs are counted as the
 //! operation's, 2 T^2 d for the scores and 2 T^2 d for the weighted sum per head, as `ddim profile` counts
 //! them.
 
-use std::time::Instant;
-
 use ddim_wgpu::gpu::{DeviceOptions, Gpu, Tensor, describe};
 use ddim_wgpu::ops::attention::attention;
-use ddim_wgpu::ops::roofline;
+use ddim_wgpu::ops::roofline::{self, PASS_FLOOR};
 
 const ROUNDS: usize = 7;
 
@@ -42,12 +41,10 @@ fn main() -> Result<(), ddim_wgpu::Error> {
         let v = filled(&gpu, "v", &shape, 3);
         let out = gpu.zeros("out", &shape)?;
         let d = attention(&gpu, "attention", &q, &k, &v, &out, head_dim)?;
-        gpu.run("warm-up", &[&d])?;
+        let repeats = roofline::repeats_for(&gpu, &d, PASS_FLOOR)?;
         let mut t = Vec::new();
         for _ in 0..ROUNDS {
-            let start = Instant::now();
-            gpu.run("attention", &[&d])?;
-            t.push(start.elapsed().as_secs_f64());
+            t.push(roofline::time_pass(&gpu, &d, repeats)?);
         }
         rows.push((model, n, c, side, d.cost().flops as f64, median(t)));
     }

@@ -5,8 +5,9 @@
 //! `cargo run --release --example conv_study` (add `quick` for batch 2 and 5 rounds, `mnist` for the 3x3
 //! shapes of the default MNIST model instead, `batch=N` for another batch size). The two kernels run
 //! round-robin, `ROUNDS` times each, on two devices opened on the same adapter; the roof is measured before
-//! and after. Medians of wall time per dispatch (one dispatch per submit, so wall time is kernel time plus
-//! one submit, under 1% at these sizes).
+//! and after. Medians of wall time per dispatch, each timed over a pass of enough copies
+//! of it to last `roofline::PASS_FLOOR` (one copy on lavapipe for most shapes; many on a real GPU, where one
+//! submit costs more than the dispatch).
 //!
 //! Two kernel choices after the options compare other devices: `conv_study cpu gpu` runs the CPU family
 //! (Winograd and `conv2d_3x3`, `conv2d_packed`) against the GPU family (`conv2d_tiled`) on whatever adapter
@@ -21,13 +22,11 @@
 //! every kernel, so the Winograd convolution's figures are effective rates: it does about a quarter of that
 //! arithmetic (`ops::winograd::flops`).
 
-use std::time::Instant;
-
 use ddim_wgpu::gpu::{DeviceOptions, Gpu, Tensor, describe};
 use ddim_wgpu::ops::Dispatch;
 use ddim_wgpu::ops::KernelChoice;
 use ddim_wgpu::ops::conv2d::{Conv2dConfig, Padding, conv2d};
-use ddim_wgpu::ops::roofline;
+use ddim_wgpu::ops::roofline::{self, PASS_FLOOR};
 
 /// Deterministic values in [-0.1, 0.1) for a tensor of `shape`.
 fn values(shape: &[usize]) -> Vec<f32> {
@@ -191,14 +190,11 @@ fn main() -> Result<(), ddim_wgpu::Error> {
         let kernels = (g.dispatch.kernel().name, a.dispatch.kernel().name);
         let launches = a.dispatch.launch_count();
         let (mut tg, mut ta) = (Vec::new(), Vec::new());
-        for (gpu, c) in [(&general, &g), (&auto, &a)] {
-            gpu.run("warm-up", &[&c.dispatch])?;
-        }
+        let rg = roofline::repeats_for(&general, &g.dispatch, PASS_FLOOR)?;
+        let ra = roofline::repeats_for(&auto, &a.dispatch, PASS_FLOOR)?;
         for _ in 0..rounds {
-            for (gpu, c, t) in [(&general, &g, &mut tg), (&auto, &a, &mut ta)] {
-                let start = Instant::now();
-                gpu.run("conv", &[&c.dispatch])?;
-                t.push(start.elapsed().as_secs_f64());
+            for (gpu, c, r, t) in [(&general, &g, rg, &mut tg), (&auto, &a, ra, &mut ta)] {
+                t.push(roofline::time_pass(gpu, &c.dispatch, r)?);
             }
         }
         // The direct convolution's arithmetic, whichever kernel ran (module docs).

@@ -5,15 +5,14 @@
 //!
 //! `cargo run --release --example norm_study` (or `-- cpu gpu`: any two kernel choices, the first in the
 //! "portable" columns). The two kernels run round-robin, `ROUNDS` times each, on two
-//! devices opened on the same adapter; the roof is measured before and after. Medians of wall time per run
-//! (one submit each). Bytes are counted as the operation's traffic, x read once and out written once (plus
+//! devices opened on the same adapter; the roof is measured before and after. Medians of wall time per run,
+//! each timed over a pass of enough copies to last `roofline::PASS_FLOOR` (many on a real GPU, where one
+//! submit costs more than the dispatch). Bytes are counted as the operation's traffic, x read once and out written once (plus
 //! gamma and beta), as `ddim profile` counts them.
-
-use std::time::Instant;
 
 use ddim_wgpu::gpu::{DeviceOptions, Gpu, Tensor, describe};
 use ddim_wgpu::ops::group_norm::group_norm;
-use ddim_wgpu::ops::roofline;
+use ddim_wgpu::ops::roofline::{self, PASS_FLOOR};
 use ddim_wgpu::ops::{Dispatch, KernelChoice};
 
 const ROUNDS: usize = 15;
@@ -98,14 +97,11 @@ fn main() -> Result<(), ddim_wgpu::Error> {
         let p = case(&portable, n, c, side, groups);
         let a = case(&auto, n, c, side, groups);
         let (mut tp, mut ta) = (Vec::new(), Vec::new());
-        for (gpu, k) in [(&portable, &p), (&auto, &a)] {
-            gpu.run("warm-up", &[&k.dispatch])?;
-        }
+        let rp = roofline::repeats_for(&portable, &p.dispatch, PASS_FLOOR)?;
+        let ra = roofline::repeats_for(&auto, &a.dispatch, PASS_FLOOR)?;
         for _ in 0..ROUNDS {
-            for (gpu, k, t) in [(&portable, &p, &mut tp), (&auto, &a, &mut ta)] {
-                let start = Instant::now();
-                gpu.run("norm", &[&k.dispatch])?;
-                t.push(start.elapsed().as_secs_f64());
+            for (gpu, k, r, t) in [(&portable, &p, rp, &mut tp), (&auto, &a, ra, &mut ta)] {
+                t.push(roofline::time_pass(gpu, &k.dispatch, r)?);
             }
         }
         let bytes = a.dispatch.cost().bytes as f64;

@@ -114,17 +114,49 @@ impl Roof {
     }
 }
 
-/// Runs `d` `repeats` times in one pass and returns the median of `trials` timings of that pass, in seconds
-/// (wall clock around submit and wait: the repeats amortise the submit).
-fn time(gpu: &Gpu, d: &Dispatch, repeats: usize, trials: usize) -> Result<f64> {
+/// A pass length (seconds) past which a submit and wait (tens of microseconds) cost under 1%: the floor the
+/// studies time their dispatches over.
+pub const PASS_FLOOR: f64 = 0.005;
+
+/// The most copies of a dispatch [`repeats_for`] puts in one pass.
+pub const MAX_REPEATS: usize = 4096;
+
+/// Seconds per dispatch of one pass (one submit) of `repeats` copies of `d`, wall clock around submit and
+/// wait.
+pub fn time_pass(gpu: &Gpu, d: &Dispatch, repeats: usize) -> Result<f64> {
+    let repeats = repeats.max(1);
     let list: Vec<&Dispatch> = std::iter::repeat_n(d, repeats).collect();
-    gpu.run("roofline warm-up", &list[..1])?;
+    let start = Instant::now();
+    gpu.run("timed pass", &list)?;
+    Ok(start.elapsed().as_secs_f64() / repeats as f64)
+}
+
+/// How many copies of `d` one pass needs to last at least `floor` seconds (1 to [`MAX_REPEATS`]). Submitting
+/// and waiting cost tens of microseconds, longer than many dispatches take on a real GPU, so one dispatch per
+/// submit would time the submit there; on a software adapter, where a dispatch takes milliseconds, this is
+/// usually 1. Runs `d` a few times (the first run is the warm-up: pipeline and first-touch costs); running
+/// `d` twice must leave what running it once leaves (no accumulation into its own inputs).
+pub fn repeats_for(gpu: &Gpu, d: &Dispatch, floor: f64) -> Result<usize> {
+    time_pass(gpu, d, 1)?;
+    let mut repeats = 1;
+    // The first estimate includes one submit; a second pass corrects it where the dispatch is short.
+    for _ in 0..2 {
+        let pass = time_pass(gpu, d, repeats)? * repeats as f64;
+        if pass >= floor || repeats == MAX_REPEATS {
+            break;
+        }
+        let scale = (floor / pass.max(1e-9)).ceil() as usize;
+        repeats = repeats.saturating_mul(scale).clamp(1, MAX_REPEATS);
+    }
+    Ok(repeats)
+}
+
+/// The median over `trials` passes of seconds per dispatch, each pass long enough ([`repeats_for`] with a
+/// 50 ms floor) that the submit vanishes.
+fn time(gpu: &Gpu, d: &Dispatch, trials: usize) -> Result<f64> {
+    let repeats = repeats_for(gpu, d, 0.05)?;
     let mut t: Vec<f64> = (0..trials)
-        .map(|_| {
-            let start = Instant::now();
-            gpu.run("roofline", &list)
-                .map(|_| start.elapsed().as_secs_f64())
-        })
+        .map(|_| time_pass(gpu, d, repeats))
         .collect::<Result<_>>()?;
     t.sort_by(f64::total_cmp);
     Ok(t[t.len() / 2])
@@ -132,17 +164,16 @@ fn time(gpu: &Gpu, d: &Dispatch, repeats: usize, trials: usize) -> Result<f64> {
 
 /// Measures both roofs (a few seconds on a software adapter, well under one on a GPU).
 pub fn measure(gpu: &Gpu) -> Result<Roof> {
-    // Enough invocations to fill any GPU, enough iterations that launch costs vanish.
-    let out = gpu.zeros("roofline fma out", &[1 << 16])?;
-    let fma = fma(gpu, &out, 2048)?;
-    let secs = time(gpu, &fma, 4, 5)?;
-    let gflops = 4.0 * fma.cost().flops as f64 / secs / 1e9;
-    // 64 MiB each way: past any cache.
+    // 2^18 invocations fill any GPU (an H200 runs 132 x 2048 at once) and take one dispatch about 70 ms on
+    // lavapipe; [`time`] repeats the dispatch where it is shorter.
+    let out = gpu.zeros("roofline fma out", &[1 << 18])?;
+    let fma = fma(gpu, &out, 512)?;
+    let gflops = fma.cost().flops as f64 / time(gpu, &fma, 5)? / 1e9;
+    // 64 MiB each way: past any cache (an H200's L2 is 60 MB).
     let n = 16 << 20;
     let src = gpu.zeros("roofline copy src", &[n])?;
     let dst = gpu.zeros("roofline copy dst", &[n])?;
     let copy = copy(gpu, &src, &dst)?;
-    let secs = time(gpu, &copy, 4, 5)?;
-    let gbps = 4.0 * copy.cost().bytes as f64 / secs / 1e9;
+    let gbps = copy.cost().bytes as f64 / time(gpu, &copy, 5)? / 1e9;
     Ok(Roof { gflops, gbps })
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Prepares a device-machine check (tools/bench/gpu_check.sh) on this machine: release binaries of `ddim` and
-# the studies, stripped, in .gpubin/, and the Vulkan and EGL loaders the device machine lacks, in .gl/ (both
-# ignored by git, carried to the device machine by name). Needs apt-get and an x86-64 build machine.
+# Prepares a device-machine check (tools/bench/gpu_check.sh) on this machine: release builds of `ddim`, the
+# studies and the test binaries, stripped and packed in .gpubin/bin.tar.xz (the device machine has no Rust
+# toolchain), and the Vulkan and EGL loaders the device machine lacks, in .gl/ (both ignored by git, carried to
+# the device machine by name). Needs apt-get and an x86-64 build machine.
 #
 #   tools/bench/gpu_prep.sh
 #   then, with the device tool: run(command="bash tools/bench/gpu_check.sh", carry=[".gpubin", ".gl"])
@@ -11,10 +12,24 @@ mkdir -p .git/info
 for d in /.gpubin/ /.gl/; do
   grep -qxF "$d" .git/info/exclude 2>/dev/null || echo "$d" >>.git/info/exclude
 done
-cargo build --release --quiet --bin ddim --example conv_study --example norm_study --example attention_study
-rm -rf .gpubin && mkdir -p .gpubin
-cp target/release/ddim target/release/examples/{conv_study,norm_study,attention_study} .gpubin/
-strip .gpubin/*
+cargo build --release --quiet --bin ddim --example conv_study --example norm_study --example attention_study \
+  --example unet_study
+rm -rf .gpubin && mkdir -p .gpubin/stage/tests
+cp target/release/ddim target/release/examples/{conv_study,norm_study,attention_study,unet_study} .gpubin/stage/
+# Every integration-test binary, by its target name (they find tests/fixtures and weights/ through the
+# CARGO_MANIFEST_DIR they were built with, which gpu_check.sh links to the tree there).
+cargo test --release --no-run --message-format=json 2>/dev/null |
+  python3 -c '
+import json, shutil, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"]:
+        shutil.copy(m["executable"], ".gpubin/stage/tests/" + m["target"]["name"])
+'
+strip .gpubin/stage/* .gpubin/stage/tests/* 2>/dev/null || true
+echo "$(pwd)" >.gpubin/stage/manifest_dir
+tar -C .gpubin/stage -cf - . | xz -T0 -6 >.gpubin/bin.tar.xz
+rm -rf .gpubin/stage
 if [[ ! -d .gl ]] || ! ls .gl/*.deb >/dev/null 2>&1; then
   mkdir -p .gl /tmp/amd64/partial
   o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
