@@ -1,11 +1,14 @@
 //! Multi-head attention over the tokens of a feature map, tiled with an online softmax so that no tokens x
 //! tokens matrix is ever stored.
 //!
-//! Two kernels, one result. `attention.wgsl` reads q, k and v from storage: the portable kernel and the GPU
-//! family's. `attention_windowed.wgsl`, the CPU family's, reads the keys and values from 64 KiB uniform windows
-//! that `attention_pack.wgsl` lays out at the start of the dispatch, one launch per window with the softmax's
-//! running state carried between a pair's key windows; on lavapipe that turns 16 per-lane loads per key into
-//! two per SIMD vector. [`kernel_for`] chooses.
+//! Three kernels, one result. `attention.wgsl` reads q, k and v from storage, one invocation per 8 queries:
+//! the portable kernel. `attention_tiled.wgsl`, the GPU family's, runs a workgroup per 8 queries over
+//! shared-memory tiles of 32 keys (flash-attention style): on a GPU the portable kernel's 8-query invocations
+//! are too few to fill the machine and each waits on its own loads. `attention_windowed.wgsl`, the CPU
+//! family's, reads the keys and values from 64 KiB uniform windows that `attention_pack.wgsl` lays out at the
+//! start of the dispatch, one launch per window with the softmax's running state carried between a pair's key
+//! windows; on lavapipe that turns 16 per-lane loads per key into two per SIMD vector. [`kernel_for`]
+//! chooses.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -31,6 +34,22 @@ pub const KERNEL: Kernel = Kernel {
     workgroup_size: 64,
     params_size: std::mem::size_of::<Params>(),
 };
+
+/// The GPU family's kernel: a workgroup per 8 queries, keys and values staged in workgroup memory.
+pub const TILED_KERNEL: Kernel = Kernel {
+    name: "attention_tiled",
+    source: include_str!("../../kernels/attention_tiled.wgsl"),
+    includes: &[],
+    bindings: &[Access::Read, Access::Read, Access::Read, Access::ReadWrite],
+    workgroup_size: 64,
+    params_size: std::mem::size_of::<Params>(),
+};
+
+/// Queries per workgroup of [`TILED_KERNEL`] (its `BQ`).
+const TILED_QUERIES: usize = 8;
+
+/// Workgroup memory [`TILED_KERNEL`] declares, in bytes (3,720 floats).
+const TILED_WORKGROUP_BYTES: u32 = 3720 * 4;
 
 /// The CPU family's kernel: keys and values from uniform windows.
 pub const WINDOWED_KERNEL: Kernel = Kernel {
@@ -124,13 +143,15 @@ impl WindowGeometry {
 
 /// The kernel [`attention`] runs on this device for heads of `head_dim`: `attention_windowed` for the CPU
 /// family where a key block fits a window (head_dim up to 1,024) and the device has 64 KiB uniform bindings,
-/// `attention` otherwise. Never depends on the batch.
+/// `attention_tiled` for the GPU family (any head_dim), `attention` otherwise. Never depends on the batch.
 pub fn kernel_for(gpu: &Gpu, head_dim: usize) -> &'static Kernel {
     let windows = has_uniform_windows(gpu) && gpu.limits().max_buffer_size >= UNIFORM_WINDOW;
+    let tiles = gpu.limits().max_compute_workgroup_storage_size >= TILED_WORKGROUP_BYTES;
     match gpu.kernel_family() {
         KernelChoice::Cpu if windows && WindowGeometry::new(1, head_dim, 1).is_some() => {
             &WINDOWED_KERNEL
         }
+        KernelChoice::Gpu if tiles => &TILED_KERNEL,
         _ => &KERNEL,
     }
 }
@@ -195,7 +216,25 @@ pub fn attention(
         4 * (n * heads * tokens * tokens * head_dim) as u64,
         4 * q.len() as u64,
     );
-    if kernel_for(gpu, head_dim).name == WINDOWED_KERNEL.name {
+    let kernel = kernel_for(gpu, head_dim);
+    if kernel.name == TILED_KERNEL.name {
+        // One workgroup per 8 queries of each (image, head) pair.
+        let workgroups = (n * heads * tokens.div_ceil(TILED_QUERIES)) as u64;
+        return Dispatch::new(
+            gpu,
+            &TILED_KERNEL,
+            OP,
+            label,
+            &params,
+            &[q, k, v, out],
+            workgroups_for(
+                workgroups * TILED_KERNEL.workgroup_size as u64,
+                TILED_KERNEL.workgroup_size,
+            ),
+        )
+        .map(|d| d.with_cost(cost));
+    }
+    if kernel.name == WINDOWED_KERNEL.name {
         return windowed(
             gpu,
             label,

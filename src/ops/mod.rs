@@ -125,6 +125,7 @@ pub const KERNELS: &[&Kernel] = &[
     &attention::KERNEL,
     &attention::PACK_KERNEL,
     &attention::WINDOWED_KERNEL,
+    &attention::TILED_KERNEL,
     &concat::KERNEL,
     &conv2d::KERNEL,
     &conv2d::KERNEL_1X1,

@@ -13,17 +13,16 @@ use crate::gpu_or_skip;
 const BOUND: f64 = 1e-5;
 
 /// Runs the case with each kernel family against the reference: the CPU family runs `attention_windowed`
-/// (keys and values in uniform windows) where a key block fits a window (head_dim up to 1,024), everything
-/// else `attention`.
+/// (keys and values in uniform windows) where a key block fits a window (head_dim up to 1,024), the GPU
+/// family `attention_tiled` (shared-memory tiles), the baseline `attention`.
 fn check(name: &str, shape: [usize; 4], head_dim: usize, scale_inputs: f32) {
     gpu_or_skip!();
     for gpu in gpu_families() {
         let kernel = run_case(gpu, name, shape, head_dim, scale_inputs);
-        let windowed = gpu.kernel_family() == KernelChoice::Cpu && head_dim <= 1024;
-        let expect = if windowed {
-            "attention_windowed"
-        } else {
-            "attention"
+        let expect = match gpu.kernel_family() {
+            KernelChoice::Cpu if head_dim <= 1024 => "attention_windowed",
+            KernelChoice::Gpu => "attention_tiled",
+            _ => "attention",
         };
         assert_eq!(kernel, expect, "{name}: kernel chosen");
     }
