@@ -4,12 +4,16 @@
 //! On feature maps without input SiLU (the attention projections) a linear layer is a 1x1 convolution: where
 //! [`conv2d::kernel_for`] would run it with weights in uniform windows (`conv2d_1x1`, `conv2d_packed`, CPU
 //! family) or shared-memory tiles (`conv2d_tiled`, GPU family), that is what runs, since those read each
-//! weight once per workgroup and `linear.wgsl` cannot. The baseline kernels keep `linear.wgsl`.
+//! weight once per workgroup and `linear.wgsl` cannot. The baseline kernels keep `linear.wgsl`. Layers with
+//! few tokens (the time embedding) run `linear_reduce.wgsl` in the GPU family, a workgroup per output
+//! splitting the dot products ([`kernel_for`]).
 
 use bytemuck::{Pod, Zeroable};
 
 use super::conv2d::{self, Conv2dConfig, ConvShape};
-use super::{Access, Cost, Dispatch, Kernel, dim, dims, expect_shape, nonzero, workgroups_for};
+use super::{
+    Access, Cost, Dispatch, Kernel, KernelChoice, dim, dims, expect_shape, nonzero, workgroups_for,
+};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
 
@@ -32,6 +36,40 @@ pub const KERNEL: Kernel = Kernel {
 };
 
 /// Mirrors `Params` in linear.wgsl.
+/// The GPU family's kernel for layers with few tokens: a workgroup per (8 tokens, output feature) splitting the
+/// input features (`linear_reduce.wgsl`).
+pub const REDUCE_KERNEL: Kernel = Kernel {
+    name: "linear_reduce",
+    source: include_str!("../../kernels/linear_reduce.wgsl"),
+    includes: &[],
+    bindings: &[
+        Access::Read,
+        Access::Read,
+        Access::Read,
+        Access::Read,
+        Access::ReadWrite,
+    ],
+    workgroup_size: 64,
+    params_size: std::mem::size_of::<Params>(),
+};
+
+/// Below this many invocations of [`KERNEL`] (4 tokens x 4 outputs each), the GPU family runs
+/// [`REDUCE_KERNEL`]: 4,096 invocations are a quarter of the lanes of a large GPU (an H200 runs 16,896 FMAs
+/// per clock), and each would run a chain of k dependent loads. The time-embedding layers (8 rows of 512
+/// features at batch 8: 128 invocations) fall under it; token-major layers over feature maps do not.
+const REDUCE_BELOW: u64 = 4096;
+
+/// The kernel [`linear`] runs for `b` x `m` tokens of `n_out` outputs, where it does not run as a 1x1
+/// convolution: `linear_reduce` for the GPU family on small layers, `linear` otherwise.
+pub fn kernel_for(gpu: &Gpu, b: usize, m: usize, n_out: usize) -> &'static Kernel {
+    let invocations = (b * m.div_ceil(4) * n_out.div_ceil(4)) as u64;
+    if gpu.kernel_family() == KernelChoice::Gpu && invocations < REDUCE_BELOW {
+        &REDUCE_KERNEL
+    } else {
+        &KERNEL
+    }
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct Params {
@@ -189,16 +227,24 @@ pub fn linear(
         out_scale: cfg.out_scale,
         _pad: [0; 3],
     };
-    // 4 tokens x 4 output features per invocation.
-    let invocations = (b * m.div_ceil(4) * n_out.div_ceil(4)) as u64;
+    let kernel = kernel_for(gpu, b, m, n_out);
+    let workgroups = if kernel.name == REDUCE_KERNEL.name {
+        // One workgroup per (b, 8 tokens, output feature).
+        let groups = (b * m.div_ceil(8) * n_out) as u64;
+        workgroups_for(groups * kernel.workgroup_size as u64, kernel.workgroup_size)
+    } else {
+        // 4 tokens x 4 output features per invocation.
+        let invocations = (b * m.div_ceil(4) * n_out.div_ceil(4)) as u64;
+        workgroups_for(invocations, kernel.workgroup_size)
+    };
     Dispatch::new(
         gpu,
-        &KERNEL,
+        kernel,
         OP,
         label,
         &params,
         &[x, weight, bias, residual.unwrap_or(x), y],
-        workgroups_for(invocations, KERNEL.workgroup_size),
+        workgroups,
     )
     .map(|d| {
         d.with_cost(Cost::new(

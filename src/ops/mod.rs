@@ -140,6 +140,7 @@ pub const KERNELS: &[&Kernel] = &[
     &group_norm::KERNEL,
     &group_norm::SERIAL_KERNEL,
     &linear::KERNEL,
+    &linear::REDUCE_KERNEL,
     &randn::KERNEL,
     &roofline::COPY_KERNEL,
     &roofline::FMA_KERNEL,

@@ -48,6 +48,48 @@ fn linear_batched_row_major() {
     assert_normalised("linear batched", &got, &want, BOUND);
 }
 
+#[test]
+fn linear_row_major_in_every_family() {
+    gpu_or_skip!();
+    // (x shape, outputs, SiLU input, residual, reduce): the time embedding at batch 8 (8 x 512 -> 256); 13 rows of
+    // 70 features (k not a multiple of 64, a partial block of 8 rows) -> 3 with a residual; 4 x 300 tokens of 24
+    // features -> 64: 4,800 invocations of `linear`, over the GPU family's threshold for `linear_reduce`.
+    let cases: [(&[usize], usize, bool, bool, bool); 3] = [
+        (&[8, 512], 256, true, false, true),
+        (&[13, 70], 3, false, true, true),
+        (&[4, 300, 24], 64, false, false, false),
+    ];
+    for gpu in gpu_families() {
+        for (i, &(shape, n, silu, residual, reduce)) in cases.iter().enumerate() {
+            let k = shape[shape.len() - 1];
+            let mut y_shape = shape.to_vec();
+            *y_shape.last_mut().unwrap() = n;
+            let (x, xv) = random(gpu, "x", shape, 70 + i as u64);
+            let (w, wv) = random(gpu, "weight", &[n, k], 80 + i as u64);
+            let (b, bv) = random(gpu, "bias", &[n], 90 + i as u64);
+            let (r, rv) = random(gpu, "residual", &y_shape, 100 + i as u64);
+            let y = gpu.zeros("y", &y_shape).unwrap();
+            let cfg = LinearConfig {
+                silu_input: silu,
+                out_scale: 0.5,
+                ..LinearConfig::default()
+            };
+            let name = format!("linear {shape:?} -> {n}");
+            let d = linear(gpu, &name, &x, &w, &b, residual.then_some(&r), &y, &cfg).unwrap();
+            let got = run(gpu, &[&d], &y);
+            let want = nn::linear(&xv, k, &wv, &bv, silu, residual.then_some(&rv[..]), 0.5);
+            let kernel = d.kernel().name;
+            assert_normalised(&format!("{name} ({kernel})"), &got, &want, BOUND);
+            let expect = if reduce && gpu.kernel_family() == KernelChoice::Gpu {
+                "linear_reduce"
+            } else {
+                "linear"
+            };
+            assert_eq!(kernel, expect, "{name}: kernel chosen");
+        }
+    }
+}
+
 /// Runs a feature-map linear layer with each kernel family, checking what ran: for the CPU family `expect`
 /// (`linear`, or `conv2d_packed` where the layer goes as a 1x1 convolution), for the GPU family
 /// `conv2d_tiled` (always a 1x1 convolution there), for the baseline `linear`.

@@ -9,7 +9,8 @@
 #
 # Prepare with tools/bench/gpu_prep.sh, which leaves the binaries in .gpubin/bin.tar.xz and the loaders in .gl/.
 # QUICK=1 runs the gpu family's profiles at batch 1 and 8, the quick convolution study and no tests (a smoke
-# test). TESTS=GLOB runs only the test binaries it matches (`TESTS=kernels`). Each step has a time limit (STEP_LIMIT seconds, default 150), so one hung step cannot eat the lease.
+# test). PARTS picks groups of steps (default "roofline profiles studies samples tests"; the families go in
+# FAMILIES, default "gpu cpu baseline"; the tests' in TEST_KERNELS, default "auto cpu"). TESTS=GLOB runs only the test binaries it matches (`TESTS=kernels`). Each step has a time limit (STEP_LIMIT seconds, default 150), so one hung step cannot eat the lease.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out=${OUT:-gpu-check}
@@ -34,6 +35,8 @@ else
   bin=target/release ex=target/release/examples
 fi
 [[ -x $bin/ddim ]] || { echo "gpu_check: no binaries (run tools/bench/gpu_prep.sh)" >&2; exit 2; }
+parts=" ${PARTS:-roofline profiles studies samples tests} "
+want() { [[ $parts == *" $1 "* ]]; }
 failed=()
 step() {
   echo "== $*" | tee -a "$log"
@@ -45,11 +48,11 @@ step() {
 }
 
 step nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,memory.total --format=csv
-step "$bin/ddim" info --roofline
-families=(gpu cpu baseline)
+want roofline && step "$bin/ddim" info --roofline
+read -ra families <<<"${FAMILIES:-gpu cpu baseline}"
 cifar_batch=8 mnist_batch=64 steps=10
 if [[ ${QUICK:-0} == 1 ]]; then families=(gpu); cifar_batch=1 mnist_batch=8 steps=2; fi
-for k in "${families[@]}"; do
+want profiles && for k in "${families[@]}"; do
   step "$bin/ddim" profile --quiet --kernels "$k" --model benches/configs/ddpm-cifar10-32.json --steps $steps \
     --batch "$cifar_batch" --json "$out/json/profile_cifar10_$k.json"
   step "$bin/ddim" profile --quiet --kernels "$k" --steps $steps --batch "$mnist_batch" --clip-sample 1 \
@@ -58,24 +61,31 @@ done
 if [[ ${QUICK:-0} == 1 ]]; then
   step "$ex/conv_study" quick cpu gpu
 else
-  step "$ex/conv_study" cpu gpu
-  step "$ex/conv_study" cpu-direct cpu
-  step "$ex/conv_study" baseline gpu
-  step "$ex/conv_study" 1x1 cpu gpu
-  step "$ex/norm_study" cpu gpu
-  step env DDIM_KERNELS=gpu "$ex/attention_study"
-  step env DDIM_KERNELS=cpu "$ex/attention_study"
-  step "$ex/unet_study" benches/configs/ddpm-cifar10-32.json 8 7
-  step "$bin/ddim" sample --quiet --clip-sample 1 --batch 64 --seed 1 --out "$out/samples.png"
-  step env WGPU_BACKEND=gl DDIM_ADAPTER= "$bin/ddim" sample --quiet --clip-sample 1 --batch 16 --steps 20 \
-    --out "$out/samples_gl.png"
+  if want studies; then
+    step "$ex/conv_study" cpu gpu
+    step "$ex/conv_study" cpu-direct cpu
+    step "$ex/conv_study" baseline gpu
+    step "$ex/conv_study" 1x1 cpu gpu
+    step "$ex/norm_study" cpu gpu
+    step env DDIM_KERNELS=gpu "$ex/attention_study"
+    step env DDIM_KERNELS=cpu "$ex/attention_study"
+    step env DDIM_KERNELS=baseline "$ex/attention_study"
+    step "$ex/unet_study" benches/configs/ddpm-cifar10-32.json 8 7
+  fi
+  want samples && step "$bin/ddim" sample --quiet --clip-sample 1 --batch 64 --seed 1 --out "$out/samples.png"
+  # GL through EGL: first as wgpu finds it, then on the surfaceless platform (no display server there).
+  for platform in "-u EGL_PLATFORM" "EGL_PLATFORM=surfaceless"; do
+    # shellcheck disable=SC2086 # $platform is an env argument or two
+    want samples && step env $platform WGPU_BACKEND=gl DDIM_ADAPTER= "$bin/ddim" sample --quiet \
+      --clip-sample 1 --batch 16 --steps 20 --out "$out/samples_gl.png"
+  done
   # The tests find tests/fixtures and weights/ under the directory they were built in, and the CLI tests
   # run target/release/ddim there.
-  if [[ -f $bin/manifest_dir && -d $bin/tests ]]; then
+  if want tests && [[ -f $bin/manifest_dir && -d $bin/tests ]]; then
     dir=$(cat "$bin/manifest_dir")
     if [[ ! -e $dir ]]; then mkdir -p "$(dirname "$dir")" && ln -s "$PWD" "$dir"; fi
     mkdir -p target/release && cp "$bin/ddim" target/release/ddim
-    for kernels in auto cpu; do
+    for kernels in ${TEST_KERNELS:-auto cpu}; do
       for t in "$bin"/tests/${TESTS:-*}; do
         name=$(basename "$t") exe=$PWD/$t part=$(mktemp)
         echo "== DDIM_KERNELS=$kernels $name" | tee -a "$tests_log"
