@@ -1,33 +1,45 @@
 // conv2d_tiled: 2-D convolution as an implicit GEMM over shared-memory tiles, for GPUs, with bias and the same
-// epilogue as conv2d.wgsl: out = (conv(x, weight) + bias + chan + residual) * out_scale.
+// epilogue as conv2d.wgsl: out = (conv(x, weight) + bias + chan + residual) * out_scale; or, split along K, the
+// partial sums of K slices for conv2d_split_reduce.wgsl to add and finish.
 //
 // Layouts (row-major f32), as in conv2d.wgsl:
 //   x        [batch, cin, h >> up, w >> up]   (read upsampled 2x when up = 1; conv2d_shape.inc.wgsl)
 //   weight   [cout, cin, kh, kw]              = the GEMM's A, M = cout rows of K = cin * kh * kw
 //   bias     [cout]
 //   residual [batch, cout, ho, wo]            read only when has_residual != 0
-//   out      [batch, cout, ho, wo]
+//   out      [batch, cout, ho, wo]            written only when splits = 1
 //   chan     [batch, cout]                    read only when has_channel != 0
+//   part     [splits, cout, p_count]          written only when splits > 1: part[s, m, i] is the sum over K
+//                                             slice s of output channel m at pixel p_begin + i
 // The GEMM: out[m, pix] = sum over k of weight[m, k] * col[k, pix], with N = batch * ho * wo output pixels and
 // col[(ci, ky, kx), (n, oy, ox)] = x[n, ci, oy * stride + ky - pad_top, ox * stride + kx - pad_left] (zero
 // outside the image), gathered on the fly: no im2col buffer exists.
 //
-// Grid: one workgroup of 16 x 16 invocations per 64 x 64 output tile (64 output channels x 64 pixels), output-
-// channel tile fastest, over the flattened 2-D workgroup grid. K goes in steps of 16: the workgroup stages a
-// 16 x 64 slice of the weights and of col in workgroup memory (8 KiB; each invocation loads 4 + 4 values, the
-// pixel index fastest so neighbours read neighbouring addresses), waits at a barrier, and each invocation
-// accumulates its 4 x 4 outputs (channels ty + 16 i, pixels tx + 16 j: neighbours read neighbouring workgroup
-// words, with no bank conflicts) from 16 x (4 + 4) shared loads: 16 FMAs per 8 loads, against 1 per 2 from
-// global memory. This is the variant for adapters where barriers and workgroup memory are cheap (GPUs);
-// ops::conv2d::kernel_for picks it there. On lavapipe a barrier costs more than the arithmetic between two.
-// Invariants: ho = (h + pad_top + pad_bottom - kh) / stride + 1 (same for wo); every count > 0; a workgroup
-// past the last pixel tile returns before any barrier (the test is workgroup-uniform).
+// Grid: one workgroup of 16 x 16 invocations per 64 x 64 output tile (64 output channels x 64 pixels of the
+// launch's pixels p_begin .. p_begin + p_count) and K slice (slice s covers k in [s * k_split, (s + 1) * k_split)
+// of K), output-channel tile fastest, then pixel tile, then slice, over the flattened 2-D workgroup grid. K goes
+// in steps of 16: the workgroup stages a 16 x 64 slice of the weights and of col in workgroup memory (8 KiB;
+// each invocation loads 4 + 4 values, the pixel index fastest so neighbours read neighbouring addresses), waits
+// at a barrier, and each invocation accumulates its 4 x 4 outputs (channels ty + 16 i, pixels tx + 16 j:
+// neighbours read neighbouring workgroup words, with no bank conflicts) from 16 x (4 + 4) shared loads: 16 FMAs
+// per 8 loads, against 1 per 2 from global memory. The next step's 4 + 4 values are loaded into registers
+// before the current step's products, so their latency overlaps the arithmetic. Splitting K (ops::conv2d::
+// SplitK) multiplies the workgroups of a small map: one image of a 256-channel 8x8 map is 4 tiles. This is the
+// variant for adapters where barriers and workgroup memory are cheap (GPUs); ops::conv2d::kernel_for picks it
+// there. On lavapipe a barrier costs more than the arithmetic between two.
+// Invariants: ho = (h + pad_top + pad_bottom - kh) / stride + 1 (same for wo); every count > 0; k_split is a
+// multiple of 16; p_begin + p_count <= N; a workgroup past the last tile or slice returns before any barrier
+// (the test is workgroup-uniform), and the staging branch depends only on uniforms and the loop counter.
 
 struct Params {
     shape: ConvShape,
     has_residual: u32,
     out_scale: f32,
     has_channel: u32,
+    splits: u32,
+    k_split: u32,
+    p_begin: u32,
+    p_count: u32,
     _pad1: u32,
 }
 
@@ -38,6 +50,7 @@ struct Params {
 @group(0) @binding(4) var<storage, read> residual: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 @group(0) @binding(6) var<storage, read> chan: array<f32>;
+@group(0) @binding(7) var<storage, read_write> part: array<f32>;
 
 const TM: u32 = 64u;
 const TN: u32 = 64u;
@@ -65,6 +78,33 @@ fn column(c: ConvShape, k: u32, pix: u32) -> f32 {
     return x[((n * c.cin + ci) * sh + (u32(iy) >> c.up)) * sw + (u32(ix) >> c.up)];
 }
 
+// One step's share of an invocation: 4 weights and 4 input columns (zero outside the tile, the slice and N).
+struct Staged {
+    w: vec4<f32>,
+    x: vec4<f32>,
+}
+
+fn stage(c: ConvShape, m0: u32, p0: u32, p_end: u32, k0: u32, k_end: u32, li: u32) -> Staged {
+    let K = c.cin * c.kh * c.kw;
+    var st: Staged;
+    for (var r = 0u; r < 4u; r = r + 1u) {
+        let e = li + 256u * r;
+        // Weights: k fastest (a row of 16 consecutive floats per 16 invocations).
+        let kk = e % TK;
+        let mm = e / TK;
+        if (m0 + mm < c.cout && k0 + kk < k_end) {
+            st.w[r] = weight[(m0 + mm) * K + k0 + kk];
+        }
+        // Input columns: the pixel fastest.
+        let pp = e % TN;
+        let kx = e / TN;
+        if (p0 + pp < p_end && k0 + kx < k_end) {
+            st.x[r] = column(c, k0 + kx, p0 + pp);
+        }
+    }
+    return st;
+}
+
 @compute @workgroup_size(256)
 fn main(
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -73,39 +113,33 @@ fn main(
 ) {
     let c = p.shape;
     let K = c.cin * c.kh * c.kw;
-    let N = c.batch * c.ho * c.wo;
     let mtiles = (c.cout + TM - 1u) / TM;
+    let tiles = mtiles * ((p.p_count + TN - 1u) / TN);
     let g = flat_workgroup(wg, nwg);
-    let m0 = (g % mtiles) * TM;
-    let p0 = (g / mtiles) * TN;
-    if (p0 >= N) {
+    let s = g / tiles;
+    if (s >= p.splits) {
         return;
     }
+    let m0 = (g % mtiles) * TM;
+    let p0 = p.p_begin + ((g % tiles) / mtiles) * TN;
+    let p_end = p.p_begin + p.p_count;
+    let k_begin = s * p.k_split;
+    let k_end = min(K, k_begin + p.k_split);
     let tx = li % 16u;
     let ty = li / 16u;
 
     var acc: array<vec4<f32>, 4>;
-    for (var k0 = 0u; k0 < K; k0 = k0 + TK) {
+    var st = stage(c, m0, p0, p_end, k_begin, k_end, li);
+    for (var k0 = k_begin; k0 < k_end; k0 = k0 + TK) {
         for (var r = 0u; r < 4u; r = r + 1u) {
             let e = li + 256u * r;
-            // Weights: k fastest (a row of 16 consecutive floats per 16 invocations).
-            let kk = e % TK;
-            let mm = e / TK;
-            var wv = 0.0;
-            if (m0 + mm < c.cout && k0 + kk < K) {
-                wv = weight[(m0 + mm) * K + k0 + kk];
-            }
-            ws[kk * TM + mm] = wv;
-            // Input columns: the pixel fastest.
-            let pp = e % TN;
-            let kx = e / TN;
-            var xv = 0.0;
-            if (p0 + pp < N && k0 + kx < K) {
-                xv = column(c, k0 + kx, p0 + pp);
-            }
-            xs[kx * TN + pp] = xv;
+            ws[(e % TK) * TM + e / TK] = st.w[r];
+            xs[(e / TN) * TN + e % TN] = st.x[r];
         }
         workgroupBarrier();
+        if (k0 + TK < k_end) {
+            st = stage(c, m0, p0, p_end, k0 + TK, k_end, li);
+        }
         for (var kk = 0u; kk < TK; kk = kk + 1u) {
             let a = vec4<f32>(
                 ws[kk * TM + ty],
@@ -135,8 +169,12 @@ fn main(
         }
         for (var j = 0u; j < 4u; j = j + 1u) {
             let pix = p0 + tx + 16u * j;
-            if (pix >= N) {
+            if (pix >= p_end) {
                 break;
+            }
+            if (p.splits > 1u) {
+                part[(s * c.cout + m) * p.p_count + pix - p.p_begin] = acc[i][j];
+                continue;
             }
             let n = pix / plane;
             var v = acc[i][j] + bias[m];

@@ -132,6 +132,7 @@ pub const KERNELS: &[&Kernel] = &[
     &conv2d::KERNEL_3X3,
     &conv2d::KERNEL_PACKED,
     &conv2d::KERNEL_TILED,
+    &conv2d::KERNEL_SPLIT_REDUCE,
     &conv2d::PACK_KERNEL,
     &ddim::CONV_KERNEL,
     &ddim::STEP_KERNEL,

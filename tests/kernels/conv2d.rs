@@ -1,7 +1,7 @@
 use ddim_wgpu::gpu::{DeviceOptions, Gpu};
 use ddim_wgpu::ops::KernelChoice;
 use ddim_wgpu::ops::conv2d::{
-    Conv2dConfig, ConvShape, Padding, conv2d, conv2d_with_channel, kernel_for, output_size,
+    Conv2dConfig, ConvShape, Padding, SplitK, conv2d, conv2d_with_channel, kernel_for, output_size,
 };
 use ddim_wgpu::ops::winograd::{GEMM_KERNEL, GEMM_WINDOWED_KERNEL};
 use ddim_wgpu::reference::nn;
@@ -595,5 +595,101 @@ fn input_windows_off_runs_the_storage_kernels() {
         assert_eq!(gpu.input_windows(), windows);
         let got = [kernel_for(&gpu, &one).name, kernel_for(&gpu, &three).name];
         assert_eq!(got, expect, "input windows {windows}");
+    }
+}
+
+/// The GPU family's split of K ([`SplitK`]): the split it chooses for CIFAR-10 UNet shapes, and convolutions
+/// split along K and run in several groups of pixels (a device whose storage bindings hold 256 KiB of partial
+/// sums) with a channel offset, a residual and a scale, against the reference.
+#[test]
+fn conv_tiled_split_along_k_and_into_pixel_groups() {
+    gpu_or_skip!();
+    let shape = |n: u32, cin: u32, cout: u32, hw: u32| ConvShape {
+        batch: n,
+        cin,
+        h: hw,
+        w: hw,
+        cout,
+        ho: hw,
+        wo: hw,
+        kh: 3,
+        kw: 3,
+        stride: 1,
+        pad_top: 1,
+        pad_left: 1,
+        ..Default::default()
+    };
+    let floats = 8 << 20;
+    // 256 -> 256 at 8x8: 4 tiles per image, K = 2304 in 18 slices of 128 (at least 128 each).
+    let s = SplitK::new(&shape(8, 256, 256, 8), floats);
+    assert_eq!((s.splits, s.k_split, s.pixels), (18, 128, 512));
+    // 128 -> 128 at 32x32: 32 tiles per image, 4 slices bring it to 128 workgroups.
+    let s = SplitK::new(&shape(8, 128, 128, 32), floats);
+    assert_eq!((s.splits, s.k_split, s.pixels), (4, 288, 8192));
+    // 512 -> 256 at 4x4: 32 slices of 144; the first convolution (K = 27) is not split.
+    assert_eq!(SplitK::new(&shape(8, 512, 256, 4), floats).splits, 32);
+    assert_eq!(SplitK::new(&shape(8, 3, 128, 32), floats).splits, 1);
+    // Pixels in launches of whole tiles whose partial sums fit; one slice where a tile's would not.
+    let s = SplitK::new(&shape(64, 128, 128, 32), 4 * 128 * 1000);
+    assert_eq!((s.splits, s.pixels), (4, 960));
+    assert_eq!(SplitK::new(&shape(1, 128, 128, 32), 4 * 128 * 63).splits, 1);
+
+    let options = DeviceOptions {
+        kernels: KernelChoice::Gpu,
+        max_binding: Some(256 * 1024),
+        ..DeviceOptions::from_env().unwrap()
+    };
+    let gpu = Gpu::new(&options).unwrap();
+    // (x, cout, stride, launches): 3 slices of 128, 128, 104 and 896 pixels per launch (65,536 floats over
+    // 3 x 24) over 969 pixels; then stride 2 with K = 450 in 4 slices and 33 outputs.
+    for (i, &([n, cin, h, w], cout, stride, launches)) in
+        [([3, 40, 17, 19], 24, 1, 2), ([2, 50, 13, 10], 33, 2, 1)]
+            .iter()
+            .enumerate()
+    {
+        let seed = 200 + 10 * i as u64;
+        let cfg = Conv2dConfig {
+            stride,
+            padding: Padding::uniform(1),
+            out_scale: 0.75,
+            ..Default::default()
+        };
+        let (ho, wo) = output_size(h, w, 3, 3, &cfg).unwrap();
+        let (x, xv) = random(&gpu, "x", &[n, cin, h, w], seed);
+        let (wt, wv) = random(&gpu, "weight", &[cout, cin, 3, 3], seed + 1);
+        let (b, bv) = random(&gpu, "bias", &[cout], seed + 2);
+        let (ch, cv) = random(&gpu, "channel", &[n, cout], seed + 3);
+        let (r, rv) = random(&gpu, "residual", &[n, cout, ho, wo], seed + 4);
+        let out = gpu.zeros("out", &[n, cout, ho, wo]).unwrap();
+        let name = format!("conv 3x3 stride {stride} {n}x{cin}x{h}x{w} -> {cout}, split");
+        let d =
+            conv2d_with_channel(&gpu, &name, &x, &wt, &b, Some(&ch), Some(&r), &out, &cfg).unwrap();
+        let x_shape = ConvShape {
+            ho: ho as u32,
+            wo: wo as u32,
+            stride: stride as u32,
+            h: h as u32,
+            w: w as u32,
+            ..shape(n as u32, cin as u32, cout as u32, 0)
+        };
+        assert!(SplitK::on(&gpu, &x_shape).splits > 1, "{name}: split");
+        assert_eq!(d.launch_count(), 2 * launches, "{name}: launches");
+        let got = run(&gpu, &[&d], &out);
+        let plane = ho * wo;
+        let offsets: Vec<f32> = (0..n * cout * plane)
+            .map(|e| cv[e / plane] + rv[e])
+            .collect();
+        let (want, _) = nn::conv2d(
+            &xv,
+            [n, cin, h, w],
+            &wv,
+            [cout, cin, 3, 3],
+            &bv,
+            Some(&offsets),
+            stride,
+            (1, 1, 1, 1),
+            0.75,
+        );
+        check_result(&gpu, &name, d.kernel().name, "", &got, &want);
     }
 }

@@ -1,0 +1,66 @@
+// conv2d_split_reduce: finishes a convolution that conv2d_tiled.wgsl ran split along K: adds the slices' partial
+// sums in slice order and applies conv2d.wgsl's epilogue, out = (sum + bias + chan + residual) * out_scale.
+//
+// Layouts (row-major f32):
+//   part     [splits, cout, p_count]   part[s, m, i]: slice s's sum for output channel m at pixel p_begin + i
+//   bias     [cout]
+//   chan     [batch, cout]             read only when has_channel != 0
+//   residual [batch, cout, ho, wo]     read only when has_residual != 0
+//   out      [batch, cout, ho, wo]     pixel pix = (n * ho + oy) * wo + ox of channel m at (n * cout + m) * ho * wo
+//                                      + pix % (ho * wo)
+//
+// Grid: one invocation per (m, i) of the launch's cout x p_count outputs, i fastest (consecutive invocations read
+// consecutive partial sums and write consecutive outputs within an image), over the flattened 2-D grid.
+// Invariants: the slices are added in order 0, 1, ..., whatever the grid, so a result does not depend on the
+// batch or on how the pixels were grouped into launches; out aliases nothing else bound.
+
+struct Params {
+    shape: ConvShape,
+    has_residual: u32,
+    out_scale: f32,
+    has_channel: u32,
+    splits: u32,
+    k_split: u32,
+    p_begin: u32,
+    p_count: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> part: array<f32>;
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read> chan: array<f32>;
+@group(0) @binding(4) var<storage, read> residual: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+
+@compute @workgroup_size(256)
+fn main(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let c = p.shape;
+    let id = flat_index(wg, nwg, li, 256u);
+    if (id >= c.cout * p.p_count) {
+        return;
+    }
+    let m = id / p.p_count;
+    let i = id % p.p_count;
+    let stride = c.cout * p.p_count;
+    var v = 0.0;
+    for (var s = 0u; s < p.splits; s = s + 1u) {
+        v = v + part[s * stride + id];
+    }
+    let pix = p.p_begin + i;
+    let plane = c.ho * c.wo;
+    let n = pix / plane;
+    v = v + bias[m];
+    if (p.has_channel != 0u) {
+        v = v + chan[n * c.cout + m];
+    }
+    let o = (n * c.cout + m) * plane + pix % plane;
+    if (p.has_residual != 0u) {
+        v = v + residual[o];
+    }
+    out[o] = v * p.out_scale;
+}
