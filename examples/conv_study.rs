@@ -15,7 +15,9 @@
 //! `conv_study cpu-direct cpu` measures what it gains over `conv2d_3x3`. One ending in `-storage` reads
 //! activations from storage only (`DeviceOptions::input_windows`): `conv_study cpu-storage cpu` measures the
 //! Winograd products reading V from uniform windows, `conv_study 1x1 cpu-storage cpu` runs the CIFAR-10 UNet's
-//! 1x1 convolutions instead and measures `conv2d_1x1` against `conv2d_packed`. Every x lies in a larger
+//! 1x1 convolutions instead and measures `conv2d_1x1` against `conv2d_packed`. One ending in `-nosplit` never
+//! splits the GPU family's tiled convolution along K (`DeviceOptions::split_k`): `conv_study gpu-nosplit gpu`
+//! measures what the split gains. Every x lies in a larger
 //! buffer, as the planner places activations.
 //!
 //! Rates and fractions of roof count the direct convolution's multiply-adds (2 x 9 x cin per output) for
@@ -89,29 +91,31 @@ fn main() -> Result<(), ddim_wgpu::Error> {
         });
     }
     // A choice is a kernel family with optional suffixes: `-direct` (Winograd off), `-storage` (activations
-    // read from storage, not uniform windows).
+    // read from storage, not uniform windows), `-nosplit` (the tiled convolution's K never split).
     let choices = args
         .iter()
         .filter(|a| !["quick", "mnist", "1x1"].contains(&a.as_str()) && !a.starts_with("batch="))
         .map(|a| {
             let mut family = a.as_str();
-            let (mut winograd, mut windows) = (true, true);
+            let (mut winograd, mut windows, mut split) = (true, true, true);
             loop {
                 if let Some(f) = family.strip_suffix("-direct") {
                     (family, winograd) = (f, false);
                 } else if let Some(f) = family.strip_suffix("-storage") {
                     (family, windows) = (f, false);
+                } else if let Some(f) = family.strip_suffix("-nosplit") {
+                    (family, split) = (f, false);
                 } else {
                     break;
                 }
             }
-            Ok((family.parse::<KernelChoice>()?, winograd, windows))
+            Ok((family.parse::<KernelChoice>()?, winograd, windows, split))
         })
         .collect::<Result<Vec<_>, ddim_wgpu::Error>>()?;
     let (first, second) = match choices[..] {
         [] => (
-            (KernelChoice::Baseline, true, true),
-            (KernelChoice::Auto, true, true),
+            (KernelChoice::Baseline, true, true, true),
+            (KernelChoice::Auto, true, true, true),
         ),
         [a, b] => (a, b),
         _ => {
@@ -120,20 +124,22 @@ fn main() -> Result<(), ddim_wgpu::Error> {
         }
     };
     let base = DeviceOptions::from_env()?;
-    let open = |(kernels, winograd, input_windows): (KernelChoice, bool, bool)| {
+    let open = |(kernels, winograd, input_windows, split_k): (KernelChoice, bool, bool, bool)| {
         Gpu::new(&DeviceOptions {
             kernels,
             winograd,
             input_windows,
+            split_k,
             ..base.clone()
         })
     };
     let (general, auto) = (open(first)?, open(second)?);
-    let name = |(k, winograd, windows): (KernelChoice, bool, bool)| {
+    let name = |(k, winograd, windows, split): (KernelChoice, bool, bool, bool)| {
         format!(
-            "{k:?}{}{}",
+            "{k:?}{}{}{}",
             if winograd { "" } else { "-direct" },
-            if windows { "" } else { "-storage" }
+            if windows { "" } else { "-storage" },
+            if split { "" } else { "-nosplit" }
         )
     };
     let (first, second) = (name(first), name(second));

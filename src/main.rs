@@ -58,6 +58,12 @@ struct Cli {
           action = clap::ArgAction::Set, value_name = "on|off")]
     input_windows: bool,
 
+    /// Whether the gpu family's tiled convolution splits K over several workgroups on small maps (on), or runs
+    /// every convolution in one slice (off), to compare the two.
+    #[arg(long, global = true, env = "DDIM_SPLIT_K", default_value = "on", value_parser = parse_split_k_arg,
+          action = clap::ArgAction::Set, value_name = "on|off")]
+    split_k: bool,
+
     /// Open the device with at most this storage-binding size, in bytes (a multiple of 4): what a smaller
     /// device allows, to see batches split on a large one.
     #[arg(long, global = true, env = "DDIM_MAX_BINDING")]
@@ -361,6 +367,10 @@ fn parse_input_windows_arg(s: &str) -> Result<bool, String> {
     parse_switch("--input-windows", s).map_err(|e| e.to_string())
 }
 
+fn parse_split_k_arg(s: &str) -> Result<bool, String> {
+    parse_switch("--split-k", s).map_err(|e| e.to_string())
+}
+
 fn parse_backend_arg(s: &str) -> Result<wgpu::Backend, String> {
     parse_backend(s).map_err(|e| e.to_string())
 }
@@ -381,6 +391,7 @@ fn run(cli: Cli) -> Result<()> {
         kernels: cli.kernels,
         winograd: cli.winograd,
         input_windows: cli.input_windows,
+        split_k: cli.split_k,
         max_binding: cli.max_binding,
         fault: cli.inject_fault,
     };

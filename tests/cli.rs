@@ -62,6 +62,11 @@ fn the_input_windows_switch_takes_on_or_off() {
 }
 
 #[test]
+fn the_split_k_switch_takes_on_or_off() {
+    check_switch("--split-k");
+}
+
+#[test]
 fn an_adapter_filter_that_matches_nothing_names_what_exists() {
     let out = ddim(&["--adapter", "no-such-adapter-xyz", "info"]);
     assert!(!out.status.success());

@@ -9,7 +9,7 @@ use crate::ops::KernelChoice;
 
 /// How to choose the adapter, and which kernel variants to run on it. Built from CLI flags or from the
 /// environment (`DDIM_BACKEND`, `DDIM_ADAPTER`, `DDIM_KERNELS`, `DDIM_WINOGRAD`, `DDIM_INPUT_WINDOWS`,
-/// `DDIM_MAX_BINDING`).
+/// `DDIM_SPLIT_K`, `DDIM_MAX_BINDING`).
 #[derive(Clone, Debug, Default)]
 pub struct DeviceOptions {
     /// Restrict to one backend. `None` means `WGPU_BACKEND` if set, else every backend.
@@ -25,6 +25,10 @@ pub struct DeviceOptions {
     /// weights (`conv2d_1x1`, the windowed Winograd products; `DDIM_INPUT_WINDOWS=off` turns it off): on by
     /// default; off runs the kernels that read activations from storage, to compare.
     pub input_windows: bool,
+    /// Whether the GPU family's tiled convolution may split K over several workgroups where a map is small
+    /// (`ops::conv2d::SplitK`; `DDIM_SPLIT_K=off` turns it off): on by default; off runs every convolution in
+    /// one slice, to compare.
+    pub split_k: bool,
     /// Open the device with at most this `max_storage_buffer_binding_size` (bytes, a multiple of 4): what a
     /// smaller device would allow, to exercise batch splitting on a large one.
     pub max_binding: Option<u64>,
@@ -94,6 +98,10 @@ impl DeviceOptions {
             Ok(s) if !s.trim().is_empty() => parse_switch("DDIM_INPUT_WINDOWS", &s)?,
             _ => true,
         };
+        let split_k = match std::env::var("DDIM_SPLIT_K") {
+            Ok(s) if !s.trim().is_empty() => parse_switch("DDIM_SPLIT_K", &s)?,
+            _ => true,
+        };
         let backend = match std::env::var("DDIM_BACKEND") {
             Ok(s) if !s.trim().is_empty() => Some(parse_backend(&s)?),
             _ => None,
@@ -111,6 +119,7 @@ impl DeviceOptions {
             kernels,
             winograd,
             input_windows,
+            split_k,
             max_binding,
             fault,
         })
@@ -228,6 +237,7 @@ pub struct Gpu {
     kernels: KernelChoice,
     winograd: bool,
     input_windows: bool,
+    split_k: bool,
     injected: Option<Fault>,
     pub(crate) pipelines: Mutex<HashMap<&'static str, Arc<CachedPipeline>>>,
     // Working buffers shared by every dispatch that names them (`Gpu::scratch`).
@@ -286,6 +296,7 @@ impl Gpu {
             kernels: options.kernels,
             winograd: options.winograd,
             input_windows: options.input_windows,
+            split_k: options.split_k,
             injected: options.fault.clone(),
             pipelines: Mutex::new(HashMap::new()),
             scratch: Mutex::new(HashMap::new()),
@@ -317,6 +328,11 @@ impl Gpu {
     /// ([`DeviceOptions::input_windows`]).
     pub fn input_windows(&self) -> bool {
         self.input_windows
+    }
+
+    /// Whether the GPU family's tiled convolution may split K ([`DeviceOptions::split_k`]).
+    pub fn split_k(&self) -> bool {
+        self.split_k
     }
 
     /// The wgpu device.

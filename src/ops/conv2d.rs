@@ -142,13 +142,15 @@ impl SplitK {
         }
     }
 
-    /// The split on this device: partial sums within [`SPLIT_SCRATCH_BYTES`] and the binding limits.
+    /// The split on this device: partial sums within [`SPLIT_SCRATCH_BYTES`] and the binding limits; one
+    /// slice where the device was opened with split K off ([`crate::gpu::DeviceOptions::split_k`]).
     pub fn on(gpu: &Gpu, shape: &ConvShape) -> Self {
         let limits = gpu.limits();
         let bytes = SPLIT_SCRATCH_BYTES
             .min(limits.max_storage_buffer_binding_size)
             .min(limits.max_buffer_size);
-        Self::new(shape, (bytes / 4) as usize)
+        let floats = if gpu.split_k() { bytes / 4 } else { 0 };
+        Self::new(shape, floats as usize)
     }
 }
 

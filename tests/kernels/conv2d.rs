@@ -634,18 +634,26 @@ fn conv_tiled_split_along_k_and_into_pixel_groups() {
     assert_eq!((s.splits, s.pixels), (4, 960));
     assert_eq!(SplitK::new(&shape(1, 128, 128, 32), 4 * 128 * 63).splits, 1);
 
-    let options = DeviceOptions {
-        kernels: KernelChoice::Gpu,
-        max_binding: Some(256 * 1024),
-        ..DeviceOptions::from_env().unwrap()
+    let open = |split_k| {
+        Gpu::new(&DeviceOptions {
+            kernels: KernelChoice::Gpu,
+            max_binding: Some(256 * 1024),
+            split_k,
+            ..DeviceOptions::from_env().unwrap()
+        })
+        .unwrap()
     };
-    let gpu = Gpu::new(&options).unwrap();
-    // (x, cout, stride, launches): 3 slices of 128, 128, 104 and 896 pixels per launch (65,536 floats over
-    // 3 x 24) over 969 pixels; then stride 2 with K = 450 in 4 slices and 33 outputs.
-    for (i, &([n, cin, h, w], cout, stride, launches)) in
-        [([3, 40, 17, 19], 24, 1, 2), ([2, 50, 13, 10], 33, 2, 1)]
-            .iter()
-            .enumerate()
+    let (split, unsplit) = (open(true), open(false));
+    // (device, x, cout, stride, launches): 3 slices of 128, 128, 104 and 896 pixels per launch (65,536 floats
+    // over 3 x 24) over 969 pixels; then stride 2 with K = 450 in 4 slices and 33 outputs; then the first case
+    // on a device opened with split K off (`--split-k off`): one launch over the whole K.
+    for (i, &(gpu, [n, cin, h, w], cout, stride, launches)) in [
+        (&split, [3, 40, 17, 19], 24, 1, 2),
+        (&split, [2, 50, 13, 10], 33, 2, 1),
+        (&unsplit, [3, 40, 17, 19], 24, 1, 0),
+    ]
+    .iter()
+    .enumerate()
     {
         let seed = 200 + 10 * i as u64;
         let cfg = Conv2dConfig {
@@ -655,15 +663,15 @@ fn conv_tiled_split_along_k_and_into_pixel_groups() {
             ..Default::default()
         };
         let (ho, wo) = output_size(h, w, 3, 3, &cfg).unwrap();
-        let (x, xv) = random(&gpu, "x", &[n, cin, h, w], seed);
-        let (wt, wv) = random(&gpu, "weight", &[cout, cin, 3, 3], seed + 1);
-        let (b, bv) = random(&gpu, "bias", &[cout], seed + 2);
-        let (ch, cv) = random(&gpu, "channel", &[n, cout], seed + 3);
-        let (r, rv) = random(&gpu, "residual", &[n, cout, ho, wo], seed + 4);
+        let (x, xv) = random(gpu, "x", &[n, cin, h, w], seed);
+        let (wt, wv) = random(gpu, "weight", &[cout, cin, 3, 3], seed + 1);
+        let (b, bv) = random(gpu, "bias", &[cout], seed + 2);
+        let (ch, cv) = random(gpu, "channel", &[n, cout], seed + 3);
+        let (r, rv) = random(gpu, "residual", &[n, cout, ho, wo], seed + 4);
         let out = gpu.zeros("out", &[n, cout, ho, wo]).unwrap();
         let name = format!("conv 3x3 stride {stride} {n}x{cin}x{h}x{w} -> {cout}, split");
         let d =
-            conv2d_with_channel(&gpu, &name, &x, &wt, &b, Some(&ch), Some(&r), &out, &cfg).unwrap();
+            conv2d_with_channel(gpu, &name, &x, &wt, &b, Some(&ch), Some(&r), &out, &cfg).unwrap();
         let x_shape = ConvShape {
             ho: ho as u32,
             wo: wo as u32,
@@ -672,9 +680,10 @@ fn conv_tiled_split_along_k_and_into_pixel_groups() {
             w: w as u32,
             ..shape(n as u32, cin as u32, cout as u32, 0)
         };
-        assert!(SplitK::on(&gpu, &x_shape).splits > 1, "{name}: split");
-        assert_eq!(d.launch_count(), 2 * launches, "{name}: launches");
-        let got = run(&gpu, &[&d], &out);
+        let is_split = SplitK::on(gpu, &x_shape).splits > 1;
+        assert_eq!(is_split, launches > 0, "{name}: split");
+        assert_eq!(d.launch_count(), (2 * launches).max(1), "{name}: launches");
+        let got = run(gpu, &[&d], &out);
         let plane = ho * wo;
         let offsets: Vec<f32> = (0..n * cout * plane)
             .map(|e| cv[e / plane] + rv[e])
@@ -690,6 +699,6 @@ fn conv_tiled_split_along_k_and_into_pixel_groups() {
             (1, 1, 1, 1),
             0.75,
         );
-        check_result(&gpu, &name, d.kernel().name, "", &got, &want);
+        check_result(gpu, &name, d.kernel().name, "", &got, &want);
     }
 }
