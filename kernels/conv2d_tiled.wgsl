@@ -23,7 +23,8 @@
 // at a barrier, and each invocation accumulates its 4 x 4 outputs (channels ty + 16 i, pixels tx + 16 j:
 // neighbours read neighbouring workgroup words, with no bank conflicts) from 16 x (4 + 4) shared loads: 16 FMAs
 // per 8 loads, against 1 per 2 from global memory. The next step's 4 + 4 values are loaded into registers
-// before the current step's products, so their latency overlaps the arithmetic. Splitting K (ops::conv2d::
+// before the current step's products, so their latency overlaps the arithmetic; an invocation gathers col for
+// one pixel at every step, decomposed into image, row and column once. Splitting K (ops::conv2d::
 // SplitK) multiplies the workgroups of a small map: one image of a 256-channel 8x8 map is 4 tiles. This is the
 // variant for adapters where barriers and workgroup memory are cheap (GPUs); ops::conv2d::kernel_for picks it
 // there. On lavapipe a barrier costs more than the arithmetic between two.
@@ -60,49 +61,105 @@ const TK: u32 = 16u;
 var<workgroup> ws: array<f32, 1024>;
 var<workgroup> xs: array<f32, 1024>;
 
-// col[k, pix] for one k < K and pix < N.
-fn column(c: ConvShape, k: u32, pix: u32) -> f32 {
-    let taps = c.kh * c.kw;
-    let ci = k / taps;
-    let t = k % taps;
+// The output pixel an invocation gathers col for: the same pixel p0 + li % 64 at every K step, so its
+// decomposition (two divisions) happens once per workgroup tile, not once per element.
+struct Pixel {
+    valid: bool,
+    // First element of image n's input planes.
+    image: u32,
+    // Top-left input row and column of the pixel's window (may be negative: padding).
+    iy0: i32,
+    ix0: i32,
+}
+
+fn pixel_of(c: ConvShape, pix: u32, p_end: u32) -> Pixel {
     let plane = c.ho * c.wo;
     let n = pix / plane;
     let r = pix % plane;
-    let iy = i32((r / c.wo) * c.stride + t / c.kw) - i32(c.pad_top);
-    let ix = i32((r % c.wo) * c.stride + t % c.kw) - i32(c.pad_left);
+    let sh = c.h >> c.up;
+    let sw = c.w >> c.up;
+    return Pixel(
+        pix < p_end,
+        n * c.cin * sh * sw,
+        i32((r / c.wo) * c.stride) - i32(c.pad_top),
+        i32((r % c.wo) * c.stride) - i32(c.pad_left),
+    );
+}
+
+// col[k, pix] for one k < K at the invocation's pixel.
+fn column(c: ConvShape, px: Pixel, k: u32) -> f32 {
+    let taps = c.kh * c.kw;
+    let ci = k / taps;
+    let t = k % taps;
+    let iy = px.iy0 + i32(t / c.kw);
+    let ix = px.ix0 + i32(t % c.kw);
     if (iy < 0 || ix < 0 || iy >= i32(c.h) || ix >= i32(c.w)) {
         return 0.0;
     }
     let sw = c.w >> c.up;
     let sh = c.h >> c.up;
-    return x[((n * c.cin + ci) * sh + (u32(iy) >> c.up)) * sw + (u32(ix) >> c.up)];
+    return x[px.image + (ci * sh + (u32(iy) >> c.up)) * sw + (u32(ix) >> c.up)];
 }
 
-// One step's share of an invocation: 4 weights and 4 input columns (zero outside the tile, the slice and N).
+// Element e of a step's 16 x 64 weight slice: k fastest (a row of 16 consecutive floats per 16 invocations);
+// zero outside cout and the K slice.
+fn weight_at(c: ConvShape, m0: u32, k0: u32, k_end: u32, e: u32) -> f32 {
+    let kk = e % TK;
+    let mm = e / TK;
+    if (m0 + mm < c.cout && k0 + kk < k_end) {
+        return weight[(m0 + mm) * c.cin * c.kh * c.kw + k0 + kk];
+    }
+    return 0.0;
+}
+
+// Row kx of a step's 16 x 64 slice of col at the invocation's pixel (column li % 64 of the slice); zero
+// outside the launch's pixels and the K slice.
+fn column_at(c: ConvShape, px: Pixel, k0: u32, k_end: u32, kx: u32) -> f32 {
+    if (px.valid && k0 + kx < k_end) {
+        return column(c, px, k0 + kx);
+    }
+    return 0.0;
+}
+
+// One step's share of invocation li: elements li + 256 r (r = 0..3) of both slices (for col: rows li / 64 + 4 r
+// of column li % 64), built as vectors with
+// constant components (a loop writing st.w[r] would index a vector dynamically, which GPU compilers may
+// place in local memory).
 struct Staged {
     w: vec4<f32>,
     x: vec4<f32>,
 }
 
-fn stage(c: ConvShape, m0: u32, p0: u32, p_end: u32, k0: u32, k_end: u32, li: u32) -> Staged {
-    let K = c.cin * c.kh * c.kw;
-    var st: Staged;
-    for (var r = 0u; r < 4u; r = r + 1u) {
-        let e = li + 256u * r;
-        // Weights: k fastest (a row of 16 consecutive floats per 16 invocations).
-        let kk = e % TK;
-        let mm = e / TK;
-        if (m0 + mm < c.cout && k0 + kk < k_end) {
-            st.w[r] = weight[(m0 + mm) * K + k0 + kk];
-        }
-        // Input columns: the pixel fastest.
-        let pp = e % TN;
-        let kx = e / TN;
-        if (p0 + pp < p_end && k0 + kx < k_end) {
-            st.x[r] = column(c, k0 + kx, p0 + pp);
-        }
-    }
-    return st;
+fn stage(c: ConvShape, m0: u32, px: Pixel, k0: u32, k_end: u32, li: u32) -> Staged {
+    let kx = li / TN;
+    return Staged(
+        vec4<f32>(
+            weight_at(c, m0, k0, k_end, li),
+            weight_at(c, m0, k0, k_end, li + 256u),
+            weight_at(c, m0, k0, k_end, li + 512u),
+            weight_at(c, m0, k0, k_end, li + 768u),
+        ),
+        vec4<f32>(
+            column_at(c, px, k0, k_end, kx),
+            column_at(c, px, k0, k_end, kx + 4u),
+            column_at(c, px, k0, k_end, kx + 8u),
+            column_at(c, px, k0, k_end, kx + 12u),
+        ),
+    );
+}
+
+// Stores a staged share: element li + 256 r of the weights at ws[(li % 16) * 64 + li / 16 + 16 r], of col at
+// xs[li + 256 r].
+fn put(st: Staged, li: u32) {
+    let wo = (li % TK) * TM + li / TK;
+    ws[wo] = st.w.x;
+    ws[wo + 16u] = st.w.y;
+    ws[wo + 32u] = st.w.z;
+    ws[wo + 48u] = st.w.w;
+    xs[li] = st.x.x;
+    xs[li + 256u] = st.x.y;
+    xs[li + 512u] = st.x.z;
+    xs[li + 768u] = st.x.w;
 }
 
 @compute @workgroup_size(256)
@@ -129,16 +186,13 @@ fn main(
     let ty = li / 16u;
 
     var acc: array<vec4<f32>, 4>;
-    var st = stage(c, m0, p0, p_end, k_begin, k_end, li);
+    let px = pixel_of(c, p0 + li % TN, p_end);
+    var st = stage(c, m0, px, k_begin, k_end, li);
     for (var k0 = k_begin; k0 < k_end; k0 = k0 + TK) {
-        for (var r = 0u; r < 4u; r = r + 1u) {
-            let e = li + 256u * r;
-            ws[(e % TK) * TM + e / TK] = st.w[r];
-            xs[(e / TN) * TN + e % TN] = st.x[r];
-        }
+        put(st, li);
         workgroupBarrier();
         if (k0 + TK < k_end) {
-            st = stage(c, m0, p0, p_end, k0 + TK, k_end, li);
+            st = stage(c, m0, px, k0 + TK, k_end, li);
         }
         for (var kk = 0u; kk < TK; kk = kk + 1u) {
             let a = vec4<f32>(

@@ -57,6 +57,10 @@ want profiles && for k in "${families[@]}"; do
     --batch "$cifar_batch" --json "$out/json/profile_cifar10_$k.json"
   step "$bin/ddim" profile --quiet --kernels "$k" --steps $steps --batch "$mnist_batch" --clip-sample 1 \
     --json "$out/json/profile_mnist_$k.json"
+  if [[ $k == gpu ]]; then
+    step "$bin/ddim" profile --quiet --kernels gpu --split-k off --model benches/configs/ddpm-cifar10-32.json \
+      --steps $steps --batch "$cifar_batch" --json "$out/json/profile_cifar10_gpu_nosplit.json"
+  fi
 done
 if [[ ${QUICK:-0} == 1 ]]; then
   step "$ex/conv_study" quick cpu gpu
@@ -66,6 +70,8 @@ else
     step "$ex/conv_study" cpu-direct cpu
     step "$ex/conv_study" baseline gpu
     step "$ex/conv_study" 1x1 cpu gpu
+    step "$ex/conv_study" gpu-nosplit gpu
+    step "$ex/conv_study" 1x1 gpu-nosplit gpu
     step "$ex/norm_study" cpu gpu
     step env DDIM_KERNELS=gpu "$ex/attention_study"
     step env DDIM_KERNELS=cpu "$ex/attention_study"
