@@ -1,11 +1,17 @@
 // attention_tiled: multi-head softmax(q k^T * scale) v over the tokens of a feature map, flash-attention style
-// over shared-memory tiles, for GPUs (the GPU family's kernel; ops::attention::kernel_for picks it).
+// over shared-memory tiles, for GPUs (the GPU family's kernel; ops::attention::kernel_for picks it); with the
+// keys split over several workgroups (flash-decoding), each writes its partial softmax state and
+// attention_combine.wgsl merges them.
 //
-// Layouts (row-major f32), C = heads * head_dim, T = tokens (h * w), as attention.wgsl:
-//   q, k, v, out  [batch, C, T]: element (n, head, d, t) at (n * C + head * head_dim + d) * T + t
+// Layouts (row-major f32), C = heads * head_dim, T = tokens (h * w), pair = n * heads + head:
+//   q, k, v, out  [batch, C, T]: element (n, head, d, t) at (pair * head_dim + d) * T + t (as attention.wgsl);
+//                 out is written only when key_splits = 1
+//   part          key_splits > 1: [key_splits, pairs, head_dim, T] unnormalised sums (split s, pair p0 + i at
+//                 (s * pairs + i)), then [key_splits, pairs, T] x (running maximum, denominator) pairs
 //
-// Grid: one workgroup of 64 invocations per (n, head, block of BQ = 8 consecutive query tokens), query block
-// fastest, over the flattened 2-D workgroup grid. Invocation li serves query qi = li / 8 with its 8 neighbours
+// Grid: one workgroup of 64 invocations per (block of BQ = 8 consecutive query tokens, pair of the launch's
+// pair0 .. pair0 + pairs, key split), in that order fastest first, over the flattened 2-D workgroup grid; split
+// s takes keys [s * keys_per_split, (s + 1) * keys_per_split) of T. Invocation li serves query qi = li / 8 with its 8 neighbours
 // g = li % 8 (so a query's invocations share a SIMD group on every GPU).
 // Keys go in blocks of BK = 32. For each block:
 //   1. scores: the workgroup stages q (8 queries x 32 dims, pre-scaled) and k (32 keys x 32 dims) in workgroup
@@ -20,20 +26,21 @@
 //      chunk, two vec4s per key.
 // An invocation holds at most 256 output dims (8 vec4 accumulators); heads wider than 256 run the key loop
 // once per 256 dims, recomputing the scores (documented cost: only such heads pay it). No T x T matrix exists:
-// memory is O(C * T) whatever T is. Workgroup memory: 3,720 floats (14.5 KiB, under WebGPU's 16 KiB minimum).
-// Invariants: out aliases none of q, k, v; every count > 0. Padding (queries past T, keys past T, dims past
-// head_dim) is staged as zeros and masked out of the softmax; every barrier is in workgroup-uniform control
+// memory is O(C * T) whatever T is (plus the splits' partial sums, bounded by the host). Workgroup memory:
+// 3,720 floats (14.5 KiB, under WebGPU's 16 KiB minimum).
+// Invariants: out and part alias none of q, k, v; every count > 0; keys_per_split is a multiple of BK. Padding
+// (queries past T, keys past the split, dims past head_dim) is staged as zeros and masked out of the softmax; every barrier is in workgroup-uniform control
 // flow (loop bounds come from the uniforms; a workgroup past the last block returns before any barrier).
 
 struct Params {
-    batch: u32,
-    heads: u32,
+    pairs: u32,
     head_dim: u32,
     tokens: u32,
     scale: f32,
+    key_splits: u32,
+    keys_per_split: u32,
+    pair0: u32,
     _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -41,6 +48,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> k: array<f32>;
 @group(0) @binding(3) var<storage, read> v: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<storage, read_write> part: array<f32>;
 
 const BQ: u32 = 8u;
 const BK: u32 = 32u;
@@ -66,12 +74,16 @@ fn main(
     let hd = p.head_dim;
     let qblocks = (T + BQ - 1u) / BQ;
     let block = flat_workgroup(wg, nwg);
-    let pair = block / qblocks;
-    if (pair >= p.batch * p.heads) {
+    let rest = block / qblocks;
+    let lp = rest % p.pairs;
+    let split = rest / p.pairs;
+    if (split >= p.key_splits) {
         return;
     }
     let t0 = (block % qblocks) * BQ;
-    let base = pair * hd * T;
+    let base = (p.pair0 + lp) * hd * T;
+    let k_begin = split * p.keys_per_split;
+    let k_end = min(T, k_begin + p.keys_per_split);
     let qi = li / 8u;
     let g = li % 8u;
 
@@ -79,7 +91,7 @@ fn main(
         var acc: array<vec4<f32>, 8>;
         var m = -3.0e38;
         var l = 0.0;
-        for (var kb = 0u; kb < T; kb = kb + BK) {
+        for (var kb = k_begin; kb < k_end; kb = kb + BK) {
             // 1. Scores of query qi with keys kb + 4g .. kb + 4g + 3.
             var s = vec4<f32>(0.0);
             for (var d0 = 0u; d0 < hd; d0 = d0 + DC) {
@@ -102,7 +114,7 @@ fn main(
                     var x = vec4<f32>(0.0);
                     if (d < hd) {
                         for (var j = 0u; j < 4u; j = j + 1u) {
-                            if (t + j < T) {
+                            if (t + j < k_end) {
                                 x[j] = k[row + t + j];
                             }
                         }
@@ -119,7 +131,7 @@ fn main(
                 ss[qi * SROW + 4u * g + j] = s[j];
             }
             workgroupBarrier();
-            let keys = min(BK, T - kb);
+            let keys = min(BK, k_end - kb);
             var bm = m;
             for (var j = 0u; j < keys; j = j + 1u) {
                 bm = max(bm, ss[qi * SROW + j]);
@@ -151,7 +163,7 @@ fn main(
                     let d = idx / BK;
                     let key = idx % BK;
                     var x = 0.0;
-                    if (c0 + d < hd && kb + key < T) {
+                    if (c0 + d < hd && kb + key < k_end) {
                         x = v[base + (c0 + d) * T + kb + key];
                     }
                     vs4[key * VROW4 + d / 4u][d % 4u] = x;
@@ -169,14 +181,28 @@ fn main(
         }
         let t = t0 + qi;
         if (t < T) {
-            let inv = 1.0 / l;
+            // One split: the normalised output. Several: this split's sums, maximum and denominator.
+            let whole = p.key_splits == 1u;
+            let slot = split * p.pairs + lp;
+            var inv = 1.0;
+            if (whole) {
+                inv = 1.0 / l;
+            } else if (o0 == 0u && g == 0u) {
+                let ml = p.key_splits * p.pairs * hd * T + 2u * (slot * T + t);
+                part[ml] = m;
+                part[ml + 1u] = l;
+            }
             for (var c = 0u; c < OD / VC; c = c + 1u) {
                 for (var h = 0u; h < 2u; h = h + 1u) {
                     let a = acc[2u * c + h] * inv;
                     for (var j = 0u; j < 4u; j = j + 1u) {
                         let d = o0 + c * VC + 8u * g + 4u * h + j;
                         if (d < hd) {
-                            out[base + d * T + t] = a[j];
+                            if (whole) {
+                                out[base + d * T + t] = a[j];
+                            } else {
+                                part[(slot * hd + d) * T + t] = a[j];
+                            }
                         }
                     }
                 }

@@ -58,8 +58,8 @@ struct Cli {
           action = clap::ArgAction::Set, value_name = "on|off")]
     input_windows: bool,
 
-    /// Whether the gpu family's tiled convolution splits K over several workgroups on small maps (on), or runs
-    /// every convolution in one slice (off), to compare the two.
+    /// Whether the gpu family's tiled kernels split their reductions (a convolution's K, an attention's keys)
+    /// over several workgroups on small maps (on), or not (off), to compare the two.
     #[arg(long, global = true, env = "DDIM_SPLIT_K", default_value = "on", value_parser = parse_split_k_arg,
           action = clap::ArgAction::Set, value_name = "on|off")]
     split_k: bool,

@@ -25,9 +25,10 @@ pub struct DeviceOptions {
     /// weights (`conv2d_1x1`, the windowed Winograd products; `DDIM_INPUT_WINDOWS=off` turns it off): on by
     /// default; off runs the kernels that read activations from storage, to compare.
     pub input_windows: bool,
-    /// Whether the GPU family's tiled convolution may split K over several workgroups where a map is small
-    /// (`ops::conv2d::SplitK`; `DDIM_SPLIT_K=off` turns it off): on by default; off runs every convolution in
-    /// one slice, to compare.
+    /// Whether the GPU family's tiled kernels may split their reductions over several workgroups where an
+    /// image has few tiles: a convolution's K (`ops::conv2d::SplitK`), an attention's keys
+    /// (`ops::attention::KeySplit`); `DDIM_SPLIT_K=off` turns it off. On by default; off runs each in one
+    /// workgroup per tile, to compare.
     pub split_k: bool,
     /// Open the device with at most this `max_storage_buffer_binding_size` (bytes, a multiple of 4): what a
     /// smaller device would allow, to exercise batch splitting on a large one.
@@ -330,7 +331,7 @@ impl Gpu {
         self.input_windows
     }
 
-    /// Whether the GPU family's tiled convolution may split K ([`DeviceOptions::split_k`]).
+    /// Whether the GPU family's tiled kernels may split their reductions ([`DeviceOptions::split_k`]).
     pub fn split_k(&self) -> bool {
         self.split_k
     }

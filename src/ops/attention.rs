@@ -3,8 +3,9 @@
 //!
 //! Three kernels, one result. `attention.wgsl` reads q, k and v from storage, one invocation per 8 queries:
 //! the portable kernel. `attention_tiled.wgsl`, the GPU family's, runs a workgroup per 8 queries over
-//! shared-memory tiles of 32 keys (flash-attention style): on a GPU the portable kernel's 8-query invocations
-//! are too few to fill the machine and each waits on its own loads. `attention_windowed.wgsl`, the CPU
+//! shared-memory tiles of 32 keys (flash-attention style), with the keys split over several workgroups where
+//! an image has few query blocks ([`KeySplit`], merged by `attention_combine.wgsl`): on a GPU the portable
+//! kernel's 8-query invocations are too few to fill the machine and each waits on its own loads. `attention_windowed.wgsl`, the CPU
 //! family's, reads the keys and values from 64 KiB uniform windows that `attention_pack.wgsl` lays out at the
 //! start of the dispatch, one launch per window with the softmax's running state carried between a pair's key
 //! windows; on lavapipe that turns 16 per-lane loads per key into two per SIMD vector. [`kernel_for`]
@@ -35,15 +36,119 @@ pub const KERNEL: Kernel = Kernel {
     params_size: std::mem::size_of::<Params>(),
 };
 
-/// The GPU family's kernel: a workgroup per 8 queries, keys and values staged in workgroup memory.
+/// The GPU family's kernel: a workgroup per 8 queries (and key split), keys and values staged in workgroup
+/// memory.
 pub const TILED_KERNEL: Kernel = Kernel {
     name: "attention_tiled",
     source: include_str!("../../kernels/attention_tiled.wgsl"),
     includes: &[],
-    bindings: &[Access::Read, Access::Read, Access::Read, Access::ReadWrite],
+    bindings: &[
+        Access::Read,
+        Access::Read,
+        Access::Read,
+        Access::ReadWrite,
+        Access::ReadWrite,
+    ],
     workgroup_size: 64,
-    params_size: std::mem::size_of::<Params>(),
+    params_size: std::mem::size_of::<TiledParams>(),
 };
+
+/// Merges the key splits of [`TILED_KERNEL`].
+pub const COMBINE_KERNEL: Kernel = Kernel {
+    name: "attention_combine",
+    source: include_str!("../../kernels/attention_combine.wgsl"),
+    includes: &[],
+    bindings: &[Access::Read, Access::ReadWrite],
+    workgroup_size: 256,
+    params_size: std::mem::size_of::<TiledParams>(),
+};
+
+/// Mirrors `Params` in attention_tiled.wgsl and attention_combine.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct TiledParams {
+    pub pairs: u32,
+    pub head_dim: u32,
+    pub tokens: u32,
+    pub scale: f32,
+    pub key_splits: u32,
+    pub keys_per_split: u32,
+    pub pair0: u32,
+    pub _pad: u32,
+}
+
+/// Keys per block of [`TILED_KERNEL`] (its `BK`): key splits are multiples of it.
+const TILED_KEYS: usize = 32;
+
+/// Workgroups (query blocks x heads x key splits) [`KeySplit`] aims for per image: about the multiprocessors
+/// of a large GPU (an H200 has 132).
+const KEY_SPLIT_TARGET: usize = 128;
+
+/// The fewest keys a split takes (two blocks): each query's partial state is head_dim + 2 floats written and
+/// read once, against 4 x head_dim FLOPs per key.
+const KEY_SPLIT_MIN: usize = 64;
+
+/// The most bytes of partial state one launch of a split attention writes (pairs run in launches that fit,
+/// and within the device's binding limit).
+pub const KEY_SPLIT_SCRATCH_BYTES: u64 = 32 << 20;
+
+/// How [`TILED_KERNEL`] splits the keys of each (image, head) pair: `splits` ranges of `keys` (a multiple of
+/// 32; the last may be shorter), merged by [`COMBINE_KERNEL`] in order; the pairs run in launches of `pairs`
+/// so that the partial state fits the scratch limit. Chosen from one image's geometry, never the batch, so an
+/// image's result does not depend on the batch it is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeySplit {
+    pub splits: usize,
+    pub keys: usize,
+    pub pairs: usize,
+}
+
+impl KeySplit {
+    /// The split for `pairs` pairs of `heads` heads of `head_dim` over `tokens` tokens, with at most
+    /// `max_floats` of partial state per launch: enough splits to bring an image to [`KEY_SPLIT_TARGET`]
+    /// workgroups, with at least [`KEY_SPLIT_MIN`] keys each, balanced; one split (no partial state) where that
+    /// is one, or where one pair's state would not fit.
+    pub fn new(
+        pairs: usize,
+        heads: usize,
+        head_dim: usize,
+        tokens: usize,
+        max_floats: usize,
+    ) -> Self {
+        let whole = KeySplit {
+            splits: 1,
+            keys: tokens.div_ceil(TILED_KEYS) * TILED_KEYS,
+            pairs,
+        };
+        let blocks = heads * tokens.div_ceil(TILED_QUERIES);
+        let want = KEY_SPLIT_TARGET
+            .div_ceil(blocks)
+            .min(tokens.div_ceil(KEY_SPLIT_MIN))
+            .max(1);
+        let keys = tokens.div_ceil(want).div_ceil(TILED_KEYS) * TILED_KEYS;
+        let splits = tokens.div_ceil(keys);
+        let per_launch = max_floats / (splits * tokens * (head_dim + 2));
+        if splits == 1 || per_launch == 0 {
+            return whole;
+        }
+        KeySplit {
+            splits,
+            keys,
+            pairs: per_launch.min(pairs),
+        }
+    }
+
+    /// The split on this device: partial state within [`KEY_SPLIT_SCRATCH_BYTES`] and the binding limits; one
+    /// split where the device was opened with split reductions off ([`crate::gpu::DeviceOptions::split_k`]).
+    pub fn on(gpu: &Gpu, pairs: usize, heads: usize, head_dim: usize, tokens: usize) -> Self {
+        let limits = gpu.limits();
+        let bytes = KEY_SPLIT_SCRATCH_BYTES
+            .min(limits.max_storage_buffer_binding_size)
+            .min(limits.max_buffer_size);
+        let floats = if gpu.split_k() { bytes / 4 } else { 0 };
+        Self::new(pairs, heads, head_dim, tokens, floats as usize)
+    }
+}
 
 /// Queries per workgroup of [`TILED_KERNEL`] (its `BQ`).
 const TILED_QUERIES: usize = 8;
@@ -218,19 +323,15 @@ pub fn attention(
     );
     let kernel = kernel_for(gpu, head_dim);
     if kernel.name == TILED_KERNEL.name {
-        // One workgroup per 8 queries of each (image, head) pair.
-        let workgroups = (n * heads * tokens.div_ceil(TILED_QUERIES)) as u64;
-        return Dispatch::new(
+        return tiled(
             gpu,
-            &TILED_KERNEL,
-            OP,
             label,
-            &params,
-            &[q, k, v, out],
-            workgroups_for(
-                workgroups * TILED_KERNEL.workgroup_size as u64,
-                TILED_KERNEL.workgroup_size,
-            ),
+            [q, k, v, out],
+            n * heads,
+            heads,
+            head_dim,
+            tokens,
+            params.scale,
         )
         .map(|d| d.with_cost(cost));
     }
@@ -258,6 +359,76 @@ pub fn attention(
         workgroups_for(invocations, KERNEL.workgroup_size),
     )
     .map(|d| d.with_cost(cost))
+}
+
+/// The GPU family's path: [`TILED_KERNEL`] per launch of [`KeySplit::pairs`] pairs, over all keys, or over
+/// key splits into the device's scratch buffer followed by [`COMBINE_KERNEL`].
+#[allow(clippy::too_many_arguments)] // the four operands and the geometry of one attention
+fn tiled(
+    gpu: &Gpu,
+    label: &str,
+    [q, k, v, out]: [&Tensor; 4],
+    pairs: usize,
+    heads: usize,
+    head_dim: usize,
+    tokens: usize,
+    scale: f32,
+) -> Result<Dispatch> {
+    let split = KeySplit::on(gpu, pairs, heads, head_dim, tokens);
+    // Unsplit, the kernel writes no partial state: any scratch tensor fills the binding.
+    let state = if split.splits > 1 {
+        split.splits * split.pairs * tokens * (head_dim + 2)
+    } else {
+        1
+    };
+    let part = gpu.scratch("attention split state", &[state])?;
+    let mut dispatch: Option<Dispatch> = None;
+    for pair0 in (0..pairs).step_by(split.pairs) {
+        let count = split.pairs.min(pairs - pair0);
+        let params = TiledParams {
+            pairs: dim(OP, "pairs", count)?,
+            head_dim: dim(OP, "head_dim", head_dim)?,
+            tokens: dim(OP, "tokens", tokens)?,
+            scale,
+            key_splits: dim(OP, "key splits", split.splits)?,
+            keys_per_split: dim(OP, "keys per split", split.keys)?,
+            pair0: dim(OP, "first pair", pair0)?,
+            _pad: 0,
+        };
+        // One workgroup per 8 queries of each pair and key split.
+        let groups = (split.splits * count * tokens.div_ceil(TILED_QUERIES)) as u64;
+        let mut launch = Dispatch::new(
+            gpu,
+            &TILED_KERNEL,
+            OP,
+            label,
+            &params,
+            &[q, k, v, out, &part],
+            workgroups_for(
+                groups * TILED_KERNEL.workgroup_size as u64,
+                TILED_KERNEL.workgroup_size,
+            ),
+        )?;
+        if split.splits > 1 {
+            launch = launch.then(Dispatch::new(
+                gpu,
+                &COMBINE_KERNEL,
+                OP,
+                label,
+                &params,
+                &[&part, out],
+                workgroups_for(
+                    (count * head_dim * tokens) as u64,
+                    COMBINE_KERNEL.workgroup_size,
+                ),
+            )?);
+        }
+        dispatch = Some(match dispatch {
+            None => launch,
+            Some(d) => d.then(launch),
+        });
+    }
+    dispatch.ok_or_else(|| Error::shape(OP, format!("`{label}`: no (image, head) pairs")))
 }
 
 /// The windowed path: pack k and v into windows (in buffers of at most one storage binding each), then one

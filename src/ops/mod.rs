@@ -126,6 +126,7 @@ pub const KERNELS: &[&Kernel] = &[
     &attention::PACK_KERNEL,
     &attention::WINDOWED_KERNEL,
     &attention::TILED_KERNEL,
+    &attention::COMBINE_KERNEL,
     &concat::KERNEL,
     &conv2d::KERNEL,
     &conv2d::KERNEL_1X1,

@@ -1,6 +1,6 @@
 use ddim_wgpu::gpu::{DeviceOptions, Gpu};
 use ddim_wgpu::ops::KernelChoice;
-use ddim_wgpu::ops::attention::{WindowGeometry, attention};
+use ddim_wgpu::ops::attention::{KeySplit, WindowGeometry, attention};
 use ddim_wgpu::reference::nn;
 
 use crate::common::{assert_normalised, data, gpu_families, random, run};
@@ -130,4 +130,82 @@ fn attention_windows_in_several_buffers() {
         let kernel = run_case(&gpu, name, shape, head_dim, 2.0);
         assert_eq!(kernel, "attention_windowed", "{name}");
     }
+}
+
+/// The GPU family's key split ([`KeySplit`]): the splits it chooses, and a split, peaked, three-head attention
+/// run in two launches of pairs (a device whose storage bindings hold 256 KiB of partial state), against the
+/// reference.
+#[test]
+fn attention_tiled_splits_keys_and_groups_pairs() {
+    gpu_or_skip!();
+    let floats = 8 << 20;
+    // The CIFAR-10 UNet's attention: one head of 256 over 256 tokens is 32 query blocks per image; 4 splits of
+    // 64 keys bring it to 128 workgroups.
+    assert_eq!(
+        KeySplit::new(8, 1, 256, 256, floats),
+        KeySplit {
+            splits: 4,
+            keys: 64,
+            pairs: 8
+        }
+    );
+    // Two heads of 300 over 77 tokens: 2 splits (64 + 13 keys); the MNIST model's 64 tokens: one (64 keys at
+    // least per split).
+    assert_eq!(KeySplit::new(4, 2, 300, 77, floats).splits, 2);
+    assert_eq!(KeySplit::new(64, 1, 64, 64, floats).splits, 1);
+    // Pairs per launch as the state allows (4 x 256 x 258 = 264,192 floats a pair); no split without room for
+    // one pair.
+    assert_eq!(KeySplit::new(8, 1, 256, 256, 300_000).pairs, 1);
+    assert_eq!(KeySplit::new(8, 1, 256, 256, 200_000).splits, 1);
+
+    let gpu = Gpu::new(&DeviceOptions {
+        kernels: KernelChoice::Gpu,
+        max_binding: Some(256 * 1024),
+        ..DeviceOptions::from_env().unwrap()
+    })
+    .unwrap();
+    // Three heads of 64 over 9 x 10 = 90 tokens, batch 3: 9 pairs, 2 splits (64 + 26 keys), 2 x 90 x 66 =
+    // 11,880 floats of state a pair: 5 pairs in the first launch, 4 in the second.
+    let (shape, head_dim) = ([3, 192, 9, 10], 64);
+    assert_eq!(
+        KeySplit::on(&gpu, 9, 3, head_dim, 90),
+        KeySplit {
+            splits: 2,
+            keys: 64,
+            pairs: 5
+        }
+    );
+    let len = shape.iter().product();
+    let qv = data(63, len, -4.0, 4.0);
+    let kv = data(64, len, -4.0, 4.0);
+    let (v, vv) = random(&gpu, "v", &shape, 65);
+    let q = gpu.upload("q", &shape, &qv).unwrap();
+    let k = gpu.upload("k", &shape, &kv).unwrap();
+    let out = gpu.zeros("out", &shape).unwrap();
+    let name = "attention 3x192x9x10 head_dim 64, split, peaked";
+    let d = attention(&gpu, name, &q, &k, &v, &out, head_dim).unwrap();
+    assert_eq!(d.kernel().name, "attention_tiled", "{name}");
+    assert_eq!(d.launch_count(), 4, "{name}: two launches of both kernels");
+    let got = run(&gpu, &[&d], &out);
+    let want = nn::attention(&qv, &kv, &vv, 3, 192, 90, head_dim);
+    assert_normalised(name, &got, &want, BOUND);
+
+    // With split reductions off (`--split-k off`): one launch over all keys, the same result.
+    let unsplit = Gpu::new(&DeviceOptions {
+        kernels: KernelChoice::Gpu,
+        split_k: false,
+        ..DeviceOptions::from_env().unwrap()
+    })
+    .unwrap();
+    assert_eq!(KeySplit::on(&unsplit, 9, 3, head_dim, 90).splits, 1);
+    let (q, k) = (
+        unsplit.upload("q", &shape, &qv).unwrap(),
+        unsplit.upload("k", &shape, &kv).unwrap(),
+    );
+    let v = unsplit.upload("v", &shape, &vv).unwrap();
+    let out = unsplit.zeros("out", &shape).unwrap();
+    let d = attention(&unsplit, name, &q, &k, &v, &out, head_dim).unwrap();
+    assert_eq!(d.launch_count(), 1, "{name}, unsplit");
+    let got = run(&unsplit, &[&d], &out);
+    assert_normalised(&format!("{name}, unsplit"), &got, &want, BOUND);
 }
