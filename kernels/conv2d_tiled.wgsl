@@ -18,11 +18,11 @@
 // Grid: one workgroup of 16 x 16 invocations per 64 x 64 output tile (64 output channels x 64 pixels of the
 // launch's pixels p_begin .. p_begin + p_count) and K slice (slice s covers k in [s * k_split, (s + 1) * k_split)
 // of K), output-channel tile fastest, then pixel tile, then slice, over the flattened 2-D workgroup grid. K goes
-// in steps of 16: the workgroup stages a 16 x 64 slice of the weights and of col in workgroup memory (8 KiB;
+// in steps of 16: the workgroup stages a 16 x 64 slice of the weights and of col in workgroup memory (8.25 KiB;
 // each invocation loads 4 + 4 values, the pixel index fastest so neighbours read neighbouring addresses), waits
-// at a barrier, and each invocation accumulates its 4 x 4 outputs (channels ty + 16 i, pixels tx + 16 j:
-// neighbours read neighbouring workgroup words, with no bank conflicts) from 16 x (4 + 4) shared loads: 16 FMAs
-// per 8 loads, against 1 per 2 from global memory. The next step's 4 + 4 values are loaded into registers
+// at a barrier, and each invocation accumulates its 4 x 4 outputs (channels 4 ty + i, pixels 4 tx + j) from
+// 16 x 2 vector loads of workgroup memory (neighbours read neighbouring vectors): 16 FMAs per 2 loads, against
+// 1 per 2 from global memory. The next step's 4 + 4 values are loaded into registers
 // before the current step's products, so their latency overlaps the arithmetic; an invocation gathers col for
 // one pixel at every step, decomposed into image, row and column once. Splitting K (ops::conv2d::
 // SplitK) multiplies the workgroups of a small map: one image of a 256-channel 8x8 map is 4 tiles. This is the
@@ -58,8 +58,11 @@ const TN: u32 = 64u;
 const TK: u32 = 16u;
 
 // [TK][TM] weights and [TK][TN] input columns of the current K step.
-var<workgroup> ws: array<f32, 1024>;
-var<workgroup> xs: array<f32, 1024>;
+// Read as vectors: ws4[kk * WROW + q] holds channels 4q .. 4q + 3 of step row kk (rows padded to 17 vectors, so
+// the staging stores of 16 rows fall in 8 banks, not 1), xs4[kk * 16 + q] pixels 4q .. 4q + 3.
+const WROW: u32 = 17u;
+var<workgroup> ws4: array<vec4<f32>, 272>;
+var<workgroup> xs4: array<vec4<f32>, 256>;
 
 // The output pixel an invocation gathers col for: the same pixel p0 + li % 64 at every K step, so its
 // decomposition (two divisions) happens once per workgroup tile, not once per element.
@@ -148,18 +151,21 @@ fn stage(c: ConvShape, m0: u32, px: Pixel, k0: u32, k_end: u32, li: u32) -> Stag
     );
 }
 
-// Stores a staged share: element li + 256 r of the weights at ws[(li % 16) * 64 + li / 16 + 16 r], of col at
-// xs[li + 256 r].
+// Stores a staged share: weight element li + 256 r is channel m = li / 16 + 16 r of row li % 16, col element
+// li + 256 r pixel li % 64 of row li / 64 + 4 r.
 fn put(st: Staged, li: u32) {
-    let wo = (li % TK) * TM + li / TK;
-    ws[wo] = st.w.x;
-    ws[wo + 16u] = st.w.y;
-    ws[wo + 32u] = st.w.z;
-    ws[wo + 48u] = st.w.w;
-    xs[li] = st.x.x;
-    xs[li + 256u] = st.x.y;
-    xs[li + 512u] = st.x.z;
-    xs[li + 768u] = st.x.w;
+    let wv = (li % TK) * WROW + li / 64u;
+    let wc = (li / TK) % 4u;
+    ws4[wv][wc] = st.w.x;
+    ws4[wv + 4u][wc] = st.w.y;
+    ws4[wv + 8u][wc] = st.w.z;
+    ws4[wv + 12u][wc] = st.w.w;
+    let xv = li / 4u;
+    let xc = li % 4u;
+    xs4[xv][xc] = st.x.x;
+    xs4[xv + 64u][xc] = st.x.y;
+    xs4[xv + 128u][xc] = st.x.z;
+    xs4[xv + 192u][xc] = st.x.w;
 }
 
 @compute @workgroup_size(256)
@@ -195,18 +201,8 @@ fn main(
             st = stage(c, m0, px, k0 + TK, k_end, li);
         }
         for (var kk = 0u; kk < TK; kk = kk + 1u) {
-            let a = vec4<f32>(
-                ws[kk * TM + ty],
-                ws[kk * TM + ty + 16u],
-                ws[kk * TM + ty + 32u],
-                ws[kk * TM + ty + 48u],
-            );
-            let b = vec4<f32>(
-                xs[kk * TN + tx],
-                xs[kk * TN + tx + 16u],
-                xs[kk * TN + tx + 32u],
-                xs[kk * TN + tx + 48u],
-            );
+            let a = ws4[kk * WROW + ty];
+            let b = xs4[kk * 16u + tx];
             acc[0] = acc[0] + a.x * b;
             acc[1] = acc[1] + a.y * b;
             acc[2] = acc[2] + a.z * b;
@@ -217,12 +213,12 @@ fn main(
 
     let plane = c.ho * c.wo;
     for (var i = 0u; i < 4u; i = i + 1u) {
-        let m = m0 + ty + 16u * i;
+        let m = m0 + 4u * ty + i;
         if (m >= c.cout) {
             break;
         }
         for (var j = 0u; j < 4u; j = j + 1u) {
-            let pix = p0 + tx + 16u * j;
+            let pix = p0 + 4u * tx + j;
             if (pix >= p_end) {
                 break;
             }

@@ -74,6 +74,7 @@ else
     step "$ex/conv_study" 1x1 gpu-nosplit gpu
     step "$ex/norm_study" cpu gpu
     step env DDIM_KERNELS=gpu "$ex/attention_study"
+    step env DDIM_KERNELS=gpu DDIM_SPLIT_K=off "$ex/attention_study"
     step env DDIM_KERNELS=cpu "$ex/attention_study"
     step env DDIM_KERNELS=baseline "$ex/attention_study"
     step "$ex/unet_study" benches/configs/ddpm-cifar10-32.json 8 7
