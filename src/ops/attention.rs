@@ -82,11 +82,11 @@ const TILED_KEYS: usize = 32;
 
 /// Workgroups (query blocks x heads x key splits) [`KeySplit`] aims for per image: about the multiprocessors
 /// of a large GPU (an H200 has 132).
-const KEY_SPLIT_TARGET: usize = 128;
+pub const KEY_SPLIT_TARGET: usize = 128;
 
 /// The fewest keys a split takes (two blocks): each query's partial state is head_dim + 2 floats written and
 /// read once, against 4 x head_dim FLOPs per key.
-const KEY_SPLIT_MIN: usize = 64;
+pub const KEY_SPLIT_MIN: usize = 64;
 
 /// The most bytes of partial state one launch of a split attention writes (pairs run in launches that fit,
 /// and within the device's binding limit).

@@ -90,11 +90,11 @@ const TILE_K: usize = 16;
 
 /// Workgroups (tiles x K slices) [`SplitK`] aims for per image: about the multiprocessors of a large GPU (an
 /// H200 has 132), so that a batch of two or more fills it whatever the map size.
-const SPLIT_TARGET: usize = 128;
+pub const SPLIT_TARGET: usize = 128;
 
 /// The least K one slice covers: at 128 (8 steps), writing and reading a slice's partial sums (8 bytes per
 /// output) is 1/32 of its arithmetic (256 FLOP per output), well above any GPU's ridge point.
-const SPLIT_MIN_K: usize = 128;
+pub const SPLIT_MIN_K: usize = 128;
 
 /// The most bytes of partial sums one launch of a split convolution writes (the pixels run in launches that
 /// fit, and within the device's binding limit).
