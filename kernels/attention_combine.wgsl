@@ -12,16 +12,7 @@
 // Invariants: the splits are merged in order 0, 1, ..., so a result does not depend on the batch or on how the
 // pairs were grouped into launches; every split saw at least one key, so each l_s > 0 and M is finite.
 
-struct Params {
-    pairs: u32,
-    head_dim: u32,
-    tokens: u32,
-    scale: f32,
-    key_splits: u32,
-    keys_per_split: u32,
-    pair0: u32,
-    _pad0: u32,
-}
+// Params: attention_tiled_params.inc.wgsl.
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> part: array<f32>;

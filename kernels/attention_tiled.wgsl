@@ -32,16 +32,7 @@
 // (queries past T, keys past the split, dims past head_dim) is staged as zeros and masked out of the softmax; every barrier is in workgroup-uniform control
 // flow (loop bounds come from the uniforms; a workgroup past the last block returns before any barrier).
 
-struct Params {
-    pairs: u32,
-    head_dim: u32,
-    tokens: u32,
-    scale: f32,
-    key_splits: u32,
-    keys_per_split: u32,
-    pair0: u32,
-    _pad0: u32,
-}
+// Params: attention_tiled_params.inc.wgsl.
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> q: array<f32>;

@@ -14,17 +14,7 @@
 // Invariants: the slices are added in order 0, 1, ..., whatever the grid, so a result does not depend on the
 // batch or on how the pixels were grouped into launches; out aliases nothing else bound.
 
-struct Params {
-    shape: ConvShape,
-    has_residual: u32,
-    out_scale: f32,
-    has_channel: u32,
-    splits: u32,
-    k_split: u32,
-    p_begin: u32,
-    p_count: u32,
-    _pad1: u32,
-}
+// Params and the epilogue (`finish`): conv2d_tiled_params.inc.wgsl.
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> part: array<f32>;
@@ -51,16 +41,5 @@ fn main(
     for (var s = 0u; s < p.splits; s = s + 1u) {
         v = v + part[s * stride + id];
     }
-    let pix = p.p_begin + i;
-    let plane = c.ho * c.wo;
-    let n = pix / plane;
-    v = v + bias[m];
-    if (p.has_channel != 0u) {
-        v = v + chan[n * c.cout + m];
-    }
-    let o = (n * c.cout + m) * plane + pix % plane;
-    if (p.has_residual != 0u) {
-        v = v + residual[o];
-    }
-    out[o] = v * p.out_scale;
+    finish(v, m, p.p_begin + i);
 }

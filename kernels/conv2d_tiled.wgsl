@@ -32,17 +32,7 @@
 // multiple of 16; p_begin + p_count <= N; a workgroup past the last tile or slice returns before any barrier
 // (the test is workgroup-uniform), and the staging branch depends only on uniforms and the loop counter.
 
-struct Params {
-    shape: ConvShape,
-    has_residual: u32,
-    out_scale: f32,
-    has_channel: u32,
-    splits: u32,
-    k_split: u32,
-    p_begin: u32,
-    p_count: u32,
-    _pad1: u32,
-}
+// Params and the epilogue (`finish`): conv2d_tiled_params.inc.wgsl.
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -211,7 +201,6 @@ fn main(
         workgroupBarrier();
     }
 
-    let plane = c.ho * c.wo;
     for (var i = 0u; i < 4u; i = i + 1u) {
         let m = m0 + 4u * ty + i;
         if (m >= c.cout) {
@@ -224,18 +213,9 @@ fn main(
             }
             if (p.splits > 1u) {
                 part[(s * c.cout + m) * p.p_count + pix - p.p_begin] = acc[i][j];
-                continue;
+            } else {
+                finish(acc[i][j], m, pix);
             }
-            let n = pix / plane;
-            var v = acc[i][j] + bias[m];
-            if (p.has_channel != 0u) {
-                v = v + chan[n * c.cout + m];
-            }
-            let o = (n * c.cout + m) * plane + pix % plane;
-            if (p.has_residual != 0u) {
-                v = v + residual[o];
-            }
-            out[o] = v * p.out_scale;
         }
     }
 }

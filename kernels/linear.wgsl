@@ -13,31 +13,7 @@
 // (b, token block, feature block), feature block fastest, over the flattened 2-D workgroup grid.
 // Invariants: every count > 0; y does not alias x, weight, bias or residual.
 
-struct Params {
-    batch: u32,
-    m: u32,
-    k: u32,
-    n_out: u32,
-    x_sb: u32,
-    x_sm: u32,
-    x_sk: u32,
-    y_sb: u32,
-    y_sm: u32,
-    y_sn: u32,
-    silu_input: u32,
-    has_residual: u32,
-    out_scale: f32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> weight: array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read> residual: array<f32>;
-@group(0) @binding(5) var<storage, read_write> y: array<f32>;
+// Params and bindings: linear_params.inc.wgsl.
 
 @compute @workgroup_size(64)
 fn main(

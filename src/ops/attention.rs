@@ -36,12 +36,15 @@ pub const KERNEL: Kernel = Kernel {
     params_size: std::mem::size_of::<Params>(),
 };
 
+/// The Params of [`TILED_KERNEL`] and [`COMBINE_KERNEL`] ([`TiledParams`]).
+const TILED_PARAMS: &str = include_str!("../../kernels/attention_tiled_params.inc.wgsl");
+
 /// The GPU family's kernel: a workgroup per 8 queries (and key split), keys and values staged in workgroup
 /// memory.
 pub const TILED_KERNEL: Kernel = Kernel {
     name: "attention_tiled",
     source: include_str!("../../kernels/attention_tiled.wgsl"),
-    includes: &[],
+    includes: &[TILED_PARAMS],
     bindings: &[
         Access::Read,
         Access::Read,
@@ -57,7 +60,7 @@ pub const TILED_KERNEL: Kernel = Kernel {
 pub const COMBINE_KERNEL: Kernel = Kernel {
     name: "attention_combine",
     source: include_str!("../../kernels/attention_combine.wgsl"),
-    includes: &[],
+    includes: &[TILED_PARAMS],
     bindings: &[Access::Read, Access::ReadWrite],
     workgroup_size: 256,
     params_size: std::mem::size_of::<TiledParams>(),
@@ -382,8 +385,7 @@ fn tiled(
         1
     };
     let part = gpu.scratch("attention split state", &[state])?;
-    let mut dispatch: Option<Dispatch> = None;
-    for pair0 in (0..pairs).step_by(split.pairs) {
+    let group = |pair0: usize| -> Result<Dispatch> {
         let count = split.pairs.min(pairs - pair0);
         let params = TiledParams {
             pairs: dim(OP, "pairs", count)?,
@@ -423,12 +425,9 @@ fn tiled(
                 ),
             )?);
         }
-        dispatch = Some(match dispatch {
-            None => launch,
-            Some(d) => d.then(launch),
-        });
-    }
-    dispatch.ok_or_else(|| Error::shape(OP, format!("`{label}`: no (image, head) pairs")))
+        Ok(launch)
+    };
+    Dispatch::sequence(OP, label, (0..pairs).step_by(split.pairs).map(group))
 }
 
 /// The windowed path: pack k and v into windows (in buffers of at most one storage binding each), then one

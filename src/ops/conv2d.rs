@@ -48,11 +48,14 @@ pub const KERNEL: Kernel = Kernel {
     params_size: std::mem::size_of::<Params>(),
 };
 
+/// The Params of [`KERNEL_TILED`] and [`KERNEL_SPLIT_REDUCE`] ([`TiledParams`]).
+pub const TILED_PARAMS: &str = include_str!("../../kernels/conv2d_tiled_params.inc.wgsl");
+
 /// The implicit GEMM over shared-memory tiles, for GPUs, whole or split along K ([`SplitK`]).
 pub const KERNEL_TILED: Kernel = Kernel {
     name: "conv2d_tiled",
     source: include_str!("../../kernels/conv2d_tiled.wgsl"),
-    includes: &[SHAPE],
+    includes: &[SHAPE, TILED_PARAMS],
     bindings: &[
         Access::Read,
         Access::Read,
@@ -70,7 +73,7 @@ pub const KERNEL_TILED: Kernel = Kernel {
 pub const KERNEL_SPLIT_REDUCE: Kernel = Kernel {
     name: "conv2d_split_reduce",
     source: include_str!("../../kernels/conv2d_split_reduce.wgsl"),
-    includes: &[SHAPE],
+    includes: &[SHAPE, TILED_PARAMS],
     bindings: &[
         Access::Read,
         Access::Read,
@@ -751,8 +754,7 @@ fn tiled(
             1
         }],
     )?;
-    let mut dispatch: Option<Dispatch> = None;
-    for p_begin in (0..total).step_by(split.pixels) {
+    let launch = |p_begin: usize| -> Result<Dispatch> {
         let p_count = split.pixels.min(total - p_begin);
         let params = TiledParams {
             shape: *shape,
@@ -800,12 +802,9 @@ fn tiled(
                 workgroups_for((cout * p_count) as u64, KERNEL_SPLIT_REDUCE.workgroup_size),
             )?);
         }
-        dispatch = Some(match dispatch {
-            None => part_dispatch,
-            Some(d) => d.then(part_dispatch),
-        });
-    }
-    dispatch.ok_or_else(|| Error::shape(OP, format!("`{label}`: no output pixels")))
+        Ok(part_dispatch)
+    };
+    Dispatch::sequence(OP, label, (0..total).step_by(split.pixels).map(launch))
 }
 
 /// The packed-weight path: packs the weights, then one launch per window, chunks of a block group in order.

@@ -19,11 +19,14 @@ use crate::gpu::{Gpu, Tensor};
 
 const OP: &str = "linear";
 
+/// The Params and bindings both linear kernels share.
+const PARAMS: &str = include_str!("../../kernels/linear_params.inc.wgsl");
+
 /// The kernel.
 pub const KERNEL: Kernel = Kernel {
     name: "linear",
     source: include_str!("../../kernels/linear.wgsl"),
-    includes: &[],
+    includes: &[PARAMS],
     bindings: &[
         Access::Read,
         Access::Read,
@@ -41,14 +44,8 @@ pub const KERNEL: Kernel = Kernel {
 pub const REDUCE_KERNEL: Kernel = Kernel {
     name: "linear_reduce",
     source: include_str!("../../kernels/linear_reduce.wgsl"),
-    includes: &[],
-    bindings: &[
-        Access::Read,
-        Access::Read,
-        Access::Read,
-        Access::Read,
-        Access::ReadWrite,
-    ],
+    includes: &[PARAMS],
+    bindings: KERNEL.bindings,
     workgroup_size: 64,
     params_size: std::mem::size_of::<Params>(),
 };

@@ -473,6 +473,25 @@ impl Dispatch {
         self
     }
 
+    /// `parts` recorded one after another as one dispatch, with the first's label, kernel and cost (an
+    /// operation run in groups: tiles, pixels, pairs); the first error of a part, or an error naming `label`
+    /// where there are no parts.
+    pub(crate) fn sequence(
+        op: &'static str,
+        label: &str,
+        parts: impl IntoIterator<Item = Result<Dispatch>>,
+    ) -> Result<Dispatch> {
+        let mut all: Option<Dispatch> = None;
+        for part in parts {
+            let part = part?;
+            all = Some(match all {
+                None => part,
+                Some(d) => d.then(part),
+            });
+        }
+        all.ok_or_else(|| Error::shape(op, format!("`{label}`: nothing to run")))
+    }
+
     /// Hands the dispatch a buffer that only it binds, to keep alive with it.
     pub(crate) fn owning(mut self, buffer: wgpu::Buffer) -> Self {
         self.owned.push(buffer);

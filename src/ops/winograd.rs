@@ -571,20 +571,15 @@ pub(crate) fn conv2d(
         )?
         .view("winograd V", &[POSITIONS, cin, tp])?;
     let m = gpu.scratch("winograd M", &[POSITIONS, shape.cout as usize, tiling.tp])?;
-    let mut dispatch: Option<Dispatch> = None;
-    for group in 0..tiling.groups {
+    let group = |group: usize| -> Result<Dispatch> {
         let input = input_transform(gpu, label, shape, tiling, group, x, &v)?;
         let gemm = products(gpu, label, &packed, &v, &m)?;
         let output = output_transform(
             gpu, label, shape, tiling, group, &m, bias, channel, residual, out, out_scale,
         )?;
-        let part = gemm.after(input).then(output);
-        dispatch = Some(match dispatch {
-            None => part,
-            Some(d) => d.then(part),
-        });
-    }
-    let dispatch = dispatch.ok_or_else(|| Error::param(OP, format!("`{label}`: no tiles")))?;
+        Ok(gemm.after(input).then(output))
+    };
+    let dispatch = Dispatch::sequence(OP, label, (0..tiling.groups).map(group))?;
     Ok(dispatch.owning(packed.buffer))
 }
 

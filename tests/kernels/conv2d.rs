@@ -397,6 +397,14 @@ fn check_result(gpu: &Gpu, name: &str, kernel: &str, expect: &str, got: &[f32], 
     assert_normalised(&format!("{name} ({kernel})"), got, want, bound);
 }
 
+/// What the reference adds to a convolution for a per-image channel offset `channel` `[N, Cout]` (constant over
+/// each output plane of `plane` pixels) and an optional residual: the offsets as one residual tensor.
+fn offsets(channel: &[f32], residual: Option<&[f32]>, plane: usize) -> Vec<f32> {
+    (0..channel.len() * plane)
+        .map(|e| channel[e / plane] + residual.map_or(0.0, |r| r[e]))
+        .collect()
+}
+
 /// `conv2d_with_channel` (a ResNet block's conv1 with its time embedding) on each kernel: the reference adds
 /// the per-image channel offset as a residual constant over each output plane.
 #[test]
@@ -428,9 +436,7 @@ fn conv_with_channel_offset_on_every_kernel() {
                 conv2d_with_channel(gpu, &name, &x, &wt, &b, Some(&ch), res, &out, &cfg).unwrap();
             let got = run(gpu, &[&d], &out);
             let plane = h * w;
-            let offsets: Vec<f32> = (0..n * cout * plane)
-                .map(|e| cv[e / plane] + if residual { rv[e] } else { 0.0 })
-                .collect();
+            let offsets = offsets(&cv, residual.then_some(&rv[..]), plane);
             let (want, _) = nn::conv2d(
                 &xv,
                 [n, cin, h, w],
@@ -540,9 +546,7 @@ fn conv1x1_with_x_in_uniform_windows() {
                         .unwrap();
                 let got = run(gpu, &[&d], &out);
                 let plane = h * w;
-                let offsets: Vec<f32> = (0..n * cout * plane)
-                    .map(|e| cv[e / plane] + rv[e])
-                    .collect();
+                let offsets = offsets(&cv, Some(&rv), plane);
                 let (want, _) = nn::conv2d(
                     &xv,
                     [n, cin, h, w],
@@ -685,9 +689,7 @@ fn conv_tiled_split_along_k_and_into_pixel_groups() {
         assert_eq!(d.launch_count(), (2 * launches).max(1), "{name}: launches");
         let got = run(gpu, &[&d], &out);
         let plane = ho * wo;
-        let offsets: Vec<f32> = (0..n * cout * plane)
-            .map(|e| cv[e / plane] + rv[e])
-            .collect();
+        let offsets = offsets(&cv, Some(&rv), plane);
         let (want, _) = nn::conv2d(
             &xv,
             [n, cin, h, w],

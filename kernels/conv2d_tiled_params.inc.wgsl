@@ -1,0 +1,33 @@
+// conv2d_tiled_params.inc.wgsl: the Params of conv2d_tiled.wgsl and conv2d_split_reduce.wgsl
+// (ops::conv2d::TiledParams): the geometry, the epilogue's switches, and the split: `splits` K slices of
+// `k_split`, over the launch's output pixels p_begin .. p_begin + p_count. Also their epilogue, `finish`, which
+// reads the `bias`, `chan` and `residual` bindings both kernels declare and writes `out`.
+
+struct Params {
+    shape: ConvShape,
+    has_residual: u32,
+    out_scale: f32,
+    has_channel: u32,
+    splits: u32,
+    k_split: u32,
+    p_begin: u32,
+    p_count: u32,
+    _pad1: u32,
+}
+
+// Stores output channel m at output pixel pix (pixel (n * ho + oy) * wo + ox) from its finished sum: conv2d.wgsl's
+// epilogue, out = (sum + bias + chan + residual) * out_scale.
+fn finish(sum: f32, m: u32, pix: u32) {
+    let c = p.shape;
+    let plane = c.ho * c.wo;
+    let n = pix / plane;
+    var v = sum + bias[m];
+    if (p.has_channel != 0u) {
+        v = v + chan[n * c.cout + m];
+    }
+    let o = (n * c.cout + m) * plane + pix % plane;
+    if (p.has_residual != 0u) {
+        v = v + residual[o];
+    }
+    out[o] = v * p.out_scale;
+}
