@@ -1,4 +1,4 @@
-use ddim_wgpu::ops::roofline::{copy, fma, measure};
+use ddim_wgpu::ops::roofline::{MAX_REPEATS, copy, fma, measure, repeats_for, time_pass};
 use ddim_wgpu::reference::nn;
 
 use crate::common::{assert_close, random, run};
@@ -38,4 +38,24 @@ fn roofs_are_measured() {
     // A kernel at the roof is at fraction 1; a copy at half the bandwidth at 0.5.
     assert!((roof.fraction(1_000_000_000, 1, 1e9 / (roof.gflops * 1e9)) - 1.0).abs() < 1e-9);
     assert!((roof.fraction(0, (roof.gbps * 1e9) as u64, 2.0) - 0.5).abs() < 1e-6);
+}
+
+#[test]
+fn timed_passes_last_at_least_their_floor() {
+    let gpu = gpu_or_skip!();
+    // A dispatch far shorter than a submit on any adapter: 4 floats.
+    let src = gpu.zeros("src", &[4]).unwrap();
+    let dst = gpu.zeros("dst", &[4]).unwrap();
+    let d = copy(gpu, &src, &dst).unwrap();
+    // No floor: one copy.
+    assert_eq!(repeats_for(gpu, &d, 0.0).unwrap(), 1);
+    // A 20 ms floor: as many copies as make a pass that long, unless capped. Half the floor allows for timing
+    // noise between the calibration and this pass (lavapipe's passes vary by about 10%).
+    let repeats = repeats_for(gpu, &d, 0.02).unwrap();
+    assert!((1..=MAX_REPEATS).contains(&repeats), "{repeats}");
+    let pass = time_pass(gpu, &d, repeats).unwrap() * repeats as f64;
+    assert!(
+        repeats == MAX_REPEATS || pass >= 0.01,
+        "{repeats} copies took {pass} s"
+    );
 }
