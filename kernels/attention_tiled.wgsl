@@ -6,13 +6,13 @@
 // Layouts (row-major f32), C = heads * head_dim, T = tokens (h * w), pair = n * heads + head:
 //   q, k, v, out  [batch, C, T]: element (n, head, d, t) at (pair * head_dim + d) * T + t (as attention.wgsl);
 //                 out is written only when key_splits = 1
-//   part          key_splits > 1: [key_splits, pairs, head_dim, T] unnormalised sums (split s, pair p0 + i at
-//                 (s * pairs + i)), then [key_splits, pairs, T] x (running maximum, denominator) pairs
+//   part          key_splits > 1: [key_splits, pairs, head_dim, T] unnormalised sums (split s, pair pair0 + i
+//                 at slot s * pairs + i), then [key_splits, pairs, T] x (running maximum, denominator)
 //
 // Grid: one workgroup of 64 invocations per (block of BQ = 8 consecutive query tokens, pair of the launch's
 // pair0 .. pair0 + pairs, key split), in that order fastest first, over the flattened 2-D workgroup grid; split
-// s takes keys [s * keys_per_split, (s + 1) * keys_per_split) of T. Invocation li serves query qi = li / 8 with its 8 neighbours
-// g = li % 8 (so a query's invocations share a SIMD group on every GPU).
+// s takes keys [s * keys_per_split, (s + 1) * keys_per_split) of T. Invocation li serves query qi = li / 8 with
+// its 8 neighbours g = li % 8 (so a query's invocations share a SIMD group on every GPU).
 // Keys go in blocks of BK = 32. For each block:
 //   1. scores: the workgroup stages q (8 queries x 32 dims, pre-scaled) and k (32 keys x 32 dims) in workgroup
 //      memory, 32 dims at a time; invocation (qi, g) accumulates the scores of query qi with keys 4g .. 4g + 3
@@ -29,8 +29,9 @@
 // memory is O(C * T) whatever T is (plus the splits' partial sums, bounded by the host). Workgroup memory:
 // 3,720 floats (14.5 KiB, under WebGPU's 16 KiB minimum).
 // Invariants: out and part alias none of q, k, v; every count > 0; keys_per_split is a multiple of BK. Padding
-// (queries past T, keys past the split, dims past head_dim) is staged as zeros and masked out of the softmax; every barrier is in workgroup-uniform control
-// flow (loop bounds come from the uniforms; a workgroup past the last block returns before any barrier).
+// (queries past T, keys past the split, dims past head_dim) is staged as zeros and masked out of the softmax;
+// every barrier is in workgroup-uniform control flow (loop bounds come from the uniforms; a workgroup past the
+// last block returns before any barrier).
 
 // Params: attention_tiled_params.inc.wgsl.
 

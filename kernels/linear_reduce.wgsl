@@ -42,12 +42,15 @@ fn main(
     for (var kk = li; kk < p.k; kk = kk + 64u) {
         let w = weight[n * p.k + kk];
         let xo = xb + kk * p.x_sk;
-        for (var i = 0u; i < rows; i = i + 1u) {
-            var xv = x[xo + i * p.x_sm];
-            if (p.silu_input != 0u) {
-                xv = silu(xv);
+        // A constant trip count, so that compilers can unroll it and keep acc in registers.
+        for (var i = 0u; i < MB; i = i + 1u) {
+            if (i < rows) {
+                var xv = x[xo + i * p.x_sm];
+                if (p.silu_input != 0u) {
+                    xv = silu(xv);
+                }
+                acc[i] = acc[i] + xv * w;
             }
-            acc[i] = acc[i] + xv * w;
         }
     }
     for (var i = 0u; i < MB; i = i + 1u) {
