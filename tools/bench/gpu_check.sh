@@ -9,8 +9,11 @@
 #
 # Prepare with tools/bench/gpu_prep.sh, which leaves the binaries in .gpubin/bin.tar.xz and the loaders in .gl/.
 # QUICK=1 runs the gpu family's profiles at batch 1 and 8, the quick convolution study and no tests (a smoke
-# test). PARTS picks groups of steps (default "roofline profiles studies samples tests"; the families go in
-# FAMILIES, default "gpu cpu baseline"; the tests' in TEST_KERNELS, default "auto cpu"). TESTS=GLOB runs only the test binaries it matches (`TESTS=kernels`). Each step has a time limit (STEP_LIMIT seconds, default 150), so one hung step cannot eat the lease.
+# test). PARTS picks groups of steps (default "roofline profiles studies samples tests"); FAMILIES the
+# profiles' kernel families (default "gpu cpu baseline"); TEST_KERNELS the tests' (default "auto cpu"); TESTS=GLOB
+# the test binaries (`TESTS=kernels`). Each step has a time limit (STEP_LIMIT seconds, default 150), so one hung
+# step cannot eat the lease. On an NVIDIA machine DDIM_ADAPTER defaults to `nvidia`, so that a software adapter
+# there fails instead of running for hours.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out=${OUT:-gpu-check}
