@@ -15,8 +15,8 @@ use bytemuck::{Pod, Zeroable};
 
 use super::{
     Access, Cost, Dispatch, Kernel, KernelChoice, LaunchSpec, UNIFORM_WINDOW, WINDOW_FLOATS,
-    check_bindings, dim, dims, expect_shape, has_uniform_windows, nonzero, window_binding,
-    workgroups_for,
+    check_bindings, dim, dims, expect_shape, has_uniform_windows, nonzero, split_reduction,
+    split_scratch_floats, window_binding, workgroups_for,
 };
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
@@ -91,10 +91,6 @@ pub const KEY_SPLIT_TARGET: usize = 128;
 /// read once, against 4 x head_dim FLOPs per key.
 pub const KEY_SPLIT_MIN: usize = 64;
 
-/// The most bytes of partial state one launch of a split attention writes (pairs run in launches that fit,
-/// and within the device's binding limit).
-pub const KEY_SPLIT_SCRATCH_BYTES: u64 = 32 << 20;
-
 /// How [`TILED_KERNEL`] splits the keys of each (image, head) pair: `splits` ranges of `keys` (a multiple of
 /// 32; the last may be shorter), merged by [`COMBINE_KERNEL`] in order; the pairs run in launches of `pairs`
 /// so that the partial state fits the scratch limit. Chosen from one image's geometry, never the batch, so an
@@ -124,12 +120,8 @@ impl KeySplit {
             pairs,
         };
         let blocks = heads * tokens.div_ceil(TILED_QUERIES);
-        let want = KEY_SPLIT_TARGET
-            .div_ceil(blocks)
-            .min(tokens.div_ceil(KEY_SPLIT_MIN))
-            .max(1);
-        let keys = tokens.div_ceil(want).div_ceil(TILED_KEYS) * TILED_KEYS;
-        let splits = tokens.div_ceil(keys);
+        let (splits, keys) =
+            split_reduction(tokens, blocks, KEY_SPLIT_TARGET, KEY_SPLIT_MIN, TILED_KEYS);
         let per_launch = max_floats / (splits * tokens * (head_dim + 2));
         if splits == 1 || per_launch == 0 {
             return whole;
@@ -141,15 +133,10 @@ impl KeySplit {
         }
     }
 
-    /// The split on this device: partial state within [`KEY_SPLIT_SCRATCH_BYTES`] and the binding limits; one
+    /// The split on this device: partial state within [`super::SPLIT_SCRATCH_BYTES`] and its binding limits; one
     /// split where the device was opened with split reductions off ([`crate::gpu::DeviceOptions::split_k`]).
     pub fn on(gpu: &Gpu, pairs: usize, heads: usize, head_dim: usize, tokens: usize) -> Self {
-        let limits = gpu.limits();
-        let bytes = KEY_SPLIT_SCRATCH_BYTES
-            .min(limits.max_storage_buffer_binding_size)
-            .min(limits.max_buffer_size);
-        let floats = if gpu.split_k() { bytes / 4 } else { 0 };
-        Self::new(pairs, heads, head_dim, tokens, floats as usize)
+        Self::new(pairs, heads, head_dim, tokens, split_scratch_floats(gpu))
     }
 }
 

@@ -18,7 +18,7 @@ use super::winograd;
 use super::{
     Access, Cost, Dispatch, Kernel, KernelChoice, LaunchSpec, UNIFORM_WINDOW, WINDOW_FLOATS,
     check_bindings, dim, dims, expect_shape, has_uniform_windows, nonzero, pack_into_windows,
-    window_at, window_binding, windows_fit, workgroups_for,
+    split_reduction, split_scratch_floats, window_at, window_binding, windows_fit, workgroups_for,
 };
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
@@ -99,10 +99,6 @@ pub const SPLIT_TARGET: usize = 128;
 /// output) is 1/32 of its arithmetic (256 FLOP per output), well above any GPU's ridge point.
 pub const SPLIT_MIN_K: usize = 128;
 
-/// The most bytes of partial sums one launch of a split convolution writes (the pixels run in launches that
-/// fit, and within the device's binding limit).
-pub const SPLIT_SCRATCH_BYTES: u64 = 32 << 20;
-
 /// How a [`KERNEL_TILED`] convolution splits its K = cin x kh x kw: `splits` slices of `k_split` (a multiple of
 /// 16; the last may be shorter), each image's tiles run once per slice, and [`KERNEL_SPLIT_REDUCE`] adds the
 /// slices in order. The pixels run in launches of `pixels` (whole tiles), so the partial sums fit the scratch
@@ -129,12 +125,7 @@ impl SplitK {
             pixels: n * plane,
         };
         let tiles = cout.div_ceil(TILE) * plane.div_ceil(TILE);
-        let want = SPLIT_TARGET
-            .div_ceil(tiles)
-            .min(k.div_ceil(SPLIT_MIN_K))
-            .max(1);
-        let k_split = k.div_ceil(want).div_ceil(TILE_K) * TILE_K;
-        let splits = k.div_ceil(k_split);
+        let (splits, k_split) = split_reduction(k, tiles, SPLIT_TARGET, SPLIT_MIN_K, TILE_K);
         let pixels = max_floats / (splits * cout) / TILE * TILE;
         if splits == 1 || pixels == 0 {
             return whole;
@@ -146,15 +137,10 @@ impl SplitK {
         }
     }
 
-    /// The split on this device: partial sums within [`SPLIT_SCRATCH_BYTES`] and the binding limits; one
-    /// slice where the device was opened with split K off ([`crate::gpu::DeviceOptions::split_k`]).
+    /// The split on this device: partial sums within [`super::SPLIT_SCRATCH_BYTES`] and its binding limits; one
+    /// slice where the device was opened with split reductions off ([`crate::gpu::DeviceOptions::split_k`]).
     pub fn on(gpu: &Gpu, shape: &ConvShape) -> Self {
-        let limits = gpu.limits();
-        let bytes = SPLIT_SCRATCH_BYTES
-            .min(limits.max_storage_buffer_binding_size)
-            .min(limits.max_buffer_size);
-        let floats = if gpu.split_k() { bytes / 4 } else { 0 };
-        Self::new(shape, floats as usize)
+        Self::new(shape, split_scratch_floats(gpu))
     }
 }
 

@@ -535,6 +535,40 @@ impl Dispatch {
     }
 }
 
+/// The most bytes of partial results one launch of a split reduction writes (`conv2d::SplitK`,
+/// `attention::KeySplit`): the work runs in launches that fit, and within the device's binding limit.
+pub const SPLIT_SCRATCH_BYTES: u64 = 32 << 20;
+
+/// Splits a reduction of `len` terms (a convolution's K, an attention's keys) for a kernel that makes `blocks`
+/// workgroups per image: as many slices as bring an image to `target` workgroups, each of at least `min` terms,
+/// balanced, in multiples of `step` (the last slice may be shorter). Returns `(slices, terms per slice)`:
+/// `(1, len rounded up to step)` where that is one slice. Depends on one image's geometry only, never the batch.
+pub(crate) fn split_reduction(
+    len: usize,
+    blocks: usize,
+    target: usize,
+    min: usize,
+    step: usize,
+) -> (usize, usize) {
+    let want = target.div_ceil(blocks.max(1)).min(len.div_ceil(min)).max(1);
+    let chunk = len.div_ceil(want).div_ceil(step) * step;
+    (len.div_ceil(chunk), chunk)
+}
+
+/// Floats of partial results one launch of a split reduction may write on this device: [`SPLIT_SCRATCH_BYTES`]
+/// within the binding and buffer limits, or none where the device was opened with split reductions off
+/// ([`crate::gpu::DeviceOptions::split_k`]), which makes every reduction one slice.
+pub(crate) fn split_scratch_floats(gpu: &Gpu) -> usize {
+    if !gpu.split_k() {
+        return 0;
+    }
+    let limits = gpu.limits();
+    let bytes = SPLIT_SCRATCH_BYTES
+        .min(limits.max_storage_buffer_binding_size)
+        .min(limits.max_buffer_size);
+    (bytes / 4) as usize
+}
+
 /// Whether the device binds 64 KiB uniform windows and 64 KiB storage buffers: what the CPU family's
 /// window-reading kernels need.
 pub(crate) fn has_uniform_windows(gpu: &Gpu) -> bool {
