@@ -91,58 +91,53 @@ fn main() -> Result<(), ddim_wgpu::Error> {
         });
     }
     // A choice is a kernel family with optional suffixes: `-direct` (Winograd off), `-storage` (activations
-    // read from storage, not uniform windows), `-nosplit` (the tiled convolution's K never split).
+    // read from storage, not uniform windows), `-nosplit` (the tiled convolution's K never split), each the
+    // device option of that name.
+    let base = DeviceOptions::from_env()?;
     let choices = args
         .iter()
         .filter(|a| !["quick", "mnist", "1x1"].contains(&a.as_str()) && !a.starts_with("batch="))
         .map(|a| {
             let mut family = a.as_str();
-            let (mut winograd, mut windows, mut split) = (true, true, true);
+            let mut o = base.clone();
             loop {
                 if let Some(f) = family.strip_suffix("-direct") {
-                    (family, winograd) = (f, false);
+                    (family, o.winograd) = (f, false);
                 } else if let Some(f) = family.strip_suffix("-storage") {
-                    (family, windows) = (f, false);
+                    (family, o.input_windows) = (f, false);
                 } else if let Some(f) = family.strip_suffix("-nosplit") {
-                    (family, split) = (f, false);
+                    (family, o.split_k) = (f, false);
                 } else {
                     break;
                 }
             }
-            Ok((family.parse::<KernelChoice>()?, winograd, windows, split))
+            o.kernels = family.parse::<KernelChoice>()?;
+            Ok(o)
         })
         .collect::<Result<Vec<_>, ddim_wgpu::Error>>()?;
-    let (first, second) = match choices[..] {
-        [] => (
-            (KernelChoice::Baseline, true, true, true),
-            (KernelChoice::Auto, true, true, true),
-        ),
-        [a, b] => (a, b),
+    let family = |kernels| DeviceOptions {
+        kernels,
+        ..base.clone()
+    };
+    let (first, second) = match &choices[..] {
+        [] => (family(KernelChoice::Baseline), family(KernelChoice::Auto)),
+        [a, b] => (a.clone(), b.clone()),
         _ => {
             eprintln!("conv_study: give two kernel choices (e.g. `cpu gpu`) or none");
             std::process::exit(2);
         }
     };
-    let base = DeviceOptions::from_env()?;
-    let open = |(kernels, winograd, input_windows, split_k): (KernelChoice, bool, bool, bool)| {
-        Gpu::new(&DeviceOptions {
-            kernels,
-            winograd,
-            input_windows,
-            split_k,
-            ..base.clone()
-        })
-    };
-    let (general, auto) = (open(first)?, open(second)?);
-    let name = |(k, winograd, windows, split): (KernelChoice, bool, bool, bool)| {
+    let (general, auto) = (Gpu::new(&first)?, Gpu::new(&second)?);
+    let name = |o: &DeviceOptions| {
         format!(
-            "{k:?}{}{}{}",
-            if winograd { "" } else { "-direct" },
-            if windows { "" } else { "-storage" },
-            if split { "" } else { "-nosplit" }
+            "{:?}{}{}{}",
+            o.kernels,
+            if o.winograd { "" } else { "-direct" },
+            if o.input_windows { "" } else { "-storage" },
+            if o.split_k { "" } else { "-nosplit" }
         )
     };
-    let (first, second) = (name(first), name(second));
+    let (first, second) = (name(&first), name(&second));
     println!("adapter: {}", describe(&auto.info()));
     let roof_before = roofline::measure(&auto)?;
 

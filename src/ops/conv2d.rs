@@ -729,8 +729,8 @@ fn tiled(
     cfg: &Conv2dConfig,
 ) -> Result<Dispatch> {
     let split = SplitK::on(gpu, shape);
-    let cout = shape.cout as usize;
-    let total = shape.output_shape().iter().product::<usize>() / cout;
+    let [n, cout, ho, wo] = shape.output_shape();
+    let total = n * ho * wo;
     // Unsplit, the kernel writes no partial sums: any scratch tensor fills the binding.
     let part = gpu.scratch(
         "conv2d split sums",
