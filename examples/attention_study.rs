@@ -14,13 +14,26 @@ use ddim_wgpu::ops::roofline::{self, PASS_FLOOR};
 
 const ROUNDS: usize = 7;
 
-fn filled(gpu: &Gpu, label: &str, shape: &[usize], seed: usize) -> Tensor {
+/// A tensor placed as the graph's planner places activations: in an arena with a uniform window of room past
+/// it, so that kernels may read it through windows (`attention_scores`/`attention_values` do).
+fn filled(
+    gpu: &Gpu,
+    label: &str,
+    shape: &[usize],
+    seed: usize,
+) -> Result<Tensor, ddim_wgpu::Error> {
     let n: usize = shape.iter().product();
     let v: Vec<f32> = (0..n)
         .map(|i| ((i * 7919 + seed * 104729) % 2003) as f32 / 1001.5 - 1.0)
         .collect();
-    gpu.upload(label, shape, &v).expect("upload")
+    let arena = gpu.zeros(label, &[n + WINDOW_FLOATS])?;
+    let t = arena.view_at(label, shape, 0)?;
+    t.write(gpu, &v)?;
+    Ok(t)
 }
+
+/// f32 values in one 64 KiB uniform window.
+const WINDOW_FLOATS: usize = (ddim_wgpu::ops::UNIFORM_WINDOW / 4) as usize;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -36,9 +49,9 @@ fn main() -> Result<(), ddim_wgpu::Error> {
     let mut rows = Vec::new();
     for &(model, n, c, side, head_dim) in &shapes {
         let shape = [n, c, side, side];
-        let q = filled(&gpu, "q", &shape, 1);
-        let k = filled(&gpu, "k", &shape, 2);
-        let v = filled(&gpu, "v", &shape, 3);
+        let q = filled(&gpu, "q", &shape, 1)?;
+        let k = filled(&gpu, "k", &shape, 2)?;
+        let v = filled(&gpu, "v", &shape, 3)?;
         let out = gpu.zeros("out", &shape)?;
         let d = attention(&gpu, "attention", &q, &k, &v, &out, head_dim)?;
         let repeats = roofline::repeats_for(&gpu, &d, PASS_FLOOR)?;
@@ -46,7 +59,15 @@ fn main() -> Result<(), ddim_wgpu::Error> {
         for _ in 0..ROUNDS {
             t.push(roofline::time_pass(&gpu, &d, repeats)?);
         }
-        rows.push((model, n, c, side, d.cost().flops as f64, median(t)));
+        rows.push((
+            model,
+            n,
+            c,
+            side,
+            d.kernel().name,
+            d.cost().flops as f64,
+            median(t),
+        ));
     }
     let roof_after = roofline::measure(&gpu)?;
     let roof = (roof_before.gflops + roof_after.gflops) / 2.0;
@@ -54,10 +75,10 @@ fn main() -> Result<(), ddim_wgpu::Error> {
         "{ROUNDS} rounds; FMA roof {:.1} GFLOP/s before, {:.1} after (fractions below use the mean {roof:.1})",
         roof_before.gflops, roof_after.gflops
     );
-    for (model, n, c, side, flops, t) in rows {
+    for (model, n, c, side, kernel, flops, t) in rows {
         let rate = flops / t / 1e9;
         println!(
-            "{model}: batch {n}, {} tokens x {c} channels: {:.2} ms, {rate:.2} GFLOP/s, {:.1}% of roof",
+            "{model}: batch {n}, {} tokens x {c} channels, {kernel}: {:.2} ms, {rate:.2} GFLOP/s, {:.1}% of roof",
             side * side,
             t * 1e3,
             100.0 * rate / roof

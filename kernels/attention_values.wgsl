@@ -1,0 +1,159 @@
+// attention_values: the second product of the CPU family's attention, out[pair, c, i] = norm[pair, i] *
+// sum_j v[pair, c, j] e[pair, j, i], with the exponentials e (attention_softmax.wgsl) and the values read from
+// 64 KiB uniform windows, the values' bound straight onto the v activation (no copies).
+//
+// Layouts (row-major f32), C = heads * D, pair = image * heads + head:
+//   ew0..ew3  windows of the scores scratch [group pairs, T (key j), T (query i)], bound at rows of T floats:
+//             either the launch's pairs side by side in ew0 (pairs * T * T <= 16384), or one pair's keys
+//             j0 + k * rows .. in ew_k (windows past `count` keys hold nothing read)
+//   vw        one window of v [batch, C, T]: the launch's pairs side by side (pairs * D * T <= 16384), or one
+//             pair's channels c0 .. c0 + 8 * blocks (rows of T floats, whole rows)
+//   norm      [group pairs, T]
+//   out       [batch, C, T]
+//
+// Grid: one launch per group of whole pairs, or per (pair, value window, chunk of 4 * rows keys), a pair's
+// chunks in order. Workgroup g takes pair g / (blocks * qgroups), channel block (g / qgroups) % blocks of 8
+// channels, and through its 8 invocations 8 consecutive blocks of 8 queries (qgroups = ceil(T / 64)). An
+// invocation keeps 8 channels x 8 queries in 16 vec4 accumulators (conv2d_block.inc.wgsl) and takes keys 4 at
+// a time: one vec4 of each of its 8 value rows (workgroup-uniform addresses, read once for all lanes), then
+// per key two vec4s of its row of e and a rank-1 update. (The same loop with the 8 value reads made per key
+// and component took 10x as long on lavapipe, and with all 4 keys' reads of e made before the 4 updates
+// about 1.8x: keep the reads where they are.)
+// Invariants: T % 8 == 0; rows % 4 == 0 and rows * T <= 16384; count % 4 == 0 and count <= 4 * rows, count ==
+// T with all pairs in ew0 when pairs > 1; channel rows past D (a last block of fewer than 8) are read from
+// wherever the window holds and never stored.
+
+@group(0) @binding(1) var<uniform> ew0: array<vec4<f32>, 4096>;
+@group(0) @binding(2) var<uniform> ew1: array<vec4<f32>, 4096>;
+@group(0) @binding(3) var<uniform> ew2: array<vec4<f32>, 4096>;
+@group(0) @binding(4) var<uniform> ew3: array<vec4<f32>, 4096>;
+@group(0) @binding(5) var<uniform> vw: array<vec4<f32>, 4096>;
+@group(0) @binding(6) var<storage, read> norm: array<f32>;
+@group(0) @binding(7) var<storage, read_write> out: array<f32>;
+
+@compute @workgroup_size(8)
+fn main(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let T = p.tokens;
+    let qgroups = (T + 63u) / 64u;
+    let g = flat_workgroup(wg, nwg);
+    let local = g / (p.blocks * qgroups);
+    let b = (g / qgroups) % p.blocks;
+    let i0 = ((g % qgroups) * 8u + li) * 8u;
+    if (local >= p.pairs || i0 >= T) {
+        return;
+    }
+
+    var acc: Acc;
+    let step = T / 4u;
+    // vec4 index of (channel row 8 b, key j0) in the value window, and of (key row 0, query i0) in ew0.
+    var vi = (local * p.head_dim * T + b * 8u * T + p.j0) / 4u;
+    let ebase = (local * T * T + i0) / 4u;
+    var ei = ebase;
+    var j = 0u;
+    // One loop per scores window (WGSL cannot index bindings), all alike: window k holds keys
+    // [k rows, (k + 1) rows) of the launch; the windows past `count` run no iterations.
+    for (; j < min(p.rows, p.count); j = j + 4u) {
+        let v0 = vw[vi];
+        let v1 = vw[vi + step];
+        let v2 = vw[vi + 2u * step];
+        let v3 = vw[vi + 3u * step];
+        let v4 = vw[vi + 4u * step];
+        let v5 = vw[vi + 5u * step];
+        let v6 = vw[vi + 6u * step];
+        let v7 = vw[vi + 7u * step];
+        tap(&acc, vec4<f32>(v0.x, v1.x, v2.x, v3.x), vec4<f32>(v4.x, v5.x, v6.x, v7.x),
+            ew0[ei], ew0[ei + 1u]);
+        tap(&acc, vec4<f32>(v0.y, v1.y, v2.y, v3.y), vec4<f32>(v4.y, v5.y, v6.y, v7.y),
+            ew0[ei + step], ew0[ei + step + 1u]);
+        tap(&acc, vec4<f32>(v0.z, v1.z, v2.z, v3.z), vec4<f32>(v4.z, v5.z, v6.z, v7.z),
+            ew0[ei + 2u * step], ew0[ei + 2u * step + 1u]);
+        tap(&acc, vec4<f32>(v0.w, v1.w, v2.w, v3.w), vec4<f32>(v4.w, v5.w, v6.w, v7.w),
+            ew0[ei + 3u * step], ew0[ei + 3u * step + 1u]);
+        vi = vi + 1u;
+        ei = ei + 4u * step;
+    }
+    ei = ebase;
+    for (; j < min(2u * p.rows, p.count); j = j + 4u) {
+        let v0 = vw[vi];
+        let v1 = vw[vi + step];
+        let v2 = vw[vi + 2u * step];
+        let v3 = vw[vi + 3u * step];
+        let v4 = vw[vi + 4u * step];
+        let v5 = vw[vi + 5u * step];
+        let v6 = vw[vi + 6u * step];
+        let v7 = vw[vi + 7u * step];
+        tap(&acc, vec4<f32>(v0.x, v1.x, v2.x, v3.x), vec4<f32>(v4.x, v5.x, v6.x, v7.x),
+            ew1[ei], ew1[ei + 1u]);
+        tap(&acc, vec4<f32>(v0.y, v1.y, v2.y, v3.y), vec4<f32>(v4.y, v5.y, v6.y, v7.y),
+            ew1[ei + step], ew1[ei + step + 1u]);
+        tap(&acc, vec4<f32>(v0.z, v1.z, v2.z, v3.z), vec4<f32>(v4.z, v5.z, v6.z, v7.z),
+            ew1[ei + 2u * step], ew1[ei + 2u * step + 1u]);
+        tap(&acc, vec4<f32>(v0.w, v1.w, v2.w, v3.w), vec4<f32>(v4.w, v5.w, v6.w, v7.w),
+            ew1[ei + 3u * step], ew1[ei + 3u * step + 1u]);
+        vi = vi + 1u;
+        ei = ei + 4u * step;
+    }
+    ei = ebase;
+    for (; j < min(3u * p.rows, p.count); j = j + 4u) {
+        let v0 = vw[vi];
+        let v1 = vw[vi + step];
+        let v2 = vw[vi + 2u * step];
+        let v3 = vw[vi + 3u * step];
+        let v4 = vw[vi + 4u * step];
+        let v5 = vw[vi + 5u * step];
+        let v6 = vw[vi + 6u * step];
+        let v7 = vw[vi + 7u * step];
+        tap(&acc, vec4<f32>(v0.x, v1.x, v2.x, v3.x), vec4<f32>(v4.x, v5.x, v6.x, v7.x),
+            ew2[ei], ew2[ei + 1u]);
+        tap(&acc, vec4<f32>(v0.y, v1.y, v2.y, v3.y), vec4<f32>(v4.y, v5.y, v6.y, v7.y),
+            ew2[ei + step], ew2[ei + step + 1u]);
+        tap(&acc, vec4<f32>(v0.z, v1.z, v2.z, v3.z), vec4<f32>(v4.z, v5.z, v6.z, v7.z),
+            ew2[ei + 2u * step], ew2[ei + 2u * step + 1u]);
+        tap(&acc, vec4<f32>(v0.w, v1.w, v2.w, v3.w), vec4<f32>(v4.w, v5.w, v6.w, v7.w),
+            ew2[ei + 3u * step], ew2[ei + 3u * step + 1u]);
+        vi = vi + 1u;
+        ei = ei + 4u * step;
+    }
+    ei = ebase;
+    for (; j < min(4u * p.rows, p.count); j = j + 4u) {
+        let v0 = vw[vi];
+        let v1 = vw[vi + step];
+        let v2 = vw[vi + 2u * step];
+        let v3 = vw[vi + 3u * step];
+        let v4 = vw[vi + 4u * step];
+        let v5 = vw[vi + 5u * step];
+        let v6 = vw[vi + 6u * step];
+        let v7 = vw[vi + 7u * step];
+        tap(&acc, vec4<f32>(v0.x, v1.x, v2.x, v3.x), vec4<f32>(v4.x, v5.x, v6.x, v7.x),
+            ew3[ei], ew3[ei + 1u]);
+        tap(&acc, vec4<f32>(v0.y, v1.y, v2.y, v3.y), vec4<f32>(v4.y, v5.y, v6.y, v7.y),
+            ew3[ei + step], ew3[ei + step + 1u]);
+        tap(&acc, vec4<f32>(v0.z, v1.z, v2.z, v3.z), vec4<f32>(v4.z, v5.z, v6.z, v7.z),
+            ew3[ei + 2u * step], ew3[ei + 2u * step + 1u]);
+        tap(&acc, vec4<f32>(v0.w, v1.w, v2.w, v3.w), vec4<f32>(v4.w, v5.w, v6.w, v7.w),
+            ew3[ei + 3u * step], ew3[ei + 3u * step + 1u]);
+        vi = vi + 1u;
+        ei = ei + 4u * step;
+    }
+
+    let res = rows(acc);
+    let nbase = (p.pair0 + local) * T + i0;
+    for (var k = 0u; k < 8u; k = k + 1u) {
+        let c = p.c0 + b * 8u + k;
+        if (c >= p.head_dim) {
+            break;
+        }
+        let o = ((p.out_pair0 + local) * p.head_dim + c) * T + i0;
+        for (var col = 0u; col < 8u; col = col + 1u) {
+            var v = res[k][col / 4u][col % 4u] * norm[nbase + col];
+            if (p.first == 0u) {
+                v = v + out[o + col];
+            }
+            out[o + col] = v;
+        }
+    }
+}
