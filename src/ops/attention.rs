@@ -1,16 +1,19 @@
-//! Multi-head attention over the tokens of a feature map, tiled with an online softmax so that no tokens x
-//! tokens matrix is ever stored.
+//! Multi-head attention over the tokens of a feature map.
 //!
-//! Three kernels, one result. `attention.wgsl` reads q, k and v from storage, one invocation per 8 queries:
-//! the portable kernel. `attention_tiled.wgsl`, the GPU family's, runs a workgroup per 8 queries over
-//! shared-memory tiles of 32 keys (flash-attention style), with the keys split over several workgroups where
-//! an image has few query blocks ([`KeySplit`], merged by `attention_combine.wgsl`): on a GPU the portable
-//! kernel's 8-query invocations are too few to fill the machine and each waits on its own loads. `attention_windowed.wgsl`, the CPU
-//! family's, reads the keys and values from 64 KiB uniform windows that `attention_pack.wgsl` lays out at the
-//! start of the dispatch, one launch per window with the softmax's running state carried between a pair's key
-//! windows; on lavapipe that turns 16 per-lane loads per key into two per SIMD vector. [`kernel_for`]
-//! chooses.
-
+//! Four ways to one result. `attention.wgsl` reads q, k and v from storage, one invocation per 8 queries,
+//! with an online softmax so that no tokens x tokens matrix is stored: the portable kernel.
+//! `attention_tiled.wgsl`, the GPU family's, runs a workgroup per 8 queries over shared-memory tiles of 32
+//! keys (flash-attention style), with the keys split over several workgroups where an image has few query
+//! blocks ([`KeySplit`], merged by `attention_combine.wgsl`): on a GPU the portable kernel's 8-query
+//! invocations are too few to fill the machine and each waits on its own loads. The CPU family's runs as two
+//! matrix products over stored scores ([`Products`]: `attention_scores.wgsl`, `attention_softmax.wgsl`,
+//! `attention_values.wgsl`), every operand read from 64 KiB uniform windows bound straight onto q, k, v and
+//! the scores, which lavapipe reads once per SIMD vector where an address is uniform across the workgroup and
+//! as straight-line gathers where it is not; where q, k or v lack room for their windows (a tensor sized
+//! exactly) or the tokens are not a multiple of 8, `attention_windowed.wgsl` runs instead: keys and values
+//! laid out in uniform windows by `attention_pack.wgsl` at the start of the dispatch, one launch per window,
+//! with the softmax's running state carried between a pair's key windows. [`kernel_for`] chooses the family's
+//! kernel; [`attention`] the products where they apply.
 use bytemuck::{Pod, Zeroable};
 
 use super::{
@@ -237,8 +240,10 @@ impl WindowGeometry {
 }
 
 /// The kernel [`attention`] runs on this device for heads of `head_dim`: `attention_windowed` for the CPU
-/// family where a key block fits a window (head_dim up to 1,024) and the device has 64 KiB uniform bindings,
-/// `attention_tiled` for the GPU family (any head_dim), `attention` otherwise. Never depends on the batch.
+/// family where a key block fits a window (head_dim up to 1,024) and the device has 64 KiB uniform bindings
+/// (which [`attention`] replaces by the products, [`SCORES_KERNEL`], where [`Products`] apply and the
+/// operands have room for their windows), `attention_tiled` for the GPU family (any head_dim), `attention`
+/// otherwise. Never depends on the batch.
 pub fn kernel_for(gpu: &Gpu, head_dim: usize) -> &'static Kernel {
     let windows = has_uniform_windows(gpu) && gpu.limits().max_buffer_size >= UNIFORM_WINDOW;
     let tiles = gpu.limits().max_compute_workgroup_storage_size >= TILED_WORKGROUP_BYTES;
