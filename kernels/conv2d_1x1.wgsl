@@ -12,7 +12,7 @@
 //            holds channels 8 * (block0 + b) + 4 * half + 0..3
 //   bias     [cout]
 //   residual [batch, cout, hw]    read only when the last chunk runs with has_residual != 0
-//   out      [batch, cout, hw]
+//   out      [batch, cout, hw], bound at a multiple of 16 bytes (read and written as vec4s)
 //   chan     [batch, cout]         read only when has_channel != 0 (a per-image channel offset)
 //
 // Grid: one launch per (weight window, image group or image). Workgroup g takes output-channel block
@@ -53,7 +53,7 @@ struct Params {
 @group(0) @binding(5) var<uniform> wpack: array<vec4<f32>, 4096>;
 @group(0) @binding(6) var<storage, read> bias: array<f32>;
 @group(0) @binding(7) var<storage, read> residual: array<f32>;
-@group(0) @binding(8) var<storage, read_write> out: array<f32>;
+@group(0) @binding(8) var<storage, read_write> out: array<vec4<f32>>;
 @group(0) @binding(9) var<storage, read> chan: array<f32>;
 
 @compute @workgroup_size(8)
@@ -106,18 +106,38 @@ fn main(
         wi = wi + 2u;
     }
 
+    // The epilogue in vec4s (out's rows start at multiples of 8 floats): the first chunk adds the bias and
+    // channel offset, later ones what out holds; the last adds the residual and scales. (Stored float by
+    // float, lavapipe's per-lane stores and loads took 10-18% of the kernel.)
     let n = p.n0 + local;
     let co0 = (p.block0 + b) * 8u;
-    var res = rows(acc);
+    let res = rows(acc);
     for (var k = 0u; k < 8u; k = k + 1u) {
         let co = co0 + k;
         if (co >= p.cout) {
             break;
         }
         let o = (n * p.cout + co) * p.hw + px0;
-        let bk = bias_of(n, co, p.cout);
-        for (var j = 0u; j < 8u; j = j + 1u) {
-            out[o + j] = epilogue(res[k][j / 4u][j % 4u], o + j, bk);
+        var bk = bias[co];
+        if (p.has_channel != 0u) {
+            bk = bk + chan[n * p.cout + co];
+        }
+        for (var h = 0u; h < 2u; h = h + 1u) {
+            let o4 = o / 4u + h;
+            var v = res[k][h];
+            if (p.first != 0u) {
+                v = v + bk;
+            } else {
+                v = v + out[o4];
+            }
+            if (p.last != 0u) {
+                if (p.has_residual != 0u) {
+                    let r = o + 4u * h;
+                    v = v + vec4<f32>(residual[r], residual[r + 1u], residual[r + 2u], residual[r + 3u]);
+                }
+                v = v * p.out_scale;
+            }
+            out[o4] = v;
         }
     }
 }

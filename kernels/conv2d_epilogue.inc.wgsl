@@ -1,5 +1,5 @@
 // conv2d_epilogue.inc.wgsl: the epilogue of the convolutions whose input channels may come in chunks, one
-// launch each (conv2d_packed.inc.wgsl's store_block, conv2d_1x1.wgsl), included by kernels whose Params have
+// launch each (conv2d_packed.inc.wgsl's store_block), included by kernels whose Params have
 // `first`, `last`, `has_residual`, `out_scale` and `has_channel` and whose bindings have `out`, `residual`, `bias`
 // and `chan`: the first chunk adds the bias (and channel offset) `bk` to its sum, later ones what `out` holds at
 // `o`; the last adds the residual there and scales.

@@ -203,7 +203,7 @@ pub const KERNEL_PACKED: Kernel = Kernel {
 pub const KERNEL_1X1: Kernel = Kernel {
     name: "conv2d_1x1",
     source: include_str!("../../kernels/conv2d_1x1.wgsl"),
-    includes: &[BLOCK, EPILOGUE],
+    includes: &[BLOCK],
     bindings: &[
         Access::UniformWindow,
         Access::UniformWindow,
@@ -973,7 +973,8 @@ fn one_by_one(
     let starts = windows
         .iter()
         .flat_map(|(_, _, _, starts)| starts.iter().copied());
-    if !windows_fit(gpu, x.buffer(), starts) {
+    // The kernel reads and writes out as vec4s.
+    if !windows_fit(gpu, x.buffer(), starts) || !out.offset().is_multiple_of(16) {
         return Ok(None);
     }
     check_bindings(gpu, OP, &[weight, bias, out])?;
