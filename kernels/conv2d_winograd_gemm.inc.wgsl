@@ -1,5 +1,6 @@
-// conv2d_winograd_gemm.inc.wgsl: what the Winograd convolution's two products kernels (conv2d_winograd_gemm.wgsl,
-// V from storage; conv2d_winograd_gemm_windowed.wgsl, V from uniform windows) share, included after
+// conv2d_winograd_gemm.inc.wgsl: what the Winograd convolution's products kernels (conv2d_winograd_gemm.wgsl,
+// V from storage; conv2d_winograd_gemm_windowed.wgsl, V from uniform windows; conv2d_winograd_gemm_wide.wgsl,
+// several weight windows per launch) share, included after
 // conv2d_block.inc.wgsl: their Params, the entry point that maps invocations to (unit, 8-tile column) pairs,
 // and the store of a unit's block to M. Each kernel declares its bindings (`upack`, V, `m`) and
 // `fn unit_block(l: u32, col: u32)`, which sums the block of unit l, column col, and calls `store_block`.
@@ -11,9 +12,14 @@ struct Params {
     blocks: u32,
     u0: u32,
     units: u32,
-    // Input channels per V window (the windowed kernel's; the storage kernel ignores it).
+    // Input channels per V window (the windowed kernel's; the others ignore it).
     rows: u32,
-    _pad: u32,
+    // Units per weight window, and the first position of the V window (the wide kernel's).
+    per_window: u32,
+    xi0: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;

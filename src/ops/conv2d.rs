@@ -648,7 +648,11 @@ pub fn conv2d_with_channel(
         + out.len() * (1 + residual.is_some() as usize);
     let cost = Cost::new(shape.flops(), floats as u64);
     let kernel = kernel_for(gpu, &shape);
-    let products = [&winograd::GEMM_KERNEL, &winograd::GEMM_WINDOWED_KERNEL];
+    let products = [
+        &winograd::GEMM_KERNEL,
+        &winograd::GEMM_WINDOWED_KERNEL,
+        &winograd::GEMM_WIDE_KERNEL,
+    ];
     if products.iter().any(|k| k.name == kernel.name) {
         let tiling = winograd::Tiling::on(gpu, &shape)
             .ok_or_else(|| Error::shape(OP, format!("`{label}`: no Winograd tiling")))?;

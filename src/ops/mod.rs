@@ -153,6 +153,7 @@ pub const KERNELS: &[&Kernel] = &[
     &upsample::KERNEL,
     &winograd::GEMM_KERNEL,
     &winograd::GEMM_WINDOWED_KERNEL,
+    &winograd::GEMM_WIDE_KERNEL,
     &winograd::INPUT_KERNEL,
     &winograd::OUTPUT_KERNEL,
     &winograd::PACK_KERNEL,

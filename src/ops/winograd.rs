@@ -94,6 +94,30 @@ pub const GEMM_WINDOWED_KERNEL: Kernel = Kernel {
     params_size: std::mem::size_of::<GemmParams>(),
 };
 
+/// The products of small maps, several weight windows per launch, where [`wide_windows`] allows.
+pub const GEMM_WIDE_KERNEL: Kernel = Kernel {
+    name: "conv2d_winograd_gemm_wide",
+    source: include_str!("../../kernels/conv2d_winograd_gemm_wide.wgsl"),
+    includes: &[BLOCK, GEMM_COMMON],
+    bindings: &[
+        Access::UniformWindow,
+        Access::UniformWindow,
+        Access::UniformWindow,
+        Access::UniformWindow,
+        Access::UniformWindow,
+        Access::UniformWindow,
+        Access::UniformWindow,
+        Access::UniformWindow,
+        Access::UniformWindow,
+        Access::ReadWrite,
+    ],
+    workgroup_size: 8,
+    params_size: std::mem::size_of::<GemmParams>(),
+};
+
+/// The most weight windows one launch of [`GEMM_WIDE_KERNEL`] binds (`u0` .. `u7`).
+const WIDE_WINDOWS: usize = 8;
+
 /// V windows one launch of [`GEMM_WINDOWED_KERNEL`] binds. Eight (with four more loops and bindings) measured
 /// slower on the maps where four suffice (512 -> 256 @ 16: 59.3 -> 66.0 ms), so a position's V that needs
 /// more runs in smaller tile groups ([`Tiling::on`]) or from storage.
@@ -152,7 +176,11 @@ pub struct GemmParams {
     pub units: u32,
     /// Input channels per V window (the windowed kernel only).
     pub rows: u32,
-    pub _pad: u32,
+    /// Units per weight window (the wide kernel only).
+    pub per_window: u32,
+    /// The position whose V the V window starts at (the wide kernel only).
+    pub xi0: u32,
+    pub _pad: [u32; 3],
 }
 
 /// Mirrors `Params` in conv2d_winograd_pack.wgsl.
@@ -399,11 +427,46 @@ pub fn windowed_rows(gpu: &Gpu, cout: usize, cin: usize, tp: usize) -> Option<us
     fits.then_some(WINDOW_FLOATS / tp)
 }
 
+/// Weight windows per launch of [`GEMM_WIDE_KERNEL`] for products over V `[36, cin, tp]`, or `None` where it
+/// does not apply. It runs where a tile group has fewer than 8 columns of 8 tiles (4 x 4 and 8 x 8 maps at
+/// batch 8), so that a weight window's units are a few workgroups and the launches, not the arithmetic, set the
+/// time; where the device binds its 9 uniform windows and reads activations through them; with 8, 4 or 2
+/// windows per launch, the most for which every launch's positions' V lies in one window starting at a
+/// multiple of the device's uniform offset alignment (V at the start of its buffer, with [`V_SLACK`] past it).
+pub fn wide_windows(gpu: &Gpu, cout: usize, cin: usize, tp: usize) -> Option<usize> {
+    let (blocks, per_window, windows) = windows(cout, cin)?;
+    let limits = gpu.limits();
+    let align = limits.min_uniform_buffer_offset_alignment as u64;
+    let applies = gpu.input_windows()
+        && tp > 0
+        && tp % 8 == 0
+        && tp / 8 < 8
+        && windows > 1
+        && limits.max_uniform_buffers_per_shader_stage as usize > WIDE_WINDOWS + 1
+        && align > 0
+        && (cin as u64 * tp as u64 * 4).is_multiple_of(align);
+    if !applies {
+        return None;
+    }
+    let units = POSITIONS * blocks;
+    let position = cin * tp;
+    [WIDE_WINDOWS, 4, 2].into_iter().find(|&wide| {
+        (0..windows).step_by(wide).all(|w| {
+            let u0 = w * per_window;
+            let last = (u0 + wide * per_window).min(units) - 1;
+            (last / blocks - u0 / blocks + 1) * position <= WINDOW_FLOATS
+        })
+    })
+}
+
 /// The products' kernel the Winograd convolution of `shape` runs on `gpu` with `tiling` ([`Tiling::on`]; the
-/// device's scratch V carries [`V_SLACK`]): [`GEMM_WINDOWED_KERNEL`] where [`windowed_rows`] allows, else
-/// [`GEMM_KERNEL`].
+/// device's scratch V carries [`V_SLACK`]): [`GEMM_WIDE_KERNEL`] where [`wide_windows`] allows, else
+/// [`GEMM_WINDOWED_KERNEL`] where [`windowed_rows`] does, else [`GEMM_KERNEL`].
 pub fn products_kernel(gpu: &Gpu, shape: &ConvShape, tiling: &Tiling) -> &'static Kernel {
-    if windowed_rows(gpu, shape.cout as usize, shape.cin as usize, tiling.tp).is_some() {
+    let (cout, cin) = (shape.cout as usize, shape.cin as usize);
+    if wide_windows(gpu, cout, cin, tiling.tp).is_some() {
+        &GEMM_WIDE_KERNEL
+    } else if windowed_rows(gpu, cout, cin, tiling.tp).is_some() {
         &GEMM_WINDOWED_KERNEL
     } else {
         &GEMM_KERNEL
@@ -460,13 +523,61 @@ pub fn products(
                 u0: dim(OP, "unit", u0)?,
                 units: dim(OP, "units", packed.units_per_window.min(units - u0))?,
                 rows: dim(OP, "rows", rows.unwrap_or(0))?,
-                _pad: 0,
+                ..Default::default()
             })
         })
         .collect::<Result<Vec<_>>>()?;
     let workgroups = |p: &GemmParams| {
         workgroups_for(p.units as u64 * (tp / 8) as u64, GEMM_KERNEL.workgroup_size)
     };
+    // Small maps: several weight windows per launch, V from one window at the launch's first position.
+    let wide = wide_windows(gpu, packed.cout, cin, tp).filter(|&wide| {
+        let starts = (0..packed.windows).step_by(wide).map(|w| {
+            let xi = w * packed.units_per_window / packed.blocks;
+            v.offset() + (xi * cin * tp * 4) as u64
+        });
+        windows_fit(gpu, v.buffer(), starts)
+    });
+    if let Some(wide) = wide {
+        let mut launches = Vec::new();
+        for w in (0..packed.windows).step_by(wide) {
+            let u0 = w * packed.units_per_window;
+            let xi0 = u0 / packed.blocks;
+            let params = GemmParams {
+                cin: dim(OP, "cin", cin)?,
+                cout: dim(OP, "cout", packed.cout)?,
+                tp: dim(OP, "tp", tp)?,
+                blocks: dim(OP, "blocks", packed.blocks)?,
+                u0: dim(OP, "unit", u0)?,
+                units: dim(
+                    OP,
+                    "units",
+                    (wide * packed.units_per_window).min(units - u0),
+                )?,
+                per_window: dim(OP, "units per window", packed.units_per_window)?,
+                xi0: dim(OP, "position", xi0)?,
+                ..Default::default()
+            };
+            launches.push((params, w, v.offset() + (xi0 * cin * tp * 4) as u64));
+        }
+        let specs = launches
+            .iter()
+            .map(|(p, w, start)| {
+                let mut resources = vec![window_at(v.buffer(), *start)];
+                resources.extend(
+                    (0..WIDE_WINDOWS)
+                        .map(|k| packed.window(if w + k < packed.windows { w + k } else { *w })),
+                );
+                resources.push(m.binding());
+                LaunchSpec {
+                    params: bytemuck::bytes_of(p),
+                    resources,
+                    workgroups: workgroups(p),
+                }
+            })
+            .collect();
+        return Dispatch::launches(gpu, &GEMM_WIDE_KERNEL, OP, label, specs);
+    }
     let Some(rows) = rows else {
         let specs = params
             .iter()

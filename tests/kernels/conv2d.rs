@@ -3,7 +3,7 @@ use ddim_wgpu::ops::KernelChoice;
 use ddim_wgpu::ops::conv2d::{
     Conv2dConfig, ConvShape, Padding, SplitK, conv2d, conv2d_with_channel, kernel_for, output_size,
 };
-use ddim_wgpu::ops::winograd::{GEMM_KERNEL, GEMM_WINDOWED_KERNEL};
+use ddim_wgpu::ops::winograd::{GEMM_KERNEL, GEMM_WIDE_KERNEL, GEMM_WINDOWED_KERNEL};
 use ddim_wgpu::reference::nn;
 
 use crate::common::{assert_normalised, data, gpu_families, random, run};
@@ -214,7 +214,7 @@ fn conv_unet_shape_256_to_256_at_8x8() {
             residual: true,
             out_scale: 1.0,
         },
-        "conv2d_winograd_gemm_windowed",
+        "conv2d_winograd_gemm_wide",
     );
 }
 
@@ -287,7 +287,7 @@ fn conv3x3_unet_shape_512_to_256_at_16x16_winograd() {
             residual: true,
             out_scale: 1.0,
         },
-        "conv2d_winograd_gemm_windowed",
+        "conv2d_winograd_gemm_wide",
     );
 }
 
@@ -309,7 +309,7 @@ fn conv3x3_unet_shape_256_to_256_at_8x8_batch_8() {
             residual: true,
             out_scale: 1.0,
         },
-        "conv2d_winograd_gemm_windowed",
+        "conv2d_winograd_gemm_wide",
     );
 }
 
@@ -389,7 +389,12 @@ fn check_result(gpu: &Gpu, name: &str, kernel: &str, expect: &str, got: &[f32], 
         _ => "conv2d",
     };
     assert_eq!(kernel, expect, "{name}: kernel chosen");
-    let bound = if [GEMM_KERNEL.name, GEMM_WINDOWED_KERNEL.name].contains(&kernel) {
+    let winograd = [
+        GEMM_KERNEL.name,
+        GEMM_WINDOWED_KERNEL.name,
+        GEMM_WIDE_KERNEL.name,
+    ];
+    let bound = if winograd.contains(&kernel) {
         WINOGRAD_BOUND
     } else {
         BOUND
@@ -587,7 +592,8 @@ fn input_windows_off_runs_the_storage_kernels() {
         up: 0,
         _pad: [0; 3],
     };
-    let (one, three) = (shape(256, 256, 16, 1), shape(256, 256, 8, 3));
+    // 256 -> 256 @ 32, batch 2: 128 tiles, not a small map for the products (conv2d_winograd_gemm_wide).
+    let (one, three) = (shape(256, 256, 16, 1), shape(256, 256, 32, 3));
     let mut options = DeviceOptions::from_env().unwrap();
     options.kernels = KernelChoice::Cpu;
     for (windows, expect) in [

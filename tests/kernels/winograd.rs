@@ -158,6 +158,63 @@ fn products_with_v_in_uniform_windows_match_the_reference_and_the_storage_kernel
     );
 }
 
+/// The products of small maps with several weight windows per launch (conv2d_winograd_gemm_wide), V in one
+/// window at the launch's first position: 512 output channels x 256 input channels over 8 tiles (one column),
+/// 8 units per window and 8 windows per launch, all of one position; 100 x 300 over 16 tiles (two columns),
+/// 6 units per window, 4 windows per launch spanning up to 3 positions; 21 x 600 over 8 tiles, 3 units (one
+/// position's, the last block of 5 channels) per window, 2 windows per launch, so one workgroup's lanes
+/// straddle two windows. Each against the reference, and bit for bit against the storage kernel (V sized
+/// exactly), which makes the same sums in the same order.
+#[test]
+fn products_of_small_maps_with_several_weight_windows_per_launch() {
+    let gpu = gpu_or_skip!();
+    for (cout, cin, tp, wide, seed) in [
+        (512, 256, 8, 8, 40),
+        (100, 300, 16, 4, 50),
+        (21, 600, 8, 2, 60),
+    ] {
+        assert_eq!(winograd::wide_windows(gpu, cout, cin, tp), Some(wide));
+        let (wt, wv) = random(gpu, "weight", &[cout, cin, 3, 3], seed);
+        let vv = data(seed + 1, POSITIONS * cin * tp, -1.0, 1.0);
+        let roomy = gpu
+            .zeros("v arena", &[vv.len() + (winograd::V_SLACK / 4) as usize])
+            .unwrap()
+            .view("v", &[POSITIONS, cin, tp])
+            .unwrap();
+        roomy.write(gpu, &vv).unwrap();
+        let exact = gpu.upload("v", &[POSITIONS, cin, tp], &vv).unwrap();
+        let packed = pack_weights(gpu, "products", &wt).unwrap();
+        let mut outputs = Vec::new();
+        for (v, kernel) in [
+            (&roomy, "conv2d_winograd_gemm_wide"),
+            (&exact, "conv2d_winograd_gemm"),
+        ] {
+            let m = gpu.zeros("m", &[POSITIONS, cout, tp]).unwrap();
+            let name = format!("products {cout}x{cin}, {tp} tiles, {kernel}");
+            let d = products(gpu, &name, &packed, v, &m).unwrap();
+            assert_eq!(d.kernel().name, kernel, "{name}");
+            if kernel.ends_with("wide") {
+                // 36 x ceil(cout / 8) units, 2048 / cin to a window, `wide` windows to a launch.
+                let units = POSITIONS * cout.div_ceil(8);
+                let windows = units.div_ceil((2048 / cin).min(units));
+                assert_eq!(d.launch_count(), windows.div_ceil(wide), "{name}: launches");
+            }
+            outputs.push(run(gpu, &[&d], &m));
+        }
+        let u = reference::weight_transform(&wv, cout, cin);
+        let want = reference::products(&u, &vv, cout, cin, tp);
+        let name = format!("products {cout}x{cin}, {tp} tiles, {wide} weight windows a launch");
+        assert_normalised(&name, &outputs[0], &want, PRODUCT_BOUND);
+        assert!(
+            outputs[0]
+                .iter()
+                .zip(&outputs[1])
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{name}: the wide and storage products differ"
+        );
+    }
+}
+
 #[test]
 fn output_transform_of_each_group_matches_the_reference() {
     let gpu = gpu_or_skip!();
