@@ -439,7 +439,7 @@ pub fn wide_windows(gpu: &Gpu, cout: usize, cin: usize, tp: usize) -> Option<usi
     let align = limits.min_uniform_buffer_offset_alignment as u64;
     let applies = gpu.input_windows()
         && tp > 0
-        && tp % 8 == 0
+        && tp.is_multiple_of(8)
         && tp / 8 < 8
         && windows > 1
         && limits.max_uniform_buffers_per_shader_stage as usize > WIDE_WINDOWS + 1
