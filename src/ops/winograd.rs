@@ -11,6 +11,9 @@
 //!   read from uniform windows, like `conv2d_3x3` ([`products`]); invocations map to (unit, 8-tile column)
 //!   pairs, so that small maps (one or four columns) leave no lane idle; `conv2d_winograd_gemm_windowed.wgsl`
 //!   the same with V read from uniform windows too, where a position's V fits four ([`windowed_rows`]);
+//!   `conv2d_winograd_gemm_wide.wgsl`, on small maps (fewer than 64 tiles per group), up to 8 weight windows
+//!   per launch with the positions' V in one window ([`wide_windows`]): there a weight window is a workgroup
+//!   or a few of work, and the launches, not the arithmetic, set the time;
 //! - `conv2d_winograd_output.wgsl`: `A^T M A` and the convolution's epilogue ([`output_transform`]).
 //!
 //! On lavapipe the products cost what a 1x1 convolution costs per multiply-add (8 gathered floats per 64
