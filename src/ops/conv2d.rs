@@ -652,6 +652,7 @@ pub fn conv2d_with_channel(
         &winograd::GEMM_KERNEL,
         &winograd::GEMM_WINDOWED_KERNEL,
         &winograd::GEMM_WIDE_KERNEL,
+        &winograd::GEMM_WINDOWED_WIDE_KERNEL,
     ];
     if products.iter().any(|k| k.name == kernel.name) {
         let tiling = winograd::Tiling::on(gpu, &shape)

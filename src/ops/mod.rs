@@ -154,6 +154,7 @@ pub const KERNELS: &[&Kernel] = &[
     &winograd::GEMM_KERNEL,
     &winograd::GEMM_WINDOWED_KERNEL,
     &winograd::GEMM_WIDE_KERNEL,
+    &winograd::GEMM_WINDOWED_WIDE_KERNEL,
     &winograd::INPUT_KERNEL,
     &winograd::OUTPUT_KERNEL,
     &winograd::PACK_KERNEL,

@@ -11,9 +11,10 @@
 //!   read from uniform windows, like `conv2d_3x3` ([`products`]); invocations map to (unit, 8-tile column)
 //!   pairs, so that small maps (one or four columns) leave no lane idle; `conv2d_winograd_gemm_windowed.wgsl`
 //!   the same with V read from uniform windows too, where a position's V fits four ([`windowed_rows`]);
-//!   `conv2d_winograd_gemm_wide.wgsl`, on small maps (fewer than 64 tiles per group), up to 8 weight windows
-//!   per launch with the positions' V in one window ([`wide_windows`]): there a weight window is a workgroup
-//!   or a few of work, and the launches, not the arithmetic, set the time;
+//!   `conv2d_winograd_gemm_wide.wgsl` up to 8 weight windows per launch where the launch's positions' V fits
+//!   one window ([`wide_windows`]: small maps, where a weight window is a workgroup or a few of work and the
+//!   launches, not the arithmetic, set the time); `conv2d_winograd_gemm_windowed_wide.wgsl` 4 weight windows
+//!   of one position per launch with V in four windows, where a position's fill a multiple of 4;
 //! - `conv2d_winograd_output.wgsl`: `A^T M A` and the convolution's epilogue ([`output_transform`]).
 //!
 //! On lavapipe the products cost what a 1x1 convolution costs per multiply-add (8 gathered floats per 64
@@ -97,6 +98,27 @@ pub const GEMM_WINDOWED_KERNEL: Kernel = Kernel {
     params_size: std::mem::size_of::<GemmParams>(),
 };
 
+/// [`GEMM_WINDOWED_KERNEL`] with [`WINDOWED_WEIGHTS`] weight windows of one position per launch, where a
+/// position's units fill a multiple of that many windows.
+pub const GEMM_WINDOWED_WIDE_KERNEL: Kernel = Kernel {
+    name: "conv2d_winograd_gemm_windowed_wide",
+    source: include_str!("../../kernels/conv2d_winograd_gemm_windowed_wide.wgsl"),
+    includes: &[BLOCK, GEMM_COMMON],
+    bindings: &[
+        Access::UniformWindow,
+        Access::UniformWindow,
+        Access::UniformWindow,
+        Access::UniformWindow,
+        Access::UniformWindow,
+        Access::UniformWindow,
+        Access::UniformWindow,
+        Access::UniformWindow,
+        Access::ReadWrite,
+    ],
+    workgroup_size: 8,
+    params_size: std::mem::size_of::<GemmParams>(),
+};
+
 /// The products of small maps, several weight windows per launch, where [`wide_windows`] allows.
 pub const GEMM_WIDE_KERNEL: Kernel = Kernel {
     name: "conv2d_winograd_gemm_wide",
@@ -120,6 +142,9 @@ pub const GEMM_WIDE_KERNEL: Kernel = Kernel {
 
 /// The most weight windows one launch of [`GEMM_WIDE_KERNEL`] binds (`u0` .. `u7`).
 const WIDE_WINDOWS: usize = 8;
+
+/// Weight windows (of one position) one launch of [`GEMM_WINDOWED_WIDE_KERNEL`] binds.
+const WINDOWED_WEIGHTS: usize = 4;
 
 /// V windows one launch of [`GEMM_WINDOWED_KERNEL`] binds. Eight (with four more loops and bindings) measured
 /// slower on the maps where four suffice (512 -> 256 @ 16: 59.3 -> 66.0 ms), so a position's V that needs
@@ -431,11 +456,12 @@ pub fn windowed_rows(gpu: &Gpu, cout: usize, cin: usize, tp: usize) -> Option<us
 }
 
 /// Weight windows per launch of [`GEMM_WIDE_KERNEL`] for products over V `[36, cin, tp]`, or `None` where it
-/// does not apply. It runs where a tile group has fewer than 8 columns of 8 tiles (4 x 4 and 8 x 8 maps at
-/// batch 8), so that a weight window's units are a few workgroups and the launches, not the arithmetic, set the
-/// time; where the device binds its 9 uniform windows and reads activations through them; with 8, 4 or 2
-/// windows per launch, the most for which every launch's positions' V lies in one window starting at a
+/// does not apply: where the device binds its 9 uniform windows and reads activations through them, with 8, 4
+/// or 2 windows per launch, the most for which every launch's positions' V lies in one window starting at a
 /// multiple of the device's uniform offset alignment (V at the start of its buffer, with [`V_SLACK`] past it).
+/// That is where a position's V is at most one window: on 4 x 4 and 8 x 8 maps at batch 8, where a weight
+/// window is a workgroup or a few of work and the launches, not the arithmetic, set the time (8 windows a
+/// launch: 2.4-4.2x), and 128 input channels at 16 x 16 (2 a launch: 1.1x).
 pub fn wide_windows(gpu: &Gpu, cout: usize, cin: usize, tp: usize) -> Option<usize> {
     let (blocks, per_window, windows) = windows(cout, cin)?;
     let limits = gpu.limits();
@@ -443,7 +469,6 @@ pub fn wide_windows(gpu: &Gpu, cout: usize, cin: usize, tp: usize) -> Option<usi
     let applies = gpu.input_windows()
         && tp > 0
         && tp.is_multiple_of(8)
-        && tp / 8 < 8
         && windows > 1
         && limits.max_uniform_buffers_per_shader_stage as usize > WIDE_WINDOWS + 1
         && align > 0
@@ -462,6 +487,14 @@ pub fn wide_windows(gpu: &Gpu, cout: usize, cin: usize, tp: usize) -> Option<usi
     })
 }
 
+/// Whether the windowed products take [`WINDOWED_WEIGHTS`] weight windows per launch
+/// ([`GEMM_WINDOWED_WIDE_KERNEL`]): a position's units (`blocks` of them, `per_window` to a window) fill a
+/// multiple of that many windows, and the device binds the 9 windows.
+fn windowed_wide(gpu: &Gpu, blocks: usize, per_window: usize) -> bool {
+    (blocks / per_window).is_multiple_of(WINDOWED_WEIGHTS)
+        && gpu.limits().max_uniform_buffers_per_shader_stage as usize > V_WINDOWS + WINDOWED_WEIGHTS
+}
+
 /// The products' kernel the Winograd convolution of `shape` runs on `gpu` with `tiling` ([`Tiling::on`]; the
 /// device's scratch V carries [`V_SLACK`]): [`GEMM_WIDE_KERNEL`] where [`wide_windows`] allows, else
 /// [`GEMM_WINDOWED_KERNEL`] where [`windowed_rows`] does, else [`GEMM_KERNEL`].
@@ -470,7 +503,12 @@ pub fn products_kernel(gpu: &Gpu, shape: &ConvShape, tiling: &Tiling) -> &'stati
     if wide_windows(gpu, cout, cin, tiling.tp).is_some() {
         &GEMM_WIDE_KERNEL
     } else if windowed_rows(gpu, cout, cin, tiling.tp).is_some() {
-        &GEMM_WINDOWED_KERNEL
+        match windows(cout, cin) {
+            Some((blocks, per_window, _)) if windowed_wide(gpu, blocks, per_window) => {
+                &GEMM_WINDOWED_WIDE_KERNEL
+            }
+            _ => &GEMM_WINDOWED_KERNEL,
+        }
     } else {
         &GEMM_KERNEL
     }
@@ -593,15 +631,40 @@ pub fn products(
             .collect();
         return Dispatch::launches(gpu, &GEMM_KERNEL, OP, label, specs);
     };
-    let specs = params
+    // WINDOWED_WEIGHTS weight windows of one position per launch where the position's fill a multiple of
+    // them and the device binds them all; else one.
+    let wide = if windowed_wide(gpu, packed.blocks, packed.units_per_window) {
+        WINDOWED_WEIGHTS
+    } else {
+        1
+    };
+    let launches = (0..packed.windows)
+        .step_by(wide)
+        .map(|w| {
+            let u0 = w * packed.units_per_window;
+            Ok((
+                GemmParams {
+                    units: dim(
+                        OP,
+                        "units",
+                        (wide * packed.units_per_window).min(units - u0),
+                    )?,
+                    per_window: dim(OP, "units per window", packed.units_per_window)?,
+                    ..params[w]
+                },
+                w,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let specs = launches
         .iter()
-        .enumerate()
-        .map(|(w, p)| {
+        .map(|(p, w)| {
             let xi = p.u0 as usize / packed.blocks;
             let mut resources: Vec<_> = (0..V_WINDOWS)
                 .map(|k| window_at(v.buffer(), v_window(xi, k, rows)))
                 .collect();
-            resources.extend([packed.window(w), m.binding()]);
+            resources.extend((0..wide).map(|k| packed.window(w + k)));
+            resources.push(m.binding());
             LaunchSpec {
                 params: bytemuck::bytes_of(p),
                 resources,
@@ -609,8 +672,13 @@ pub fn products(
             }
         })
         .collect();
+    let kernel = if wide > 1 {
+        &GEMM_WINDOWED_WIDE_KERNEL
+    } else {
+        &GEMM_WINDOWED_KERNEL
+    };
     debug_assert_eq!(rows * tp, WINDOW_FLOATS);
-    Dispatch::launches(gpu, &GEMM_WINDOWED_KERNEL, OP, label, specs)
+    Dispatch::launches(gpu, kernel, OP, label, specs)
 }
 
 /// Prepares the output transform of `group` of `tiling`, with the convolution's epilogue:

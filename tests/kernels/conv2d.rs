@@ -592,12 +592,12 @@ fn input_windows_off_runs_the_storage_kernels() {
         up: 0,
         _pad: [0; 3],
     };
-    // 256 -> 256 @ 32, batch 2: 128 tiles, not a small map for the products (conv2d_winograd_gemm_wide).
+    // 256 -> 256 @ 32, batch 2: 128 tiles, a position's V over two windows (not conv2d_winograd_gemm_wide).
     let (one, three) = (shape(256, 256, 16, 1), shape(256, 256, 32, 3));
     let mut options = DeviceOptions::from_env().unwrap();
     options.kernels = KernelChoice::Cpu;
     for (windows, expect) in [
-        (true, ["conv2d_1x1", "conv2d_winograd_gemm_windowed"]),
+        (true, ["conv2d_1x1", "conv2d_winograd_gemm_windowed_wide"]),
         (false, ["conv2d_packed", "conv2d_winograd_gemm"]),
     ] {
         options.input_windows = windows;

@@ -215,6 +215,52 @@ fn products_of_small_maps_with_several_weight_windows_per_launch() {
     }
 }
 
+/// The windowed products with four weight windows of one position per launch
+/// (conv2d_winograd_gemm_windowed_wide): 125 output channels (16 blocks, the last of 5 channels) x 500 input
+/// channels over 64 tiles, 4 units per window, so a position's 16 units fill 4 windows, and V[xi] two V
+/// windows (256 + 244 channels). Against the reference, and bit for bit against the storage kernel (V sized
+/// exactly, so that V[35]'s second window does not fit).
+#[test]
+fn products_with_four_weight_windows_of_a_position_per_launch() {
+    let gpu = gpu_or_skip!();
+    let (cout, cin, tp) = (125, 500, 64);
+    assert_eq!(winograd::windowed_rows(gpu, cout, cin, tp), Some(256));
+    assert_eq!(winograd::wide_windows(gpu, cout, cin, tp), None);
+    let (wt, wv) = random(gpu, "weight", &[cout, cin, 3, 3], 70);
+    let vv = data(71, POSITIONS * cin * tp, -1.0, 1.0);
+    let roomy = gpu
+        .zeros("v arena", &[vv.len() + (winograd::V_SLACK / 4) as usize])
+        .unwrap()
+        .view("v", &[POSITIONS, cin, tp])
+        .unwrap();
+    roomy.write(gpu, &vv).unwrap();
+    let exact = gpu.upload("v", &[POSITIONS, cin, tp], &vv).unwrap();
+    let packed = pack_weights(gpu, "products", &wt).unwrap();
+    let mut outputs = Vec::new();
+    for (v, kernel, launches) in [
+        (&roomy, "conv2d_winograd_gemm_windowed_wide", 36),
+        (&exact, "conv2d_winograd_gemm", 144),
+    ] {
+        let m = gpu.zeros("m", &[POSITIONS, cout, tp]).unwrap();
+        let name = format!("products {cout}x{cin}, {tp} tiles, {kernel}");
+        let d = products(gpu, &name, &packed, v, &m).unwrap();
+        assert_eq!(d.kernel().name, kernel, "{name}");
+        assert_eq!(d.launch_count(), launches, "{name}: launches");
+        outputs.push(run(gpu, &[&d], &m));
+    }
+    let u = reference::weight_transform(&wv, cout, cin);
+    let want = reference::products(&u, &vv, cout, cin, tp);
+    let name = "products over four weight windows a launch";
+    assert_normalised(name, &outputs[0], &want, PRODUCT_BOUND);
+    assert!(
+        outputs[0]
+            .iter()
+            .zip(&outputs[1])
+            .all(|(a, b)| a.to_bits() == b.to_bits()),
+        "{name}: the windowed and storage products differ"
+    );
+}
+
 #[test]
 fn output_transform_of_each_group_matches_the_reference() {
     let gpu = gpu_or_skip!();
