@@ -26,26 +26,6 @@
 // Invariants: hw % 8 == 0; images * cin * hw <= 16384 when images > 1, ci_count <= 4 * rows and
 // rows * hw <= 16384 (host-checked); channels past cout are computed from zero weights and not stored.
 
-struct Params {
-    cin: u32,
-    cout: u32,
-    hw: u32,
-    ci_count: u32,
-    rows: u32,
-    chunk: u32,
-    block0: u32,
-    blocks: u32,
-    n0: u32,
-    images: u32,
-    first: u32,
-    last: u32,
-    has_residual: u32,
-    out_scale: f32,
-    has_channel: u32,
-    _pad0: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<uniform> xw0: array<vec4<f32>, 4096>;
 @group(0) @binding(2) var<uniform> xw1: array<vec4<f32>, 4096>;
 @group(0) @binding(3) var<uniform> xw2: array<vec4<f32>, 4096>;
@@ -106,38 +86,5 @@ fn main(
         wi = wi + 2u;
     }
 
-    // The epilogue in vec4s (out's rows start at multiples of 8 floats): the first chunk adds the bias and
-    // channel offset, later ones what out holds; the last adds the residual and scales. (Stored float by
-    // float, lavapipe's per-lane stores and loads took 10-18% of the kernel.)
-    let n = p.n0 + local;
-    let co0 = (p.block0 + b) * 8u;
-    let res = rows(acc);
-    for (var k = 0u; k < 8u; k = k + 1u) {
-        let co = co0 + k;
-        if (co >= p.cout) {
-            break;
-        }
-        let o = (n * p.cout + co) * p.hw + px0;
-        var bk = bias[co];
-        if (p.has_channel != 0u) {
-            bk = bk + chan[n * p.cout + co];
-        }
-        for (var h = 0u; h < 2u; h = h + 1u) {
-            let o4 = o / 4u + h;
-            var v = res[k][h];
-            if (p.first != 0u) {
-                v = v + bk;
-            } else {
-                v = v + out[o4];
-            }
-            if (p.last != 0u) {
-                if (p.has_residual != 0u) {
-                    let r = o + 4u * h;
-                    v = v + vec4<f32>(residual[r], residual[r + 1u], residual[r + 2u], residual[r + 3u]);
-                }
-                v = v * p.out_scale;
-            }
-            out[o4] = v;
-        }
-    }
+    store_block(acc, p.n0 + local, (p.block0 + b) * 8u, px0);
 }

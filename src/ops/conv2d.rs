@@ -199,11 +199,14 @@ pub const KERNEL_PACKED: Kernel = Kernel {
     params_size: std::mem::size_of::<PackedParams>(),
 };
 
+/// What the two 1x1 kernels share: Params and the vec4 epilogue.
+const ONE_BY_ONE: &str = include_str!("../../kernels/conv2d_1x1.inc.wgsl");
+
 /// The 1x1 convolution with x and the packed weights both in uniform windows (conv2d_1x1.wgsl).
 pub const KERNEL_1X1: Kernel = Kernel {
     name: "conv2d_1x1",
     source: include_str!("../../kernels/conv2d_1x1.wgsl"),
-    includes: &[BLOCK],
+    includes: &[BLOCK, ONE_BY_ONE],
     bindings: &[
         Access::UniformWindow,
         Access::UniformWindow,
@@ -218,6 +221,33 @@ pub const KERNEL_1X1: Kernel = Kernel {
     workgroup_size: 8,
     params_size: std::mem::size_of::<OneByOneParams>(),
 };
+
+/// [`KERNEL_1X1`] with [`WIDE_WEIGHTS`] weight windows per launch (conv2d_1x1_wide.wgsl), where a chunk's
+/// weights take that many windows or more ([`OneByOne::weights_per_launch`]).
+pub const KERNEL_1X1_WIDE: Kernel = Kernel {
+    name: "conv2d_1x1_wide",
+    source: include_str!("../../kernels/conv2d_1x1_wide.wgsl"),
+    includes: &[BLOCK, ONE_BY_ONE],
+    bindings: &[
+        Access::UniformWindow,
+        Access::UniformWindow,
+        Access::UniformWindow,
+        Access::UniformWindow,
+        Access::UniformWindow,
+        Access::UniformWindow,
+        Access::UniformWindow,
+        Access::UniformWindow,
+        Access::Read,
+        Access::Read,
+        Access::ReadWrite,
+        Access::Read,
+    ],
+    workgroup_size: 8,
+    params_size: std::mem::size_of::<OneByOneParams>(),
+};
+
+/// Weight windows one launch of [`KERNEL_1X1_WIDE`] binds (`w0` .. `w3`).
+const WIDE_WEIGHTS: usize = 4;
 
 /// Lays weights out in uniform windows for [`KERNEL_3X3`] and [`KERNEL_PACKED`].
 pub const PACK_KERNEL: Kernel = Kernel {
@@ -266,7 +296,8 @@ pub struct OneByOneParams {
     pub has_residual: u32,
     pub out_scale: f32,
     pub has_channel: u32,
-    pub _pad: u32,
+    /// Blocks of 8 output channels per weight window ([`KERNEL_1X1_WIDE`]'s).
+    pub per_window: u32,
 }
 
 /// Mirrors `Params` in conv2d_pack.wgsl.
@@ -548,8 +579,12 @@ fn gpu_kernel_for(gpu: &Gpu) -> &'static Kernel {
 /// The CPU family: the 1x1 convolution over uniform windows where it applies ([`OneByOne`]), else
 /// [`storage_kernel_for`].
 fn cpu_kernel_for(gpu: &Gpu, shape: &ConvShape) -> &'static Kernel {
-    if OneByOne::on(gpu, shape).is_some() {
-        &KERNEL_1X1
+    if let Some(geo) = OneByOne::on(gpu, shape) {
+        if geo.weights_per_launch(gpu) > 1 {
+            &KERNEL_1X1_WIDE
+        } else {
+            &KERNEL_1X1
+        }
     } else {
         storage_kernel_for(gpu, shape)
     }
@@ -673,7 +708,10 @@ pub fn conv2d_with_channel(
         return Ok(dispatch.with_cost(Cost::new(winograd::flops(&shape, &tiling), floats as u64)));
     }
     let mut kernel = kernel;
-    if let Some(geo) = OneByOne::on(gpu, &shape).filter(|_| kernel.name == KERNEL_1X1.name) {
+    let one_by_one_kernels = [KERNEL_1X1.name, KERNEL_1X1_WIDE.name];
+    if let Some(geo) =
+        OneByOne::on(gpu, &shape).filter(|_| one_by_one_kernels.contains(&kernel.name))
+    {
         let dispatch = one_by_one(
             gpu, label, &shape, &geo, x, weight, bias, channel, residual, out, cfg,
         )?;
@@ -922,6 +960,21 @@ impl OneByOne {
         })
     }
 
+    /// Weight windows per launch on `gpu`: [`WIDE_WEIGHTS`] ([`KERNEL_1X1_WIDE`]) where a chunk's weights take
+    /// that many windows or more and the device binds the 8 windows, else 1 ([`KERNEL_1X1`]). With fewer the
+    /// wide kernel's loops cost more than the launches they save (as for the Winograd products: 15% slower
+    /// at one window).
+    pub fn weights_per_launch(&self, gpu: &Gpu) -> usize {
+        let w = &self.weights;
+        let binds =
+            gpu.limits().max_uniform_buffers_per_shader_stage as usize > X_WINDOWS + WIDE_WEIGHTS;
+        if binds && w.blocks.div_ceil(w.blocks_per_window) >= WIDE_WEIGHTS {
+            WIDE_WEIGHTS
+        } else {
+            1
+        }
+    }
+
     /// The cut the CPU family runs `shape` with on `gpu`: [`OneByOne::new`] where the device reads activations
     /// through uniform windows ([`crate::gpu::DeviceOptions::input_windows`], 64 KiB uniform bindings) and the
     /// packed weights fit its buffer limit.
@@ -984,9 +1037,11 @@ fn one_by_one(
     }
     check_bindings(gpu, OP, &[weight, bias, out])?;
     let packed = pack_weights(gpu, label, weight, w)?;
+    // Block groups (a weight window's blocks each) per launch: several with the wide kernel.
+    let wide = geo.weights_per_launch(gpu);
     let groups = w.blocks.div_ceil(w.blocks_per_window);
-    let mut launches = Vec::with_capacity(groups * windows.len());
-    for group in 0..groups {
+    let mut launches = Vec::with_capacity(groups.div_ceil(wide) * windows.len());
+    for group in (0..groups).step_by(wide) {
         let block0 = group * w.blocks_per_window;
         for &(n0, images, q, starts) in &windows {
             let ci0 = q * w.chunk;
@@ -998,7 +1053,11 @@ fn one_by_one(
                 rows: dim(OP, "rows", geo.rows)?,
                 chunk: dim(OP, "chunk", w.chunk)?,
                 block0: dim(OP, "block", block0)?,
-                blocks: dim(OP, "blocks", w.blocks_per_window.min(w.blocks - block0))?,
+                blocks: dim(
+                    OP,
+                    "blocks",
+                    (wide * w.blocks_per_window).min(w.blocks - block0),
+                )?,
                 n0: dim(OP, "image", n0)?,
                 images: dim(OP, "images", images)?,
                 first: (q == 0) as u32,
@@ -1006,21 +1065,29 @@ fn one_by_one(
                 has_residual: residual.is_some() as u32,
                 out_scale: cfg.out_scale,
                 has_channel: channel.is_some() as u32,
-                _pad: 0,
+                per_window: dim(OP, "blocks per window", w.blocks_per_window)?,
             };
             let pixel_groups = (images * geo.hw / 8).div_ceil(8);
-            launches.push((params, group * w.chunks + q, starts, pixel_groups));
+            // The launch's weight windows: its groups' windows of chunk q (past the last group, the first).
+            let weights: Vec<usize> = (group..group + wide)
+                .map(|g| if g < groups { g } else { group } * w.chunks + q)
+                .collect();
+            launches.push((params, weights, starts, pixel_groups));
         }
     }
     let specs = launches
         .iter()
-        .map(|(p, window, starts, pixel_groups)| {
+        .map(|(p, weights, starts, pixel_groups)| {
             let mut resources: Vec<_> = starts
                 .iter()
                 .map(|&start| window_at(x.buffer(), start))
                 .collect();
+            resources.extend(
+                weights
+                    .iter()
+                    .map(|&window| window_binding(&packed, window)),
+            );
             resources.extend([
-                window_binding(&packed, *window),
                 bias.binding(),
                 residual.unwrap_or(bias).binding(),
                 out.binding(),
@@ -1033,8 +1100,13 @@ fn one_by_one(
             }
         })
         .collect();
+    let kernel = if wide > 1 {
+        &KERNEL_1X1_WIDE
+    } else {
+        &KERNEL_1X1
+    };
     Ok(Some(
-        Dispatch::launches(gpu, &KERNEL_1X1, OP, label, specs)?.owning(packed),
+        Dispatch::launches(gpu, kernel, OP, label, specs)?.owning(packed),
     ))
 }
 

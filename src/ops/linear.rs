@@ -2,9 +2,9 @@
 //! matrices, reading and writing either row-major `[N, M, K]` or NCHW feature maps viewed as tokens.
 //!
 //! On feature maps without input SiLU (the attention projections) a linear layer is a 1x1 convolution: where
-//! [`conv2d::kernel_for`] would run it with weights in uniform windows (`conv2d_1x1`, `conv2d_packed`, CPU
-//! family) or shared-memory tiles (`conv2d_tiled`, GPU family), that is what runs, since those read each
-//! weight once per workgroup and `linear.wgsl` cannot. The baseline kernels keep `linear.wgsl`. Layers with
+//! [`conv2d::kernel_for`] would run it with weights in uniform windows (`conv2d_1x1`, `conv2d_1x1_wide`,
+//! `conv2d_packed`, CPU family) or shared-memory tiles (`conv2d_tiled`, GPU family), that is what runs,
+//! since those read each weight once per workgroup and `linear.wgsl` cannot. The baseline kernels keep `linear.wgsl`. Layers with
 //! few tokens (the time embedding) run `linear_reduce.wgsl` in the GPU family, a workgroup per output
 //! splitting the dot products ([`kernel_for`]).
 
@@ -201,6 +201,7 @@ pub fn linear(
         let kernel = conv2d::kernel_for(gpu, &shape).name;
         let convolution = [
             &conv2d::KERNEL_1X1,
+            &conv2d::KERNEL_1X1_WIDE,
             &conv2d::KERNEL_PACKED,
             &conv2d::KERNEL_TILED,
         ];

@@ -133,6 +133,7 @@ pub const KERNELS: &[&Kernel] = &[
     &concat::KERNEL,
     &conv2d::KERNEL,
     &conv2d::KERNEL_1X1,
+    &conv2d::KERNEL_1X1_WIDE,
     &conv2d::KERNEL_3X3,
     &conv2d::KERNEL_PACKED,
     &conv2d::KERNEL_TILED,

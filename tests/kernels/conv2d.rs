@@ -509,20 +509,27 @@ fn conv_reading_its_input_upsampled_on_every_kernel() {
 /// scale: whole images per window (a 4x4 map: 42 images of 24 channels fit, 5 run in one launch); an image's
 /// channels over several windows of one launch (8x8: 256 + 44 channels; 16x16: 64 + 64 + 64 + 8, 13 output
 /// channels in 2 blocks); and in chunks of several launches that add to the output (16x16: 3 chunks of 200
-/// channels over 4 windows each; 32x32: 2 chunks of 50). x lies in a larger buffer, 256 bytes in, as the
+/// channels over 4 windows each; 32x32: 2 chunks of 50). With four weight windows per launch
+/// (conv2d_1x1_wide): 300 output channels (38 blocks, 10 to a window: 4 windows, the last of 8 blocks, the
+/// last block of 4 channels); 260 from 600 channels at 8x8 (3 blocks to a window, 11 windows in launches of
+/// 4, 4 and 3); 300 from 300 at 4x4, 3 images per launch, 7 windows. x lies in a larger buffer, 256 bytes in, as the
 /// planner places activations (a window needs room past x); the same x sized exactly runs the storage kernels
 /// instead, checked too.
 #[test]
 fn conv1x1_with_x_in_uniform_windows() {
     gpu_or_skip!();
+    let (one, wide) = ("conv2d_1x1", "conv2d_1x1_wide");
     let cases = [
-        ([5, 24, 4, 4], 20, "conv2d"),
-        ([2, 300, 8, 8], 40, "conv2d_packed"),
-        ([3, 200, 16, 16], 13, "conv2d_packed"),
-        ([2, 600, 16, 16], 13, "conv2d_packed"),
-        ([2, 100, 32, 32], 9, "conv2d_packed"),
+        ([5, 24, 4, 4], 20, one, "conv2d"),
+        ([2, 300, 8, 8], 40, one, "conv2d_packed"),
+        ([3, 200, 16, 16], 13, one, "conv2d_packed"),
+        ([2, 600, 16, 16], 13, one, "conv2d_packed"),
+        ([2, 100, 32, 32], 9, one, "conv2d_packed"),
+        ([2, 200, 16, 16], 300, wide, "conv2d_packed"),
+        ([3, 600, 8, 8], 260, wide, "conv2d_packed"),
+        ([3, 300, 4, 4], 300, wide, "conv2d"),
     ];
-    for (i, &([n, cin, h, w], cout, without_room)) in cases.iter().enumerate() {
+    for (i, &([n, cin, h, w], cout, with_room, without_room)) in cases.iter().enumerate() {
         for gpu in gpu_families() {
             for room in [true, false] {
                 let seed = 200 + 10 * i as u64;
@@ -563,7 +570,7 @@ fn conv1x1_with_x_in_uniform_windows() {
                     (0, 0, 0, 0),
                     0.5,
                 );
-                let expect = if room { "conv2d_1x1" } else { without_room };
+                let expect = if room { with_room } else { without_room };
                 check_result(gpu, &name, d.kernel().name, expect, &got, &want);
             }
         }
@@ -597,7 +604,10 @@ fn input_windows_off_runs_the_storage_kernels() {
     let mut options = DeviceOptions::from_env().unwrap();
     options.kernels = KernelChoice::Cpu;
     for (windows, expect) in [
-        (true, ["conv2d_1x1", "conv2d_winograd_gemm_windowed_wide"]),
+        (
+            true,
+            ["conv2d_1x1_wide", "conv2d_winograd_gemm_windowed_wide"],
+        ),
         (false, ["conv2d_packed", "conv2d_winograd_gemm"]),
     ] {
         options.input_windows = windows;

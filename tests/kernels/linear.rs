@@ -167,13 +167,13 @@ fn linear_over_feature_map_tokens_awkward() {
 fn linear_unet_shapes() {
     let gpu = gpu_or_skip!();
     // The attention block's q projection at 16x16 with 256 channels, batch 2: a 1x1 convolution over windows
-    // of x (its 8 windows tile x exactly, so they fit its buffer).
+    // of x (its 8 windows tile x exactly, so they fit its buffer), the weights' 4 windows in one launch.
     check_channels(
         "linear NCHW 2x256x16x16 -> 256",
         [2, 256, 16, 16],
         256,
         false,
-        "conv2d_1x1",
+        "conv2d_1x1_wide",
     );
     // The time embedding's second layer: SiLU, 512 -> 512, batch 2.
     let (x, xv) = random(gpu, "temb", &[2, 512], 51);
