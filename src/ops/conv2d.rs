@@ -7,7 +7,9 @@
 //! multiply-adds; `conv2d_3x3.wgsl` does the others (few channels, or Winograd off), with 8 channels x 8 columns
 //! per invocation and the weights read from 64 KiB uniform windows at addresses uniform across each workgroup,
 //! and `conv2d_packed.wgsl` the same for any geometry; `conv2d_1x1.wgsl` reads x from uniform windows too, for
-//! the 1x1 convolutions; `conv2d_pack.wgsl` lays the weights out for them once, when the dispatch is prepared.
+//! the 1x1 convolutions, and `conv2d_1x1_wide.wgsl` binds four weight windows per launch where there are that
+//! many (a quarter of the launches, which lavapipe pays for one by one); `conv2d_pack.wgsl` lays the weights
+//! out for them once, when the dispatch is prepared.
 //! For GPUs, `conv2d_tiled.wgsl` is an implicit GEMM over 64 x 64 shared-memory tiles, with K split over
 //! several workgroups on small maps ([`SplitK`], `conv2d_split_reduce.wgsl`). [`kernel_for`] chooses by the
 //! device's kernel family ([`KernelChoice`]).
@@ -546,12 +548,14 @@ impl ConvShape {
 /// products, [`winograd::products_kernel`]). The GPU family: `conv2d_tiled`. The CPU family, where 64 KiB uniform
 /// and storage bindings exist: the Winograd convolution for 3x3 stride-1 convolutions with at least 16 input
 /// and output channels; `conv2d_1x1` for 1x1 stride-1 unpadded convolutions whose input windows hold at least
-/// 64 channels ([`OneByOne`]; an x without room for its windows runs what follows instead); else, where the
+/// 64 channels ([`OneByOne`]; `conv2d_1x1_wide` where a chunk's weights take four windows or more; an x
+/// without room for its windows runs what follows instead); else, where the
 /// packed weights fit the buffer limit and each output image has at least 8 blocks of 8 columns, `conv2d_3x3`
 /// for 3x3 stride 1 and `conv2d_packed` for the others; `conv2d` everywhere else, and in the baseline. The
 /// choice never depends on the batch size, so an image is computed by the same kernels (and rounded the same
-/// way) however a batch is split; the one exception, the Winograd products' two kernels (V from storage or from
-/// uniform windows, by tile group size), make the same sums in the same order, bit for bit.
+/// way) however a batch is split; the one exception, the Winograd products' four kernels (V from storage or from
+/// uniform windows, one or several weight windows per launch, by tile group size), make the same sums in the
+/// same order, bit for bit.
 pub fn kernel_for(gpu: &Gpu, shape: &ConvShape) -> &'static Kernel {
     match gpu.kernel_family() {
         KernelChoice::Cpu => cpu_kernel_for(gpu, shape),
