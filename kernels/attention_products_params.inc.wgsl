@@ -18,3 +18,22 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
+
+// One invocation's block of a product: pair `local` of the launch, row block `rb` of 8 rows (keys for the
+// scores, channels for the values) and queries i0 .. i0 + 7. Workgroup g takes pair g / (blocks * qgroups),
+// row block (g / qgroups) % blocks and, through its 8 invocations, 8 consecutive blocks of 8 queries (qgroups
+// = ceil(T / 64)); `live` is false past the launch's work.
+struct Block {
+    local: u32,
+    rb: u32,
+    i0: u32,
+    live: bool,
+}
+
+fn block_of(wg: vec3<u32>, nwg: vec3<u32>, li: u32) -> Block {
+    let qgroups = (p.tokens + 63u) / 64u;
+    let g = flat_workgroup(wg, nwg);
+    let local = g / (p.blocks * qgroups);
+    let i0 = ((g % qgroups) * 8u + li) * 8u;
+    return Block(local, (g / qgroups) % p.blocks, i0, local < p.pairs && i0 < p.tokens);
+}

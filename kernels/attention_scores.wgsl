@@ -36,14 +36,13 @@ fn main(
     @builtin(local_invocation_index) li: u32,
 ) {
     let T = p.tokens;
-    let qgroups = (T + 63u) / 64u;
-    let g = flat_workgroup(wg, nwg);
-    let local = g / (p.blocks * qgroups);
-    let kb = (g / qgroups) % p.blocks;
-    let i0 = ((g % qgroups) * 8u + li) * 8u;
-    if (local >= p.pairs || i0 >= T) {
+    let block = block_of(wg, nwg, li);
+    if (!block.live) {
         return;
     }
+    let local = block.local;
+    let kb = block.rb;
+    let i0 = block.i0;
 
     // One loop per window pair (WGSL cannot index bindings), all alike: window k holds channels
     // [k rows, (k + 1) rows) of the launch; the windows past `count` run no iterations.

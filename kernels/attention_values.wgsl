@@ -38,14 +38,13 @@ fn main(
     @builtin(local_invocation_index) li: u32,
 ) {
     let T = p.tokens;
-    let qgroups = (T + 63u) / 64u;
-    let g = flat_workgroup(wg, nwg);
-    let local = g / (p.blocks * qgroups);
-    let b = (g / qgroups) % p.blocks;
-    let i0 = ((g % qgroups) * 8u + li) * 8u;
-    if (local >= p.pairs || i0 >= T) {
+    let block = block_of(wg, nwg, li);
+    if (!block.live) {
         return;
     }
+    let local = block.local;
+    let b = block.rb;
+    let i0 = block.i0;
 
     var acc: Acc;
     let step = T / 4u;

@@ -1,5 +1,6 @@
 // conv2d_1x1.inc.wgsl: what the 1x1 convolutions over uniform windows (conv2d_1x1.wgsl, one weight window per
-// launch; conv2d_1x1_wide.wgsl, four) share: their Params and the epilogue that stores an invocation's block,
+// launch; conv2d_1x1_wide.wgsl, four) share: their Params, how an invocation finds its work, and the epilogue
+// that stores an invocation's block,
 // in vec4s (out's rows start at multiples of 8 floats). Each kernel declares `bias`, `residual` (f32), `out`
 // (vec4) and `chan` (f32).
 
@@ -24,6 +25,26 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
+
+// One invocation's work: output-channel block b of the launch, image `local` of the launch and its pixels px0
+// .. px0 + 7. Workgroup g takes block g / groups and its 8 invocations 8 consecutive blocks of 8 pixels
+// (groups = ceil(images * hw / 64)); `live` is false past the launch's work.
+struct Job {
+    b: u32,
+    local: u32,
+    px0: u32,
+    live: bool,
+}
+
+fn job(wg: vec3<u32>, nwg: vec3<u32>, li: u32) -> Job {
+    let per_image = p.hw / 8u;
+    let pixel_blocks = p.images * per_image;
+    let groups = (pixel_blocks + 7u) / 8u;
+    let g = flat_workgroup(wg, nwg);
+    let b = g / groups;
+    let pb = (g % groups) * 8u + li;
+    return Job(b, pb / per_image, (pb % per_image) * 8u, b < p.blocks && pb < pixel_blocks);
+}
 
 // Stores the block acc of 8 output channels from co0 (those below cout) x 8 pixels from px0 of image n: the
 // first chunk adds the bias and channel offset, later ones what out holds; the last adds the residual and

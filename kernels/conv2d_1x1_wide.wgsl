@@ -38,17 +38,13 @@ fn main(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let per_image = p.hw / 8u;
-    let pixel_blocks = p.images * per_image;
-    let groups = (pixel_blocks + 7u) / 8u;
-    let g = flat_workgroup(wg, nwg);
-    let b = g / groups;
-    let pb = (g % groups) * 8u + li;
-    if (b >= p.blocks || pb >= pixel_blocks) {
+    let job = job(wg, nwg, li);
+    if (!job.live) {
         return;
     }
-    let local = pb / per_image;
-    let px0 = (pb % per_image) * 8u;
+    let b = job.b;
+    let local = job.local;
+    let px0 = job.px0;
     let k = b / p.per_window;
 
     var acc: Acc;

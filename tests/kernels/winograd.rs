@@ -116,131 +116,31 @@ fn products_over_packed_weights_match_the_reference() {
     }
 }
 
-/// The products with V read from uniform windows (conv2d_winograd_gemm_windowed): 600 input channels of 64
-/// tiles over three of the four windows (256, 256 and 88 channels), 21 output channels in 3 blocks, 3 units
-/// (one position's) per weight window. V lies in a larger buffer, as the device's scratch V does; the same V sized exactly runs
-/// the storage kernel, which must give the same bits (the same sums in the same order).
-#[test]
-fn products_with_v_in_uniform_windows_match_the_reference_and_the_storage_kernel() {
-    let gpu = gpu_or_skip!();
-    let (cout, cin, tp) = (21, 600, 64);
-    assert_eq!(winograd::windowed_rows(gpu, cout, cin, tp), Some(256));
-    let (wt, wv) = random(gpu, "weight", &[cout, cin, 3, 3], 30);
-    let vv = data(31, POSITIONS * cin * tp, -1.0, 1.0);
-    let roomy = gpu
+/// The products of a random `cout` x `cin` convolution over a random V `[36, cin, tp]`, run twice: with V in a
+/// larger buffer, as the device's scratch V is (room for uniform windows), by `roomy` (kernel, launches), and
+/// with V sized exactly, by the storage kernel. Checks the first against the reference and the two bit for
+/// bit: every products kernel makes the storage kernel's sums in the same order.
+fn products_against_storage(
+    gpu: &Gpu,
+    (cout, cin, tp): (usize, usize, usize),
+    seed: u64,
+    roomy: (&str, usize),
+) {
+    let (wt, wv) = random(gpu, "weight", &[cout, cin, 3, 3], seed);
+    let vv = data(seed + 1, POSITIONS * cin * tp, -1.0, 1.0);
+    let room = gpu
         .zeros("v arena", &[vv.len() + (winograd::V_SLACK / 4) as usize])
         .unwrap()
         .view("v", &[POSITIONS, cin, tp])
         .unwrap();
-    roomy.write(gpu, &vv).unwrap();
+    room.write(gpu, &vv).unwrap();
     let exact = gpu.upload("v", &[POSITIONS, cin, tp], &vv).unwrap();
     let packed = pack_weights(gpu, "products", &wt).unwrap();
+    // 36 x ceil(cout / 8) units, 2048 / cin to a weight window; the storage kernel takes one window a launch.
+    let units = POSITIONS * cout.div_ceil(8);
+    let windows = units.div_ceil((2048 / cin).min(units));
     let mut outputs = Vec::new();
-    for (v, kernel) in [
-        (&roomy, "conv2d_winograd_gemm_windowed"),
-        (&exact, "conv2d_winograd_gemm"),
-    ] {
-        let m = gpu.zeros("m", &[POSITIONS, cout, tp]).unwrap();
-        let name = format!("products {cout}x{cin}, {tp} tiles, {kernel}");
-        let d = products(gpu, &name, &packed, v, &m).unwrap();
-        assert_eq!(d.kernel().name, kernel, "{name}");
-        outputs.push(run(gpu, &[&d], &m));
-    }
-    let u = reference::weight_transform(&wv, cout, cin);
-    let want = reference::products(&u, &vv, cout, cin, tp);
-    assert_normalised("products over V windows", &outputs[0], &want, PRODUCT_BOUND);
-    assert!(
-        outputs[0]
-            .iter()
-            .zip(&outputs[1])
-            .all(|(a, b)| a.to_bits() == b.to_bits()),
-        "the windowed and storage products differ"
-    );
-}
-
-/// The products of small maps with several weight windows per launch (conv2d_winograd_gemm_wide), V in one
-/// window at the launch's first position: 512 output channels x 256 input channels over 8 tiles (one column),
-/// 8 units per window and 8 windows per launch, all of one position; 100 x 300 over 16 tiles (two columns),
-/// 6 units per window, 4 windows per launch spanning up to 3 positions; 21 x 600 over 8 tiles, 3 units (one
-/// position's, the last block of 5 channels) per window, 2 windows per launch, so one workgroup's lanes
-/// straddle two windows. Each against the reference, and bit for bit against the storage kernel (V sized
-/// exactly), which makes the same sums in the same order.
-#[test]
-fn products_of_small_maps_with_several_weight_windows_per_launch() {
-    let gpu = gpu_or_skip!();
-    for (cout, cin, tp, wide, seed) in [
-        (512, 256, 8, 8, 40),
-        (100, 300, 16, 4, 50),
-        (21, 600, 8, 2, 60),
-    ] {
-        assert_eq!(winograd::wide_windows(gpu, cout, cin, tp), Some(wide));
-        let (wt, wv) = random(gpu, "weight", &[cout, cin, 3, 3], seed);
-        let vv = data(seed + 1, POSITIONS * cin * tp, -1.0, 1.0);
-        let roomy = gpu
-            .zeros("v arena", &[vv.len() + (winograd::V_SLACK / 4) as usize])
-            .unwrap()
-            .view("v", &[POSITIONS, cin, tp])
-            .unwrap();
-        roomy.write(gpu, &vv).unwrap();
-        let exact = gpu.upload("v", &[POSITIONS, cin, tp], &vv).unwrap();
-        let packed = pack_weights(gpu, "products", &wt).unwrap();
-        let mut outputs = Vec::new();
-        for (v, kernel) in [
-            (&roomy, "conv2d_winograd_gemm_wide"),
-            (&exact, "conv2d_winograd_gemm"),
-        ] {
-            let m = gpu.zeros("m", &[POSITIONS, cout, tp]).unwrap();
-            let name = format!("products {cout}x{cin}, {tp} tiles, {kernel}");
-            let d = products(gpu, &name, &packed, v, &m).unwrap();
-            assert_eq!(d.kernel().name, kernel, "{name}");
-            if kernel.ends_with("wide") {
-                // 36 x ceil(cout / 8) units, 2048 / cin to a window, `wide` windows to a launch.
-                let units = POSITIONS * cout.div_ceil(8);
-                let windows = units.div_ceil((2048 / cin).min(units));
-                assert_eq!(d.launch_count(), windows.div_ceil(wide), "{name}: launches");
-            }
-            outputs.push(run(gpu, &[&d], &m));
-        }
-        let u = reference::weight_transform(&wv, cout, cin);
-        let want = reference::products(&u, &vv, cout, cin, tp);
-        let name = format!("products {cout}x{cin}, {tp} tiles, {wide} weight windows a launch");
-        assert_normalised(&name, &outputs[0], &want, PRODUCT_BOUND);
-        assert!(
-            outputs[0]
-                .iter()
-                .zip(&outputs[1])
-                .all(|(a, b)| a.to_bits() == b.to_bits()),
-            "{name}: the wide and storage products differ"
-        );
-    }
-}
-
-/// The windowed products with four weight windows of one position per launch
-/// (conv2d_winograd_gemm_windowed_wide): 125 output channels (16 blocks, the last of 5 channels) x 500 input
-/// channels over 64 tiles, 4 units per window, so a position's 16 units fill 4 windows, and V[xi] two V
-/// windows (256 + 244 channels). Against the reference, and bit for bit against the storage kernel (V sized
-/// exactly, so that V[35]'s second window does not fit).
-#[test]
-fn products_with_four_weight_windows_of_a_position_per_launch() {
-    let gpu = gpu_or_skip!();
-    let (cout, cin, tp) = (125, 500, 64);
-    assert_eq!(winograd::windowed_rows(gpu, cout, cin, tp), Some(256));
-    assert_eq!(winograd::wide_windows(gpu, cout, cin, tp), None);
-    let (wt, wv) = random(gpu, "weight", &[cout, cin, 3, 3], 70);
-    let vv = data(71, POSITIONS * cin * tp, -1.0, 1.0);
-    let roomy = gpu
-        .zeros("v arena", &[vv.len() + (winograd::V_SLACK / 4) as usize])
-        .unwrap()
-        .view("v", &[POSITIONS, cin, tp])
-        .unwrap();
-    roomy.write(gpu, &vv).unwrap();
-    let exact = gpu.upload("v", &[POSITIONS, cin, tp], &vv).unwrap();
-    let packed = pack_weights(gpu, "products", &wt).unwrap();
-    let mut outputs = Vec::new();
-    for (v, kernel, launches) in [
-        (&roomy, "conv2d_winograd_gemm_windowed_wide", 36),
-        (&exact, "conv2d_winograd_gemm", 144),
-    ] {
+    for (v, (kernel, launches)) in [(&room, roomy), (&exact, (GEMM_KERNEL.name, windows))] {
         let m = gpu.zeros("m", &[POSITIONS, cout, tp]).unwrap();
         let name = format!("products {cout}x{cin}, {tp} tiles, {kernel}");
         let d = products(gpu, &name, &packed, v, &m).unwrap();
@@ -250,15 +150,65 @@ fn products_with_four_weight_windows_of_a_position_per_launch() {
     }
     let u = reference::weight_transform(&wv, cout, cin);
     let want = reference::products(&u, &vv, cout, cin, tp);
-    let name = "products over four weight windows a launch";
-    assert_normalised(name, &outputs[0], &want, PRODUCT_BOUND);
+    let name = format!("products {cout}x{cin}, {tp} tiles, {}", roomy.0);
+    assert_normalised(&name, &outputs[0], &want, PRODUCT_BOUND);
     assert!(
         outputs[0]
             .iter()
             .zip(&outputs[1])
             .all(|(a, b)| a.to_bits() == b.to_bits()),
-        "{name}: the windowed and storage products differ"
+        "{name}: differs from the storage kernel's"
     );
+}
+
+/// The products with V read from uniform windows (conv2d_winograd_gemm_windowed): 600 input channels of 64
+/// tiles over three of the four windows (256, 256 and 88 channels), 21 output channels in 3 blocks, 3 units
+/// (one position's) per weight window, one weight window a launch. V sized exactly does not fit V[35]'s
+/// last window and runs the storage kernel.
+#[test]
+fn products_with_v_in_uniform_windows_match_the_reference_and_the_storage_kernel() {
+    let gpu = gpu_or_skip!();
+    let (cout, cin, tp) = (21, 600, 64);
+    assert_eq!(winograd::windowed_rows(gpu, cout, cin, tp), Some(256));
+    // 108 units, 3 to a window.
+    let roomy = ("conv2d_winograd_gemm_windowed", 36);
+    products_against_storage(gpu, (cout, cin, tp), 30, roomy);
+}
+
+/// The products of small maps with several weight windows per launch (conv2d_winograd_gemm_wide), V in one
+/// window at the launch's first position: 512 output channels x 256 input channels over 8 tiles (one column),
+/// 8 units per window and 8 windows per launch, all of one position; 100 x 300 over 16 tiles (two columns),
+/// 6 units per window, 4 windows per launch spanning up to 3 positions; 21 x 600 over 8 tiles, 3 units (one
+/// position's, the last block of 5 channels) per window, 2 windows per launch, so one workgroup's lanes
+/// straddle two windows.
+#[test]
+fn products_of_small_maps_with_several_weight_windows_per_launch() {
+    let gpu = gpu_or_skip!();
+    // (cout, cin, tp, weight windows a launch, weight windows, seed)
+    for (cout, cin, tp, wide, windows, seed) in [
+        (512, 256, 8, 8, 288usize, 40),
+        (100, 300, 16, 4, 78, 50),
+        (21, 600, 8, 2, 36, 60),
+    ] {
+        assert_eq!(winograd::wide_windows(gpu, cout, cin, tp), Some(wide));
+        let roomy = ("conv2d_winograd_gemm_wide", windows.div_ceil(wide));
+        products_against_storage(gpu, (cout, cin, tp), seed, roomy);
+    }
+}
+
+/// The windowed products with four weight windows of one position per launch
+/// (conv2d_winograd_gemm_windowed_wide): 125 output channels (16 blocks, the last of 5 channels) x 500 input
+/// channels over 64 tiles, 4 units per window, so a position's 16 units fill 4 windows, and V[xi] two V
+/// windows (256 + 244 channels): 144 weight windows in 36 launches. V sized exactly does not fit V[35]'s
+/// second window and runs the storage kernel.
+#[test]
+fn products_with_four_weight_windows_of_a_position_per_launch() {
+    let gpu = gpu_or_skip!();
+    let (cout, cin, tp) = (125, 500, 64);
+    assert_eq!(winograd::windowed_rows(gpu, cout, cin, tp), Some(256));
+    assert_eq!(winograd::wide_windows(gpu, cout, cin, tp), None);
+    let roomy = ("conv2d_winograd_gemm_windowed_wide", 36);
+    products_against_storage(gpu, (cout, cin, tp), 70, roomy);
 }
 
 #[test]
