@@ -224,8 +224,8 @@ pub const KERNEL_1X1: Kernel = Kernel {
     params_size: std::mem::size_of::<OneByOneParams>(),
 };
 
-/// [`KERNEL_1X1`] with [`WIDE_WEIGHTS`] weight windows per launch (conv2d_1x1_wide.wgsl), where a chunk's
-/// weights take that many windows or more ([`OneByOne::weights_per_launch`]).
+/// [`KERNEL_1X1`] with four weight windows per launch (conv2d_1x1_wide.wgsl), where a chunk's weights take
+/// that many windows or more ([`OneByOne::weights_per_launch`]).
 pub const KERNEL_1X1_WIDE: Kernel = Kernel {
     name: "conv2d_1x1_wide",
     source: include_str!("../../kernels/conv2d_1x1_wide.wgsl"),
@@ -964,8 +964,8 @@ impl OneByOne {
         })
     }
 
-    /// Weight windows per launch on `gpu`: [`WIDE_WEIGHTS`] ([`KERNEL_1X1_WIDE`]) where a chunk's weights take
-    /// that many windows or more and the device binds the 8 windows, else 1 ([`KERNEL_1X1`]). With fewer the
+    /// Weight windows per launch on `gpu`: four ([`KERNEL_1X1_WIDE`]) where a chunk's weights take that many
+    /// windows or more and the device binds the 8 windows, else 1 ([`KERNEL_1X1`]). With fewer the
     /// wide kernel's loops cost more than the launches they save (as for the Winograd products: 15% slower
     /// at one window).
     pub fn weights_per_launch(&self, gpu: &Gpu) -> usize {

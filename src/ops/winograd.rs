@@ -98,8 +98,8 @@ pub const GEMM_WINDOWED_KERNEL: Kernel = Kernel {
     params_size: std::mem::size_of::<GemmParams>(),
 };
 
-/// [`GEMM_WINDOWED_KERNEL`] with [`WINDOWED_WEIGHTS`] weight windows of one position per launch, where a
-/// position's units fill a multiple of that many windows.
+/// [`GEMM_WINDOWED_KERNEL`] with four weight windows of one position per launch, where a position's units fill
+/// a multiple of four windows.
 pub const GEMM_WINDOWED_WIDE_KERNEL: Kernel = Kernel {
     name: "conv2d_winograd_gemm_windowed_wide",
     source: include_str!("../../kernels/conv2d_winograd_gemm_windowed_wide.wgsl"),
