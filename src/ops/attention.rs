@@ -719,11 +719,13 @@ impl Products {
     }
 
     /// The cut on this device, the scores within [`SCORES_SCRATCH_BYTES`] and its binding limits; `None` where
-    /// the products do not apply or the device does not read activations through uniform windows
-    /// ([`crate::gpu::DeviceOptions::input_windows`]).
+    /// the products do not apply, the device does not read activations through uniform windows
+    /// ([`crate::gpu::DeviceOptions::input_windows`]), or it binds fewer than the scores' 9 uniform buffers
+    /// (8 windows and the Params) per shader stage.
     pub fn on(gpu: &Gpu, pairs: usize, head_dim: usize, tokens: usize) -> Option<Self> {
         let limits = gpu.limits();
-        if !(gpu.input_windows() && has_uniform_windows(gpu)) {
+        let uniforms = limits.max_uniform_buffers_per_shader_stage as usize;
+        if !(gpu.input_windows() && has_uniform_windows(gpu) && uniforms > 2 * PRODUCT_WINDOWS) {
             return None;
         }
         let bytes = SCORES_SCRATCH_BYTES
