@@ -251,6 +251,32 @@ pub const KERNEL_1X1_WIDE: Kernel = Kernel {
 /// Weight windows one launch of [`KERNEL_1X1_WIDE`] binds (`w0` .. `w3`).
 const WIDE_WEIGHTS: usize = 4;
 
+/// Lays a strided convolution's input out as matrix columns (conv2d_im2col.wgsl), which [`KERNEL_1X1`] or
+/// [`KERNEL_1X1_WIDE`] then multiply by the weights ([`Im2col`]); the dispatch runs under this kernel's name,
+/// the product included.
+pub const KERNEL_IM2COL: Kernel = Kernel {
+    name: "conv2d_im2col",
+    source: include_str!("../../kernels/conv2d_im2col.wgsl"),
+    includes: &[SHAPE],
+    bindings: &[Access::Read, Access::ReadWrite],
+    workgroup_size: 64,
+    params_size: std::mem::size_of::<Im2colParams>(),
+};
+
+/// Mirrors `Params` in conv2d_im2col.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct Im2colParams {
+    pub shape: ConvShape,
+    pub n0: u32,
+    pub images: u32,
+    pub _pad: [u32; 2],
+}
+
+/// The most bytes of columns [`Im2col`] writes at once (the device's scratch `conv2d columns`, with a window
+/// of slack): the images run in groups that fit.
+pub const IM2COL_SCRATCH_BYTES: u64 = 32 << 20;
+
 /// Lays weights out in uniform windows for [`KERNEL_3X3`] and [`KERNEL_PACKED`].
 pub const PACK_KERNEL: Kernel = Kernel {
     name: "conv2d_pack",
@@ -583,7 +609,9 @@ fn gpu_kernel_for(gpu: &Gpu) -> &'static Kernel {
 /// The CPU family: the 1x1 convolution over uniform windows where it applies ([`OneByOne`]), else
 /// [`storage_kernel_for`].
 fn cpu_kernel_for(gpu: &Gpu, shape: &ConvShape) -> &'static Kernel {
-    if let Some(geo) = OneByOne::on(gpu, shape) {
+    if Im2col::on(gpu, shape).is_some() {
+        &KERNEL_IM2COL
+    } else if let Some(geo) = OneByOne::on(gpu, shape) {
         if geo.weights_per_launch(gpu) > 1 {
             &KERNEL_1X1_WIDE
         } else {
@@ -712,6 +740,19 @@ pub fn conv2d_with_channel(
         return Ok(dispatch.with_cost(Cost::new(winograd::flops(&shape, &tiling), floats as u64)));
     }
     let mut kernel = kernel;
+    if let Some(cut) = Im2col::on(gpu, &shape).filter(|_| kernel.name == KERNEL_IM2COL.name) {
+        let e = Epilogue {
+            bias,
+            channel,
+            residual,
+            out,
+            cfg,
+        };
+        match im2col(gpu, label, &shape, &cut, x, weight, &e)? {
+            Some(d) => return Ok(d.with_cost(cost)),
+            None => kernel = storage_kernel_for(gpu, &shape),
+        }
+    }
     let one_by_one_kernels = [KERNEL_1X1.name, KERNEL_1X1_WIDE.name];
     if let Some(geo) =
         OneByOne::on(gpu, &shape).filter(|_| one_by_one_kernels.contains(&kernel.name))
@@ -992,6 +1033,160 @@ impl OneByOne {
     }
 }
 
+/// How the CPU family runs a strided convolution as a matrix product (im2col): [`KERNEL_IM2COL`] writes the
+/// columns of `images` images at a time (`[images, cin * kh * kw, ho * wo]`, within
+/// [`IM2COL_SCRATCH_BYTES`]) and the 1x1 path ([`OneByOne`]) multiplies them by the weights read as
+/// `[cout, cin * kh * kw]`, both operands from uniform windows. `conv2d_packed` gathers 8 inputs per 64
+/// multiply-adds from storage, lane by lane on lavapipe; the product reads its columns at 2 uniform-buffer
+/// gathers per 64.
+#[derive(Clone, Copy, Debug)]
+pub struct Im2col {
+    /// The 1x1 convolution over the columns.
+    pub columns: ConvShape,
+    /// Its cut into windows.
+    pub product: OneByOne,
+    /// Images per group.
+    pub images: usize,
+}
+
+impl Im2col {
+    /// The cut for `shape` on `gpu`, or `None` where it does not apply: stride 1 (the Winograd and 3x3 kernels
+    /// take those), output rows not a multiple of 4 floats, one image's columns over the scratch limit, or a
+    /// product [`OneByOne::on`] refuses. Per image, never per batch.
+    pub fn on(gpu: &Gpu, shape: &ConvShape) -> Option<Self> {
+        if shape.stride < 2 || !shape.wo.is_multiple_of(4) {
+            return None;
+        }
+        let rows = shape.cin.checked_mul(shape.kh * shape.kw)?;
+        let columns = ConvShape {
+            cin: rows,
+            h: shape.ho,
+            w: shape.wo,
+            kh: 1,
+            kw: 1,
+            stride: 1,
+            pad_top: 0,
+            pad_left: 0,
+            up: 0,
+            ..*shape
+        };
+        let limits = gpu.limits();
+        let limit = IM2COL_SCRATCH_BYTES
+            .min(limits.max_storage_buffer_binding_size)
+            .min(limits.max_buffer_size)
+            .saturating_sub(UNIFORM_WINDOW);
+        let per_image = rows as u64 * (shape.ho * shape.wo) as u64 * 4;
+        let images = (limit / per_image.max(1)) as usize;
+        if images == 0 {
+            return None;
+        }
+        let product = OneByOne::on(gpu, &columns)?;
+        Some(Im2col {
+            columns,
+            product,
+            images,
+        })
+    }
+}
+
+/// Prepares [`KERNEL_IM2COL`]: the columns of the convolution `shape` for `images` of its batch, x
+/// `[N, Cin, H, W]` (H and W halved when `shape.up`) into cols `[images, cin * kh * kw, ho, wo]`. wo must be a
+/// multiple of 4 and cols must start at a multiple of 16 bytes (it is written as vec4s).
+pub fn lay_columns(
+    gpu: &Gpu,
+    label: &str,
+    shape: &ConvShape,
+    x: &Tensor,
+    cols: &Tensor,
+    images: std::ops::Range<usize>,
+) -> Result<Dispatch> {
+    let s = shape;
+    let stored = [s.batch, s.cin, s.h >> s.up, s.w >> s.up].map(|d| d as usize);
+    expect_shape(OP, x, &stored)?;
+    let rows = (s.cin * s.kh * s.kw) as usize;
+    expect_shape(
+        OP,
+        cols,
+        &[images.len(), rows, s.ho as usize, s.wo as usize],
+    )?;
+    if images.end > s.batch as usize || !s.wo.is_multiple_of(4) || !cols.offset().is_multiple_of(16)
+    {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "`{label}`: columns of images {images:?} of {} with {} output columns into `{}` at byte {}: \
+                 need whole images, a multiple of 4 columns and a 16-byte-aligned tensor",
+                s.batch,
+                s.wo,
+                cols.label(),
+                cols.offset()
+            ),
+        ));
+    }
+    let params = Im2colParams {
+        shape: *shape,
+        n0: dim(OP, "image", images.start)?,
+        images: dim(OP, "images", images.len())?,
+        _pad: [0; 2],
+    };
+    let invocations = (images.len() * rows * s.ho as usize) as u64;
+    Dispatch::new(
+        gpu,
+        &KERNEL_IM2COL,
+        OP,
+        label,
+        &params,
+        &[x, cols],
+        workgroups_for(invocations, KERNEL_IM2COL.workgroup_size),
+    )
+}
+
+/// The im2col path ([`Im2col`]): the weights packed once, then per group of images the columns and their
+/// product. `None` where the columns' windows would not start at aligned offsets.
+#[allow(clippy::too_many_arguments)]
+fn im2col(
+    gpu: &Gpu,
+    label: &str,
+    shape: &ConvShape,
+    cut: &Im2col,
+    x: &Tensor,
+    weight: &Tensor,
+    e: &Epilogue<'_>,
+) -> Result<Option<Dispatch>> {
+    let c = &cut.columns;
+    let (n, rows, hw) = (shape.batch as usize, c.cin as usize, (c.h * c.w) as usize);
+    let group = cut.images.min(n);
+    let floats = group * rows * hw;
+    let scratch = gpu.scratch("conv2d columns", &[floats + WINDOW_FLOATS])?;
+    let columns = |images: usize| {
+        scratch.view(
+            "conv2d columns",
+            &[images, rows, c.h as usize, c.w as usize],
+        )
+    };
+    let groups: Vec<std::ops::Range<usize>> = (0..n)
+        .step_by(group)
+        .map(|n0| n0..(n0 + group).min(n))
+        .collect();
+    for g in &groups {
+        if !one_by_one_fits(gpu, c, &cut.product, &columns(g.len())?, e.out, g.clone()) {
+            return Ok(None);
+        }
+    }
+    check_bindings(gpu, OP, &[x, weight, e.bias, e.out, &scratch])?;
+    let w2 = weight.view(weight.label(), &[c.cout as usize, rows, 1, 1])?;
+    let packed = pack_weights(gpu, label, &w2, &cut.product.weights)?;
+    let part = |g: &std::ops::Range<usize>| -> Result<Dispatch> {
+        let cols = columns(g.len())?;
+        let lay = lay_columns(gpu, label, shape, x, &cols, g.clone())?;
+        let product =
+            one_by_one_launches(gpu, label, c, &cut.product, &packed, &cols, g.clone(), e)?;
+        Ok(lay.then(product))
+    };
+    let d = Dispatch::sequence(OP, label, groups.iter().map(part))?;
+    Ok(Some(d.owning(packed)))
+}
+
 /// The 1x1 path ([`KERNEL_1X1`]): packs the weights in chunks that match x's windows, then one launch per
 /// (weight window, x window), an image's chunks in order. `None` when x's windows do not lie within its
 /// buffer at aligned offsets (a tensor sized exactly, not an arena activation): the caller runs
@@ -1010,17 +1205,50 @@ fn one_by_one(
     out: &Tensor,
     cfg: &Conv2dConfig,
 ) -> Result<Option<Dispatch>> {
-    let (n, cin) = (shape.batch as usize, shape.cin as usize);
+    if !one_by_one_fits(gpu, shape, geo, x, out, 0..shape.batch as usize) {
+        return Ok(None);
+    }
+    check_bindings(gpu, OP, &[weight, bias, out])?;
+    let packed = pack_weights(gpu, label, weight, &geo.weights)?;
+    let operands = Epilogue {
+        bias,
+        channel,
+        residual,
+        out,
+        cfg,
+    };
+    let images = 0..shape.batch as usize;
+    let d = one_by_one_launches(gpu, label, shape, geo, &packed, x, images, &operands)?;
+    Ok(Some(d.owning(packed)))
+}
+
+/// The operands of a convolution's epilogue.
+struct Epilogue<'a> {
+    bias: &'a Tensor,
+    channel: Option<&'a Tensor>,
+    residual: Option<&'a Tensor>,
+    out: &'a Tensor,
+    cfg: &'a Conv2dConfig,
+}
+
+/// Where [`one_by_one_launches`] binds x's windows for `images` (x holding image `images.start` at its
+/// first row): one start per x window of each launch (the unused ones repeat the first), with the launch's
+/// first image, its images and its chunk.
+fn one_by_one_windows(
+    shape: &ConvShape,
+    geo: &OneByOne,
+    x: &Tensor,
+    images: std::ops::Range<usize>,
+) -> Vec<(usize, usize, usize, [u64; X_WINDOWS])> {
+    let cin = shape.cin as usize;
     let w = &geo.weights;
     let row_bytes = geo.hw as u64 * 4;
-    // Per launch: the first image, the images, the chunk, and where its x windows start (the unused ones
-    // repeat the first).
     let mut windows = Vec::new();
-    for n0 in (0..n).step_by(geo.images) {
+    for n0 in images.clone().step_by(geo.images) {
         for q in 0..w.chunks {
             let ci0 = q * w.chunk;
             let used = w.chunk.min(cin - ci0).div_ceil(geo.rows).min(X_WINDOWS);
-            let first = (n0 * cin + ci0) as u64;
+            let first = ((n0 - images.start) * cin + ci0) as u64;
             let starts: [u64; X_WINDOWS] = std::array::from_fn(|k| {
                 let row = if k < used {
                     first + (k * geo.rows) as u64
@@ -1029,18 +1257,45 @@ fn one_by_one(
                 };
                 x.offset() + row * row_bytes
             });
-            windows.push((n0, geo.images.min(n - n0), q, starts));
+            windows.push((n0, geo.images.min(images.end - n0), q, starts));
         }
     }
+    windows
+}
+
+/// Whether x's windows for `images` lie within its buffer at aligned offsets, and out may be read and written
+/// as vec4s.
+fn one_by_one_fits(
+    gpu: &Gpu,
+    shape: &ConvShape,
+    geo: &OneByOne,
+    x: &Tensor,
+    out: &Tensor,
+    images: std::ops::Range<usize>,
+) -> bool {
+    let windows = one_by_one_windows(shape, geo, x, images);
     let starts = windows
         .iter()
         .flat_map(|(_, _, _, starts)| starts.iter().copied());
-    // The kernel reads and writes out as vec4s.
-    if !windows_fit(gpu, x.buffer(), starts) || !out.offset().is_multiple_of(16) {
-        return Ok(None);
-    }
-    check_bindings(gpu, OP, &[weight, bias, out])?;
-    let packed = pack_weights(gpu, label, weight, w)?;
+    windows_fit(gpu, x.buffer(), starts) && out.offset().is_multiple_of(16)
+}
+
+/// The launches of the 1x1 path over `images` of the batch, x holding image `images.start` at its first row,
+/// with weights packed by [`pack_weights`] (whose buffer the caller keeps alive with the dispatch).
+#[allow(clippy::too_many_arguments)]
+fn one_by_one_launches(
+    gpu: &Gpu,
+    label: &str,
+    shape: &ConvShape,
+    geo: &OneByOne,
+    packed: &wgpu::Buffer,
+    x: &Tensor,
+    images: std::ops::Range<usize>,
+    e: &Epilogue<'_>,
+) -> Result<Dispatch> {
+    let cin = shape.cin as usize;
+    let w = &geo.weights;
+    let windows = one_by_one_windows(shape, geo, x, images);
     // Block groups (a weight window's blocks each) per launch: several with the wide kernel.
     let wide = geo.weights_per_launch(gpu);
     let groups = w.blocks.div_ceil(w.blocks_per_window);
@@ -1066,9 +1321,9 @@ fn one_by_one(
                 images: dim(OP, "images", images)?,
                 first: (q == 0) as u32,
                 last: (q + 1 == w.chunks) as u32,
-                has_residual: residual.is_some() as u32,
-                out_scale: cfg.out_scale,
-                has_channel: channel.is_some() as u32,
+                has_residual: e.residual.is_some() as u32,
+                out_scale: e.cfg.out_scale,
+                has_channel: e.channel.is_some() as u32,
                 per_window: dim(OP, "blocks per window", w.blocks_per_window)?,
             };
             let pixel_groups = (images * geo.hw / 8).div_ceil(8);
@@ -1086,16 +1341,12 @@ fn one_by_one(
                 .iter()
                 .map(|&start| window_at(x.buffer(), start))
                 .collect();
-            resources.extend(
-                weights
-                    .iter()
-                    .map(|&window| window_binding(&packed, window)),
-            );
+            resources.extend(weights.iter().map(|&window| window_binding(packed, window)));
             resources.extend([
-                bias.binding(),
-                residual.unwrap_or(bias).binding(),
-                out.binding(),
-                channel.unwrap_or(bias).binding(),
+                e.bias.binding(),
+                e.residual.unwrap_or(e.bias).binding(),
+                e.out.binding(),
+                e.channel.unwrap_or(e.bias).binding(),
             ]);
             LaunchSpec {
                 params: bytemuck::bytes_of(p),
@@ -1109,9 +1360,7 @@ fn one_by_one(
     } else {
         &KERNEL_1X1
     };
-    Ok(Some(
-        Dispatch::launches(gpu, kernel, OP, label, specs)?.owning(packed),
-    ))
+    Dispatch::launches(gpu, kernel, OP, label, specs)
 }
 
 /// Packs `weight` `[cout, cin, kh, kw]` into `geo.windows` uniform windows (conv2d_pack.wgsl), and waits.

@@ -134,6 +134,7 @@ pub const KERNELS: &[&Kernel] = &[
     &conv2d::KERNEL,
     &conv2d::KERNEL_1X1,
     &conv2d::KERNEL_1X1_WIDE,
+    &conv2d::KERNEL_IM2COL,
     &conv2d::KERNEL_3X3,
     &conv2d::KERNEL_PACKED,
     &conv2d::KERNEL_TILED,

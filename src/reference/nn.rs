@@ -48,6 +48,42 @@ pub fn conv2d(
     (out, [n, cout, ho, wo])
 }
 
+/// The columns of a convolution's matrix product (im2col): x `[n, cin, h, w]` to `[n, cin * kh * kw, ho * wo]`,
+/// row `(ci * kh + ky) * kw + kx` holding the input under tap (ky, kx) for every output pixel, zero outside the
+/// image; padding `(top, left)`.
+#[allow(clippy::too_many_arguments)] // the geometry of a convolution
+pub fn im2col(
+    x: &[f32],
+    [n, cin, h, w]: [usize; 4],
+    (kh, kw): (usize, usize),
+    stride: usize,
+    (top, left): (usize, usize),
+    (ho, wo): (usize, usize),
+) -> Vec<f64> {
+    let mut cols = Vec::with_capacity(n * cin * kh * kw * ho * wo);
+    for b in 0..n {
+        for ci in 0..cin {
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    for oy in 0..ho {
+                        for ox in 0..wo {
+                            let iy = (oy * stride + ky) as isize - top as isize;
+                            let ix = (ox * stride + kx) as isize - left as isize;
+                            let inside = iy >= 0 && ix >= 0 && iy < h as isize && ix < w as isize;
+                            cols.push(if inside {
+                                x[((b * cin + ci) * h + iy as usize) * w + ix as usize] as f64
+                            } else {
+                                0.0
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+    cols
+}
+
 /// `x * sigmoid(x)`.
 pub fn silu(x: f64) -> f64 {
     x / (1.0 + (-x).exp())

@@ -1,12 +1,13 @@
 use ddim_wgpu::gpu::{DeviceOptions, Gpu};
 use ddim_wgpu::ops::KernelChoice;
 use ddim_wgpu::ops::conv2d::{
-    Conv2dConfig, ConvShape, Padding, SplitK, conv2d, conv2d_with_channel, kernel_for, output_size,
+    Conv2dConfig, ConvShape, Im2col, Padding, SplitK, conv2d, conv2d_with_channel, kernel_for,
+    lay_columns, output_size,
 };
 use ddim_wgpu::ops::winograd::{GEMM_KERNEL, GEMM_WIDE_KERNEL, GEMM_WINDOWED_KERNEL};
 use ddim_wgpu::reference::nn;
 
-use crate::common::{assert_normalised, data, gpu_families, random, run};
+use crate::common::{assert_close, assert_normalised, data, gpu_families, random, run};
 use crate::gpu_or_skip;
 
 struct Case {
@@ -335,8 +336,9 @@ fn conv_packed_1x1_input_channels_in_two_chunks() {
 }
 
 #[test]
-fn conv_packed_downsample_stride2_pad_right_bottom() {
-    // diffusers' Downsample2D with padding = 0 on an odd size: pad (0, 1, 0, 1), 3x3, stride 2, 33 -> 16.
+fn conv_downsample_stride2_pad_right_bottom() {
+    // diffusers' Downsample2D with padding = 0 on an odd size: pad (0, 1, 0, 1), 3x3, stride 2, 33 -> 16: in
+    // the CPU family as a matrix product over the input's columns (im2col).
     check(
         "conv 3x3 stride 2 pad (0,1,0,1) 4x12x33x33 -> 17",
         Case {
@@ -356,8 +358,143 @@ fn conv_packed_downsample_stride2_pad_right_bottom() {
             residual: false,
             out_scale: 1.0,
         },
+        "conv2d_im2col",
+    );
+    // 27 -> 13 output columns, not a multiple of 4: conv2d_packed.
+    check(
+        "conv 3x3 stride 2 pad (0,1,0,1) 2x12x27x27 -> 17",
+        Case {
+            n: 2,
+            cin: 12,
+            h: 27,
+            w: 27,
+            cout: 17,
+            k: 3,
+            stride: 2,
+            padding: Padding {
+                top: 0,
+                bottom: 1,
+                left: 0,
+                right: 1,
+            },
+            residual: false,
+            out_scale: 1.0,
+        },
         "conv2d_packed",
     );
+}
+
+/// Strided convolutions as matrix products (`Im2col`: conv2d_im2col, then conv2d_1x1 over the columns): 3x3
+/// stride 2 over 37 channels (333 rows of columns: two chunks of the product), 20 x 23 -> 10 x 12, with a
+/// residual and a scale; 5x5 stride 2 pad 2; and the first case on a device whose storage bindings hold 512
+/// KiB, so that the batch's columns run in two groups (2 images, then 1) through the same scratch.
+#[test]
+fn conv_strided_as_matrix_product_over_columns() {
+    let case = |k: usize, pad: usize, residual: bool, out_scale: f32| Case {
+        n: 3,
+        cin: 37,
+        h: 20,
+        w: 23,
+        cout: 20,
+        k,
+        stride: 2,
+        padding: Padding::uniform(pad),
+        residual,
+        out_scale,
+    };
+    let three = "conv 3x3 stride 2 pad 1 3x37x20x23 -> 20, residual, scale 0.5";
+    check(three, case(3, 1, true, 0.5), "conv2d_im2col");
+    check(
+        "conv 5x5 stride 2 pad 2 3x37x20x23 -> 20",
+        case(5, 2, false, 1.0),
+        "conv2d_im2col",
+    );
+    gpu_or_skip!();
+    let small = Gpu::new(&DeviceOptions {
+        kernels: KernelChoice::Cpu,
+        max_binding: Some(512 * 1024),
+        ..DeviceOptions::from_env().unwrap()
+    })
+    .unwrap();
+    let shape = ConvShape {
+        batch: 3,
+        cin: 37,
+        h: 20,
+        w: 23,
+        cout: 20,
+        ho: 10,
+        wo: 12,
+        kh: 3,
+        kw: 3,
+        stride: 2,
+        pad_top: 1,
+        pad_left: 1,
+        up: 0,
+        _pad: [0; 3],
+    };
+    // 333 rows x 120 pixels = 159,840 bytes an image; 512 KiB less a window of slack holds 2.
+    assert_eq!(Im2col::on(&small, &shape).map(|c| c.images), Some(2));
+    run_case(&small, three, &case(3, 1, true, 0.5), "conv2d_im2col");
+}
+
+/// conv2d_im2col alone against reference::nn::im2col: a 3x3 stride-2 window with asymmetric padding, a 5x5
+/// stride-3 window, and a 3x3 stride-2 window over an input read upsampled 2x, each for images 1..3 of a
+/// batch of 3 (the second group of a split batch).
+#[test]
+fn im2col_columns_match_the_reference() {
+    let gpu = gpu_or_skip!();
+    // (cin, stored h, w, k, stride, pad top, pad left, up, ho, wo)
+    for (cin, h, w, k, stride, top, left, up, ho, wo) in [
+        (5, 9, 15, 3, 2, 0, 1, false, 4, 8),
+        (3, 14, 14, 5, 3, 1, 2, false, 4, 4),
+        (4, 5, 4, 3, 2, 1, 1, true, 5, 4),
+    ] {
+        let (rh, rw) = if up { (2 * h, 2 * w) } else { (h, w) };
+        let shape = ConvShape {
+            batch: 3,
+            cin: cin as u32,
+            h: rh as u32,
+            w: rw as u32,
+            cout: 1,
+            ho: ho as u32,
+            wo: wo as u32,
+            kh: k as u32,
+            kw: k as u32,
+            stride: stride as u32,
+            pad_top: top as u32,
+            pad_left: left as u32,
+            up: up as u32,
+            _pad: [0; 3],
+        };
+        let (x, xv) = random(gpu, "x", &[3, cin, h, w], 90 + k as u64);
+        let rows = cin * k * k;
+        let cols = gpu.zeros("cols", &[2, rows, ho, wo]).unwrap();
+        let name = format!("im2col {cin}x{h}x{w}, {k}x{k} stride {stride}, up {up}");
+        let d = lay_columns(gpu, &name, &shape, &x, &cols, 1..3).unwrap();
+        let got = run(gpu, &[&d], &cols);
+        // The reference reads the input as the kernel does: upsampled by repeating each value 2 x 2.
+        let read: Vec<f32> = if up {
+            (0..3 * cin * rh * rw)
+                .map(|i| {
+                    let (plane, y, x) = (i / (rh * rw), i / rw % rh, i % rw);
+                    xv[(plane * h + y / 2) * w + x / 2]
+                })
+                .collect()
+        } else {
+            xv.clone()
+        };
+        let all = nn::im2col(
+            &read,
+            [3, cin, rh, rw],
+            (k, k),
+            stride,
+            (top, left),
+            (ho, wo),
+        );
+        let want = &all[rows * ho * wo..];
+        // A copy: exact.
+        assert_close(&name, &got, want, 0.0, 0.0);
+    }
 }
 
 #[test]
