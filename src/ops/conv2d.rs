@@ -9,7 +9,8 @@
 //! and `conv2d_packed.wgsl` the same for any geometry; `conv2d_1x1.wgsl` reads x from uniform windows too, for
 //! the 1x1 convolutions, and `conv2d_1x1_wide.wgsl` binds four weight windows per launch where there are that
 //! many (a quarter of the launches, which lavapipe pays for one by one); `conv2d_pack.wgsl` lays the weights
-//! out for them once, when the dispatch is prepared.
+//! out for them once, when the dispatch is prepared. Strided convolutions run as a 1x1 convolution over the
+//! input's columns (`conv2d_im2col.wgsl`, [`Im2col`]) where the geometry allows.
 //! For GPUs, `conv2d_tiled.wgsl` is an implicit GEMM over 64 x 64 shared-memory tiles, with K split over
 //! several workgroups on small maps ([`SplitK`], `conv2d_split_reduce.wgsl`). [`kernel_for`] chooses by the
 //! device's kernel family ([`KernelChoice`]).
@@ -575,7 +576,8 @@ impl ConvShape {
 /// and storage bindings exist: the Winograd convolution for 3x3 stride-1 convolutions with at least 16 input
 /// and output channels; `conv2d_1x1` for 1x1 stride-1 unpadded convolutions whose input windows hold at least
 /// 64 channels ([`OneByOne`]; `conv2d_1x1_wide` where a chunk's weights take four windows or more; an x
-/// without room for its windows runs what follows instead); else, where the
+/// without room for its windows runs what follows instead); `conv2d_im2col` for strided convolutions whose
+/// columns that product can take ([`Im2col`]); else, where the
 /// packed weights fit the buffer limit and each output image has at least 8 blocks of 8 columns, `conv2d_3x3`
 /// for 3x3 stride 1 and `conv2d_packed` for the others; `conv2d` everywhere else, and in the baseline. The
 /// choice never depends on the batch size, so an image is computed by the same kernels (and rounded the same
