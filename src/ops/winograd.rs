@@ -278,7 +278,7 @@ impl Tiling {
         let per_tile = (POSITIONS * cin.max(cout) * 4) as u64;
         let tiles = (V_WINDOWS * WINDOW_FLOATS / cin.max(1)) as u64;
         let finer = Tiling::new(shape, (tiles * per_tile).min(Tiling::limit(gpu)))
-            .filter(|t| t.groups <= 2 * base.groups)
+            .filter(|t| t.groups <= 4 * base.groups)
             .filter(|t| windowed_rows(gpu, cout, cin, t.tp).is_some());
         Some(finer.unwrap_or(base))
     }
@@ -330,7 +330,14 @@ fn windows(cout: usize, cin: usize) -> Option<(usize, usize, usize)> {
     }
     let blocks = cout.div_ceil(8);
     let units = POSITIONS * blocks;
-    let units_per_window = (MAX_CIN / cin).min(units);
+    let most = (MAX_CIN / cin).min(units);
+    // Where a divisor of the blocks fills a window at least three quarters as well, that many: then every
+    // window holds units of one position, which the windowed products need ([`windowed_rows`]).
+    let units_per_window = (1..=most)
+        .rev()
+        .find(|&d| blocks.is_multiple_of(d) || most.is_multiple_of(blocks))
+        .filter(|&d| 4 * d >= 3 * most)
+        .unwrap_or(most);
     Some((blocks, units_per_window, units.div_ceil(units_per_window)))
 }
 
