@@ -728,10 +728,10 @@ impl Products {
         if !(gpu.input_windows() && has_uniform_windows(gpu) && uniforms > 2 * PRODUCT_WINDOWS) {
             return None;
         }
+        // The scores are bound as storage (the window of slack past them is not), and the buffer holds both.
         let bytes = SCORES_SCRATCH_BYTES
             .min(limits.max_storage_buffer_binding_size)
-            .min(limits.max_buffer_size)
-            .saturating_sub(UNIFORM_WINDOW);
+            .min(limits.max_buffer_size.saturating_sub(UNIFORM_WINDOW));
         Self::new(pairs, head_dim, tokens, (bytes / 4) as usize)
     }
 }
@@ -842,7 +842,10 @@ fn products(
         });
     }
 
+    // The scores with a window of slack for the values' windows; the kernels that write them bind the scores
+    // alone.
     let scratch = gpu.scratch("attention scores", &[cut.group * t * t + WINDOW_FLOATS])?;
+    let scores_only = scratch.view("attention scores", &[cut.group * t * t])?;
     let norm = gpu.scratch("attention norm", &[cut.group * t])?;
     let at = |tensor: &Tensor, row: u64| tensor.offset() + row * row_bytes;
     let qk_rows = || {
@@ -867,7 +870,7 @@ fn products(
     {
         return Ok(None);
     }
-    check_bindings(gpu, OP, &[out, &scratch, &norm])?;
+    check_bindings(gpu, OP, &[out, &scores_only, &norm])?;
 
     let query_groups = t.div_ceil(64) as u64;
     let group = |plan: &GroupPlan| -> Result<Dispatch> {
@@ -880,7 +883,7 @@ fn products(
                     .map(|&r| window_at(q.buffer(), at(q, r)))
                     .collect();
                 resources.extend(starts.iter().map(|&r| window_at(k.buffer(), at(k, r))));
-                resources.push(scratch.binding());
+                resources.push(scores_only.binding());
                 LaunchSpec {
                     params: bytemuck::bytes_of(p),
                     resources,
@@ -890,7 +893,7 @@ fn products(
             .collect();
         let softmax = LaunchSpec {
             params: bytemuck::bytes_of(&plan.softmax),
-            resources: vec![scratch.binding(), norm.binding()],
+            resources: vec![scores_only.binding(), norm.binding()],
             workgroups: workgroups_for(
                 (plan.softmax.pairs as usize * t / 4) as u64,
                 SOFTMAX_KERNEL.workgroup_size,

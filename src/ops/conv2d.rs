@@ -1053,8 +1053,10 @@ pub struct Im2col {
 
 impl Im2col {
     /// The cut for `shape` on `gpu`, or `None` where it does not apply: stride 1 (the Winograd and 3x3 kernels
-    /// take those), output rows not a multiple of 4 floats, one image's columns over the scratch limit, or a
-    /// product [`OneByOne::on`] refuses. Per image, never per batch.
+    /// take those), output rows not a multiple of 4 floats, one image's columns over the scratch limit (or the
+    /// device's storage-binding limit), or a product [`OneByOne::on`] refuses. Per image, never per batch; a
+    /// smaller binding limit makes smaller groups of images, and changes the choice only where one image's
+    /// columns exceed it.
     pub fn on(gpu: &Gpu, shape: &ConvShape) -> Option<Self> {
         if shape.stride < 2 || !shape.wo.is_multiple_of(4) {
             return None;
@@ -1072,11 +1074,11 @@ impl Im2col {
             up: 0,
             ..*shape
         };
+        // The columns are bound as storage (the window of slack past them is not), and the buffer holds both.
         let limits = gpu.limits();
         let limit = IM2COL_SCRATCH_BYTES
             .min(limits.max_storage_buffer_binding_size)
-            .min(limits.max_buffer_size)
-            .saturating_sub(UNIFORM_WINDOW);
+            .min(limits.max_buffer_size.saturating_sub(UNIFORM_WINDOW));
         let per_image = rows as u64 * (shape.ho * shape.wo) as u64 * 4;
         let images = (limit / per_image.max(1)) as usize;
         if images == 0 {
@@ -1175,7 +1177,8 @@ fn im2col(
             return Ok(None);
         }
     }
-    check_bindings(gpu, OP, &[x, weight, e.bias, e.out, &scratch])?;
+    // The columns are bound without the slack past them; the first group is the largest.
+    check_bindings(gpu, OP, &[x, weight, e.bias, e.out, &columns(group)?])?;
     let w2 = weight.view(weight.label(), &[c.cout as usize, rows, 1, 1])?;
     let packed = pack_weights(gpu, label, &w2, &cut.product.weights)?;
     let part = |g: &std::ops::Range<usize>| -> Result<Dispatch> {
