@@ -19,7 +19,8 @@ use bytemuck::{Pod, Zeroable};
 use super::{
     Access, Cost, Dispatch, Kernel, KernelChoice, LaunchSpec, UNIFORM_WINDOW, WINDOW_FLOATS,
     check_bindings, dim, dims, expect_shape, has_uniform_windows, nonzero, split_reduction,
-    split_scratch_floats, window_at, window_binding, windows_fit, workgroups_for,
+    split_scratch_floats, window_at, window_binding, window_starts, windows_fit, windows_then,
+    workgroups_for,
 };
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
@@ -585,17 +586,7 @@ pub const SCORES_KERNEL: Kernel = Kernel {
     name: "attention_scores",
     source: include_str!("../../kernels/attention_scores.wgsl"),
     includes: &[PRODUCTS_PARAMS, BLOCK],
-    bindings: &[
-        Access::UniformWindow,
-        Access::UniformWindow,
-        Access::UniformWindow,
-        Access::UniformWindow,
-        Access::UniformWindow,
-        Access::UniformWindow,
-        Access::UniformWindow,
-        Access::UniformWindow,
-        Access::ReadWrite,
-    ],
+    bindings: &windows_then::<9>(8, &[Access::ReadWrite]),
     workgroup_size: 8,
     params_size: std::mem::size_of::<ProductsParams>(),
 };
@@ -615,15 +606,7 @@ pub const VALUES_KERNEL: Kernel = Kernel {
     name: "attention_values",
     source: include_str!("../../kernels/attention_values.wgsl"),
     includes: &[PRODUCTS_PARAMS, BLOCK],
-    bindings: &[
-        Access::UniformWindow,
-        Access::UniformWindow,
-        Access::UniformWindow,
-        Access::UniformWindow,
-        Access::UniformWindow,
-        Access::Read,
-        Access::ReadWrite,
-    ],
+    bindings: &windows_then::<7>(5, &[Access::Read, Access::ReadWrite]),
     workgroup_size: 8,
     params_size: std::mem::size_of::<ProductsParams>(),
 };
@@ -744,18 +727,6 @@ struct GroupPlan {
     values: Vec<(ProductsParams, [u64; PRODUCT_WINDOWS], u64)>,
 }
 
-/// The starts, in rows, of the x windows of a launch that sums `count` rows from row `first`, `rows` to a
-/// window: the windows past the last hold nothing read and repeat the first.
-fn window_rows(first: u64, count: usize, rows: usize) -> [u64; PRODUCT_WINDOWS] {
-    std::array::from_fn(|w| {
-        if w * rows < count {
-            first + (w * rows) as u64
-        } else {
-            first
-        }
-    })
-}
-
 /// The products path ([`Products`]); `None` when a window of q, k or v would not lie within its buffer at an
 /// aligned offset (a tensor sized exactly, not an arena activation), or the scores' windows would not start at
 /// aligned offsets: the caller runs `attention_windowed` then.
@@ -798,7 +769,7 @@ fn products(
                     ..base
                 };
                 let first = ((g0 + p0) * d + c0) as u64;
-                scores.push((params, window_rows(first, count, rows)));
+                scores.push((params, window_starts(first, count, rows)));
             }
         }
         // The values: windows at rows of the scores, counted from the scratch's first row, and at rows of v.
@@ -826,7 +797,7 @@ fn products(
                         ..base
                     };
                     let first = (p0 * t + j0) as u64;
-                    let starts = window_rows(first, count, cut.score_rows);
+                    let starts = window_starts(first, count, cut.score_rows);
                     values.push((params, starts, ((g0 + p0) * d + c0) as u64));
                 }
             }

@@ -21,7 +21,8 @@ use super::winograd;
 use super::{
     Access, Cost, Dispatch, Kernel, KernelChoice, LaunchSpec, UNIFORM_WINDOW, WINDOW_FLOATS,
     check_bindings, dim, dims, expect_shape, has_uniform_windows, nonzero, pack_into_windows,
-    split_reduction, split_scratch_floats, window_at, window_binding, windows_fit, workgroups_for,
+    split_reduction, split_scratch_floats, window_at, window_binding, window_starts, windows_fit,
+    windows_then, workgroups_for,
 };
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
@@ -210,17 +211,10 @@ pub const KERNEL_1X1: Kernel = Kernel {
     name: "conv2d_1x1",
     source: include_str!("../../kernels/conv2d_1x1.wgsl"),
     includes: &[BLOCK, ONE_BY_ONE],
-    bindings: &[
-        Access::UniformWindow,
-        Access::UniformWindow,
-        Access::UniformWindow,
-        Access::UniformWindow,
-        Access::UniformWindow,
-        Access::Read,
-        Access::Read,
-        Access::ReadWrite,
-        Access::Read,
-    ],
+    bindings: &windows_then::<9>(
+        5,
+        &[Access::Read, Access::Read, Access::ReadWrite, Access::Read],
+    ),
     workgroup_size: 8,
     params_size: std::mem::size_of::<OneByOneParams>(),
 };
@@ -231,20 +225,10 @@ pub const KERNEL_1X1_WIDE: Kernel = Kernel {
     name: "conv2d_1x1_wide",
     source: include_str!("../../kernels/conv2d_1x1_wide.wgsl"),
     includes: &[BLOCK, ONE_BY_ONE],
-    bindings: &[
-        Access::UniformWindow,
-        Access::UniformWindow,
-        Access::UniformWindow,
-        Access::UniformWindow,
-        Access::UniformWindow,
-        Access::UniformWindow,
-        Access::UniformWindow,
-        Access::UniformWindow,
-        Access::Read,
-        Access::Read,
-        Access::ReadWrite,
-        Access::Read,
-    ],
+    bindings: &windows_then::<12>(
+        8,
+        &[Access::Read, Access::Read, Access::ReadWrite, Access::Read],
+    ),
     workgroup_size: 8,
     params_size: std::mem::size_of::<OneByOneParams>(),
 };
@@ -1252,16 +1236,9 @@ fn one_by_one_windows(
     for n0 in images.clone().step_by(geo.images) {
         for q in 0..w.chunks {
             let ci0 = q * w.chunk;
-            let used = w.chunk.min(cin - ci0).div_ceil(geo.rows).min(X_WINDOWS);
             let first = ((n0 - images.start) * cin + ci0) as u64;
-            let starts: [u64; X_WINDOWS] = std::array::from_fn(|k| {
-                let row = if k < used {
-                    first + (k * geo.rows) as u64
-                } else {
-                    first
-                };
-                x.offset() + row * row_bytes
-            });
+            let rows = window_starts::<X_WINDOWS>(first, w.chunk.min(cin - ci0), geo.rows);
+            let starts = rows.map(|row| x.offset() + row * row_bytes);
             windows.push((n0, geo.images.min(images.end - n0), q, starts));
         }
     }

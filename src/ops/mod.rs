@@ -84,6 +84,32 @@ pub enum Access {
     UniformWindow,
 }
 
+/// A kernel's bindings (after the Params): `windows` uniform windows, then `tail`. `T` is the total, checked
+/// when the constant is evaluated.
+pub(crate) const fn windows_then<const T: usize>(windows: usize, tail: &[Access]) -> [Access; T] {
+    assert!(windows + tail.len() == T, "binding count");
+    let mut bindings = [Access::UniformWindow; T];
+    let mut i = 0;
+    while i < tail.len() {
+        bindings[windows + i] = tail[i];
+        i += 1;
+    }
+    bindings
+}
+
+/// The starts, in rows, of the `N` windows of a launch that reads `count` rows from row `first`, `rows` to a
+/// window: the windows past the last it needs hold nothing read and repeat the first (every binding must be
+/// bound).
+pub(crate) fn window_starts<const N: usize>(first: u64, count: usize, rows: usize) -> [u64; N] {
+    std::array::from_fn(|w| {
+        if w * rows < count {
+            first + (w * rows) as u64
+        } else {
+            first
+        }
+    })
+}
+
 /// Bytes in one uniform window: WebGPU's default `max_uniform_buffer_binding_size`, which Vulkan, Metal and
 /// DX12 adapters all meet.
 pub const UNIFORM_WINDOW: u64 = 65536;

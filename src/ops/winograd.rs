@@ -36,7 +36,8 @@ use bytemuck::{Pod, Zeroable};
 use super::conv2d::{BLOCK, ConvShape, SHAPE};
 use super::{
     Access, Dispatch, Kernel, LaunchSpec, UNIFORM_WINDOW, WINDOW_FLOATS, check_bindings, dim, dims,
-    expect_shape, pack_into_windows, window_at, window_binding, windows_fit, workgroups_for,
+    expect_shape, pack_into_windows, window_at, window_binding, windows_fit, windows_then,
+    workgroups_for,
 };
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
@@ -86,14 +87,7 @@ pub const GEMM_WINDOWED_KERNEL: Kernel = Kernel {
     name: "conv2d_winograd_gemm_windowed",
     source: include_str!("../../kernels/conv2d_winograd_gemm_windowed.wgsl"),
     includes: &[BLOCK, GEMM_COMMON],
-    bindings: &[
-        Access::UniformWindow,
-        Access::UniformWindow,
-        Access::UniformWindow,
-        Access::UniformWindow,
-        Access::UniformWindow,
-        Access::ReadWrite,
-    ],
+    bindings: &windows_then::<6>(5, &[Access::ReadWrite]),
     workgroup_size: 8,
     params_size: std::mem::size_of::<GemmParams>(),
 };
@@ -104,17 +98,7 @@ pub const GEMM_WINDOWED_WIDE_KERNEL: Kernel = Kernel {
     name: "conv2d_winograd_gemm_windowed_wide",
     source: include_str!("../../kernels/conv2d_winograd_gemm_windowed_wide.wgsl"),
     includes: &[BLOCK, GEMM_COMMON],
-    bindings: &[
-        Access::UniformWindow,
-        Access::UniformWindow,
-        Access::UniformWindow,
-        Access::UniformWindow,
-        Access::UniformWindow,
-        Access::UniformWindow,
-        Access::UniformWindow,
-        Access::UniformWindow,
-        Access::ReadWrite,
-    ],
+    bindings: &windows_then::<9>(8, &[Access::ReadWrite]),
     workgroup_size: 8,
     params_size: std::mem::size_of::<GemmParams>(),
 };
@@ -124,18 +108,7 @@ pub const GEMM_WIDE_KERNEL: Kernel = Kernel {
     name: "conv2d_winograd_gemm_wide",
     source: include_str!("../../kernels/conv2d_winograd_gemm_wide.wgsl"),
     includes: &[BLOCK, GEMM_COMMON],
-    bindings: &[
-        Access::UniformWindow,
-        Access::UniformWindow,
-        Access::UniformWindow,
-        Access::UniformWindow,
-        Access::UniformWindow,
-        Access::UniformWindow,
-        Access::UniformWindow,
-        Access::UniformWindow,
-        Access::UniformWindow,
-        Access::ReadWrite,
-    ],
+    bindings: &windows_then::<10>(9, &[Access::ReadWrite]),
     workgroup_size: 8,
     params_size: std::mem::size_of::<GemmParams>(),
 };
@@ -592,11 +565,6 @@ pub fn products(
             let u0 = w * packed.units_per_window;
             let xi0 = u0 / packed.blocks;
             let params = GemmParams {
-                cin: dim(OP, "cin", cin)?,
-                cout: dim(OP, "cout", packed.cout)?,
-                tp: dim(OP, "tp", tp)?,
-                blocks: dim(OP, "blocks", packed.blocks)?,
-                u0: dim(OP, "unit", u0)?,
                 units: dim(
                     OP,
                     "units",
@@ -604,7 +572,7 @@ pub fn products(
                 )?,
                 per_window: dim(OP, "units per window", packed.units_per_window)?,
                 xi0: dim(OP, "position", xi0)?,
-                ..Default::default()
+                ..params[w]
             };
             launches.push((params, w, v.offset() + (xi0 * cin * tp * 4) as u64));
         }
