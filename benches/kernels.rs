@@ -3,39 +3,43 @@
 //! CIFAR-10 architecture (random weights from benches/configs/ddpm-cifar10-32.json).
 //!
 //! `cargo bench --bench kernels` on whatever adapter `DDIM_BACKEND` / `DDIM_ADAPTER` select. One iteration is
-//! one submit of the dispatches followed by a wait, so it includes the per-submit overhead (0.1-0.4 ms on
-//! lavapipe, DESIGN.md section 4). Throughput is reported in FLOPs (criterion's "elem/s" = FLOP/s) for the
-//! compute kernels and in elements of x for the update. On lavapipe the full run takes about 20 minutes (the
-//! 10-step CIFAR-10 sample alone is about 40 s an iteration).
+//! one submit of the dispatches followed by a wait, so it includes the per-submit overhead. Throughput is reported in FLOPs (criterion's "elem/s" = FLOP/s) for the
+//! compute kernels and in elements of x for the update. On lavapipe the full run is long (the 10-step CIFAR-10
+//! sample dominates it).
 //! `DDIM_BENCH_QUICK=1` runs batch 1 only, a 2-level model for the whole-network benches, and fewer samples.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use pollster::FutureExt as _;
 
+use ddim_wgpu::diffusion::philox::{NoiseKey, Stream};
+use ddim_wgpu::diffusion::step::{Prediction, StepCoefficients};
+use ddim_wgpu::gpu::Dispatch;
 use ddim_wgpu::gpu::{DeviceOptions, Gpu, Tensor};
-use ddim_wgpu::graph::{plan::Plan, unet};
-use ddim_wgpu::model::config::{DownBlock, UNetConfig, UpBlock};
+use ddim_wgpu::graph::plan::Plan;
 use ddim_wgpu::model::weights::Weights;
 use ddim_wgpu::ops::attention::attention;
 use ddim_wgpu::ops::concat::concat_channels;
 use ddim_wgpu::ops::conv2d::{Conv2dConfig, Padding, conv2d};
 use ddim_wgpu::ops::ddim::{
-    DdimScratch, Noise, Prediction, StepCoefficients, StepSpec, UpdateMode, conv_ddim_update,
-    ddim_update,
+    DdimScratch, Noise, StepSpec, UpdateMode, conv_ddim_update, ddim_update,
 };
 use ddim_wgpu::ops::elementwise::{Binary, binary};
 use ddim_wgpu::ops::group_norm::group_norm;
+use ddim_wgpu::ops::linear;
 use ddim_wgpu::ops::timestep_embedding::TimestepEmbedding;
 use ddim_wgpu::ops::upsample::upsample_nearest2x;
-use ddim_wgpu::ops::{Dispatch, linear};
 use ddim_wgpu::sampler::ddim::{Sampler, SamplerSettings, StepNoise, latents};
-use ddim_wgpu::sampler::rng::{NoiseKey, Stream};
+use ddim_wgpu::unet;
+use ddim_wgpu::unet::config::{DownBlock, UNetConfig, UpBlock};
 
 fn quick() -> bool {
     std::env::var_os("DDIM_BENCH_QUICK").is_some()
 }
 
 fn gpu() -> Gpu {
-    Gpu::new(&DeviceOptions::from_env().expect("options")).expect("a GPU adapter")
+    Gpu::new(&DeviceOptions::from_env().expect("options"))
+        .block_on()
+        .expect("a GPU adapter")
 }
 
 fn filled(gpu: &Gpu, label: &str, shape: &[usize]) -> Tensor {
@@ -56,7 +60,9 @@ fn bench(
 ) {
     let mut g = c.benchmark_group(group);
     g.throughput(throughput);
-    g.bench_function(name, |b| b.iter(|| gpu.run(name, ds).expect("run")));
+    g.bench_function(name, |b| {
+        b.iter(|| gpu.run(name, ds).block_on().expect("run"))
+    });
     g.finish();
 }
 
@@ -278,7 +284,7 @@ fn whole_network(c: &mut Criterion) {
     };
     let mut g = c.benchmark_group("unet");
     g.bench_function(format!("{name} evaluation batch 1"), |b| {
-        b.iter(|| plan.run(&gpu, &[&x, &[500.0]]).expect("run"))
+        b.iter(|| plan.run(&gpu, &[&x, &[500.0]]).block_on().expect("run"))
     });
     let settings = SamplerSettings {
         steps: 10,
@@ -289,6 +295,7 @@ fn whole_network(c: &mut Criterion) {
         b.iter(|| {
             sampler
                 .sample(&x, 1, 0, StepNoise::Philox(0), &mut |_| {})
+                .block_on()
                 .expect("sample")
         })
     });

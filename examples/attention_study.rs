@@ -8,9 +8,10 @@
 //! operation's, 2 T^2 d for the scores and 2 T^2 d for the weighted sum per head, as `ddim profile` counts
 //! them.
 
+use ddim_wgpu::gpu::roofline::{self, PASS_FLOOR};
 use ddim_wgpu::gpu::{DeviceOptions, Gpu, Tensor, describe};
 use ddim_wgpu::ops::attention::attention;
-use ddim_wgpu::ops::roofline::{self, PASS_FLOOR};
+use pollster::FutureExt as _;
 
 const ROUNDS: usize = 7;
 
@@ -33,7 +34,7 @@ fn filled(
 }
 
 /// f32 values in one 64 KiB uniform window.
-const WINDOW_FLOATS: usize = (ddim_wgpu::ops::UNIFORM_WINDOW / 4) as usize;
+const WINDOW_FLOATS: usize = (ddim_wgpu::gpu::UNIFORM_WINDOW / 4) as usize;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -41,9 +42,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() -> Result<(), ddim_wgpu::Error> {
-    let gpu = Gpu::new(&DeviceOptions::from_env()?)?;
+    let gpu = Gpu::new(&DeviceOptions::from_env()?).block_on()?;
     println!("adapter: {}", describe(&gpu.info()));
-    let roof_before = roofline::measure(&gpu)?;
+    let roof_before = roofline::measure(&gpu).block_on()?;
     // (model, batch, channels, side, head_dim)
     let shapes = [("cifar10", 8, 256, 16, 256), ("mnist", 64, 64, 8, 64)];
     let mut rows = Vec::new();
@@ -54,10 +55,10 @@ fn main() -> Result<(), ddim_wgpu::Error> {
         let v = filled(&gpu, "v", &shape, 3)?;
         let out = gpu.zeros("out", &shape)?;
         let d = attention(&gpu, "attention", &q, &k, &v, &out, head_dim)?;
-        let repeats = roofline::repeats_for(&gpu, &d, PASS_FLOOR)?;
+        let repeats = roofline::repeats_for(&gpu, &d, PASS_FLOOR).block_on()?;
         let mut t = Vec::new();
         for _ in 0..ROUNDS {
-            t.push(roofline::time_pass(&gpu, &d, repeats)?);
+            t.push(roofline::time_pass(&gpu, &d, repeats).block_on()?);
         }
         rows.push((
             model,
@@ -69,7 +70,7 @@ fn main() -> Result<(), ddim_wgpu::Error> {
             median(t),
         ));
     }
-    let roof_after = roofline::measure(&gpu)?;
+    let roof_after = roofline::measure(&gpu).block_on()?;
     let roof = (roof_before.gflops + roof_after.gflops) / 2.0;
     println!(
         "{ROUNDS} rounds; FMA roof {:.1} GFLOP/s before, {:.1} after (fractions below use the mean {roof:.1})",

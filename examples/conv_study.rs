@@ -22,13 +22,14 @@
 //!
 //! Rates and fractions of roof count the direct convolution's multiply-adds (2 x 9 x cin per output) for
 //! every kernel, so the Winograd convolution's figures are effective rates: it does about a quarter of that
-//! arithmetic (`ops::winograd::flops`).
+//! arithmetic (`ops::conv2d::winograd::flops`).
 
+use ddim_wgpu::gpu::Dispatch;
+use ddim_wgpu::gpu::KernelChoice;
+use ddim_wgpu::gpu::roofline::{self, PASS_FLOOR};
 use ddim_wgpu::gpu::{DeviceOptions, Gpu, Tensor, describe};
-use ddim_wgpu::ops::Dispatch;
-use ddim_wgpu::ops::KernelChoice;
 use ddim_wgpu::ops::conv2d::{Conv2dConfig, Padding, conv2d};
-use ddim_wgpu::ops::roofline::{self, PASS_FLOOR};
+use pollster::FutureExt as _;
 
 /// Deterministic values in [-0.1, 0.1) for a tensor of `shape`.
 fn values(shape: &[usize]) -> Vec<f32> {
@@ -127,7 +128,7 @@ fn main() -> Result<(), ddim_wgpu::Error> {
             std::process::exit(2);
         }
     };
-    let (general, auto) = (Gpu::new(&first)?, Gpu::new(&second)?);
+    let (general, auto) = (Gpu::new(&first).block_on()?, Gpu::new(&second).block_on()?);
     let name = |o: &DeviceOptions| {
         format!(
             "{:?}{}{}{}",
@@ -139,7 +140,7 @@ fn main() -> Result<(), ddim_wgpu::Error> {
     };
     let (first, second) = (name(&first), name(&second));
     println!("adapter: {}", describe(&auto.info()));
-    let roof_before = roofline::measure(&auto)?;
+    let roof_before = roofline::measure(&auto).block_on()?;
 
     // (cin, cout, side): conv_in, the ResNet convolutions of each level, and the up path's concatenations; of
     // the default MNIST model (block_out_channels 32, 64, 64) with `mnist`.
@@ -191,11 +192,11 @@ fn main() -> Result<(), ddim_wgpu::Error> {
         let kernels = (g.dispatch.kernel().name, a.dispatch.kernel().name);
         let launches = a.dispatch.launch_count();
         let (mut tg, mut ta) = (Vec::new(), Vec::new());
-        let rg = roofline::repeats_for(&general, &g.dispatch, PASS_FLOOR)?;
-        let ra = roofline::repeats_for(&auto, &a.dispatch, PASS_FLOOR)?;
+        let rg = roofline::repeats_for(&general, &g.dispatch, PASS_FLOOR).block_on()?;
+        let ra = roofline::repeats_for(&auto, &a.dispatch, PASS_FLOOR).block_on()?;
         for _ in 0..rounds {
             for (gpu, c, r, t) in [(&general, &g, rg, &mut tg), (&auto, &a, ra, &mut ta)] {
-                t.push(roofline::time_pass(gpu, &c.dispatch, r)?);
+                t.push(roofline::time_pass(gpu, &c.dispatch, r).block_on()?);
             }
         }
         // The direct convolution's arithmetic, whichever kernel ran (module docs).
@@ -211,7 +212,7 @@ fn main() -> Result<(), ddim_wgpu::Error> {
             median(ta),
         ));
     }
-    let roof_after = roofline::measure(&auto)?;
+    let roof_after = roofline::measure(&auto).block_on()?;
     let roof = (roof_before.gflops + roof_after.gflops) / 2.0;
     println!(
         "batch {batch}, {rounds} rounds; FMA roof {:.1} GFLOP/s before, {:.1} after (fractions below use the mean {roof:.1})",

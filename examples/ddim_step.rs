@@ -2,15 +2,15 @@
 //!
 //! `cargo run --release --example ddim_step`
 
+use ddim_wgpu::diffusion::philox::{NoiseKey, Stream, normals};
+use ddim_wgpu::diffusion::step::{Prediction, StepCoefficients};
 use ddim_wgpu::gpu::{DeviceOptions, Gpu};
-use ddim_wgpu::ops::ddim::{
-    DdimScratch, Noise, Prediction, StepCoefficients, StepSpec, UpdateMode, ddim_update,
-};
+use ddim_wgpu::ops::ddim::{DdimScratch, Noise, StepSpec, UpdateMode, ddim_update};
 use ddim_wgpu::reference::ddim::{StepSettings, ddim_step};
-use ddim_wgpu::sampler::rng::{NoiseKey, Stream, normals};
+use pollster::FutureExt as _;
 
 fn main() -> Result<(), ddim_wgpu::Error> {
-    let gpu = Gpu::new(&DeviceOptions::from_env()?)?;
+    let gpu = Gpu::new(&DeviceOptions::from_env()?).block_on()?;
     println!("adapter: {}", ddim_wgpu::gpu::describe(&gpu.info()));
 
     let shape = [4, 3, 32, 32];
@@ -52,8 +52,9 @@ fn main() -> Result<(), ddim_wgpu::Error> {
         },
     };
     let update = ddim_update(&gpu, "step 0", &x, &eps, &spec, UpdateMode::Fused, &scratch)?;
-    gpu.run("step 0", &update.iter().collect::<Vec<_>>())?;
-    let got = gpu.download(&x)?;
+    gpu.run("step 0", &update.iter().collect::<Vec<_>>())
+        .block_on()?;
+    let got = gpu.download(&x).block_on()?;
 
     let settings = StepSettings {
         a_t,

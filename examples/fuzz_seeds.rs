@@ -7,10 +7,10 @@
 
 use std::path::Path;
 
+use ddim_wgpu::diffusion::schedule::{BetaSchedule, TrainingSchedule};
 use ddim_wgpu::io::{write_npy, write_png};
-use ddim_wgpu::model::config::{DownBlock, UNetConfig, UpBlock};
 use ddim_wgpu::model::weights::{StorageDtype, Training, Weights};
-use ddim_wgpu::sampler::schedule::{BetaSchedule, TrainingSchedule};
+use ddim_wgpu::unet::config::{DownBlock, UNetConfig, UpBlock};
 
 fn config(channels: Vec<usize>) -> UNetConfig {
     let levels = channels.len();

@@ -10,10 +10,11 @@
 //! submit costs more than the dispatch). Bytes are counted as the operation's traffic, x read once and out written once (plus
 //! gamma and beta), as `ddim profile` counts them.
 
+use ddim_wgpu::gpu::roofline::{self, PASS_FLOOR};
 use ddim_wgpu::gpu::{DeviceOptions, Gpu, Tensor, describe};
+use ddim_wgpu::gpu::{Dispatch, KernelChoice};
 use ddim_wgpu::ops::group_norm::group_norm;
-use ddim_wgpu::ops::roofline::{self, PASS_FLOOR};
-use ddim_wgpu::ops::{Dispatch, KernelChoice};
+use pollster::FutureExt as _;
 
 const ROUNDS: usize = 15;
 
@@ -66,13 +67,15 @@ fn main() -> Result<(), ddim_wgpu::Error> {
     let portable = Gpu::new(&DeviceOptions {
         kernels: first,
         ..base.clone()
-    })?;
+    })
+    .block_on()?;
     let auto = Gpu::new(&DeviceOptions {
         kernels: second,
         ..base
-    })?;
+    })
+    .block_on()?;
     println!("adapter: {}", describe(&auto.info()));
-    let roof_before = roofline::measure(&auto)?;
+    let roof_before = roofline::measure(&auto).block_on()?;
 
     // (model, batch, channels, side, groups): every distinct norm shape of the two UNets.
     let shapes = [
@@ -97,11 +100,11 @@ fn main() -> Result<(), ddim_wgpu::Error> {
         let p = case(&portable, n, c, side, groups);
         let a = case(&auto, n, c, side, groups);
         let (mut tp, mut ta) = (Vec::new(), Vec::new());
-        let rp = roofline::repeats_for(&portable, &p.dispatch, PASS_FLOOR)?;
-        let ra = roofline::repeats_for(&auto, &a.dispatch, PASS_FLOOR)?;
+        let rp = roofline::repeats_for(&portable, &p.dispatch, PASS_FLOOR).block_on()?;
+        let ra = roofline::repeats_for(&auto, &a.dispatch, PASS_FLOOR).block_on()?;
         for _ in 0..ROUNDS {
             for (gpu, k, r, t) in [(&portable, &p, rp, &mut tp), (&auto, &a, ra, &mut ta)] {
-                t.push(roofline::time_pass(gpu, &k.dispatch, r)?);
+                t.push(roofline::time_pass(gpu, &k.dispatch, r).block_on()?);
             }
         }
         let bytes = a.dispatch.cost().bytes as f64;
@@ -118,7 +121,7 @@ fn main() -> Result<(), ddim_wgpu::Error> {
             median(ta),
         ));
     }
-    let roof_after = roofline::measure(&auto)?;
+    let roof_after = roofline::measure(&auto).block_on()?;
     let roof = (roof_before.gbps + roof_after.gbps) / 2.0;
     println!(
         "{ROUNDS} rounds; copy roof {:.2} GB/s before, {:.2} after (fractions below use the mean {roof:.2})",

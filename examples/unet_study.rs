@@ -8,16 +8,18 @@
 //! (benches/configs/ddpm-cifar10-32.json), batch 8, 3 rounds. Wall time per forward pass (inputs written, one
 //! submit, output read back), median per variant; both variants' outputs are compared.
 
+use pollster::FutureExt as _;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use ddim_wgpu::gpu::KernelChoice;
 use ddim_wgpu::gpu::{DeviceOptions, Gpu, describe};
-use ddim_wgpu::graph::{plan::Plan, unet};
-use ddim_wgpu::model::config::UNetConfig;
+use ddim_wgpu::graph::plan::Plan;
 use ddim_wgpu::model::convert::load_model;
 use ddim_wgpu::model::weights::Weights;
-use ddim_wgpu::ops::KernelChoice;
 use ddim_wgpu::sampler::ddim::latents;
+use ddim_wgpu::unet;
+use ddim_wgpu::unet::config::UNetConfig;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -53,14 +55,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             kernels,
             winograd,
             ..base.clone()
-        })?;
+        })
+        .block_on()?;
         let kernels = format!(
             "{kernels:?}{}",
             if winograd { "" } else { " (Winograd off)" }
         );
         let uploaded = weights.upload(&gpu)?;
         let plan = Plan::new(&gpu, &graph, &uploaded, batch, &[])?;
-        plan.run(&gpu, &[&x, &t])?; // warm-up
+        plan.run(&gpu, &[&x, &t]).block_on()?; // warm-up
         variants.push((kernels, gpu, plan, Vec::new()));
     }
     println!("adapter: {}", describe(&variants[2].1.info()));
@@ -73,7 +76,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for _ in 0..rounds {
         for (k, (_, gpu, plan, times)) in variants.iter_mut().enumerate() {
             let start = Instant::now();
-            outputs[k] = plan.run(gpu, &[&x, &t])?;
+            outputs[k] = plan.run(gpu, &[&x, &t]).block_on()?;
             times.push(start.elapsed().as_secs_f64());
         }
     }

@@ -9,15 +9,16 @@
 //! is run round-robin 15 times in one process and the median GPU time of each is printed; ratios are of
 //! medians from the same run.
 
+use ddim_wgpu::diffusion::philox::{NoiseKey, Stream};
+use ddim_wgpu::diffusion::step::{Prediction, StepCoefficients};
+use ddim_wgpu::gpu::Dispatch;
 use ddim_wgpu::gpu::profiler::Profiler;
 use ddim_wgpu::gpu::{DeviceOptions, Gpu, Tensor, describe};
-use ddim_wgpu::ops::Dispatch;
 use ddim_wgpu::ops::conv2d::{Conv2dConfig, Padding, conv2d};
 use ddim_wgpu::ops::ddim::{
-    DdimScratch, Noise, Prediction, StepCoefficients, StepSpec, UpdateMode, conv_ddim_update,
-    ddim_update,
+    DdimScratch, Noise, StepSpec, UpdateMode, conv_ddim_update, ddim_update,
 };
-use ddim_wgpu::sampler::rng::{NoiseKey, Stream};
+use pollster::FutureExt as _;
 
 fn filled(gpu: &Gpu, label: &str, shape: &[usize]) -> Tensor {
     let n: usize = shape.iter().product();
@@ -33,7 +34,7 @@ fn median_ms(gpu: &Gpu, lists: &[Vec<&Dispatch>], rounds: usize) -> Vec<f64> {
     let longest = lists.iter().map(Vec::len).max().unwrap_or(1);
     let mut profiler = Profiler::new(gpu, longest, rounds * lists.len()).expect("timestamps");
     for list in lists {
-        gpu.run("warm-up", list).expect("run");
+        gpu.run("warm-up", list).block_on().expect("run");
     }
     for r in 0..rounds {
         for (k, list) in lists.iter().enumerate() {
@@ -43,10 +44,12 @@ fn median_ms(gpu: &Gpu, lists: &[Vec<&Dispatch>], rounds: usize) -> Vec<f64> {
             profiler
                 .record_step(&mut encoder, r * lists.len() + k, list)
                 .expect("record");
-            gpu.submit_and_wait("study", encoder).expect("submit");
+            gpu.submit_and_wait("study", encoder)
+                .block_on()
+                .expect("submit");
         }
     }
-    let timings = profiler.finish(gpu).expect("timestamps");
+    let timings = profiler.finish(gpu).block_on().expect("timestamps");
     (0..lists.len())
         .map(|k| {
             let mut runs: Vec<f64> = (0..rounds)
@@ -68,7 +71,9 @@ fn median_ms(gpu: &Gpu, lists: &[Vec<&Dispatch>], rounds: usize) -> Vec<f64> {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "quick");
-    let gpu = Gpu::new(&DeviceOptions::from_env().expect("options")).expect("a GPU adapter");
+    let gpu = Gpu::new(&DeviceOptions::from_env().expect("options"))
+        .block_on()
+        .expect("a GPU adapter");
     println!("adapter: {}", describe(&gpu.info()));
     // (label, batch, conv_out input channels, size): CIFAR-10's conv_out is 128 -> 3 at 32x32. At 256x256 the
     // input of a 128-channel conv_out would exceed one 128 MiB binding at batch 8, so that row uses 32 channels.

@@ -12,13 +12,13 @@ use std::io::Write;
 
 use crate::error::Error;
 use crate::io;
-use crate::model::config::UNetConfig;
 use crate::model::convert::{
     config_from_original_yaml, parse_safetensors, training_from_original_yaml,
     training_from_scheduler_json,
 };
 use crate::model::torch::{pickled_shapes, read_checkpoint};
 use crate::model::weights::Weights;
+use crate::unet::config::UNetConfig;
 
 /// A fuzz target's entry point: arbitrary bytes in, a panic on a broken promise.
 pub type Target = fn(&[u8]);

@@ -8,8 +8,8 @@ use support::{ddim, error_line, fixture, gpu_required, small_config, temp_dir};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use ddim_wgpu::model::config::UNetConfig;
 use ddim_wgpu::model::weights::{StorageDtype, Weights};
+use ddim_wgpu::unet::config::UNetConfig;
 
 /// A one-level model small enough that a test can try every byte of its file.
 fn small_model() -> Weights {
@@ -552,7 +552,7 @@ fn an_image_too_large_for_the_device_is_a_clear_error() {
     let activation_bytes = |side: usize| {
         let mut c = config.clone();
         c.sample_size = side;
-        let g = ddim_wgpu::graph::unet::build(&c).unwrap();
+        let g = ddim_wgpu::unet::builder::build(&c).unwrap();
         g.nodes
             .iter()
             .map(|n| g.shape(n.output).iter().product::<usize>() as u64 * 4)

@@ -1,11 +1,12 @@
 //! The default model in weights/: it loads and validates, carries its training schedule, and its samples look
 //! like MNIST digits (mostly black background, some bright strokes). Skipped when the file is absent.
 
+use pollster::FutureExt as _;
 use std::path::Path;
 
-use ddim_wgpu::graph::unet;
 use ddim_wgpu::model::weights::Weights;
 use ddim_wgpu::sampler::ddim::{Sampler, SamplerSettings, StepNoise, latents};
+use ddim_wgpu::unet;
 
 mod support;
 
@@ -41,6 +42,7 @@ fn default_model_makes_digit_like_images() {
             StepNoise::Philox(0),
             &mut |_| {},
         )
+        .block_on()
         .unwrap();
     assert!(x.iter().all(|v| v.is_finite()));
     // MNIST digits padded to 32x32: about 80% of the pixels are background (-1) and a tenth are strokes (near 1).

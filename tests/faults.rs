@@ -3,14 +3,15 @@
 //! kernel) or the sampling step; the CLI exits non-zero and writes nothing.
 
 mod support;
+use pollster::FutureExt as _;
 use support::{ddim, error_line, gpu_required, small_config, temp_dir};
 
 use ddim_wgpu::Error;
 use ddim_wgpu::gpu::{DeviceOptions, Fault, Gpu};
-use ddim_wgpu::graph::unet;
-use ddim_wgpu::model::config::UNetConfig;
 use ddim_wgpu::model::weights::{StorageDtype, Weights};
 use ddim_wgpu::sampler::ddim::{Sampler, SamplerSettings, StepNoise, latents};
+use ddim_wgpu::unet;
+use ddim_wgpu::unet::config::UNetConfig;
 
 fn config() -> UNetConfig {
     small_config(&[4, 8])
@@ -23,7 +24,7 @@ fn sample_with(fault: Fault) -> Option<Result<Vec<f32>, Error>> {
         fault: Some(fault),
         ..DeviceOptions::from_env().unwrap()
     };
-    let gpu = match Gpu::new(&options) {
+    let gpu = match Gpu::new(&options).block_on() {
         Ok(g) => g,
         Err(e) => {
             assert!(!gpu_required(), "no GPU adapter: {e}");
@@ -40,7 +41,11 @@ fn sample_with(fault: Fault) -> Option<Result<Vec<f32>, Error>> {
     };
     let sampler = Sampler::new(&gpu, &graph, &uploaded, settings).unwrap();
     let x_t = latents(1, 0, 2, 64);
-    Some(sampler.sample(&x_t, 2, 0, StepNoise::Philox(1), &mut |_| {}))
+    Some(
+        sampler
+            .sample(&x_t, 2, 0, StepNoise::Philox(1), &mut |_| {})
+            .block_on(),
+    )
 }
 
 #[test]

@@ -8,13 +8,13 @@ use std::path::{Path, PathBuf};
 
 use ddim_wgpu::fuzz::{CappedAllocator, TARGETS};
 use ddim_wgpu::io::{decode_image, parse_npy};
-use ddim_wgpu::model::config::UNetConfig;
 use ddim_wgpu::model::convert::{
     config_from_original_yaml, parse_safetensors, training_from_original_yaml,
     training_from_scheduler_json,
 };
 use ddim_wgpu::model::torch::{pickled_shapes, read_checkpoint};
 use ddim_wgpu::model::weights::Weights;
+use ddim_wgpu::unet::config::UNetConfig;
 
 // The fuzzers' allocation cap (320 MiB, the image target's), so that an input which once made a parser
 // allocate for what it claims aborts this test as it crashed the fuzzer.

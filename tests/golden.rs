@@ -7,15 +7,17 @@
 //! 2.6e-6 relative), 40x inside the bound.
 
 mod support;
+use pollster::FutureExt as _;
 use support::gpu;
 
 use std::path::{Path, PathBuf};
 
-use ddim_wgpu::graph::{plan::Plan, unet};
+use ddim_wgpu::graph::plan::Plan;
 use ddim_wgpu::io::read_npy;
 use ddim_wgpu::model::convert::{from_diffusers_dir, from_original};
 use ddim_wgpu::model::torch::read_checkpoint;
 use ddim_wgpu::model::weights::Weights;
+use ddim_wgpu::unet;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/unet")
@@ -30,7 +32,7 @@ fn check(case: &str, weights: Weights) {
     let graph = unet::build(&weights.config).unwrap();
     let keep: Vec<_> = graph.checkpoints.iter().map(|(_, id)| *id).collect();
     let plan = Plan::new(&gpu, &graph, &weights.upload(&gpu).unwrap(), batch, &keep).unwrap();
-    let out = plan.run(&gpu, &[&x.data, &t.data]).unwrap();
+    let out = plan.run(&gpu, &[&x.data, &t.data]).block_on().unwrap();
 
     let compare = |what: &str, got: &[f32], want: &[f32]| {
         assert_eq!(got.len(), want.len(), "{case}: {what}: size");
@@ -50,7 +52,10 @@ fn check(case: &str, weights: Weights) {
     };
     for (name, id) in &graph.checkpoints {
         let want = read_npy(&dir.join("blocks").join(format!("{name}.npy"))).unwrap();
-        let got = gpu.download(plan.activation(*id).unwrap()).unwrap();
+        let got = gpu
+            .download(plan.activation(*id).unwrap())
+            .block_on()
+            .unwrap();
         assert_eq!(
             plan.activation(*id).unwrap().shape(),
             want.shape.as_slice(),

@@ -3,14 +3,15 @@
 
 mod support;
 
+use pollster::FutureExt as _;
 use std::path::Path;
 
 use ddim_wgpu::gpu::profiler::{block_of, chrome_trace, kernel_table};
-use ddim_wgpu::graph::unet;
+use ddim_wgpu::gpu::roofline::Roof;
 use ddim_wgpu::model::convert::from_diffusers_dir;
 use ddim_wgpu::ops::ddim::UpdateMode;
-use ddim_wgpu::ops::roofline::Roof;
 use ddim_wgpu::sampler::ddim::{Sampler, SamplerSettings, StepNoise, latents};
+use ddim_wgpu::unet;
 
 #[test]
 fn profile_counts_every_dispatch_and_adds_up() {
@@ -36,10 +37,12 @@ fn profile_counts_every_dispatch_and_adds_up() {
         let x_t = latents(0, 0, 2, 3 * 8 * 8);
         let (x, timings, walls) = sampler
             .sample_profiled(&x_t, 2, 0, StepNoise::Philox(0), &mut |_| {})
+            .block_on()
             .unwrap();
         // Profiling does not change the result.
         let plain = sampler
             .sample(&x_t, 2, 0, StepNoise::Philox(0), &mut |_| {})
+            .block_on()
             .unwrap();
         assert_eq!(x, plain);
         // Steps 1 and 2 add noise; the last step (to a_p = 1) has sigma = 0 and a shorter unfused chain.

@@ -3,17 +3,19 @@
 //! fused vs unfused, inversion round trips, interpolation endpoints.
 
 mod support;
+use pollster::FutureExt as _;
 use support::gpu;
 
 use std::path::{Path, PathBuf};
 
-use ddim_wgpu::graph::unet;
+use ddim_wgpu::diffusion::step::Prediction;
+use ddim_wgpu::diffusion::timesteps::Spacing;
 use ddim_wgpu::io::read_npy;
 use ddim_wgpu::model::convert::{from_diffusers_dir, from_original};
 use ddim_wgpu::model::weights::Weights;
-use ddim_wgpu::ops::ddim::{Prediction, UpdateMode};
+use ddim_wgpu::ops::ddim::UpdateMode;
 use ddim_wgpu::sampler::ddim::{Sampler, SamplerSettings, StepNoise, latents, slerp};
-use ddim_wgpu::sampler::timesteps::Spacing;
+use ddim_wgpu::unet;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -70,6 +72,7 @@ fn golden(case: &str, weights: &Weights, settings: SamplerSettings) {
                 StepNoise::Given(&noise.data),
                 &mut |_| {},
             )
+            .block_on()
             .unwrap();
         let e = max_rel(&got, &want.data);
         if std::env::var_os("DDIM_TEST_VERBOSE").is_some() {
@@ -152,10 +155,12 @@ fn images_depend_only_on_seed_and_index() {
         let x_t = latents(9, 0, 4, per);
         let all = sampler
             .sample(&x_t, 4, 0, StepNoise::Philox(9), &mut |_| {})
+            .block_on()
             .unwrap();
         // Shards 0/2 and 1/2.
         let lo = sampler
             .sample(&x_t[..2 * per], 2, 0, StepNoise::Philox(9), &mut |_| {})
+            .block_on()
             .unwrap();
         let hi = sampler
             .sample(
@@ -165,6 +170,7 @@ fn images_depend_only_on_seed_and_index() {
                 StepNoise::Philox(9),
                 &mut |_| {},
             )
+            .block_on()
             .unwrap();
         assert_eq!(
             [lo, hi].concat(),
@@ -180,6 +186,7 @@ fn images_depend_only_on_seed_and_index() {
                 StepNoise::Philox(9),
                 &mut |_| {},
             )
+            .block_on()
             .unwrap();
         assert_eq!(
             one,
@@ -199,6 +206,7 @@ fn images_depend_only_on_seed_and_index() {
         .unwrap();
         let u = unfused
             .sample(&x_t, 4, 0, StepNoise::Philox(9), &mut |_| {})
+            .block_on()
             .unwrap();
         let e = max_rel(&u, &all);
         assert!(e <= TRAJECTORY_BOUND, "eta {eta}: fused vs unfused {e:.2e}");
@@ -256,9 +264,10 @@ fn inversion_error_falls_with_more_steps() {
             },
         )
         .unwrap();
-        let z = sampler.invert(&x0, 2, &mut |_| {}).unwrap();
+        let z = sampler.invert(&x0, 2, &mut |_| {}).block_on().unwrap();
         let back = sampler
             .sample(&z, 2, 0, StepNoise::Philox(0), &mut |_| {})
+            .block_on()
             .unwrap();
         let mse = back
             .iter()
@@ -296,12 +305,15 @@ fn interpolation_endpoints_are_the_two_samples() {
     let frames: Vec<f32> = (0..5).flat_map(|f| slerp(&a, &b, f as f64 / 4.0)).collect();
     let strip = sampler
         .sample(&frames, 5, 0, StepNoise::Philox(1), &mut |_| {})
+        .block_on()
         .unwrap();
     let sa = sampler
         .sample(&a, 1, 0, StepNoise::Philox(1), &mut |_| {})
+        .block_on()
         .unwrap();
     let sb = sampler
         .sample(&b, 1, 0, StepNoise::Philox(2), &mut |_| {})
+        .block_on()
         .unwrap();
     assert_eq!(strip[..per], sa[..], "first frame");
     assert_eq!(strip[4 * per..], sb[..], "last frame");

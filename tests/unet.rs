@@ -2,18 +2,20 @@
 //! the weights file round trip and its errors, and the full CIFAR-10 architecture at batch 1 and 4.
 
 mod support;
+use pollster::FutureExt as _;
 use support::{gpu, gpu_with};
 
 use std::collections::HashMap;
 
+use ddim_wgpu::diffusion::philox::{NoiseKey, Stream, normals};
+use ddim_wgpu::diffusion::schedule::{BetaSchedule, TrainingSchedule};
 use ddim_wgpu::gpu::Gpu;
-use ddim_wgpu::graph::{plan::Plan, unet};
-use ddim_wgpu::model::config::{DownBlock, UNetConfig, UpBlock};
+use ddim_wgpu::gpu::KernelChoice;
+use ddim_wgpu::graph::plan::Plan;
 use ddim_wgpu::model::weights::{StorageDtype, Training, Weights};
-use ddim_wgpu::ops::KernelChoice;
 use ddim_wgpu::reference;
-use ddim_wgpu::sampler::rng::{NoiseKey, Stream, normals};
-use ddim_wgpu::sampler::schedule::{BetaSchedule, TrainingSchedule};
+use ddim_wgpu::unet;
+use ddim_wgpu::unet::config::{DownBlock, UNetConfig, UpBlock};
 
 /// A small UNet with every supported block type, multi-head attention, padding-0 downsampling.
 pub fn tiny_config() -> UNetConfig {
@@ -90,7 +92,7 @@ fn block_by_block(gpu: &Gpu, family: KernelChoice) {
         let keep: Vec<_> = graph.checkpoints.iter().map(|(_, t)| *t).collect();
         let plan = Plan::new(gpu, &graph, &weights.upload(gpu).unwrap(), batch, &keep).unwrap();
         let (x, t) = inputs(&cfg, batch);
-        let out = plan.run(gpu, &[&x, &t]).unwrap();
+        let out = plan.run(gpu, &[&x, &t]).block_on().unwrap();
 
         let host: HashMap<String, Vec<f32>> = weights
             .tensors
@@ -99,7 +101,10 @@ fn block_by_block(gpu: &Gpu, family: KernelChoice) {
             .collect();
         let want = reference::graph::run(&graph, &host, batch, &[&x, &t]);
         for (name, id) in &graph.checkpoints {
-            let got = gpu.download(plan.activation(*id).unwrap()).unwrap();
+            let got = gpu
+                .download(plan.activation(*id).unwrap())
+                .block_on()
+                .unwrap();
             let r = &want[id];
             let max_ref = r.iter().fold(0.0f64, |m, v| m.max(v.abs()));
             let err = got
@@ -115,7 +120,7 @@ fn block_by_block(gpu: &Gpu, family: KernelChoice) {
                 eprintln!("{variant}, {family:?}: {name}: {e:.2e}");
             }
         }
-        assert_eq!(out, gpu.download(plan.output()).unwrap());
+        assert_eq!(out, gpu.download(plan.output()).block_on().unwrap());
         let s = plan.stats();
         assert!(
             s.lower_bound <= s.planned && s.planned < s.no_reuse,
@@ -134,12 +139,14 @@ fn the_result_does_not_depend_on_the_batch() {
     let three = Plan::new(&gpu, &graph, &weights, 3, &[])
         .unwrap()
         .run(&gpu, &[&x, &t])
+        .block_on()
         .unwrap();
     let per = x.len() / 3;
     let one = Plan::new(&gpu, &graph, &weights, 1, &[]).unwrap();
     for i in 0..3 {
         let single = one
             .run(&gpu, &[&x[i * per..(i + 1) * per], &t[i..i + 1]])
+            .block_on()
             .unwrap();
         assert_eq!(single, three[i * per..(i + 1) * per], "image {i}");
     }
@@ -196,7 +203,7 @@ fn weights_file_round_trip() {
     }
 }
 
-/// google/ddpm-cifar10-32's config.json (DESIGN.md section 5).
+/// google/ddpm-cifar10-32's config.json (ARCHITECTURE.md, "The reference model").
 const CIFAR10_CONFIG: &str = r#"{
   "_class_name": "UNet2DModel", "act_fn": "silu", "attention_head_dim": null,
   "block_out_channels": [128, 256, 256, 256], "center_input_sample": false,
@@ -244,7 +251,7 @@ fn full_cifar10_architecture_converts_and_runs() {
         let plan = Plan::new(&gpu, &graph, &uploaded, batch, &[]).unwrap();
         let (x, t) = inputs(&cfg, batch);
         let start = std::time::Instant::now();
-        let out = plan.run(&gpu, &[&x, &t]).unwrap();
+        let out = plan.run(&gpu, &[&x, &t]).block_on().unwrap();
         let s = plan.stats();
         eprintln!(
             "CIFAR-10 UNet batch {batch}: {} dispatches, {:.2?}; activations planned {:.1} MiB in {} buffers, \

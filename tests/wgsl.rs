@@ -1,7 +1,8 @@
 //! Every kernel parses and validates with naga (no GPU needed), and the host's view of each kernel (Params
 //! size, workgroup size, bindings) matches the shader.
 
-use ddim_wgpu::ops::{Access, KERNELS};
+use ddim_wgpu::gpu::Access;
+use ddim_wgpu::ops::KERNELS;
 
 fn module(name: &str, source: &str) -> (naga::Module, naga::valid::ModuleInfo) {
     let module = naga::front::wgsl::parse_str(source)
@@ -101,7 +102,7 @@ fn kernels_validate_and_match_their_host_mirrors() {
                     let size = module.types[var.ty].inner.size(module.to_ctx()) as u64;
                     assert_eq!(
                         size,
-                        ddim_wgpu::ops::UNIFORM_WINDOW,
+                        ddim_wgpu::gpu::UNIFORM_WINDOW,
                         "{}: binding {i} must declare exactly one uniform window",
                         kernel.name
                     );

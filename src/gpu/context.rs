@@ -2,10 +2,12 @@
 //! turns wgpu's validation errors, out-of-memory and device loss into our [`Error`] instead of a panic.
 
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 
+use super::kernel::{CachedPipeline, KernelChoice};
 use crate::error::{Error, Result};
-use crate::ops::KernelChoice;
 
 /// How to choose the adapter, and which kernel variants to run on it. Built from CLI flags or from the
 /// environment (`DDIM_BACKEND`, `DDIM_ADAPTER`, `DDIM_KERNELS`, `DDIM_WINOGRAD`, `DDIM_INPUT_WINDOWS`,
@@ -199,7 +201,7 @@ pub fn describe(info: &wgpu::AdapterInfo) -> String {
 }
 
 /// Every adapter visible to the backends that `options` allows (the adapter filter is not applied).
-pub fn enumerate_adapters(options: &DeviceOptions) -> Vec<wgpu::Adapter> {
+pub async fn enumerate_adapters(options: &DeviceOptions) -> Vec<wgpu::Adapter> {
     // Our own choice first, then wgpu's `WGPU_BACKEND`, then every backend compiled in.
     let backends = options
         .backend
@@ -207,7 +209,7 @@ pub fn enumerate_adapters(options: &DeviceOptions) -> Vec<wgpu::Adapter> {
         .or_else(wgpu::Backends::from_env)
         .unwrap_or(wgpu::Backends::all());
     let instance = new_instance(backends);
-    pollster::block_on(instance.enumerate_adapters(backends))
+    instance.enumerate_adapters(backends).await
 }
 
 fn new_instance(backends: wgpu::Backends) -> wgpu::Instance {
@@ -221,12 +223,6 @@ fn new_instance(backends: wgpu::Backends) -> wgpu::Instance {
 struct Faults {
     uncaptured: Option<String>,
     lost: Option<String>,
-}
-
-/// A compiled compute pipeline and its bind-group layout, cached per kernel.
-pub(crate) struct CachedPipeline {
-    pub(crate) pipeline: wgpu::ComputePipeline,
-    pub(crate) layout: wgpu::BindGroupLayout,
 }
 
 /// An open device on the chosen adapter, with a pipeline cache. Cheap to share by reference across threads.
@@ -243,12 +239,26 @@ pub struct Gpu {
     pub(crate) pipelines: Mutex<HashMap<&'static str, Arc<CachedPipeline>>>,
     // Working buffers shared by every dispatch that names them (`Gpu::scratch`).
     pub(crate) scratch: Mutex<HashMap<&'static str, wgpu::Buffer>>,
+    // Error scopes the browser has not answered yet (`Gpu::scoped`), with what each named.
+    open_scopes: Mutex<Vec<(String, ScopeFuture)>>,
+}
+
+/// A popped error scope that may not have answered yet.
+#[cfg(not(target_arch = "wasm32"))]
+type ScopeFuture = Pin<Box<dyn Future<Output = Option<wgpu::Error>> + Send>>;
+/// A popped error scope that may not have answered yet (the browser's are not `Send`).
+#[cfg(target_arch = "wasm32")]
+type ScopeFuture = Pin<Box<dyn Future<Output = Option<wgpu::Error>>>>;
+
+/// Locks a mutex whose data stays valid if a holder panicked.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Gpu {
     /// Opens the best adapter that `options` allows, with the adapter's own limits (not wgpu's lower defaults).
-    pub fn new(options: &DeviceOptions) -> Result<Self> {
-        let adapter = choose_adapter(options)?;
+    pub async fn new(options: &DeviceOptions) -> Result<Self> {
+        let adapter = choose_adapter(options).await?;
         let info = adapter.get_info();
         let features = adapter.features() & WANTED_FEATURES;
         let mut limits = adapter.limits();
@@ -262,16 +272,18 @@ impl Gpu {
             limits.max_storage_buffer_binding_size =
                 limits.max_storage_buffer_binding_size.min(cap);
         }
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("ddim-wgpu"),
-            required_features: features,
-            required_limits: limits,
-            ..Default::default()
-        }))
-        .map_err(|e| Error::RequestDevice {
-            adapter: info.name.clone(),
-            message: one_line(&e.to_string()),
-        })?;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("ddim-wgpu"),
+                required_features: features,
+                required_limits: limits,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::RequestDevice {
+                adapter: info.name.clone(),
+                message: one_line(&e.to_string()),
+            })?;
 
         let faults = Arc::new(Mutex::new(Faults::default()));
         {
@@ -301,6 +313,7 @@ impl Gpu {
             injected: options.fault.clone(),
             pipelines: Mutex::new(HashMap::new()),
             scratch: Mutex::new(HashMap::new()),
+            open_scopes: Mutex::new(Vec::new()),
         })
     }
 
@@ -368,6 +381,10 @@ impl Gpu {
 
     /// Runs `f` inside validation, out-of-memory and internal error scopes; any error they catch, an uncaptured
     /// error or a device loss becomes an [`Error`] naming `what`.
+    ///
+    /// Native backends answer a popped scope at once, and so does this. The browser answers later: a scope
+    /// still open is kept and its error returned by the next wait on the GPU ([`Gpu::wait`]), still naming
+    /// `what`.
     pub fn scoped<T>(&self, what: &str, f: impl FnOnce() -> T) -> Result<T> {
         let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
@@ -375,19 +392,37 @@ impl Gpu {
         let value = f();
         self.check_lost(what)?;
         // Scopes pop innermost first.
-        let errors = [
-            pollster::block_on(internal.pop()),
-            pollster::block_on(oom.pop()),
-            pollster::block_on(validation.pop()),
-        ];
-        if let Some(e) = errors.into_iter().flatten().next() {
-            return Err(Error::Gpu {
-                what: what.to_string(),
-                message: one_line(&e.to_string()),
-            });
+        for scope in [internal.pop(), oom.pop(), validation.pop()] {
+            let mut scope: ScopeFuture = Box::pin(scope);
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            match scope.as_mut().poll(&mut cx) {
+                Poll::Ready(Some(e)) => {
+                    return Err(Error::Gpu {
+                        what: what.to_string(),
+                        message: one_line(&e.to_string()),
+                    });
+                }
+                Poll::Ready(None) => {}
+                Poll::Pending => lock(&self.open_scopes).push((what.to_string(), scope)),
+            }
         }
         self.check_faults(what)?;
         Ok(value)
+    }
+
+    /// The first error of the scopes [`Gpu::scoped`] left open, once they have all answered.
+    async fn settle_scopes(&self) -> Result<()> {
+        let open = std::mem::take(&mut *lock(&self.open_scopes));
+        let mut first = None;
+        for (what, scope) in open {
+            if let Some(e) = scope.await {
+                first.get_or_insert(Error::Gpu {
+                    what,
+                    message: one_line(&e.to_string()),
+                });
+            }
+        }
+        first.map_or(Ok(()), Err)
     }
 
     /// Returns an error if the device was lost.
@@ -415,20 +450,44 @@ impl Gpu {
         Ok(())
     }
 
-    /// Submits `encoder` and waits for the GPU to finish it, reporting any error as one naming `what`.
-    pub fn submit_and_wait(&self, what: &str, encoder: wgpu::CommandEncoder) -> Result<()> {
+    /// Submits `encoder` without waiting, reporting a refused submission as an error naming `what`. Later
+    /// submissions see its results (a queue runs in order).
+    pub fn submit(&self, what: &str, encoder: wgpu::CommandEncoder) -> Result<()> {
         if matches!(&self.injected, Some(Fault::LoseDevice(at)) if what.starts_with(at.as_str())) {
             self.device.destroy();
         }
-        let index = self.scoped(what, || self.queue.submit([encoder.finish()]))?;
-        self.wait(what, Some(index))
+        self.scoped(what, || self.queue.submit([encoder.finish()]))?;
+        Ok(())
     }
 
-    /// Blocks until the submission (or all work, with `None`) is done.
-    pub fn wait(&self, what: &str, index: Option<wgpu::SubmissionIndex>) -> Result<()> {
+    /// Submits `encoder` and waits for the GPU to finish it, reporting any error as one naming `what`.
+    pub async fn submit_and_wait(&self, what: &str, encoder: wgpu::CommandEncoder) -> Result<()> {
+        self.submit(what, encoder)?;
+        self.wait(what).await
+    }
+
+    /// Waits until all submitted work is done, then reports what went wrong meanwhile: a device loss, an error
+    /// outside any scope, or one of a scope that answered late.
+    pub async fn wait(&self, what: &str) -> Result<()> {
+        let (done, finished) = futures_channel::oneshot::channel();
+        self.queue.on_submitted_work_done(move || {
+            // The receiver is awaited below; a failed send only means nobody waits any more.
+            let _ = done.send(());
+        });
+        self.poll_until_idle(what)?;
+        // A lost device drops the callback unrun; the checks below then say why.
+        let _ = finished.await;
+        self.settle_scopes().await?;
+        self.check_faults(what)
+    }
+
+    /// Drives the native device until its queue is empty, running the callbacks that completes. The browser
+    /// drives its own device; there this returns at once.
+    pub(crate) fn poll_until_idle(&self, what: &str) -> Result<()> {
+        #[cfg(not(target_arch = "wasm32"))]
         self.device
             .poll(wgpu::PollType::Wait {
-                submission_index: index,
+                submission_index: None,
                 timeout: None,
             })
             .map_err(|e| {
@@ -440,12 +499,14 @@ impl Gpu {
                     message: one_line(&e.to_string()),
                 })
             })?;
-        self.check_faults(what)
+        #[cfg(target_arch = "wasm32")]
+        let _ = what;
+        Ok(())
     }
 }
 
-fn choose_adapter(options: &DeviceOptions) -> Result<wgpu::Adapter> {
-    let mut candidates = enumerate_adapters(options);
+async fn choose_adapter(options: &DeviceOptions) -> Result<wgpu::Adapter> {
+    let mut candidates = enumerate_adapters(options).await;
     let seen = if candidates.is_empty() {
         "none".to_string()
     } else {

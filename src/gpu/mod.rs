@@ -1,11 +1,20 @@
-//! GPU plumbing: the device context, tensors, and the timestamp profiler.
+//! The GPU layer: the device context, tensors, kernels and their pipeline cache, dispatches, uniform windows,
+//! the roofline and the timestamp profiler. It knows no operation: `ops` builds on it, never the reverse.
 
+pub(crate) mod check;
 mod context;
+mod dispatch;
+mod kernel;
 pub mod profiler;
+pub mod roofline;
 mod tensor;
+pub(crate) mod windows;
 
-pub(crate) use context::CachedPipeline;
 pub use context::{
     DeviceOptions, Fault, Gpu, describe, enumerate_adapters, parse_backend, parse_switch,
 };
+pub use dispatch::{Cost, Dispatch, grid};
+pub(crate) use dispatch::{LaunchSpec, workgroups_for};
+pub use kernel::{Access, COMMON_WGSL, Kernel, KernelChoice, UNIFORM_WINDOW};
+pub(crate) use kernel::{WINDOW_FLOATS, windows_then};
 pub use tensor::Tensor;

@@ -10,10 +10,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::Dispatch;
 use super::Gpu;
+use super::roofline::Roof;
 use crate::error::{Error, Result};
-use crate::ops::Dispatch;
-use crate::ops::roofline::Roof;
 
 /// How timestamps are taken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -186,9 +186,10 @@ impl Profiler {
     }
 
     /// Reads every step's timestamps back (after the last submit) and converts them to nanoseconds.
-    pub fn finish(self, gpu: &Gpu) -> Result<Vec<DispatchTiming>> {
-        let bytes =
-            gpu.download_bytes(&self.resolve, self.resolve.size(), "resolved timestamps")?;
+    pub async fn finish(self, gpu: &Gpu) -> Result<Vec<DispatchTiming>> {
+        let bytes = gpu
+            .download_bytes(&self.resolve, self.resolve.size(), "resolved timestamps")
+            .await?;
         let period = gpu.queue().get_timestamp_period() as f64;
         let mut raw = Vec::new();
         for (step, records) in self.pending.into_iter().enumerate() {

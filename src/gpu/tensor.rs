@@ -216,23 +216,30 @@ impl Gpu {
     }
 
     /// Reads a tensor back to the CPU. Waits for all submitted work.
-    pub fn download(&self, tensor: &Tensor) -> Result<Vec<f32>> {
-        let bytes = self.download_range(
-            tensor.buffer(),
-            tensor.offset(),
-            tensor.bytes(),
-            tensor.label(),
-        )?;
+    pub async fn download(&self, tensor: &Tensor) -> Result<Vec<f32>> {
+        let bytes = self
+            .download_range(
+                tensor.buffer(),
+                tensor.offset(),
+                tensor.bytes(),
+                tensor.label(),
+            )
+            .await?;
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 
     /// Reads the first `size` bytes of any copy-source buffer back to the CPU.
-    pub fn download_bytes(&self, buffer: &wgpu::Buffer, size: u64, label: &str) -> Result<Vec<u8>> {
-        self.download_range(buffer, 0, size, label)
+    pub async fn download_bytes(
+        &self,
+        buffer: &wgpu::Buffer,
+        size: u64,
+        label: &str,
+    ) -> Result<Vec<u8>> {
+        self.download_range(buffer, 0, size, label).await
     }
 
     /// Reads `size` bytes from `offset` (both multiples of 4) of any copy-source buffer back to the CPU.
-    pub fn download_range(
+    pub async fn download_range(
         &self,
         buffer: &wgpu::Buffer,
         offset: u64,
@@ -257,13 +264,13 @@ impl Gpu {
             self.queue().submit([encoder.finish()]);
             staging
         })?;
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (tx, rx) = futures_channel::oneshot::channel();
         staging.map_async(wgpu::MapMode::Read, .., move |r| {
-            // The receiver lives until after the poll below; a failed send only means we stopped waiting.
+            // The receiver is awaited below; a failed send only means nobody waits any more.
             let _ = tx.send(r);
         });
-        self.wait(&what, None)?;
-        let mapped = rx.recv().map_err(|_| Error::Readback {
+        self.wait(&what).await?;
+        let mapped = rx.await.map_err(|_| Error::Readback {
             tensor: label.to_string(),
             message: "the map callback never ran".into(),
         })?;

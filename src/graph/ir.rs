@@ -1,5 +1,5 @@
 //! The graph IR: tensors and ops, with shapes inferred and checked as the graph is built. The IR knows ops and
-//! tensors, not UNets (`graph::unet` is the only module that knows the architecture).
+//! tensors, not UNets (`unet::builder` is the only module that knows the architecture).
 //!
 //! Activation and input shapes are per image (the batch is a plan parameter); parameter shapes are complete.
 

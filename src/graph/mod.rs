@@ -1,6 +1,6 @@
-//! The UNet as a graph: the IR ([`ir`]), the one module that knows the architecture ([`unet`]), the memory plan
-//! that binds every node to buffers once ([`plan`]), and its execution.
+//! The executor: a graph IR of tensors and ops with shape inference ([`ir`]), and the memory plan that binds
+//! every node to buffers once and runs the graph as one compute pass ([`plan`]). It knows ops and tensors, not
+//! UNets.
 
 pub mod ir;
 pub mod plan;
-pub mod unet;

@@ -7,9 +7,9 @@ use std::collections::HashMap;
 
 use super::ir::{Graph, Op, TensorId, TensorKind};
 use crate::error::{Error, Result};
+use crate::gpu::{Dispatch, UNIFORM_WINDOW};
 use crate::gpu::{Gpu, Tensor};
 use crate::ops::timestep_embedding::TimestepEmbedding;
-use crate::ops::{Dispatch, UNIFORM_WINDOW};
 use crate::ops::{attention, concat, conv2d, elementwise, group_norm, linear, upsample};
 
 /// One activation's life: written by node `start`, last read by node `end` (inclusive).
@@ -499,7 +499,7 @@ impl Plan {
     }
 
     /// Writes the inputs, runs the graph with one submit, and reads the output back.
-    pub fn run(&self, gpu: &Gpu, inputs: &[&[f32]]) -> Result<Vec<f32>> {
+    pub async fn run(&self, gpu: &Gpu, inputs: &[&[f32]]) -> Result<Vec<f32>> {
         if inputs.len() != self.inputs.len() {
             return Err(Error::param(
                 "plan",
@@ -513,8 +513,9 @@ impl Plan {
         for (t, data) in self.inputs.iter().zip(inputs) {
             t.write(gpu, data)?;
         }
-        gpu.run("unet", &self.dispatches.iter().collect::<Vec<_>>())?;
-        gpu.download(&self.output)
+        gpu.run("unet", &self.dispatches.iter().collect::<Vec<_>>())
+            .await?;
+        gpu.download(&self.output).await
     }
 }
 
@@ -557,8 +558,8 @@ pub fn max_batch(gpu: &Gpu, graph: &Graph) -> Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::unet;
-    use crate::model::config::UNetConfig;
+    use crate::unet;
+    use crate::unet::config::UNetConfig;
 
     #[test]
     fn assignment_keeps_meeting_lives_apart_and_reuses_the_rest() {

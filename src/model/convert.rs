@@ -8,13 +8,13 @@ use std::path::{Path, PathBuf};
 use safetensors::SafeTensors;
 use yaml_rust2::{Yaml, YamlLoader};
 
-use super::config::{DownBlock, MAX_LEVELS, UNetConfig, UpBlock};
 use super::torch::read_checkpoint;
 use super::weights::{HostTensor, Training, Weights, decode};
+use crate::diffusion::schedule::{BetaSchedule, TrainingSchedule};
+use crate::diffusion::step::Prediction;
 use crate::error::{Error, Result};
 use crate::io;
-use crate::ops::ddim::Prediction;
-use crate::sampler::schedule::{BetaSchedule, TrainingSchedule};
+use crate::unet::config::{DownBlock, MAX_LEVELS, UNetConfig, UpBlock};
 
 /// Loads a model from our weights file, or converts a diffusers directory on the fly.
 pub fn load_model(path: &Path) -> Result<Weights> {
@@ -152,7 +152,7 @@ pub fn from_original(ckpt: &Path, yaml: &Path) -> Result<Weights> {
     Ok(w)
 }
 
-/// The diffusers name of an original DDPM/DDIM parameter (DESIGN.md section 5), or `None` if it has none.
+/// The diffusers name of an original DDPM/DDIM parameter (the key map ARCHITECTURE.md gives), or `None` if it has none.
 pub fn rename_original(key: &str, levels: usize) -> Option<String> {
     let (module, param) = key.rsplit_once('.')?;
     let parts: Vec<&str> = module.split('.').collect();

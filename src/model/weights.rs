@@ -11,12 +11,12 @@ use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
 use serde::{Deserialize, Serialize};
 
-use super::config::UNetConfig;
+use crate::diffusion::philox::{NoiseKey, Stream, normals};
+use crate::diffusion::schedule::TrainingSchedule;
+use crate::diffusion::step::Prediction;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
-use crate::ops::ddim::Prediction;
-use crate::sampler::rng::{NoiseKey, Stream, normals};
-use crate::sampler::schedule::TrainingSchedule;
+use crate::unet::config::UNetConfig;
 
 /// The `format` metadata value of our files.
 pub const FORMAT: &str = "ddim-wgpu";
@@ -89,7 +89,7 @@ impl Training {
     /// Checks what the sampler relies on: 1 ..= [`MAX_TRAIN_STEPS`] timesteps, a `steps_offset` below T, and
     /// betas that are all inside (0, 1).
     ///
-    /// [`MAX_TRAIN_STEPS`]: crate::sampler::schedule::MAX_TRAIN_STEPS
+    /// [`MAX_TRAIN_STEPS`]: crate::diffusion::schedule::MAX_TRAIN_STEPS
     pub fn validate(&self) -> Result<()> {
         self.schedule
             .betas()
@@ -204,7 +204,7 @@ impl Weights {
     /// Checks the tensors against the graph the config builds: every parameter present with its shape, no
     /// tensor the model does not use, every value finite. The error names the first offending tensor.
     pub fn validate(&self) -> Result<()> {
-        let graph = crate::graph::unet::build(&self.config)?;
+        let graph = crate::unet::builder::build(&self.config)?;
         let params = graph.params();
         for (name, shape) in &params {
             let t = self.tensors.get(*name).ok_or_else(|| Error::Weights {
@@ -422,7 +422,7 @@ impl Weights {
     /// ~ N(0, 0.01), norm scales ~ 1 + N(0, 0.01). Activations stay of order 1 through any depth, which is what
     /// tests and benchmarks of the whole network need. Deterministic in `seed`.
     pub fn random(config: &UNetConfig, seed: u64) -> Result<Self> {
-        let graph = crate::graph::unet::build(config)?;
+        let graph = crate::unet::builder::build(config)?;
         // A config within `UNetConfig`'s bounds can still describe more parameters than memory holds (8 levels
         // of 8,192 channels); a model file cannot (its tensors are in the file), but random weights are made
         // from the config alone (`ddim profile config.json`).

@@ -3,12 +3,9 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{
-    Access, Cost, Dispatch, Kernel, LaunchSpec, check_bindings, dim, dims, expect_shape, nonzero,
-    workgroups_for,
-};
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, Tensor};
+use crate::gpu::check::{check_bindings, dim, dims, expect_shape, nonzero};
+use crate::gpu::{Access, Cost, Dispatch, Gpu, Kernel, LaunchSpec, Tensor, workgroups_for};
 
 const OP: &str = "concat";
 

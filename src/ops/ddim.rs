@@ -1,4 +1,4 @@
-//! The DDIM update (DESIGN.md section 6) on the GPU, two ways:
+//! The DDIM update on the GPU (the maths is `diffusion::step`), two ways:
 //!
 //! - [`UpdateMode::Fused`]: `kernels/ddim_step.wgsl`, one pass over x with the noise generated in registers
 //!   (plus `kernels/ddim_threshold.wgsl` first when dynamic thresholding is on);
@@ -11,10 +11,12 @@ use bytemuck::{Pod, Zeroable};
 
 use super::conv2d::{Conv2dConfig, ConvShape};
 use super::elementwise::{Binary, Unary, binary, unary};
-use super::{Access, Cost, Dispatch, Kernel, dim, expect_shape, nonzero, randn, workgroups_for};
+use super::randn;
+use crate::diffusion::philox::{NoiseKey, Stream};
+use crate::diffusion::step::{Prediction, StepCoefficients, Threshold};
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, Tensor};
-use crate::sampler::rng::{NoiseKey, Stream};
+use crate::gpu::check::{dim, expect_shape, nonzero};
+use crate::gpu::{Access, Cost, Dispatch, Gpu, Kernel, Tensor, workgroups_for};
 
 const OP: &str = "ddim_step";
 
@@ -147,111 +149,6 @@ fn step_params(spec: &StepSpec<'_>) -> DdimStepParams {
     }
 }
 
-/// What the model predicts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Prediction {
-    /// The noise epsilon (DDPM, DDIM, most checkpoints).
-    #[default]
-    Epsilon = 0,
-    /// x0 itself.
-    Sample = 1,
-    /// v = sqrt(a) eps - sqrt(1 - a) x0 (Salimans and Ho 2022).
-    V = 2,
-}
-
-/// The scalars of one step from timestep t to the previous timestep p, computed in f64.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct StepCoefficients {
-    /// sqrt(a_t)
-    pub sqrt_a_t: f64,
-    /// sqrt(1 - a_t)
-    pub sqrt_1m_a_t: f64,
-    /// The weight of x0: sqrt(a_p) for DDIM.
-    pub sqrt_a_p: f64,
-    /// sqrt(1 - a_p - sigma^2), the weight of the direction pointing to x_t (DDIM).
-    pub dir_coef: f64,
-    /// The weight of x_t itself: 0 for DDIM, nonzero for the DDPM posterior mean (sigma-hat).
-    pub coef_xt: f64,
-    /// The standard deviation of the added noise.
-    pub sigma: f64,
-}
-
-impl StepCoefficients {
-    /// DDIM with `sigma = eta * sqrt((1 - a_p) / (1 - a_t)) * sqrt(1 - a_t / a_p)`; eta = 0 is deterministic,
-    /// eta = 1 the DDPM posterior variance. `a_t` and `a_p` are alphas_cumprod at t and at the previous
-    /// timestep (1 or a_0 past the end).
-    pub fn ddim(a_t: f64, a_p: f64, eta: f64) -> Result<Self> {
-        if !(a_t > 0.0 && a_t < 1.0) {
-            return Err(Error::param(
-                OP,
-                format!("alpha_cumprod at t must lie in (0, 1), got {a_t}"),
-            ));
-        }
-        if !(a_p > 0.0 && a_p <= 1.0) {
-            return Err(Error::param(
-                OP,
-                format!("alpha_cumprod at the previous step must lie in (0, 1], got {a_p}"),
-            ));
-        }
-        if !(eta >= 0.0 && eta.is_finite()) {
-            return Err(Error::param(
-                OP,
-                format!("eta must be finite and >= 0, got {eta}"),
-            ));
-        }
-        let variance = ((1.0 - a_p) / (1.0 - a_t)) * (1.0 - a_t / a_p);
-        let sigma = eta * variance.max(0.0).sqrt();
-        // 1 - a_p - sigma^2 is exactly 0 for eta = 1 at the last step; rounding may push it below.
-        let dir_coef = (1.0 - a_p - sigma * sigma).max(0.0).sqrt();
-        Ok(StepCoefficients {
-            sqrt_a_t: a_t.sqrt(),
-            sqrt_1m_a_t: (1.0 - a_t).sqrt(),
-            sqrt_a_p: a_p.sqrt(),
-            dir_coef,
-            coef_xt: 0.0,
-            sigma,
-        })
-    }
-
-    /// The paper's sigma-hat: the DDPM posterior q(x_p | x_t, x0) with the larger variance beta_t = 1 - a_t/a_p
-    /// (the official code's `ddpm_steps`): mean = sqrt(a_p) beta_t / (1 - a_t) x0 + sqrt(1 - beta_t)
-    /// (1 - a_p) / (1 - a_t) x_t, standard deviation sqrt(beta_t) (0 when `last`, as the official code drops
-    /// the noise at t = 0).
-    pub fn sigma_hat(a_t: f64, a_p: f64, last: bool) -> Result<Self> {
-        let base = Self::ddim(a_t, a_p, 0.0)?;
-        let beta = 1.0 - a_t / a_p;
-        Ok(StepCoefficients {
-            sqrt_a_p: a_p.sqrt() * beta / (1.0 - a_t),
-            dir_coef: 0.0,
-            coef_xt: (1.0 - beta).sqrt() * (1.0 - a_p) / (1.0 - a_t),
-            sigma: if last { 0.0 } else { beta.max(0.0).sqrt() },
-            ..base
-        })
-    }
-
-    /// One step of DDIM inversion, from alphas_cumprod `a_cur` up to `a_next` (eta = 0):
-    /// x_next = sqrt(a_next) x0 + sqrt(1 - a_next) eps. `a_cur` = 1 is the clean image.
-    pub fn inversion(a_cur: f64, a_next: f64) -> Result<Self> {
-        if !(a_cur > 0.0 && a_cur <= 1.0 && a_next > 0.0 && a_next < 1.0) {
-            return Err(Error::param(
-                OP,
-                format!(
-                    "inversion from alpha_cumprod {a_cur} to {a_next}: both must lie in (0, 1]"
-                ),
-            ));
-        }
-        Ok(StepCoefficients {
-            sqrt_a_t: a_cur.sqrt(),
-            sqrt_1m_a_t: (1.0 - a_cur).sqrt(),
-            sqrt_a_p: a_next.sqrt(),
-            dir_coef: (1.0 - a_next).sqrt(),
-            coef_xt: 0.0,
-            sigma: 0.0,
-        })
-    }
-}
-
 /// Where the noise z of a step comes from.
 #[derive(Clone, Copy)]
 pub enum Noise<'a> {
@@ -266,15 +163,6 @@ pub enum Noise<'a> {
     },
     /// Given normals with x's shape (for exact comparison with other implementations).
     Tensor(&'a Tensor),
-}
-
-/// Dynamic thresholding: `s = clamp(quantile(|x0|, ratio), 1, max_value)` per image, `x0 = clamp(x0, -s, s) / s`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Threshold {
-    /// The quantile, in [0, 1] (diffusers' `dynamic_thresholding_ratio`, 0.995 by default).
-    pub ratio: f32,
-    /// The largest s (diffusers' `sample_max_value`), at least 1.
-    pub max_value: f32,
 }
 
 /// Everything one update needs besides its tensors.
@@ -394,7 +282,7 @@ pub fn conv_ddim_update(
         label,
         &ConvStepParams { shape, d },
         &[conv_input, weight, bias, noise, x],
-        shape.workgroups(),
+        workgroups_for(shape.blocks_4x4(), CONV_KERNEL.workgroup_size),
     )
     .map(|disp| {
         disp.with_cost(Cost::new(

@@ -3,9 +3,9 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{Access, Cost, Dispatch, Kernel, dim, expect_shape, nonzero, workgroups_for};
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, Tensor};
+use crate::gpu::check::{dim, expect_shape, nonzero};
+use crate::gpu::{Access, Cost, Dispatch, Gpu, Kernel, Tensor, workgroups_for};
 
 const OP: &str = "elementwise";
 

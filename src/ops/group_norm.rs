@@ -8,12 +8,9 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{
-    Access, Cost, Dispatch, Kernel, KernelChoice, LaunchSpec, check_bindings, dim, expect_shape,
-    nonzero,
-};
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, Tensor};
+use crate::gpu::check::{check_bindings, dim, expect_shape, nonzero};
+use crate::gpu::{Access, Cost, Dispatch, Gpu, Kernel, KernelChoice, LaunchSpec, Tensor};
 
 const OP: &str = "group_norm";
 

@@ -11,11 +11,9 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::conv2d::{self, Conv2dConfig, ConvShape};
-use super::{
-    Access, Cost, Dispatch, Kernel, KernelChoice, dim, dims, expect_shape, nonzero, workgroups_for,
-};
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, Tensor};
+use crate::gpu::check::{dim, dims, expect_shape, nonzero};
+use crate::gpu::{Access, Cost, Dispatch, Gpu, Kernel, KernelChoice, Tensor, workgroups_for};
 
 const OP: &str = "linear";
 

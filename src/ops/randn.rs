@@ -1,12 +1,12 @@
 //! Philox4x32-10 on the GPU (`kernels/randn.wgsl`): standard normals keyed by (seed, image, step, stream),
-//! and the raw u32 stream for the bit-exactness tests. The CPU twin is [`crate::sampler::rng`].
+//! and the raw u32 stream for the bit-exactness tests. The CPU twin is [`crate::diffusion::philox`].
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{Access, Cost, Dispatch, Kernel, dim, nonzero, workgroups_for};
+use crate::diffusion::philox::NoiseKey;
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, Tensor};
-use crate::sampler::rng::NoiseKey;
+use crate::gpu::check::{dim, nonzero};
+use crate::gpu::{Access, Cost, Dispatch, Gpu, Kernel, Tensor, workgroups_for};
 
 const OP: &str = "randn";
 

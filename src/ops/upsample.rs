@@ -2,9 +2,9 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{Access, Cost, Dispatch, Kernel, dim, dims, expect_shape, nonzero, workgroups_for};
 use crate::error::Result;
-use crate::gpu::{Gpu, Tensor};
+use crate::gpu::check::{dim, dims, expect_shape, nonzero};
+use crate::gpu::{Access, Cost, Dispatch, Gpu, Kernel, Tensor, workgroups_for};
 
 const OP: &str = "upsample_nearest";
 

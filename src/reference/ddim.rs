@@ -1,6 +1,6 @@
 //! The DDIM update written straight from the paper's equation (12) and diffusers' `DDIMScheduler.step`, in f64.
 
-use crate::ops::ddim::Prediction;
+use crate::diffusion::step::Prediction;
 
 /// One step's settings, from first principles (no precomputed coefficients).
 #[derive(Clone, Copy, Debug)]

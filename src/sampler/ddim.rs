@@ -7,19 +7,17 @@
 
 use std::collections::HashMap;
 
-use super::rng::{self, NoiseKey, Stream};
-use super::schedule::TrainingSchedule;
-use super::timesteps::{Spacing, timesteps};
+use crate::diffusion::philox::{self, NoiseKey, Stream};
+use crate::diffusion::schedule::TrainingSchedule;
+use crate::diffusion::step::{Prediction, StepCoefficients, Threshold, check_eta};
+use crate::diffusion::timesteps::{Spacing, timesteps};
 use crate::error::{Error, Result};
+use crate::gpu::Dispatch;
 use crate::gpu::profiler::{DispatchTiming, Profiler};
 use crate::gpu::{Gpu, Tensor};
 use crate::graph::ir::Graph;
 use crate::graph::plan::Plan;
-use crate::ops::Dispatch;
-use crate::ops::ddim::{
-    DdimScratch, Noise, Prediction, StepCoefficients, StepSpec, Threshold, UpdateMode,
-    conv_ddim_update, ddim_update,
-};
+use crate::ops::ddim::{DdimScratch, Noise, StepSpec, UpdateMode, conv_ddim_update, ddim_update};
 
 /// Everything that decides the trajectory besides the model and the seed.
 #[derive(Clone, Debug, PartialEq)]
@@ -82,12 +80,7 @@ pub fn plan_steps(s: &SamplerSettings) -> Result<(Vec<Step>, Vec<String>)> {
     let alphas = s.schedule.alphas_cumprod()?;
     let (ts, warnings) = timesteps(s.spacing, s.steps, s.schedule.train_steps, s.steps_offset)?;
     let final_alpha = if s.set_alpha_to_one { 1.0 } else { alphas[0] };
-    if s.eta < 0.0 || !s.eta.is_finite() {
-        return Err(Error::param(
-            "sampler",
-            format!("eta must be finite and >= 0, got {}", s.eta),
-        ));
-    }
+    check_eta(s.eta)?;
     let steps = ts
         .iter()
         .enumerate()
@@ -121,7 +114,7 @@ pub fn latents(seed: u64, first_image: u32, batch: usize, per_image: usize) -> V
         step: 0,
         stream: Stream::Latent,
     };
-    rng::normals(key, first_image, batch, per_image)
+    philox::normals(key, first_image, batch, per_image)
         .into_iter()
         .map(|v| v as f32)
         .collect()
@@ -211,7 +204,7 @@ impl<'a> Sampler<'a> {
     /// Each step records `unet` (the plan's dispatches, or all but the final convolution when the update is fused
     /// into it) and then its own update dispatches. With a profiler, every dispatch is timestamped and each
     /// step's wall time is recorded.
-    fn run_steps(
+    async fn run_steps(
         &self,
         plan: &Plan,
         unet: &[Dispatch],
@@ -223,48 +216,48 @@ impl<'a> Sampler<'a> {
         for (i, (t, update)) in steps.iter().enumerate() {
             plan.inputs()[1].write(self.gpu, &vec![*t as f32; batch])?;
             let what = format!("sampling step {} (t = {t})", i + 1);
-            let start = std::time::Instant::now();
-            self.gpu
-                .scoped(&what, || {
-                    let mut encoder =
-                        self.gpu
-                            .device()
-                            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                                label: Some(&what),
-                            });
-                    match profile.as_mut() {
-                        Some((profiler, _)) => {
-                            let all: Vec<&Dispatch> = unet.iter().chain(update).collect();
-                            profiler.record_step(&mut encoder, i, &all).map(|_| encoder)
-                        }
-                        None => {
-                            {
-                                let mut pass =
-                                    encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                                        label: Some(&what),
-                                        timestamp_writes: None,
-                                    });
-                                for d in unet.iter().chain(update) {
-                                    d.record(&mut pass);
-                                }
-                            }
-                            Ok(encoder)
-                        }
+            let start = web_time::Instant::now();
+            let encoder = self.gpu.scoped(&what, || {
+                let mut encoder = self
+                    .gpu
+                    .device()
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(&what) });
+                match profile.as_mut() {
+                    Some((profiler, _)) => {
+                        let all: Vec<&Dispatch> = unet.iter().chain(update).collect();
+                        profiler.record_step(&mut encoder, i, &all).map(|_| encoder)
                     }
-                })?
-                .and_then(|encoder| self.gpu.submit_and_wait(&what, encoder))
-                .map_err(|e| self.gpu.locate_fault(e, unet.iter().chain(update)))?;
+                    None => {
+                        {
+                            let mut pass =
+                                encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                                    label: Some(&what),
+                                    timestamp_writes: None,
+                                });
+                            for d in unet.iter().chain(update) {
+                                d.record(&mut pass);
+                            }
+                        }
+                        Ok(encoder)
+                    }
+                }
+            })?;
+            let submitted = match encoder {
+                Ok(encoder) => self.gpu.submit_and_wait(&what, encoder).await,
+                Err(e) => Err(e),
+            };
+            submitted.map_err(|e| self.gpu.locate_fault(e, unet.iter().chain(update)))?;
             if let Some((_, walls)) = profile.as_mut() {
                 walls.push(start.elapsed().as_secs_f64());
             }
             progress(i + 1);
         }
-        self.gpu.download(&plan.inputs()[0])
+        self.gpu.download(&plan.inputs()[0]).await
     }
 
     /// Samples images `first_image .. first_image + batch` from their latents `x_t` (`[batch, C, H, W]`
     /// flattened); returns x_0, unclamped.
-    pub fn sample(
+    pub async fn sample(
         &self,
         x_t: &[f32],
         batch: usize,
@@ -273,11 +266,12 @@ impl<'a> Sampler<'a> {
         progress: &mut dyn FnMut(usize),
     ) -> Result<Vec<f32>> {
         self.sample_impl(x_t, batch, first_image, noise, progress, None)
+            .await
     }
 
     /// [`Sampler::sample`] with GPU timestamps around every dispatch: also returns each dispatch's timing and
     /// each step's wall time in seconds.
-    pub fn sample_profiled(
+    pub async fn sample_profiled(
         &self,
         x_t: &[f32],
         batch: usize,
@@ -288,12 +282,14 @@ impl<'a> Sampler<'a> {
         // The UNet's nodes plus the longest update chain (the unfused one with thresholding: 9 dispatches).
         let profiler = Profiler::new(self.gpu, self.graph.nodes.len() + 16, self.steps.len())?;
         let mut profile = (profiler, Vec::with_capacity(self.steps.len()));
-        let x = self.sample_impl(x_t, batch, first_image, noise, progress, Some(&mut profile))?;
+        let x = self
+            .sample_impl(x_t, batch, first_image, noise, progress, Some(&mut profile))
+            .await?;
         let (profiler, walls) = profile;
-        Ok((x, profiler.finish(self.gpu)?, walls))
+        Ok((x, profiler.finish(self.gpu).await?, walls))
     }
 
-    fn sample_impl(
+    async fn sample_impl(
         &self,
         x_t: &[f32],
         batch: usize,
@@ -385,12 +381,13 @@ impl<'a> Sampler<'a> {
             None => plan.dispatches(),
         };
         self.run_steps(&plan, unet, &prepared, progress, profile)
+            .await
     }
 
     /// DDIM inversion (eta = 0) of clean images `x0` (`[batch, C, H, W]`, in [-1, 1]) to latents x_T, visiting
     /// the sampling timesteps in increasing order. Each step evaluates the UNet at the timestep it moves to, from
     /// the current latent (diffusers' DDIMInverseScheduler): S evaluations, mirroring the S of sampling.
-    pub fn invert(
+    pub async fn invert(
         &self,
         x0: &[f32],
         batch: usize,
@@ -427,6 +424,7 @@ impl<'a> Sampler<'a> {
             a_cur = a_next;
         }
         self.run_steps(&plan, plan.dispatches(), &prepared, progress, None)
+            .await
     }
 }
 

@@ -1,7 +1,3 @@
-//! The sampler: schedules, timestep sequences, the DDIM loop with inversion and interpolation, and the
-//! random-number generator shared with the kernels.
+//! The sampler: the DDIM loop over a planned UNet (sampling, inversion), the starting latents, and slerp.
 
 pub mod ddim;
-pub mod rng;
-pub mod schedule;
-pub mod timesteps;

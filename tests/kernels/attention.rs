@@ -1,7 +1,8 @@
+use ddim_wgpu::gpu::KernelChoice;
 use ddim_wgpu::gpu::{DeviceOptions, Gpu};
-use ddim_wgpu::ops::KernelChoice;
 use ddim_wgpu::ops::attention::{KeySplit, Products, WindowGeometry, attention};
 use ddim_wgpu::reference::nn;
+use pollster::FutureExt as _;
 
 use crate::common::{assert_normalised, data, gpu_families, random, run};
 use crate::gpu_or_skip;
@@ -214,6 +215,7 @@ fn attention_products_read_operands_through_windows() {
         max_binding: Some(9 << 20),
         ..DeviceOptions::from_env().unwrap()
     })
+    .block_on()
     .unwrap();
     assert_eq!(Products::on(&small, 4, 8, 1024).map(|c| c.group), Some(2));
     let name = "attention 2x16x32x32 head_dim 8, two groups";
@@ -231,7 +233,7 @@ fn attention_windows_in_several_buffers() {
         max_binding: Some(96 * 1024),
         ..DeviceOptions::from_env().unwrap()
     };
-    let gpu = Gpu::new(&options).unwrap();
+    let gpu = Gpu::new(&options).block_on().unwrap();
     for (name, shape, head_dim) in [
         (
             "attention 1x384x8x8 head_dim 128 (3 heads)",
@@ -276,6 +278,7 @@ fn attention_tiled_splits_keys_and_groups_pairs() {
         max_binding: Some(256 * 1024),
         ..DeviceOptions::from_env().unwrap()
     })
+    .block_on()
     .unwrap();
     // Three heads of 64 over 9 x 10 = 90 tokens, batch 3: 9 pairs, 2 splits (64 + 26 keys), 2 x 90 x 66 =
     // 11,880 floats of state a pair: 5 pairs in the first launch, 4 in the second.
@@ -309,6 +312,7 @@ fn attention_tiled_splits_keys_and_groups_pairs() {
         split_k: false,
         ..DeviceOptions::from_env().unwrap()
     })
+    .block_on()
     .unwrap();
     assert_eq!(KeySplit::on(&unsplit, 9, 3, head_dim, 90).splits, 1);
     let (q, k) = (

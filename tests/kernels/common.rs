@@ -1,10 +1,12 @@
-//! Shared test helpers: one GPU per test binary, deterministic data, and the two error measures of DESIGN.md §3.
+//! Shared test helpers: one GPU per test binary, deterministic data, and the two error measures: elementwise
+//! `|a - b| <= atol + rtol |ref|`, and for reductions the normalised `max |a - b| / max |ref|`.
 
+use pollster::FutureExt as _;
 use std::sync::OnceLock;
 
+use ddim_wgpu::gpu::Dispatch;
+use ddim_wgpu::gpu::KernelChoice;
 use ddim_wgpu::gpu::{DeviceOptions, Gpu, Tensor};
-use ddim_wgpu::ops::Dispatch;
-use ddim_wgpu::ops::KernelChoice;
 
 /// The shared device, or `None` (the test then returns early) when no adapter exists and neither `CI` nor
 /// `DDIM_REQUIRE_GPU` is set. With either set, a missing adapter fails the test.
@@ -45,7 +47,7 @@ fn open(kernels: Option<KernelChoice>) -> Option<Gpu> {
     if let Some(kernels) = kernels {
         options.kernels = kernels;
     }
-    match Gpu::new(&options) {
+    match Gpu::new(&options).block_on() {
         Ok(gpu) => Some(gpu),
         Err(e) => {
             let required = ["CI", "DDIM_REQUIRE_GPU"]
@@ -96,8 +98,8 @@ pub fn random(gpu: &Gpu, label: &str, shape: &[usize], seed: u64) -> (Tensor, Ve
 
 /// Runs one prepared dispatch list and reads `out` back.
 pub fn run(gpu: &Gpu, dispatches: &[&Dispatch], out: &Tensor) -> Vec<f32> {
-    gpu.run("test", dispatches).unwrap();
-    gpu.download(out).unwrap()
+    gpu.run("test", dispatches).block_on().unwrap();
+    gpu.download(out).block_on().unwrap()
 }
 
 /// Elementwise check: |gpu - ref| <= atol + rtol * |ref| everywhere. Returns the worst ratio of error to bound.

@@ -1,11 +1,12 @@
+use ddim_wgpu::gpu::KernelChoice;
 use ddim_wgpu::gpu::{DeviceOptions, Gpu};
-use ddim_wgpu::ops::KernelChoice;
+use ddim_wgpu::ops::conv2d::winograd::{GEMM_KERNEL, GEMM_WIDE_KERNEL, GEMM_WINDOWED_KERNEL};
 use ddim_wgpu::ops::conv2d::{
     Conv2dConfig, ConvShape, Im2col, Padding, SplitK, conv2d, conv2d_with_channel, kernel_for,
     lay_columns, output_size,
 };
-use ddim_wgpu::ops::winograd::{GEMM_KERNEL, GEMM_WIDE_KERNEL, GEMM_WINDOWED_KERNEL};
 use ddim_wgpu::reference::nn;
+use pollster::FutureExt as _;
 
 use crate::common::{assert_close, assert_normalised, data, gpu_families, random, run};
 use crate::gpu_or_skip;
@@ -28,7 +29,7 @@ struct Case {
 /// K = 2304). 1e-5 is a 7x margin that any indexing mistake (a wrong tap, channel or pad) exceeds by orders of magnitude.
 const BOUND: f64 = 1e-5;
 
-/// The Winograd convolution (ops::winograd) rounds its transformed inputs, sums of up to 36 inputs with
+/// The Winograd convolution (ops::conv2d::winograd) rounds its transformed inputs, sums of up to 36 inputs with
 /// coefficients up to 6.25, before the products, and its outputs are sums of 36 products with coefficients up
 /// to 8 x 8: the f32 error is a few times the direct sum's. Measured on lavapipe: 6.8e-6 at K = 4608 (512
 /// input channels) against 2.2-2.3e-6 for the direct kernels on the same case (3.0x), 4.3e-6 at K = 2304, 1.2-1.9e-6
@@ -415,6 +416,7 @@ fn conv_strided_as_matrix_product_over_columns() {
         max_binding: Some(400 * 1024),
         ..DeviceOptions::from_env().unwrap()
     })
+    .block_on()
     .unwrap();
     let shape = ConvShape {
         batch: 3,
@@ -748,7 +750,7 @@ fn input_windows_off_runs_the_storage_kernels() {
         (false, ["conv2d_packed", "conv2d_winograd_gemm"]),
     ] {
         options.input_windows = windows;
-        let gpu = Gpu::new(&options).unwrap();
+        let gpu = Gpu::new(&options).block_on().unwrap();
         assert_eq!(gpu.input_windows(), windows);
         let got = [kernel_for(&gpu, &one).name, kernel_for(&gpu, &three).name];
         assert_eq!(got, expect, "input windows {windows}");
@@ -798,6 +800,7 @@ fn conv_tiled_split_along_k_and_into_pixel_groups() {
             split_k,
             ..DeviceOptions::from_env().unwrap()
         })
+        .block_on()
         .unwrap()
     };
     let (split, unsplit) = (open(true), open(false));

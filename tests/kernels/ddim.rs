@@ -1,9 +1,9 @@
+use ddim_wgpu::diffusion::philox::{self, NoiseKey, Stream};
+use ddim_wgpu::diffusion::step::{Prediction, StepCoefficients, Threshold};
 use ddim_wgpu::gpu::{Gpu, Tensor};
-use ddim_wgpu::ops::ddim::{
-    DdimScratch, Noise, Prediction, StepCoefficients, StepSpec, Threshold, UpdateMode, ddim_update,
-};
+use ddim_wgpu::ops::ddim::{DdimScratch, Noise, StepSpec, UpdateMode, ddim_update};
 use ddim_wgpu::reference::ddim::{StepSettings, ddim_step};
-use ddim_wgpu::sampler::rng::{self, NoiseKey, Stream};
+use pollster::FutureExt as _;
 
 use crate::common::{assert_close, data};
 use crate::gpu_or_skip;
@@ -92,14 +92,16 @@ fn run_gpu(gpu: &Gpu, inp: &Inputs, c: &Case, mode: UpdateMode) -> Vec<f32> {
         },
     };
     let ds = ddim_update(gpu, "ddim", &x, &inp.m, &spec, mode, &scratch).unwrap();
-    gpu.run("ddim", &ds.iter().collect::<Vec<_>>()).unwrap();
-    gpu.download(&x).unwrap()
+    gpu.run("ddim", &ds.iter().collect::<Vec<_>>())
+        .block_on()
+        .unwrap();
+    gpu.download(&x).block_on().unwrap()
 }
 
 fn reference(inp: &Inputs, c: &Case) -> Vec<f64> {
     let noise: Option<Vec<f64>> = match c.noise {
         NoiseKind::None => None,
-        NoiseKind::Philox => Some(rng::normals(KEY, FIRST_IMAGE, SHAPE[0], PER_IMAGE)),
+        NoiseKind::Philox => Some(philox::normals(KEY, FIRST_IMAGE, SHAPE[0], PER_IMAGE)),
         NoiseKind::Given => Some(inp.zv.iter().map(|&v| v as f64).collect()),
     };
     let settings = StepSettings {
@@ -260,8 +262,8 @@ fn threshold_scale_is_the_exact_quantile() {
         };
         let ds = ddim_update(gpu, "ddim", &x, &m, &spec, UpdateMode::Fused, &scratch).unwrap();
         // Only the threshold dispatch: its output is the per-image scale.
-        gpu.run("threshold", &[&ds[0]]).unwrap();
-        let s = gpu.download(scratch.threshold_scale()).unwrap();
+        gpu.run("threshold", &[&ds[0]]).block_on().unwrap();
+        let s = gpu.download(scratch.threshold_scale()).block_on().unwrap();
         for (n, &got) in s.iter().enumerate() {
             let abs: Vec<f64> = mv[n * PER_IMAGE..(n + 1) * PER_IMAGE]
                 .iter()
@@ -387,9 +389,9 @@ fn conv_epilogue_update_matches_reference() {
             &spec,
         )
         .unwrap();
-        gpu.run("epilogue", &[&d]).unwrap();
-        let got = gpu.download(&x).unwrap();
-        let z = (eta > 0.0).then(|| rng::normals(KEY, FIRST_IMAGE, n, per));
+        gpu.run("epilogue", &[&d]).block_on().unwrap();
+        let got = gpu.download(&x).block_on().unwrap();
+        let z = (eta > 0.0).then(|| philox::normals(KEY, FIRST_IMAGE, n, per));
         let settings = StepSettings {
             a_t: 0.4,
             a_p: 0.55,

@@ -1,10 +1,12 @@
 //! Bad input gives a one-line error naming the op and tensor; wgpu faults come back as errors, not panics.
 
 use ddim_wgpu::Error;
+use ddim_wgpu::gpu::grid;
 use ddim_wgpu::ops::conv2d::{Conv2dConfig, conv2d};
 use ddim_wgpu::ops::elementwise::{Unary, unary};
 use ddim_wgpu::ops::group_norm::group_norm;
-use ddim_wgpu::ops::{grid, linear};
+use ddim_wgpu::ops::linear;
+use pollster::FutureExt as _;
 
 use crate::gpu_or_skip;
 
@@ -65,15 +67,15 @@ fn a_wgpu_validation_error_is_returned_not_raised() {
     // error; it must come back as our error, naming what was running, and leave the device usable.
     let x = gpu.upload("x", &[5], &[1.0, 2.0, 3.0, 4.0, 5.0]).unwrap();
     let result = unary(gpu, "aliased silu", Unary::Silu, &x, &x)
-        .and_then(|d| gpu.run("aliased silu", &[&d]));
+        .and_then(|d| gpu.run("aliased silu", &[&d]).block_on());
     let err = result.expect_err("aliasing must fail");
     assert!(matches!(err, Error::Gpu { .. }), "{err}");
     assert!(err.to_string().contains("aliased silu"), "{err}");
 
     let y = gpu.zeros("y", &[5]).unwrap();
     let d = unary(gpu, "silu", Unary::Silu, &x, &y).unwrap();
-    gpu.run("silu after an error", &[&d]).unwrap();
-    assert!(gpu.download(&y).unwrap()[4] > 4.9);
+    gpu.run("silu after an error", &[&d]).block_on().unwrap();
+    assert!(gpu.download(&y).block_on().unwrap()[4] > 4.9);
 }
 
 #[test]

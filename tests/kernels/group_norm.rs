@@ -1,5 +1,5 @@
 use ddim_wgpu::gpu::Gpu;
-use ddim_wgpu::ops::KernelChoice;
+use ddim_wgpu::gpu::KernelChoice;
 use ddim_wgpu::ops::group_norm::group_norm;
 use ddim_wgpu::reference::nn;
 

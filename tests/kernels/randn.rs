@@ -1,5 +1,5 @@
+use ddim_wgpu::diffusion::philox::{self, NoiseKey, Stream};
 use ddim_wgpu::ops::randn;
-use ddim_wgpu::sampler::rng::{self, NoiseKey, Stream};
 
 use crate::common::{assert_close, run};
 use crate::gpu_or_skip;
@@ -52,7 +52,7 @@ fn gpu_and_cpu_philox_streams_are_bit_identical() {
     let mut want = Vec::new();
     for n in 0..batch as u32 {
         for e in 0..per as u32 {
-            let block = rng::philox4x32_10([9 + e / 4, 5 + n, 7, 1], key);
+            let block = philox::philox4x32_10([9 + e / 4, 5 + n, 7, 1], key);
             want.push(block[(e % 4) as usize]);
         }
     }
@@ -74,7 +74,7 @@ fn gpu_normals_match_cpu_and_do_not_depend_on_the_batch() {
     let got_all = run(gpu, &[&d], &all);
     // Box-Muller in f32 against f64: log, sqrt and cos/sin each carry a few ulp; |z| < 6 for 24-bit
     // uniforms, so 2e-6 absolute plus 2e-6 relative bounds the difference (measured: 35% of that bound).
-    let want = rng::normals(key, 0, 4, per);
+    let want = philox::normals(key, 0, 4, per);
     assert_close("normals vs CPU", &got_all, &want, 2e-6, 2e-6);
     // Images 2..4 drawn as their own batch: bit-identical to the same images in the big batch.
     let part = gpu.zeros("z part", &[2, 3, 5, 7]).unwrap();

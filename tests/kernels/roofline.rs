@@ -1,5 +1,6 @@
-use ddim_wgpu::ops::roofline::{MAX_REPEATS, copy, fma, measure, repeats_for, time_pass};
+use ddim_wgpu::gpu::roofline::{MAX_REPEATS, copy, fma, measure, repeats_for, time_pass};
 use ddim_wgpu::reference::nn;
+use pollster::FutureExt as _;
 
 use crate::common::{assert_close, random, run};
 use crate::gpu_or_skip;
@@ -31,7 +32,7 @@ fn copy_micro_kernel_copies() {
 #[test]
 fn roofs_are_measured() {
     let gpu = gpu_or_skip!();
-    let roof = measure(gpu).unwrap();
+    let roof = measure(gpu).block_on().unwrap();
     eprintln!("roofs: {:.1} GFLOP/s, {:.2} GB/s", roof.gflops, roof.gbps);
     assert!(roof.gflops.is_finite() && roof.gflops > 0.0);
     assert!(roof.gbps.is_finite() && roof.gbps > 0.0);
@@ -48,13 +49,16 @@ fn timed_passes_scale_to_their_floor() {
     let dst = gpu.zeros("dst", &[4]).unwrap();
     let d = copy(gpu, &src, &dst).unwrap();
     // No floor: one copy.
-    assert_eq!(repeats_for(gpu, &d, 0.0).unwrap(), 1);
+    assert_eq!(repeats_for(gpu, &d, 0.0).block_on().unwrap(), 1);
     // A floor no pass reaches (1,000 s): as many copies as the cap allows. How long a pass of the returned
     // copies takes is not asserted: tests run in parallel on lavapipe's threads, so a calibration pass slowed
     // by another test returns fewer copies than an idle machine would (seen in CI: one copy, then a 0.2 ms
     // pass against a 20 ms floor).
-    assert_eq!(repeats_for(gpu, &d, 1000.0).unwrap(), MAX_REPEATS);
-    let per_dispatch = time_pass(gpu, &d, 10).unwrap();
+    assert_eq!(
+        repeats_for(gpu, &d, 1000.0).block_on().unwrap(),
+        MAX_REPEATS
+    );
+    let per_dispatch = time_pass(gpu, &d, 10).block_on().unwrap();
     assert!(
         per_dispatch.is_finite() && per_dispatch > 0.0,
         "{per_dispatch}"

@@ -1,14 +1,15 @@
-//! The Winograd convolution's kernels (ops::winograd), each against reference::winograd, whose transform
+//! The Winograd convolution's kernels (ops::conv2d::winograd), each against reference::winograd, whose transform
 //! matrices are derived by Toom-Cook rather than copied from the kernels. The whole convolution is checked
 //! against the direct reference in conv2d.rs, where the CPU family picks it.
 
+use ddim_wgpu::gpu::KernelChoice;
 use ddim_wgpu::gpu::{DeviceOptions, Gpu};
-use ddim_wgpu::ops::KernelChoice;
-use ddim_wgpu::ops::conv2d::{Conv2dConfig, ConvShape, Padding, conv2d, kernel_for};
-use ddim_wgpu::ops::winograd::{
+use ddim_wgpu::ops::conv2d::winograd::{
     self, GEMM_KERNEL, POSITIONS, Tiling, input_transform, output_transform, pack_weights, products,
 };
+use ddim_wgpu::ops::conv2d::{Conv2dConfig, ConvShape, Padding, conv2d, kernel_for};
 use ddim_wgpu::reference::{nn, winograd as reference};
+use pollster::FutureExt as _;
 
 use crate::common::{assert_normalised, data, gpu_families, random, run};
 use crate::gpu_or_skip;
@@ -286,6 +287,7 @@ fn winograd_in_groups_matches_one_group_bit_for_bit() {
         max_binding: Some(96 * 1024),
         ..DeviceOptions::from_env().unwrap()
     })
+    .block_on()
     .unwrap();
     let large = gpu_families()[0];
     let (n, cin, h, w, cout) = (3, 20, 16, 20, 16);

@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 use ddim_wgpu::gpu::{DeviceOptions, Gpu};
+use pollster::FutureExt as _;
 
 /// True when `CI` or `DDIM_REQUIRE_GPU` is set (and not "0" or "false"): a missing adapter must fail the tests.
 pub fn gpu_required() -> bool {
@@ -18,13 +19,13 @@ pub fn gpu() -> Option<Gpu> {
 
 /// Like [`gpu`], with the kernel family `kernels` whatever `DDIM_KERNELS` says.
 #[allow(dead_code)] // not every test binary compares kernel families
-pub fn gpu_with(kernels: ddim_wgpu::ops::KernelChoice) -> Option<Gpu> {
+pub fn gpu_with(kernels: ddim_wgpu::gpu::KernelChoice) -> Option<Gpu> {
     let options = DeviceOptions::from_env().expect("DDIM_BACKEND / DDIM_ADAPTER");
     open(DeviceOptions { kernels, ..options })
 }
 
 fn open(options: DeviceOptions) -> Option<Gpu> {
-    match Gpu::new(&options) {
+    match Gpu::new(&options).block_on() {
         Ok(g) => Some(g),
         Err(e) => {
             assert!(
@@ -78,8 +79,8 @@ pub fn error_line(out: &std::process::Output) -> String {
 
 /// A UNet small enough for tests that run the CLI or try every byte of a file: one level per entry of
 /// `channels` (2 groups per norm, heads of 2 channels), attention at every second level and in the mid block.
-pub fn small_config(channels: &[usize]) -> ddim_wgpu::model::config::UNetConfig {
-    use ddim_wgpu::model::config::{DownBlock, UNetConfig, UpBlock};
+pub fn small_config(channels: &[usize]) -> ddim_wgpu::unet::config::UNetConfig {
+    use ddim_wgpu::unet::config::{DownBlock, UNetConfig, UpBlock};
     let levels = channels.len();
     let attention_at = |level: usize| level % 2 == 1;
     UNetConfig {

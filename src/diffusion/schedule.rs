@@ -1,4 +1,4 @@
-//! Noise schedules: betas and alphas_cumprod, computed in f64 (DESIGN.md section 6).
+//! Noise schedules: betas and alphas_cumprod, computed in f64 (ARCHITECTURE.md, "The DDIM maths").
 
 use serde::{Deserialize, Serialize};
 

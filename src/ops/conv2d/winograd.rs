@@ -33,14 +33,14 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::conv2d::{BLOCK, ConvShape, SHAPE};
-use super::{
-    Access, Dispatch, Kernel, LaunchSpec, UNIFORM_WINDOW, WINDOW_FLOATS, check_bindings, dim, dims,
-    expect_shape, pack_into_windows, window_at, window_binding, windows_fit, windows_then,
+use super::shape::{BLOCK, ConvShape, SHAPE};
+use crate::error::{Error, Result};
+use crate::gpu::check::{check_bindings, dim, dims, expect_shape};
+use crate::gpu::windows::{pack_into_windows, window_at, window_binding, windows_fit};
+use crate::gpu::{
+    Access, Dispatch, Gpu, Kernel, LaunchSpec, Tensor, UNIFORM_WINDOW, WINDOW_FLOATS, windows_then,
     workgroups_for,
 };
-use crate::error::{Error, Result};
-use crate::gpu::{Gpu, Tensor};
 
 const OP: &str = "conv2d_winograd";
 
@@ -57,15 +57,15 @@ pub const MAX_CIN: usize = WINDOW_FLOATS / 8;
 pub const SCRATCH_BYTES: u64 = 32 << 20;
 
 /// What both transforms share: Params and where a tile lies.
-pub const TILES: &str = include_str!("../../kernels/conv2d_winograd.inc.wgsl");
+pub const TILES: &str = include_str!("../../../kernels/conv2d_winograd.inc.wgsl");
 
 /// What both products kernels share: Params, the entry point, the store of a block to M.
-pub const GEMM_COMMON: &str = include_str!("../../kernels/conv2d_winograd_gemm.inc.wgsl");
+pub const GEMM_COMMON: &str = include_str!("../../../kernels/conv2d_winograd_gemm.inc.wgsl");
 
 /// The input transform.
 pub const INPUT_KERNEL: Kernel = Kernel {
     name: "conv2d_winograd_input",
-    source: include_str!("../../kernels/conv2d_winograd_input.wgsl"),
+    source: include_str!("../../../kernels/conv2d_winograd_input.wgsl"),
     includes: &[SHAPE, TILES],
     bindings: &[Access::Read, Access::ReadWrite],
     workgroup_size: 64,
@@ -75,7 +75,7 @@ pub const INPUT_KERNEL: Kernel = Kernel {
 /// The 36 products over packed weights.
 pub const GEMM_KERNEL: Kernel = Kernel {
     name: "conv2d_winograd_gemm",
-    source: include_str!("../../kernels/conv2d_winograd_gemm.wgsl"),
+    source: include_str!("../../../kernels/conv2d_winograd_gemm.wgsl"),
     includes: &[BLOCK, GEMM_COMMON],
     bindings: &[Access::Read, Access::UniformWindow, Access::ReadWrite],
     workgroup_size: 8,
@@ -85,7 +85,7 @@ pub const GEMM_KERNEL: Kernel = Kernel {
 /// The 36 products with V read from uniform windows, where [`windowed_rows`] allows.
 pub const GEMM_WINDOWED_KERNEL: Kernel = Kernel {
     name: "conv2d_winograd_gemm_windowed",
-    source: include_str!("../../kernels/conv2d_winograd_gemm_windowed.wgsl"),
+    source: include_str!("../../../kernels/conv2d_winograd_gemm_windowed.wgsl"),
     includes: &[BLOCK, GEMM_COMMON],
     bindings: &windows_then::<6>(5, &[Access::ReadWrite]),
     workgroup_size: 8,
@@ -96,7 +96,7 @@ pub const GEMM_WINDOWED_KERNEL: Kernel = Kernel {
 /// a multiple of four windows.
 pub const GEMM_WINDOWED_WIDE_KERNEL: Kernel = Kernel {
     name: "conv2d_winograd_gemm_windowed_wide",
-    source: include_str!("../../kernels/conv2d_winograd_gemm_windowed_wide.wgsl"),
+    source: include_str!("../../../kernels/conv2d_winograd_gemm_windowed_wide.wgsl"),
     includes: &[BLOCK, GEMM_COMMON],
     bindings: &windows_then::<9>(8, &[Access::ReadWrite]),
     workgroup_size: 8,
@@ -106,7 +106,7 @@ pub const GEMM_WINDOWED_WIDE_KERNEL: Kernel = Kernel {
 /// The products of small maps, several weight windows per launch, where [`wide_windows`] allows.
 pub const GEMM_WIDE_KERNEL: Kernel = Kernel {
     name: "conv2d_winograd_gemm_wide",
-    source: include_str!("../../kernels/conv2d_winograd_gemm_wide.wgsl"),
+    source: include_str!("../../../kernels/conv2d_winograd_gemm_wide.wgsl"),
     includes: &[BLOCK, GEMM_COMMON],
     bindings: &windows_then::<10>(9, &[Access::ReadWrite]),
     workgroup_size: 8,
@@ -127,7 +127,7 @@ const V_WINDOWS: usize = 4;
 /// The output transform and epilogue.
 pub const OUTPUT_KERNEL: Kernel = Kernel {
     name: "conv2d_winograd_output",
-    source: include_str!("../../kernels/conv2d_winograd_output.wgsl"),
+    source: include_str!("../../../kernels/conv2d_winograd_output.wgsl"),
     includes: &[SHAPE, TILES],
     bindings: &[
         Access::Read,
@@ -143,7 +143,7 @@ pub const OUTPUT_KERNEL: Kernel = Kernel {
 /// The weight transform into uniform windows.
 pub const PACK_KERNEL: Kernel = Kernel {
     name: "conv2d_winograd_pack",
-    source: include_str!("../../kernels/conv2d_winograd_pack.wgsl"),
+    source: include_str!("../../../kernels/conv2d_winograd_pack.wgsl"),
     includes: &[],
     bindings: &[Access::Read, Access::ReadWrite],
     workgroup_size: 256,

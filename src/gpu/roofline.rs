@@ -1,14 +1,13 @@
 //! The roofline's two roofs, measured on the chosen adapter: the attainable f32 FMA rate
 //! (`kernels/roofline_fma.wgsl`) and the shader copy bandwidth (`kernels/roofline_copy.wgsl`).
 
-use std::time::Instant;
-
 use bytemuck::{Pod, Zeroable};
 use serde::Serialize;
+use web_time::Instant;
 
-use super::{Access, Cost, Dispatch, Kernel, dim, nonzero, workgroups_for};
+use super::check::{dim, expect_shape, nonzero};
+use super::{Access, Cost, Dispatch, Gpu, Kernel, Tensor, workgroups_for};
 use crate::error::Result;
-use crate::gpu::{Gpu, Tensor};
 
 /// The FMA micro-kernel.
 pub const FMA_KERNEL: Kernel = Kernel {
@@ -70,7 +69,7 @@ pub fn fma(gpu: &Gpu, out: &Tensor, iterations: u32) -> Result<Dispatch> {
 
 /// Prepares the copy micro-kernel `dst = src` (lengths a multiple of 4).
 pub fn copy(gpu: &Gpu, src: &Tensor, dst: &Tensor) -> Result<Dispatch> {
-    super::expect_shape("roofline_copy", dst, src.shape())?;
+    expect_shape("roofline_copy", dst, src.shape())?;
     let len4 = src.len() / 4;
     nonzero("roofline_copy", "vec4 count", len4)?;
     let params = CopyParams {
@@ -123,11 +122,11 @@ pub const MAX_REPEATS: usize = 4096;
 
 /// Seconds per dispatch of one pass (one submit) of `repeats` copies of `d`, wall clock around submit and
 /// wait.
-pub fn time_pass(gpu: &Gpu, d: &Dispatch, repeats: usize) -> Result<f64> {
+pub async fn time_pass(gpu: &Gpu, d: &Dispatch, repeats: usize) -> Result<f64> {
     let repeats = repeats.max(1);
     let list: Vec<&Dispatch> = std::iter::repeat_n(d, repeats).collect();
     let start = Instant::now();
-    gpu.run("timed pass", &list)?;
+    gpu.run("timed pass", &list).await?;
     Ok(start.elapsed().as_secs_f64() / repeats as f64)
 }
 
@@ -136,12 +135,12 @@ pub fn time_pass(gpu: &Gpu, d: &Dispatch, repeats: usize) -> Result<f64> {
 /// submit would time the submit there; on a software adapter, where a dispatch takes milliseconds, this is
 /// usually 1. Runs `d` a few times (the first run is the warm-up: pipeline and first-touch costs); running
 /// `d` twice must leave what running it once leaves (no accumulation into its own inputs).
-pub fn repeats_for(gpu: &Gpu, d: &Dispatch, floor: f64) -> Result<usize> {
-    time_pass(gpu, d, 1)?;
+pub async fn repeats_for(gpu: &Gpu, d: &Dispatch, floor: f64) -> Result<usize> {
+    time_pass(gpu, d, 1).await?;
     let mut repeats = 1;
     // The first estimate includes one submit; a second pass corrects it where the dispatch is short.
     for _ in 0..2 {
-        let pass = time_pass(gpu, d, repeats)? * repeats as f64;
+        let pass = time_pass(gpu, d, repeats).await? * repeats as f64;
         if pass >= floor || repeats == MAX_REPEATS {
             break;
         }
@@ -153,27 +152,28 @@ pub fn repeats_for(gpu: &Gpu, d: &Dispatch, floor: f64) -> Result<usize> {
 
 /// The median over `trials` passes of seconds per dispatch, each pass long enough ([`repeats_for`] with a
 /// 50 ms floor) that the submit vanishes.
-fn time(gpu: &Gpu, d: &Dispatch, trials: usize) -> Result<f64> {
-    let repeats = repeats_for(gpu, d, 0.05)?;
-    let mut t: Vec<f64> = (0..trials)
-        .map(|_| time_pass(gpu, d, repeats))
-        .collect::<Result<_>>()?;
+async fn time(gpu: &Gpu, d: &Dispatch, trials: usize) -> Result<f64> {
+    let repeats = repeats_for(gpu, d, 0.05).await?;
+    let mut t = Vec::with_capacity(trials);
+    for _ in 0..trials {
+        t.push(time_pass(gpu, d, repeats).await?);
+    }
     t.sort_by(f64::total_cmp);
     Ok(t[t.len() / 2])
 }
 
 /// Measures both roofs (a few seconds on a software adapter, well under one on a GPU).
-pub fn measure(gpu: &Gpu) -> Result<Roof> {
+pub async fn measure(gpu: &Gpu) -> Result<Roof> {
     // 2^18 invocations fill any GPU (an H200 runs 132 x 2048 at once) and take one dispatch about 70 ms on
     // lavapipe; [`time`] repeats the dispatch where it is shorter.
     let out = gpu.zeros("roofline fma out", &[1 << 18])?;
     let fma = fma(gpu, &out, 512)?;
-    let gflops = fma.cost().flops as f64 / time(gpu, &fma, 5)? / 1e9;
+    let gflops = fma.cost().flops as f64 / time(gpu, &fma, 5).await? / 1e9;
     // 64 MiB each way: past any cache (an H200's L2 is 60 MB).
     let n = 16 << 20;
     let src = gpu.zeros("roofline copy src", &[n])?;
     let dst = gpu.zeros("roofline copy dst", &[n])?;
     let copy = copy(gpu, &src, &dst)?;
-    let gbps = copy.cost().bytes as f64 / time(gpu, &copy, 5)? / 1e9;
+    let gbps = copy.cost().bytes as f64 / time(gpu, &copy, 5).await? / 1e9;
     Ok(Roof { gflops, gbps })
 }

@@ -1,9 +1,9 @@
 //! Builds the IR of a diffusers `UNet2DModel` from its config. The only module that knows the architecture;
 //! node and parameter names are diffusers' state-dict keys, so a failing block is named as PyTorch names it.
 
-use super::ir::{Graph, Op, TensorId, downsample_padding};
+use super::config::{DownBlock, UNetConfig, UpBlock};
 use crate::error::Result;
-use crate::model::config::{DownBlock, UNetConfig, UpBlock};
+use crate::graph::ir::{Graph, Op, TensorId, downsample_padding};
 use crate::ops::conv2d::{Conv2dConfig, Padding};
 use crate::ops::linear::{LinearConfig, TokenLayout};
 

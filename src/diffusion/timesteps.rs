@@ -1,5 +1,5 @@
 //! Timestep sequences for S sampling steps out of T training steps, in the conventions of diffusers and of the
-//! official DDIM code (DESIGN.md section 6).
+//! official DDIM code (ARCHITECTURE.md, "The DDIM maths").
 
 use std::fmt;
 use std::str::FromStr;

@@ -1,4 +1,4 @@
-//! The UNet configuration: what `graph::unet` builds from. Read from a diffusers `config.json` (missing keys
+//! The UNet configuration: what `unet::builder` builds from. Read from a diffusers `config.json` (missing keys
 //! take diffusers' defaults) or from the official DDIM repository's YAML, validated once, and stored in our
 //! weights file.
 

@@ -1,0 +1,163 @@
+//! `ddim eval`: one UNet evaluation, eps = UNet(x, t), with every block's output on request.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use pollster::FutureExt as _;
+
+use ddim_wgpu::gpu::{DeviceOptions, Gpu};
+use ddim_wgpu::graph::plan::Plan;
+use ddim_wgpu::io::{OutputSet, check_writable, npy_bytes, read_npy};
+use ddim_wgpu::model::convert::load_model;
+use ddim_wgpu::model::weights::Weights;
+use ddim_wgpu::unet;
+
+/// The flags of `ddim eval`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Our weights file, or a diffusers directory (converted on the fly).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The input, float32 NCHW .npy.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// One timestep for every image.
+    #[arg(
+        long,
+        conflicts_with = "timesteps",
+        required_unless_present = "timesteps"
+    )]
+    pub timestep: Option<f32>,
+    /// One timestep per image (or one for all): int64 or float .npy.
+    #[arg(long)]
+    pub timesteps: Option<PathBuf>,
+    /// Where to write the output, float32 .npy.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Also write every block's output here as `<block>.npy`.
+    #[arg(long)]
+    pub dump_dir: Option<PathBuf>,
+}
+
+/// Runs `ddim eval`.
+pub fn run(options: &DeviceOptions, args: Args) -> Result<()> {
+    eval(
+        options,
+        &args.model,
+        &args.input,
+        args.timestep,
+        args.timesteps.as_deref(),
+        &args.out,
+        args.dump_dir.as_deref(),
+    )
+}
+
+fn eval(
+    options: &DeviceOptions,
+    model: &Path,
+    input: &Path,
+    timestep: Option<f32>,
+    timesteps: Option<&Path>,
+    out: &Path,
+    dump_dir: Option<&Path>,
+) -> Result<()> {
+    let weights: Weights =
+        load_model(model).with_context(|| format!("loading {}", model.display()))?;
+    let c = &weights.config;
+    let x = read_npy(input)?;
+    let expected = [c.in_channels, c.sample_size, c.sample_size];
+    if x.shape.len() != 4 || x.shape[1..] != expected || x.shape[0] == 0 {
+        bail!(
+            "{}: input has shape {:?}; the model takes [N, {}, {}, {}] with N >= 1",
+            input.display(),
+            x.shape,
+            expected[0],
+            expected[1],
+            expected[2]
+        );
+    }
+    let batch = x.shape[0];
+    let t: Vec<f32> = match (timestep, timesteps) {
+        (Some(t), _) => vec![t; batch],
+        (None, Some(path)) => {
+            let t = read_npy(path)?;
+            match t.data.len() {
+                1 => vec![t.data[0]; batch],
+                n if n == batch && t.shape.len() <= 1 => t.data,
+                _ => bail!(
+                    "{}: {} timesteps of shape {:?} for {batch} images (give one, or one per image)",
+                    path.display(),
+                    t.data.len(),
+                    t.shape
+                ),
+            }
+        }
+        (None, None) => unreachable!("clap requires --timestep or --timesteps"),
+    };
+    if let Some(bad) = t.iter().find(|v| !v.is_finite()) {
+        bail!("timestep {bad} is not finite");
+    }
+    check_writable(out)?;
+    let gpu = Gpu::new(options).block_on().context("opening a device")?;
+    let graph = unet::build(c)?;
+    let keep: Vec<_> = match dump_dir {
+        Some(_) => graph.checkpoints.iter().map(|(_, id)| *id).collect(),
+        None => Vec::new(),
+    };
+    let uploaded = weights.upload(&gpu)?;
+    // A batch larger than the device binds runs in chunks (one plan per chunk size); the result is the same.
+    let chunk = ddim_wgpu::graph::plan::max_batch(&gpu, &graph)?.min(batch);
+    if chunk < batch {
+        eprintln!(
+            "note: {batch} images run in {} batches of at most {chunk} (the device's storage-binding limit)",
+            batch.div_ceil(chunk)
+        );
+    }
+    let per = x.data.len() / batch;
+    let start = std::time::Instant::now();
+    let (mut result, mut dumps) = (Vec::new(), vec![Vec::new(); keep.len()]);
+    let mut plan: Option<Plan> = None;
+    for first in (0..batch).step_by(chunk) {
+        let b = chunk.min(batch - first);
+        if plan.as_ref().map(Plan::batch) != Some(b) {
+            plan = Some(Plan::new(&gpu, &graph, &uploaded, b, &keep)?);
+        }
+        let plan = plan.as_ref().expect("made above");
+        let images = &x.data[first * per..(first + b) * per];
+        result.extend(plan.run(&gpu, &[images, &t[first..first + b]]).block_on()?);
+        for (dump, id) in dumps.iter_mut().zip(&keep) {
+            let tensor = plan.activation(*id).expect("every checkpoint is planned");
+            dump.extend(gpu.download(tensor).block_on()?);
+        }
+    }
+    let plan = plan.expect("batch >= 1");
+    let elapsed = start.elapsed();
+    let with_batch = |shape: &[usize]| [&[batch], &shape[1..]].concat();
+    let mut outputs = OutputSet::default();
+    let out_shape = with_batch(plan.output().shape());
+    outputs.stage(out, &npy_bytes(out, &out_shape, &result)?)?;
+    if let Some(dir) = dump_dir {
+        outputs.create_dir(dir)?;
+        for ((name, id), dump) in graph.checkpoints.iter().zip(&dumps) {
+            let tensor = plan.activation(*id).expect("every checkpoint is planned");
+            let path = dir.join(format!("{name}.npy"));
+            outputs.stage(&path, &npy_bytes(&path, &with_batch(tensor.shape()), dump)?)?;
+        }
+    }
+    outputs.commit()?;
+    let s = plan.stats();
+    let mib = |b: u64| b as f64 / 1048576.0;
+    println!(
+        "wrote {} {:?}: {} dispatches in {:.1?}; activations {:.1} MiB planned in {} buffers ({:.1} MiB without \
+         reuse, {:.1} MiB lower bound)",
+        out.display(),
+        out_shape,
+        plan.dispatches().len(),
+        elapsed,
+        mib(s.planned),
+        s.buffers,
+        mib(s.no_reuse),
+        mib(s.lower_bound)
+    );
+    Ok(())
+}

@@ -1,0 +1,115 @@
+//! `ddim interpolate`: slerp between two latents, the frames sampled and written as a one-row strip.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use pollster::FutureExt as _;
+
+use ddim_wgpu::gpu::{DeviceOptions, Gpu};
+use ddim_wgpu::io::{OutputSet, check_outputs, npy_bytes, png_grid_bytes, read_npy};
+use ddim_wgpu::pipeline::Pipeline;
+
+use crate::settings::{Bar, DEFAULT_MODEL, SamplingArgs, open_model, settings};
+
+/// The flags of `ddim interpolate`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Our weights file, or a diffusers directory.
+    #[arg(long, default_value = DEFAULT_MODEL)]
+    pub model: PathBuf,
+    /// Two seeds whose latents are the endpoints (image 0 of each).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        conflicts_with = "latents",
+        required_unless_present = "latents"
+    )]
+    pub seeds: Vec<u64>,
+    /// Two latent files (e.g. from `ddim invert`); the first image of each is an endpoint.
+    #[arg(long, value_delimiter = ',')]
+    pub latents: Vec<PathBuf>,
+    /// Frames, endpoints included.
+    #[arg(long, default_value_t = 8)]
+    pub frames: usize,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// The PNG strip.
+    #[arg(long, default_value = "interpolation.png")]
+    pub out: PathBuf,
+    /// Also the frames as float32 [F, C, H, W].
+    #[arg(long)]
+    pub out_npy: Option<PathBuf>,
+}
+
+/// Runs `ddim interpolate`.
+pub fn run(options: &DeviceOptions, a: Args) -> Result<()> {
+    let (args, frames) = (&a.sampling, a.frames);
+    if frames < 2 {
+        bail!("--frames {frames}: need at least the two endpoints");
+    }
+    if a.seeds.len() != 2 && a.latents.len() != 2 {
+        bail!("give exactly two endpoints: --seeds A,B or --latents a.npy,b.npy");
+    }
+    let weights = open_model(&a.model)?;
+    let settings = settings(args, weights.training.as_ref())?;
+    check_outputs(
+        &[Some(&a.out), a.out_npy.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(PathBuf::as_path)
+            .collect::<Vec<_>>(),
+    )?;
+    let c = &weights.config;
+    let shape = [c.in_channels, c.sample_size, c.sample_size];
+    let per: usize = shape.iter().product();
+    let given: Vec<Vec<f32>> = a
+        .latents
+        .iter()
+        .map(|p| {
+            let l = read_npy(p)?;
+            if l.shape.len() != 4 || l.shape[1..] != shape {
+                bail!(
+                    "{}: latents of shape {:?}; the model takes [N, {}, {}, {}]",
+                    p.display(),
+                    l.shape,
+                    shape[0],
+                    shape[1],
+                    shape[2]
+                );
+            }
+            if l.shape[0] == 0 {
+                bail!("{}: holds no latents", p.display());
+            }
+            Ok(l.data[..per].to_vec())
+        })
+        .collect::<Result<_>>()?;
+    let gpu = Gpu::new(options).block_on().context("opening a device")?;
+    let pipeline = Pipeline::new(gpu, &weights)?;
+    let ends: Vec<Vec<f32>> = if given.is_empty() {
+        a.seeds
+            .iter()
+            .map(|&s| Ok(pipeline.latents(s, 0, 1)?.data))
+            .collect::<Result<_>>()?
+    } else {
+        given
+    };
+    let seed = a.seeds.first().copied().unwrap_or(0);
+    let mut bar = Bar::new(args.quiet);
+    let result = pipeline
+        .interpolate(&ends[0], &ends[1], frames, &settings, seed, &mut |p| {
+            bar.update(p)
+        })
+        .block_on()?;
+    bar.finish();
+    let mut outputs = OutputSet::default();
+    outputs.stage(
+        &a.out,
+        &png_grid_bytes(&a.out, &result.data, result.shape, frames)?,
+    )?;
+    if let Some(path) = &a.out_npy {
+        outputs.stage(path, &npy_bytes(path, &result.shape, &result.data)?)?;
+    }
+    outputs.commit()?;
+    println!("wrote {} ({frames} frames)", a.out.display());
+    Ok(())
+}

@@ -1,0 +1,93 @@
+//! `ddim invert`: images encoded into latents x_T by DDIM inversion (eta = 0).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use pollster::FutureExt as _;
+
+use ddim_wgpu::gpu::{DeviceOptions, Gpu};
+use ddim_wgpu::io::{check_writable, read_image, read_npy, write_npy};
+use ddim_wgpu::pipeline::{Images, Pipeline};
+
+use crate::settings::{Bar, DEFAULT_MODEL, SamplingArgs, open_model, settings};
+
+/// The flags of `ddim invert`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Our weights file, or a diffusers directory.
+    #[arg(long, default_value = DEFAULT_MODEL)]
+    pub model: PathBuf,
+    /// The images (PNG, JPEG, ...); each becomes one latent. A `.npy` file holds a batch of images already in
+    /// the model's range: float [N, C, H, W] in [-1, 1], e.g. a held-out set.
+    #[arg(long = "image", required = true)]
+    pub images: Vec<PathBuf>,
+    /// Resize images whose size differs from the model's (otherwise they are refused).
+    #[arg(long)]
+    pub resize: bool,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// Where to write the latents, float32 [N, C, H, W].
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Runs `ddim invert`.
+pub fn run(options: &DeviceOptions, a: Args) -> Result<()> {
+    let args = &a.sampling;
+    let weights = open_model(&a.model)?;
+    let settings = settings(args, weights.training.as_ref())?;
+    if args.eta != 0.0 || args.sigma_hat {
+        bail!("inversion is deterministic: --eta and --sigma-hat do not apply");
+    }
+    check_writable(&a.out)?;
+    let c = &weights.config;
+    let shape = [c.in_channels, c.sample_size, c.sample_size];
+    let per: usize = shape.iter().product();
+    let mut x0 = Vec::new();
+    for path in &a.images {
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("npy"))
+        {
+            let l = read_npy(path)?;
+            if l.shape.len() != 4 || l.shape[1..] != shape {
+                bail!(
+                    "{}: images of shape {:?}; the model takes [N, {}, {}, {}]",
+                    path.display(),
+                    l.shape,
+                    shape[0],
+                    shape[1],
+                    shape[2]
+                );
+            }
+            if let Some(v) = l.data.iter().find(|v| !(-1.0..=1.0).contains(*v)) {
+                bail!(
+                    "{}: value {v} outside [-1, 1]: images must be scaled to the model's range",
+                    path.display()
+                );
+            }
+            x0.extend(l.data);
+        } else {
+            x0.extend(read_image(path, c.in_channels, c.sample_size, a.resize)?);
+        }
+    }
+    let n = x0.len() / per;
+    if n == 0 {
+        bail!("no images to invert: the given .npy batches are empty");
+    }
+    let images = Images::new([n, shape[0], shape[1], shape[2]], x0)?;
+    let gpu = Gpu::new(options).block_on().context("opening a device")?;
+    let pipeline = Pipeline::new(gpu, &weights)?;
+    let mut bar = Bar::new(args.quiet);
+    let latents = pipeline
+        .invert(&images, &settings, args.max_batch, &mut |p| bar.update(p))
+        .block_on()?;
+    bar.finish();
+    write_npy(&a.out, &latents.shape, &latents.data)?;
+    println!(
+        "wrote {} ({n} latents, {} inversion steps)",
+        a.out.display(),
+        settings.steps
+    );
+    Ok(())
+}

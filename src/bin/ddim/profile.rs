@@ -1,0 +1,165 @@
+//! `ddim profile`: a sampling run with GPU timestamps around every dispatch, a per-kernel table against the
+//! measured roofline, and optionally a Chrome trace and a JSON report.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use pollster::FutureExt as _;
+
+use ddim_wgpu::gpu::profiler::{chrome_trace, kernel_table};
+use ddim_wgpu::gpu::{DeviceOptions, Gpu, describe};
+use ddim_wgpu::io::{check_outputs, write_atomic};
+use ddim_wgpu::model::weights::Weights;
+use ddim_wgpu::sampler::ddim::{Sampler, StepNoise, latents};
+use ddim_wgpu::unet;
+
+use crate::settings::{DEFAULT_MODEL, SamplingArgs, open_model, progress_bar, settings};
+
+/// The flags of `ddim profile`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Our weights file, a diffusers directory, or a diffusers config.json (random weights, for timing).
+    #[arg(long, default_value = DEFAULT_MODEL)]
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// Images per batch.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// The seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Write a Chrome trace (open in <https://ui.perfetto.dev> or chrome://tracing).
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
+    /// Write the table and the roofs as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// Runs `ddim profile`.
+pub fn run(options: &DeviceOptions, args: Args) -> Result<()> {
+    profile(
+        options,
+        &args.model,
+        &args.sampling,
+        args.batch,
+        args.seed,
+        args.trace.as_deref(),
+        args.json.as_deref(),
+    )
+}
+
+#[allow(clippy::too_many_arguments)] // the flags of one command
+fn profile(
+    options: &DeviceOptions,
+    model: &Path,
+    args: &SamplingArgs,
+    batch: usize,
+    seed: u64,
+    trace: Option<&Path>,
+    json: Option<&Path>,
+) -> Result<()> {
+    check_outputs(&[trace, json].into_iter().flatten().collect::<Vec<_>>())?;
+    let weights = if model.extension().is_some_and(|e| e == "json") {
+        let text = std::fs::read_to_string(model)
+            .with_context(|| format!("reading {}", model.display()))?;
+        let config = ddim_wgpu::unet::config::UNetConfig::from_diffusers_json(&text)?;
+        eprintln!(
+            "note: {} is a config: random weights (timings only)",
+            model.display()
+        );
+        Weights::random(&config, seed)?
+    } else {
+        open_model(model)?
+    };
+    if batch == 0 {
+        bail!("--batch 0: nothing to profile");
+    }
+    let settings = settings(args, weights.training.as_ref())?;
+    let gpu = Gpu::new(options).block_on().context("opening a device")?;
+    eprintln!("measuring the roofline ...");
+    let roof = ddim_wgpu::gpu::roofline::measure(&gpu).block_on()?;
+    let c = &weights.config;
+    let per = c.in_channels * c.sample_size * c.sample_size;
+    let graph = unet::build(c)?;
+    let uploaded = weights.upload(&gpu)?;
+    let sampler = Sampler::new(&gpu, &graph, &uploaded, settings.clone())?;
+    let steps = sampler.steps().len();
+    let bar = progress_bar(steps as u64, args.quiet);
+    let x_t = latents(seed, 0, batch, per);
+    let start = std::time::Instant::now();
+    let (_, timings, walls) = sampler
+        .sample_profiled(&x_t, batch, 0, StepNoise::Philox(seed), &mut |i| {
+            bar.set_position(i as u64)
+        })
+        .block_on()?;
+    let wall = start.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    let rows = kernel_table(&timings, &roof);
+    let gpu_ms: f64 = rows.iter().map(|r| r.total_ms).sum();
+    let step_wall_ms = walls.iter().sum::<f64>() * 1e3;
+    println!(
+        "{} | {steps} steps, batch {batch}, {} dispatches, {:?} update | roof {:.1} GFLOP/s FMA, {:.2} GB/s copy",
+        describe(&gpu.info()),
+        timings.len(),
+        settings.mode,
+        roof.gflops,
+        roof.gbps
+    );
+    println!(
+        "{:<20} {:>6} {:>10} {:>10} {:>7} {:>9} {:>8} {:>7}",
+        "kernel", "calls", "total ms", "mean us", "share", "GFLOP/s", "GB/s", "roof"
+    );
+    for r in &rows {
+        println!(
+            "{:<20} {:>6} {:>10.2} {:>10.1} {:>6.1}% {:>9.2} {:>8.2} {:>6.1}%",
+            r.label,
+            r.calls,
+            r.total_ms,
+            r.mean_us,
+            100.0 * r.share,
+            r.gflops,
+            r.gbps,
+            100.0 * r.roof_fraction
+        );
+    }
+    println!(
+        "GPU {gpu_ms:.1} ms in {step_wall_ms:.1} ms of step wall time ({:.0}%); per step {:.1} ms wall, per image \
+         {:.1} ms wall; whole run {:.2} s",
+        100.0 * gpu_ms / step_wall_ms.max(1e-9),
+        step_wall_ms / steps as f64,
+        step_wall_ms / batch as f64,
+        wall
+    );
+    if let Some(path) = trace {
+        let names: Vec<String> = sampler
+            .steps()
+            .iter()
+            .enumerate()
+            .map(|(i, s)| format!("step {} (t = {})", i + 1, s.t))
+            .collect();
+        let doc = chrome_trace(&timings, &names);
+        write_atomic(path, serde_json::to_string(&doc)?.as_bytes())?;
+        println!(
+            "wrote {} ({} slices)",
+            path.display(),
+            doc["traceEvents"].as_array().map_or(0, Vec::len)
+        );
+    }
+    if let Some(path) = json {
+        let doc = serde_json::json!({
+            "adapter": describe(&gpu.info()),
+            "steps": steps,
+            "batch": batch,
+            "mode": format!("{:?}", settings.mode),
+            "roof": roof,
+            "kernels": rows,
+            "gpu_ms": gpu_ms,
+            "step_wall_ms": step_wall_ms,
+            "dispatches": timings.len(),
+        });
+        write_atomic(path, serde_json::to_string_pretty(&doc)?.as_bytes())?;
+    }
+    Ok(())
+}

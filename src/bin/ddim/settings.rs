@@ -1,0 +1,268 @@
+//! The sampler's flags, shared by every command that samples, and how they override a model's own settings.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::ValueEnum;
+
+use ddim_wgpu::diffusion::schedule::BetaSchedule;
+use ddim_wgpu::diffusion::step::{Prediction, Threshold};
+use ddim_wgpu::diffusion::timesteps::Spacing;
+use ddim_wgpu::io::read_npy;
+use ddim_wgpu::model::convert::load_model;
+use ddim_wgpu::model::weights::{Training, Weights};
+use ddim_wgpu::ops::ddim::UpdateMode;
+use ddim_wgpu::pipeline::{Progress, check_settings, default_settings};
+use ddim_wgpu::sampler::ddim::SamplerSettings;
+
+/// Where the commands look for a model when --model is not given.
+pub const DEFAULT_MODEL: &str = "weights/default.safetensors";
+
+/// The sampler's settings. Schedule defaults come from the model file when it records them.
+#[derive(clap::Args, Clone)]
+pub struct SamplingArgs {
+    /// Sampling steps S.
+    #[arg(long, default_value_t = 50)]
+    pub steps: usize,
+    /// eta: 0 is deterministic DDIM, 1 the DDPM variance.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub eta: f64,
+    /// The paper's sigma-hat (DDPM posterior with variance beta_t, x0 clipped to [-1, 1]); replaces eta.
+    #[arg(long)]
+    pub sigma_hat: bool,
+    /// Timestep spacing: leading, linspace, trailing (diffusers) or uniform, quad (official DDIM code).
+    #[arg(long, default_value = "leading", value_parser = parse_spacing)]
+    pub spacing: Spacing,
+    /// Added to every timestep (diffusers' steps_offset). Default: the model's, else 0.
+    #[arg(long)]
+    pub steps_offset: Option<usize>,
+    /// Past the last timestep use a = 1 (true) or a_0 (false). Default: the model's, else true.
+    #[arg(long)]
+    pub set_alpha_to_one: Option<bool>,
+    /// What the model predicts. Default: the model's, else epsilon.
+    #[arg(long, value_enum)]
+    pub prediction: Option<PredictionArg>,
+    /// Clip the predicted x0 to [-R, R]. Off by default (diffusers' DDIMScheduler clips at 1 by default).
+    #[arg(long, value_name = "R")]
+    pub clip_sample: Option<f32>,
+    /// Dynamic thresholding of x0: quantile ratio and maximum, e.g. 0.995,1.5.
+    #[arg(long, value_name = "RATIO,MAX", value_parser = parse_threshold)]
+    pub threshold: Option<Threshold>,
+    /// Training beta schedule. Default: the model's, else linear.
+    #[arg(long, value_enum)]
+    pub beta_schedule: Option<BetaKind>,
+    /// First beta of a linear or scaled_linear schedule.
+    #[arg(long)]
+    pub beta_start: Option<f64>,
+    /// Last beta of a linear or scaled_linear schedule.
+    #[arg(long)]
+    pub beta_end: Option<f64>,
+    /// Training timesteps T.
+    #[arg(long)]
+    pub train_steps: Option<usize>,
+    /// Explicit training betas, a 1-D .npy of length T.
+    #[arg(long)]
+    pub trained_betas: Option<PathBuf>,
+    /// Rescale the schedule to zero terminal SNR (Lin et al. 2023).
+    #[arg(long)]
+    pub zero_snr: bool,
+    /// How to run the update: fused into the UNet's final convolution (where valid; else `fused`), as one
+    /// kernel after the UNet, or as a chain of elementwise kernels.
+    #[arg(long, value_enum, default_value_t = UpdateArg::Epilogue)]
+    pub update: UpdateArg,
+    /// Shorthand for --update unfused.
+    #[arg(long)]
+    pub unfused: bool,
+    /// Most images per GPU batch (larger requests are split; default: what the device's limits allow).
+    #[arg(long)]
+    pub max_batch: Option<usize>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum UpdateArg {
+    Epilogue,
+    Fused,
+    Unfused,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum PredictionArg {
+    Epsilon,
+    V,
+    Sample,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum BetaKind {
+    Linear,
+    ScaledLinear,
+    SquaredcosCapV2,
+}
+
+pub fn parse_spacing(s: &str) -> Result<Spacing, String> {
+    s.parse().map_err(|e: ddim_wgpu::Error| e.to_string())
+}
+
+pub fn parse_threshold(s: &str) -> Result<Threshold, String> {
+    let (r, m) = s
+        .split_once(',')
+        .ok_or("expected RATIO,MAX, e.g. 0.995,1.5")?;
+    let ratio: f32 = r
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{r}` is not a number"))?;
+    let max_value: f32 = m
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{m}` is not a number"))?;
+    if !(0.0..=1.0).contains(&ratio) || max_value.is_nan() || max_value < 1.0 {
+        return Err(format!(
+            "ratio {ratio} must lie in [0, 1] and max {max_value} be >= 1"
+        ));
+    }
+    Ok(Threshold { ratio, max_value })
+}
+
+/// The sampler settings: the model's training schedule, overridden by flags.
+pub fn settings(args: &SamplingArgs, training: Option<&Training>) -> Result<SamplerSettings> {
+    let base = default_settings(training);
+    let mut schedule = base.schedule.clone();
+    if let Some(t) = args.train_steps {
+        schedule.train_steps = t;
+    }
+    let (old_start, old_end) = match schedule.betas {
+        BetaSchedule::Linear { start, end } | BetaSchedule::ScaledLinear { start, end } => {
+            (start, end)
+        }
+        _ => (1e-4, 0.02),
+    };
+    let (start, end) = (
+        args.beta_start.unwrap_or(old_start),
+        args.beta_end.unwrap_or(old_end),
+    );
+    schedule.betas = match (args.beta_schedule, &args.trained_betas) {
+        (Some(_), Some(_)) => bail!("--beta-schedule and --trained-betas exclude each other"),
+        (_, Some(path)) => {
+            let b = read_npy(path)?;
+            schedule.train_steps = args.train_steps.unwrap_or(b.data.len());
+            BetaSchedule::Trained {
+                betas: b.data.iter().map(|&v| v as f64).collect(),
+            }
+        }
+        (Some(BetaKind::Linear), None) => BetaSchedule::Linear { start, end },
+        (Some(BetaKind::ScaledLinear), None) => BetaSchedule::ScaledLinear { start, end },
+        (Some(BetaKind::SquaredcosCapV2), None) => BetaSchedule::SquaredcosCapV2,
+        (None, None) => match schedule.betas {
+            BetaSchedule::Linear { .. } => BetaSchedule::Linear { start, end },
+            BetaSchedule::ScaledLinear { .. } => BetaSchedule::ScaledLinear { start, end },
+            other => {
+                if args.beta_start.is_some() || args.beta_end.is_some() {
+                    bail!(
+                        "--beta-start/--beta-end apply to linear and scaled_linear schedules only"
+                    );
+                }
+                other
+            }
+        },
+    };
+    schedule.zero_snr |= args.zero_snr;
+    if args.clip_sample.is_some() && args.threshold.is_some() {
+        bail!(
+            "--clip-sample and --threshold exclude each other (diffusers applies one or the other)"
+        );
+    }
+    if let Some(r) = args.clip_sample
+        && !(r > 0.0 && r.is_finite())
+    {
+        bail!("--clip-sample {r}: the range must be positive");
+    }
+    let settings = SamplerSettings {
+        schedule,
+        steps: args.steps,
+        spacing: args.spacing,
+        steps_offset: args.steps_offset.unwrap_or(base.steps_offset),
+        set_alpha_to_one: args.set_alpha_to_one.unwrap_or(base.set_alpha_to_one),
+        eta: args.eta,
+        sigma_hat: args.sigma_hat,
+        prediction: match args.prediction {
+            Some(PredictionArg::Epsilon) => Prediction::Epsilon,
+            Some(PredictionArg::V) => Prediction::V,
+            Some(PredictionArg::Sample) => Prediction::Sample,
+            None => base.prediction,
+        },
+        clip: args.clip_sample,
+        threshold: args.threshold,
+        mode: match (args.unfused, args.update) {
+            (true, _) | (_, UpdateArg::Unfused) => UpdateMode::Unfused,
+            (false, UpdateArg::Fused) => UpdateMode::Fused,
+            (false, UpdateArg::Epilogue) => UpdateMode::Epilogue,
+        },
+    };
+    // Every impossible combination is refused here, before a device is opened or any output touched.
+    check_settings(&settings)?;
+    Ok(settings)
+}
+
+pub fn open_model(model: &Path) -> Result<Weights> {
+    if !model.exists() && model == Path::new(DEFAULT_MODEL) {
+        bail!(
+            "no model at {DEFAULT_MODEL} (the default model is not in this checkout yet); pass --model with our \
+             weights file or a diffusers directory"
+        );
+    }
+    load_model(model).with_context(|| format!("loading {}", model.display()))
+}
+
+/// A progress bar over `total` steps on a terminal; hidden when stderr is not a terminal or with --quiet.
+pub fn progress_bar(total: u64, quiet: bool) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if quiet || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} steps  {per_sec}  ETA {eta}")
+            .expect("a valid template"),
+    );
+    bar
+}
+
+/// A progress bar over a pipeline run's steps, made when the run reports its size; with a note where the run is
+/// split into batches.
+pub struct Bar {
+    quiet: bool,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Bar {
+    /// A bar shown on a terminal unless `quiet`.
+    pub fn new(quiet: bool) -> Self {
+        Bar { quiet, bar: None }
+    }
+
+    /// Moves the bar to `p`.
+    pub fn update(&mut self, p: Progress) {
+        let quiet = self.quiet;
+        let bar = self.bar.get_or_insert_with(|| {
+            if p.batches > 1 && !quiet {
+                eprintln!(
+                    "note: {} images run in {} batches of at most {} (--max-batch, or the device's storage-binding \
+                     limit); the images do not depend on the split",
+                    p.images, p.batches, p.batch_size
+                );
+            }
+            progress_bar(p.total as u64, quiet)
+        });
+        bar.set_position(p.done as u64);
+    }
+
+    /// Clears the bar.
+    pub fn finish(self) {
+        if let Some(bar) = self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

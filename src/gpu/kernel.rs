@@ -1,0 +1,203 @@
+//! Kernels and their pipelines: a [`Kernel`] describes one WGSL compute kernel (its source, bindings,
+//! workgroup size and Params size); [`Gpu::pipeline`] compiles it on first use and caches it by name, with an
+//! explicit bind-group layout built from [`Kernel::bindings`], never inferred, so one layout serves every
+//! dispatch of a kernel. This module knows no operation: the operations declare their kernels in `ops`.
+
+use std::sync::Arc;
+
+use super::Gpu;
+use crate::error::{Error, Result};
+
+/// A compiled compute pipeline and its bind-group layout, cached per kernel.
+pub(crate) struct CachedPipeline {
+    pub(crate) pipeline: wgpu::ComputePipeline,
+    pub(crate) layout: wgpu::BindGroupLayout,
+}
+
+/// The helpers prepended to every kernel.
+pub const COMMON_WGSL: &str = include_str!("../../kernels/common.wgsl");
+
+/// Which kernel variant each operation runs, where it has more than one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KernelChoice {
+    /// The variants for the adapter's kind: [`KernelChoice::Cpu`]'s on a CPU adapter (lavapipe, llvmpipe,
+    /// WARP), [`KernelChoice::Gpu`]'s on any other.
+    #[default]
+    Auto,
+    /// One portable kernel per operation (`conv2d`, `group_norm`): the baseline the others are measured
+    /// against, and a fallback.
+    Baseline,
+    /// The variants for CPU adapters, on any adapter: no barriers, weights in uniform windows
+    /// (`conv2d_3x3`, `conv2d_packed`, `group_norm_serial`). On a GPU, for comparing the two families.
+    Cpu,
+    /// The variants for GPUs, on any adapter: shared-memory tiles and workgroup reductions (`conv2d_tiled`,
+    /// `group_norm`). On a CPU adapter, for testing them where no GPU is.
+    Gpu,
+}
+
+impl std::str::FromStr for KernelChoice {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(KernelChoice::Auto),
+            "baseline" => Ok(KernelChoice::Baseline),
+            "cpu" => Ok(KernelChoice::Cpu),
+            "gpu" => Ok(KernelChoice::Gpu),
+            other => Err(Error::param(
+                "kernels",
+                format!("unknown kernel choice `{other}` (expected auto, baseline, cpu or gpu)"),
+            )),
+        }
+    }
+}
+
+impl KernelChoice {
+    /// What this choice means on an adapter of type `device`: `Auto` becomes `Cpu` or `Gpu`.
+    pub fn resolve(self, device: wgpu::DeviceType) -> KernelChoice {
+        match (self, device) {
+            (KernelChoice::Auto, wgpu::DeviceType::Cpu) => KernelChoice::Cpu,
+            (KernelChoice::Auto, _) => KernelChoice::Gpu,
+            (other, _) => other,
+        }
+    }
+}
+
+/// How a kernel uses one binding (binding 0 is always the `Params` uniform and is not listed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// `var<storage, read>`
+    Read,
+    /// `var<storage, read_write>`
+    ReadWrite,
+    /// `var<uniform>` over one [`UNIFORM_WINDOW`]-byte window of a buffer (`array<vec4<f32>, 4096>`).
+    UniformWindow,
+}
+
+/// A kernel's bindings (after the Params): `windows` uniform windows, then `tail`. `T` is the total, checked
+/// when the constant is evaluated.
+pub(crate) const fn windows_then<const T: usize>(windows: usize, tail: &[Access]) -> [Access; T] {
+    assert!(windows + tail.len() == T, "binding count");
+    let mut bindings = [Access::UniformWindow; T];
+    let mut i = 0;
+    while i < tail.len() {
+        bindings[windows + i] = tail[i];
+        i += 1;
+    }
+    bindings
+}
+
+/// Bytes in one uniform window: WebGPU's default `max_uniform_buffer_binding_size`, which Vulkan, Metal and
+/// DX12 adapters all meet.
+pub const UNIFORM_WINDOW: u64 = 65536;
+
+/// f32 values in one uniform window.
+pub(crate) const WINDOW_FLOATS: usize = (UNIFORM_WINDOW / 4) as usize;
+/// A WGSL kernel: its source, entry point `main`, storage bindings 1.., and workgroup size.
+#[derive(Debug)]
+pub struct Kernel {
+    /// The file stem in `kernels/`, also the pipeline-cache key and the profiler label.
+    pub name: &'static str,
+    /// The kernel's own WGSL, without `common.wgsl`.
+    pub source: &'static str,
+    /// Shared WGSL (`kernels/*.inc.wgsl`) placed between `common.wgsl` and the kernel.
+    pub includes: &'static [&'static str],
+    /// Storage bindings 1, 2, ... in order.
+    pub bindings: &'static [Access],
+    /// Invocations per workgroup (`@workgroup_size`, x only). A test checks it against the shader.
+    pub workgroup_size: u32,
+    /// `size_of` the Rust mirror of the kernel's `Params`. A test checks it against the shader.
+    pub params_size: usize,
+}
+
+impl Kernel {
+    /// The full source that is compiled: `common.wgsl`, the includes, then the kernel.
+    pub fn full_source(&self) -> String {
+        let mut s = String::from(COMMON_WGSL);
+        for part in self.includes.iter().chain([&self.source]) {
+            s.push('\n');
+            s.push_str(part);
+        }
+        s
+    }
+}
+
+impl Gpu {
+    /// The compiled pipeline for `kernel`, compiling it on first use.
+    pub(crate) fn pipeline(&self, kernel: &'static Kernel) -> Result<Arc<CachedPipeline>> {
+        let mut cache = self.pipelines.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = cache.get(kernel.name) {
+            return Ok(p.clone());
+        }
+        let compiled = self.scoped(&format!("compiling kernel `{}`", kernel.name), || {
+            let device = self.device();
+            // Bounds checks stay on (they cost little even on lavapipe and keep a kernel bug from reading
+            // outside its bindings). naga's loop bounding is turned off: it adds a counter to every loop, which
+            // keeps Mesa from unrolling the convolution's inner loops (about 10% of conv2d_3x3 on lavapipe).
+            let checks = wgpu::ShaderRuntimeChecks {
+                bounds_checks: true,
+                force_loop_bounding: false,
+                ..wgpu::ShaderRuntimeChecks::checked()
+            };
+            let descriptor = wgpu::ShaderModuleDescriptor {
+                label: Some(kernel.name),
+                source: wgpu::ShaderSource::Wgsl(kernel.full_source().into()),
+            };
+            // SAFETY: `force_loop_bounding: false` asks us to guarantee that no loop runs forever. Every kernel
+            // is ours, compiled into the binary (never user-supplied WGSL), and every loop in kernels/ counts up
+            // to a bound read from its Params or a constant; tests/wgsl.rs validates each kernel with naga.
+            let module = unsafe { device.create_shader_module_trusted(descriptor, checks) };
+            let mut entries = vec![wgpu::BindGroupLayoutEntry {
+                binding: 0,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Uniform,
+                    has_dynamic_offset: false,
+                    min_binding_size: wgpu::BufferSize::new(kernel.params_size as u64),
+                },
+                count: None,
+            }];
+            for (i, access) in kernel.bindings.iter().enumerate() {
+                entries.push(wgpu::BindGroupLayoutEntry {
+                    binding: i as u32 + 1,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: match access {
+                            Access::Read => wgpu::BufferBindingType::Storage { read_only: true },
+                            Access::ReadWrite => {
+                                wgpu::BufferBindingType::Storage { read_only: false }
+                            }
+                            Access::UniformWindow => wgpu::BufferBindingType::Uniform,
+                        },
+                        has_dynamic_offset: false,
+                        min_binding_size: (*access == Access::UniformWindow)
+                            .then(|| wgpu::BufferSize::new(UNIFORM_WINDOW))
+                            .flatten(),
+                    },
+                    count: None,
+                });
+            }
+            let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(kernel.name),
+                entries: &entries,
+            });
+            let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(kernel.name),
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size: 0,
+            });
+            let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(kernel.name),
+                layout: Some(&pipeline_layout),
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+            CachedPipeline { pipeline, layout }
+        })?;
+        let compiled = Arc::new(compiled);
+        cache.insert(kernel.name, compiled.clone());
+        Ok(compiled)
+    }
+}

@@ -1,0 +1,33 @@
+//! `attention.wgsl`: the portable attention, q, k and v read from storage, one invocation per 8 queries, an
+//! online softmax so that no tokens x tokens matrix is stored. The baseline and the fallback.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::gpu::{Access, Kernel};
+
+pub(crate) const OP: &str = "attention";
+
+/// The per-lane row reads and writes both attention kernels share.
+pub(super) const ROWS: &str = include_str!("../../../kernels/attention_rows.inc.wgsl");
+
+/// The kernel.
+pub const KERNEL: Kernel = Kernel {
+    name: "attention",
+    source: include_str!("../../../kernels/attention.wgsl"),
+    includes: &[ROWS],
+    bindings: &[Access::Read, Access::Read, Access::Read, Access::ReadWrite],
+    workgroup_size: 64,
+    params_size: std::mem::size_of::<Params>(),
+};
+
+/// Mirrors `Params` in attention.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct Params {
+    pub batch: u32,
+    pub heads: u32,
+    pub head_dim: u32,
+    pub tokens: u32,
+    pub scale: f32,
+    pub _pad: [u32; 3],
+}

@@ -1,0 +1,134 @@
+//! Which attention runs: [`kernel_for`] picks from the device's family and the head size (never the batch);
+//! [`attention`] validates and prepares it, taking the products where they apply.
+
+use super::portable::{KERNEL, OP, Params};
+use super::products::{Products, products};
+use super::tiled::{TILED_KERNEL, TILED_WORKGROUP_BYTES, tiled};
+use super::windowed::{WINDOWED_KERNEL, WindowGeometry, windowed};
+use crate::error::{Error, Result};
+use crate::gpu::check::{dim, dims, expect_shape, nonzero};
+use crate::gpu::windows::has_uniform_windows;
+use crate::gpu::{
+    Cost, Dispatch, Gpu, Kernel, KernelChoice, Tensor, UNIFORM_WINDOW, workgroups_for,
+};
+
+/// The kernel [`attention`] runs on this device for heads of `head_dim`: `attention_windowed` for the CPU
+/// family where a key block fits a window (head_dim up to 1,024) and the device has 64 KiB uniform bindings
+/// (which [`attention`] replaces by the products, [`SCORES_KERNEL`](super::SCORES_KERNEL), where [`Products`] apply and the
+/// operands have room for their windows), `attention_tiled` for the GPU family (any head_dim), `attention`
+/// otherwise. Never depends on the batch.
+pub fn kernel_for(gpu: &Gpu, head_dim: usize) -> &'static Kernel {
+    let windows = has_uniform_windows(gpu) && gpu.limits().max_buffer_size >= UNIFORM_WINDOW;
+    let tiles = gpu.limits().max_compute_workgroup_storage_size >= TILED_WORKGROUP_BYTES;
+    match gpu.kernel_family() {
+        KernelChoice::Cpu if windows && WindowGeometry::new(1, head_dim, 1).is_some() => {
+            &WINDOWED_KERNEL
+        }
+        KernelChoice::Gpu if tiles => &TILED_KERNEL,
+        _ => &KERNEL,
+    }
+}
+
+/// Prepares `out = softmax(q k^T / sqrt(head_dim)) v` per head.
+///
+/// q, k, v and out are `[N, C, H, W]` maps (the H*W pixels are the tokens), C = heads * head_dim; head h owns
+/// channels `h * head_dim .. (h + 1) * head_dim`.
+pub fn attention(
+    gpu: &Gpu,
+    label: &str,
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    out: &Tensor,
+    head_dim: usize,
+) -> Result<Dispatch> {
+    let [n, c, h, w] = dims::<4>(OP, q)?;
+    let tokens = h * w;
+    for (what, value) in [
+        ("batch", n),
+        ("channels", c),
+        ("tokens", tokens),
+        ("head_dim", head_dim),
+    ] {
+        nonzero(OP, what, value)?;
+    }
+    if c % head_dim != 0 {
+        return Err(Error::param(
+            OP,
+            format!(
+                "head_dim {head_dim} does not divide the {c} channels of `{}`",
+                q.label()
+            ),
+        ));
+    }
+    for t in [k, v, out] {
+        expect_shape(OP, t, q.shape())?;
+    }
+    let heads = c / head_dim;
+    let params = Params {
+        batch: dim(OP, "batch", n)?,
+        heads: dim(OP, "heads", heads)?,
+        head_dim: dim(OP, "head_dim", head_dim)?,
+        tokens: dim(OP, "tokens", tokens)?,
+        scale: (1.0 / (head_dim as f64).sqrt()) as f32,
+        _pad: [0; 3],
+    };
+    let cost = Cost::new(
+        4 * (n * heads * tokens * tokens * head_dim) as u64,
+        4 * q.len() as u64,
+    );
+    let kernel = kernel_for(gpu, head_dim);
+    if kernel.name == TILED_KERNEL.name {
+        return tiled(
+            gpu,
+            label,
+            [q, k, v, out],
+            n * heads,
+            heads,
+            head_dim,
+            tokens,
+            params.scale,
+        )
+        .map(|d| d.with_cost(cost));
+    }
+    if kernel.name == WINDOWED_KERNEL.name {
+        if let Some(cut) = Products::on(gpu, n * heads, head_dim, tokens) {
+            let operands = [q, k, v, out];
+            let scale = params.scale;
+            if let Some(d) = products(
+                gpu,
+                label,
+                &cut,
+                operands,
+                n * heads,
+                head_dim,
+                tokens,
+                scale,
+            )? {
+                return Ok(d.with_cost(cost));
+            }
+        }
+        return windowed(
+            gpu,
+            label,
+            [q, k, v, out],
+            n * heads,
+            head_dim,
+            tokens,
+            params.scale,
+        )
+        .map(|d| d.with_cost(cost));
+    }
+    // One invocation per 8 query tokens.
+    let invocations = (n * heads * tokens.div_ceil(8)) as u64;
+    Dispatch::new(
+        gpu,
+        &KERNEL,
+        OP,
+        label,
+        &params,
+        &[q, k, v, out],
+        workgroups_for(invocations, KERNEL.workgroup_size),
+    )
+    .map(|d| d.with_cost(cost))
+}

@@ -1,0 +1,187 @@
+//! `attention_tiled.wgsl`: the GPU family's attention, flash-attention style over shared-memory tiles of 32
+//! keys, with the keys split over workgroups where an image has few query blocks ([`KeySplit`], merged by
+//! `attention_combine.wgsl`).
+
+use bytemuck::{Pod, Zeroable};
+
+use super::portable::OP;
+use crate::error::Result;
+use crate::gpu::check::dim;
+use crate::gpu::{Access, Dispatch, Gpu, Kernel, Tensor, workgroups_for};
+use crate::ops::{split_reduction, split_scratch_floats};
+
+/// The Params of [`TILED_KERNEL`] and [`COMBINE_KERNEL`] ([`TiledParams`]).
+const TILED_PARAMS: &str = include_str!("../../../kernels/attention_tiled_params.inc.wgsl");
+
+/// The GPU family's kernel: a workgroup per 8 queries (and key split), keys and values staged in workgroup
+/// memory.
+pub const TILED_KERNEL: Kernel = Kernel {
+    name: "attention_tiled",
+    source: include_str!("../../../kernels/attention_tiled.wgsl"),
+    includes: &[TILED_PARAMS],
+    bindings: &[
+        Access::Read,
+        Access::Read,
+        Access::Read,
+        Access::ReadWrite,
+        Access::ReadWrite,
+    ],
+    workgroup_size: 64,
+    params_size: std::mem::size_of::<TiledParams>(),
+};
+
+/// Merges the key splits of [`TILED_KERNEL`].
+pub const COMBINE_KERNEL: Kernel = Kernel {
+    name: "attention_combine",
+    source: include_str!("../../../kernels/attention_combine.wgsl"),
+    includes: &[TILED_PARAMS],
+    bindings: &[Access::Read, Access::ReadWrite],
+    workgroup_size: 256,
+    params_size: std::mem::size_of::<TiledParams>(),
+};
+
+/// Mirrors `Params` in attention_tiled.wgsl and attention_combine.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct TiledParams {
+    pub pairs: u32,
+    pub head_dim: u32,
+    pub tokens: u32,
+    pub scale: f32,
+    pub key_splits: u32,
+    pub keys_per_split: u32,
+    pub pair0: u32,
+    pub _pad: u32,
+}
+
+/// Keys per block of [`TILED_KERNEL`] (its `BK`): key splits are multiples of it.
+const TILED_KEYS: usize = 32;
+
+/// Workgroups (query blocks x heads x key splits) [`KeySplit`] aims for per image: about the multiprocessors
+/// of a large GPU (an H200 has 132).
+pub const KEY_SPLIT_TARGET: usize = 128;
+
+/// The fewest keys a split takes (two blocks): each query's partial state is head_dim + 2 floats written and
+/// read once, against 4 x head_dim FLOPs per key.
+pub const KEY_SPLIT_MIN: usize = 64;
+
+/// How [`TILED_KERNEL`] splits the keys of each (image, head) pair: `splits` ranges of `keys` (a multiple of
+/// 32; the last may be shorter), merged by [`COMBINE_KERNEL`] in order; the pairs run in launches of `pairs`
+/// so that the partial state fits the scratch limit. Chosen from one image's geometry, never the batch, so an
+/// image's result does not depend on the batch it is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeySplit {
+    pub splits: usize,
+    pub keys: usize,
+    pub pairs: usize,
+}
+
+impl KeySplit {
+    /// The split for `pairs` pairs of `heads` heads of `head_dim` over `tokens` tokens, with at most
+    /// `max_floats` of partial state per launch: enough splits to bring an image to [`KEY_SPLIT_TARGET`]
+    /// workgroups, with at least [`KEY_SPLIT_MIN`] keys each, balanced; one split (no partial state) where that
+    /// is one, or where one pair's state would not fit.
+    pub fn new(
+        pairs: usize,
+        heads: usize,
+        head_dim: usize,
+        tokens: usize,
+        max_floats: usize,
+    ) -> Self {
+        let whole = KeySplit {
+            splits: 1,
+            keys: tokens.div_ceil(TILED_KEYS) * TILED_KEYS,
+            pairs,
+        };
+        let blocks = heads * tokens.div_ceil(TILED_QUERIES);
+        let (splits, keys) =
+            split_reduction(tokens, blocks, KEY_SPLIT_TARGET, KEY_SPLIT_MIN, TILED_KEYS);
+        let per_launch = max_floats / (splits * tokens * (head_dim + 2));
+        if splits == 1 || per_launch == 0 {
+            return whole;
+        }
+        KeySplit {
+            splits,
+            keys,
+            pairs: per_launch.min(pairs),
+        }
+    }
+
+    /// The split on this device: partial state within [`SPLIT_SCRATCH_BYTES`](crate::ops::SPLIT_SCRATCH_BYTES) and its binding limits; one
+    /// split where the device was opened with split reductions off ([`crate::gpu::DeviceOptions::split_k`]).
+    pub fn on(gpu: &Gpu, pairs: usize, heads: usize, head_dim: usize, tokens: usize) -> Self {
+        Self::new(pairs, heads, head_dim, tokens, split_scratch_floats(gpu))
+    }
+}
+
+/// Queries per workgroup of [`TILED_KERNEL`] (its `BQ`).
+const TILED_QUERIES: usize = 8;
+
+/// Workgroup memory [`TILED_KERNEL`] declares, in bytes (3,720 floats).
+pub(super) const TILED_WORKGROUP_BYTES: u32 = 3720 * 4;
+
+/// The GPU family's path: [`TILED_KERNEL`] per launch of [`KeySplit::pairs`] pairs, over all keys, or over
+/// key splits into the device's scratch buffer followed by [`COMBINE_KERNEL`].
+#[allow(clippy::too_many_arguments)] // the four operands and the geometry of one attention
+pub(super) fn tiled(
+    gpu: &Gpu,
+    label: &str,
+    [q, k, v, out]: [&Tensor; 4],
+    pairs: usize,
+    heads: usize,
+    head_dim: usize,
+    tokens: usize,
+    scale: f32,
+) -> Result<Dispatch> {
+    let split = KeySplit::on(gpu, pairs, heads, head_dim, tokens);
+    // Unsplit, the kernel writes no partial state: any scratch tensor fills the binding.
+    let state = if split.splits > 1 {
+        split.splits * split.pairs * tokens * (head_dim + 2)
+    } else {
+        1
+    };
+    let part = gpu.scratch("attention split state", &[state])?;
+    let group = |pair0: usize| -> Result<Dispatch> {
+        let count = split.pairs.min(pairs - pair0);
+        let params = TiledParams {
+            pairs: dim(OP, "pairs", count)?,
+            head_dim: dim(OP, "head_dim", head_dim)?,
+            tokens: dim(OP, "tokens", tokens)?,
+            scale,
+            key_splits: dim(OP, "key splits", split.splits)?,
+            keys_per_split: dim(OP, "keys per split", split.keys)?,
+            pair0: dim(OP, "first pair", pair0)?,
+            _pad: 0,
+        };
+        // One workgroup per 8 queries of each pair and key split.
+        let groups = (split.splits * count * tokens.div_ceil(TILED_QUERIES)) as u64;
+        let mut launch = Dispatch::new(
+            gpu,
+            &TILED_KERNEL,
+            OP,
+            label,
+            &params,
+            &[q, k, v, out, &part],
+            workgroups_for(
+                groups * TILED_KERNEL.workgroup_size as u64,
+                TILED_KERNEL.workgroup_size,
+            ),
+        )?;
+        if split.splits > 1 {
+            launch = launch.then(Dispatch::new(
+                gpu,
+                &COMBINE_KERNEL,
+                OP,
+                label,
+                &params,
+                &[&part, out],
+                workgroups_for(
+                    (count * head_dim * tokens) as u64,
+                    COMBINE_KERNEL.workgroup_size,
+                ),
+            )?);
+        }
+        Ok(launch)
+    };
+    Dispatch::sequence(OP, label, (0..pairs).step_by(split.pairs).map(group))
+}

@@ -1,0 +1,79 @@
+//! `conv2d.wgsl`: the portable convolution, every geometry, weights read from storage. The baseline family's
+//! only convolution and every family's fallback.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::shape::{Conv2dConfig, ConvShape, OP, SHAPE};
+use crate::error::Result;
+use crate::gpu::{Access, Dispatch, Gpu, Kernel, Tensor, workgroups_for};
+
+/// The convolution loop shared with the DDIM-epilogue convolution (`ops::ddim::CONV_KERNEL`).
+pub const ACCUMULATE: &str = include_str!("../../../kernels/conv2d_accumulate.inc.wgsl");
+
+/// The kernel.
+pub const KERNEL: Kernel = Kernel {
+    name: "conv2d",
+    source: include_str!("../../../kernels/conv2d.wgsl"),
+    includes: &[SHAPE, ACCUMULATE],
+    bindings: &[
+        Access::Read,
+        Access::Read,
+        Access::Read,
+        Access::Read,
+        Access::ReadWrite,
+        Access::Read,
+    ],
+    workgroup_size: 64,
+    params_size: std::mem::size_of::<Params>(),
+};
+
+/// Mirrors `Params` in conv2d.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct Params {
+    pub shape: ConvShape,
+    pub has_residual: u32,
+    pub out_scale: f32,
+    pub has_channel: u32,
+    pub _pad: u32,
+}
+
+/// `conv2d` (the portable kernel) over `shape`: weights from storage, 4 output channels x 4 output columns per
+/// invocation. The caller has checked the operands' shapes.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn launch(
+    gpu: &Gpu,
+    label: &str,
+    shape: &ConvShape,
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    channel: Option<&Tensor>,
+    residual: Option<&Tensor>,
+    out: &Tensor,
+    cfg: &Conv2dConfig,
+) -> Result<Dispatch> {
+    let params = Params {
+        shape: *shape,
+        has_residual: residual.is_some() as u32,
+        out_scale: cfg.out_scale,
+        has_channel: channel.is_some() as u32,
+        _pad: 0,
+    };
+    Dispatch::new(
+        gpu,
+        &KERNEL,
+        OP,
+        label,
+        &params,
+        &[
+            x,
+            weight,
+            bias,
+            residual.unwrap_or(x),
+            out,
+            channel.unwrap_or(bias),
+        ],
+        workgroups_for(shape.blocks_4x4(), KERNEL.workgroup_size),
+    )
+}

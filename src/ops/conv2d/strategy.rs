@@ -1,0 +1,223 @@
+//! Which convolution runs: [`kernel_for`] picks a kernel from the device's family and one image's geometry
+//! (never the batch), and [`conv2d`] prepares it.
+
+use super::direct::{self, KERNEL};
+use super::im2col::{Im2col, KERNEL_IM2COL, im2col};
+use super::one_by_one::{KERNEL_1X1, KERNEL_1X1_WIDE, OneByOne, one_by_one};
+use super::packed::{KERNEL_3X3, KERNEL_PACKED, PackGeometry, packed};
+use super::shape::{Conv2dConfig, ConvShape, Epilogue, OP};
+use super::tiled::{KERNEL_TILED, TILED_WORKGROUP_BYTES, tiled};
+use super::winograd;
+use crate::error::{Error, Result};
+use crate::gpu::check::expect_shape;
+use crate::gpu::windows::has_uniform_windows;
+use crate::gpu::{Cost, Dispatch, Gpu, Kernel, KernelChoice, Tensor};
+
+/// The kernel [`conv2d`] runs for this geometry on this device (for the Winograd convolution, the kernel of its
+/// products, [`winograd::products_kernel`]). The GPU family: `conv2d_tiled`. The CPU family, where 64 KiB uniform
+/// and storage bindings exist: the Winograd convolution for 3x3 stride-1 convolutions with at least 16 input
+/// and output channels; `conv2d_1x1` for 1x1 stride-1 unpadded convolutions whose input windows hold at least
+/// 64 channels ([`OneByOne`]; `conv2d_1x1_wide` where a chunk's weights take four windows or more; an x
+/// without room for its windows runs what follows instead); `conv2d_im2col` for strided convolutions whose
+/// columns that product can take ([`Im2col`]); else, where the
+/// packed weights fit the buffer limit and each output image has at least 8 blocks of 8 columns, `conv2d_3x3`
+/// for 3x3 stride 1 and `conv2d_packed` for the others; `conv2d` everywhere else, and in the baseline. The
+/// choice never depends on the batch size, so an image is computed by the same kernels (and rounded the same
+/// way) however a batch is split; the one exception, the Winograd products' four kernels (V from storage or from
+/// uniform windows, one or several weight windows per launch, by tile group size), make the same sums in the
+/// same order, bit for bit.
+pub fn kernel_for(gpu: &Gpu, shape: &ConvShape) -> &'static Kernel {
+    match gpu.kernel_family() {
+        KernelChoice::Cpu => cpu_kernel_for(gpu, shape),
+        KernelChoice::Gpu => gpu_kernel_for(gpu),
+        _ => &KERNEL,
+    }
+}
+
+/// The GPU family: `conv2d_tiled` for every geometry wherever the device allows its 256-invocation workgroups
+/// with 8.25 KiB of workgroup memory (wgpu's default limits do), `conv2d` otherwise. Shape-independent, so every
+/// test shape proves the kernel that runs. On an H200 (BENCHMARKS.md, "On a real GPU") it runs the CIFAR-10
+/// UNet's 3x3 convolutions at batch 8 4.06x faster than `conv2d` and 130x faster than the CPU family's Winograd
+/// convolution (28.5% of its FMA roof).
+fn gpu_kernel_for(gpu: &Gpu) -> &'static Kernel {
+    let limits = gpu.limits();
+    let fits = limits.max_compute_invocations_per_workgroup >= KERNEL_TILED.workgroup_size
+        && limits.max_compute_workgroup_size_x >= KERNEL_TILED.workgroup_size
+        && limits.max_compute_workgroup_storage_size >= TILED_WORKGROUP_BYTES;
+    if fits { &KERNEL_TILED } else { &KERNEL }
+}
+
+/// The CPU family: the 1x1 convolution over uniform windows where it applies ([`OneByOne`]), else
+/// [`storage_kernel_for`].
+fn cpu_kernel_for(gpu: &Gpu, shape: &ConvShape) -> &'static Kernel {
+    if Im2col::on(gpu, shape).is_some() {
+        &KERNEL_IM2COL
+    } else if let Some(geo) = OneByOne::on(gpu, shape) {
+        if geo.weights_per_launch(gpu) > 1 {
+            &KERNEL_1X1_WIDE
+        } else {
+            &KERNEL_1X1
+        }
+    } else {
+        storage_kernel_for(gpu, shape)
+    }
+}
+
+/// The CPU family's kernels that read x from storage: the packed kernels where they have enough work,
+/// `conv2d` elsewhere. Also what a convolution picked for [`KERNEL_1X1`] runs when its x has no room for
+/// windows (a tensor sized exactly rather than an activation in an arena).
+pub(super) fn storage_kernel_for(gpu: &Gpu, shape: &ConvShape) -> &'static Kernel {
+    let limits = gpu.limits();
+    let taps = (shape.kh * shape.kw) as usize;
+    let fits = PackGeometry::new(shape.cout as usize, shape.cin as usize, taps)
+        .is_some_and(|g| g.bytes() <= limits.max_buffer_size);
+    // Below 8 blocks of 8 output columns per image, a launch (one per weight window) has too little work and
+    // the launches run one after another: on lavapipe the general kernel is faster there (measured with
+    // examples/conv_study.rs at batch 8: 0.86x at 4x4, 4 blocks per image; 3.5x at 8x8, 8 blocks per image).
+    // Per image, not per batch: a batch-dependent choice would change an image's rounding with the batch.
+    let [_, _, ho, wo] = shape.output_shape();
+    let busy = ho * wo.div_ceil(8) >= 8;
+    let windows = has_uniform_windows(gpu);
+    if let Some(tiling) = winograd_tiling(gpu, shape).filter(|_| windows) {
+        winograd::products_kernel(gpu, shape, &tiling)
+    } else if !(fits && busy && windows) {
+        &KERNEL
+    } else if shape.kh == 3 && shape.kw == 3 && shape.stride == 1 {
+        &KERNEL_3X3
+    } else {
+        &KERNEL_PACKED
+    }
+}
+
+/// Input and output channels from which the CPU family takes the Winograd convolution over `conv2d_3x3`. Below,
+/// the transforms outweigh the products: measured with examples/conv_study.rs (BENCHMARKS.md), a UNet's first
+/// convolution (1 or 3 input channels) runs 3-10x slower as Winograd; from 32 channels it gains 1.6-2.4x at
+/// batch 64 (the MNIST model's shapes), 1.6-3.0x at batch 8 (the CIFAR-10 model's, 4x4 to 32x32 maps) and
+/// 1.1-1.7x for the MNIST model's at batch 8, where each launch's fixed cost weighs most.
+const WINOGRAD_MIN_CHANNELS: u32 = 16;
+
+/// The tiling of this 3x3 stride-1 convolution where the Winograd convolution takes it: enough input and
+/// output channels, the input channels of a unit in one weight window, one image's transformed tiles within
+/// the scratch limit and the transformed weights within the buffer limit. Per image, never per batch.
+fn winograd_tiling(gpu: &Gpu, shape: &ConvShape) -> Option<winograd::Tiling> {
+    let fits = gpu.winograd()
+        && shape.cin.min(shape.cout) >= WINOGRAD_MIN_CHANNELS
+        && winograd::packed_bytes(shape.cout as usize, shape.cin as usize)
+            .is_some_and(|bytes| bytes <= gpu.limits().max_buffer_size);
+    fits.then(|| winograd::Tiling::on(gpu, shape)).flatten()
+}
+
+/// Prepares `out = (conv(x, weight) + bias + residual) * out_scale`, with the kernel [`kernel_for`] picks.
+///
+/// Shapes: x `[N, Cin, H, W]`, weight `[Cout, Cin, KH, KW]`, bias `[Cout]`, residual and out `[N, Cout, Ho, Wo]`.
+/// The packed kernels pack the weights now, on the GPU: writing `weight` afterwards does not change what this
+/// dispatch computes (prepare it again).
+#[allow(clippy::too_many_arguments)] // the operands of one convolution; grouping them would only rename them
+pub fn conv2d(
+    gpu: &Gpu,
+    label: &str,
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    residual: Option<&Tensor>,
+    out: &Tensor,
+    cfg: &Conv2dConfig,
+) -> Result<Dispatch> {
+    conv2d_with_channel(gpu, label, x, weight, bias, None, residual, out, cfg)
+}
+
+/// [`conv2d`] with a per-image channel offset `channel` `[N, Cout]` added with the bias:
+/// `out = (conv(x, weight) + bias + channel + residual) * out_scale` (a ResNet block's conv1 and its time
+/// embedding, in one dispatch).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_with_channel(
+    gpu: &Gpu,
+    label: &str,
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    channel: Option<&Tensor>,
+    residual: Option<&Tensor>,
+    out: &Tensor,
+    cfg: &Conv2dConfig,
+) -> Result<Dispatch> {
+    let shape = ConvShape::new(OP, x, weight, bias, cfg)?;
+    expect_shape(OP, out, &shape.output_shape())?;
+    if let Some(r) = residual {
+        expect_shape(OP, r, out.shape())?;
+    }
+    if let Some(c) = channel {
+        expect_shape(OP, c, &[shape.batch as usize, shape.cout as usize])?;
+    }
+    let floats = x.len()
+        + weight.len()
+        + bias.len()
+        + channel.map_or(0, |c| c.len())
+        + out.len() * (1 + residual.is_some() as usize);
+    let cost = Cost::new(shape.flops(), floats as u64);
+    let kernel = kernel_for(gpu, &shape);
+    let products = [
+        &winograd::GEMM_KERNEL,
+        &winograd::GEMM_WINDOWED_KERNEL,
+        &winograd::GEMM_WIDE_KERNEL,
+        &winograd::GEMM_WINDOWED_WIDE_KERNEL,
+    ];
+    if products.iter().any(|k| k.name == kernel.name) {
+        let tiling = winograd::Tiling::on(gpu, &shape)
+            .ok_or_else(|| Error::shape(OP, format!("`{label}`: no Winograd tiling")))?;
+        let dispatch = winograd::conv2d(
+            gpu,
+            label,
+            &shape,
+            &tiling,
+            x,
+            weight,
+            bias,
+            channel,
+            residual,
+            out,
+            cfg.out_scale,
+        )?;
+        return Ok(dispatch.with_cost(Cost::new(winograd::flops(&shape, &tiling), floats as u64)));
+    }
+    let mut kernel = kernel;
+    if let Some(cut) = Im2col::on(gpu, &shape).filter(|_| kernel.name == KERNEL_IM2COL.name) {
+        let e = Epilogue {
+            bias,
+            channel,
+            residual,
+            out,
+            cfg,
+        };
+        match im2col(gpu, label, &shape, &cut, x, weight, &e)? {
+            Some(d) => return Ok(d.with_cost(cost)),
+            None => kernel = storage_kernel_for(gpu, &shape),
+        }
+    }
+    let one_by_one_kernels = [KERNEL_1X1.name, KERNEL_1X1_WIDE.name];
+    if let Some(geo) =
+        OneByOne::on(gpu, &shape).filter(|_| one_by_one_kernels.contains(&kernel.name))
+    {
+        let dispatch = one_by_one(
+            gpu, label, &shape, &geo, x, weight, bias, channel, residual, out, cfg,
+        )?;
+        match dispatch {
+            Some(d) => return Ok(d.with_cost(cost)),
+            None => kernel = storage_kernel_for(gpu, &shape),
+        }
+    }
+    let dispatch = if kernel.name == KERNEL_3X3.name || kernel.name == KERNEL_PACKED.name {
+        packed(
+            gpu, kernel, label, &shape, x, weight, bias, channel, residual, out, cfg,
+        )?
+    } else if kernel.name == KERNEL_TILED.name {
+        tiled(
+            gpu, label, &shape, x, weight, bias, channel, residual, out, cfg,
+        )?
+    } else {
+        direct::launch(
+            gpu, label, &shape, x, weight, bias, channel, residual, out, cfg,
+        )?
+    };
+    Ok(dispatch.with_cost(cost))
+}

@@ -1,0 +1,204 @@
+//! `conv2d_tiled.wgsl`: the GPU family's convolution, an implicit GEMM over 64 x 64 shared-memory tiles, with
+//! K split over several workgroups on small maps ([`SplitK`], `conv2d_split_reduce.wgsl`).
+
+use bytemuck::{Pod, Zeroable};
+
+use super::shape::{Conv2dConfig, ConvShape, OP, SHAPE};
+use crate::error::Result;
+use crate::gpu::check::dim;
+use crate::gpu::{Access, Dispatch, Gpu, Kernel, Tensor, workgroups_for};
+use crate::ops::{split_reduction, split_scratch_floats};
+
+/// The Params of [`KERNEL_TILED`] and [`KERNEL_SPLIT_REDUCE`] ([`TiledParams`]).
+pub const TILED_PARAMS: &str = include_str!("../../../kernels/conv2d_tiled_params.inc.wgsl");
+
+/// The implicit GEMM over shared-memory tiles, for GPUs, whole or split along K ([`SplitK`]).
+pub const KERNEL_TILED: Kernel = Kernel {
+    name: "conv2d_tiled",
+    source: include_str!("../../../kernels/conv2d_tiled.wgsl"),
+    includes: &[SHAPE, TILED_PARAMS],
+    bindings: &[
+        Access::Read,
+        Access::Read,
+        Access::Read,
+        Access::Read,
+        Access::ReadWrite,
+        Access::Read,
+        Access::ReadWrite,
+    ],
+    workgroup_size: 256,
+    params_size: std::mem::size_of::<TiledParams>(),
+};
+
+/// Adds the K slices of a split [`KERNEL_TILED`] convolution and applies the epilogue.
+pub const KERNEL_SPLIT_REDUCE: Kernel = Kernel {
+    name: "conv2d_split_reduce",
+    source: include_str!("../../../kernels/conv2d_split_reduce.wgsl"),
+    includes: &[SHAPE, TILED_PARAMS],
+    bindings: &[
+        Access::Read,
+        Access::Read,
+        Access::Read,
+        Access::Read,
+        Access::ReadWrite,
+    ],
+    workgroup_size: 256,
+    params_size: std::mem::size_of::<TiledParams>(),
+};
+
+/// Output channels and pixels of one [`KERNEL_TILED`] workgroup's tile.
+const TILE: usize = 64;
+
+/// K per step of [`KERNEL_TILED`] (its `TK`): K slices are multiples of it.
+const TILE_K: usize = 16;
+
+/// Workgroups (tiles x K slices) [`SplitK`] aims for per image: about the multiprocessors of a large GPU (an
+/// H200 has 132), so that a batch of two or more fills it whatever the map size.
+pub const SPLIT_TARGET: usize = 128;
+
+/// The least K one slice covers: at 128 (8 steps), writing and reading a slice's partial sums (8 bytes per
+/// output) is 1/32 of its arithmetic (256 FLOP per output), well above any GPU's ridge point.
+pub const SPLIT_MIN_K: usize = 128;
+
+/// How a [`KERNEL_TILED`] convolution splits its K = cin x kh x kw: `splits` slices of `k_split` (a multiple of
+/// 16; the last may be shorter), each image's tiles run once per slice, and [`KERNEL_SPLIT_REDUCE`] adds the
+/// slices in order. The pixels run in launches of `pixels` (whole tiles), so the partial sums fit the scratch
+/// limit. Chosen from one image's geometry, never the batch: an image's sums are the same however a batch is
+/// split or grouped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SplitK {
+    pub splits: usize,
+    pub k_split: usize,
+    pub pixels: usize,
+}
+
+impl SplitK {
+    /// The split of `shape` whose partial sums take at most `max_floats` per launch: as many slices as bring an
+    /// image to [`SPLIT_TARGET`] workgroups, with at least [`SPLIT_MIN_K`] each, balanced; one slice (the whole
+    /// sum in one launch) where that is one, or where one tile of partial sums would not fit.
+    pub fn new(shape: &ConvShape, max_floats: usize) -> Self {
+        let [n, cout, ho, wo] = shape.output_shape();
+        let k = (shape.cin * shape.kh * shape.kw) as usize;
+        let plane = ho * wo;
+        let whole = SplitK {
+            splits: 1,
+            k_split: k.div_ceil(TILE_K) * TILE_K,
+            pixels: n * plane,
+        };
+        let tiles = cout.div_ceil(TILE) * plane.div_ceil(TILE);
+        let (splits, k_split) = split_reduction(k, tiles, SPLIT_TARGET, SPLIT_MIN_K, TILE_K);
+        let pixels = max_floats / (splits * cout) / TILE * TILE;
+        if splits == 1 || pixels == 0 {
+            return whole;
+        }
+        SplitK {
+            splits,
+            k_split,
+            pixels: pixels.min(n * plane),
+        }
+    }
+
+    /// The split on this device: partial sums within [`SPLIT_SCRATCH_BYTES`](crate::ops::SPLIT_SCRATCH_BYTES) and its binding limits; one
+    /// slice where the device was opened with split reductions off ([`crate::gpu::DeviceOptions::split_k`]).
+    pub fn on(gpu: &Gpu, shape: &ConvShape) -> Self {
+        Self::new(shape, split_scratch_floats(gpu))
+    }
+}
+
+/// Mirrors `Params` in conv2d_tiled.wgsl and conv2d_split_reduce.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct TiledParams {
+    pub shape: ConvShape,
+    pub has_residual: u32,
+    pub out_scale: f32,
+    pub has_channel: u32,
+    pub splits: u32,
+    pub k_split: u32,
+    pub p_begin: u32,
+    pub p_count: u32,
+    pub _pad: u32,
+}
+
+/// Workgroup memory [`KERNEL_TILED`] declares, in bytes (528 vectors of 4 floats).
+pub(super) const TILED_WORKGROUP_BYTES: u32 = 528 * 16;
+
+/// The shared-memory path: [`KERNEL_TILED`] over the whole K, or over [`SplitK`] slices into the device's
+/// scratch buffer followed by [`KERNEL_SPLIT_REDUCE`], one pair of launches per group of pixels.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn tiled(
+    gpu: &Gpu,
+    label: &str,
+    shape: &ConvShape,
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    channel: Option<&Tensor>,
+    residual: Option<&Tensor>,
+    out: &Tensor,
+    cfg: &Conv2dConfig,
+) -> Result<Dispatch> {
+    let split = SplitK::on(gpu, shape);
+    let [n, cout, ho, wo] = shape.output_shape();
+    let total = n * ho * wo;
+    // Unsplit, the kernel writes no partial sums: any scratch tensor fills the binding.
+    let part = gpu.scratch(
+        "conv2d split sums",
+        &[if split.splits > 1 {
+            split.splits * cout * split.pixels
+        } else {
+            1
+        }],
+    )?;
+    let launch = |p_begin: usize| -> Result<Dispatch> {
+        let p_count = split.pixels.min(total - p_begin);
+        let params = TiledParams {
+            shape: *shape,
+            has_residual: residual.is_some() as u32,
+            out_scale: cfg.out_scale,
+            has_channel: channel.is_some() as u32,
+            splits: dim(OP, "K slices", split.splits)?,
+            k_split: dim(OP, "K per slice", split.k_split)?,
+            p_begin: dim(OP, "first pixel", p_begin)?,
+            p_count: dim(OP, "pixels", p_count)?,
+            _pad: 0,
+        };
+        let tiles = cout.div_ceil(TILE) * p_count.div_ceil(TILE);
+        let mut part_dispatch = Dispatch::new(
+            gpu,
+            &KERNEL_TILED,
+            OP,
+            label,
+            &params,
+            &[
+                x,
+                weight,
+                bias,
+                residual.unwrap_or(x),
+                out,
+                channel.unwrap_or(bias),
+                &part,
+            ],
+            (split.splits * tiles) as u64,
+        )?;
+        if split.splits > 1 {
+            part_dispatch = part_dispatch.then(Dispatch::new(
+                gpu,
+                &KERNEL_SPLIT_REDUCE,
+                OP,
+                label,
+                &params,
+                &[
+                    &part,
+                    bias,
+                    channel.unwrap_or(bias),
+                    residual.unwrap_or(bias),
+                    out,
+                ],
+                workgroups_for((cout * p_count) as u64, KERNEL_SPLIT_REDUCE.workgroup_size),
+            )?);
+        }
+        Ok(part_dispatch)
+    };
+    Dispatch::sequence(OP, label, (0..total).step_by(split.pixels).map(launch))
+}

@@ -1,0 +1,417 @@
+//! The engine as one API: a loaded model on a device, sampled, inverted, interpolated and evaluated, with
+//! results as tensors in memory. Batches larger than the device holds are split here (an image depends on its
+//! seed and global index only, so the split never shows in the result), and long work reports progress through
+//! a callback. Every method that waits on the GPU is `async`; native front ends block on them at their edge.
+//!
+//! Files stay outside: [`Pipeline::new`] takes [`Weights`] already read (from our file with
+//! [`Weights::from_bytes`], or converted by `model::convert`), and the caller writes PNG or `.npy` from the
+//! [`Images`] it gets back.
+//!
+//! ```no_run
+//! use ddim_wgpu::gpu::{DeviceOptions, Gpu};
+//! use ddim_wgpu::model::weights::Weights;
+//! use ddim_wgpu::pipeline::{Pipeline, SampleRequest};
+//!
+//! # pollster::block_on(async {
+//! let weights = Weights::load(std::path::Path::new("weights/default.safetensors"))?;
+//! let gpu = Gpu::new(&DeviceOptions::default()).await?;
+//! let pipeline = Pipeline::new(gpu, &weights)?;
+//! let request = SampleRequest::new(pipeline.default_settings(), 4, 0);
+//! let images = pipeline.sample(&request, &mut |_| {}).await?;
+//! assert_eq!(images.shape[0], 4);
+//! # Ok::<(), ddim_wgpu::Error>(())
+//! # }).unwrap();
+//! ```
+
+use std::collections::HashMap;
+
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, Tensor};
+use crate::graph::ir::Graph;
+use crate::graph::plan::Plan;
+use crate::model::weights::{Training, Weights};
+use crate::sampler::ddim::{Sampler, SamplerSettings, StepNoise, latents, slerp};
+use crate::unet::{self, UNetConfig};
+
+/// Images (or latents) in memory: `data` holds `shape[0]` images of `shape[1..]`, NCHW, f32.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Images {
+    /// `[N, C, H, W]`.
+    pub shape: [usize; 4],
+    /// `N * C * H * W` values.
+    pub data: Vec<f32>,
+}
+
+impl Images {
+    /// Images of `shape` from `data`, refusing a length that does not match.
+    pub fn new(shape: [usize; 4], data: Vec<f32>) -> Result<Self> {
+        let len = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        if len != Some(data.len()) {
+            return Err(Error::param(
+                "pipeline",
+                format!(
+                    "{} values do not make images of shape {shape:?}",
+                    data.len()
+                ),
+            ));
+        }
+        Ok(Images { shape, data })
+    }
+
+    /// Values per image.
+    pub fn per_image(&self) -> usize {
+        self.shape[1] * self.shape[2] * self.shape[3]
+    }
+
+    /// Image `k`'s values.
+    pub fn image(&self, k: usize) -> &[f32] {
+        let per = self.per_image();
+        &self.data[k * per..(k + 1) * per]
+    }
+}
+
+/// How far a long run has come, for a progress bar.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// UNet steps done, over every batch.
+    pub done: usize,
+    /// UNet steps in all.
+    pub total: usize,
+    /// Images in the run.
+    pub images: usize,
+    /// Batches the run is split into (more than one where the request exceeds the device or `max_batch`).
+    pub batches: usize,
+    /// The most images in one batch.
+    pub batch_size: usize,
+}
+
+/// Given step noise in place of Philox's: `[steps, images, C, H, W]` over every image of the run.
+#[derive(Clone, Copy, Debug)]
+pub struct GivenNoise<'a> {
+    /// The normals, flattened.
+    pub data: &'a [f32],
+    /// The images the array holds per step (the run's, all shards together).
+    pub images: usize,
+}
+
+/// What [`Pipeline::sample`] makes: `batch_size` images from global index `first_image`, with settings named
+/// as diffusers' `DDIMScheduler` and pipeline name them where they have a name there.
+#[derive(Clone, Debug)]
+pub struct SampleRequest<'a> {
+    /// The scheduler: schedule, steps, spacing, eta, prediction type, clipping, update form.
+    pub scheduler: SamplerSettings,
+    /// Images to make.
+    pub batch_size: usize,
+    /// The seed of the latents and of the step noise.
+    pub seed: u64,
+    /// The global index of the first image: image k of the request is image `first_image + k` of the seed.
+    pub first_image: usize,
+    /// Start from these latents x_T (`batch_size` images) instead of the seed's.
+    pub latents: Option<&'a [f32]>,
+    /// Step noise to use instead of Philox's (for comparison with other code).
+    pub noise: Option<GivenNoise<'a>>,
+    /// The most images per GPU batch; `None`: what the device's limits allow.
+    pub max_batch: Option<usize>,
+}
+
+impl<'a> SampleRequest<'a> {
+    /// `batch_size` images of `seed` from image 0, with `scheduler`.
+    pub fn new(scheduler: SamplerSettings, batch_size: usize, seed: u64) -> Self {
+        SampleRequest {
+            scheduler,
+            batch_size,
+            seed,
+            first_image: 0,
+            latents: None,
+            noise: None,
+            max_batch: None,
+        }
+    }
+}
+
+/// A model on a device, ready to sample.
+pub struct Pipeline {
+    gpu: Gpu,
+    config: UNetConfig,
+    training: Option<Training>,
+    graph: Graph,
+    params: HashMap<String, Tensor>,
+}
+
+impl Pipeline {
+    /// Builds the model's graph and uploads its weights to `gpu`.
+    pub fn new(gpu: Gpu, weights: &Weights) -> Result<Self> {
+        let graph = unet::build(&weights.config)?;
+        let params = weights.upload(&gpu)?;
+        Ok(Pipeline {
+            gpu,
+            config: weights.config.clone(),
+            training: weights.training.clone(),
+            graph,
+            params,
+        })
+    }
+
+    /// The device.
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+
+    /// The model's configuration.
+    pub fn config(&self) -> &UNetConfig {
+        &self.config
+    }
+
+    /// `[C, H, W]` of one image.
+    pub fn image_shape(&self) -> [usize; 3] {
+        let c = &self.config;
+        [c.in_channels, c.sample_size, c.sample_size]
+    }
+
+    /// The sampler settings the model was trained with (its schedule, prediction type, offset), the library's
+    /// defaults for everything else.
+    pub fn default_settings(&self) -> SamplerSettings {
+        default_settings(self.training.as_ref())
+    }
+
+    /// The starting latents of images `first .. first + count` of `seed` (Philox, bit-identical everywhere).
+    pub fn latents(&self, seed: u64, first: usize, count: usize) -> Result<Images> {
+        let [c, h, w] = self.image_shape();
+        let first = image_index(first)?;
+        Images::new([count, c, h, w], latents(seed, first, count, c * h * w))
+    }
+
+    /// Samples the request's images; returns x_0, unclamped.
+    pub async fn sample(
+        &self,
+        request: &SampleRequest<'_>,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Images> {
+        let [c, h, w] = self.image_shape();
+        let per = c * h * w;
+        let n = request.batch_size;
+        let owned;
+        let x_t = match request.latents {
+            Some(l) => {
+                if l.len() != n * per {
+                    return Err(Error::param(
+                        "pipeline",
+                        format!("{} latent values for {n} images of {per}", l.len()),
+                    ));
+                }
+                l
+            }
+            None => {
+                owned = self.latents(request.seed, request.first_image, n)?;
+                &owned.data
+            }
+        };
+        let sampler = Sampler::new(
+            &self.gpu,
+            &self.graph,
+            &self.params,
+            request.scheduler.clone(),
+        )?;
+        let steps = sampler.steps().len();
+        if let Some(z) = request.noise {
+            let needed = steps.checked_mul(z.images).and_then(|v| v.checked_mul(per));
+            if needed != Some(z.data.len()) || request.first_image + n > z.images {
+                return Err(Error::param(
+                    "pipeline",
+                    format!(
+                        "the given noise holds {} values, not {steps} steps of {} images of {per}",
+                        z.data.len(),
+                        z.images
+                    ),
+                ));
+            }
+        }
+        let data = self
+            .in_batches(
+                &sampler,
+                n,
+                request.max_batch,
+                progress,
+                async |start, b, on_step| {
+                    let first = image_index(request.first_image + start)?;
+                    // The given noise is [S, N_total, ...]: gather this batch's images for every step.
+                    let gathered: Option<Vec<f32>> = request.noise.map(|z| {
+                        (0..steps)
+                            .flat_map(|s| {
+                                let from = (s * z.images + request.first_image + start) * per;
+                                z.data[from..from + b * per].iter().copied()
+                            })
+                            .collect()
+                    });
+                    let noise = match &gathered {
+                        Some(z) => StepNoise::Given(z),
+                        None => StepNoise::Philox(request.seed),
+                    };
+                    let x = &x_t[start * per..(start + b) * per];
+                    sampler.sample(x, b, first, noise, on_step).await
+                },
+            )
+            .await?;
+        Images::new([n, c, h, w], data)
+    }
+
+    /// DDIM inversion (eta = 0) of clean images in [-1, 1] to latents x_T, with `scheduler`'s steps.
+    pub async fn invert(
+        &self,
+        images: &Images,
+        scheduler: &SamplerSettings,
+        max_batch: Option<usize>,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Images> {
+        if images.shape[1..] != self.image_shape() {
+            return Err(Error::param(
+                "pipeline",
+                format!(
+                    "images of shape {:?}; the model takes [N, {:?}]",
+                    images.shape,
+                    self.image_shape()
+                ),
+            ));
+        }
+        let settings = SamplerSettings {
+            eta: 0.0,
+            sigma_hat: false,
+            ..scheduler.clone()
+        };
+        let sampler = Sampler::new(&self.gpu, &self.graph, &self.params, settings)?;
+        let per = images.per_image();
+        let data = self
+            .in_batches(
+                &sampler,
+                images.shape[0],
+                max_batch,
+                progress,
+                async |start, b, on_step| {
+                    let x0 = &images.data[start * per..(start + b) * per];
+                    sampler.invert(x0, b, on_step).await
+                },
+            )
+            .await?;
+        Images::new(images.shape, data)
+    }
+
+    /// Samples `frames` latents on the great circle between `a` and `b` (slerp, endpoints included), with
+    /// step noise from `seed` where eta > 0.
+    pub async fn interpolate(
+        &self,
+        a: &[f32],
+        b: &[f32],
+        frames: usize,
+        scheduler: &SamplerSettings,
+        seed: u64,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Images> {
+        let per: usize = self.image_shape().iter().product();
+        if frames < 2 || a.len() != per || b.len() != per {
+            return Err(Error::param(
+                "pipeline",
+                format!(
+                    "interpolation takes two latents of {per} values and at least 2 frames, got {}, {} and {frames}",
+                    a.len(),
+                    b.len()
+                ),
+            ));
+        }
+        let x_t: Vec<f32> = (0..frames)
+            .flat_map(|f| slerp(a, b, f as f64 / (frames - 1) as f64))
+            .collect();
+        let request = SampleRequest {
+            latents: Some(&x_t),
+            ..SampleRequest::new(scheduler.clone(), frames, seed)
+        };
+        self.sample(&request, progress).await
+    }
+
+    /// One UNet evaluation: the model output at timesteps `t` (one per image) for inputs `x`.
+    pub async fn eval(&self, x: &Images, t: &[f32]) -> Result<Images> {
+        let n = x.shape[0];
+        if x.shape[1..] != self.image_shape() || t.len() != n {
+            return Err(Error::param(
+                "pipeline",
+                format!(
+                    "inputs of shape {:?} with {} timesteps; the model takes [N, {:?}] and N timesteps",
+                    x.shape,
+                    t.len(),
+                    self.image_shape()
+                ),
+            ));
+        }
+        let plan = Plan::new(&self.gpu, &self.graph, &self.params, n, &[])?;
+        let out = plan.run(&self.gpu, &[&x.data, t]).await?;
+        let [_, _, h, w] = x.shape;
+        Images::new([n, out.len() / (n * h * w), h, w], out)
+    }
+
+    /// Runs `n` images in batches the device holds (and at most `max_batch`), with one progress count over
+    /// every batch's steps; `run(start, count, on_step)` handles images `start .. start + count`, calling
+    /// `on_step` with the steps it has done. The outputs are concatenated in order.
+    async fn in_batches(
+        &self,
+        sampler: &Sampler<'_>,
+        n: usize,
+        max_batch: Option<usize>,
+        progress: &mut dyn FnMut(Progress),
+        mut run: impl AsyncFnMut(usize, usize, &mut dyn FnMut(usize)) -> Result<Vec<f32>>,
+    ) -> Result<Vec<f32>> {
+        if n == 0 {
+            return Err(Error::param("pipeline", "no images to run"));
+        }
+        let batch_size = max_batch
+            .unwrap_or(usize::MAX)
+            .min(sampler.max_batch()?)
+            .clamp(1, n);
+        let steps = sampler.steps().len();
+        let batches = n.div_ceil(batch_size);
+        let total = batches * steps;
+        progress(Progress {
+            done: 0,
+            total,
+            images: n,
+            batches,
+            batch_size,
+        });
+        let mut out = Vec::new();
+        for (k, start) in (0..n).step_by(batch_size).enumerate() {
+            let mut on_step = |i: usize| {
+                progress(Progress {
+                    done: k * steps + i,
+                    total,
+                    images: n,
+                    batches,
+                    batch_size,
+                })
+            };
+            out.extend(run(start, batch_size.min(n - start), &mut on_step).await?);
+        }
+        Ok(out)
+    }
+}
+
+/// The sampler settings of a model trained with `training` (its schedule, prediction type and offset), the
+/// library's defaults for everything else; those of a model that records none are the library's.
+pub fn default_settings(training: Option<&Training>) -> SamplerSettings {
+    let base = training.cloned().unwrap_or_default();
+    SamplerSettings {
+        schedule: base.schedule,
+        steps_offset: base.steps_offset,
+        set_alpha_to_one: base.set_alpha_to_one,
+        prediction: base.prediction,
+        ..SamplerSettings::default()
+    }
+}
+
+/// An image index as the u32 Philox keys it by.
+fn image_index(i: usize) -> Result<u32> {
+    u32::try_from(i).map_err(|_| Error::param("pipeline", format!("image index {i} exceeds 2^32")))
+}
+
+/// Refuses settings no sampling can run (0 steps, more steps than the schedule has, a negative eta, epsilon
+/// prediction where alphas_cumprod is 0), before a device is opened.
+pub fn check_settings(settings: &SamplerSettings) -> Result<()> {
+    crate::sampler::ddim::plan_steps(settings).map(|_| ())
+}
