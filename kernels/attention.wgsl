@@ -25,20 +25,11 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<storage, read> k: array<f32>;
-@group(0) @binding(3) var<storage, read> v: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+#bindings q k v out
 
 const KB: u32 = 8u;
 
-@compute @workgroup_size(64)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let id = flat_index(wg, nwg, li, 64u);
+#entry 64 id
     let T = p.tokens;
     let qblocks = (T + 7u) / 8u;
     let t0 = (id % qblocks) * 8u;

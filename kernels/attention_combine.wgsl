@@ -15,15 +15,9 @@
 // Params: attention_tiled_params.inc.wgsl.
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> part: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+#bindings part out
 
-@compute @workgroup_size(256)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
+#entry 256
     let T = p.tokens;
     let hd = p.head_dim;
     let id = flat_index(wg, nwg, li, 256u);

@@ -19,22 +19,9 @@
 // Invariants: T % 8 == 0; rows * T <= 16384; count <= 4 * rows, and count == D with all pairs in qw0 when
 // pairs > 1; blocks == T / 8.
 
-@group(0) @binding(1) var<uniform> qw0: array<vec4<f32>, 4096>;
-@group(0) @binding(2) var<uniform> qw1: array<vec4<f32>, 4096>;
-@group(0) @binding(3) var<uniform> qw2: array<vec4<f32>, 4096>;
-@group(0) @binding(4) var<uniform> qw3: array<vec4<f32>, 4096>;
-@group(0) @binding(5) var<uniform> kw0: array<vec4<f32>, 4096>;
-@group(0) @binding(6) var<uniform> kw1: array<vec4<f32>, 4096>;
-@group(0) @binding(7) var<uniform> kw2: array<vec4<f32>, 4096>;
-@group(0) @binding(8) var<uniform> kw3: array<vec4<f32>, 4096>;
-@group(0) @binding(9) var<storage, read_write> scores: array<vec4<f32>>;
+#bindings qw0..4 kw0..4 scores:vec4
 
-@compute @workgroup_size(8)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
+#entry 8
     let T = p.tokens;
     let block = block_of(wg, nwg, li);
     if (!block.live) {
@@ -53,32 +40,15 @@ fn main(
     var qi = qbase;
     var ki = kbase;
     var c = 0u;
-    for (; c < min(p.rows, p.count); c = c + 1u) {
-        tap(&acc, kw0[ki], kw0[ki + 1u], qw0[qi], qw0[qi + 1u]);
-        qi = qi + step;
-        ki = ki + step;
-    }
+#for w in 0..4
     qi = qbase;
     ki = kbase;
-    for (; c < min(2u * p.rows, p.count); c = c + 1u) {
-        tap(&acc, kw1[ki], kw1[ki + 1u], qw1[qi], qw1[qi + 1u]);
+    for (; c < min({w+1}u * p.rows, p.count); c = c + 1u) {
+        tap(&acc, kw{w}[ki], kw{w}[ki + 1u], qw{w}[qi], qw{w}[qi + 1u]);
         qi = qi + step;
         ki = ki + step;
     }
-    qi = qbase;
-    ki = kbase;
-    for (; c < min(3u * p.rows, p.count); c = c + 1u) {
-        tap(&acc, kw2[ki], kw2[ki + 1u], qw2[qi], qw2[qi + 1u]);
-        qi = qi + step;
-        ki = ki + step;
-    }
-    qi = qbase;
-    ki = kbase;
-    for (; c < min(4u * p.rows, p.count); c = c + 1u) {
-        tap(&acc, kw3[ki], kw3[ki + 1u], qw3[qi], qw3[qi + 1u]);
-        qi = qi + step;
-        ki = ki + step;
-    }
+#end
 
     let res = rows(acc);
     for (var k = 0u; k < 8u; k = k + 1u) {

@@ -11,15 +11,9 @@
 // Workgroups of 8: lavapipe runs one as one SIMD vector, and its 8 lanes read 32 consecutive floats per row.
 // Invariants: T % 4 == 0; every key is a real key (no padding), so every sum is at least 1.
 
-@group(0) @binding(1) var<storage, read_write> scores: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> norm: array<vec4<f32>>;
+#bindings scores:vec4 norm:vec4
 
-@compute @workgroup_size(8)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
+#entry 8
     let quads = p.tokens / 4u;
     let t = flat_index(wg, nwg, li, 8u);
     let pair = t / quads;

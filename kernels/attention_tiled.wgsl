@@ -36,11 +36,7 @@
 // Params: attention_tiled_params.inc.wgsl.
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<storage, read> k: array<f32>;
-@group(0) @binding(3) var<storage, read> v: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
-@group(0) @binding(5) var<storage, read_write> part: array<f32>;
+#bindings q k v out part
 
 const BQ: u32 = 8u;
 const BK: u32 = 32u;
@@ -56,12 +52,7 @@ var<workgroup> ks4: array<vec4<f32>, 256>;
 var<workgroup> ss: array<f32, 264>;
 var<workgroup> vs4: array<vec4<f32>, 544>;
 
-@compute @workgroup_size(64)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
+#entry 64
     let T = p.tokens;
     let hd = p.head_dim;
     let qblocks = (T + BQ - 1u) / BQ;

@@ -23,20 +23,9 @@
 // T with all pairs in ew0 when pairs > 1; channel rows past D (a last block of fewer than 8) are read from
 // wherever the window holds and never stored.
 
-@group(0) @binding(1) var<uniform> ew0: array<vec4<f32>, 4096>;
-@group(0) @binding(2) var<uniform> ew1: array<vec4<f32>, 4096>;
-@group(0) @binding(3) var<uniform> ew2: array<vec4<f32>, 4096>;
-@group(0) @binding(4) var<uniform> ew3: array<vec4<f32>, 4096>;
-@group(0) @binding(5) var<uniform> vw: array<vec4<f32>, 4096>;
-@group(0) @binding(6) var<storage, read> norm: array<f32>;
-@group(0) @binding(7) var<storage, read_write> out: array<f32>;
+#bindings ew0..4 vw norm out
 
-@compute @workgroup_size(8)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
+#entry 8
     let T = p.tokens;
     let block = block_of(wg, nwg, li);
     if (!block.live) {
@@ -55,89 +44,25 @@ fn main(
     var j = 0u;
     // One loop per scores window (WGSL cannot index bindings), all alike: window k holds keys
     // [k rows, (k + 1) rows) of the launch; the windows past `count` run no iterations.
-    for (; j < min(p.rows, p.count); j = j + 4u) {
-        let v0 = vw[vi];
-        let v1 = vw[vi + step];
-        let v2 = vw[vi + 2u * step];
-        let v3 = vw[vi + 3u * step];
-        let v4 = vw[vi + 4u * step];
-        let v5 = vw[vi + 5u * step];
-        let v6 = vw[vi + 6u * step];
-        let v7 = vw[vi + 7u * step];
-        tap(&acc, vec4<f32>(v0.x, v1.x, v2.x, v3.x), vec4<f32>(v4.x, v5.x, v6.x, v7.x),
-            ew0[ei], ew0[ei + 1u]);
-        tap(&acc, vec4<f32>(v0.y, v1.y, v2.y, v3.y), vec4<f32>(v4.y, v5.y, v6.y, v7.y),
-            ew0[ei + step], ew0[ei + step + 1u]);
-        tap(&acc, vec4<f32>(v0.z, v1.z, v2.z, v3.z), vec4<f32>(v4.z, v5.z, v6.z, v7.z),
-            ew0[ei + 2u * step], ew0[ei + 2u * step + 1u]);
-        tap(&acc, vec4<f32>(v0.w, v1.w, v2.w, v3.w), vec4<f32>(v4.w, v5.w, v6.w, v7.w),
-            ew0[ei + 3u * step], ew0[ei + 3u * step + 1u]);
-        vi = vi + 1u;
-        ei = ei + 4u * step;
-    }
+#for w in 0..4
     ei = ebase;
-    for (; j < min(2u * p.rows, p.count); j = j + 4u) {
+    for (; j < min({w+1}u * p.rows, p.count); j = j + 4u) {
         let v0 = vw[vi];
-        let v1 = vw[vi + step];
-        let v2 = vw[vi + 2u * step];
-        let v3 = vw[vi + 3u * step];
-        let v4 = vw[vi + 4u * step];
-        let v5 = vw[vi + 5u * step];
-        let v6 = vw[vi + 6u * step];
-        let v7 = vw[vi + 7u * step];
+#for q in 1..8
+        let v{q} = vw[vi + {q}u * step];
+#end
         tap(&acc, vec4<f32>(v0.x, v1.x, v2.x, v3.x), vec4<f32>(v4.x, v5.x, v6.x, v7.x),
-            ew1[ei], ew1[ei + 1u]);
+            ew{w}[ei], ew{w}[ei + 1u]);
         tap(&acc, vec4<f32>(v0.y, v1.y, v2.y, v3.y), vec4<f32>(v4.y, v5.y, v6.y, v7.y),
-            ew1[ei + step], ew1[ei + step + 1u]);
+            ew{w}[ei + step], ew{w}[ei + step + 1u]);
         tap(&acc, vec4<f32>(v0.z, v1.z, v2.z, v3.z), vec4<f32>(v4.z, v5.z, v6.z, v7.z),
-            ew1[ei + 2u * step], ew1[ei + 2u * step + 1u]);
+            ew{w}[ei + 2u * step], ew{w}[ei + 2u * step + 1u]);
         tap(&acc, vec4<f32>(v0.w, v1.w, v2.w, v3.w), vec4<f32>(v4.w, v5.w, v6.w, v7.w),
-            ew1[ei + 3u * step], ew1[ei + 3u * step + 1u]);
+            ew{w}[ei + 3u * step], ew{w}[ei + 3u * step + 1u]);
         vi = vi + 1u;
         ei = ei + 4u * step;
     }
-    ei = ebase;
-    for (; j < min(3u * p.rows, p.count); j = j + 4u) {
-        let v0 = vw[vi];
-        let v1 = vw[vi + step];
-        let v2 = vw[vi + 2u * step];
-        let v3 = vw[vi + 3u * step];
-        let v4 = vw[vi + 4u * step];
-        let v5 = vw[vi + 5u * step];
-        let v6 = vw[vi + 6u * step];
-        let v7 = vw[vi + 7u * step];
-        tap(&acc, vec4<f32>(v0.x, v1.x, v2.x, v3.x), vec4<f32>(v4.x, v5.x, v6.x, v7.x),
-            ew2[ei], ew2[ei + 1u]);
-        tap(&acc, vec4<f32>(v0.y, v1.y, v2.y, v3.y), vec4<f32>(v4.y, v5.y, v6.y, v7.y),
-            ew2[ei + step], ew2[ei + step + 1u]);
-        tap(&acc, vec4<f32>(v0.z, v1.z, v2.z, v3.z), vec4<f32>(v4.z, v5.z, v6.z, v7.z),
-            ew2[ei + 2u * step], ew2[ei + 2u * step + 1u]);
-        tap(&acc, vec4<f32>(v0.w, v1.w, v2.w, v3.w), vec4<f32>(v4.w, v5.w, v6.w, v7.w),
-            ew2[ei + 3u * step], ew2[ei + 3u * step + 1u]);
-        vi = vi + 1u;
-        ei = ei + 4u * step;
-    }
-    ei = ebase;
-    for (; j < min(4u * p.rows, p.count); j = j + 4u) {
-        let v0 = vw[vi];
-        let v1 = vw[vi + step];
-        let v2 = vw[vi + 2u * step];
-        let v3 = vw[vi + 3u * step];
-        let v4 = vw[vi + 4u * step];
-        let v5 = vw[vi + 5u * step];
-        let v6 = vw[vi + 6u * step];
-        let v7 = vw[vi + 7u * step];
-        tap(&acc, vec4<f32>(v0.x, v1.x, v2.x, v3.x), vec4<f32>(v4.x, v5.x, v6.x, v7.x),
-            ew3[ei], ew3[ei + 1u]);
-        tap(&acc, vec4<f32>(v0.y, v1.y, v2.y, v3.y), vec4<f32>(v4.y, v5.y, v6.y, v7.y),
-            ew3[ei + step], ew3[ei + step + 1u]);
-        tap(&acc, vec4<f32>(v0.z, v1.z, v2.z, v3.z), vec4<f32>(v4.z, v5.z, v6.z, v7.z),
-            ew3[ei + 2u * step], ew3[ei + 2u * step + 1u]);
-        tap(&acc, vec4<f32>(v0.w, v1.w, v2.w, v3.w), vec4<f32>(v4.w, v5.w, v6.w, v7.w),
-            ew3[ei + 3u * step], ew3[ei + 3u * step + 1u]);
-        vi = vi + 1u;
-        ei = ei + 4u * step;
-    }
+#end
 
     let res = rows(acc);
     let nbase = (p.pair0 + local) * T + i0;

@@ -35,11 +35,7 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<uniform> kwin: array<vec4<f32>, 4096>;
-@group(0) @binding(3) var<uniform> vwin: array<vec4<f32>, 4096>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
-@group(0) @binding(5) var<storage, read_write> state: array<f32>;
+#bindings q kwin vwin out state
 
 const KB: u32 = 16u;
 const WG: u32 = 8u;
@@ -67,12 +63,7 @@ fn store_state4(i: u32, t0: u32, T: u32, value: vec4<f32>) {
     }
 }
 
-@compute @workgroup_size(8)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
+#entry 8
     let T = p.tokens;
     let qblocks = (T + 3u) / 4u;
     let groups = (qblocks + WG - 1u) / WG;

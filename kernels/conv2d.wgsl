@@ -1,20 +1,37 @@
-// conv2d: 2-D convolution with bias and an optional fused epilogue (residual add, output scale).
+// conv2d: 2-D convolution with bias and a fused epilogue. Two variants from this source:
+// - `conv2d`: out = (conv(x, weight) + bias + chan + residual) * out_scale;
+// - `conv2d_ddim` (DDIM 1): the UNet's final convolution with the DDIM update as its epilogue. The model output
+//   (epsilon, v or x0) is never stored: each output element goes straight into ddim_update (common.wgsl) with
+//   the matching latent element, which is updated in place.
+// The loop is conv_accumulate (conv2d_accumulate.inc.wgsl).
 //
 // Layouts (row-major f32):
-//   x        [batch, cin, h, w]
+//   x        [batch, cin, h, w]        (conv2d_ddim: the final convolution's input, conv_norm_out's output)
 //   weight   [cout, cin, kh, kw]
 //   bias     [cout]
+// conv2d:
 //   residual [batch, cout, ho, wo]   read only when has_residual != 0 (otherwise any read-only buffer)
 //   out      [batch, cout, ho, wo]
 //   chan     [batch, cout]            read only when has_channel != 0: a per-image channel offset (the UNet's
 //                                     time embedding, added after conv1 of every ResNet block)
-// out = (conv(x, weight) + bias + chan + residual) * out_scale. The loop is conv_accumulate
-// (conv2d_accumulate.inc.wgsl), shared with conv2d_ddim.wgsl.
+// conv2d_ddim:
+//   noise    [batch, cout, ho, wo]    read only with NOISE_TENSOR (otherwise any read-only buffer)
+//   latent   [batch, cout, ho, wo]    x_t in, x_prev out
+// Element e = (co * ho + oy) * wo + ox of image n takes Philox word e % 4 of counter (e / 4, image_offset + n,
+// step, STREAM_STEP_NOISE), exactly as in ddim_step.wgsl, so both update paths draw the same noise.
 //
 // Grid: one invocation per 4 x 4 block (4 output channels x 4 consecutive output columns), numbered by
 // conv_block over the flattened 2-D workgroup grid of common.wgsl; those past the end return.
-// Invariants: ho = (h + pad_top + pad_bottom - kh) / stride + 1 (same for wo); every count > 0.
+// Invariants: ho = (h + pad_top + pad_bottom - kh) / stride + 1 (same for wo); every count > 0. conv2d_ddim:
+// the latent has the convolution's output shape; no thresholding (it needs a per-image reduction before any
+// element can be updated, so the host falls back to ddim_step).
 
+#if DDIM
+struct Params {
+    shape: ConvShape,
+    d: DdimStep,
+}
+#else
 struct Params {
     shape: ConvShape,
     has_residual: u32,
@@ -22,21 +39,16 @@ struct Params {
     has_channel: u32,
     _pad1: u32,
 }
+#end
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> weight: array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read> residual: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;
-@group(0) @binding(6) var<storage, read> chan: array<f32>;
+#if DDIM
+#bindings x weight bias noise latent
+#else
+#bindings x weight bias residual out chan
+#end
 
-@compute @workgroup_size(64)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
+#entry 64
     let c = p.shape;
     let block = conv_block(c, flat_index(wg, nwg, li, 64u));
     let n = block.x;
@@ -47,26 +59,48 @@ fn main(
     let oy = block.z;
     let ox0 = block.w;
     let acc = conv_accumulate(c, n, co0, oy, ox0);
+#if DDIM
+    let d = p.d;
+    let per_image = c.cout * c.ho * c.wo;
+    let key = vec2<u32>(d.seed_lo, d.seed_hi);
+#end
     for (var k = 0u; k < 4u; k = k + 1u) {
         let co = co0 + k;
         if (co >= c.cout) {
             break;
         }
+#if DDIM
+        let b = bias[co];
+#else
         var b = bias[co];
         if (p.has_channel != 0u) {
             b = b + chan[n * c.cout + co];
         }
         let obase = (n * c.cout + co) * c.ho * c.wo + oy * c.wo;
+#end
         for (var j = 0u; j < 4u; j = j + 1u) {
             let ox = ox0 + j;
             if (ox >= c.wo) {
                 break;
             }
+#if DDIM
+            let e = (co * c.ho + oy) * c.wo + ox;
+            let i = n * per_image + e;
+            var z = 0.0;
+            if (d.noise_mode == NOISE_PHILOX) {
+                // The block's columns need not align with Philox's groups of 4: draw the element's own group.
+                z = philox_normal4(e / 4u, d.image_offset + n, d.step, STREAM_STEP_NOISE, key)[e % 4u];
+            } else if (d.noise_mode == NOISE_TENSOR) {
+                z = noise[i];
+            }
+            latent[i] = ddim_update(d, latent[i], acc[k][j] + b, 1.0, z);
+#else
             var v = acc[k][j] + b;
             if (p.has_residual != 0u) {
                 v = v + residual[obase + ox];
             }
             out[obase + ox] = v * p.out_scale;
+#end
         }
     }
 }

@@ -25,12 +25,7 @@ fn row(acc: ptr<function, Acc>, wi: u32, lo: vec4<f32>, mid: vec4<f32>, hi: vec2
     tap(acc, wpack[wi + 4u], wpack[wi + 5u], vec4<f32>(lo.zw, mid.xy), vec4<f32>(mid.zw, hi));
 }
 
-@compute @workgroup_size(32)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
+#entry 32
     let c = p.shape;
     let at = block_position(flat_workgroup(wg, nwg), li);
     if (at.b >= p.blocks) {
@@ -57,16 +52,9 @@ fn main(
     let m_lo = vec4<f32>(inside[0], inside[1], inside[2], inside[3]);
     let m_mid = vec4<f32>(inside[4], inside[5], inside[6], inside[7]);
     let m_hi = vec2<f32>(inside[8], inside[9]);
-    let c0 = col[0];
-    let c1 = col[1];
-    let c2 = col[2];
-    let c3 = col[3];
-    let c4 = col[4];
-    let c5 = col[5];
-    let c6 = col[6];
-    let c7 = col[7];
-    let c8 = col[8];
-    let c9 = col[9];
+#for j in 0..10
+    let c{j} = col[{j}];
+#end
     // The three input rows, clamped, with their masks.
     var rows: array<u32, 3>;
     var rmask: array<f32, 3>;
@@ -76,38 +64,24 @@ fn main(
         rows[ky] = xbase + (u32(select(0, iy, ok)) >> c.up) * sw;
         rmask[ky] = select(0.0, 1.0, ok);
     }
-    let r0 = rows[0];
-    let r1 = rows[1];
-    let r2 = rows[2];
-    let k0 = rmask[0];
-    let k1 = rmask[1];
-    let k2 = rmask[2];
+#for r in 0..3
+    let r{r} = rows[{r}];
+    let k{r} = rmask[{r}];
+#end
 
     var acc: Acc;
     var wi = b * p.chunk * 18u;
     var off = 0u;
     for (var ci = 0u; ci < p.ci_count; ci = ci + 1u) {
+#for r in 0..3
         {
-            let o = r0 + off;
-            let lo = vec4<f32>(x[o + c0], x[o + c1], x[o + c2], x[o + c3]) * (m_lo * k0);
-            let mid = vec4<f32>(x[o + c4], x[o + c5], x[o + c6], x[o + c7]) * (m_mid * k0);
-            let hi = vec2<f32>(x[o + c8], x[o + c9]) * (m_hi * k0);
-            row(&acc, wi + 0u, lo, mid, hi);
+            let o = r{r} + off;
+            let lo = vec4<f32>(x[o + c0], x[o + c1], x[o + c2], x[o + c3]) * (m_lo * k{r});
+            let mid = vec4<f32>(x[o + c4], x[o + c5], x[o + c6], x[o + c7]) * (m_mid * k{r});
+            let hi = vec2<f32>(x[o + c8], x[o + c9]) * (m_hi * k{r});
+            row(&acc, wi + {r*6}u, lo, mid, hi);
         }
-        {
-            let o = r1 + off;
-            let lo = vec4<f32>(x[o + c0], x[o + c1], x[o + c2], x[o + c3]) * (m_lo * k1);
-            let mid = vec4<f32>(x[o + c4], x[o + c5], x[o + c6], x[o + c7]) * (m_mid * k1);
-            let hi = vec2<f32>(x[o + c8], x[o + c9]) * (m_hi * k1);
-            row(&acc, wi + 6u, lo, mid, hi);
-        }
-        {
-            let o = r2 + off;
-            let lo = vec4<f32>(x[o + c0], x[o + c1], x[o + c2], x[o + c3]) * (m_lo * k2);
-            let mid = vec4<f32>(x[o + c4], x[o + c5], x[o + c6], x[o + c7]) * (m_mid * k2);
-            let hi = vec2<f32>(x[o + c8], x[o + c9]) * (m_hi * k2);
-            row(&acc, wi + 12u, lo, mid, hi);
-        }
+#end
         wi = wi + 18u;
         off = off + plane;
     }

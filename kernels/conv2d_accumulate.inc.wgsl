@@ -1,10 +1,10 @@
-// conv2d_accumulate.inc.wgsl: the convolution loop shared by conv2d.wgsl and conv2d_ddim.wgsl, included after
+// conv2d_accumulate.inc.wgsl: the convolution loop shared by conv2d.wgsl's two variants, included after
 // common.wgsl. The including kernel declares `x` (the input, [batch, cin, h, w]) and `weight` ([cout, cin, kh,
 // kw]) as read-only storage, and carries a ConvShape (conv2d_shape.inc.wgsl) in its Params.
 //
 // One invocation computes a 4 x 4 register block: 4 output channels x 4 consecutive output columns, numbered
 // (n, channel block, row, column block), column block fastest. Registers only, no barriers (what lavapipe
-// rewards, DESIGN.md section 4). Input taps outside the image read as zero, so padding may differ per side:
+// rewards). Input taps outside the image read as zero, so padding may differ per side:
 // pad_top/pad_left shift the window, and ho/wo (computed by the host from all four pads) decide how far it runs.
 
 // The block of invocation `id`: (n, first output channel, output row, first output column). n >= batch: none.

@@ -24,8 +24,7 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> cols: array<vec4<f32>>;
+#bindings x cols:vec4
 
 // Input value (iy, ix) of plane `base`: zero outside the image.
 fn at(base: u32, iy: i32, ix: i32) -> f32 {
@@ -36,12 +35,7 @@ fn at(base: u32, iy: i32, ix: i32) -> f32 {
     return select(0.0, value, iy >= 0 && iy < i32(c.h) && ix >= 0 && ix < i32(c.w));
 }
 
-@compute @workgroup_size(64)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
+#entry 64
     let c = p.shape;
     let taps = c.kh * c.kw;
     let rows = c.cin * taps;

@@ -26,17 +26,11 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> weight: array<f32>;
-@group(0) @binding(2) var<storage, read_write> packed: array<f32>;
+#bindings weight packed
 
 const WINDOW: u32 = 16384u;
 
-@compute @workgroup_size(256)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
+#entry 256
     let f = flat_index(wg, nwg, li, 256u);
     if (f >= WINDOW) {
         return;

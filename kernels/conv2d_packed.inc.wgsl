@@ -32,12 +32,7 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<uniform> wpack: array<vec4<f32>, 4096>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read> residual: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;
-@group(0) @binding(6) var<storage, read> chan: array<f32>;
+#bindings x wpack bias residual out chan
 
 // Where invocation `li` of workgroup `g` works (the Grid of conv2d_3x3.wgsl and conv2d_packed.wgsl): x = the
 // output-channel block within the window (from the workgroup alone, so weight reads are uniform; >= p.blocks:

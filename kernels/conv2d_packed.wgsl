@@ -11,12 +11,7 @@
 // Invariants: ho = (h + pad_top + pad_bottom - kh) / stride + 1 and wo likewise (host-checked); taps outside
 // the image read as zero; channels past cout are computed from zero weights and not stored.
 
-@compute @workgroup_size(32)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
+#entry 32
     let c = p.shape;
     let at = block_position(flat_workgroup(wg, nwg), li);
     if (at.b >= p.blocks) {
@@ -49,14 +44,9 @@ fn main(
             }
             let m_lo = vec4<f32>(inside[0], inside[1], inside[2], inside[3]);
             let m_hi = vec4<f32>(inside[4], inside[5], inside[6], inside[7]);
-            let i0 = col[0];
-            let i1 = col[1];
-            let i2 = col[2];
-            let i3 = col[3];
-            let i4 = col[4];
-            let i5 = col[5];
-            let i6 = col[6];
-            let i7 = col[7];
+#for j in 0..8
+            let i{j} = col[{j}];
+#end
             var wi = (b * p.chunk * taps + ky * c.kw + kx) * 2u;
             var off = 0u;
             for (var ci = 0u; ci < p.ci_count; ci = ci + 1u) {

@@ -17,18 +17,9 @@
 // Params and the epilogue (`finish`): conv2d_tiled_params.inc.wgsl.
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> part: array<f32>;
-@group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read> chan: array<f32>;
-@group(0) @binding(4) var<storage, read> residual: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+#bindings part bias chan residual out
 
-@compute @workgroup_size(256)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
+#entry 256
     let c = p.shape;
     let id = flat_index(wg, nwg, li, 256u);
     if (id >= c.cout * p.p_count) {

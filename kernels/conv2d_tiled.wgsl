@@ -35,13 +35,7 @@
 // Params and the epilogue (`finish`): conv2d_tiled_params.inc.wgsl.
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> weight: array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read> residual: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;
-@group(0) @binding(6) var<storage, read> chan: array<f32>;
-@group(0) @binding(7) var<storage, read_write> part: array<f32>;
+#bindings x weight bias residual out chan part
 
 const TM: u32 = 64u;
 const TN: u32 = 64u;
@@ -158,12 +152,7 @@ fn put(st: Staged, li: u32) {
     xs4[xv + 192u][xc] = st.x.w;
 }
 
-@compute @workgroup_size(256)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
+#entry 256
     let c = p.shape;
     let K = c.cin * c.kh * c.kw;
     let mtiles = (c.cout + TM - 1u) / TM;

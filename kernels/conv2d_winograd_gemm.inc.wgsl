@@ -42,12 +42,7 @@ fn store_block(acc: Acc, l: u32, col: u32) {
     }
 }
 
-@compute @workgroup_size(8)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
+#entry 8
     let columns = p.tp / 8u;
     if (columns % 8u == 0u) {
         // Whole workgroups per unit: l from the workgroup alone, so the weight reads stay uniform.

@@ -21,9 +21,7 @@
 // Invariants: tp % 8 == 0; cin <= 2048 (one window holds all input channels of a unit); channels past cout
 // are computed from zero weights and not stored; columns t past the tiles in use hold whatever v holds there.
 
-@group(0) @binding(1) var<storage, read> v: array<vec4<f32>>;
-@group(0) @binding(2) var<uniform> upack: array<vec4<f32>, 4096>;
-@group(0) @binding(3) var<storage, read_write> m: array<vec4<f32>>;
+#bindings v:vec4 upack m:vec4
 
 // The block of unit l of the window, 8-tile column col: its products over all input channels, stored to m
 // (conv2d_winograd_gemm.inc.wgsl calls it).

@@ -1,8 +1,8 @@
-// conv2d_winograd_gemm_wide: the products of the Winograd convolution F(4x4, 3x3) (ops::winograd) on small
+// conv2d_winograd_gemm_wide: the products of the Winograd convolution F(4x4, 3x3) (ops::conv2d::winograd) on small
 // maps, as conv2d_winograd_gemm_windowed.wgsl, with up to 8 weight windows per launch instead of one. On a
 // 4 x 4 or 8 x 8 map a weight window's units are one or a few workgroups of work, less than lavapipe's cost
-// to launch them (17-48 us), and one workgroup keeps one of its threads busy: 8 windows per launch take an
-// eighth of the launches and give each 8 times the workgroups.
+// to launch them, and one workgroup keeps one of its threads busy: 8 windows per launch take an eighth of the
+// launches and give each 8 times the workgroups.
 //
 // Layouts (row-major f32, read and written as vec4):
 //   vw        one 64 KiB window of V [36, cin, tp] (conv2d_winograd_input.wgsl), bound at V[xi0]: it holds
@@ -23,16 +23,7 @@
 // Invariants: tp % 8 == 0; cin <= 2048; every unit's V[xi] lies in vw (host-checked); channels past cout are
 // computed from zero weights and not stored; columns t past the tiles in use hold whatever V holds there.
 
-@group(0) @binding(1) var<uniform> vw: array<vec4<f32>, 4096>;
-@group(0) @binding(2) var<uniform> u0: array<vec4<f32>, 4096>;
-@group(0) @binding(3) var<uniform> u1: array<vec4<f32>, 4096>;
-@group(0) @binding(4) var<uniform> u2: array<vec4<f32>, 4096>;
-@group(0) @binding(5) var<uniform> u3: array<vec4<f32>, 4096>;
-@group(0) @binding(6) var<uniform> u4: array<vec4<f32>, 4096>;
-@group(0) @binding(7) var<uniform> u5: array<vec4<f32>, 4096>;
-@group(0) @binding(8) var<uniform> u6: array<vec4<f32>, 4096>;
-@group(0) @binding(9) var<uniform> u7: array<vec4<f32>, 4096>;
-@group(0) @binding(10) var<storage, read_write> m: array<vec4<f32>>;
+#bindings vw u0..8 m:vec4
 
 // The block of unit l of the launch, 8-tile column col: its products over all input channels, stored to m
 // (conv2d_winograd_gemm.inc.wgsl calls it).
@@ -43,46 +34,13 @@ fn unit_block(l: u32, col: u32) {
     var acc: Acc;
     var wi = (l % p.per_window) * p.cin * 2u;
     var vi = ((xi - p.xi0) * p.cin * p.tp) / 4u + col * 2u;
-    for (var c = 0u; c < select(0u, p.cin, w == 0u); c = c + 1u) {
-        tap(&acc, u0[wi], u0[wi + 1u], vw[vi], vw[vi + 1u]);
+#for u in 0..8
+    for (var c = 0u; c < select(0u, p.cin, w == {u}u); c = c + 1u) {
+        tap(&acc, u{u}[wi], u{u}[wi + 1u], vw[vi], vw[vi + 1u]);
         vi = vi + row;
         wi = wi + 2u;
     }
-    for (var c = 0u; c < select(0u, p.cin, w == 1u); c = c + 1u) {
-        tap(&acc, u1[wi], u1[wi + 1u], vw[vi], vw[vi + 1u]);
-        vi = vi + row;
-        wi = wi + 2u;
-    }
-    for (var c = 0u; c < select(0u, p.cin, w == 2u); c = c + 1u) {
-        tap(&acc, u2[wi], u2[wi + 1u], vw[vi], vw[vi + 1u]);
-        vi = vi + row;
-        wi = wi + 2u;
-    }
-    for (var c = 0u; c < select(0u, p.cin, w == 3u); c = c + 1u) {
-        tap(&acc, u3[wi], u3[wi + 1u], vw[vi], vw[vi + 1u]);
-        vi = vi + row;
-        wi = wi + 2u;
-    }
-    for (var c = 0u; c < select(0u, p.cin, w == 4u); c = c + 1u) {
-        tap(&acc, u4[wi], u4[wi + 1u], vw[vi], vw[vi + 1u]);
-        vi = vi + row;
-        wi = wi + 2u;
-    }
-    for (var c = 0u; c < select(0u, p.cin, w == 5u); c = c + 1u) {
-        tap(&acc, u5[wi], u5[wi + 1u], vw[vi], vw[vi + 1u]);
-        vi = vi + row;
-        wi = wi + 2u;
-    }
-    for (var c = 0u; c < select(0u, p.cin, w == 6u); c = c + 1u) {
-        tap(&acc, u6[wi], u6[wi + 1u], vw[vi], vw[vi + 1u]);
-        vi = vi + row;
-        wi = wi + 2u;
-    }
-    for (var c = 0u; c < select(0u, p.cin, w == 7u); c = c + 1u) {
-        tap(&acc, u7[wi], u7[wi + 1u], vw[vi], vw[vi + 1u]);
-        vi = vi + row;
-        wi = wi + 2u;
-    }
+#end
 
     store_block(acc, l, col);
 }

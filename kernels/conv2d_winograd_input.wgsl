@@ -13,8 +13,7 @@
 // Invariants: 3x3 kernel, stride 1 (host-checked); count <= tp, and columns t >= count are not written; input values outside the image read as zero. B^T is Toom-Cook's at the points 0, -1, 1, 1/2, -2
 // and infinity (derived independently in reference::winograd); every entry is exact in binary.
 
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> v: array<f32>;
+#bindings x v
 
 // B^T times six values (a column of d, then a row of B^T d).
 fn bt(d: array<f32, 6>) -> array<f32, 6> {
@@ -28,12 +27,7 @@ fn bt(d: array<f32, 6>) -> array<f32, 6> {
     );
 }
 
-@compute @workgroup_size(64)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
+#entry 64
     let c = p.shape;
     let f = flat_index(wg, nwg, li, 64u);
     if (f >= p.count * c.cin) {

@@ -13,11 +13,7 @@
 // Invariants: pixels of a tile past ho or wo are computed and not stored. A^T is Toom-Cook's at the points 0,
 // -1, 1, 1/2, -2 and infinity (reference::winograd); every entry is exact in binary.
 
-@group(0) @binding(1) var<storage, read> m: array<f32>;
-@group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read> residual: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
-@group(0) @binding(5) var<storage, read> chan: array<f32>;
+#bindings m bias residual out chan
 
 // A^T times six values (a column of M, then a row of A^T M).
 fn at(s: array<f32, 6>) -> array<f32, 4> {
@@ -29,12 +25,7 @@ fn at(s: array<f32, 6>) -> array<f32, 4> {
     );
 }
 
-@compute @workgroup_size(64)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
+#entry 64
     let c = p.shape;
     let f = flat_index(wg, nwg, li, 64u);
     if (f >= p.count * c.cout) {

@@ -32,18 +32,9 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read_write> x: array<f32>;
-@group(0) @binding(2) var<storage, read> model_out: array<f32>;
-@group(0) @binding(3) var<storage, read> noise: array<f32>;
-@group(0) @binding(4) var<storage, read> thresh: array<f32>;
+#bindings x model_out noise thresh
 
-@compute @workgroup_size(64)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let id = flat_index(wg, nwg, li, 64u);
+#entry 64 id
     let groups = (p.per_image + 3u) / 4u;
     let g = id % groups;
     let n = id / groups;

@@ -24,9 +24,7 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> model_out: array<f32>;
-@group(0) @binding(3) var<storage, read_write> thresh: array<f32>;
+#bindings x model_out thresh
 
 const WG: u32 = 64u;
 var<workgroup> below: array<atomic<u32>, 2>;
@@ -35,12 +33,7 @@ fn abs_x0_bits(i: u32) -> u32 {
     return bitcast<u32>(abs(predict_x0(x[i], model_out[i], p.prediction, p.sqrt_a_t, p.sqrt_1m_a_t)));
 }
 
-@compute @workgroup_size(64)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
+#entry 64
     // Uniform across the workgroup, so returning keeps the barriers below in uniform control flow.
     let n = flat_workgroup(wg, nwg);
     if (n >= p.batch) {

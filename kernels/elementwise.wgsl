@@ -25,9 +25,7 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+#bindings a b out
 
 fn apply(i: u32) -> f32 {
     let av = a[i];
@@ -46,12 +44,7 @@ fn apply(i: u32) -> f32 {
     }
 }
 
-@compute @workgroup_size(64)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
+#entry 64
     let base = flat_index(wg, nwg, li, 64u) * 4u;
     for (var j = 0u; j < 4u; j = j + 1u) {
         let i = base + j;

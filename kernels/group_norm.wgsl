@@ -26,10 +26,7 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> gamma: array<f32>;
-@group(0) @binding(3) var<storage, read> beta: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+#bindings x gamma beta out
 
 const WG: u32 = 256u;
 var<workgroup> partial: array<f32, 256>;
@@ -49,12 +46,7 @@ fn workgroup_sum(li: u32, value: f32) -> f32 {
     return total;
 }
 
-@compute @workgroup_size(256)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
+#entry 256
     // Uniform across the workgroup, so the early return keeps barriers in uniform control flow.
     let ng = flat_workgroup(wg, nwg);
     if (ng >= p.batch * p.groups) {

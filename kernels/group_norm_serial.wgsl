@@ -40,11 +40,7 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> gamma: array<f32>;
-@group(0) @binding(3) var<storage, read> beta: array<f32>;
-@group(0) @binding(4) var<storage, read_write> stats: array<vec4<f32>>;
-@group(0) @binding(5) var<storage, read_write> out: array<vec4<f32>>;
+#bindings x:vec4 gamma beta stats:vec4 out:vec4
 
 const WG: u32 = 8u;
 
@@ -73,12 +69,7 @@ fn channel_statistics(i: u32, hw4: u32) {
     stats[i] = vec4<f32>(shift, mean, m2, 0.0);
 }
 
-@compute @workgroup_size(8)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
+#entry 8
     let hw4 = p.hw / 4u;
     if (p.phase == 0u) {
         // Invocation li of workgroup g takes channels (g * channels_per_invocation + j) * WG + li.

@@ -15,13 +15,7 @@
 
 // Params and bindings: linear_params.inc.wgsl.
 
-@compute @workgroup_size(64)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let id = flat_index(wg, nwg, li, 64u);
+#entry 64 id
     let n_blocks = (p.n_out + 3u) / 4u;
     let m_blocks = (p.m + 3u) / 4u;
     let nb = id % n_blocks;

@@ -20,12 +20,7 @@ const MB: u32 = 8u;
 
 var<workgroup> part: array<f32, 512>;
 
-@compute @workgroup_size(64)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
+#entry 64
     let id = flat_workgroup(wg, nwg);
     let m_blocks = (p.m + MB - 1u) / MB;
     let n = id % p.n_out;

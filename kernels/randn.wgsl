@@ -26,15 +26,9 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read_write> out: array<u32>;
+#bindings out:u32
 
-@compute @workgroup_size(64)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let id = flat_index(wg, nwg, li, 64u);
+#entry 64 id
     let groups = (p.per_image + 3u) / 4u;
     let g = id % groups;
     let n = id / groups;

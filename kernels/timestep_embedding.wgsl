@@ -19,22 +19,14 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> timesteps: array<f32>;
-@group(0) @binding(2) var<storage, read> freqs: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+#bindings timesteps freqs out
 
 // 2 pi = TWO_PI_HI + TWO_PI_LO, TWO_PI_HI = 201 / 32 has 8 significant bits, so k * TWO_PI_HI is exact in f32.
 const TWO_PI_HI: f32 = 6.28125;
 const TWO_PI_LO: f32 = 0.0019353071795864769;
 const INV_TWO_PI: f32 = 0.15915494309189535;
 
-@compute @workgroup_size(64)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let id = flat_index(wg, nwg, li, 64u);
+#entry 64 id
     let i = id % p.half_dim;
     let n = id / p.half_dim;
     if (n >= p.batch) {

@@ -26,15 +26,38 @@ fn every_kernel_file_is_registered() {
         .map(|f| f.trim_end_matches(".wgsl").to_string())
         .collect();
     files.sort();
-    let mut registered: Vec<String> = KERNELS.iter().map(|k| k.name.to_string()).collect();
+    let mut registered: Vec<String> = KERNELS.iter().map(|k| k.file.to_string()).collect();
     registered.sort();
+    registered.dedup();
     assert_eq!(files, registered);
+    // A variant's name is unique: it keys the pipeline cache.
+    let mut names: Vec<&str> = KERNELS.iter().map(|k| k.name).collect();
+    names.sort();
+    let n = names.len();
+    names.dedup();
+    assert_eq!(names.len(), n, "two kernels share a name");
+}
+
+/// The expanded sources hold no directive: what naga validates below is what runs.
+#[test]
+fn variants_expand_to_plain_wgsl() {
+    for kernel in KERNELS {
+        let source = kernel.full_source().unwrap();
+        for (i, line) in source.lines().enumerate() {
+            assert!(
+                !line.trim_start().starts_with('#') && !line.contains("{{"),
+                "{}: line {} left unexpanded: {line}",
+                kernel.name,
+                i + 1
+            );
+        }
+    }
 }
 
 #[test]
 fn kernels_validate_and_match_their_host_mirrors() {
     for kernel in KERNELS {
-        let source = kernel.full_source();
+        let source = kernel.full_source().unwrap();
         let (module, _) = module(kernel.name, &source);
         let entry = module
             .entry_points

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::Gpu;
+use super::{Gpu, template};
 use crate::error::{Error, Result};
 
 /// A compiled compute pipeline and its bind-group layout, cached per kernel.
@@ -93,15 +93,22 @@ pub const UNIFORM_WINDOW: u64 = 65536;
 
 /// f32 values in one uniform window.
 pub(crate) const WINDOW_FLOATS: usize = (UNIFORM_WINDOW / 4) as usize;
-/// A WGSL kernel: its source, entry point `main`, storage bindings 1.., and workgroup size.
+
+/// A WGSL kernel: its source, entry point `main`, storage bindings 1.., and workgroup size. Several kernels
+/// may share one source file as variants, each with its own name and defines (`gpu::template`).
 #[derive(Debug)]
 pub struct Kernel {
-    /// The file stem in `kernels/`, also the pipeline-cache key and the profiler label.
+    /// The variant's name: the pipeline-cache key and the profiler label. The file stem where the kernel is
+    /// its file's only variant.
     pub name: &'static str,
-    /// The kernel's own WGSL, without `common.wgsl`.
+    /// The file stem in `kernels/` the source comes from.
+    pub file: &'static str,
+    /// The file's WGSL, directives and all, without `common.wgsl`.
     pub source: &'static str,
     /// Shared WGSL (`kernels/*.inc.wgsl`) placed between `common.wgsl` and the kernel.
     pub includes: &'static [&'static str],
+    /// The values this variant gives the source's `{{NAME}}`s and `#if`s.
+    pub defines: &'static [(&'static str, &'static str)],
     /// Storage bindings 1, 2, ... in order.
     pub bindings: &'static [Access],
     /// Invocations per workgroup (`@workgroup_size`, x only). A test checks it against the shader.
@@ -111,16 +118,54 @@ pub struct Kernel {
 }
 
 impl Kernel {
-    /// The full source that is compiled: `common.wgsl`, the includes, then the kernel.
-    pub fn full_source(&self) -> String {
+    /// The WGSL that is compiled: `common.wgsl`, the includes, then the kernel, with the variant's directives
+    /// applied. An error names the kernel and the line (of the three joined).
+    pub fn full_source(&self) -> Result<String> {
         let mut s = String::from(COMMON_WGSL);
         for part in self.includes.iter().chain([&self.source]) {
             s.push('\n');
             s.push_str(part);
         }
-        s
+        let slots: Vec<template::Slot> = self
+            .bindings
+            .iter()
+            .map(|a| match a {
+                Access::Read => template::Slot::Read,
+                Access::ReadWrite => template::Slot::ReadWrite,
+                Access::UniformWindow => template::Slot::Window,
+            })
+            .collect();
+        template::expand(&s, self.defines, &slots).map_err(|message| Error::Gpu {
+            what: format!("expanding kernel `{}`", self.name),
+            message,
+        })
     }
 }
+
+/// Declares a [`Kernel`] from `kernels/<name>.wgsl`, or as a variant of another file:
+/// `kernel!("conv2d_1x1_wide" from "conv2d_1x1" where [("WEIGHT_WINDOWS", "4")], includes: [..],
+/// bindings: .., workgroup: 64, params: Params)`.
+macro_rules! kernel {
+    ($name:literal from $file:literal where [$($define:expr),* $(,)?], includes: [$($inc:expr),* $(,)?],
+     bindings: $bindings:expr, workgroup: $wg:expr, params: $params:ty $(,)?) => {
+        $crate::gpu::Kernel {
+            name: $name,
+            file: $file,
+            source: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/kernels/", $file, ".wgsl")),
+            includes: &[$($inc),*],
+            defines: &[$($define),*],
+            bindings: $bindings,
+            workgroup_size: $wg,
+            params_size: std::mem::size_of::<$params>(),
+        }
+    };
+    ($name:literal, includes: [$($inc:expr),* $(,)?], bindings: $bindings:expr, workgroup: $wg:expr,
+     params: $params:ty $(,)?) => {
+        $crate::gpu::kernel::kernel!($name from $name where [], includes: [$($inc),*], bindings: $bindings,
+            workgroup: $wg, params: $params)
+    };
+}
+pub(crate) use kernel;
 
 impl Gpu {
     /// The compiled pipeline for `kernel`, compiling it on first use.
@@ -129,6 +174,7 @@ impl Gpu {
         if let Some(p) = cache.get(kernel.name) {
             return Ok(p.clone());
         }
+        let source = kernel.full_source()?;
         let compiled = self.scoped(&format!("compiling kernel `{}`", kernel.name), || {
             let device = self.device();
             // Bounds checks stay on (they cost little even on lavapipe and keep a kernel bug from reading
@@ -141,7 +187,7 @@ impl Gpu {
             };
             let descriptor = wgpu::ShaderModuleDescriptor {
                 label: Some(kernel.name),
-                source: wgpu::ShaderSource::Wgsl(kernel.full_source().into()),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
             };
             // SAFETY: `force_loop_bounding: false` asks us to guarantee that no loop runs forever. Every kernel
             // is ours, compiled into the binary (never user-supplied WGSL), and every loop in kernels/ counts up

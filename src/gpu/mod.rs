@@ -4,9 +4,10 @@
 pub(crate) mod check;
 mod context;
 mod dispatch;
-mod kernel;
+pub(crate) mod kernel;
 pub mod profiler;
 pub mod roofline;
+pub mod template;
 mod tensor;
 pub(crate) mod windows;
 

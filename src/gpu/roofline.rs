@@ -6,28 +6,25 @@ use serde::Serialize;
 use web_time::Instant;
 
 use super::check::{dim, expect_shape, nonzero};
+use super::kernel::kernel;
 use super::{Access, Cost, Dispatch, Gpu, Kernel, Tensor, workgroups_for};
 use crate::error::Result;
 
 /// The FMA micro-kernel.
-pub const FMA_KERNEL: Kernel = Kernel {
-    name: "roofline_fma",
-    source: include_str!("../../kernels/roofline_fma.wgsl"),
-    includes: &[],
+pub const FMA_KERNEL: Kernel = kernel!("roofline_fma",
+    includes: [],
     bindings: &[Access::ReadWrite],
-    workgroup_size: 64,
-    params_size: std::mem::size_of::<FmaParams>(),
-};
+    workgroup: 64,
+    params: FmaParams,
+);
 
 /// The copy micro-kernel.
-pub const COPY_KERNEL: Kernel = Kernel {
-    name: "roofline_copy",
-    source: include_str!("../../kernels/roofline_copy.wgsl"),
-    includes: &[],
+pub const COPY_KERNEL: Kernel = kernel!("roofline_copy",
+    includes: [],
     bindings: &[Access::Read, Access::ReadWrite],
-    workgroup_size: 256,
-    params_size: std::mem::size_of::<CopyParams>(),
-};
+    workgroup: 256,
+    params: CopyParams,
+);
 
 /// Mirrors `Params` in roofline_fma.wgsl.
 #[repr(C)]

@@ -5,19 +5,18 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
 use crate::gpu::check::{check_bindings, dim, dims, expect_shape, nonzero};
+use crate::gpu::kernel::kernel;
 use crate::gpu::{Access, Cost, Dispatch, Gpu, Kernel, LaunchSpec, Tensor, workgroups_for};
 
 const OP: &str = "concat";
 
 /// The kernel.
-pub const KERNEL: Kernel = Kernel {
-    name: "concat",
-    source: include_str!("../../kernels/concat.wgsl"),
-    includes: &[],
+pub const KERNEL: Kernel = kernel!("concat",
+    includes: [],
     bindings: &[Access::Read, Access::ReadWrite],
-    workgroup_size: 64,
-    params_size: std::mem::size_of::<Params>(),
-};
+    workgroup: 64,
+    params: Params,
+);
 
 /// Mirrors `Params` in concat.wgsl.
 #[repr(C)]

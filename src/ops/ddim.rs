@@ -16,25 +16,22 @@ use crate::diffusion::philox::{NoiseKey, Stream};
 use crate::diffusion::step::{Prediction, StepCoefficients, Threshold};
 use crate::error::{Error, Result};
 use crate::gpu::check::{dim, expect_shape, nonzero};
+use crate::gpu::kernel::kernel;
 use crate::gpu::{Access, Cost, Dispatch, Gpu, Kernel, Tensor, workgroups_for};
 
 const OP: &str = "ddim_step";
 
 /// The fused update kernel.
-pub const STEP_KERNEL: Kernel = Kernel {
-    name: "ddim_step",
-    source: include_str!("../../kernels/ddim_step.wgsl"),
-    includes: &[],
+pub const STEP_KERNEL: Kernel = kernel!("ddim_step",
+    includes: [],
     bindings: &[Access::ReadWrite, Access::Read, Access::Read, Access::Read],
-    workgroup_size: 64,
-    params_size: std::mem::size_of::<StepParams>(),
-};
+    workgroup: 64,
+    params: StepParams,
+);
 
 /// The final convolution with the update in its epilogue.
-pub const CONV_KERNEL: Kernel = Kernel {
-    name: "conv2d_ddim",
-    source: include_str!("../../kernels/conv2d_ddim.wgsl"),
-    includes: &[super::conv2d::SHAPE, super::conv2d::ACCUMULATE],
+pub const CONV_KERNEL: Kernel = kernel!("conv2d_ddim" from "conv2d" where [("DDIM", "1")],
+    includes: [super::conv2d::SHAPE, super::conv2d::ACCUMULATE],
     bindings: &[
         Access::Read,
         Access::Read,
@@ -42,19 +39,17 @@ pub const CONV_KERNEL: Kernel = Kernel {
         Access::Read,
         Access::ReadWrite,
     ],
-    workgroup_size: 64,
-    params_size: std::mem::size_of::<ConvStepParams>(),
-};
+    workgroup: 64,
+    params: ConvStepParams,
+);
 
 /// The per-image dynamic-threshold scale kernel.
-pub const THRESHOLD_KERNEL: Kernel = Kernel {
-    name: "ddim_threshold",
-    source: include_str!("../../kernels/ddim_threshold.wgsl"),
-    includes: &[],
+pub const THRESHOLD_KERNEL: Kernel = kernel!("ddim_threshold",
+    includes: [],
     bindings: &[Access::Read, Access::Read, Access::ReadWrite],
-    workgroup_size: 64,
-    params_size: std::mem::size_of::<ThresholdParams>(),
-};
+    workgroup: 64,
+    params: ThresholdParams,
+);
 
 /// Mirrors `DdimStep` in common.wgsl: the constants of one update.
 #[repr(C)]

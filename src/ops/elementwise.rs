@@ -5,19 +5,18 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
 use crate::gpu::check::{dim, expect_shape, nonzero};
+use crate::gpu::kernel::kernel;
 use crate::gpu::{Access, Cost, Dispatch, Gpu, Kernel, Tensor, workgroups_for};
 
 const OP: &str = "elementwise";
 
 /// The kernel.
-pub const KERNEL: Kernel = Kernel {
-    name: "elementwise",
-    source: include_str!("../../kernels/elementwise.wgsl"),
-    includes: &[],
+pub const KERNEL: Kernel = kernel!("elementwise",
+    includes: [],
     bindings: &[Access::Read, Access::Read, Access::ReadWrite],
-    workgroup_size: 64,
-    params_size: std::mem::size_of::<Params>(),
-};
+    workgroup: 64,
+    params: Params,
+);
 
 /// Mirrors `Params` in elementwise.wgsl.
 #[repr(C)]

@@ -10,25 +10,22 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
 use crate::gpu::check::{check_bindings, dim, expect_shape, nonzero};
+use crate::gpu::kernel::kernel;
 use crate::gpu::{Access, Cost, Dispatch, Gpu, Kernel, KernelChoice, LaunchSpec, Tensor};
 
 const OP: &str = "group_norm";
 
 /// The kernel.
-pub const KERNEL: Kernel = Kernel {
-    name: "group_norm",
-    source: include_str!("../../kernels/group_norm.wgsl"),
-    includes: &[],
+pub const KERNEL: Kernel = kernel!("group_norm",
+    includes: [],
     bindings: &[Access::Read, Access::Read, Access::Read, Access::ReadWrite],
-    workgroup_size: 256,
-    params_size: std::mem::size_of::<Params>(),
-};
+    workgroup: 256,
+    params: Params,
+);
 
 /// The barrier-free kernel for CPU adapters (two launches: statistics, then normalisation).
-pub const SERIAL_KERNEL: Kernel = Kernel {
-    name: "group_norm_serial",
-    source: include_str!("../../kernels/group_norm_serial.wgsl"),
-    includes: &[],
+pub const SERIAL_KERNEL: Kernel = kernel!("group_norm_serial",
+    includes: [],
     bindings: &[
         Access::Read,
         Access::Read,
@@ -36,9 +33,9 @@ pub const SERIAL_KERNEL: Kernel = Kernel {
         Access::ReadWrite,
         Access::ReadWrite,
     ],
-    workgroup_size: 8,
-    params_size: std::mem::size_of::<SerialParams>(),
-};
+    workgroup: 8,
+    params: SerialParams,
+);
 
 /// Mirrors `Params` in group_norm_serial.wgsl.
 #[repr(C)]

@@ -13,6 +13,7 @@ use bytemuck::{Pod, Zeroable};
 use super::conv2d::{self, Conv2dConfig, ConvShape};
 use crate::error::{Error, Result};
 use crate::gpu::check::{dim, dims, expect_shape, nonzero};
+use crate::gpu::kernel::kernel;
 use crate::gpu::{Access, Cost, Dispatch, Gpu, Kernel, KernelChoice, Tensor, workgroups_for};
 
 const OP: &str = "linear";
@@ -21,10 +22,8 @@ const OP: &str = "linear";
 const PARAMS: &str = include_str!("../../kernels/linear_params.inc.wgsl");
 
 /// The kernel.
-pub const KERNEL: Kernel = Kernel {
-    name: "linear",
-    source: include_str!("../../kernels/linear.wgsl"),
-    includes: &[PARAMS],
+pub const KERNEL: Kernel = kernel!("linear",
+    includes: [PARAMS],
     bindings: &[
         Access::Read,
         Access::Read,
@@ -32,21 +31,19 @@ pub const KERNEL: Kernel = Kernel {
         Access::Read,
         Access::ReadWrite,
     ],
-    workgroup_size: 64,
-    params_size: std::mem::size_of::<Params>(),
-};
+    workgroup: 64,
+    params: Params,
+);
 
 /// Mirrors `Params` in linear.wgsl.
 /// The GPU family's kernel for layers with few tokens: a workgroup per (8 tokens, output feature) splitting the
 /// input features (`linear_reduce.wgsl`).
-pub const REDUCE_KERNEL: Kernel = Kernel {
-    name: "linear_reduce",
-    source: include_str!("../../kernels/linear_reduce.wgsl"),
-    includes: &[PARAMS],
+pub const REDUCE_KERNEL: Kernel = kernel!("linear_reduce",
+    includes: [PARAMS],
     bindings: KERNEL.bindings,
-    workgroup_size: 64,
-    params_size: std::mem::size_of::<Params>(),
-};
+    workgroup: 64,
+    params: Params,
+);
 
 /// Below this many invocations of [`KERNEL`] (4 tokens x 4 outputs each), the GPU family runs
 /// [`REDUCE_KERNEL`]: 4,096 invocations are a quarter of the lanes of a large GPU (an H200 runs 16,896 FMAs

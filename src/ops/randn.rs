@@ -6,19 +6,18 @@ use bytemuck::{Pod, Zeroable};
 use crate::diffusion::philox::NoiseKey;
 use crate::error::{Error, Result};
 use crate::gpu::check::{dim, nonzero};
+use crate::gpu::kernel::kernel;
 use crate::gpu::{Access, Cost, Dispatch, Gpu, Kernel, Tensor, workgroups_for};
 
 const OP: &str = "randn";
 
 /// The kernel.
-pub const KERNEL: Kernel = Kernel {
-    name: "randn",
-    source: include_str!("../../kernels/randn.wgsl"),
-    includes: &[],
+pub const KERNEL: Kernel = kernel!("randn",
+    includes: [],
     bindings: &[Access::ReadWrite],
-    workgroup_size: 64,
-    params_size: std::mem::size_of::<Params>(),
-};
+    workgroup: 64,
+    params: Params,
+);
 
 /// Mirrors `Params` in randn.wgsl.
 #[repr(C)]

@@ -5,6 +5,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
 use crate::gpu::check::{dim, expect_shape, nonzero};
+use crate::gpu::kernel::kernel;
 use crate::gpu::{Access, Cost, Dispatch, Gpu, Kernel, Tensor, workgroups_for};
 
 const OP: &str = "timestep_embedding";
@@ -13,14 +14,12 @@ const OP: &str = "timestep_embedding";
 pub const MAX_PERIOD: f64 = 10000.0;
 
 /// The kernel.
-pub const KERNEL: Kernel = Kernel {
-    name: "timestep_embedding",
-    source: include_str!("../../kernels/timestep_embedding.wgsl"),
-    includes: &[],
+pub const KERNEL: Kernel = kernel!("timestep_embedding",
+    includes: [],
     bindings: &[Access::Read, Access::Read, Access::ReadWrite],
-    workgroup_size: 64,
-    params_size: std::mem::size_of::<Params>(),
-};
+    workgroup: 64,
+    params: Params,
+);
 
 /// Mirrors `Params` in timestep_embedding.wgsl.
 #[repr(C)]

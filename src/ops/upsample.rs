@@ -4,19 +4,18 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::error::Result;
 use crate::gpu::check::{dim, dims, expect_shape, nonzero};
+use crate::gpu::kernel::kernel;
 use crate::gpu::{Access, Cost, Dispatch, Gpu, Kernel, Tensor, workgroups_for};
 
 const OP: &str = "upsample_nearest";
 
 /// The kernel.
-pub const KERNEL: Kernel = Kernel {
-    name: "upsample_nearest",
-    source: include_str!("../../kernels/upsample_nearest.wgsl"),
-    includes: &[],
+pub const KERNEL: Kernel = kernel!("upsample_nearest",
+    includes: [],
     bindings: &[Access::Read, Access::ReadWrite],
-    workgroup_size: 64,
-    params_size: std::mem::size_of::<Params>(),
-};
+    workgroup: 64,
+    params: Params,
+);
 
 /// Mirrors `Params` in upsample_nearest.wgsl.
 #[repr(C)]

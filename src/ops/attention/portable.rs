@@ -3,6 +3,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
+use crate::gpu::kernel::kernel;
 use crate::gpu::{Access, Kernel};
 
 pub(crate) const OP: &str = "attention";
@@ -11,14 +12,12 @@ pub(crate) const OP: &str = "attention";
 pub(super) const ROWS: &str = include_str!("../../../kernels/attention_rows.inc.wgsl");
 
 /// The kernel.
-pub const KERNEL: Kernel = Kernel {
-    name: "attention",
-    source: include_str!("../../../kernels/attention.wgsl"),
-    includes: &[ROWS],
+pub const KERNEL: Kernel = kernel!("attention",
+    includes: [ROWS],
     bindings: &[Access::Read, Access::Read, Access::Read, Access::ReadWrite],
-    workgroup_size: 64,
-    params_size: std::mem::size_of::<Params>(),
-};
+    workgroup: 64,
+    params: Params,
+);
 
 /// Mirrors `Params` in attention.wgsl.
 #[repr(C)]

@@ -7,6 +7,7 @@ use bytemuck::{Pod, Zeroable};
 use super::portable::OP;
 use crate::error::Result;
 use crate::gpu::check::{check_bindings, dim};
+use crate::gpu::kernel::kernel;
 use crate::gpu::windows::{has_uniform_windows, window_at, window_starts, windows_fit};
 use crate::gpu::{
     Access, Dispatch, Gpu, Kernel, LaunchSpec, Tensor, UNIFORM_WINDOW, WINDOW_FLOATS, windows_then,
@@ -22,34 +23,28 @@ const BLOCK: &str = include_str!("../../../kernels/conv2d_block.inc.wgsl");
 /// The CPU family's attention where it applies ([`Products`]), first product: the scores, keys x queries, q and
 /// k read from uniform windows on the activations. The dispatch runs under this kernel's name, the softmax and
 /// the second product ([`VALUES_KERNEL`]) included.
-pub const SCORES_KERNEL: Kernel = Kernel {
-    name: "attention_scores",
-    source: include_str!("../../../kernels/attention_scores.wgsl"),
-    includes: &[PRODUCTS_PARAMS, BLOCK],
+pub const SCORES_KERNEL: Kernel = kernel!("attention_scores",
+    includes: [PRODUCTS_PARAMS, BLOCK],
     bindings: &windows_then::<9>(8, &[Access::ReadWrite]),
-    workgroup_size: 8,
-    params_size: std::mem::size_of::<ProductsParams>(),
-};
+    workgroup: 8,
+    params: ProductsParams,
+);
 
 /// The scores' softmax over the keys, in place, its normalisation left to [`VALUES_KERNEL`].
-pub const SOFTMAX_KERNEL: Kernel = Kernel {
-    name: "attention_softmax",
-    source: include_str!("../../../kernels/attention_softmax.wgsl"),
-    includes: &[PRODUCTS_PARAMS],
+pub const SOFTMAX_KERNEL: Kernel = kernel!("attention_softmax",
+    includes: [PRODUCTS_PARAMS],
     bindings: &[Access::ReadWrite, Access::ReadWrite],
-    workgroup_size: 8,
-    params_size: std::mem::size_of::<ProductsParams>(),
-};
+    workgroup: 8,
+    params: ProductsParams,
+);
 
 /// The second product: the values weighted by the softmax, the exponentials and v read from uniform windows.
-pub const VALUES_KERNEL: Kernel = Kernel {
-    name: "attention_values",
-    source: include_str!("../../../kernels/attention_values.wgsl"),
-    includes: &[PRODUCTS_PARAMS, BLOCK],
+pub const VALUES_KERNEL: Kernel = kernel!("attention_values",
+    includes: [PRODUCTS_PARAMS, BLOCK],
     bindings: &windows_then::<7>(5, &[Access::Read, Access::ReadWrite]),
-    workgroup_size: 8,
-    params_size: std::mem::size_of::<ProductsParams>(),
-};
+    workgroup: 8,
+    params: ProductsParams,
+);
 
 /// Mirrors `Params` in attention_products_params.inc.wgsl.
 #[repr(C)]

@@ -7,6 +7,7 @@ use bytemuck::{Pod, Zeroable};
 use super::portable::OP;
 use crate::error::Result;
 use crate::gpu::check::dim;
+use crate::gpu::kernel::kernel;
 use crate::gpu::{Access, Dispatch, Gpu, Kernel, Tensor, workgroups_for};
 use crate::ops::{split_reduction, split_scratch_floats};
 
@@ -15,10 +16,8 @@ const TILED_PARAMS: &str = include_str!("../../../kernels/attention_tiled_params
 
 /// The GPU family's kernel: a workgroup per 8 queries (and key split), keys and values staged in workgroup
 /// memory.
-pub const TILED_KERNEL: Kernel = Kernel {
-    name: "attention_tiled",
-    source: include_str!("../../../kernels/attention_tiled.wgsl"),
-    includes: &[TILED_PARAMS],
+pub const TILED_KERNEL: Kernel = kernel!("attention_tiled",
+    includes: [TILED_PARAMS],
     bindings: &[
         Access::Read,
         Access::Read,
@@ -26,19 +25,17 @@ pub const TILED_KERNEL: Kernel = Kernel {
         Access::ReadWrite,
         Access::ReadWrite,
     ],
-    workgroup_size: 64,
-    params_size: std::mem::size_of::<TiledParams>(),
-};
+    workgroup: 64,
+    params: TiledParams,
+);
 
 /// Merges the key splits of [`TILED_KERNEL`].
-pub const COMBINE_KERNEL: Kernel = Kernel {
-    name: "attention_combine",
-    source: include_str!("../../../kernels/attention_combine.wgsl"),
-    includes: &[TILED_PARAMS],
+pub const COMBINE_KERNEL: Kernel = kernel!("attention_combine",
+    includes: [TILED_PARAMS],
     bindings: &[Access::Read, Access::ReadWrite],
-    workgroup_size: 256,
-    params_size: std::mem::size_of::<TiledParams>(),
-};
+    workgroup: 256,
+    params: TiledParams,
+);
 
 /// Mirrors `Params` in attention_tiled.wgsl and attention_combine.wgsl.
 #[repr(C)]

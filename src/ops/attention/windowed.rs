@@ -7,6 +7,7 @@ use bytemuck::{Pod, Zeroable};
 use super::portable::{OP, ROWS};
 use crate::error::{Error, Result};
 use crate::gpu::check::{check_bindings, dim};
+use crate::gpu::kernel::kernel;
 use crate::gpu::windows::window_binding;
 use crate::gpu::{
     Access, Dispatch, Gpu, Kernel, LaunchSpec, Tensor, UNIFORM_WINDOW, WINDOW_FLOATS,
@@ -14,10 +15,8 @@ use crate::gpu::{
 };
 
 /// The CPU family's kernel: keys and values from uniform windows.
-pub const WINDOWED_KERNEL: Kernel = Kernel {
-    name: "attention_windowed",
-    source: include_str!("../../../kernels/attention_windowed.wgsl"),
-    includes: &[ROWS],
+pub const WINDOWED_KERNEL: Kernel = kernel!("attention_windowed",
+    includes: [ROWS],
     bindings: &[
         Access::Read,
         Access::UniformWindow,
@@ -25,19 +24,17 @@ pub const WINDOWED_KERNEL: Kernel = Kernel {
         Access::ReadWrite,
         Access::ReadWrite,
     ],
-    workgroup_size: 8,
-    params_size: std::mem::size_of::<WindowedParams>(),
-};
+    workgroup: 8,
+    params: WindowedParams,
+);
 
 /// Lays keys or values out in windows for [`WINDOWED_KERNEL`].
-pub const PACK_KERNEL: Kernel = Kernel {
-    name: "attention_pack",
-    source: include_str!("../../../kernels/attention_pack.wgsl"),
-    includes: &[],
+pub const PACK_KERNEL: Kernel = kernel!("attention_pack",
+    includes: [],
     bindings: &[Access::Read, Access::ReadWrite],
-    workgroup_size: 64,
-    params_size: std::mem::size_of::<PackParams>(),
-};
+    workgroup: 64,
+    params: PackParams,
+);
 
 /// Mirrors `Params` in attention_windowed.wgsl.
 #[repr(C)]

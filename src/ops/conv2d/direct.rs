@@ -5,16 +5,15 @@ use bytemuck::{Pod, Zeroable};
 
 use super::shape::{Conv2dConfig, ConvShape, OP, SHAPE};
 use crate::error::Result;
+use crate::gpu::kernel::kernel;
 use crate::gpu::{Access, Dispatch, Gpu, Kernel, Tensor, workgroups_for};
 
 /// The convolution loop shared with the DDIM-epilogue convolution (`ops::ddim::CONV_KERNEL`).
 pub const ACCUMULATE: &str = include_str!("../../../kernels/conv2d_accumulate.inc.wgsl");
 
 /// The kernel.
-pub const KERNEL: Kernel = Kernel {
-    name: "conv2d",
-    source: include_str!("../../../kernels/conv2d.wgsl"),
-    includes: &[SHAPE, ACCUMULATE],
+pub const KERNEL: Kernel = kernel!("conv2d",
+    includes: [SHAPE, ACCUMULATE],
     bindings: &[
         Access::Read,
         Access::Read,
@@ -23,9 +22,9 @@ pub const KERNEL: Kernel = Kernel {
         Access::ReadWrite,
         Access::Read,
     ],
-    workgroup_size: 64,
-    params_size: std::mem::size_of::<Params>(),
-};
+    workgroup: 64,
+    params: Params,
+);
 
 /// Mirrors `Params` in conv2d.wgsl.
 #[repr(C)]

@@ -8,6 +8,7 @@ use super::packed::pack_weights;
 use super::shape::{ConvShape, Epilogue, OP, SHAPE};
 use crate::error::{Error, Result};
 use crate::gpu::check::{check_bindings, dim, expect_shape};
+use crate::gpu::kernel::kernel;
 use crate::gpu::{
     Access, Dispatch, Gpu, Kernel, Tensor, UNIFORM_WINDOW, WINDOW_FLOATS, workgroups_for,
 };
@@ -15,14 +16,12 @@ use crate::gpu::{
 /// Lays a strided convolution's input out as matrix columns (conv2d_im2col.wgsl), which [`KERNEL_1X1`](super::KERNEL_1X1) or
 /// [`KERNEL_1X1_WIDE`](super::KERNEL_1X1_WIDE) then multiply by the weights ([`Im2col`]); the dispatch runs under this kernel's name,
 /// the product included.
-pub const KERNEL_IM2COL: Kernel = Kernel {
-    name: "conv2d_im2col",
-    source: include_str!("../../../kernels/conv2d_im2col.wgsl"),
-    includes: &[SHAPE],
+pub const KERNEL_IM2COL: Kernel = kernel!("conv2d_im2col",
+    includes: [SHAPE],
     bindings: &[Access::Read, Access::ReadWrite],
-    workgroup_size: 64,
-    params_size: std::mem::size_of::<Im2colParams>(),
-};
+    workgroup: 64,
+    params: Im2colParams,
+);
 
 /// Mirrors `Params` in conv2d_im2col.wgsl.
 #[repr(C)]

@@ -7,6 +7,7 @@ use super::packed::{PackGeometry, pack_weights};
 use super::shape::{BLOCK, Conv2dConfig, ConvShape, Epilogue, OP};
 use crate::error::Result;
 use crate::gpu::check::{check_bindings, dim};
+use crate::gpu::kernel::kernel;
 use crate::gpu::windows::{
     has_uniform_windows, window_at, window_binding, window_starts, windows_fit,
 };
@@ -16,31 +17,27 @@ use crate::gpu::{Access, Dispatch, Gpu, Kernel, LaunchSpec, Tensor, WINDOW_FLOAT
 const ONE_BY_ONE: &str = include_str!("../../../kernels/conv2d_1x1.inc.wgsl");
 
 /// The 1x1 convolution with x and the packed weights both in uniform windows (conv2d_1x1.wgsl).
-pub const KERNEL_1X1: Kernel = Kernel {
-    name: "conv2d_1x1",
-    source: include_str!("../../../kernels/conv2d_1x1.wgsl"),
-    includes: &[BLOCK, ONE_BY_ONE],
+pub const KERNEL_1X1: Kernel = kernel!("conv2d_1x1" from "conv2d_1x1" where [("WEIGHT_WINDOWS", "1")],
+    includes: [BLOCK, ONE_BY_ONE],
     bindings: &windows_then::<9>(
         5,
         &[Access::Read, Access::Read, Access::ReadWrite, Access::Read],
     ),
-    workgroup_size: 8,
-    params_size: std::mem::size_of::<OneByOneParams>(),
-};
+    workgroup: 8,
+    params: OneByOneParams,
+);
 
-/// [`KERNEL_1X1`] with four weight windows per launch (conv2d_1x1_wide.wgsl), where a chunk's weights take
+/// [`KERNEL_1X1`] with four weight windows per launch (a variant of conv2d_1x1.wgsl), where a chunk's weights take
 /// that many windows or more ([`OneByOne::weights_per_launch`]).
-pub const KERNEL_1X1_WIDE: Kernel = Kernel {
-    name: "conv2d_1x1_wide",
-    source: include_str!("../../../kernels/conv2d_1x1_wide.wgsl"),
-    includes: &[BLOCK, ONE_BY_ONE],
+pub const KERNEL_1X1_WIDE: Kernel = kernel!("conv2d_1x1_wide" from "conv2d_1x1" where [("WEIGHT_WINDOWS", "4")],
+    includes: [BLOCK, ONE_BY_ONE],
     bindings: &windows_then::<12>(
         8,
         &[Access::Read, Access::Read, Access::ReadWrite, Access::Read],
     ),
-    workgroup_size: 8,
-    params_size: std::mem::size_of::<OneByOneParams>(),
-};
+    workgroup: 8,
+    params: OneByOneParams,
+);
 
 /// Weight windows one launch of [`KERNEL_1X1_WIDE`] binds (`w0` .. `w3`).
 const WIDE_WEIGHTS: usize = 4;

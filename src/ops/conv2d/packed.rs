@@ -6,6 +6,7 @@ use bytemuck::{Pod, Zeroable};
 use super::shape::{BLOCK, Conv2dConfig, ConvShape, EPILOGUE, OP, SHAPE};
 use crate::error::{Error, Result};
 use crate::gpu::check::{check_bindings, dim, dims};
+use crate::gpu::kernel::kernel;
 use crate::gpu::windows::{pack_into_windows, window_binding};
 use crate::gpu::{
     Access, Dispatch, Gpu, Kernel, LaunchSpec, Tensor, UNIFORM_WINDOW, WINDOW_FLOATS,
@@ -26,34 +27,28 @@ const PACKED_BINDINGS: &[Access] = &[
 ];
 
 /// The 3x3 stride-1 kernel over packed weights.
-pub const KERNEL_3X3: Kernel = Kernel {
-    name: "conv2d_3x3",
-    source: include_str!("../../../kernels/conv2d_3x3.wgsl"),
-    includes: &[SHAPE, BLOCK, EPILOGUE, PACKED_COMMON],
+pub const KERNEL_3X3: Kernel = kernel!("conv2d_3x3",
+    includes: [SHAPE, BLOCK, EPILOGUE, PACKED_COMMON],
     bindings: PACKED_BINDINGS,
-    workgroup_size: 32,
-    params_size: std::mem::size_of::<PackedParams>(),
-};
+    workgroup: 32,
+    params: PackedParams,
+);
 
 /// Any kernel size and stride over packed weights (1x1 shortcuts, stride-2 downsamplers).
-pub const KERNEL_PACKED: Kernel = Kernel {
-    name: "conv2d_packed",
-    source: include_str!("../../../kernels/conv2d_packed.wgsl"),
-    includes: &[SHAPE, BLOCK, EPILOGUE, PACKED_COMMON],
+pub const KERNEL_PACKED: Kernel = kernel!("conv2d_packed",
+    includes: [SHAPE, BLOCK, EPILOGUE, PACKED_COMMON],
     bindings: PACKED_BINDINGS,
-    workgroup_size: 32,
-    params_size: std::mem::size_of::<PackedParams>(),
-};
+    workgroup: 32,
+    params: PackedParams,
+);
 
 /// Lays weights out in uniform windows for [`KERNEL_3X3`] and [`KERNEL_PACKED`].
-pub const PACK_KERNEL: Kernel = Kernel {
-    name: "conv2d_pack",
-    source: include_str!("../../../kernels/conv2d_pack.wgsl"),
-    includes: &[],
+pub const PACK_KERNEL: Kernel = kernel!("conv2d_pack",
+    includes: [],
     bindings: &[Access::Read, Access::ReadWrite],
-    workgroup_size: 256,
-    params_size: std::mem::size_of::<PackParams>(),
-};
+    workgroup: 256,
+    params: PackParams,
+);
 
 /// Mirrors `Params` in conv2d_packed.inc.wgsl (conv2d_3x3.wgsl and conv2d_packed.wgsl).
 #[repr(C)]

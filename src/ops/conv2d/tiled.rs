@@ -6,6 +6,7 @@ use bytemuck::{Pod, Zeroable};
 use super::shape::{Conv2dConfig, ConvShape, OP, SHAPE};
 use crate::error::Result;
 use crate::gpu::check::dim;
+use crate::gpu::kernel::kernel;
 use crate::gpu::{Access, Dispatch, Gpu, Kernel, Tensor, workgroups_for};
 use crate::ops::{split_reduction, split_scratch_floats};
 
@@ -13,10 +14,8 @@ use crate::ops::{split_reduction, split_scratch_floats};
 pub const TILED_PARAMS: &str = include_str!("../../../kernels/conv2d_tiled_params.inc.wgsl");
 
 /// The implicit GEMM over shared-memory tiles, for GPUs, whole or split along K ([`SplitK`]).
-pub const KERNEL_TILED: Kernel = Kernel {
-    name: "conv2d_tiled",
-    source: include_str!("../../../kernels/conv2d_tiled.wgsl"),
-    includes: &[SHAPE, TILED_PARAMS],
+pub const KERNEL_TILED: Kernel = kernel!("conv2d_tiled",
+    includes: [SHAPE, TILED_PARAMS],
     bindings: &[
         Access::Read,
         Access::Read,
@@ -26,15 +25,13 @@ pub const KERNEL_TILED: Kernel = Kernel {
         Access::Read,
         Access::ReadWrite,
     ],
-    workgroup_size: 256,
-    params_size: std::mem::size_of::<TiledParams>(),
-};
+    workgroup: 256,
+    params: TiledParams,
+);
 
 /// Adds the K slices of a split [`KERNEL_TILED`] convolution and applies the epilogue.
-pub const KERNEL_SPLIT_REDUCE: Kernel = Kernel {
-    name: "conv2d_split_reduce",
-    source: include_str!("../../../kernels/conv2d_split_reduce.wgsl"),
-    includes: &[SHAPE, TILED_PARAMS],
+pub const KERNEL_SPLIT_REDUCE: Kernel = kernel!("conv2d_split_reduce",
+    includes: [SHAPE, TILED_PARAMS],
     bindings: &[
         Access::Read,
         Access::Read,
@@ -42,9 +39,9 @@ pub const KERNEL_SPLIT_REDUCE: Kernel = Kernel {
         Access::Read,
         Access::ReadWrite,
     ],
-    workgroup_size: 256,
-    params_size: std::mem::size_of::<TiledParams>(),
-};
+    workgroup: 256,
+    params: TiledParams,
+);
 
 /// Output channels and pixels of one [`KERNEL_TILED`] workgroup's tile.
 const TILE: usize = 64;

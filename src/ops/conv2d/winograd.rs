@@ -36,6 +36,7 @@ use bytemuck::{Pod, Zeroable};
 use super::shape::{BLOCK, ConvShape, SHAPE};
 use crate::error::{Error, Result};
 use crate::gpu::check::{check_bindings, dim, dims, expect_shape};
+use crate::gpu::kernel::kernel;
 use crate::gpu::windows::{pack_into_windows, window_at, window_binding, windows_fit};
 use crate::gpu::{
     Access, Dispatch, Gpu, Kernel, LaunchSpec, Tensor, UNIFORM_WINDOW, WINDOW_FLOATS, windows_then,
@@ -63,55 +64,47 @@ pub const TILES: &str = include_str!("../../../kernels/conv2d_winograd.inc.wgsl"
 pub const GEMM_COMMON: &str = include_str!("../../../kernels/conv2d_winograd_gemm.inc.wgsl");
 
 /// The input transform.
-pub const INPUT_KERNEL: Kernel = Kernel {
-    name: "conv2d_winograd_input",
-    source: include_str!("../../../kernels/conv2d_winograd_input.wgsl"),
-    includes: &[SHAPE, TILES],
+pub const INPUT_KERNEL: Kernel = kernel!("conv2d_winograd_input",
+    includes: [SHAPE, TILES],
     bindings: &[Access::Read, Access::ReadWrite],
-    workgroup_size: 64,
-    params_size: std::mem::size_of::<TileParams>(),
-};
+    workgroup: 64,
+    params: TileParams,
+);
 
 /// The 36 products over packed weights.
-pub const GEMM_KERNEL: Kernel = Kernel {
-    name: "conv2d_winograd_gemm",
-    source: include_str!("../../../kernels/conv2d_winograd_gemm.wgsl"),
-    includes: &[BLOCK, GEMM_COMMON],
+pub const GEMM_KERNEL: Kernel = kernel!("conv2d_winograd_gemm",
+    includes: [BLOCK, GEMM_COMMON],
     bindings: &[Access::Read, Access::UniformWindow, Access::ReadWrite],
-    workgroup_size: 8,
-    params_size: std::mem::size_of::<GemmParams>(),
-};
+    workgroup: 8,
+    params: GemmParams,
+);
 
 /// The 36 products with V read from uniform windows, where [`windowed_rows`] allows.
-pub const GEMM_WINDOWED_KERNEL: Kernel = Kernel {
-    name: "conv2d_winograd_gemm_windowed",
-    source: include_str!("../../../kernels/conv2d_winograd_gemm_windowed.wgsl"),
-    includes: &[BLOCK, GEMM_COMMON],
+pub const GEMM_WINDOWED_KERNEL: Kernel = kernel!("conv2d_winograd_gemm_windowed"
+    from "conv2d_winograd_gemm_windowed" where [("WEIGHT_WINDOWS", "1")],
+    includes: [BLOCK, GEMM_COMMON],
     bindings: &windows_then::<6>(5, &[Access::ReadWrite]),
-    workgroup_size: 8,
-    params_size: std::mem::size_of::<GemmParams>(),
-};
+    workgroup: 8,
+    params: GemmParams,
+);
 
 /// [`GEMM_WINDOWED_KERNEL`] with four weight windows of one position per launch, where a position's units fill
 /// a multiple of four windows.
-pub const GEMM_WINDOWED_WIDE_KERNEL: Kernel = Kernel {
-    name: "conv2d_winograd_gemm_windowed_wide",
-    source: include_str!("../../../kernels/conv2d_winograd_gemm_windowed_wide.wgsl"),
-    includes: &[BLOCK, GEMM_COMMON],
+pub const GEMM_WINDOWED_WIDE_KERNEL: Kernel = kernel!("conv2d_winograd_gemm_windowed_wide"
+    from "conv2d_winograd_gemm_windowed" where [("WEIGHT_WINDOWS", "4")],
+    includes: [BLOCK, GEMM_COMMON],
     bindings: &windows_then::<9>(8, &[Access::ReadWrite]),
-    workgroup_size: 8,
-    params_size: std::mem::size_of::<GemmParams>(),
-};
+    workgroup: 8,
+    params: GemmParams,
+);
 
 /// The products of small maps, several weight windows per launch, where [`wide_windows`] allows.
-pub const GEMM_WIDE_KERNEL: Kernel = Kernel {
-    name: "conv2d_winograd_gemm_wide",
-    source: include_str!("../../../kernels/conv2d_winograd_gemm_wide.wgsl"),
-    includes: &[BLOCK, GEMM_COMMON],
+pub const GEMM_WIDE_KERNEL: Kernel = kernel!("conv2d_winograd_gemm_wide",
+    includes: [BLOCK, GEMM_COMMON],
     bindings: &windows_then::<10>(9, &[Access::ReadWrite]),
-    workgroup_size: 8,
-    params_size: std::mem::size_of::<GemmParams>(),
-};
+    workgroup: 8,
+    params: GemmParams,
+);
 
 /// The most weight windows one launch of [`GEMM_WIDE_KERNEL`] binds (`u0` .. `u7`).
 const WIDE_WINDOWS: usize = 8;
@@ -125,10 +118,8 @@ const WINDOWED_WEIGHTS: usize = 4;
 const V_WINDOWS: usize = 4;
 
 /// The output transform and epilogue.
-pub const OUTPUT_KERNEL: Kernel = Kernel {
-    name: "conv2d_winograd_output",
-    source: include_str!("../../../kernels/conv2d_winograd_output.wgsl"),
-    includes: &[SHAPE, TILES],
+pub const OUTPUT_KERNEL: Kernel = kernel!("conv2d_winograd_output",
+    includes: [SHAPE, TILES],
     bindings: &[
         Access::Read,
         Access::Read,
@@ -136,19 +127,17 @@ pub const OUTPUT_KERNEL: Kernel = Kernel {
         Access::ReadWrite,
         Access::Read,
     ],
-    workgroup_size: 64,
-    params_size: std::mem::size_of::<TileParams>(),
-};
+    workgroup: 64,
+    params: TileParams,
+);
 
 /// The weight transform into uniform windows.
-pub const PACK_KERNEL: Kernel = Kernel {
-    name: "conv2d_winograd_pack",
-    source: include_str!("../../../kernels/conv2d_winograd_pack.wgsl"),
-    includes: &[],
+pub const PACK_KERNEL: Kernel = kernel!("conv2d_winograd_pack",
+    includes: [],
     bindings: &[Access::Read, Access::ReadWrite],
-    workgroup_size: 256,
-    params_size: std::mem::size_of::<PackParams>(),
-};
+    workgroup: 256,
+    params: PackParams,
+);
 
 /// Mirrors `Params` in conv2d_winograd.inc.wgsl (both transforms; the input transform ignores the epilogue).
 #[repr(C)]
