@@ -37,16 +37,12 @@ fn quick() -> bool {
 }
 
 fn gpu() -> Gpu {
-    Gpu::new(&DeviceOptions::from_env().expect("options"))
-        .block_on()
-        .expect("a GPU adapter")
+    Gpu::new(&DeviceOptions::from_env().expect("options")).block_on().expect("a GPU adapter")
 }
 
 fn filled(gpu: &Gpu, label: &str, shape: &[usize]) -> Tensor {
     let n: usize = shape.iter().product();
-    let data: Vec<f32> = (0..n)
-        .map(|i| ((i * 7919 % 2003) as f32 / 1001.5) - 1.0)
-        .collect();
+    let data: Vec<f32> = (0..n).map(|i| ((i * 7919 % 2003) as f32 / 1001.5) - 1.0).collect();
     gpu.upload(label, shape, &data).expect("upload")
 }
 
@@ -60,9 +56,7 @@ fn bench(
 ) {
     let mut g = c.benchmark_group(group);
     g.throughput(throughput);
-    g.bench_function(name, |b| {
-        b.iter(|| gpu.run(name, ds).block_on().expect("run"))
-    });
+    g.bench_function(name, |b| b.iter(|| gpu.run(name, ds).block_on().expect("run")));
     g.finish();
 }
 
@@ -77,20 +71,10 @@ fn kernels(c: &mut Criterion) {
             let w = filled(&gpu, "w", &[ch, ch, 3, 3]);
             let b = filled(&gpu, "b", &[ch]);
             let out = gpu.zeros("out", &[batch, ch, hw, hw]).unwrap();
-            let cfg = Conv2dConfig {
-                padding: Padding::uniform(1),
-                ..Default::default()
-            };
+            let cfg = Conv2dConfig { padding: Padding::uniform(1), ..Default::default() };
             let d = conv2d(&gpu, "conv", &x, &w, &b, None, &out, &cfg).unwrap();
             let name = format!("conv3x3 {ch}->{ch} {hw}x{hw} batch {batch}");
-            bench(
-                c,
-                &gpu,
-                "kernels",
-                &name,
-                Throughput::Elements(d.cost().flops),
-                &[&d],
-            );
+            bench(c, &gpu, "kernels", &name, Throughput::Elements(d.cost().flops), &[&d]);
         }
         // group norm + SiLU, 128 channels at 32x32, 32 groups.
         let x = filled(&gpu, "x", &[batch, 128, 32, 32]);
@@ -98,95 +82,44 @@ fn kernels(c: &mut Criterion) {
         let out = gpu.zeros("out", &[batch, 128, 32, 32]).unwrap();
         let d = group_norm(&gpu, "gn", &x, &g, &g, &out, 32, 1e-6, true).unwrap();
         let name = format!("group_norm+silu 128x32x32 batch {batch}");
-        bench(
-            c,
-            &gpu,
-            "kernels",
-            &name,
-            Throughput::Bytes(d.cost().bytes),
-            &[&d],
-        );
+        bench(c, &gpu, "kernels", &name, Throughput::Bytes(d.cost().bytes), &[&d]);
         // q projection and attention at 16x16 with 256 channels, one head.
         let x = filled(&gpu, "x", &[batch, 256, 16, 16]);
         let w = filled(&gpu, "w", &[256, 256]);
         let b = filled(&gpu, "b", &[256]);
         let q = gpu.zeros("q", &[batch, 256, 16, 16]).unwrap();
-        let cfg = linear::LinearConfig {
-            layout: linear::TokenLayout::Channels,
-            ..Default::default()
-        };
+        let cfg =
+            linear::LinearConfig { layout: linear::TokenLayout::Channels, ..Default::default() };
         let d = linear::linear(&gpu, "to_q", &x, &w, &b, None, &q, &cfg).unwrap();
         let name = format!("linear 256->256 over 16x16 tokens batch {batch}");
-        bench(
-            c,
-            &gpu,
-            "kernels",
-            &name,
-            Throughput::Elements(d.cost().flops),
-            &[&d],
-        );
+        bench(c, &gpu, "kernels", &name, Throughput::Elements(d.cost().flops), &[&d]);
         let out = gpu.zeros("out", &[batch, 256, 16, 16]).unwrap();
         let d = attention(&gpu, "attn", &x, &x, &x, &out, 256).unwrap();
         let name = format!("attention 256 ch 16x16 batch {batch}");
-        bench(
-            c,
-            &gpu,
-            "kernels",
-            &name,
-            Throughput::Elements(d.cost().flops),
-            &[&d],
-        );
+        bench(c, &gpu, "kernels", &name, Throughput::Elements(d.cost().flops), &[&d]);
         // The up path's data movement: upsample 256 ch 8x8 -> 16x16, concat [256 + 256] at 16x16.
         let small = filled(&gpu, "h", &[batch, 256, 8, 8]);
         let up = gpu.zeros("up", &[batch, 256, 16, 16]).unwrap();
         let d = upsample_nearest2x(&gpu, "upsample", &small, &up).unwrap();
         let name = format!("upsample 256x8x8 batch {batch}");
-        bench(
-            c,
-            &gpu,
-            "kernels",
-            &name,
-            Throughput::Bytes(d.cost().bytes),
-            &[&d],
-        );
+        bench(c, &gpu, "kernels", &name, Throughput::Bytes(d.cost().bytes), &[&d]);
         let cat = gpu.zeros("cat", &[batch, 512, 16, 16]).unwrap();
         let d = concat_channels(&gpu, "concat", &x, &up, &cat).unwrap();
         let name = format!("concat 256+256x16x16 batch {batch}");
-        bench(
-            c,
-            &gpu,
-            "kernels",
-            &name,
-            Throughput::Bytes(d.cost().bytes),
-            &[&d],
-        );
+        bench(c, &gpu, "kernels", &name, Throughput::Bytes(d.cost().bytes), &[&d]);
         // The ResNet blocks' time-embedding add (128 ch at 32x32) and the time embedding itself.
         let h = filled(&gpu, "h", &[batch, 128, 32, 32]);
         let v = filled(&gpu, "temb", &[batch, 128]);
         let out = gpu.zeros("out", &[batch, 128, 32, 32]).unwrap();
         let d = binary(&gpu, "temb add", Binary::AddChannel, &h, &v, &out).unwrap();
         let name = format!("add_channel 128x32x32 batch {batch}");
-        bench(
-            c,
-            &gpu,
-            "kernels",
-            &name,
-            Throughput::Bytes(d.cost().bytes),
-            &[&d],
-        );
+        bench(c, &gpu, "kernels", &name, Throughput::Bytes(d.cost().bytes), &[&d]);
         let emb = TimestepEmbedding::new(&gpu, 128, false, 1.0).unwrap();
         let t = filled(&gpu, "t", &[batch]);
         let out = gpu.zeros("emb", &[batch, 128]).unwrap();
         let d = emb.dispatch(&gpu, "time_proj", &t, &out).unwrap();
         let name = format!("timestep_embedding 128 batch {batch}");
-        bench(
-            c,
-            &gpu,
-            "kernels",
-            &name,
-            Throughput::Elements(out.len() as u64),
-            &[&d],
-        );
+        bench(c, &gpu, "kernels", &name, Throughput::Elements(out.len() as u64), &[&d]);
     }
 }
 
@@ -200,10 +133,7 @@ fn ddim_update_three_ways(c: &mut Criterion) {
         let w = filled(&gpu, "conv_out.weight", &[3, 128, 3, 3]);
         let b = filled(&gpu, "conv_out.bias", &[3]);
         let eps = gpu.zeros("eps", &shape).unwrap();
-        let cfg = Conv2dConfig {
-            padding: Padding::uniform(1),
-            ..Default::default()
-        };
+        let cfg = Conv2dConfig { padding: Padding::uniform(1), ..Default::default() };
         let conv = conv2d(&gpu, "conv_out", &h, &w, &b, None, &eps, &cfg).unwrap();
         for eta in [0.0, 1.0] {
             let x = filled(&gpu, "x", &shape);
@@ -215,11 +145,7 @@ fn ddim_update_three_ways(c: &mut Criterion) {
                 clipped_eps: false,
                 noise: if eta > 0.0 {
                     Noise::Philox {
-                        key: NoiseKey {
-                            seed: 0,
-                            step: 0,
-                            stream: Stream::StepNoise,
-                        },
+                        key: NoiseKey { seed: 0, step: 0, stream: Stream::StepNoise },
                         first_image: 0,
                     }
                 } else {
@@ -277,26 +203,16 @@ fn whole_network(c: &mut Criterion) {
     let plan = Plan::new(&gpu, &graph, &weights, 1, &[]).unwrap();
     let per = cfg.in_channels * cfg.sample_size * cfg.sample_size;
     let x = latents(0, 0, 1, per);
-    let name = if quick() {
-        "small UNet"
-    } else {
-        "CIFAR-10 UNet"
-    };
+    let name = if quick() { "small UNet" } else { "CIFAR-10 UNet" };
     let mut g = c.benchmark_group("unet");
     g.bench_function(format!("{name} evaluation batch 1"), |b| {
         b.iter(|| plan.run(&gpu, &[&x, &[500.0]]).block_on().expect("run"))
     });
-    let settings = SamplerSettings {
-        steps: 10,
-        ..Default::default()
-    };
+    let settings = SamplerSettings { steps: 10, ..Default::default() };
     let sampler = Sampler::new(&gpu, &graph, &weights, settings).unwrap();
     g.bench_function(format!("{name} 10-step sample batch 1"), |b| {
         b.iter(|| {
-            sampler
-                .sample(&x, 1, 0, StepNoise::Philox(0), &mut |_| {})
-                .block_on()
-                .expect("sample")
+            sampler.sample(&x, 1, 0, StepNoise::Philox(0), &mut |_| {}).block_on().expect("sample")
         })
     });
     g.finish();

@@ -24,9 +24,8 @@ fn filled(
     seed: usize,
 ) -> Result<Tensor, ddim_wgpu::Error> {
     let n: usize = shape.iter().product();
-    let v: Vec<f32> = (0..n)
-        .map(|i| ((i * 7919 + seed * 104729) % 2003) as f32 / 1001.5 - 1.0)
-        .collect();
+    let v: Vec<f32> =
+        (0..n).map(|i| ((i * 7919 + seed * 104729) % 2003) as f32 / 1001.5 - 1.0).collect();
     let arena = gpu.zeros(label, &[n + WINDOW_FLOATS])?;
     let t = arena.view_at(label, shape, 0)?;
     t.write(gpu, &v)?;
@@ -60,15 +59,7 @@ fn main() -> Result<(), ddim_wgpu::Error> {
         for _ in 0..ROUNDS {
             t.push(roofline::time_pass(&gpu, &d, repeats).block_on()?);
         }
-        rows.push((
-            model,
-            n,
-            c,
-            side,
-            d.kernel().name,
-            d.cost().flops as f64,
-            median(t),
-        ));
+        rows.push((model, n, c, side, d.kernel().name, d.cost().flops as f64, median(t)));
     }
     let roof_after = roofline::measure(&gpu).block_on()?;
     let roof = (roof_before.gflops + roof_after.gflops) / 2.0;

@@ -34,9 +34,7 @@ use pollster::FutureExt as _;
 /// Deterministic values in [-0.1, 0.1) for a tensor of `shape`.
 fn values(shape: &[usize]) -> Vec<f32> {
     let n: usize = shape.iter().product();
-    (0..n)
-        .map(|i| ((i * 7919 % 2003) as f32 / 1001.5 - 1.0) * 0.1)
-        .collect()
+    (0..n).map(|i| ((i * 7919 % 2003) as f32 / 1001.5 - 1.0) * 0.1).collect()
 }
 
 fn filled(gpu: &Gpu, label: &str, shape: &[usize]) -> Tensor {
@@ -54,24 +52,14 @@ struct Case {
 fn case(gpu: &Gpu, n: usize, cin: usize, cout: usize, hw: usize, k: usize) -> Case {
     let shape = [n, cin, hw, hw];
     let len: usize = shape.iter().product();
-    let x = gpu
-        .zeros("arena", &[len + 16384])
-        .expect("zeros")
-        .view("x", &shape)
-        .expect("view");
+    let x = gpu.zeros("arena", &[len + 16384]).expect("zeros").view("x", &shape).expect("view");
     x.write(gpu, &values(&shape)).expect("write");
     let w = filled(gpu, "weight", &[cout, cin, k, k]);
     let b = filled(gpu, "bias", &[cout]);
     let out = gpu.zeros("out", &[n, cout, hw, hw]).expect("zeros");
-    let cfg = Conv2dConfig {
-        padding: Padding::uniform(k / 2),
-        ..Default::default()
-    };
+    let cfg = Conv2dConfig { padding: Padding::uniform(k / 2), ..Default::default() };
     let dispatch = conv2d(gpu, "conv", &x, &w, &b, None, &out, &cfg).expect("conv2d");
-    Case {
-        dispatch,
-        _tensors: vec![x, w, b, out],
-    }
+    Case { dispatch, _tensors: vec![x, w, b, out] }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -116,10 +104,7 @@ fn main() -> Result<(), ddim_wgpu::Error> {
             Ok(o)
         })
         .collect::<Result<Vec<_>, ddim_wgpu::Error>>()?;
-    let family = |kernels| DeviceOptions {
-        kernels,
-        ..base.clone()
-    };
+    let family = |kernels| DeviceOptions { kernels, ..base.clone() };
     let (first, second) = match &choices[..] {
         [] => (family(KernelChoice::Baseline), family(KernelChoice::Auto)),
         [a, b] => (a.clone(), b.clone()),
@@ -201,16 +186,7 @@ fn main() -> Result<(), ddim_wgpu::Error> {
         }
         // The direct convolution's arithmetic, whichever kernel ran (module docs).
         let flops = (2 * batch * cout * hw * hw * cin * k * k) as f64;
-        rows.push((
-            cin,
-            cout,
-            hw,
-            kernels,
-            launches,
-            flops,
-            median(tg),
-            median(ta),
-        ));
+        rows.push((cin, cout, hw, kernels, launches, flops, median(tg), median(ta)));
     }
     let roof_after = roofline::measure(&auto).block_on()?;
     let roof = (roof_before.gflops + roof_after.gflops) / 2.0;

@@ -17,27 +17,13 @@ fn main() -> Result<(), ddim_wgpu::Error> {
     let per_image = 3 * 32 * 32;
     let n = 4 * per_image;
     // Any x_t and model output will do for the demonstration: take Philox normals for both.
-    let latent = |stream_step| NoiseKey {
-        seed: 1,
-        step: stream_step,
-        stream: Stream::Latent,
-    };
-    let xv: Vec<f32> = normals(latent(0), 0, 4, per_image)
-        .iter()
-        .map(|&v| v as f32)
-        .collect();
-    let ev: Vec<f32> = normals(latent(1), 0, 4, per_image)
-        .iter()
-        .map(|&v| v as f32)
-        .collect();
+    let latent = |stream_step| NoiseKey { seed: 1, step: stream_step, stream: Stream::Latent };
+    let xv: Vec<f32> = normals(latent(0), 0, 4, per_image).iter().map(|&v| v as f32).collect();
+    let ev: Vec<f32> = normals(latent(1), 0, 4, per_image).iter().map(|&v| v as f32).collect();
     let x = gpu.upload("x_t", &shape, &xv)?; // updated in place to x_prev
     let eps = gpu.upload("eps", &shape, &ev)?; // what the UNet would predict
 
-    let key = NoiseKey {
-        seed: 42,
-        step: 0,
-        stream: Stream::StepNoise,
-    };
+    let key = NoiseKey { seed: 42, step: 0, stream: Stream::StepNoise };
     let (a_t, a_p, eta) = (0.5, 0.7, 1.0);
     let scratch = DdimScratch::new(&gpu, &shape, UpdateMode::Fused)?;
     let spec = StepSpec {
@@ -46,14 +32,10 @@ fn main() -> Result<(), ddim_wgpu::Error> {
         clip: Some(1.0),
         threshold: None,
         clipped_eps: false,
-        noise: Noise::Philox {
-            key,
-            first_image: 0,
-        },
+        noise: Noise::Philox { key, first_image: 0 },
     };
     let update = ddim_update(&gpu, "step 0", &x, &eps, &spec, UpdateMode::Fused, &scratch)?;
-    gpu.run("step 0", &update.iter().collect::<Vec<_>>())
-        .block_on()?;
+    gpu.run("step 0", &update.iter().collect::<Vec<_>>()).block_on()?;
     let got = gpu.download(&x).block_on()?;
 
     let settings = StepSettings {
@@ -66,18 +48,8 @@ fn main() -> Result<(), ddim_wgpu::Error> {
         clipped_eps: false,
         sigma_hat: None,
     };
-    let want = ddim_step(
-        &xv,
-        &ev,
-        per_image,
-        &settings,
-        Some(&normals(key, 0, 4, per_image)),
-    );
-    let max_err = got
-        .iter()
-        .zip(&want)
-        .map(|(&g, &w)| (g as f64 - w).abs())
-        .fold(0.0, f64::max);
+    let want = ddim_step(&xv, &ev, per_image, &settings, Some(&normals(key, 0, 4, per_image)));
+    let max_err = got.iter().zip(&want).map(|(&g, &w)| (g as f64 - w).abs()).fold(0.0, f64::max);
     println!(
         "{n} elements updated in {} dispatch(es); max |gpu - cpu| = {max_err:.2e}",
         update.len()

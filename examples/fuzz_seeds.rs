@@ -45,14 +45,8 @@ fn main() -> ddim_wgpu::Result<()> {
         std::fs::create_dir_all(seeds.join(dir)).expect("create the seed folders");
     }
     let one = Weights::random(&config(vec![4]), 1)?;
-    one.save(
-        &seeds.join("weights/one_level_f16.safetensors"),
-        StorageDtype::F16,
-    )?;
-    one.save(
-        &seeds.join("weights/one_level_f32.safetensors"),
-        StorageDtype::F32,
-    )?;
+    one.save(&seeds.join("weights/one_level_f16.safetensors"), StorageDtype::F16)?;
+    one.save(&seeds.join("weights/one_level_f32.safetensors"), StorageDtype::F32)?;
     // The same file as format version 1 (no checksum, which version 2 requires): the fuzzer can mutate past
     // the header only where no checksum guards the contents.
     let mut v1 = one.to_bytes(StorageDtype::F16)?;
@@ -66,18 +60,13 @@ fn main() -> ddim_wgpu::Result<()> {
     let mut two = Weights::random(&config(vec![4, 6]), 2)?;
     two.training = Some(Training {
         schedule: TrainingSchedule {
-            betas: BetaSchedule::Trained {
-                betas: (1..=10).map(|i| i as f64 * 0.01).collect(),
-            },
+            betas: BetaSchedule::Trained { betas: (1..=10).map(|i| i as f64 * 0.01).collect() },
             train_steps: 10,
             zero_snr: true,
         },
         ..Training::default()
     });
-    two.save(
-        &seeds.join("weights/two_levels_trained_betas_f16.safetensors"),
-        StorageDtype::F16,
-    )?;
+    two.save(&seeds.join("weights/two_levels_trained_betas_f16.safetensors"), StorageDtype::F16)?;
 
     // A third-party safetensors file as diffusers writes one (no metadata of ours), with every float dtype and
     // one integer tensor (skipped by the reader).
@@ -85,24 +74,9 @@ fn main() -> ddim_wgpu::Result<()> {
         (0..n * width).map(|i| (i * 37 % 251) as u8).collect()
     };
     let tensors = [
-        (
-            "conv_in.weight",
-            safetensors::Dtype::F32,
-            vec![2, 1, 3, 3],
-            bytes(18, 4),
-        ),
-        (
-            "conv_in.bias",
-            safetensors::Dtype::F16,
-            vec![2],
-            bytes(2, 2),
-        ),
-        (
-            "norm.weight",
-            safetensors::Dtype::BF16,
-            vec![2],
-            bytes(2, 2),
-        ),
+        ("conv_in.weight", safetensors::Dtype::F32, vec![2, 1, 3, 3], bytes(18, 4)),
+        ("conv_in.bias", safetensors::Dtype::F16, vec![2], bytes(2, 2)),
+        ("norm.weight", safetensors::Dtype::BF16, vec![2], bytes(2, 2)),
         ("norm.bias", safetensors::Dtype::F64, vec![2], bytes(2, 8)),
         ("steps", safetensors::Dtype::I64, vec![1], bytes(1, 8)),
     ];
@@ -129,43 +103,21 @@ fn main() -> ddim_wgpu::Result<()> {
         b.extend(data);
         b
     };
-    other(
-        "f64_4.npy",
-        npy(
-            "<f8",
-            "(4,)",
-            (0..4).flat_map(|i| (i as f64).to_le_bytes()).collect(),
-        ),
-    )
-    .expect("write");
+    other("f64_4.npy", npy("<f8", "(4,)", (0..4).flat_map(|i| (i as f64).to_le_bytes()).collect()))
+        .expect("write");
     other(
         "i64_2x2.npy",
-        npy(
-            "<i8",
-            "(2, 2)",
-            (0..4).flat_map(|i| (i as i64).to_le_bytes()).collect(),
-        ),
+        npy("<i8", "(2, 2)", (0..4).flat_map(|i| (i as i64).to_le_bytes()).collect()),
     )
     .expect("write");
-    other(
-        "i32_3.npy",
-        npy(
-            "<i4",
-            "(3,)",
-            (0..3i32).flat_map(|i| i.to_le_bytes()).collect(),
-        ),
-    )
-    .expect("write");
+    other("i32_3.npy", npy("<i4", "(3,)", (0..3i32).flat_map(|i| i.to_le_bytes()).collect()))
+        .expect("write");
 
     let gray: Vec<f32> = (0..28 * 28).map(|i| (i % 29) as f32 / 14.0 - 1.0).collect();
     write_png(&seeds.join("image/gray_28.png"), &gray, [1, 28, 28])?;
     let rgb: Vec<f32> = (0..3 * 8 * 8).map(|i| (i % 7) as f32 / 3.5 - 1.0).collect();
     write_png(&seeds.join("image/rgb_8.png"), &rgb, [3, 8, 8])?;
-    write_png(
-        &seeds.join("image/rgb_32.png"),
-        &[0.5; 3 * 32 * 32],
-        [3, 32, 32],
-    )?;
+    write_png(&seeds.join("image/rgb_32.png"), &[0.5; 3 * 32 * 32], [3, 32, 32])?;
     println!("seeds written under {}", seeds.display());
     Ok(())
 }

@@ -7,9 +7,7 @@
 use ddim_wgpu::ops::KERNELS;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let dir = std::env::args()
-        .nth(1)
-        .ok_or("usage: cargo run --example kernels -- DIR")?;
+    let dir = std::env::args().nth(1).ok_or("usage: cargo run --example kernels -- DIR")?;
     std::fs::create_dir_all(&dir)?;
     for kernel in KERNELS {
         let path = std::path::Path::new(&dir).join(format!("{}.wgsl", kernel.name));

@@ -20,9 +20,7 @@ const ROUNDS: usize = 15;
 
 fn filled(gpu: &Gpu, label: &str, shape: &[usize]) -> Tensor {
     let n: usize = shape.iter().product();
-    let v: Vec<f32> = (0..n)
-        .map(|i| (i * 7919 % 2003) as f32 / 1001.5 - 1.0)
-        .collect();
+    let v: Vec<f32> = (0..n).map(|i| (i * 7919 % 2003) as f32 / 1001.5 - 1.0).collect();
     gpu.upload(label, shape, &v).expect("upload")
 }
 
@@ -38,10 +36,7 @@ fn case(gpu: &Gpu, n: usize, c: usize, side: usize, groups: usize) -> Case {
     let out = gpu.zeros("out", &[n, c, side, side]).expect("zeros");
     let dispatch =
         group_norm(gpu, "norm", &x, &gamma, &beta, &out, groups, 1e-6, true).expect("group_norm");
-    Case {
-        dispatch,
-        _tensors: vec![x, gamma, beta, out],
-    }
+    Case { dispatch, _tensors: vec![x, gamma, beta, out] }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -64,16 +59,8 @@ fn main() -> Result<(), ddim_wgpu::Error> {
         }
     };
     let base = DeviceOptions::from_env()?;
-    let portable = Gpu::new(&DeviceOptions {
-        kernels: first,
-        ..base.clone()
-    })
-    .block_on()?;
-    let auto = Gpu::new(&DeviceOptions {
-        kernels: second,
-        ..base
-    })
-    .block_on()?;
+    let portable = Gpu::new(&DeviceOptions { kernels: first, ..base.clone() }).block_on()?;
+    let auto = Gpu::new(&DeviceOptions { kernels: second, ..base }).block_on()?;
     println!("adapter: {}", describe(&auto.info()));
     let roof_before = roofline::measure(&auto).block_on()?;
 
@@ -109,17 +96,7 @@ fn main() -> Result<(), ddim_wgpu::Error> {
         }
         let bytes = a.dispatch.cost().bytes as f64;
         let kernel = a.dispatch.kernel().name;
-        rows.push((
-            model,
-            n,
-            c,
-            side,
-            groups,
-            kernel,
-            bytes,
-            median(tp),
-            median(ta),
-        ));
+        rows.push((model, n, c, side, groups, kernel, bytes, median(tp), median(ta)));
     }
     let roof_after = roofline::measure(&auto).block_on()?;
     let roof = (roof_before.gbps + roof_after.gbps) / 2.0;

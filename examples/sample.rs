@@ -16,20 +16,14 @@ fn main() -> Result<(), ddim_wgpu::Error> {
         let mut scheduler = pipeline.default_settings();
         scheduler.steps = 20;
         let request = SampleRequest::new(scheduler, 4, 0);
-        let images = pipeline
-            .sample(&request, &mut |p| eprint!("\rstep {}/{}", p.done, p.total))
-            .await?;
+        let images =
+            pipeline.sample(&request, &mut |p| eprint!("\rstep {}/{}", p.done, p.total)).await?;
         eprintln!();
 
         for k in 0..images.shape[0] {
             let x = images.image(k);
-            let (lo, hi) = x
-                .iter()
-                .fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
-            println!(
-                "image {k}: {:?}, values in [{lo:.3}, {hi:.3}]",
-                &images.shape[1..]
-            );
+            let (lo, hi) = x.iter().fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+            println!("image {k}: {:?}, values in [{lo:.3}, {hi:.3}]", &images.shape[1..]);
         }
         Ok(())
     })

@@ -24,10 +24,7 @@ use ddim_wgpu::unet::config::UNetConfig;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let model = args.first().map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/benches/configs/ddpm-cifar10-32.json"
-        ))
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/configs/ddpm-cifar10-32.json"))
     });
     let batch: usize = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(8);
     let rounds: usize = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(3);
@@ -46,21 +43,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let base = DeviceOptions::from_env()?;
     let mut variants = Vec::new();
-    for (kernels, winograd) in [
-        (KernelChoice::Baseline, true),
-        (KernelChoice::Auto, false),
-        (KernelChoice::Auto, true),
-    ] {
-        let gpu = Gpu::new(&DeviceOptions {
-            kernels,
-            winograd,
-            ..base.clone()
-        })
-        .block_on()?;
-        let kernels = format!(
-            "{kernels:?}{}",
-            if winograd { "" } else { " (Winograd off)" }
-        );
+    for (kernels, winograd) in
+        [(KernelChoice::Baseline, true), (KernelChoice::Auto, false), (KernelChoice::Auto, true)]
+    {
+        let gpu = Gpu::new(&DeviceOptions { kernels, winograd, ..base.clone() }).block_on()?;
+        let kernels = format!("{kernels:?}{}", if winograd { "" } else { " (Winograd off)" });
         let uploaded = weights.upload(&gpu)?;
         let plan = Plan::new(&gpu, &graph, &uploaded, batch, &[])?;
         plan.run(&gpu, &[&x, &t]).block_on()?; // warm-up
@@ -80,16 +67,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             times.push(start.elapsed().as_secs_f64());
         }
     }
-    let scale = outputs[0]
-        .iter()
-        .fold(0f32, |m, v| m.max(v.abs()))
-        .max(1e-30);
+    let scale = outputs[0].iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-30);
     let diff = |k: usize| {
-        outputs[0]
-            .iter()
-            .zip(&outputs[k])
-            .fold(0f32, |m, (a, b)| m.max((a - b).abs()))
-            / scale
+        outputs[0].iter().zip(&outputs[k]).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale
     };
     let mut medians = Vec::new();
     for (kernels, gpu, plan, times) in &mut variants {

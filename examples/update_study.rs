@@ -22,9 +22,7 @@ use pollster::FutureExt as _;
 
 fn filled(gpu: &Gpu, label: &str, shape: &[usize]) -> Tensor {
     let n: usize = shape.iter().product();
-    let v: Vec<f32> = (0..n)
-        .map(|i| ((i * 7919 % 2003) as f32 / 1001.5 - 1.0) * 0.1)
-        .collect();
+    let v: Vec<f32> = (0..n).map(|i| ((i * 7919 % 2003) as f32 / 1001.5 - 1.0) * 0.1).collect();
     gpu.upload(label, shape, &v).expect("upload")
 }
 
@@ -41,12 +39,8 @@ fn median_ms(gpu: &Gpu, lists: &[Vec<&Dispatch>], rounds: usize) -> Vec<f64> {
             let mut encoder = gpu
                 .device()
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
-            profiler
-                .record_step(&mut encoder, r * lists.len() + k, list)
-                .expect("record");
-            gpu.submit_and_wait("study", encoder)
-                .block_on()
-                .expect("submit");
+            profiler.record_step(&mut encoder, r * lists.len() + k, list).expect("record");
+            gpu.submit_and_wait("study", encoder).block_on().expect("submit");
         }
     }
     let timings = profiler.finish(gpu).block_on().expect("timestamps");
@@ -55,12 +49,7 @@ fn median_ms(gpu: &Gpu, lists: &[Vec<&Dispatch>], rounds: usize) -> Vec<f64> {
             let mut runs: Vec<f64> = (0..rounds)
                 .map(|r| {
                     let step = r * lists.len() + k;
-                    timings
-                        .iter()
-                        .filter(|t| t.step == step)
-                        .map(|t| t.ns())
-                        .sum::<f64>()
-                        / 1e6
+                    timings.iter().filter(|t| t.step == step).map(|t| t.ns()).sum::<f64>() / 1e6
                 })
                 .collect();
             runs.sort_by(f64::total_cmp);
@@ -71,20 +60,15 @@ fn median_ms(gpu: &Gpu, lists: &[Vec<&Dispatch>], rounds: usize) -> Vec<f64> {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "quick");
-    let gpu = Gpu::new(&DeviceOptions::from_env().expect("options"))
-        .block_on()
-        .expect("a GPU adapter");
+    let gpu =
+        Gpu::new(&DeviceOptions::from_env().expect("options")).block_on().expect("a GPU adapter");
     println!("adapter: {}", describe(&gpu.info()));
     // (label, batch, conv_out input channels, size): CIFAR-10's conv_out is 128 -> 3 at 32x32. At 256x256 the
     // input of a 128-channel conv_out would exceed one 128 MiB binding at batch 8, so that row uses 32 channels.
     let cases: Vec<(&str, usize, usize, usize)> = if quick {
         vec![("3x32x32", 1, 32, 32)]
     } else {
-        vec![
-            ("3x32x32", 1, 128, 32),
-            ("3x32x32", 64, 128, 32),
-            ("3x256x256", 8, 32, 256),
-        ]
+        vec![("3x32x32", 1, 128, 32), ("3x32x32", 64, 128, 32), ("3x256x256", 8, 32, 256)]
     };
     let rounds = if quick { 7 } else { 15 };
     println!("update alone: the unfused chain and the fused kernel (ms), and unfused / fused;");
@@ -112,10 +96,7 @@ fn main() {
         let b = filled(&gpu, "conv_out.bias", &[3]);
         let eps = gpu.zeros("eps", &[batch, 3, size, size]).unwrap();
         let x = filled(&gpu, "x", &[batch, 3, size, size]);
-        let cfg = Conv2dConfig {
-            padding: Padding::uniform(1),
-            ..Default::default()
-        };
+        let cfg = Conv2dConfig { padding: Padding::uniform(1), ..Default::default() };
         let conv = conv2d(&gpu, "conv_out", &h, &w, &b, None, &eps, &cfg).unwrap();
         for eta in [0.0, 1.0] {
             let spec = StepSpec {
@@ -126,11 +107,7 @@ fn main() {
                 clipped_eps: false,
                 noise: if eta > 0.0 {
                     Noise::Philox {
-                        key: NoiseKey {
-                            seed: 0,
-                            step: 0,
-                            stream: Stream::StepNoise,
-                        },
+                        key: NoiseKey { seed: 0, step: 0, stream: Stream::StepNoise },
                         first_image: 0,
                     }
                 } else {
@@ -139,26 +116,12 @@ fn main() {
             };
             let unfused_scratch = DdimScratch::new(&gpu, x.shape(), UpdateMode::Unfused).unwrap();
             let fused_scratch = DdimScratch::new(&gpu, x.shape(), UpdateMode::Fused).unwrap();
-            let unfused = ddim_update(
-                &gpu,
-                "ddim",
-                &x,
-                &eps,
-                &spec,
-                UpdateMode::Unfused,
-                &unfused_scratch,
-            )
-            .unwrap();
-            let fused = ddim_update(
-                &gpu,
-                "ddim",
-                &x,
-                &eps,
-                &spec,
-                UpdateMode::Fused,
-                &fused_scratch,
-            )
-            .unwrap();
+            let unfused =
+                ddim_update(&gpu, "ddim", &x, &eps, &spec, UpdateMode::Unfused, &unfused_scratch)
+                    .unwrap();
+            let fused =
+                ddim_update(&gpu, "ddim", &x, &eps, &spec, UpdateMode::Fused, &fused_scratch)
+                    .unwrap();
             let epilogue =
                 conv_ddim_update(&gpu, "conv_out+ddim", &h, &w, &b, &cfg, &x, &spec).unwrap();
             let lists: Vec<Vec<&Dispatch>> = vec![

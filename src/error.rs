@@ -20,11 +20,7 @@ pub enum Error {
     UnknownBackend(String),
 
     /// The adapter refused to create a device with the requested features and limits.
-    #[error(
-        "could not open a device on adapter `{}`: {}",
-        line(adapter),
-        line(message)
-    )]
+    #[error("could not open a device on adapter `{}`: {}", line(adapter), line(message))]
     RequestDevice {
         /// The adapter's name.
         adapter: String,
@@ -177,18 +173,12 @@ fn line(field: &str) -> String {
 impl Error {
     /// Shorthand for a shape error.
     pub(crate) fn shape(op: &'static str, message: impl fmt::Display) -> Self {
-        Error::Shape {
-            op,
-            message: message.to_string(),
-        }
+        Error::Shape { op, message: message.to_string() }
     }
 
     /// Shorthand for an invalid-parameter error.
     pub(crate) fn param(op: &'static str, message: impl fmt::Display) -> Self {
-        Error::InvalidParameter {
-            op,
-            message: message.to_string(),
-        }
+        Error::InvalidParameter { op, message: message.to_string() }
     }
 }
 
@@ -201,16 +191,11 @@ mod tests {
 
     #[test]
     fn every_message_is_one_printable_line() {
-        let e = Error::Weights {
-            tensor: "conv\n\u{1b}[31mred\0".into(),
-            message: "x".repeat(1000),
-        };
+        let e =
+            Error::Weights { tensor: "conv\n\u{1b}[31mred\0".into(), message: "x".repeat(1000) };
         let s = e.to_string();
         assert!(!s.chars().any(char::is_control), "{s:?}");
-        assert!(
-            s.starts_with(r"weight `conv\n\u{1b}[31mred\u{0}`: xxx"),
-            "{s}"
-        );
+        assert!(s.starts_with(r"weight `conv\n\u{1b}[31mred\u{0}`: xxx"), "{s}");
         assert!(s.ends_with("... (600 more bytes)"), "{s}");
     }
 }

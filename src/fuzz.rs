@@ -79,10 +79,7 @@ pub fn yaml(data: &[u8]) {
 pub fn json_config(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
         check("json_config", UNetConfig::from_diffusers_json(text));
-        check(
-            "json_config",
-            training_from_scheduler_json(text, "scheduler_config.json"),
-        );
+        check("json_config", training_from_scheduler_json(text, "scheduler_config.json"));
     }
 }
 

@@ -7,10 +7,8 @@ use crate::error::{Error, Result};
 
 /// Reads a whole file.
 pub fn read(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| Error::Io {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    })
+    std::fs::read(path)
+        .map_err(|e| Error::Io { path: path.display().to_string(), message: e.to_string() })
 }
 
 /// Writes `bytes` to a temporary file beside `path`, then renames it over `path`, so that a failure never leaves
@@ -34,26 +32,17 @@ pub struct OutputSet {
 }
 
 fn io_error(path: &Path, message: impl std::fmt::Display) -> Error {
-    Error::Io {
-        path: path.display().to_string(),
-        message: message.to_string(),
-    }
+    Error::Io { path: path.display().to_string(), message: message.to_string() }
 }
 
 /// The temporary file an output is staged to: beside it (so the rename stays on one file system), hidden.
 fn staging_path(path: &Path) -> Result<PathBuf> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| io_error(path, "not a file name"))?;
+    let name = path.file_name().ok_or_else(|| io_error(path, "not a file name"))?;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    Ok(dir.join(format!(
-        ".{}.partial-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    )))
+    Ok(dir.join(format!(".{}.partial-{}", name.to_string_lossy(), std::process::id())))
 }
 
 /// Checks, before any long work, that `path` can be written: it is not a directory or device, its directory
@@ -210,7 +199,7 @@ pub fn parse_npy(bytes: &[u8], what: &str) -> Result<NpyArray> {
     let header = NpyHeader::parse(header).map_err(|m| err(format!("header: {m}")))?;
     if header.fortran_order {
         return Err(err(
-            "Fortran-order arrays are not supported; save with np.ascontiguousarray".into(),
+            "Fortran-order arrays are not supported; save with np.ascontiguousarray".into()
         ));
     }
     let width = match header.descr.as_str() {
@@ -238,24 +227,17 @@ pub fn parse_npy(bytes: &[u8], what: &str) -> Result<NpyArray> {
         })?;
     let values = data.chunks_exact(width);
     let data: Vec<f32> = match header.descr.as_str() {
-        "<f4" => values
-            .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
-            .collect(),
-        "<f8" => values
-            .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
-            .collect(),
-        "<i4" => values
-            .map(|b| i32::from_le_bytes(b.try_into().expect("4 bytes")) as f32)
-            .collect(),
-        _ => values
-            .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
-            .collect(),
+        "<f4" => values.map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))).collect(),
+        "<f8" => {
+            values.map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32).collect()
+        }
+        "<i4" => {
+            values.map(|b| i32::from_le_bytes(b.try_into().expect("4 bytes")) as f32).collect()
+        }
+        _ => values.map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")) as f32).collect(),
     };
     debug_assert_eq!(data.len(), count);
-    Ok(NpyArray {
-        shape: header.shape,
-        data,
-    })
+    Ok(NpyArray { shape: header.shape, data })
 }
 
 /// The header of a `.npy` file: a Python dict literal with the keys `descr` (a string), `fortran_order`
@@ -269,10 +251,7 @@ struct NpyHeader {
 impl NpyHeader {
     /// One pass over the text; no backtracking. Errors say what was expected where.
     fn parse(text: &str) -> std::result::Result<Self, String> {
-        let mut p = Literal {
-            s: text.as_bytes(),
-            at: 0,
-        };
+        let mut p = Literal { s: text.as_bytes(), at: 0 };
         let (mut descr, mut fortran_order, mut shape) = (None, None, None);
         p.expect(b'{')?;
         loop {
@@ -336,10 +315,8 @@ impl Literal<'_> {
             _ => return Err(format!("expected a string at byte {}", self.at)),
         };
         let start = self.at + 1;
-        let len = self.s[start..]
-            .iter()
-            .position(|&c| c == quote)
-            .ok_or("an unterminated string")?;
+        let len =
+            self.s[start..].iter().position(|&c| c == quote).ok_or("an unterminated string")?;
         let text = &self.s[start..start + len];
         if text.contains(&b'\\') {
             return Err("escapes in a string".into());
@@ -370,11 +347,7 @@ impl Literal<'_> {
                 self.at += 1;
             }
             let digits = std::str::from_utf8(&self.s[start..self.at]).unwrap_or("");
-            dims.push(
-                digits
-                    .parse()
-                    .map_err(|_| format!("expected a dimension at byte {start}"))?,
-            );
+            dims.push(digits.parse().map_err(|_| format!("expected a dimension at byte {start}"))?);
             if !self.eat(b',') {
                 self.expect(b')')?;
                 return Ok(dims);
@@ -391,10 +364,8 @@ pub fn write_npy(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
 /// The bytes of a float32 `.npy` array; `path` (where they will go) names it in errors.
 pub fn npy_bytes(path: &Path, shape: &[usize], data: &[f32]) -> Result<Vec<u8>> {
     use npyz::WriterBuilder;
-    let err = |e: std::io::Error| Error::Io {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    };
+    let err =
+        |e: std::io::Error| Error::Io { path: path.display().to_string(), message: e.to_string() };
     let mut bytes = Vec::new();
     let dims: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
     let mut w = npyz::WriteOptions::new()
@@ -426,20 +397,12 @@ pub fn png_grid_bytes(
     [n, c, h, w]: [usize; 4],
     cols: usize,
 ) -> Result<Vec<u8>> {
-    let err = |m: String| Error::Io {
-        path: path.display().to_string(),
-        message: m,
-    };
+    let err = |m: String| Error::Io { path: path.display().to_string(), message: m };
     if c != 1 && c != 3 {
-        return Err(err(format!(
-            "cannot write {c}-channel images as PNG (1 or 3 channels)"
-        )));
+        return Err(err(format!("cannot write {c}-channel images as PNG (1 or 3 channels)")));
     }
     if images.len() != n * c * h * w {
-        return Err(err(format!(
-            "{} values for {n} images of {c}x{h}x{w}",
-            images.len()
-        )));
+        return Err(err(format!("{} values for {n} images of {c}x{h}x{w}", images.len())));
     }
     let cols = cols.clamp(1, n.max(1));
     let rows = n.div_ceil(cols);
@@ -459,11 +422,8 @@ pub fn png_grid_bytes(
     }
     let img = image::RgbImage::from_raw(gw as u32, gh as u32, rgb).expect("sized above");
     let mut bytes = Vec::new();
-    img.write_to(
-        &mut std::io::Cursor::new(&mut bytes),
-        image::ImageFormat::Png,
-    )
-    .map_err(|e| err(e.to_string()))?;
+    img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
+        .map_err(|e| err(e.to_string()))?;
     Ok(bytes)
 }
 
@@ -474,15 +434,9 @@ pub fn write_png(path: &Path, image: &[f32], dims: [usize; 3]) -> Result<()> {
 
 /// The bytes of [`write_png`]'s file; `path` names it in errors.
 pub fn png_bytes(path: &Path, image: &[f32], [c, h, w]: [usize; 3]) -> Result<Vec<u8>> {
-    let err = |m: String| Error::Io {
-        path: path.display().to_string(),
-        message: m,
-    };
+    let err = |m: String| Error::Io { path: path.display().to_string(), message: m };
     if image.len() != c * h * w {
-        return Err(err(format!(
-            "{} values for an image of {c}x{h}x{w}",
-            image.len()
-        )));
+        return Err(err(format!("{} values for an image of {c}x{h}x{w}", image.len())));
     }
     let mut bytes = Vec::new();
     let mut cursor = std::io::Cursor::new(&mut bytes);
@@ -506,9 +460,7 @@ pub fn png_bytes(path: &Path, image: &[f32], [c, h, w]: [usize; 3]) -> Result<Ve
                 .write_to(&mut cursor, image::ImageFormat::Png)
         }
         _ => {
-            return Err(err(format!(
-                "cannot write {c}-channel images as PNG (1 or 3 channels)"
-            )));
+            return Err(err(format!("cannot write {c}-channel images as PNG (1 or 3 channels)")));
         }
     };
     result.map_err(|e| err(e.to_string()))?;
@@ -536,10 +488,7 @@ pub fn decode_image(
     size: usize,
     resize: bool,
 ) -> Result<Vec<f32>> {
-    let err = |m: String| Error::Io {
-        path: what.to_string(),
-        message: m,
-    };
+    let err = |m: String| Error::Io { path: what.to_string(), message: m };
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_IMAGE_SIDE);
     limits.max_image_height = Some(MAX_IMAGE_SIDE);
@@ -548,9 +497,7 @@ pub fn decode_image(
         .with_guessed_format()
         .map_err(|e| err(e.to_string()))?;
     reader.limits(limits);
-    let img = reader
-        .decode()
-        .map_err(|e| err(format!("not an image this build reads: {e}")))?;
+    let img = reader.decode().map_err(|e| err(format!("not an image this build reads: {e}")))?;
     let img = if (img.width() as usize, img.height() as usize) != (size, size) {
         if !resize {
             return Err(err(format!(
@@ -559,22 +506,13 @@ pub fn decode_image(
                 img.height()
             )));
         }
-        img.resize_exact(
-            size as u32,
-            size as u32,
-            image::imageops::FilterType::CatmullRom,
-        )
+        img.resize_exact(size as u32, size as u32, image::imageops::FilterType::CatmullRom)
     } else {
         img
     };
     let to_model = |b: u8| b as f32 / 127.5 - 1.0;
     match c {
-        1 => Ok(img
-            .to_luma8()
-            .into_raw()
-            .into_iter()
-            .map(to_model)
-            .collect()),
+        1 => Ok(img.to_luma8().into_raw().into_iter().map(to_model).collect()),
         3 => {
             let rgb = img.to_rgb8().into_raw();
             let mut out = vec![0.0; 3 * size * size];
@@ -605,10 +543,7 @@ mod tests {
 
     #[test]
     fn npy_headers_as_numpy_writes_them_and_refusals() {
-        let four: Vec<u8> = [1.5f32, -2.0, 0.0, 8.0]
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect();
+        let four: Vec<u8> = [1.5f32, -2.0, 0.0, 8.0].iter().flat_map(|v| v.to_le_bytes()).collect();
         for header in [
             "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }          \n",
             "{\"descr\":\"<f4\",\"fortran_order\":False,\"shape\":(4,)}\n",
@@ -619,24 +554,13 @@ mod tests {
             assert_eq!(a.shape.iter().product::<usize>(), 4, "{header}");
         }
         let scalar = parse_npy(
-            &npy(
-                "{'descr': '<f4', 'fortran_order': False, 'shape': ()}",
-                &four[..4],
-            ),
+            &npy("{'descr': '<f4', 'fortran_order': False, 'shape': ()}", &four[..4]),
             "t",
         );
         assert_eq!(scalar.unwrap().shape, Vec::<usize>::new());
         for (header, data, expected) in [
-            (
-                "{'descr': '<f4', 'fortran_order': True, 'shape': (4,)}",
-                &four[..],
-                "Fortran",
-            ),
-            (
-                "{'descr': '>f4', 'fortran_order': False, 'shape': (4,)}",
-                &four[..],
-                "little-endian",
-            ),
+            ("{'descr': '<f4', 'fortran_order': True, 'shape': (4,)}", &four[..], "Fortran"),
+            ("{'descr': '>f4', 'fortran_order': False, 'shape': (4,)}", &four[..], "little-endian"),
             (
                 "{'descr': '<f4', 'fortran_order': False, 'shape': (5,)}",
                 &four[..],
@@ -647,21 +571,13 @@ mod tests {
                 &four[..],
                 "does not match",
             ),
-            (
-                "{'descr': '<f4', 'fortran_order': False}",
-                &four[..],
-                "no `shape`",
-            ),
+            ("{'descr': '<f4', 'fortran_order': False}", &four[..], "no `shape`"),
             (
                 "{'descr': '<f4', 'fortran_order': False, 'shape': (4,), 'x': 1}",
                 &four[..],
                 "unknown key",
             ),
-            (
-                "{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{",
-                &four[..],
-                "expected a string",
-            ),
+            ("{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{", &four[..], "expected a string"),
             (
                 "{'descr': '<f4', 'fortran_order': False, 'shape': (18446744073709551616,)}",
                 &four[..],
@@ -688,10 +604,7 @@ mod tests {
             assert!(write_atomic(Path::new("/dev/null"), b"x").is_err());
         }
         // Nothing partial is left behind.
-        let leftovers: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .collect();
+        let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()).collect();
         assert_eq!(leftovers.len(), 1);
         std::fs::remove_dir_all(&dir).unwrap();
     }

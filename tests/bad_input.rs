@@ -17,9 +17,7 @@ fn small_model() -> Weights {
 }
 
 fn load_err(bytes: &[u8]) -> String {
-    let e = Weights::from_bytes(bytes)
-        .expect_err("a damaged file must be refused")
-        .to_string();
+    let e = Weights::from_bytes(bytes).expect_err("a damaged file must be refused").to_string();
     assert!(!e.is_empty() && !e.contains('\n'), "not one line: {e:?}");
     e
 }
@@ -112,10 +110,7 @@ fn version1_file(
     tensors: &[(String, safetensors::Dtype, Vec<usize>, Vec<u8>)],
 ) -> Vec<u8> {
     let views = tensors.iter().map(|(n, d, shape, b)| {
-        (
-            n.as_str(),
-            safetensors::tensor::TensorView::new(*d, shape.clone(), b).unwrap(),
-        )
+        (n.as_str(), safetensors::tensor::TensorView::new(*d, shape.clone(), b).unwrap())
     });
     let meta = HashMap::from([
         ("format".to_string(), "ddim-wgpu".to_string()),
@@ -140,11 +135,7 @@ fn a_tensor_of_the_wrong_dtype_is_refused() {
     let w = small_model();
     // The version 1 layout loads as it is.
     Weights::from_bytes(&version1_file(&w.config, &f32_tensors(&w))).unwrap();
-    for dtype in [
-        safetensors::Dtype::BF16,
-        safetensors::Dtype::I64,
-        safetensors::Dtype::U8,
-    ] {
+    for dtype in [safetensors::Dtype::BF16, safetensors::Dtype::I64, safetensors::Dtype::U8] {
         let mut t = f32_tensors(&w);
         let entry = t.iter_mut().find(|e| e.0 == "conv_in.bias").unwrap();
         let n: usize = entry.2.iter().product();
@@ -173,10 +164,7 @@ fn missing_and_extra_tensors_are_named() {
     let mut w = small_model();
     w.tensors.remove("mid_block.attentions.0.to_k.bias");
     let e = load_err(&w.to_bytes(StorageDtype::F32).unwrap());
-    assert!(
-        e.contains("mid_block.attentions.0.to_k.bias") && e.contains("missing"),
-        "{e}"
-    );
+    assert!(e.contains("mid_block.attentions.0.to_k.bias") && e.contains("missing"), "{e}");
     let mut w = small_model();
     let extra = w.tensors["conv_in.bias"].clone();
     w.tensors.insert("class_embedding.weight".into(), extra);
@@ -188,18 +176,11 @@ fn missing_and_extra_tensors_are_named() {
 /// the model makes into NaN (or, through a norm, into noise), so loading it could only produce wrong images.
 #[test]
 fn nan_or_infinite_weights_are_refused() {
-    for (value, word) in [
-        (f32::NAN, "NaN"),
-        (f32::INFINITY, "inf"),
-        (f32::NEG_INFINITY, "inf"),
-    ] {
+    for (value, word) in [(f32::NAN, "NaN"), (f32::INFINITY, "inf"), (f32::NEG_INFINITY, "inf")] {
         let mut w = small_model();
         w.tensors.get_mut("conv_out.bias").unwrap().data[0] = value;
         let e = load_err(&w.to_bytes(StorageDtype::F32).unwrap());
-        assert!(
-            e.contains("conv_out.bias") && e.contains(word),
-            "{value}: {e}"
-        );
+        assert!(e.contains("conv_out.bias") && e.contains(word), "{value}: {e}");
     }
     // f16 overflow on conversion is the same case: 1e5 does not fit in f16 (max 65504) and becomes inf.
     let mut w = small_model();
@@ -222,16 +203,8 @@ fn unsupported_block_types_are_named() {
     let config = std::fs::read_to_string(src.join("config.json")).unwrap();
     let out_file = dir.join("out.safetensors");
     for (from, to, expected) in [
-        (
-            "\"AttnDownBlock2D\"",
-            "\"CrossAttnDownBlock2D\"",
-            "CrossAttnDownBlock2D",
-        ),
-        (
-            "\"UpBlock2D\"",
-            "\"ResnetUpsampleBlock2D\"",
-            "ResnetUpsampleBlock2D",
-        ),
+        ("\"AttnDownBlock2D\"", "\"CrossAttnDownBlock2D\"", "CrossAttnDownBlock2D"),
+        ("\"UpBlock2D\"", "\"ResnetUpsampleBlock2D\"", "ResnetUpsampleBlock2D"),
     ] {
         assert!(config.contains(from));
         std::fs::write(model.join("config.json"), config.replacen(from, to, 1)).unwrap();
@@ -298,25 +271,16 @@ fn impossible_flags_are_refused() {
     let png = dir.join("x.png");
     let cases: &[(&[&str], &str)] = &[
         (&["--steps", "0"], "steps is 0"),
-        (
-            &["--steps", "1001"],
-            "more than the model's 1000 training steps",
-        ),
+        (&["--steps", "1001"], "more than the model's 1000 training steps"),
         (&["--eta", "-0.5"], "eta must be finite and >= 0"),
         (&["--eta", "nan"], "eta must be finite and >= 0"),
         (&["--shard", "3/2"], "need 0 <= i < n"),
         (&["--shard", "0/0"], "need 0 <= i < n"),
         (&["--batch", "0"], "nothing to sample"),
-        (
-            &["--batch", "2", "--shard", "0/3"],
-            "more shards than the 2 images",
-        ),
+        (&["--batch", "2", "--shard", "0/3"], "more shards than the 2 images"),
         (&["--spacing", "cosine"], "unknown spacing `cosine`"),
         (&["--train-steps", "1000000000000"], "need 1 ..= 100000"),
-        (
-            &["--clip-sample", "1", "--threshold", "0.995,1.5"],
-            "exclude each other",
-        ),
+        (&["--clip-sample", "1", "--threshold", "0.995,1.5"], "exclude each other"),
     ];
     for (flags, expected) in cases {
         let mut a = vec!["sample", "--model", s(&model), "--out", s(&png)];
@@ -348,19 +312,11 @@ fn an_image_of_the_wrong_size_or_not_an_image_is_refused() {
             s(&out_file),
         ])
     };
-    assert_refused(
-        &invert(&wrong),
-        "is 10x10, the model takes 8x8",
-        &[&out_file],
-    );
+    assert_refused(&invert(&wrong), "is 10x10, the model takes 8x8", &[&out_file]);
     // Not an image at all, with an image's name.
     let text = dir.join("text.png");
     std::fs::write(&text, "these are not pixels").unwrap();
-    assert_refused(
-        &invert(&text),
-        "not an image this build reads",
-        &[&out_file],
-    );
+    assert_refused(&invert(&text), "not an image this build reads", &[&out_file]);
     // An image whose header claims 100,000 x 100,000 pixels: refused before the decoder allocates for it.
     let mut huge = std::fs::read(&wrong).unwrap();
     huge[16..20].copy_from_slice(&100_000u32.to_be_bytes());
@@ -424,28 +380,12 @@ fn a_truncated_or_empty_npy_input_is_refused() {
             &out_file,
         ),
         (
-            vec![
-                "invert",
-                "--model",
-                m,
-                "--image",
-                s(&empty),
-                "--out",
-                s(&out_file),
-            ],
+            vec!["invert", "--model", m, "--image", s(&empty), "--out", s(&out_file)],
             "no images to invert",
             &out_file,
         ),
         (
-            vec![
-                "interpolate",
-                "--model",
-                m,
-                "--latents",
-                &both,
-                "--out",
-                s(&png),
-            ],
+            vec!["interpolate", "--model", m, "--latents", &both, "--out", s(&png)],
             "holds no latents",
             &png,
         ),
@@ -464,25 +404,13 @@ fn an_output_that_cannot_be_written_leaves_nothing() {
     let model = model_file(&dir);
     let good = dir.join("good.png");
     let sample = |extra: &[&str]| {
-        let mut a = vec![
-            "sample",
-            "--model",
-            s(&model),
-            "--steps",
-            "2",
-            "--batch",
-            "2",
-        ];
+        let mut a = vec!["sample", "--model", s(&model), "--steps", "2", "--batch", "2"];
         a.extend_from_slice(extra);
         ddim(&a)
     };
     // A directory that does not exist.
     let missing = dir.join("no/such/dir/x.png");
-    assert_refused(
-        &sample(&["--out", s(&missing)]),
-        "cannot be written",
-        &[&missing],
-    );
+    assert_refused(&sample(&["--out", s(&missing)]), "cannot be written", &[&missing]);
     // A directory where a file should go.
     assert_refused(&sample(&["--out", s(&dir)]), "is not a regular file", &[]);
     // One path given for two outputs.
@@ -521,10 +449,7 @@ fn an_image_too_large_for_the_device_is_a_clear_error() {
     config.sample_size = 16;
     let dir = temp_dir("bad-too-large");
     let model = dir.join("model.safetensors");
-    Weights::random(&config, 4)
-        .unwrap()
-        .save(&model, StorageDtype::F32)
-        .unwrap();
+    Weights::random(&config, 4).unwrap().save(&model, StorageDtype::F32).unwrap();
     let png = dir.join("x.png");
     let limit = 4000u64; // above every weight (at most 1,152 bytes), below one 16x16 image's activations
     let out = ddim(&[
@@ -578,9 +503,7 @@ fn a_config_too_large_to_build_is_refused() {
             c.up_block_types = vec![c.up_block_types[0]; 9];
         }),
         ("layers_per_block 17", |c| c.layers_per_block = 17),
-        ("block_out_channels 16384", |c| {
-            c.block_out_channels = vec![16384]
-        }),
+        ("block_out_channels 16384", |c| c.block_out_channels = vec![16384]),
         ("sample_size 8192", |c| c.sample_size = 8192),
     ];
     for (expected, change) in too_big {

@@ -15,14 +15,8 @@ fn info_lists_the_chosen_adapter_and_its_limits() {
     }
     assert!(out.status.success(), "ddim info failed: {stderr}");
     assert!(stdout.contains("chosen: "), "{stdout}");
-    assert!(
-        stdout.contains("max_storage_buffer_binding_size"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("max_compute_workgroups_per_dimension"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("max_storage_buffer_binding_size"), "{stdout}");
+    assert!(stdout.contains("max_compute_workgroups_per_dimension"), "{stdout}");
 }
 
 #[test]
@@ -39,16 +33,10 @@ fn check_switch(flag: &str) {
     let out = ddim(&[flag, "maybe", "info"]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains(&format!("{flag} `maybe`: expected on or off")),
-        "{stderr}"
-    );
+    assert!(stderr.contains(&format!("{flag} `maybe`: expected on or off")), "{stderr}");
     let out = ddim(&[flag, "off", "--backend", "directx9", "info"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("unknown backend `directx9`"),
-        "off is accepted: {stderr}"
-    );
+    assert!(stderr.contains("unknown backend `directx9`"), "off is accepted: {stderr}");
 }
 
 #[test]
@@ -73,10 +61,7 @@ fn an_adapter_filter_that_matches_nothing_names_what_exists() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let error_lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(error_lines.len(), 1, "{stderr}");
-    assert!(
-        error_lines[0].contains("matching `no-such-adapter-xyz`"),
-        "{stderr}"
-    );
+    assert!(error_lines[0].contains("matching `no-such-adapter-xyz`"), "{stderr}");
     assert!(error_lines[0].contains("adapters seen"), "{stderr}");
 }
 
@@ -85,17 +70,10 @@ fn convert_then_eval_reproduces_pytorch() {
     let dir = temp_dir("convert");
     let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
     let cases = [
-        (
-            "pad0_onehead_safetensors",
-            vec![fixture("pad0_onehead_safetensors/model")],
-        ),
+        ("pad0_onehead_safetensors", vec![fixture("pad0_onehead_safetensors/model")]),
         (
             "pad1_multihead_bin",
-            vec![
-                fixture("pad1_multihead_bin/model"),
-                "--dtype".into(),
-                "f16".into(),
-            ],
+            vec![fixture("pad1_multihead_bin/model"), "--dtype".into(), "f16".into()],
         ),
         (
             "original_ckpt",
@@ -112,11 +90,7 @@ fn convert_then_eval_reproduces_pytorch() {
         a.extend(args.iter().cloned());
         a.extend(["--out".into(), s(&model)]);
         let out = ddim(&a.iter().map(String::as_str).collect::<Vec<_>>());
-        assert!(
-            out.status.success(),
-            "{case}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{case}: {}", String::from_utf8_lossy(&out.stderr));
 
         let eps = dir.join(format!("{case}.eps.npy"));
         let dump = dir.join(format!("{case}.dump"));
@@ -144,22 +118,12 @@ fn convert_then_eval_reproduces_pytorch() {
                 .unwrap();
         assert_eq!(got.shape, want.shape);
         let max_ref = want.data.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        let err = got
-            .data
-            .iter()
-            .zip(&want.data)
-            .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+        let err = got.data.iter().zip(&want.data).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
         // f32 storage: the golden bound. f16 storage rounds every weight by up to 2^-11 = 4.9e-4 relative;
         // through the network that moved the output by 8.9e-4 of max|torch| (measured); 1e-2 leaves 11x.
-        let bound = if case == "pad1_multihead_bin" {
-            1e-2 * max_ref
-        } else {
-            1e-4 * max_ref.max(1.0)
-        };
-        assert!(
-            err <= bound,
-            "{case}: max |ddim eval - torch| = {err:e} > {bound:e}"
-        );
+        let bound =
+            if case == "pad1_multihead_bin" { 1e-2 * max_ref } else { 1e-4 * max_ref.max(1.0) };
+        assert!(err <= bound, "{case}: max |ddim eval - torch| = {err:e} > {bound:e}");
         assert!(dump.join("mid_block.npy").exists() && dump.join("up_blocks.0.npy").exists());
     }
     std::fs::remove_dir_all(&dir).ok();
@@ -173,11 +137,7 @@ fn converted_fixture(dir: &std::path::Path) -> String {
         "--out",
         model.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     model.to_str().unwrap().to_string()
 }
 
@@ -194,14 +154,7 @@ fn sample_shards_merge_into_the_single_run() {
         a.extend_from_slice(extra);
         ddim(&a)
     };
-    let out = run(&[
-        "--out",
-        &p("all.png"),
-        "--out-npy",
-        &p("all.npy"),
-        "--out-dir",
-        &p("imgs"),
-    ]);
+    let out = run(&["--out", &p("all.png"), "--out-npy", &p("all.npy"), "--out-dir", &p("imgs")]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() && !gpu_required() && stderr.contains("no GPU adapter") {
         return;
@@ -218,24 +171,10 @@ fn sample_shards_merge_into_the_single_run() {
             "--out-npy",
             &p(&format!("s{i}.npy")),
         ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
-    let out = ddim(&[
-        "merge",
-        &p("s0.npy"),
-        &p("s1.npy"),
-        "--out",
-        &p("merged.npy"),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = ddim(&["merge", &p("s0.npy"), &p("s1.npy"), "--out", &p("merged.npy")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let all = std::fs::read(p("all.npy")).unwrap();
     assert_eq!(
         std::fs::read(p("merged.npy")).unwrap(),
@@ -246,10 +185,7 @@ fn sample_shards_merge_into_the_single_run() {
     let again = run(&["--out", &p("again.png"), "--out-npy", &p("again.npy")]);
     assert!(again.status.success());
     assert_eq!(std::fs::read(p("again.npy")).unwrap(), all);
-    assert_eq!(
-        std::fs::read(p("again.png")).unwrap(),
-        std::fs::read(p("all.png")).unwrap()
-    );
+    assert_eq!(std::fs::read(p("again.png")).unwrap(), std::fs::read(p("all.png")).unwrap());
     assert!(dir.join("imgs/000004.png").exists());
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -292,11 +228,7 @@ fn invert_then_decode_and_interpolate() {
         "--out",
         &p("z.npy"),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let z = ddim_wgpu::io::read_npy(std::path::Path::new(&p("z.npy"))).unwrap();
     assert_eq!(z.shape, [2, 3, 8, 8]);
     let out = ddim(&[
@@ -310,11 +242,7 @@ fn invert_then_decode_and_interpolate() {
         "--out",
         &p("back.png"),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let out = ddim(&[
         "interpolate",
         "--model",
@@ -328,11 +256,7 @@ fn invert_then_decode_and_interpolate() {
         "--out",
         &p("strip.png"),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let out = ddim(&[
         "interpolate",
         "--model",
@@ -346,26 +270,13 @@ fn invert_then_decode_and_interpolate() {
         "--out",
         &p("strip2.png"),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // An image of the wrong size, and a file that is not an image.
     std::fs::write(p("not.png"), b"hello").unwrap();
-    for (img, expected) in [
-        (fixture("../../../README.md"), "not an image"),
-        (p("g.png"), "the model takes 8x8"),
-    ] {
-        let out = ddim(&[
-            "invert",
-            "--model",
-            &model,
-            "--image",
-            &img,
-            "--out",
-            &p("bad.npy"),
-        ]);
+    for (img, expected) in
+        [(fixture("../../../README.md"), "not an image"), (p("g.png"), "the model takes 8x8")]
+    {
+        let out = ddim(&["invert", "--model", &model, "--image", &img, "--out", &p("bad.npy")]);
         assert!(!out.status.success());
         assert!(error_line(&out).contains(expected), "{}", error_line(&out));
     }
@@ -405,37 +316,18 @@ fn a_low_storage_binding_limit_splits_batches_and_changes_nothing() {
     let stderr = String::from_utf8_lossy(&capped.stderr);
     assert!(capped.status.success(), "{stderr}");
     assert!(stderr.contains("12 images run in 2 batches"), "{stderr}");
-    let split = run(
-        &[],
-        &[
-            "--max-batch",
-            "5",
-            "--out",
-            &p("split.png"),
-            "--out-npy",
-            &p("split.npy"),
-        ],
-    );
+    let split =
+        run(&[], &["--max-batch", "5", "--out", &p("split.png"), "--out-npy", &p("split.npy")]);
     assert!(split.status.success());
     let all = std::fs::read(p("all.npy")).unwrap();
-    assert_eq!(
-        std::fs::read(p("capped.npy")).unwrap(),
-        all,
-        "capped device"
-    );
+    assert_eq!(std::fs::read(p("capped.npy")).unwrap(), all, "capped device");
     assert_eq!(std::fs::read(p("split.npy")).unwrap(), all, "--max-batch 5");
-    assert_eq!(
-        std::fs::read(p("capped.png")).unwrap(),
-        std::fs::read(p("all.png")).unwrap()
-    );
+    assert_eq!(std::fs::read(p("capped.png")).unwrap(), std::fs::read(p("all.png")).unwrap());
     // `ddim eval` splits the same way: 12 images through the UNet, capped and not, with the per-block dumps.
     let eval = |pre: &[&str], name: &str| {
         let mut a: Vec<&str> = pre.to_vec();
-        let (input, out, dump) = (
-            p("all.npy"),
-            p(&format!("{name}.npy")),
-            p(&format!("{name}-blocks")),
-        );
+        let (input, out, dump) =
+            (p("all.npy"), p(&format!("{name}.npy")), p(&format!("{name}-blocks")));
         a.extend([
             "eval",
             "--model",
@@ -460,11 +352,8 @@ fn a_low_storage_binding_limit_splits_batches_and_changes_nothing() {
         "{}",
         String::from_utf8_lossy(&capped.stderr)
     );
-    for file in [
-        "eval_all.npy",
-        "eval_all-blocks/mid_block.npy",
-        "eval_all-blocks/up_blocks.1.npy",
-    ] {
+    for file in ["eval_all.npy", "eval_all-blocks/mid_block.npy", "eval_all-blocks/up_blocks.1.npy"]
+    {
         assert_eq!(
             std::fs::read(p(&file.replace("eval_all", "eval_capped"))).unwrap(),
             std::fs::read(p(file)).unwrap(),
@@ -493,23 +382,10 @@ fn convert_re_saves_our_own_files() {
     let dir = temp_dir("resave");
     let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
     let model = Weights::random(&support::small_config(&[4, 8]), 9).unwrap();
-    model
-        .save(dir.join("a.safetensors").as_path(), StorageDtype::F16)
-        .unwrap();
+    model.save(dir.join("a.safetensors").as_path(), StorageDtype::F16).unwrap();
     for (dtype, name) in [("f16", "b.safetensors"), ("f32", "c.safetensors")] {
-        let out = ddim(&[
-            "convert",
-            &p("a.safetensors"),
-            "--dtype",
-            dtype,
-            "--out",
-            &p(name),
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = ddim(&["convert", &p("a.safetensors"), "--dtype", dtype, "--out", &p(name)]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
     let a = std::fs::read(p("a.safetensors")).unwrap();
     assert_eq!(std::fs::read(p("b.safetensors")).unwrap(), a);

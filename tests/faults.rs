@@ -20,10 +20,7 @@ fn config() -> UNetConfig {
 /// Samples 2 images in 3 steps on a device opened with `fault`; `None` when there is no adapter (and none is
 /// required).
 fn sample_with(fault: Fault) -> Option<Result<Vec<f32>, Error>> {
-    let options = DeviceOptions {
-        fault: Some(fault),
-        ..DeviceOptions::from_env().unwrap()
-    };
+    let options = DeviceOptions { fault: Some(fault), ..DeviceOptions::from_env().unwrap() };
     let gpu = match Gpu::new(&options).block_on() {
         Ok(g) => g,
         Err(e) => {
@@ -35,17 +32,10 @@ fn sample_with(fault: Fault) -> Option<Result<Vec<f32>, Error>> {
     let weights = Weights::random(&cfg, 5).unwrap();
     let graph = unet::build(&cfg).unwrap();
     let uploaded = weights.upload(&gpu).unwrap();
-    let settings = SamplerSettings {
-        steps: 3,
-        ..SamplerSettings::default()
-    };
+    let settings = SamplerSettings { steps: 3, ..SamplerSettings::default() };
     let sampler = Sampler::new(&gpu, &graph, &uploaded, settings).unwrap();
     let x_t = latents(1, 0, 2, 64);
-    Some(
-        sampler
-            .sample(&x_t, 2, 0, StepNoise::Philox(1), &mut |_| {})
-            .block_on(),
-    )
+    Some(sampler.sample(&x_t, 2, 0, StepNoise::Philox(1), &mut |_| {}).block_on())
 }
 
 #[test]
@@ -82,21 +72,12 @@ fn a_device_loss_names_the_step() {
 fn the_cli_exits_non_zero_and_writes_nothing() {
     let dir = temp_dir("faults");
     let model = dir.join("model.safetensors");
-    Weights::random(&config(), 5)
-        .unwrap()
-        .save(&model, StorageDtype::F16)
-        .unwrap();
+    Weights::random(&config(), 5).unwrap().save(&model, StorageDtype::F16).unwrap();
     let (png, npy) = (dir.join("x.png"), dir.join("x.npy"));
     let p = |p: &std::path::Path| p.to_str().unwrap().to_string();
     for (fault, expected) in [
-        (
-            "invalid-dispatch:up_blocks.1.resnets.0.conv1",
-            "node `up_blocks.1.resnets.0.conv1`",
-        ),
-        (
-            "lose-device:sampling step 2",
-            "GPU device lost while running sampling step 2",
-        ),
+        ("invalid-dispatch:up_blocks.1.resnets.0.conv1", "node `up_blocks.1.resnets.0.conv1`"),
+        ("lose-device:sampling step 2", "GPU device lost while running sampling step 2"),
     ] {
         let out = ddim(&[
             "--inject-fault",
@@ -120,17 +101,9 @@ fn the_cli_exits_non_zero_and_writes_nothing() {
         assert_eq!(out.status.code(), Some(1), "{fault}: {stderr}");
         let line = error_line(&out);
         assert!(line.contains(expected), "{fault}: {line}");
-        assert!(
-            !png.exists() && !npy.exists(),
-            "{fault}: an output was written"
-        );
+        assert!(!png.exists() && !npy.exists(), "{fault}: an output was written");
         let leftovers = std::fs::read_dir(&dir).unwrap().count();
-        assert_eq!(
-            leftovers,
-            1,
-            "{fault}: only the model may be in {}",
-            dir.display()
-        );
+        assert_eq!(leftovers, 1, "{fault}: only the model may be in {}", dir.display());
     }
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -47,16 +47,8 @@ fn every_committed_fuzz_input_is_handled() {
                 // A hang the fuzzer found (its limit: 10 s per input) must stay fixed. Every committed input
                 // takes milliseconds; 5 s leaves room for this unoptimised build on a loaded machine.
                 let took = start.elapsed();
-                assert!(
-                    took.as_secs() < 5,
-                    "{name}: {} took {took:?}",
-                    file.display()
-                );
-                assert!(
-                    outcome.is_ok(),
-                    "{name}: {} broke a promise",
-                    file.display()
-                );
+                assert!(took.as_secs() < 5, "{name}: {} took {took:?}", file.display());
+                assert!(outcome.is_ok(), "{name}: {} broke a promise", file.display());
                 count += 1;
             }
         }
@@ -74,20 +66,12 @@ fn the_seeds_parse() {
     let text = |p: &Path| std::fs::read_to_string(p).unwrap();
     for p in seeds("pickle") {
         let r = pickled_shapes(&std::fs::read(&p).unwrap());
-        let hostile = p
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .starts_with("hostile");
+        let hostile = p.file_name().unwrap().to_string_lossy().starts_with("hostile");
         assert_eq!(r.is_ok(), !hostile, "{}: {r:?}", p.display());
     }
     for p in seeds("checkpoint") {
         let r = read_checkpoint(&std::fs::read(&p).unwrap());
-        let hostile = p
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .starts_with("hostile");
+        let hostile = p.file_name().unwrap().to_string_lossy().starts_with("hostile");
         assert_eq!(r.is_ok(), !hostile, "{}: {:?}", p.display(), r.err());
     }
     for p in seeds("weights") {
@@ -123,16 +107,9 @@ fn the_seeds_parse() {
 #[test]
 fn every_target_has_its_cargo_fuzz_binary() {
     let manifest = std::fs::read_to_string(fuzz_dir().join("Cargo.toml")).unwrap();
-    assert_eq!(
-        manifest.matches("[[bin]]").count(),
-        TARGETS.len(),
-        "{manifest}"
-    );
+    assert_eq!(manifest.matches("[[bin]]").count(), TARGETS.len(), "{manifest}");
     for (name, _) in TARGETS {
-        assert!(
-            manifest.contains(&format!("name = \"{name}\"")),
-            "no [[bin]] `{name}`"
-        );
+        assert!(manifest.contains(&format!("name = \"{name}\"")), "no [[bin]] `{name}`");
         let source = fuzz_dir().join("fuzz_targets").join(format!("{name}.rs"));
         let text = std::fs::read_to_string(&source).unwrap();
         assert!(

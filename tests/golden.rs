@@ -37,25 +37,17 @@ fn check(case: &str, weights: Weights) {
     let compare = |what: &str, got: &[f32], want: &[f32]| {
         assert_eq!(got.len(), want.len(), "{case}: {what}: size");
         let max_ref = want.iter().fold(0.0f32, |m, v| m.max(v.abs())) as f64;
-        let err = got
-            .iter()
-            .zip(want)
-            .fold(0.0f64, |m, (&g, &w)| m.max((g as f64 - w as f64).abs()));
+        let err =
+            got.iter().zip(want).fold(0.0f64, |m, (&g, &w)| m.max((g as f64 - w as f64).abs()));
         let bound = 1e-4 * max_ref.max(1.0);
         if std::env::var_os("DDIM_TEST_VERBOSE").is_some() {
             eprintln!("{case}: {what}: max |ours - torch| = {err:.2e} (max |torch| {max_ref:.2})");
         }
-        assert!(
-            err <= bound,
-            "{case}: block {what}: max |ours - torch| = {err:.3e} > {bound:.3e}"
-        );
+        assert!(err <= bound, "{case}: block {what}: max |ours - torch| = {err:.3e} > {bound:.3e}");
     };
     for (name, id) in &graph.checkpoints {
         let want = read_npy(&dir.join("blocks").join(format!("{name}.npy"))).unwrap();
-        let got = gpu
-            .download(plan.activation(*id).unwrap())
-            .block_on()
-            .unwrap();
+        let got = gpu.download(plan.activation(*id).unwrap()).block_on().unwrap();
         assert_eq!(
             plan.activation(*id).unwrap().shape(),
             want.shape.as_slice(),
@@ -104,25 +96,16 @@ fn damaged_checkpoints_are_errors() {
     let bytes = std::fs::read(fixtures().join("original_ckpt/model-1000.ckpt")).unwrap();
     for cut in [10, bytes.len() / 2, bytes.len() - 30] {
         let e = read_checkpoint(&bytes[..cut]).unwrap_err().to_string();
-        assert!(
-            e.starts_with("checkpoint:") || e.starts_with("weight"),
-            "cut at {cut}: {e}"
-        );
+        assert!(e.starts_with("checkpoint:") || e.starts_with("weight"), "cut at {cut}: {e}");
     }
-    let e = read_checkpoint(b"\x80\x02\x8a\x0alegacy")
-        .unwrap_err()
-        .to_string();
+    let e = read_checkpoint(b"\x80\x02\x8a\x0alegacy").unwrap_err().to_string();
     assert!(e.contains("legacy"), "{e}");
     // A YAML that does not match the checkpoint: the first mismatching tensor is named.
     let dir = fixtures().join("original_ckpt");
     let tmp = std::env::temp_dir().join(format!("ddim-wrong-{}.yml", std::process::id()));
-    let yaml = std::fs::read_to_string(dir.join("config.yml"))
-        .unwrap()
-        .replace("ch: 32", "ch: 64");
+    let yaml = std::fs::read_to_string(dir.join("config.yml")).unwrap().replace("ch: 32", "ch: 64");
     std::fs::write(&tmp, yaml).unwrap();
-    let e = from_original(&dir.join("model-1000.ckpt"), &tmp)
-        .unwrap_err()
-        .to_string();
+    let e = from_original(&dir.join("model-1000.ckpt"), &tmp).unwrap_err().to_string();
     std::fs::remove_file(&tmp).ok();
     assert!(e.starts_with("weight `") && e.contains("shape"), "{e}");
 }

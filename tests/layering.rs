@@ -40,10 +40,8 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 /// is its folder's module; `lib.rs` is the root.
 fn module_of(src: &Path, file: &Path) -> Vec<String> {
     let rel = file.strip_prefix(src).unwrap().with_extension("");
-    let mut parts: Vec<String> = rel
-        .components()
-        .map(|c| c.as_os_str().to_string_lossy().into_owned())
-        .collect();
+    let mut parts: Vec<String> =
+        rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
     if parts.last().is_some_and(|p| p == "mod" || p == "lib") {
         parts.pop();
     }
@@ -91,11 +89,8 @@ fn imports(module: &[String], is_mod_file: bool, code: &str) -> Vec<Vec<String>>
                 continue;
             }
             // Paths may break over lines inside braces: read them without white space.
-            let compact: String = rest
-                .chars()
-                .take_while(|&c| c != ';')
-                .filter(|c| !c.is_whitespace())
-                .collect();
+            let compact: String =
+                rest.chars().take_while(|&c| c != ';').filter(|c| !c.is_whitespace()).collect();
             for path in expand(&compact) {
                 let mut full = base.clone();
                 full.extend(path);
@@ -109,8 +104,7 @@ fn imports(module: &[String], is_mod_file: bool, code: &str) -> Vec<Vec<String>>
 /// The paths at the start of `s`: `a::b::c`, or `a::{b, c::d}` expanded (one level of braces is enough here).
 fn expand(s: &str) -> Vec<Vec<String>> {
     let ident = |s: &str| -> usize {
-        s.find(|c: char| !(c.is_alphanumeric() || c == '_'))
-            .unwrap_or(s.len())
+        s.find(|c: char| !(c.is_alphanumeric() || c == '_')).unwrap_or(s.len())
     };
     let mut prefix = Vec::new();
     let mut rest = s;
@@ -165,10 +159,8 @@ fn no_module_imports_from_a_layer_above_it_and_no_files_import_each_other() {
     rust_files(&src, &mut files);
     // The binary is a front end: it may use any layer, and nothing may use it.
     files.retain(|f| !f.starts_with(src.join("bin")) && f != &src.join("main.rs"));
-    let modules: BTreeMap<Vec<String>, PathBuf> = files
-        .iter()
-        .map(|f| (module_of(&src, f), f.clone()))
-        .collect();
+    let modules: BTreeMap<Vec<String>, PathBuf> =
+        files.iter().map(|f| (module_of(&src, f), f.clone())).collect();
 
     let mut upward = Vec::new();
     let mut edges: BTreeMap<PathBuf, BTreeSet<PathBuf>> = BTreeMap::new();
@@ -201,10 +193,7 @@ fn no_module_imports_from_a_layer_above_it_and_no_files_import_each_other() {
             if let Some(target) = file_of(&modules, &path)
                 && target != file
             {
-                edges
-                    .entry(file.clone())
-                    .or_default()
-                    .insert(target.clone());
+                edges.entry(file.clone()).or_default().insert(target.clone());
             }
         }
     }
@@ -216,11 +205,7 @@ fn no_module_imports_from_a_layer_above_it_and_no_files_import_each_other() {
             );
         }
     }
-    assert!(
-        upward.is_empty(),
-        "imports that run up the layers:\n{}",
-        upward.join("\n")
-    );
+    assert!(upward.is_empty(), "imports that run up the layers:\n{}", upward.join("\n"));
 
     // Files that import each other, directly or around a circle.
     let mut circles = Vec::new();
@@ -246,11 +231,7 @@ fn no_module_imports_from_a_layer_above_it_and_no_files_import_each_other() {
             }
         }
     }
-    assert!(
-        circles.is_empty(),
-        "files that import each other:\n{}",
-        circles.join("\n")
-    );
+    assert!(circles.is_empty(), "files that import each other:\n{}", circles.join("\n"));
 }
 
 /// The checker itself: an upward import and a circle are seen, a path of another crate (`my_crate::`) is not taken for ours.
@@ -263,14 +244,7 @@ fn the_checker_reads_paths_as_rust_writes_them() {
         "use crate::gpu::{Gpu, check::dim};\nuse super::shape::ConvShape;\nlet x = my_crate::graph::Graph;",
     );
     let joined: Vec<String> = found.iter().map(|p| p.join("::")).collect();
-    assert_eq!(
-        joined,
-        [
-            "gpu::Gpu",
-            "gpu::check::dim",
-            "ops::conv2d::shape::ConvShape"
-        ]
-    );
+    assert_eq!(joined, ["gpu::Gpu", "gpu::check::dim", "ops::conv2d::shape::ConvShape"]);
     assert_eq!(layer_of("ops").unwrap() + 1, layer_of("graph").unwrap());
     assert!(layer_of("cli").is_none());
 }

@@ -27,12 +27,7 @@ fn profile_counts_every_dispatch_and_adds_up() {
     let uploaded = w.upload(&gpu).unwrap();
     // (mode, dispatches of a noisy update, of the last update): unfused = x0, x_prev, noise, add noise.
     for (mode, noisy, last) in [(UpdateMode::Fused, 1, 1), (UpdateMode::Unfused, 4, 2)] {
-        let settings = SamplerSettings {
-            steps: 3,
-            eta: 1.0,
-            mode,
-            ..Default::default()
-        };
+        let settings = SamplerSettings { steps: 3, eta: 1.0, mode, ..Default::default() };
         let sampler = Sampler::new(&gpu, &graph, &uploaded, settings).unwrap();
         let x_t = latents(0, 0, 2, 3 * 8 * 8);
         let (x, timings, walls) = sampler
@@ -40,26 +35,17 @@ fn profile_counts_every_dispatch_and_adds_up() {
             .block_on()
             .unwrap();
         // Profiling does not change the result.
-        let plain = sampler
-            .sample(&x_t, 2, 0, StepNoise::Philox(0), &mut |_| {})
-            .block_on()
-            .unwrap();
+        let plain =
+            sampler.sample(&x_t, 2, 0, StepNoise::Philox(0), &mut |_| {}).block_on().unwrap();
         assert_eq!(x, plain);
         // Steps 1 and 2 add noise; the last step (to a_p = 1) has sigma = 0 and a shorter unfused chain.
         let per_step = graph.nodes.len();
         let expected = 3 * per_step + 2 * noisy + last;
         assert_eq!(timings.len(), expected, "{mode:?}: one timing per dispatch");
         assert_eq!(walls.len(), 3);
-        assert!(
-            timings
-                .iter()
-                .all(|t| t.end_ns >= t.start_ns && t.start_ns >= 0.0)
-        );
+        assert!(timings.iter().all(|t| t.end_ns >= t.start_ns && t.start_ns >= 0.0));
 
-        let roof = Roof {
-            gflops: 100.0,
-            gbps: 10.0,
-        };
+        let roof = Roof { gflops: 100.0, gbps: 10.0 };
         let rows = kernel_table(&timings, &roof);
         let table_total: f64 = rows.iter().map(|r| r.total_ms).sum();
         let gpu_total: f64 = timings.iter().map(|t| t.ns()).sum::<f64>() / 1e6;
@@ -75,10 +61,8 @@ fn profile_counts_every_dispatch_and_adds_up() {
         let text = serde_json::to_string(&chrome_trace(&timings, &names)).unwrap();
         let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
         let events = doc["traceEvents"].as_array().unwrap();
-        let dispatch_slices = events
-            .iter()
-            .filter(|e| e["cat"] != "step" && e["cat"] != "block")
-            .count();
+        let dispatch_slices =
+            events.iter().filter(|e| e["cat"] != "step" && e["cat"] != "block").count();
         assert_eq!(dispatch_slices, timings.len(), "one slice per dispatch");
         assert_eq!(events.iter().filter(|e| e["cat"] == "step").count(), 3);
         for e in events {
@@ -91,11 +75,9 @@ fn profile_counts_every_dispatch_and_adds_up() {
         for t in &timings {
             let (s, e) = (t.start_ns / 1e3, t.end_ns / 1e3);
             assert!(
-                blocks
-                    .iter()
-                    .any(|b| b["name"] == block_of(&t.label).as_str()
-                        && b["ts"].as_f64().unwrap() <= s + 1e-6
-                        && b["ts"].as_f64().unwrap() + b["dur"].as_f64().unwrap() >= e - 1e-6),
+                blocks.iter().any(|b| b["name"] == block_of(&t.label).as_str()
+                    && b["ts"].as_f64().unwrap() <= s + 1e-6
+                    && b["ts"].as_f64().unwrap() + b["dur"].as_f64().unwrap() >= e - 1e-6),
                 "{} is in no block slice",
                 t.label
             );

@@ -26,14 +26,8 @@ fn diffusers_model() -> Weights {
 }
 
 fn max_rel(got: &[f32], want: &[f32]) -> f64 {
-    let max_ref = want
-        .iter()
-        .fold(0.0f64, |m, v| m.max(v.abs() as f64))
-        .max(1.0);
-    got.iter()
-        .zip(want)
-        .fold(0.0f64, |m, (&a, &b)| m.max((a as f64 - b as f64).abs()))
-        / max_ref
+    let max_ref = want.iter().fold(0.0f64, |m, v| m.max(v.abs() as f64)).max(1.0);
+    got.iter().zip(want).fold(0.0f64, |m, (&a, &b)| m.max((a as f64 - b as f64).abs())) / max_ref
 }
 
 /// Ten UNet evaluations and updates, each within ~3e-6 of PyTorch (tests/golden.rs), in f32 on both sides;
@@ -54,34 +48,18 @@ fn golden(case: &str, weights: &Weights, settings: SamplerSettings) {
     let sampler = Sampler::new(&gpu, &graph, &uploaded, settings.clone()).unwrap();
     let batch = x_t.shape[0];
     for mode in [UpdateMode::Epilogue, UpdateMode::Fused, UpdateMode::Unfused] {
-        let sampler = Sampler::new(
-            &gpu,
-            &graph,
-            &uploaded,
-            SamplerSettings {
-                mode,
-                ..settings.clone()
-            },
-        )
-        .unwrap();
+        let sampler =
+            Sampler::new(&gpu, &graph, &uploaded, SamplerSettings { mode, ..settings.clone() })
+                .unwrap();
         let got = sampler
-            .sample(
-                &x_t.data,
-                batch,
-                0,
-                StepNoise::Given(&noise.data),
-                &mut |_| {},
-            )
+            .sample(&x_t.data, batch, 0, StepNoise::Given(&noise.data), &mut |_| {})
             .block_on()
             .unwrap();
         let e = max_rel(&got, &want.data);
         if std::env::var_os("DDIM_TEST_VERBOSE").is_some() {
             eprintln!("{case} {mode:?}: max |ours - reference| / max(1, max|reference|) = {e:.2e}");
         }
-        assert!(
-            e <= TRAJECTORY_BOUND,
-            "{case} {mode:?}: normalised error {e:.3e}"
-        );
+        assert!(e <= TRAJECTORY_BOUND, "{case} {mode:?}: normalised error {e:.3e}");
     }
     assert_eq!(sampler.steps().len(), noise.shape[0]);
 }
@@ -102,11 +80,7 @@ fn diffusers_leading_clip_eta_half() {
 #[test]
 fn diffusers_trailing_eta0() {
     let w = diffusers_model();
-    let settings = SamplerSettings {
-        steps: 10,
-        spacing: Spacing::Trailing,
-        ..Default::default()
-    };
+    let settings = SamplerSettings { steps: 10, spacing: Spacing::Trailing, ..Default::default() };
     golden("trailing_eta0", &w, settings);
 }
 
@@ -127,12 +101,8 @@ fn diffusers_v_prediction() {
 fn official_generalized_steps_uniform() {
     let dir = fixtures().join("unet/original_ckpt");
     let w = from_original(&dir.join("model-1000.ckpt"), &dir.join("config.yml")).unwrap();
-    let settings = SamplerSettings {
-        steps: 10,
-        spacing: Spacing::Uniform,
-        eta: 0.5,
-        ..Default::default()
-    };
+    let settings =
+        SamplerSettings { steps: 10, spacing: Spacing::Uniform, eta: 0.5, ..Default::default() };
     golden("official_uniform_eta05", &w, settings);
 }
 
@@ -145,69 +115,35 @@ fn images_depend_only_on_seed_and_index() {
     let uploaded = w.upload(&gpu).unwrap();
     let per = 3 * 8 * 8;
     for eta in [0.0, 1.0] {
-        let settings = SamplerSettings {
-            steps: 5,
-            eta,
-            clip: Some(1.0),
-            ..Default::default()
-        };
+        let settings = SamplerSettings { steps: 5, eta, clip: Some(1.0), ..Default::default() };
         let sampler = Sampler::new(&gpu, &graph, &uploaded, settings.clone()).unwrap();
         let x_t = latents(9, 0, 4, per);
-        let all = sampler
-            .sample(&x_t, 4, 0, StepNoise::Philox(9), &mut |_| {})
-            .block_on()
-            .unwrap();
+        let all = sampler.sample(&x_t, 4, 0, StepNoise::Philox(9), &mut |_| {}).block_on().unwrap();
         // Shards 0/2 and 1/2.
         let lo = sampler
             .sample(&x_t[..2 * per], 2, 0, StepNoise::Philox(9), &mut |_| {})
             .block_on()
             .unwrap();
         let hi = sampler
-            .sample(
-                &latents(9, 2, 2, per),
-                2,
-                2,
-                StepNoise::Philox(9),
-                &mut |_| {},
-            )
+            .sample(&latents(9, 2, 2, per), 2, 2, StepNoise::Philox(9), &mut |_| {})
             .block_on()
             .unwrap();
-        assert_eq!(
-            [lo, hi].concat(),
-            all,
-            "eta {eta}: shards differ from one run"
-        );
+        assert_eq!([lo, hi].concat(), all, "eta {eta}: shards differ from one run");
         // Image 3 alone.
         let one = sampler
-            .sample(
-                &latents(9, 3, 1, per),
-                1,
-                3,
-                StepNoise::Philox(9),
-                &mut |_| {},
-            )
+            .sample(&latents(9, 3, 1, per), 1, 3, StepNoise::Philox(9), &mut |_| {})
             .block_on()
             .unwrap();
-        assert_eq!(
-            one,
-            all[3 * per..],
-            "eta {eta}: batch 1 differs from batch 4"
-        );
+        assert_eq!(one, all[3 * per..], "eta {eta}: batch 1 differs from batch 4");
         // The unfused chain: the same maths in other kernels, so equal up to f32 rounding.
         let unfused = Sampler::new(
             &gpu,
             &graph,
             &uploaded,
-            SamplerSettings {
-                mode: UpdateMode::Unfused,
-                ..settings
-            },
+            SamplerSettings { mode: UpdateMode::Unfused, ..settings },
         )
         .unwrap();
-        let u = unfused
-            .sample(&x_t, 4, 0, StepNoise::Philox(9), &mut |_| {})
-            .block_on()
-            .unwrap();
+        let u = unfused.sample(&x_t, 4, 0, StepNoise::Philox(9), &mut |_| {}).block_on().unwrap();
         let e = max_rel(&u, &all);
         assert!(e <= TRAJECTORY_BOUND, "eta {eta}: fused vs unfused {e:.2e}");
     }
@@ -222,12 +158,7 @@ fn inversion_error_falls_with_more_steps() {
     // discretisation error, which must fall with S.
     let mut w = diffusers_model();
     for name in ["conv_out.weight", "conv_out.bias"] {
-        w.tensors
-            .get_mut(name)
-            .unwrap()
-            .data
-            .iter_mut()
-            .for_each(|v| *v /= 40.0);
+        w.tensors.get_mut(name).unwrap().data.iter_mut().for_each(|v| *v /= 40.0);
     }
     let graph = unet::build(&w.config).unwrap();
     let uploaded = w.upload(&gpu).unwrap();
@@ -265,23 +196,13 @@ fn inversion_error_falls_with_more_steps() {
         )
         .unwrap();
         let z = sampler.invert(&x0, 2, &mut |_| {}).block_on().unwrap();
-        let back = sampler
-            .sample(&z, 2, 0, StepNoise::Philox(0), &mut |_| {})
-            .block_on()
-            .unwrap();
-        let mse = back
-            .iter()
-            .zip(&x0)
-            .map(|(a, b)| ((a - b) as f64).powi(2))
-            .sum::<f64>()
+        let back = sampler.sample(&z, 2, 0, StepNoise::Philox(0), &mut |_| {}).block_on().unwrap();
+        let mse = back.iter().zip(&x0).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>()
             / x0.len() as f64;
         eprintln!("inversion round trip, S = {steps}: per-dimension MSE {mse:.3e}");
         errors.push(mse);
     }
-    assert!(
-        errors[0] > errors[1] && errors[1] > errors[2],
-        "MSE must fall with S: {errors:?}"
-    );
+    assert!(errors[0] > errors[1] && errors[1] > errors[2], "MSE must fall with S: {errors:?}");
 }
 
 #[test]
@@ -290,31 +211,16 @@ fn interpolation_endpoints_are_the_two_samples() {
     let w = diffusers_model();
     let graph = unet::build(&w.config).unwrap();
     let uploaded = w.upload(&gpu).unwrap();
-    let sampler = Sampler::new(
-        &gpu,
-        &graph,
-        &uploaded,
-        SamplerSettings {
-            steps: 5,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let sampler =
+        Sampler::new(&gpu, &graph, &uploaded, SamplerSettings { steps: 5, ..Default::default() })
+            .unwrap();
     let per = 3 * 8 * 8;
     let (a, b) = (latents(1, 0, 1, per), latents(2, 0, 1, per));
     let frames: Vec<f32> = (0..5).flat_map(|f| slerp(&a, &b, f as f64 / 4.0)).collect();
-    let strip = sampler
-        .sample(&frames, 5, 0, StepNoise::Philox(1), &mut |_| {})
-        .block_on()
-        .unwrap();
-    let sa = sampler
-        .sample(&a, 1, 0, StepNoise::Philox(1), &mut |_| {})
-        .block_on()
-        .unwrap();
-    let sb = sampler
-        .sample(&b, 1, 0, StepNoise::Philox(2), &mut |_| {})
-        .block_on()
-        .unwrap();
+    let strip =
+        sampler.sample(&frames, 5, 0, StepNoise::Philox(1), &mut |_| {}).block_on().unwrap();
+    let sa = sampler.sample(&a, 1, 0, StepNoise::Philox(1), &mut |_| {}).block_on().unwrap();
+    let sb = sampler.sample(&b, 1, 0, StepNoise::Philox(2), &mut |_| {}).block_on().unwrap();
     assert_eq!(strip[..per], sa[..], "first frame");
     assert_eq!(strip[4 * per..], sb[..], "last frame");
 }

@@ -42,15 +42,8 @@ pub fn tiny_config() -> UNetConfig {
 
 fn inputs(cfg: &UNetConfig, batch: usize) -> (Vec<f32>, Vec<f32>) {
     let per = cfg.in_channels * cfg.sample_size * cfg.sample_size;
-    let key = NoiseKey {
-        seed: 5,
-        step: 0,
-        stream: Stream::Latent,
-    };
-    let x: Vec<f32> = normals(key, 0, batch, per)
-        .iter()
-        .map(|&v| v as f32)
-        .collect();
+    let key = NoiseKey { seed: 5, step: 0, stream: Stream::Latent };
+    let x: Vec<f32> = normals(key, 0, batch, per).iter().map(|&v| v as f32).collect();
     let t: Vec<f32> = (0..batch).map(|i| (137 + 400 * i) as f32).collect();
     (x, t)
 }
@@ -94,23 +87,14 @@ fn block_by_block(gpu: &Gpu, family: KernelChoice) {
         let (x, t) = inputs(&cfg, batch);
         let out = plan.run(gpu, &[&x, &t]).block_on().unwrap();
 
-        let host: HashMap<String, Vec<f32>> = weights
-            .tensors
-            .iter()
-            .map(|(k, v)| (k.clone(), v.data.clone()))
-            .collect();
+        let host: HashMap<String, Vec<f32>> =
+            weights.tensors.iter().map(|(k, v)| (k.clone(), v.data.clone())).collect();
         let want = reference::graph::run(&graph, &host, batch, &[&x, &t]);
         for (name, id) in &graph.checkpoints {
-            let got = gpu
-                .download(plan.activation(*id).unwrap())
-                .block_on()
-                .unwrap();
+            let got = gpu.download(plan.activation(*id).unwrap()).block_on().unwrap();
             let r = &want[id];
             let max_ref = r.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-            let err = got
-                .iter()
-                .zip(r)
-                .fold(0.0f64, |m, (&g, &w)| m.max((g as f64 - w).abs()));
+            let err = got.iter().zip(r).fold(0.0f64, |m, (&g, &w)| m.max((g as f64 - w).abs()));
             let e = err / max_ref.max(1.0);
             assert!(
                 e <= 1e-4,
@@ -122,10 +106,7 @@ fn block_by_block(gpu: &Gpu, family: KernelChoice) {
         }
         assert_eq!(out, gpu.download(plan.output()).block_on().unwrap());
         let s = plan.stats();
-        assert!(
-            s.lower_bound <= s.planned && s.planned < s.no_reuse,
-            "{s:?}"
-        );
+        assert!(s.lower_bound <= s.planned && s.planned < s.no_reuse, "{s:?}");
     }
 }
 
@@ -136,18 +117,12 @@ fn the_result_does_not_depend_on_the_batch() {
     let graph = unet::build(&cfg).unwrap();
     let weights = Weights::random(&cfg, 3).unwrap().upload(&gpu).unwrap();
     let (x, t) = inputs(&cfg, 3);
-    let three = Plan::new(&gpu, &graph, &weights, 3, &[])
-        .unwrap()
-        .run(&gpu, &[&x, &t])
-        .block_on()
-        .unwrap();
+    let three =
+        Plan::new(&gpu, &graph, &weights, 3, &[]).unwrap().run(&gpu, &[&x, &t]).block_on().unwrap();
     let per = x.len() / 3;
     let one = Plan::new(&gpu, &graph, &weights, 1, &[]).unwrap();
     for i in 0..3 {
-        let single = one
-            .run(&gpu, &[&x[i * per..(i + 1) * per], &t[i..i + 1]])
-            .block_on()
-            .unwrap();
+        let single = one.run(&gpu, &[&x[i * per..(i + 1) * per], &t[i..i + 1]]).block_on().unwrap();
         assert_eq!(single, three[i * per..(i + 1) * per], "image {i}");
     }
 }
@@ -163,22 +138,13 @@ fn weights_file_round_trip() {
 
     // Every training schedule round-trips, explicit betas included (they once could not be serialised).
     for betas in [
-        BetaSchedule::Linear {
-            start: 1e-4,
-            end: 0.02,
-        },
+        BetaSchedule::Linear { start: 1e-4, end: 0.02 },
         BetaSchedule::SquaredcosCapV2,
-        BetaSchedule::Trained {
-            betas: (1..=20).map(|i| i as f64 / 40.0).collect(),
-        },
+        BetaSchedule::Trained { betas: (1..=20).map(|i| i as f64 / 40.0).collect() },
     ] {
         let mut with = w.clone();
         with.training = Some(Training {
-            schedule: TrainingSchedule {
-                betas,
-                train_steps: 20,
-                zero_snr: false,
-            },
+            schedule: TrainingSchedule { betas, train_steps: 20, zero_snr: false },
             ..Training::default()
         });
         let back = Weights::from_bytes(&with.to_bytes(StorageDtype::F16).unwrap()).unwrap();
@@ -195,10 +161,7 @@ fn weights_file_round_trip() {
     for (name, t) in &w.tensors {
         for (a, b) in t.data.iter().zip(&half.tensors[name].data) {
             // f16 keeps 11 significant bits: relative error 2^-11 = 4.9e-4 (values here are far from subnormal).
-            assert!(
-                (a - b).abs() <= 4.9e-4 * a.abs() + 6e-8,
-                "{name}: {a} vs {b}"
-            );
+            assert!((a - b).abs() <= 4.9e-4 * a.abs() + 6e-8, "{name}: {a} vs {b}");
         }
     }
 }

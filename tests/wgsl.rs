@@ -78,11 +78,7 @@ fn kernels_validate_and_match_their_host_mirrors() {
             };
             assert_eq!(binding.group, 0, "{}: bind group", kernel.name);
             let slot = binding.binding as usize;
-            assert!(
-                slot < seen.len(),
-                "{}: unexpected binding {slot}",
-                kernel.name
-            );
+            assert!(slot < seen.len(), "{}: unexpected binding {slot}", kernel.name);
             seen[slot] = true;
             match (slot, var.space) {
                 (0, naga::AddressSpace::Uniform) => {
@@ -95,19 +91,13 @@ fn kernels_validate_and_match_their_host_mirrors() {
                         kernel.name
                     );
                 }
-                (0, space) => panic!(
-                    "{}: binding 0 must be the uniform, is {space:?}",
-                    kernel.name
-                ),
+                (0, space) => {
+                    panic!("{}: binding 0 must be the uniform, is {space:?}", kernel.name)
+                }
                 (i, naga::AddressSpace::Storage { access }) => {
                     let writable = access.contains(naga::StorageAccess::STORE);
                     let declared = kernel.bindings[i - 1];
-                    assert_ne!(
-                        declared,
-                        Access::UniformWindow,
-                        "{}: binding {i}",
-                        kernel.name
-                    );
+                    assert_ne!(declared, Access::UniformWindow, "{}: binding {i}", kernel.name);
                     assert_eq!(
                         writable,
                         declared == Access::ReadWrite,
@@ -133,11 +123,7 @@ fn kernels_validate_and_match_their_host_mirrors() {
                 (i, space) => panic!("{}: binding {i} is {space:?}", kernel.name),
             }
         }
-        assert!(
-            seen.iter().all(|&s| s),
-            "{}: bindings declared {seen:?}",
-            kernel.name
-        );
+        assert!(seen.iter().all(|&s| s), "{}: bindings declared {seen:?}", kernel.name);
     }
 }
 
@@ -151,11 +137,7 @@ fn every_kernel_documents_layouts_and_grid() {
             .collect::<Vec<_>>()
             .join("\n");
         for word in ["Layout", "Grid", "Invariant"] {
-            assert!(
-                header.contains(word),
-                "{}: header comment lacks `{word}`",
-                kernel.name
-            );
+            assert!(header.contains(word), "{}: header comment lacks `{word}`", kernel.name);
         }
     }
 }

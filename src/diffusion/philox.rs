@@ -108,11 +108,7 @@ mod tests {
 
     #[test]
     fn normals_have_unit_moments() {
-        let key = NoiseKey {
-            seed: 7,
-            step: 0,
-            stream: Stream::Latent,
-        };
+        let key = NoiseKey { seed: 7, step: 0, stream: Stream::Latent };
         let z = normals(key, 0, 4, 25_000);
         let n = z.len() as f64;
         let mean = z.iter().sum::<f64>() / n;
@@ -124,15 +120,8 @@ mod tests {
 
     #[test]
     fn streams_and_images_differ() {
-        let key = NoiseKey {
-            seed: 1,
-            step: 3,
-            stream: Stream::StepNoise,
-        };
-        let other = NoiseKey {
-            stream: Stream::Latent,
-            ..key
-        };
+        let key = NoiseKey { seed: 1, step: 3, stream: Stream::StepNoise };
+        let other = NoiseKey { stream: Stream::Latent, ..key };
         assert_ne!(normal(key, 0, 0), normal(other, 0, 0));
         assert_ne!(normal(key, 0, 0), normal(key, 1, 0));
         assert_ne!(normal(key, 0, 0), normal(key, 0, 4));

@@ -51,10 +51,7 @@ impl Default for TrainingSchedule {
     /// DDPM's: linear betas from 1e-4 to 0.02 over 1000 steps.
     fn default() -> Self {
         TrainingSchedule {
-            betas: BetaSchedule::Linear {
-                start: 1e-4,
-                end: 0.02,
-            },
+            betas: BetaSchedule::Linear { start: 1e-4, end: 0.02 },
             train_steps: 1000,
             zero_snr: false,
         }
@@ -62,13 +59,7 @@ impl Default for TrainingSchedule {
 }
 
 fn linspace(a: f64, b: f64, n: usize) -> impl Iterator<Item = f64> {
-    (0..n).map(move |i| {
-        if n == 1 {
-            a
-        } else {
-            a + (b - a) * i as f64 / (n - 1) as f64
-        }
-    })
+    (0..n).map(move |i| if n == 1 { a } else { a + (b - a) * i as f64 / (n - 1) as f64 })
 }
 
 impl TrainingSchedule {
@@ -83,15 +74,12 @@ impl TrainingSchedule {
         }
         let betas: Vec<f64> = match &self.betas {
             BetaSchedule::Linear { start, end } => linspace(*start, *end, t).collect(),
-            BetaSchedule::ScaledLinear { start, end } => linspace(start.sqrt(), end.sqrt(), t)
-                .map(|b| b * b)
-                .collect(),
+            BetaSchedule::ScaledLinear { start, end } => {
+                linspace(start.sqrt(), end.sqrt(), t).map(|b| b * b).collect()
+            }
             BetaSchedule::SquaredcosCapV2 => {
-                let alpha_bar = |s: f64| {
-                    ((s + 0.008) / 1.008 * std::f64::consts::FRAC_PI_2)
-                        .cos()
-                        .powi(2)
-                };
+                let alpha_bar =
+                    |s: f64| ((s + 0.008) / 1.008 * std::f64::consts::FRAC_PI_2).cos().powi(2);
                 (0..t)
                     .map(|i| {
                         let (t1, t2) = (i as f64 / t as f64, (i + 1) as f64 / t as f64);
@@ -109,21 +97,10 @@ impl TrainingSchedule {
                 b.clone()
             }
         };
-        if let Some((i, b)) = betas
-            .iter()
-            .enumerate()
-            .find(|(_, b)| !(**b > 0.0 && **b < 1.0))
-        {
-            return Err(Error::param(
-                "schedule",
-                format!("beta {i} is {b}, outside (0, 1)"),
-            ));
+        if let Some((i, b)) = betas.iter().enumerate().find(|(_, b)| !(**b > 0.0 && **b < 1.0)) {
+            return Err(Error::param("schedule", format!("beta {i} is {b}, outside (0, 1)")));
         }
-        Ok(if self.zero_snr {
-            rescale_zero_terminal_snr(&betas)
-        } else {
-            betas
-        })
+        Ok(if self.zero_snr { rescale_zero_terminal_snr(&betas) } else { betas })
     }
 
     /// alphas_cumprod a_t = prod_{s <= t} (1 - beta_s), t = 0 .. T-1.
@@ -152,10 +129,8 @@ fn rescale_zero_terminal_snr(betas: &[f64]) -> Vec<f64> {
         })
         .collect();
     let (first, last) = (sqrt_ab[0], sqrt_ab[sqrt_ab.len() - 1]);
-    let ab: Vec<f64> = sqrt_ab
-        .iter()
-        .map(|s| ((s - last) * first / (first - last)).powi(2))
-        .collect();
+    let ab: Vec<f64> =
+        sqrt_ab.iter().map(|s| ((s - last) * first / (first - last)).powi(2)).collect();
     let mut out = vec![1.0 - ab[0]];
     out.extend(ab.windows(2).map(|w| 1.0 - w[1] / w[0]));
     out
@@ -176,32 +151,21 @@ mod tests {
 
     #[test]
     fn other_schedules() {
-        let cos = TrainingSchedule {
-            betas: BetaSchedule::SquaredcosCapV2,
-            ..Default::default()
-        };
+        let cos = TrainingSchedule { betas: BetaSchedule::SquaredcosCapV2, ..Default::default() };
         let b = cos.betas().unwrap();
         assert!(b.iter().all(|&x| x > 0.0 && x <= 0.999));
         assert_eq!(b[999], 0.999);
         let scaled = TrainingSchedule {
-            betas: BetaSchedule::ScaledLinear {
-                start: 0.00085,
-                end: 0.012,
-            },
+            betas: BetaSchedule::ScaledLinear { start: 0.00085, end: 0.012 },
             ..Default::default()
         };
         let b = scaled.betas().unwrap();
         assert!((b[0] - 0.00085).abs() < 1e-15 && (b[999] - 0.012).abs() < 1e-15);
-        let zsnr = TrainingSchedule {
-            zero_snr: true,
-            ..Default::default()
-        };
+        let zsnr = TrainingSchedule { zero_snr: true, ..Default::default() };
         let a = zsnr.alphas_cumprod().unwrap();
         assert!(a[999].abs() < 1e-15 && (a[0] - 0.9999).abs() < 1e-12);
         let wrong = TrainingSchedule {
-            betas: BetaSchedule::Trained {
-                betas: vec![0.1; 10],
-            },
+            betas: BetaSchedule::Trained { betas: vec![0.1; 10] },
             ..Default::default()
         };
         assert!(wrong.betas().is_err());

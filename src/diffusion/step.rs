@@ -10,10 +10,7 @@ const OP: &str = "ddim_step";
 /// Refuses an eta that is negative or not finite: the one place eta is checked.
 pub fn check_eta(eta: f64) -> Result<()> {
     if !(eta >= 0.0 && eta.is_finite()) {
-        return Err(Error::param(
-            OP,
-            format!("eta must be finite and >= 0, got {eta}"),
-        ));
+        return Err(Error::param(OP, format!("eta must be finite and >= 0, got {eta}")));
     }
     Ok(())
 }

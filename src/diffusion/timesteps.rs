@@ -85,9 +85,7 @@ pub fn timesteps(
     let mut seq: Vec<i64> = match spacing {
         Spacing::Leading => {
             let ratio = t / steps;
-            (0..steps)
-                .map(|i| (i * ratio + steps_offset) as i64)
-                .collect()
+            (0..steps).map(|i| (i * ratio + steps_offset) as i64).collect()
         }
         Spacing::Linspace => (0..steps)
             .map(|i| {
@@ -160,31 +158,16 @@ mod tests {
     #[test]
     fn diffusers_spacings() {
         // Values printed by diffusers 0.42.1's DDIMScheduler.set_timesteps(10) with T = 1000.
-        assert_eq!(
-            ts(Spacing::Leading, 10, 0),
-            [900, 800, 700, 600, 500, 400, 300, 200, 100, 0]
-        );
-        assert_eq!(
-            ts(Spacing::Leading, 10, 1),
-            [901, 801, 701, 601, 501, 401, 301, 201, 101, 1]
-        );
-        assert_eq!(
-            ts(Spacing::Linspace, 10, 0),
-            [999, 888, 777, 666, 555, 444, 333, 222, 111, 0]
-        );
-        assert_eq!(
-            ts(Spacing::Trailing, 10, 0),
-            [999, 899, 799, 699, 599, 499, 399, 299, 199, 99]
-        );
+        assert_eq!(ts(Spacing::Leading, 10, 0), [900, 800, 700, 600, 500, 400, 300, 200, 100, 0]);
+        assert_eq!(ts(Spacing::Leading, 10, 1), [901, 801, 701, 601, 501, 401, 301, 201, 101, 1]);
+        assert_eq!(ts(Spacing::Linspace, 10, 0), [999, 888, 777, 666, 555, 444, 333, 222, 111, 0]);
+        assert_eq!(ts(Spacing::Trailing, 10, 0), [999, 899, 799, 699, 599, 499, 399, 299, 199, 99]);
         assert_eq!(ts(Spacing::Trailing, 3, 0), [999, 666, 332]);
     }
 
     #[test]
     fn official_spacings() {
-        assert_eq!(
-            ts(Spacing::Uniform, 10, 0),
-            [900, 800, 700, 600, 500, 400, 300, 200, 100, 0]
-        );
+        assert_eq!(ts(Spacing::Uniform, 10, 0), [900, 800, 700, 600, 500, 400, 300, 200, 100, 0]);
         let (seq, warnings) = timesteps(Spacing::Uniform, 30, 1000, 0).unwrap();
         assert_eq!(seq.len(), 31); // len(range(0, 1000, 33))
         assert_eq!(warnings.len(), 1);
@@ -192,10 +175,7 @@ mod tests {
         // numpy: len(set(int(s) for s in np.linspace(0, np.sqrt(800), 100) ** 2)) == 96
         assert_eq!(seq.len(), 96);
         assert_eq!(warnings.len(), 1);
-        assert_eq!(
-            ts(Spacing::Quad, 10, 0),
-            [800, 632, 483, 355, 246, 158, 88, 39, 9, 0]
-        );
+        assert_eq!(ts(Spacing::Quad, 10, 0), [800, 632, 483, 355, 246, 158, 88, 39, 9, 0]);
     }
 
     #[test]

@@ -25,12 +25,7 @@ pub(crate) fn expect_shape(op: &'static str, t: &Tensor, expected: &[usize]) -> 
     if t.shape() != expected {
         return Err(Error::shape(
             op,
-            format!(
-                "tensor `{}` has shape {:?}, expected {:?}",
-                t.label(),
-                t.shape(),
-                expected
-            ),
+            format!("tensor `{}` has shape {:?}, expected {:?}", t.label(), t.shape(), expected),
         ));
     }
     Ok(())
@@ -41,11 +36,7 @@ pub(crate) fn dims<const R: usize>(op: &'static str, t: &Tensor) -> Result<[usiz
     t.shape().try_into().map_err(|_| {
         Error::shape(
             op,
-            format!(
-                "tensor `{}` has shape {:?}, expected {R} dimensions",
-                t.label(),
-                t.shape()
-            ),
+            format!("tensor `{}` has shape {:?}, expected {R} dimensions", t.label(), t.shape()),
         )
     })
 }

@@ -82,10 +82,7 @@ impl DeviceOptions {
     pub fn from_env() -> Result<Self> {
         let max_binding = match std::env::var("DDIM_MAX_BINDING") {
             Ok(s) if !s.trim().is_empty() => Some(s.trim().parse().map_err(|_| {
-                Error::param(
-                    "device",
-                    format!("DDIM_MAX_BINDING `{s}` is not a number of bytes"),
-                )
+                Error::param("device", format!("DDIM_MAX_BINDING `{s}` is not a number of bytes"))
             })?),
             _ => None,
         };
@@ -109,9 +106,7 @@ impl DeviceOptions {
             Ok(s) if !s.trim().is_empty() => Some(parse_backend(&s)?),
             _ => None,
         };
-        let adapter = std::env::var("DDIM_ADAPTER")
-            .ok()
-            .filter(|s| !s.trim().is_empty());
+        let adapter = std::env::var("DDIM_ADAPTER").ok().filter(|s| !s.trim().is_empty());
         let fault = match std::env::var("DDIM_INJECT_FAULT") {
             Ok(s) if !s.trim().is_empty() => Some(s.parse()?),
             _ => None,
@@ -134,10 +129,7 @@ pub fn parse_switch(what: &str, s: &str) -> Result<bool> {
     match s.trim().to_ascii_lowercase().as_str() {
         "on" | "1" | "true" => Ok(true),
         "off" | "0" | "false" => Ok(false),
-        _ => Err(Error::param(
-            "device",
-            format!("{what} `{s}`: expected on or off"),
-        )),
+        _ => Err(Error::param("device", format!("{what} `{s}`: expected on or off"))),
     }
 }
 
@@ -192,11 +184,7 @@ pub fn describe(info: &wgpu::AdapterInfo) -> String {
         info.name,
         info.backend,
         info.device_type,
-        if driver.is_empty() {
-            String::new()
-        } else {
-            format!(", {driver}")
-        }
+        if driver.is_empty() { String::new() } else { format!(", {driver}") }
     )
 }
 
@@ -297,8 +285,7 @@ impl Gpu {
             let faults = faults.clone();
             device.set_device_lost_callback(move |reason, message| {
                 let mut f = faults.lock().unwrap_or_else(|p| p.into_inner());
-                f.lost
-                    .get_or_insert_with(|| format!("{reason:?}: {message}"));
+                f.lost.get_or_insert_with(|| format!("{reason:?}: {message}"));
             });
         }
         Ok(Gpu {
@@ -416,10 +403,7 @@ impl Gpu {
         let mut first = None;
         for (what, scope) in open {
             if let Some(e) = scope.await {
-                first.get_or_insert(Error::Gpu {
-                    what,
-                    message: one_line(&e.to_string()),
-                });
+                first.get_or_insert(Error::Gpu { what, message: one_line(&e.to_string()) });
             }
         }
         first.map_or(Ok(()), Err)
@@ -429,10 +413,7 @@ impl Gpu {
     fn check_lost(&self, what: &str) -> Result<()> {
         let f = self.faults.lock().unwrap_or_else(|p| p.into_inner());
         match f.lost.clone() {
-            Some(message) => Err(Error::DeviceLost {
-                what: what.to_string(),
-                message,
-            }),
+            Some(message) => Err(Error::DeviceLost { what: what.to_string(), message }),
             None => Ok(()),
         }
     }
@@ -442,10 +423,7 @@ impl Gpu {
         self.check_lost(what)?;
         let mut f = self.faults.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(message) = f.uncaptured.take() {
-            return Err(Error::Gpu {
-                what: what.to_string(),
-                message,
-            });
+            return Err(Error::Gpu { what: what.to_string(), message });
         }
         Ok(())
     }
@@ -485,12 +463,8 @@ impl Gpu {
     /// drives its own device; there this returns at once.
     pub(crate) fn poll_until_idle(&self, what: &str) -> Result<()> {
         #[cfg(not(target_arch = "wasm32"))]
-        self.device
-            .poll(wgpu::PollType::Wait {
-                submission_index: None,
-                timeout: None,
-            })
-            .map_err(|e| {
+        self.device.poll(wgpu::PollType::Wait { submission_index: None, timeout: None }).map_err(
+            |e| {
                 // A lost device fails the wait too; say that, not the symptom. wgpu runs the device-lost
                 // callback from a poll, so give it one before looking.
                 let _ = self.device.poll(wgpu::PollType::Poll);
@@ -498,7 +472,8 @@ impl Gpu {
                     what: what.to_string(),
                     message: one_line(&e.to_string()),
                 })
-            })?;
+            },
+        )?;
         #[cfg(target_arch = "wasm32")]
         let _ = what;
         Ok(())
@@ -510,11 +485,7 @@ async fn choose_adapter(options: &DeviceOptions) -> Result<wgpu::Adapter> {
     let seen = if candidates.is_empty() {
         "none".to_string()
     } else {
-        candidates
-            .iter()
-            .map(|a| describe(&a.get_info()))
-            .collect::<Vec<_>>()
-            .join("; ")
+        candidates.iter().map(|a| describe(&a.get_info())).collect::<Vec<_>>().join("; ")
     };
     if let Some(needle) = &options.adapter {
         let needle = needle.to_lowercase();
@@ -523,10 +494,7 @@ async fn choose_adapter(options: &DeviceOptions) -> Result<wgpu::Adapter> {
     // Prefer the most capable device type; among equals, prefer a non-GL backend (GL lacks f16 and subgroups).
     candidates.sort_by_key(|a| {
         let info = a.get_info();
-        (
-            type_rank(info.device_type),
-            info.backend == wgpu::Backend::Gl,
-        )
+        (type_rank(info.device_type), info.backend == wgpu::Backend::Gl)
     });
     candidates.into_iter().next().ok_or_else(|| {
         let mut filter = String::new();

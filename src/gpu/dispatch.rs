@@ -59,10 +59,9 @@ impl Gpu {
         for d in dispatches {
             let refused = self.scoped(&d.label, || {
                 let mut encoder =
-                    self.device()
-                        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                            label: Some(&d.label),
-                        });
+                    self.device().create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                        label: Some(&d.label),
+                    });
                 {
                     let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                         label: Some(&d.label),
@@ -97,10 +96,7 @@ pub struct Cost {
 impl Cost {
     /// `flops` operations over `floats` f32 values moved.
     pub fn new(flops: u64, floats: u64) -> Self {
-        Cost {
-            flops,
-            bytes: 4 * floats,
-        }
+        Cost { flops, bytes: 4 * floats }
     }
 }
 
@@ -159,6 +155,20 @@ impl Dispatch {
         )
     }
 
+    /// [`Dispatch::new`] for `invocations` invocations of `kernel`: as many workgroups as hold them.
+    pub(crate) fn for_invocations<P: bytemuck::Pod>(
+        gpu: &Gpu,
+        kernel: &'static Kernel,
+        op: &'static str,
+        label: &str,
+        params: &P,
+        tensors: &[&Tensor],
+        invocations: u64,
+    ) -> Result<Self> {
+        let workgroups = workgroups_for(invocations, kernel.workgroup_size);
+        Self::new(gpu, kernel, op, label, params, tensors, workgroups)
+    }
+
     /// Prepares several launches of `kernel`, recorded in order as one dispatch. The caller has checked the
     /// storage tensors against the binding limit ([`check_bindings`]).
     pub(crate) fn launches(
@@ -185,22 +195,15 @@ impl Dispatch {
                 grid = [max_per_dim.saturating_add(1), 1, 1];
             }
             let (bind_group, params) = gpu.scoped(&format!("binding `{label}` ({op})"), || {
-                let params = gpu
-                    .device()
-                    .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                        label: Some(label),
-                        contents: spec.params,
-                        usage: wgpu::BufferUsages::UNIFORM,
-                    });
-                let mut entries = vec![wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: params.as_entire_binding(),
-                }];
+                let params = gpu.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some(label),
+                    contents: spec.params,
+                    usage: wgpu::BufferUsages::UNIFORM,
+                });
+                let mut entries =
+                    vec![wgpu::BindGroupEntry { binding: 0, resource: params.as_entire_binding() }];
                 for (i, resource) in spec.resources.into_iter().enumerate() {
-                    entries.push(wgpu::BindGroupEntry {
-                        binding: i as u32 + 1,
-                        resource,
-                    });
+                    entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource });
                 }
                 let bind_group = gpu.device().create_bind_group(&wgpu::BindGroupDescriptor {
                     label: Some(label),
@@ -209,12 +212,7 @@ impl Dispatch {
                 });
                 (bind_group, params)
             })?;
-            launches.push(Launch {
-                pipeline: pipeline.clone(),
-                bind_group,
-                grid,
-                _params: params,
-            });
+            launches.push(Launch { pipeline: pipeline.clone(), bind_group, grid, _params: params });
         }
         Ok(Dispatch {
             label: label.to_string(),

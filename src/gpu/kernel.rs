@@ -144,10 +144,10 @@ impl Kernel {
 
 /// Declares a [`Kernel`] from `kernels/<name>.wgsl`, or as a variant of another file:
 /// `kernel!("conv2d_1x1_wide" from "conv2d_1x1" where [("WEIGHT_WINDOWS", "4")], includes: [..],
-/// bindings: .., workgroup: 64, params: Params)`.
+/// workgroup: 8, params: Params, bindings: &[..])`.
 macro_rules! kernel {
     ($name:literal from $file:literal where [$($define:expr),* $(,)?], includes: [$($inc:expr),* $(,)?],
-     bindings: $bindings:expr, workgroup: $wg:expr, params: $params:ty $(,)?) => {
+     workgroup: $wg:expr, params: $params:ty, bindings: $bindings:expr $(,)?) => {
         $crate::gpu::Kernel {
             name: $name,
             file: $file,
@@ -159,10 +159,10 @@ macro_rules! kernel {
             params_size: std::mem::size_of::<$params>(),
         }
     };
-    ($name:literal, includes: [$($inc:expr),* $(,)?], bindings: $bindings:expr, workgroup: $wg:expr,
-     params: $params:ty $(,)?) => {
-        $crate::gpu::kernel::kernel!($name from $name where [], includes: [$($inc),*], bindings: $bindings,
-            workgroup: $wg, params: $params)
+    ($name:literal, includes: [$($inc:expr),* $(,)?], workgroup: $wg:expr, params: $params:ty,
+     bindings: $bindings:expr $(,)?) => {
+        $crate::gpu::kernel::kernel!($name from $name where [], includes: [$($inc),*], workgroup: $wg,
+            params: $params, bindings: $bindings)
     };
 }
 pub(crate) use kernel;

@@ -108,15 +108,7 @@ impl Profiler {
             });
             (query_set, resolve)
         })?;
-        Ok(Profiler {
-            mode,
-            query_set,
-            per_step,
-            resolve,
-            stride,
-            steps,
-            pending: Vec::new(),
-        })
+        Ok(Profiler { mode, query_set, per_step, resolve, stride, steps, pending: Vec::new() })
     }
 
     /// How timestamps are taken on this adapter.
@@ -187,9 +179,8 @@ impl Profiler {
 
     /// Reads every step's timestamps back (after the last submit) and converts them to nanoseconds.
     pub async fn finish(self, gpu: &Gpu) -> Result<Vec<DispatchTiming>> {
-        let bytes = gpu
-            .download_bytes(&self.resolve, self.resolve.size(), "resolved timestamps")
-            .await?;
+        let bytes =
+            gpu.download_bytes(&self.resolve, self.resolve.size(), "resolved timestamps").await?;
         let period = gpu.queue().get_timestamp_period() as f64;
         let mut raw = Vec::new();
         for (step, records) in self.pending.into_iter().enumerate() {
@@ -259,16 +250,8 @@ pub fn kernel_table(timings: &[DispatchTiming], roof: &Roof) -> Vec<KernelRow> {
                 total_ms: ns / 1e6,
                 mean_us: ns / 1e3 / calls as f64,
                 share: ns / total,
-                gflops: if secs > 0.0 {
-                    flops as f64 / secs / 1e9
-                } else {
-                    0.0
-                },
-                gbps: if secs > 0.0 {
-                    bytes as f64 / secs / 1e9
-                } else {
-                    0.0
-                },
+                gflops: if secs > 0.0 { flops as f64 / secs / 1e9 } else { 0.0 },
+                gbps: if secs > 0.0 { bytes as f64 / secs / 1e9 } else { 0.0 },
                 roof_fraction: roof.fraction(flops, bytes, secs),
             }
         })
@@ -304,15 +287,9 @@ pub fn chrome_trace(timings: &[DispatchTiming], step_names: &[String]) -> serde_
     let mut i = 0;
     while i < timings.len() {
         let step = timings[i].step;
-        let j = timings[i..]
-            .iter()
-            .position(|t| t.step != step)
-            .map_or(timings.len(), |p| i + p);
+        let j = timings[i..].iter().position(|t| t.step != step).map_or(timings.len(), |p| i + p);
         let group = &timings[i..j];
-        let name = step_names
-            .get(step)
-            .cloned()
-            .unwrap_or_else(|| format!("step {}", step + 1));
+        let name = step_names.get(step).cloned().unwrap_or_else(|| format!("step {}", step + 1));
         events.push(slice(
             name,
             "step",

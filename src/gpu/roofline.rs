@@ -5,26 +5,19 @@ use bytemuck::{Pod, Zeroable};
 use serde::Serialize;
 use web_time::Instant;
 
+use super::Access::{Read, ReadWrite};
 use super::check::{dim, expect_shape, nonzero};
 use super::kernel::kernel;
-use super::{Access, Cost, Dispatch, Gpu, Kernel, Tensor, workgroups_for};
+use super::{Cost, Dispatch, Gpu, Kernel, Tensor, workgroups_for};
 use crate::error::Result;
 
 /// The FMA micro-kernel.
-pub const FMA_KERNEL: Kernel = kernel!("roofline_fma",
-    includes: [],
-    bindings: &[Access::ReadWrite],
-    workgroup: 64,
-    params: FmaParams,
-);
+pub const FMA_KERNEL: Kernel = kernel!("roofline_fma", includes: [], workgroup: 64,
+    params: FmaParams, bindings: &[ReadWrite]);
 
 /// The copy micro-kernel.
-pub const COPY_KERNEL: Kernel = kernel!("roofline_copy",
-    includes: [],
-    bindings: &[Access::Read, Access::ReadWrite],
-    workgroup: 256,
-    params: CopyParams,
-);
+pub const COPY_KERNEL: Kernel = kernel!("roofline_copy", includes: [], workgroup: 256,
+    params: CopyParams, bindings: &[Read, ReadWrite]);
 
 /// Mirrors `Params` in roofline_fma.wgsl.
 #[repr(C)]
@@ -69,10 +62,7 @@ pub fn copy(gpu: &Gpu, src: &Tensor, dst: &Tensor) -> Result<Dispatch> {
     expect_shape("roofline_copy", dst, src.shape())?;
     let len4 = src.len() / 4;
     nonzero("roofline_copy", "vec4 count", len4)?;
-    let params = CopyParams {
-        len4: dim("roofline_copy", "length", len4)?,
-        _pad: [0; 3],
-    };
+    let params = CopyParams { len4: dim("roofline_copy", "length", len4)?, _pad: [0; 3] };
     Dispatch::new(
         gpu,
         &COPY_KERNEL,

@@ -67,11 +67,8 @@ fn bindings(spec: &str, slots: &[Slot]) -> Result<String, String> {
                 let digits = stem_from.trim_start_matches(|c: char| !c.is_ascii_digit());
                 let stem = &stem_from[..stem_from.len() - digits.len()];
                 let (from, to) = (
-                    digits
-                        .parse::<usize>()
-                        .map_err(|_| format!("`{word}`: expected NAMEa..b"))?,
-                    to.parse::<usize>()
-                        .map_err(|_| format!("`{word}`: expected NAMEa..b"))?,
+                    digits.parse::<usize>().map_err(|_| format!("`{word}`: expected NAMEa..b"))?,
+                    to.parse::<usize>().map_err(|_| format!("`{word}`: expected NAMEa..b"))?,
                 );
                 names.extend((from..to).map(|i| (format!("{stem}{i}"), ty)));
             }
@@ -204,12 +201,7 @@ fn block(
 
 /// Whether an `#if` condition holds for `defines`.
 fn holds(cond: &str, defines: &[(&str, &str)]) -> bool {
-    let value = |name: &str| {
-        defines
-            .iter()
-            .find(|(n, _)| *n == name.trim())
-            .map(|(_, v)| *v)
-    };
+    let value = |name: &str| defines.iter().find(|(n, _)| *n == name.trim()).map(|(_, v)| *v);
     if let Some((name, v)) = cond.split_once("==") {
         value(name) == Some(v.trim())
     } else if let Some((name, v)) = cond.split_once("!=") {
@@ -230,10 +222,7 @@ fn substitute(
 ) -> Result<String, String> {
     let mut s = line.to_string();
     while let Some(start) = s.find("{{") {
-        let end = s[start..]
-            .find("}}")
-            .map(|e| start + e)
-            .ok_or("`{{` without `}}`")?;
+        let end = s[start..].find("}}").map(|e| start + e).ok_or("`{{` without `}}`")?;
         let expr = s[start + 2..end].trim();
         let (name, offset) = match expr.split_once('+') {
             Some((n, k)) => (
@@ -271,11 +260,9 @@ fn substitute(
         let replaced = after.find('}').and_then(|end| {
             let expr = &after[..end];
             let (name, op, k) = match expr.find(['+', '-', '*']) {
-                Some(p) => (
-                    &expr[..p],
-                    Some(&expr[p..p + 1]),
-                    expr[p + 1..].trim().parse::<i64>().ok()?,
-                ),
+                Some(p) => {
+                    (&expr[..p], Some(&expr[p..p + 1]), expr[p + 1..].trim().parse::<i64>().ok()?)
+                }
                 None => (expr, None, 0),
             };
             let v = vars.iter().rev().find(|(n, _)| n == name.trim())?.1;
@@ -314,29 +301,17 @@ mod tests {
             "a\n@binding(1) var u0: T;\n@binding(2) var u1: T;\n@binding(3) var u2: T;\nb {\n}\n"
         );
         let nested = "#for i in 0..2\n#for j in 0..{{N}}\n{i}{j}{j*2}\n#end\n#end\n";
-        assert_eq!(
-            expand(nested, &[("N", "2")], &[]).unwrap(),
-            "000\n012\n100\n112\n"
-        );
+        assert_eq!(expand(nested, &[("N", "2")], &[]).unwrap(), "000\n012\n100\n112\n");
     }
 
     #[test]
     fn conditions_pick_a_branch_by_the_variant() {
         let src =
             "#if DDIM\nfused\n#else\nplain\n#end\n#if W == 4\nfour\n#end\n#if !W\nnone\n#end\n";
-        assert_eq!(
-            expand(src, &[("DDIM", "1"), ("W", "4")], &[]).unwrap(),
-            "fused\nfour\n"
-        );
+        assert_eq!(expand(src, &[("DDIM", "1"), ("W", "4")], &[]).unwrap(), "fused\nfour\n");
         assert_eq!(expand(src, &[("DDIM", "0")], &[]).unwrap(), "plain\nnone\n");
-        assert_eq!(
-            expand("x = {{X}};\n", &[("X", "7u")], &[]).unwrap(),
-            "x = 7u;\n"
-        );
-        assert_eq!(
-            expand("@binding({{W+5}})\n", &[("W", "4")], &[]).unwrap(),
-            "@binding(9)\n"
-        );
+        assert_eq!(expand("x = {{X}};\n", &[("X", "7u")], &[]).unwrap(), "x = 7u;\n");
+        assert_eq!(expand("@binding({{W+5}})\n", &[("W", "4")], &[]).unwrap(), "@binding(9)\n");
         assert!(expand("{{X+1}}\n", &[("X", "7u")], &[]).is_err());
     }
 
@@ -357,32 +332,15 @@ mod tests {
              @group(0) @binding(3) var<storage, read> bias: array<f32>;\n\
              @group(0) @binding(4) var<storage, read_write> out: array<vec4<f32>>;\n"
         );
-        assert!(
-            expand("#bindings a b\n", &[], &slots)
-                .unwrap_err()
-                .contains("host binds 4")
-        );
+        assert!(expand("#bindings a b\n", &[], &slots).unwrap_err().contains("host binds 4"));
     }
 
     #[test]
     fn mistakes_are_errors_that_name_the_line() {
-        assert_eq!(
-            expand("a\n#for w in 0..2\nb\n", &[], &[]).unwrap_err(),
-            "line 2: no #end"
-        );
-        assert_eq!(
-            expand("#end\n", &[], &[]).unwrap_err(),
-            "line 1: `#end` without its opening"
-        );
-        assert!(
-            expand("{{MISSING}}\n", &[], &[])
-                .unwrap_err()
-                .contains("MISSING")
-        );
+        assert_eq!(expand("a\n#for w in 0..2\nb\n", &[], &[]).unwrap_err(), "line 2: no #end");
+        assert_eq!(expand("#end\n", &[], &[]).unwrap_err(), "line 1: `#end` without its opening");
+        assert!(expand("{{MISSING}}\n", &[], &[]).unwrap_err().contains("MISSING"));
         // WGSL's own braces pass through.
-        assert_eq!(
-            expand("fn f() { return; }\n", &[], &[]).unwrap(),
-            "fn f() { return; }\n"
-        );
+        assert_eq!(expand("fn f() { return; }\n", &[], &[]).unwrap(), "fn f() { return; }\n");
     }
 }

@@ -108,8 +108,7 @@ impl Tensor {
             ));
         }
         if !data.is_empty() {
-            gpu.queue()
-                .write_buffer(&self.buffer, self.offset, bytemuck::cast_slice(data));
+            gpu.queue().write_buffer(&self.buffer, self.offset, bytemuck::cast_slice(data));
         }
         Ok(())
     }
@@ -146,19 +145,13 @@ impl Gpu {
             data
         };
         let buffer = self.scoped(&format!("upload of `{label}`"), || {
-            self.device()
-                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some(label),
-                    contents: bytemuck::cast_slice(contents),
-                    usage: usage(),
-                })
+            self.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: bytemuck::cast_slice(contents),
+                usage: usage(),
+            })
         })?;
-        Ok(Tensor {
-            buffer,
-            offset: 0,
-            shape: shape.to_vec(),
-            label: label.to_string(),
-        })
+        Ok(Tensor { buffer, offset: 0, shape: shape.to_vec(), label: label.to_string() })
     }
 
     /// A zero-filled storage buffer for a tensor of `shape` (at least one element), or the error naming it.
@@ -177,12 +170,7 @@ impl Gpu {
     /// A zero-filled tensor of `shape`.
     pub fn zeros(&self, label: &str, shape: &[usize]) -> Result<Tensor> {
         let buffer = self.tensor_buffer(label, shape)?;
-        Ok(Tensor {
-            buffer,
-            offset: 0,
-            shape: shape.to_vec(),
-            label: label.to_string(),
-        })
+        Ok(Tensor { buffer, offset: 0, shape: shape.to_vec(), label: label.to_string() })
     }
 
     /// A working tensor of `shape` in the device's scratch buffer `name`, shared by every dispatch that asks for
@@ -201,12 +189,7 @@ impl Gpu {
                 b
             }
         };
-        Ok(Tensor {
-            buffer,
-            offset: 0,
-            shape: shape.to_vec(),
-            label: name.to_string(),
-        })
+        Ok(Tensor { buffer, offset: 0, shape: shape.to_vec(), label: name.to_string() })
     }
 
     /// Bytes of the scratch buffers the device holds now (`Gpu::scratch`).
@@ -218,12 +201,7 @@ impl Gpu {
     /// Reads a tensor back to the CPU. Waits for all submitted work.
     pub async fn download(&self, tensor: &Tensor) -> Result<Vec<f32>> {
         let bytes = self
-            .download_range(
-                tensor.buffer(),
-                tensor.offset(),
-                tensor.bytes(),
-                tensor.label(),
-            )
+            .download_range(tensor.buffer(), tensor.offset(), tensor.bytes(), tensor.label())
             .await?;
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
@@ -274,16 +252,11 @@ impl Gpu {
             tensor: label.to_string(),
             message: "the map callback never ran".into(),
         })?;
-        mapped.map_err(|e| Error::Readback {
-            tensor: label.to_string(),
-            message: e.to_string(),
-        })?;
+        mapped
+            .map_err(|e| Error::Readback { tensor: label.to_string(), message: e.to_string() })?;
         let data = staging
             .get_mapped_range(..)
-            .map_err(|e| Error::Readback {
-                tensor: label.to_string(),
-                message: e.to_string(),
-            })?
+            .map_err(|e| Error::Readback { tensor: label.to_string(), message: e.to_string() })?
             .to_vec();
         staging.unmap();
         Ok(data)

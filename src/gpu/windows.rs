@@ -12,13 +12,7 @@ use crate::error::{Error, Result};
 /// window: the windows past the last it needs hold nothing read and repeat the first (every binding must be
 /// bound).
 pub(crate) fn window_starts<const N: usize>(first: u64, count: usize, rows: usize) -> [u64; N] {
-    std::array::from_fn(|w| {
-        if w * rows < count {
-            first + (w * rows) as u64
-        } else {
-            first
-        }
-    })
+    std::array::from_fn(|w| if w * rows < count { first + (w * rows) as u64 } else { first })
 }
 
 /// Whether the device binds 64 KiB uniform windows and 64 KiB storage buffers: what the CPU family's
@@ -96,7 +90,6 @@ pub(crate) fn pack_into_windows<P: bytemuck::Pod>(
         })
         .collect();
     let pack = Dispatch::launches(gpu, kernel, op, what, launches)?;
-    gpu.submit_pass(what, &[&pack])
-        .map_err(|e| gpu.locate_fault(e, [&pack]))?;
+    gpu.submit_pass(what, &[&pack]).map_err(|e| gpu.locate_fault(e, [&pack]))?;
     Ok(packed)
 }

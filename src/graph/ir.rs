@@ -148,17 +148,11 @@ impl Graph {
 
     /// Adds a node after inferring and checking its output shape; the error names the node.
     pub fn node(&mut self, name: &str, op: Op, inputs: &[TensorId]) -> Result<TensorId> {
-        let shape = self.infer(&op, inputs).map_err(|message| Error::Graph {
-            node: name.to_string(),
-            message,
-        })?;
+        let shape = self
+            .infer(&op, inputs)
+            .map_err(|message| Error::Graph { node: name.to_string(), message })?;
         let output = self.tensor(TensorKind::Activation, shape);
-        self.nodes.push(Node {
-            name: name.to_string(),
-            op,
-            inputs: inputs.to_vec(),
-            output,
-        });
+        self.nodes.push(Node { name: name.to_string(), op, inputs: inputs.to_vec(), output });
         Ok(output)
     }
 
@@ -175,10 +169,7 @@ impl Graph {
             Op::TimestepEmbedding { dim, .. } => {
                 arity(&[1])?;
                 if !s(0).is_empty() {
-                    return Err(format!(
-                        "timesteps must be one scalar per image, got {:?}",
-                        s(0)
-                    ));
+                    return Err(format!("timesteps must be one scalar per image, got {:?}", s(0)));
                 }
                 Ok(vec![*dim])
             }
@@ -202,10 +193,7 @@ impl Graph {
                     },
                 };
                 if inputs.len() == 4 && s(3) != out {
-                    return Err(format!(
-                        "residual {:?} does not match the output {out:?}",
-                        s(3)
-                    ));
+                    return Err(format!("residual {:?} does not match the output {out:?}", s(3)));
                 }
                 Ok(out)
             }
@@ -225,10 +213,7 @@ impl Graph {
                     ));
                 }
                 if s(2) != [*cout] {
-                    return Err(format!(
-                        "bias {:?} does not match {cout} output channels",
-                        s(2)
-                    ));
+                    return Err(format!("bias {:?} does not match {cout} output channels", s(2)));
                 }
                 let up = cfg.upsample as usize;
                 let (ho, wo) =
@@ -242,10 +227,7 @@ impl Graph {
                         ));
                     }
                 } else if inputs.len() == 4 && s(3) != out {
-                    return Err(format!(
-                        "residual {:?} does not match the output {out:?}",
-                        s(3)
-                    ));
+                    return Err(format!("residual {:?} does not match the output {out:?}", s(3)));
                 }
                 Ok(out)
             }
@@ -307,12 +289,7 @@ impl Graph {
 /// padding), `padding = 1` pads every side.
 pub fn downsample_padding(padding: usize) -> Padding {
     if padding == 0 {
-        Padding {
-            top: 0,
-            bottom: 1,
-            left: 0,
-            right: 1,
-        }
+        Padding { top: 0, bottom: 1, left: 0, right: 1 }
     } else {
         Padding::uniform(padding)
     }

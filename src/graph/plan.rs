@@ -100,12 +100,7 @@ pub fn bounds(lives: &[Life]) -> (u64, u64) {
 
 /// The node that writes each activation.
 pub fn producers(graph: &Graph) -> HashMap<TensorId, usize> {
-    graph
-        .nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.output, i))
-        .collect()
+    graph.nodes.iter().enumerate().map(|(i, n)| (n.output, i)).collect()
 }
 
 /// Where an activation lives: an arena (one buffer) and a byte offset in it.
@@ -133,48 +128,30 @@ pub fn place(graph: &Graph, lives: &[Life], align: u64) -> Result<(Vec<Placement
     let mut curve = vec![vec![0u64; steps]; ARENAS];
     let mut arena = vec![0usize; lives.len()];
     for (i, node) in graph.nodes.iter().enumerate() {
-        let inputs: Vec<usize> = node
-            .inputs
-            .iter()
-            .filter_map(|t| producer.get(t).map(|&j| arena[j]))
-            .collect();
+        let inputs: Vec<usize> =
+            node.inputs.iter().filter_map(|t| producer.get(t).map(|&j| arena[j])).collect();
         let l = lives[i];
         let span = l.start..=l.end.min(steps - 1);
         // How much the arena's peak of live bytes (a lower bound on its size) grows, then its peak.
         let cost = |a: usize| {
             let peak = curve[a].iter().copied().max().unwrap_or(0);
-            let with = curve[a][span.clone()]
-                .iter()
-                .map(|b| b + l.bytes)
-                .max()
-                .unwrap_or(0);
+            let with = curve[a][span.clone()].iter().map(|b| b + l.bytes).max().unwrap_or(0);
             (with.saturating_sub(peak), peak, a)
         };
-        let a = (0..ARENAS)
-            .filter(|a| !inputs.contains(a))
-            .min_by_key(|&a| cost(a))
-            .ok_or_else(|| {
+        let a = (0..ARENAS).filter(|a| !inputs.contains(a)).min_by_key(|&a| cost(a)).ok_or_else(
+            || {
                 Error::param(
                     "plan",
-                    format!(
-                        "node `{}` reads more than {} activations",
-                        node.name,
-                        ARENAS - 1
-                    ),
+                    format!("node `{}` reads more than {} activations", node.name, ARENAS - 1),
                 )
-            })?;
+            },
+        )?;
         for b in &mut curve[a][span] {
             *b += l.bytes;
         }
         arena[i] = a;
     }
-    let mut placement = vec![
-        Placement {
-            arena: 0,
-            offset: 0
-        };
-        lives.len()
-    ];
+    let mut placement = vec![Placement { arena: 0, offset: 0 }; lives.len()];
     let mut size = vec![0u64; ARENAS];
     for (a, size) in size.iter_mut().enumerate() {
         let mut order: Vec<usize> = (0..lives.len()).filter(|&i| arena[i] == a).collect();
@@ -242,9 +219,7 @@ pub struct Plan {
 }
 
 fn batched(batch: usize, shape: &[usize]) -> Vec<usize> {
-    std::iter::once(batch)
-        .chain(shape.iter().copied())
-        .collect()
+    std::iter::once(batch).chain(shape.iter().copied()).collect()
 }
 
 impl Plan {
@@ -260,9 +235,8 @@ impl Plan {
         if batch == 0 {
             return Err(Error::param("plan", "batch size is 0"));
         }
-        let output_id = graph
-            .output
-            .ok_or_else(|| Error::param("plan", "the graph has no output"))?;
+        let output_id =
+            graph.output.ok_or_else(|| Error::param("plan", "the graph has no output"))?;
 
         // Parameters: present with the declared shape.
         for (name, shape) in graph.params() {
@@ -290,10 +264,7 @@ impl Plan {
             (p, sizes) if sizes.iter().all(|&b| b <= limits.max_buffer_size) => (p, sizes),
             _ => {
                 let (slot, capacity) = assign(&lives);
-                let p = slot
-                    .iter()
-                    .map(|&arena| Placement { arena, offset: 0 })
-                    .collect();
+                let p = slot.iter().map(|&arena| Placement { arena, offset: 0 }).collect();
                 (p, capacity)
             }
         };
@@ -303,31 +274,20 @@ impl Plan {
             .map(|(i, &b)| {
                 // One uniform window of slack past the last activation, so that a kernel reading an
                 // activation through 64 KiB windows (conv2d_1x1) never binds past the buffer.
-                let slack = if b + UNIFORM_WINDOW <= limits.max_buffer_size {
-                    UNIFORM_WINDOW
-                } else {
-                    0
-                };
+                let slack =
+                    if b + UNIFORM_WINDOW <= limits.max_buffer_size { UNIFORM_WINDOW } else { 0 };
                 (b > 0)
                     .then(|| {
-                        gpu.zeros(
-                            &format!("activation buffer {i}"),
-                            &[((b + slack) / 4) as usize],
-                        )
+                        gpu.zeros(&format!("activation buffer {i}"), &[((b + slack) / 4) as usize])
                     })
                     .transpose()
             })
             .collect::<Result<Vec<_>>>()?;
         let mut activations = HashMap::new();
         for (node, p) in graph.nodes.iter().zip(&placement) {
-            let arena = buffers[p.arena]
-                .as_ref()
-                .expect("an arena holding a tensor has a buffer");
-            let t = arena.view_at(
-                &node.name,
-                &batched(batch, graph.shape(node.output)),
-                p.offset,
-            )?;
+            let arena = buffers[p.arena].as_ref().expect("an arena holding a tensor has a buffer");
+            let t =
+                arena.view_at(&node.name, &batched(batch, graph.shape(node.output)), p.offset)?;
             activations.insert(node.output, t);
         }
         let inputs = graph
@@ -357,11 +317,7 @@ impl Plan {
                 match &graph.tensors[id.0].kind {
                     TensorKind::Param(name) => &weights[name],
                     TensorKind::Input => {
-                        let i = graph
-                            .inputs
-                            .iter()
-                            .position(|&x| x == id)
-                            .expect("declared input");
+                        let i = graph.inputs.iter().position(|&x| x == id).expect("declared input");
                         &plan.inputs[i]
                     }
                     TensorKind::Activation => &plan.activations[&id],
@@ -371,21 +327,13 @@ impl Plan {
             let out = &plan.activations[&node.output];
             let label = node.name.as_str();
             let d = match &node.op {
-                Op::TimestepEmbedding {
-                    dim,
-                    flip_sin_to_cos,
-                    freq_shift,
-                } => {
+                Op::TimestepEmbedding { dim, flip_sin_to_cos, freq_shift } => {
                     let emb = TimestepEmbedding::new(gpu, *dim, *flip_sin_to_cos, *freq_shift)?;
                     let d = emb.dispatch(gpu, label, ins[0], out)?;
                     plan._embeddings.push(emb);
                     d
                 }
-                Op::Linear {
-                    layout,
-                    silu_input,
-                    out_scale,
-                } => {
+                Op::Linear { layout, silu_input, out_scale } => {
                     let cfg = linear::LinearConfig {
                         layout: *layout,
                         silu_input: *silu_input,
@@ -513,8 +461,7 @@ impl Plan {
         for (t, data) in self.inputs.iter().zip(inputs) {
             t.write(gpu, data)?;
         }
-        gpu.run("unet", &self.dispatches.iter().collect::<Vec<_>>())
-            .await?;
+        gpu.run("unet", &self.dispatches.iter().collect::<Vec<_>>()).await?;
         gpu.download(&self.output).await
     }
 }
@@ -570,10 +517,7 @@ mod tests {
         for i in 0..lives.len() {
             for j in 0..i {
                 if lives[i].meets(&lives[j]) {
-                    assert_ne!(
-                        slot[i], slot[j],
-                        "{i} and {j} share a buffer while both alive"
-                    );
+                    assert_ne!(slot[i], slot[j], "{i} and {j} share a buffer while both alive");
                 }
             }
             assert!(capacity[slot[i]] >= lives[i].bytes);
@@ -602,10 +546,7 @@ mod tests {
                     let overlap = pi.arena == pj.arena
                         && pi.offset < pj.offset + lj.bytes
                         && pj.offset < pi.offset + li.bytes;
-                    assert!(
-                        !(li.meets(&lj) && overlap),
-                        "{i} and {j} overlap while alive"
-                    );
+                    assert!(!(li.meets(&lj) && overlap), "{i} and {j} overlap while alive");
                 }
                 for t in &graph.nodes[i].inputs {
                     if let Some(&j) = producer.get(t) {
@@ -622,10 +563,7 @@ mod tests {
                      ({ratio:.3}x), no reuse {no_reuse} B"
                 );
             }
-            assert!(
-                (1.0..=1.2).contains(&ratio),
-                "batch {batch}: {ratio:.3}x the lower bound"
-            );
+            assert!((1.0..=1.2).contains(&ratio), "batch {batch}: {ratio:.3}x the lower bound");
         }
     }
 }

@@ -18,11 +18,7 @@ use crate::unet::config::{DownBlock, MAX_LEVELS, UNetConfig, UpBlock};
 
 /// Loads a model from our weights file, or converts a diffusers directory on the fly.
 pub fn load_model(path: &Path) -> Result<Weights> {
-    if path.is_dir() {
-        from_diffusers_dir(path)
-    } else {
-        Weights::load(path)
-    }
+    if path.is_dir() { from_diffusers_dir(path) } else { Weights::load(path) }
 }
 
 /// A diffusers `UNet2DModel` directory, or a pipeline directory holding one in `unet/`.
@@ -52,16 +48,9 @@ pub fn from_diffusers_dir(dir: &Path) -> Result<Weights> {
                     .into(),
         });
     };
-    let tensors = raw
-        .into_iter()
-        .map(|(k, v)| (rename_legacy_attention(&k), v))
-        .collect();
+    let tensors = raw.into_iter().map(|(k, v)| (rename_legacy_attention(&k), v)).collect();
     let training = scheduler_config(&dir)?;
-    let w = Weights {
-        config,
-        training,
-        tensors,
-    };
+    let w = Weights { config, training, tensors };
     w.validate()?;
     Ok(w)
 }
@@ -80,20 +69,11 @@ pub fn parse_safetensors(bytes: &[u8], what: &str) -> Result<HashMap<String, Hos
     st.iter()
         .filter(|(_, view)| {
             use safetensors::Dtype;
-            matches!(
-                view.dtype(),
-                Dtype::F32 | Dtype::F16 | Dtype::BF16 | Dtype::F64
-            )
+            matches!(view.dtype(), Dtype::F32 | Dtype::F16 | Dtype::BF16 | Dtype::F64)
         })
         .map(|(name, view)| {
             let data = decode(name, view.dtype(), view.data())?;
-            Ok((
-                name.to_string(),
-                HostTensor {
-                    shape: view.shape().to_vec(),
-                    data,
-                },
-            ))
+            Ok((name.to_string(), HostTensor { shape: view.shape().to_vec(), data }))
         })
         .collect()
 }
@@ -123,10 +103,8 @@ fn rename_legacy_attention(key: &str) -> String {
 
 /// An original DDPM/DDIM checkpoint with its YAML config (the official DDIM repository's `configs/*.yml`).
 pub fn from_original(ckpt: &Path, yaml: &Path) -> Result<Weights> {
-    let text = String::from_utf8(io::read(yaml)?).map_err(|_| Error::Io {
-        path: yaml.display().to_string(),
-        message: "not UTF-8".into(),
-    })?;
+    let text = String::from_utf8(io::read(yaml)?)
+        .map_err(|_| Error::Io { path: yaml.display().to_string(), message: "not UTF-8".into() })?;
     let config = config_from_original_yaml(&text)?;
     let training = Some(training_from_original_yaml(&text)?);
     let levels = config.block_out_channels.len();
@@ -143,11 +121,7 @@ pub fn from_original(ckpt: &Path, yaml: &Path) -> Result<Weights> {
         }
         tensors.insert(name, t);
     }
-    let w = Weights {
-        config,
-        training,
-        tensors,
-    };
+    let w = Weights { config, training, tensors };
     w.validate()?;
     Ok(w)
 }
@@ -209,20 +183,13 @@ pub fn rename_original(key: &str, levels: usize) -> Option<String> {
 /// The diffusers-equivalent config of the original DDPM/DDIM `Model` described by a DDIM-repository YAML.
 pub fn config_from_original_yaml(text: &str) -> Result<UNetConfig> {
     let docs = YamlLoader::load_from_str(text).map_err(|e| Error::Config(format!("YAML: {e}")))?;
-    let doc = docs
-        .first()
-        .ok_or_else(|| Error::Config("YAML: empty document".into()))?;
+    let doc = docs.first().ok_or_else(|| Error::Config("YAML: empty document".into()))?;
     let model = &doc["model"];
     let data = &doc["data"];
     let int = |section: &Yaml, s: &str, key: &str| -> Result<usize> {
-        section[key]
-            .as_i64()
-            .and_then(|v| usize::try_from(v).ok())
-            .ok_or_else(|| {
-                Error::Config(format!(
-                    "YAML: {s}.{key} is missing or not a non-negative integer"
-                ))
-            })
+        section[key].as_i64().and_then(|v| usize::try_from(v).ok()).ok_or_else(|| {
+            Error::Config(format!("YAML: {s}.{key} is missing or not a non-negative integer"))
+        })
     };
     let list = |key: &str| -> Result<Vec<usize>> {
         model[key]
@@ -271,9 +238,8 @@ pub fn config_from_original_yaml(text: &str) -> Result<UNetConfig> {
             })
         })
         .collect::<Result<Vec<usize>>>()?;
-    let time_embed_dim = ch
-        .checked_mul(4)
-        .ok_or_else(|| Error::Config(format!("YAML: model.ch {ch} overflows")))?;
+    let time_embed_dim =
+        ch.checked_mul(4).ok_or_else(|| Error::Config(format!("YAML: model.ch {ch} overflows")))?;
     let config = UNetConfig {
         sample_size: resolution,
         in_channels,
@@ -324,10 +290,8 @@ fn scheduler_config(dir: &Path) -> Result<Option<Training>> {
     let Some(path) = candidates.iter().find(|p| p.exists()) else {
         return Ok(None);
     };
-    let text = String::from_utf8(io::read(path)?).map_err(|_| Error::Io {
-        path: path.display().to_string(),
-        message: "not UTF-8".into(),
-    })?;
+    let text = String::from_utf8(io::read(path)?)
+        .map_err(|_| Error::Io { path: path.display().to_string(), message: "not UTF-8".into() })?;
     training_from_scheduler_json(&text, &path.display().to_string()).map(Some)
 }
 
@@ -344,28 +308,17 @@ pub fn training_from_scheduler_json(text: &str, what: &str) -> Result<Training> 
         Some(list) => BetaSchedule::Trained {
             betas: list
                 .iter()
-                .map(|b| {
-                    b.as_f64()
-                        .ok_or_else(|| bad("trained_betas holds a non-number".into()))
-                })
+                .map(|b| b.as_f64().ok_or_else(|| bad("trained_betas holds a non-number".into())))
                 .collect::<Result<_>>()?,
         },
-        None => match v
-            .get("beta_schedule")
-            .and_then(|s| s.as_str())
-            .unwrap_or("linear")
-        {
+        None => match v.get("beta_schedule").and_then(|s| s.as_str()).unwrap_or("linear") {
             "linear" => BetaSchedule::Linear { start, end },
             "scaled_linear" => BetaSchedule::ScaledLinear { start, end },
             "squaredcos_cap_v2" => BetaSchedule::SquaredcosCapV2,
             other => return Err(bad(format!("beta_schedule `{other}` is not supported"))),
         },
     };
-    let prediction = match v
-        .get("prediction_type")
-        .and_then(|s| s.as_str())
-        .unwrap_or("epsilon")
-    {
+    let prediction = match v.get("prediction_type").and_then(|s| s.as_str()).unwrap_or("epsilon") {
         "epsilon" => Prediction::Epsilon,
         "v_prediction" => Prediction::V,
         "sample" => Prediction::Sample,
@@ -375,17 +328,11 @@ pub fn training_from_scheduler_json(text: &str, what: &str) -> Result<Training> 
         schedule: TrainingSchedule {
             betas,
             train_steps,
-            zero_snr: v
-                .get("rescale_betas_zero_snr")
-                .and_then(|b| b.as_bool())
-                .unwrap_or(false),
+            zero_snr: v.get("rescale_betas_zero_snr").and_then(|b| b.as_bool()).unwrap_or(false),
         },
         prediction,
         steps_offset: num("steps_offset", 0.0) as usize,
-        set_alpha_to_one: v
-            .get("set_alpha_to_one")
-            .and_then(|b| b.as_bool())
-            .unwrap_or(true),
+        set_alpha_to_one: v.get("set_alpha_to_one").and_then(|b| b.as_bool()).unwrap_or(true),
     };
     training
         .validate()
@@ -400,13 +347,9 @@ pub fn training_from_scheduler_json(text: &str, what: &str) -> Result<Training> 
 /// `scaled_linear`).
 pub fn training_from_original_yaml(text: &str) -> Result<Training> {
     let docs = YamlLoader::load_from_str(text).map_err(|e| Error::Config(format!("YAML: {e}")))?;
-    let d = &docs
-        .first()
-        .ok_or_else(|| Error::Config("YAML: empty document".into()))?["diffusion"];
+    let d = &docs.first().ok_or_else(|| Error::Config("YAML: empty document".into()))?["diffusion"];
     let f = |k: &str, default: f64| {
-        d[k].as_f64()
-            .or_else(|| d[k].as_i64().map(|v| v as f64))
-            .unwrap_or(default)
+        d[k].as_f64().or_else(|| d[k].as_i64().map(|v| v as f64)).unwrap_or(default)
     };
     let (start, end) = (f("beta_start", 1e-4), f("beta_end", 0.02));
     let betas = match d["beta_schedule"].as_str().unwrap_or("linear") {
@@ -432,10 +375,8 @@ pub fn training_from_original_yaml(text: &str) -> Result<Training> {
 
 /// Where `ddim convert` writes when `--out` is not given: beside the source, `<name>.safetensors`.
 pub fn default_output(src: &Path) -> PathBuf {
-    let stem = src
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "model".into());
+    let stem =
+        src.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
     src.with_file_name(format!("{stem}.ddim.safetensors"))
 }
 
@@ -448,55 +389,19 @@ mod tests {
         let cases = [
             ("temb.dense.0.weight", "time_embedding.linear_1.weight"),
             ("temb.dense.1.bias", "time_embedding.linear_2.bias"),
-            (
-                "down.0.block.1.temb_proj.weight",
-                "down_blocks.0.resnets.1.time_emb_proj.weight",
-            ),
-            (
-                "down.1.block.0.nin_shortcut.bias",
-                "down_blocks.1.resnets.0.conv_shortcut.bias",
-            ),
-            (
-                "down.1.attn.0.q.weight",
-                "down_blocks.1.attentions.0.to_q.weight",
-            ),
-            (
-                "down.1.attn.1.proj_out.bias",
-                "down_blocks.1.attentions.1.to_out.0.bias",
-            ),
-            (
-                "down.1.attn.1.norm.weight",
-                "down_blocks.1.attentions.1.group_norm.weight",
-            ),
-            (
-                "down.2.downsample.conv.weight",
-                "down_blocks.2.downsamplers.0.conv.weight",
-            ),
-            (
-                "mid.block_1.norm1.weight",
-                "mid_block.resnets.0.norm1.weight",
-            ),
+            ("down.0.block.1.temb_proj.weight", "down_blocks.0.resnets.1.time_emb_proj.weight"),
+            ("down.1.block.0.nin_shortcut.bias", "down_blocks.1.resnets.0.conv_shortcut.bias"),
+            ("down.1.attn.0.q.weight", "down_blocks.1.attentions.0.to_q.weight"),
+            ("down.1.attn.1.proj_out.bias", "down_blocks.1.attentions.1.to_out.0.bias"),
+            ("down.1.attn.1.norm.weight", "down_blocks.1.attentions.1.group_norm.weight"),
+            ("down.2.downsample.conv.weight", "down_blocks.2.downsamplers.0.conv.weight"),
+            ("mid.block_1.norm1.weight", "mid_block.resnets.0.norm1.weight"),
             ("mid.attn_1.k.bias", "mid_block.attentions.0.to_k.bias"),
-            (
-                "mid.block_2.conv2.weight",
-                "mid_block.resnets.1.conv2.weight",
-            ),
-            (
-                "up.3.block.2.conv1.weight",
-                "up_blocks.0.resnets.2.conv1.weight",
-            ),
-            (
-                "up.0.block.0.norm2.bias",
-                "up_blocks.3.resnets.0.norm2.bias",
-            ),
-            (
-                "up.2.attn.1.v.weight",
-                "up_blocks.1.attentions.1.to_v.weight",
-            ),
-            (
-                "up.1.upsample.conv.bias",
-                "up_blocks.2.upsamplers.0.conv.bias",
-            ),
+            ("mid.block_2.conv2.weight", "mid_block.resnets.1.conv2.weight"),
+            ("up.3.block.2.conv1.weight", "up_blocks.0.resnets.2.conv1.weight"),
+            ("up.0.block.0.norm2.bias", "up_blocks.3.resnets.0.norm2.bias"),
+            ("up.2.attn.1.v.weight", "up_blocks.1.attentions.1.to_v.weight"),
+            ("up.1.upsample.conv.bias", "up_blocks.2.upsamplers.0.conv.bias"),
             ("norm_out.weight", "conv_norm_out.weight"),
             ("conv_out.bias", "conv_out.bias"),
         ];
@@ -550,12 +455,7 @@ mod tests {
         );
         assert_eq!(
             c.up_block_types,
-            [
-                UpBlock::UpBlock2D,
-                UpBlock::UpBlock2D,
-                UpBlock::AttnUpBlock2D,
-                UpBlock::UpBlock2D
-            ]
+            [UpBlock::UpBlock2D, UpBlock::UpBlock2D, UpBlock::AttnUpBlock2D, UpBlock::UpBlock2D]
         );
         assert_eq!(c.time_embed_dim, 512);
         let bad = yaml.replace("ch: 128", "ch: many");

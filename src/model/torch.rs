@@ -130,13 +130,9 @@ fn nestable<'v>(items: impl IntoIterator<Item = &'v Value>) -> Result<()> {
 
 impl<'a> Machine<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|&e| e <= self.data.len())
-            .ok_or_else(|| {
-                bad("the pickle ends in the middle of an instruction (truncated file?)")
-            })?;
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.data.len()).ok_or_else(|| {
+            bad("the pickle ends in the middle of an instruction (truncated file?)")
+        })?;
         let s = &self.data[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -176,14 +172,10 @@ impl<'a> Machine<'a> {
         Ok(())
     }
     fn pop(&mut self) -> Result<Value> {
-        self.stack
-            .pop()
-            .ok_or_else(|| bad("the pickle pops an empty stack"))
+        self.stack.pop().ok_or_else(|| bad("the pickle pops an empty stack"))
     }
     fn top(&mut self) -> Result<&mut Value> {
-        self.stack
-            .last_mut()
-            .ok_or_else(|| bad("the pickle reads an empty stack"))
+        self.stack.last_mut().ok_or_else(|| bad("the pickle reads an empty stack"))
     }
     /// Pops everything above the topmost MARK, and the MARK.
     fn pop_mark(&mut self) -> Result<Vec<Value>> {
@@ -218,9 +210,7 @@ impl<'a> Machine<'a> {
     }
     fn get(&mut self, key: u32) -> Result<()> {
         let n = self.memo.get(&key).map(Value::size).ok_or_else(|| {
-            bad(format!(
-                "the pickle reads memo entry {key}, which was never stored"
-            ))
+            bad(format!("the pickle reads memo entry {key}, which was never stored"))
         })?;
         self.copy_budget(n)?;
         let v = self.memo[&key].clone();
@@ -267,11 +257,8 @@ impl<'a> Machine<'a> {
                     if n > 8 {
                         return Err(bad("an integer in the pickle does not fit in 64 bits"));
                     }
-                    let mut buf = if b.last().is_some_and(|&x| x & 0x80 != 0) {
-                        [0xff; 8]
-                    } else {
-                        [0; 8]
-                    };
+                    let mut buf =
+                        if b.last().is_some_and(|&x| x & 0x80 != 0) { [0xff; 8] } else { [0; 8] };
                     buf[..n].copy_from_slice(b);
                     self.push(Value::Int(i64::from_le_bytes(buf)))?
                 }
@@ -457,23 +444,15 @@ fn persistent_storage(pid: Value) -> Result<Storage> {
         return Err(bad("a persistent id is not a tuple"));
     };
     match items.as_slice() {
-        [
-            Value::Str(tag),
-            Value::Global(Global::StorageType(dtype)),
-            Value::Str(key),
-            _,
-            numel,
-        ] if tag == "storage" => {
+        [Value::Str(tag), Value::Global(Global::StorageType(dtype)), Value::Str(key), _, numel]
+            if tag == "storage" =>
+        {
             let numel = u64::try_from(int(numel, "a storage size")?)
                 .map_err(|_| bad("negative storage size"))?;
             if key.is_empty() || key.contains(['/', '\\']) || key.contains("..") {
                 return Err(bad(format!("storage key `{key}` is not a plain name")));
             }
-            Ok(Storage {
-                key: key.clone(),
-                dtype: *dtype,
-                numel,
-            })
+            Ok(Storage { key: key.clone(), dtype: *dtype, numel })
         }
         _ => Err(bad("a persistent id is not a tensor storage reference")),
     }
@@ -499,12 +478,10 @@ fn reduce(callable: Value, args: Value) -> Result<Value> {
             Some(t @ Value::Tensor(_)) => Ok(t),
             _ => Err(bad("_rebuild_parameter called without a tensor")),
         },
-        Value::Global(g) => Err(bad(format!(
-            "the pickle calls {g:?} in a way torch.save never does"
-        ))),
-        _ => Err(bad(
-            "the pickle calls something that is not an allowed global",
-        )),
+        Value::Global(g) => {
+            Err(bad(format!("the pickle calls {g:?} in a way torch.save never does")))
+        }
+        _ => Err(bad("the pickle calls something that is not an allowed global")),
     }
 }
 
@@ -515,14 +492,8 @@ fn is_state_dict(v: &Value) -> bool {
 
 /// Runs the pickle machine over a checkpoint's `data.pkl` and finds its state dict (see [`read_checkpoint`]).
 fn state_dict(pickle: &[u8]) -> Result<Vec<(String, TensorRef)>> {
-    let root = Machine {
-        data: pickle,
-        pos: 0,
-        stack: Vec::new(),
-        memo: HashMap::new(),
-        copied: 0,
-    }
-    .run()?;
+    let root = Machine { data: pickle, pos: 0, stack: Vec::new(), memo: HashMap::new(), copied: 0 }
+        .run()?;
     let dict = match root {
         d if is_state_dict(&d) => d,
         Value::List(items) | Value::Tuple(items) => items
@@ -536,9 +507,7 @@ fn state_dict(pickle: &[u8]) -> Result<Vec<(String, TensorRef)>> {
             .ok_or_else(|| bad("the checkpoint is a dict but neither a state dict nor one holding `state_dict`"))?,
         _ => return Err(bad("the checkpoint holds no state dict of tensors")),
     };
-    let Value::Dict(items) = dict else {
-        unreachable!("checked by is_state_dict")
-    };
+    let Value::Dict(items) = dict else { unreachable!("checked by is_state_dict") };
     Ok(items
         .into_iter()
         .map(|(k, v)| match (k, v) {
@@ -551,10 +520,7 @@ fn state_dict(pickle: &[u8]) -> Result<Vec<(String, TensorRef)>> {
 /// The names and shapes of the tensors in the state dict of a checkpoint's pickle (`data.pkl` alone, without
 /// its zip container): the first half of [`read_checkpoint`], with the same refusals, and no tensor data read.
 pub fn pickled_shapes(pickle: &[u8]) -> Result<Vec<(String, Vec<usize>)>> {
-    Ok(state_dict(pickle)?
-        .into_iter()
-        .map(|(name, t)| (name, t.shape))
-        .collect())
+    Ok(state_dict(pickle)?.into_iter().map(|(name, t)| (name, t.shape)).collect())
 }
 
 /// Reads the tensors of a PyTorch checkpoint: a state dict at the top level (`torch.save(model.state_dict())`),
@@ -572,11 +538,8 @@ pub fn read_checkpoint(bytes: &[u8]) -> Result<HashMap<String, HostTensor>> {
     }
     let mut zip = zip::ZipArchive::new(Cursor::new(bytes))
         .map_err(|e| bad(format!("the zip container is damaged: {e}")))?;
-    let names: Vec<String> = zip
-        .file_names()
-        .filter_map(|n| n.ok())
-        .map(|n| n.into_owned())
-        .collect();
+    let names: Vec<String> =
+        zip.file_names().filter_map(|n| n.ok()).map(|n| n.into_owned()).collect();
     let pkl = names
         .iter()
         .find(|n| n.ends_with("/data.pkl") || n.as_str() == "data.pkl")
@@ -586,10 +549,7 @@ pub fn read_checkpoint(bytes: &[u8]) -> Result<HashMap<String, HostTensor>> {
     if let Some(order) = names.iter().find(|n| **n == format!("{prefix}byteorder")) {
         let mut s = String::new();
         let mut f = zip.by_name(order).map_err(|e| bad(e.to_string()))?;
-        f.by_ref()
-            .take(16)
-            .read_to_string(&mut s)
-            .map_err(|e| bad(e.to_string()))?;
+        f.by_ref().take(16).read_to_string(&mut s).map_err(|e| bad(e.to_string()))?;
         if s.trim() != "little" {
             return Err(bad(format!("byte order `{}` is not supported", s.trim())));
         }
@@ -600,10 +560,7 @@ pub fn read_checkpoint(bytes: &[u8]) -> Result<HashMap<String, HostTensor>> {
     let mut storages: HashMap<String, Vec<u8>> = HashMap::new();
     let mut out = HashMap::new();
     for (name, t) in items {
-        if !matches!(
-            t.storage.dtype,
-            Dtype::F32 | Dtype::F16 | Dtype::BF16 | Dtype::F64
-        ) {
+        if !matches!(t.storage.dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16 | Dtype::F64) {
             continue;
         }
         let entry = format!("{prefix}data/{}", t.storage.key);
@@ -624,17 +581,8 @@ pub fn read_checkpoint(bytes: &[u8]) -> Result<HashMap<String, HostTensor>> {
             });
         }
         let data = gather(&name, &values, &t)?;
-        let name = name
-            .strip_prefix("module.")
-            .map(str::to_string)
-            .unwrap_or(name);
-        out.insert(
-            name,
-            HostTensor {
-                shape: t.shape.clone(),
-                data,
-            },
-        );
+        let name = name.strip_prefix("module.").map(str::to_string).unwrap_or(name);
+        out.insert(name, HostTensor { shape: t.shape.clone(), data });
     }
     Ok(out)
 }
@@ -645,31 +593,22 @@ fn read_entry(
     name: &str,
     file_len: u64,
 ) -> Result<Vec<u8>> {
-    let mut f = zip
-        .by_name(name)
-        .map_err(|e| bad(format!("entry `{name}`: {e}")))?;
+    let mut f = zip.by_name(name).map_err(|e| bad(format!("entry `{name}`: {e}")))?;
     if f.compression() != zip::CompressionMethod::Stored || f.size() > file_len {
         return Err(bad(format!(
             "entry `{name}` is compressed or larger than the file; torch.save stores entries uncompressed"
         )));
     }
     let mut data = Vec::with_capacity(f.size() as usize);
-    f.read_to_end(&mut data)
-        .map_err(|e| bad(format!("entry `{name}`: {e}")))?;
+    f.read_to_end(&mut data).map_err(|e| bad(format!("entry `{name}`: {e}")))?;
     Ok(data)
 }
 
 /// Copies a strided view of a storage into a contiguous vector, checking every index is inside the storage.
 fn gather(name: &str, storage: &[f32], t: &TensorRef) -> Result<Vec<f32>> {
-    let err = |m: String| Error::Weights {
-        tensor: name.to_string(),
-        message: m,
-    };
+    let err = |m: String| Error::Weights { tensor: name.to_string(), message: m };
     if t.shape.len() != t.stride.len() {
-        return Err(err(format!(
-            "size {:?} and stride {:?} differ in rank",
-            t.shape, t.stride
-        )));
+        return Err(err(format!("size {:?} and stride {:?} differ in rank", t.shape, t.stride)));
     }
     let numel = t
         .shape
@@ -692,9 +631,7 @@ fn gather(name: &str, storage: &[f32], t: &TensorRef) -> Result<Vec<f32>> {
         .shape
         .iter()
         .zip(&t.stride)
-        .try_fold(t.offset, |a, (&d, &s)| {
-            a.checked_add((d as u64 - 1).checked_mul(s as u64)?)
-        })
+        .try_fold(t.offset, |a, (&d, &s)| a.checked_add((d as u64 - 1).checked_mul(s as u64)?))
         .ok_or_else(|| err("strides overflow".into()))?;
     if extent >= storage.len() as u64 {
         return Err(err(format!(
@@ -708,12 +645,7 @@ fn gather(name: &str, storage: &[f32], t: &TensorRef) -> Result<Vec<f32>> {
     let mut out = Vec::with_capacity(numel);
     let mut index = vec![0usize; t.shape.len()];
     for _ in 0..numel {
-        let at = t.offset as usize
-            + index
-                .iter()
-                .zip(&t.stride)
-                .map(|(i, s)| i * s)
-                .sum::<usize>();
+        let at = t.offset as usize + index.iter().zip(&t.stride).map(|(i, s)| i * s).sum::<usize>();
         out.push(storage[at]);
         for d in (0..index.len()).rev() {
             index[d] += 1;

@@ -42,10 +42,7 @@ fn checksum<'a>(
     for (name, dtype, shape, data) in tensors {
         field(name.as_bytes());
         field(format!("{dtype:?}").as_bytes());
-        let dims: Vec<u8> = shape
-            .iter()
-            .flat_map(|&d| (d as u64).to_le_bytes())
-            .collect();
+        let dims: Vec<u8> = shape.iter().flat_map(|&d| (d as u64).to_le_bytes()).collect();
         field(&dims);
         field(data);
     }
@@ -91,9 +88,7 @@ impl Training {
     ///
     /// [`MAX_TRAIN_STEPS`]: crate::diffusion::schedule::MAX_TRAIN_STEPS
     pub fn validate(&self) -> Result<()> {
-        self.schedule
-            .betas()
-            .map_err(|e| Error::Config(format!("training schedule: {e}")))?;
+        self.schedule.betas().map_err(|e| Error::Config(format!("training schedule: {e}")))?;
         let t = self.schedule.train_steps;
         if self.steps_offset >= t {
             return Err(Error::Config(format!(
@@ -130,10 +125,7 @@ pub struct Weights {
 
 /// Decodes little-endian `bytes` of `dtype` into f32; `what` names the tensor in errors.
 pub fn decode(what: &str, dtype: Dtype, bytes: &[u8]) -> Result<Vec<f32>> {
-    let bad = |m: String| Error::Weights {
-        tensor: what.to_string(),
-        message: m,
-    };
+    let bad = |m: String| Error::Weights { tensor: what.to_string(), message: m };
     let width = match dtype {
         Dtype::F32 => 4,
         Dtype::F16 | Dtype::BF16 => 2,
@@ -152,18 +144,12 @@ pub fn decode(what: &str, dtype: Dtype, bytes: &[u8]) -> Result<Vec<f32>> {
     }
     let chunks = bytes.chunks_exact(width);
     Ok(match dtype {
-        Dtype::F32 => chunks
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-            .collect(),
-        Dtype::F16 => chunks
-            .map(|c| f16::from_le_bytes(c.try_into().unwrap()).to_f32())
-            .collect(),
-        Dtype::BF16 => chunks
-            .map(|c| bf16::from_le_bytes(c.try_into().unwrap()).to_f32())
-            .collect(),
-        _ => chunks
-            .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
-            .collect(),
+        Dtype::F32 => chunks.map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
+        Dtype::F16 => chunks.map(|c| f16::from_le_bytes(c.try_into().unwrap()).to_f32()).collect(),
+        Dtype::BF16 => {
+            chunks.map(|c| bf16::from_le_bytes(c.try_into().unwrap()).to_f32()).collect()
+        }
+        _ => chunks.map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32).collect(),
     })
 }
 
@@ -172,18 +158,15 @@ pub fn decode(what: &str, dtype: Dtype, bytes: &[u8]) -> Result<Vec<f32>> {
 /// length as the original (the same members, compact), so the data offsets stand; should it not, the file is
 /// returned as it was, which is equally valid.
 fn sort_header(mut bytes: Vec<u8>) -> Vec<u8> {
-    let Some(len) = bytes
-        .get(..8)
-        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
+    let Some(len) =
+        bytes.get(..8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
     else {
         return bytes;
     };
     let Some(header) = bytes.get(8..8 + len) else {
         return bytes;
     };
-    let text = std::str::from_utf8(header)
-        .unwrap_or("")
-        .trim_end_matches(' ');
+    let text = std::str::from_utf8(header).unwrap_or("").trim_end_matches(' ');
     let Ok(value) = serde_json::from_str::<serde_json::Value>(text) else {
         return bytes;
     };
@@ -244,11 +227,9 @@ impl Weights {
             .map(|(name, t)| {
                 let bytes = match dtype {
                     StorageDtype::F32 => bytemuck::cast_slice(&t.data).to_vec(),
-                    StorageDtype::F16 => t
-                        .data
-                        .iter()
-                        .flat_map(|&v| f16::from_f32(v).to_le_bytes())
-                        .collect(),
+                    StorageDtype::F16 => {
+                        t.data.iter().flat_map(|&v| f16::from_f32(v).to_le_bytes()).collect()
+                    }
                 };
                 (name.clone(), t.shape.clone(), bytes)
             })
@@ -262,10 +243,7 @@ impl Weights {
             .map(|(name, shape, bytes)| {
                 TensorView::new(st_dtype, shape.clone(), bytes)
                     .map(|v| (name.as_str(), v))
-                    .map_err(|e| Error::Weights {
-                        tensor: name.clone(),
-                        message: e.to_string(),
-                    })
+                    .map_err(|e| Error::Weights { tensor: name.clone(), message: e.to_string() })
             })
             .collect::<Result<Vec<_>>>()?;
         let config = serde_json::to_string(&self.config)
@@ -292,10 +270,8 @@ impl Weights {
         if let Some(json) = training {
             metadata.insert("training".to_string(), json);
         }
-        let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| Error::Weights {
-            tensor: "(file)".into(),
-            message: e.to_string(),
-        })?;
+        let bytes = safetensors::serialize(views, Some(metadata))
+            .map_err(|e| Error::Weights { tensor: "(file)".into(), message: e.to_string() })?;
         Ok(sort_header(bytes))
     }
 
@@ -307,19 +283,14 @@ impl Weights {
 
     /// Parses and validates our format.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let file_error = |m: String| Error::Weights {
-            tensor: "(file)".into(),
-            message: m,
-        };
+        let file_error = |m: String| Error::Weights { tensor: "(file)".into(), message: m };
         let (_, header) = SafeTensors::read_metadata(bytes)
             .map_err(|e| file_error(format!("not a valid safetensors file: {e}")))?;
         let meta = header.metadata().clone().unwrap_or_default();
         match meta.get("format").map(String::as_str) {
             Some(FORMAT) => {}
             Some(other) => {
-                return Err(file_error(format!(
-                    "format is `{other}`, expected `{FORMAT}`"
-                )));
+                return Err(file_error(format!("format is `{other}`, expected `{FORMAT}`")));
             }
             None => {
                 return Err(file_error(
@@ -337,9 +308,8 @@ impl Weights {
                 )));
             }
         };
-        let config_json = meta
-            .get("config")
-            .ok_or_else(|| file_error("metadata has no `config`".into()))?;
+        let config_json =
+            meta.get("config").ok_or_else(|| file_error("metadata has no `config`".into()))?;
         let config: UNetConfig = serde_json::from_str(config_json)
             .map_err(|e| Error::Config(format!("config in the weights file: {e}")))?;
         config.validate()?;
@@ -368,9 +338,7 @@ impl Weights {
             let actual = checksum(
                 config_json,
                 meta.get("training").map(String::as_str),
-                views
-                    .iter()
-                    .map(|(n, v)| (*n, v.dtype(), v.shape(), v.data())),
+                views.iter().map(|(n, v)| (*n, v.dtype(), v.shape(), v.data())),
             );
             if *stored != actual {
                 return Err(file_error(format!(
@@ -387,19 +355,9 @@ impl Weights {
                 });
             }
             let data = decode(name, view.dtype(), view.data())?;
-            tensors.insert(
-                name.to_string(),
-                HostTensor {
-                    shape: view.shape().to_vec(),
-                    data,
-                },
-            );
+            tensors.insert(name.to_string(), HostTensor { shape: view.shape().to_vec(), data });
         }
-        let w = Weights {
-            config,
-            training,
-            tensors,
-        };
+        let w = Weights { config, training, tensors };
         w.validate()?;
         Ok(w)
     }
@@ -437,11 +395,7 @@ impl Weights {
         }
         let mut tensors = BTreeMap::new();
         for (i, (name, shape)) in graph.params().into_iter().enumerate() {
-            let key = NoiseKey {
-                seed,
-                step: i as u32,
-                stream: Stream::Latent,
-            };
+            let key = NoiseKey { seed, step: i as u32, stream: Stream::Latent };
             let n: usize = shape.iter().product();
             let z = normals(key, 0, 1, n);
             let is_norm = name.contains("norm");
@@ -454,19 +408,9 @@ impl Weights {
                 let std = 1.0 / (fan_in as f64).sqrt();
                 z.iter().map(|v| (std * v) as f32).collect()
             };
-            tensors.insert(
-                name.to_string(),
-                HostTensor {
-                    shape: shape.to_vec(),
-                    data,
-                },
-            );
+            tensors.insert(name.to_string(), HostTensor { shape: shape.to_vec(), data });
         }
-        Ok(Weights {
-            config: config.clone(),
-            training: None,
-            tensors,
-        })
+        Ok(Weights { config: config.clone(), training: None, tensors })
     }
 
     /// The number of parameters.

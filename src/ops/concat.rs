@@ -4,19 +4,16 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
+use crate::gpu::Access::{Read, ReadWrite};
 use crate::gpu::check::{check_bindings, dim, dims, expect_shape, nonzero};
 use crate::gpu::kernel::kernel;
-use crate::gpu::{Access, Cost, Dispatch, Gpu, Kernel, LaunchSpec, Tensor, workgroups_for};
+use crate::gpu::{Cost, Dispatch, Gpu, Kernel, LaunchSpec, Tensor, workgroups_for};
 
 const OP: &str = "concat";
 
 /// The kernel.
-pub const KERNEL: Kernel = kernel!("concat",
-    includes: [],
-    bindings: &[Access::Read, Access::ReadWrite],
-    workgroup: 64,
-    params: Params,
-);
+pub const KERNEL: Kernel = kernel!("concat", includes: [], workgroup: 64, params: Params,
+    bindings: &[Read, ReadWrite]);
 
 /// Mirrors `Params` in concat.wgsl.
 #[repr(C)]
@@ -50,12 +47,9 @@ pub fn concat_channels(
             ),
         ));
     }
-    for (what, v) in [
-        ("batch", n),
-        ("channels of a", ca),
-        ("channels of b", cb),
-        ("spatial size", h * w),
-    ] {
+    for (what, v) in
+        [("batch", n), ("channels of a", ca), ("channels of b", cb), ("spatial size", h * w)]
+    {
         nonzero(OP, what, v)?;
     }
     expect_shape(OP, out, &[n, ca + cb, h, w])?;

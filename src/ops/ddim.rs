@@ -15,41 +15,25 @@ use super::randn;
 use crate::diffusion::philox::{NoiseKey, Stream};
 use crate::diffusion::step::{Prediction, StepCoefficients, Threshold};
 use crate::error::{Error, Result};
+use crate::gpu::Access::{Read, ReadWrite};
 use crate::gpu::check::{dim, expect_shape, nonzero};
 use crate::gpu::kernel::kernel;
-use crate::gpu::{Access, Cost, Dispatch, Gpu, Kernel, Tensor, workgroups_for};
+use crate::gpu::{Cost, Dispatch, Gpu, Kernel, Tensor, workgroups_for};
 
 const OP: &str = "ddim_step";
 
 /// The fused update kernel.
-pub const STEP_KERNEL: Kernel = kernel!("ddim_step",
-    includes: [],
-    bindings: &[Access::ReadWrite, Access::Read, Access::Read, Access::Read],
-    workgroup: 64,
-    params: StepParams,
-);
+pub const STEP_KERNEL: Kernel = kernel!("ddim_step", includes: [], workgroup: 64,
+    params: StepParams, bindings: &[ReadWrite, Read, Read, Read]);
 
 /// The final convolution with the update in its epilogue.
 pub const CONV_KERNEL: Kernel = kernel!("conv2d_ddim" from "conv2d" where [("DDIM", "1")],
-    includes: [super::conv2d::SHAPE, super::conv2d::ACCUMULATE],
-    bindings: &[
-        Access::Read,
-        Access::Read,
-        Access::Read,
-        Access::Read,
-        Access::ReadWrite,
-    ],
-    workgroup: 64,
-    params: ConvStepParams,
-);
+    includes: [super::conv2d::SHAPE, super::conv2d::ACCUMULATE], workgroup: 64,
+    params: ConvStepParams, bindings: &[Read, Read, Read, Read, ReadWrite]);
 
 /// The per-image dynamic-threshold scale kernel.
-pub const THRESHOLD_KERNEL: Kernel = kernel!("ddim_threshold",
-    includes: [],
-    bindings: &[Access::Read, Access::Read, Access::ReadWrite],
-    workgroup: 64,
-    params: ThresholdParams,
-);
+pub const THRESHOLD_KERNEL: Kernel = kernel!("ddim_threshold", includes: [], workgroup: 64,
+    params: ThresholdParams, bindings: &[Read, Read, ReadWrite]);
 
 /// Mirrors `DdimStep` in common.wgsl: the constants of one update.
 #[repr(C)]
@@ -119,11 +103,7 @@ fn step_params(spec: &StepSpec<'_>) -> DdimStepParams {
     };
     let flags = spec.clip.map_or(0, |_| FLAG_CLIP)
         | spec.threshold.map_or(0, |_| FLAG_THRESHOLD)
-        | if spec.clipped_eps {
-            FLAG_CLIPPED_EPS
-        } else {
-            0
-        };
+        | if spec.clipped_eps { FLAG_CLIPPED_EPS } else { 0 };
     DdimStepParams {
         image_offset: first_image,
         step,
@@ -258,10 +238,7 @@ pub fn conv_ddim_update(
         ));
     }
     if cfg.out_scale != 1.0 {
-        return Err(Error::param(
-            OP,
-            "the final convolution has an output scale",
-        ));
+        return Err(Error::param(OP, "the final convolution has an output scale"));
     }
     let d = step_params(spec);
     let noise = match spec.noise {
@@ -279,12 +256,7 @@ pub fn conv_ddim_update(
         &[conv_input, weight, bias, noise, x],
         workgroups_for(shape.blocks_4x4(), CONV_KERNEL.workgroup_size),
     )
-    .map(|disp| {
-        disp.with_cost(Cost::new(
-            shape.flops() + 12 * x.len() as u64,
-            floats as u64,
-        ))
-    })
+    .map(|disp| disp.with_cost(Cost::new(shape.flops() + 12 * x.len() as u64, floats as u64)))
 }
 
 /// Prepares the dispatches that replace x (x_t) by x_prev in place, given the model output.
@@ -299,10 +271,7 @@ pub fn ddim_update(
 ) -> Result<Vec<Dispatch>> {
     let shape = x.shape();
     if shape.is_empty() {
-        return Err(Error::shape(
-            OP,
-            format!("`{}` has no batch dimension", x.label()),
-        ));
+        return Err(Error::shape(OP, format!("`{}` has no batch dimension", x.label())));
     }
     let batch = shape[0];
     let per_image: usize = shape[1..].iter().product();
@@ -364,14 +333,14 @@ pub fn ddim_update(
             let noise_mode = d.noise_mode;
             let groups = per_image.div_ceil(4) as u64 * batch as u64;
             dispatches.push(
-                Dispatch::new(
+                Dispatch::for_invocations(
                     gpu,
                     &STEP_KERNEL,
                     OP,
                     label,
                     &params,
                     &[x, model_out, noise, &scratch.thresh],
-                    workgroups_for(groups, STEP_KERNEL.workgroup_size),
+                    groups,
                 )?
                 // Reads x, the model output (and given noise), writes x: about 12 flops per element.
                 .with_cost(Cost::new(
@@ -395,10 +364,7 @@ fn validate(spec: &StepSpec<'_>, x: &Tensor) -> Result<()> {
     if let Some(r) = spec.clip
         && !(r > 0.0 && r.is_finite())
     {
-        return Err(Error::param(
-            OP,
-            format!("clip range must be positive, got {r}"),
-        ));
+        return Err(Error::param(OP, format!("clip range must be positive, got {r}")));
     }
     if let Some(t) = spec.threshold
         && !((0.0..=1.0).contains(&t.ratio) && t.max_value >= 1.0 && t.max_value.is_finite())
@@ -414,10 +380,7 @@ fn validate(spec: &StepSpec<'_>, x: &Tensor) -> Result<()> {
     match spec.noise {
         Noise::None if spec.coefficients.sigma > 0.0 => Err(Error::param(
             OP,
-            format!(
-                "sigma is {} but no noise source was given",
-                spec.coefficients.sigma
-            ),
+            format!("sigma is {} but no noise source was given", spec.coefficients.sigma),
         )),
         Noise::Philox { key, .. } if key.stream != Stream::StepNoise => {
             Err(Error::param(OP, "step noise must use the StepNoise stream"))
@@ -450,38 +413,17 @@ fn unfused(
     });
     // Clip or threshold x0.
     let x0c = if let Some(r) = spec.clip {
-        out.push(unary(
-            gpu,
-            &name("clip"),
-            Unary::Clamp(-r, r),
-            &s.x0,
-            &s.x0c,
-        )?);
+        out.push(unary(gpu, &name("clip"), Unary::Clamp(-r, r), &s.x0, &s.x0c)?);
         &s.x0c
     } else if spec.threshold.is_some() {
-        out.push(binary(
-            gpu,
-            &name("rescale"),
-            Binary::Threshold,
-            &s.x0,
-            &s.thresh,
-            &s.x0c,
-        )?);
+        out.push(binary(gpu, &name("rescale"), Binary::Threshold, &s.x0, &s.thresh, &s.x0c)?);
         &s.x0c
     } else {
         &s.x0
     };
     // Epsilon: the model output itself, or derived from x0 (the clipped one with clipped_eps).
-    let eps_from_x0 = |x0: &Tensor| {
-        binary(
-            gpu,
-            &name("eps"),
-            axpby(1.0 / s1ma, -sa / s1ma),
-            x,
-            x0,
-            &s.eps,
-        )
-    };
+    let eps_from_x0 =
+        |x0: &Tensor| binary(gpu, &name("eps"), axpby(1.0 / s1ma, -sa / s1ma), x, x0, &s.eps);
     let eps = if spec.clipped_eps {
         out.push(eps_from_x0(x0c)?);
         &s.eps
@@ -508,35 +450,15 @@ fn unfused(
     out.push(binary(gpu, &name("x_prev"), direction, x0c, eps, &s.xp)?);
     let mut current = &s.xp;
     if c.coef_xt != 0.0 {
-        out.push(binary(
-            gpu,
-            &name("add x_t"),
-            axpby(1.0, c.coef_xt),
-            &s.xp,
-            x,
-            &s.acc,
-        )?);
+        out.push(binary(gpu, &name("add x_t"), axpby(1.0, c.coef_xt), &s.xp, x, &s.acc)?);
         current = &s.acc;
     }
     let add_noise = axpby(1.0, c.sigma);
     match spec.noise {
         Noise::None => out.push(unary(gpu, &name("store"), Unary::Scale(1.0), current, x)?),
         Noise::Philox { key, first_image } => {
-            out.push(randn::normal(
-                gpu,
-                &name("noise"),
-                key,
-                first_image,
-                &s.noise,
-            )?);
-            out.push(binary(
-                gpu,
-                &name("add noise"),
-                add_noise,
-                current,
-                &s.noise,
-                x,
-            )?);
+            out.push(randn::normal(gpu, &name("noise"), key, first_image, &s.noise)?);
+            out.push(binary(gpu, &name("add noise"), add_noise, current, &s.noise, x)?);
         }
         Noise::Tensor(z) => out.push(binary(gpu, &name("add noise"), add_noise, current, z, x)?),
     }

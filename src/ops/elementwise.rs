@@ -4,19 +4,16 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
+use crate::gpu::Access::{Read, ReadWrite};
 use crate::gpu::check::{dim, expect_shape, nonzero};
 use crate::gpu::kernel::kernel;
-use crate::gpu::{Access, Cost, Dispatch, Gpu, Kernel, Tensor, workgroups_for};
+use crate::gpu::{Cost, Dispatch, Gpu, Kernel, Tensor, workgroups_for};
 
 const OP: &str = "elementwise";
 
 /// The kernel.
-pub const KERNEL: Kernel = kernel!("elementwise",
-    includes: [],
-    bindings: &[Access::Read, Access::Read, Access::ReadWrite],
-    workgroup: 64,
-    params: Params,
-);
+pub const KERNEL: Kernel = kernel!("elementwise", includes: [], workgroup: 64, params: Params,
+    bindings: &[Read, Read, ReadWrite]);
 
 /// Mirrors `Params` in elementwise.wgsl.
 #[repr(C)]
@@ -95,23 +92,13 @@ pub fn unary(gpu: &Gpu, label: &str, op: Unary, a: &Tensor, out: &Tensor) -> Res
     expect_shape(OP, out, a.shape())?;
     nonzero(OP, "length", a.len())?;
     let p = match op {
-        Unary::Scale(s) => Params {
-            alpha: s,
-            ..params(1, a.len(), 1)?
-        },
+        Unary::Scale(s) => Params { alpha: s, ..params(1, a.len(), 1)? },
         Unary::Silu => params(2, a.len(), 1)?,
         Unary::Clamp(lo, hi) => {
             if lo.is_nan() || hi.is_nan() || lo > hi {
-                return Err(Error::param(
-                    OP,
-                    format!("clamp range [{lo}, {hi}] is empty"),
-                ));
+                return Err(Error::param(OP, format!("clamp range [{lo}, {hi}] is empty")));
             }
-            Params {
-                lo,
-                hi,
-                ..params(5, a.len(), 1)?
-            }
+            Params { lo, hi, ..params(5, a.len(), 1)? }
         }
     };
     dispatch(gpu, label, &p, a, a, out)
@@ -137,11 +124,7 @@ pub fn binary(
         }
         Binary::Axpby(alpha, beta) => {
             expect_shape(OP, b, s)?;
-            Params {
-                alpha,
-                beta,
-                ..params(4, len, 1)?
-            }
+            Params { alpha, beta, ..params(4, len, 1)? }
         }
         Binary::AddChannel => {
             if s.len() < 2 {
@@ -155,10 +138,7 @@ pub fn binary(
         }
         Binary::Threshold => {
             if s.is_empty() {
-                return Err(Error::shape(
-                    OP,
-                    format!("`{}` has no batch dimension", a.label()),
-                ));
+                return Err(Error::shape(OP, format!("`{}` has no batch dimension", a.label())));
             }
             expect_shape(OP, b, &s[..1])?;
             params(6, len, s[1..].iter().product())?

@@ -9,33 +9,20 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
+use crate::gpu::Access::{Read, ReadWrite};
 use crate::gpu::check::{check_bindings, dim, expect_shape, nonzero};
 use crate::gpu::kernel::kernel;
-use crate::gpu::{Access, Cost, Dispatch, Gpu, Kernel, KernelChoice, LaunchSpec, Tensor};
+use crate::gpu::{Cost, Dispatch, Gpu, Kernel, KernelChoice, LaunchSpec, Tensor};
 
 const OP: &str = "group_norm";
 
 /// The kernel.
-pub const KERNEL: Kernel = kernel!("group_norm",
-    includes: [],
-    bindings: &[Access::Read, Access::Read, Access::Read, Access::ReadWrite],
-    workgroup: 256,
-    params: Params,
-);
+pub const KERNEL: Kernel = kernel!("group_norm", includes: [], workgroup: 256, params: Params,
+    bindings: &[Read, Read, Read, ReadWrite]);
 
 /// The barrier-free kernel for CPU adapters (two launches: statistics, then normalisation).
-pub const SERIAL_KERNEL: Kernel = kernel!("group_norm_serial",
-    includes: [],
-    bindings: &[
-        Access::Read,
-        Access::Read,
-        Access::Read,
-        Access::ReadWrite,
-        Access::ReadWrite,
-    ],
-    workgroup: 8,
-    params: SerialParams,
-);
+pub const SERIAL_KERNEL: Kernel = kernel!("group_norm_serial", includes: [], workgroup: 8,
+    params: SerialParams, bindings: &[Read, Read, Read, ReadWrite, ReadWrite]);
 
 /// Mirrors `Params` in group_norm_serial.wgsl.
 #[repr(C)]
@@ -101,36 +88,22 @@ pub fn group_norm(
     if shape.len() < 2 {
         return Err(Error::shape(
             OP,
-            format!(
-                "tensor `{}` has shape {shape:?}, expected [N, C, ...]",
-                x.label()
-            ),
+            format!("tensor `{}` has shape {shape:?}, expected [N, C, ...]", x.label()),
         ));
     }
     let (n, c) = (shape[0], shape[1]);
     let hw: usize = shape[2..].iter().product();
-    for (what, v) in [
-        ("batch", n),
-        ("channels", c),
-        ("spatial size", hw),
-        ("groups", groups),
-    ] {
+    for (what, v) in [("batch", n), ("channels", c), ("spatial size", hw), ("groups", groups)] {
         nonzero(OP, what, v)?;
     }
     if c % groups != 0 {
         return Err(Error::param(
             OP,
-            format!(
-                "{groups} groups do not divide the {c} channels of `{}`",
-                x.label()
-            ),
+            format!("{groups} groups do not divide the {c} channels of `{}`", x.label()),
         ));
     }
     if !(eps > 0.0 && eps.is_finite()) {
-        return Err(Error::param(
-            OP,
-            format!("eps must be positive and finite, got {eps}"),
-        ));
+        return Err(Error::param(OP, format!("eps must be positive and finite, got {eps}")));
     }
     expect_shape(OP, gamma, &[c])?;
     expect_shape(OP, beta, &[c])?;
@@ -144,18 +117,14 @@ pub fn group_norm(
         let groups_per_wg = dim(
             OP,
             "groups per workgroup",
-            SERIAL_VEC4S_PER_WORKGROUP
-                .div_ceil(group_vec4s)
-                .min(n * groups),
+            SERIAL_VEC4S_PER_WORKGROUP.div_ceil(group_vec4s).min(n * groups),
         )?;
         let wg = SERIAL_KERNEL.workgroup_size as usize;
         let channel_rows = (n * c).div_ceil(wg);
         let channels_per_invocation = dim(
             OP,
             "channels per invocation",
-            SERIAL_VEC4S_PER_WORKGROUP
-                .div_ceil(wg * hw / 4)
-                .min(channel_rows),
+            SERIAL_VEC4S_PER_WORKGROUP.div_ceil(wg * hw / 4).min(channel_rows),
         )?;
         // (shift, shifted mean, squared deviations) per (image, channel), written by the first launch, read by
         // the second.
@@ -214,14 +183,6 @@ pub fn group_norm(
         _pad: [0; 2],
     };
     // One workgroup per (image, group).
-    Dispatch::new(
-        gpu,
-        &KERNEL,
-        OP,
-        label,
-        &params,
-        &[x, gamma, beta, out],
-        (n * groups) as u64,
-    )
-    .map(|d| d.with_cost(cost))
+    Dispatch::new(gpu, &KERNEL, OP, label, &params, &[x, gamma, beta, out], (n * groups) as u64)
+        .map(|d| d.with_cost(cost))
 }

@@ -12,9 +12,10 @@ use bytemuck::{Pod, Zeroable};
 
 use super::conv2d::{self, Conv2dConfig, ConvShape};
 use crate::error::{Error, Result};
+use crate::gpu::Access::{Read, ReadWrite};
 use crate::gpu::check::{dim, dims, expect_shape, nonzero};
 use crate::gpu::kernel::kernel;
-use crate::gpu::{Access, Cost, Dispatch, Gpu, Kernel, KernelChoice, Tensor, workgroups_for};
+use crate::gpu::{Cost, Dispatch, Gpu, Kernel, KernelChoice, Tensor, workgroups_for};
 
 const OP: &str = "linear";
 
@@ -22,28 +23,14 @@ const OP: &str = "linear";
 const PARAMS: &str = include_str!("../../kernels/linear_params.inc.wgsl");
 
 /// The kernel.
-pub const KERNEL: Kernel = kernel!("linear",
-    includes: [PARAMS],
-    bindings: &[
-        Access::Read,
-        Access::Read,
-        Access::Read,
-        Access::Read,
-        Access::ReadWrite,
-    ],
-    workgroup: 64,
-    params: Params,
-);
+pub const KERNEL: Kernel = kernel!("linear", includes: [PARAMS], workgroup: 64, params: Params,
+    bindings: &[Read, Read, Read, Read, ReadWrite]);
 
 /// Mirrors `Params` in linear.wgsl.
 /// The GPU family's kernel for layers with few tokens: a workgroup per (8 tokens, output feature) splitting the
 /// input features (`linear_reduce.wgsl`).
-pub const REDUCE_KERNEL: Kernel = kernel!("linear_reduce",
-    includes: [PARAMS],
-    bindings: KERNEL.bindings,
-    workgroup: 64,
-    params: Params,
-);
+pub const REDUCE_KERNEL: Kernel = kernel!("linear_reduce", includes: [PARAMS], workgroup: 64,
+    params: Params, bindings: KERNEL.bindings);
 
 /// Below this many invocations of [`KERNEL`] (4 tokens x 4 outputs each), the GPU family runs
 /// [`REDUCE_KERNEL`]: 4,096 invocations are a quarter of the lanes of a large GPU (an H200 runs 16,896 FMAs
@@ -103,11 +90,7 @@ pub struct LinearConfig {
 
 impl Default for LinearConfig {
     fn default() -> Self {
-        LinearConfig {
-            layout: TokenLayout::RowMajor,
-            silu_input: false,
-            out_scale: 1.0,
-        }
+        LinearConfig { layout: TokenLayout::RowMajor, silu_input: false, out_scale: 1.0 }
     }
 }
 
@@ -117,10 +100,7 @@ fn view(t: &Tensor, layout: TokenLayout) -> Result<((usize, usize, usize), [usiz
     match layout {
         TokenLayout::RowMajor => {
             if s.is_empty() {
-                return Err(Error::shape(
-                    OP,
-                    format!("tensor `{}` is a scalar", t.label()),
-                ));
+                return Err(Error::shape(OP, format!("tensor `{}` is a scalar", t.label())));
             }
             let k = s[s.len() - 1];
             let m = if s.len() >= 2 { s[s.len() - 2] } else { 1 };
@@ -151,12 +131,9 @@ pub fn linear(
     let ((b, m, k), xs) = view(x, cfg.layout)?;
     let ((yb, ym, yn), ys) = view(y, cfg.layout)?;
     let [n_out, wk] = dims::<2>(OP, weight)?;
-    for (what, v) in [
-        ("batch", b),
-        ("tokens", m),
-        ("input features", k),
-        ("output features", n_out),
-    ] {
+    for (what, v) in
+        [("batch", b), ("tokens", m), ("input features", k), ("output features", n_out)]
+    {
         nonzero(OP, what, v)?;
     }
     if wk != k {
@@ -188,10 +165,7 @@ pub fn linear(
     if cfg.layout == TokenLayout::Channels && !cfg.silu_input {
         // weight [N_out, K] is the 1x1 convolution weight [N_out, K, 1, 1].
         let w4 = weight.view(weight.label(), &[n_out, k, 1, 1])?;
-        let conv = Conv2dConfig {
-            out_scale: cfg.out_scale,
-            ..Default::default()
-        };
+        let conv = Conv2dConfig { out_scale: cfg.out_scale, ..Default::default() };
         let shape = ConvShape::new(OP, x, &w4, bias, &conv)?;
         let kernel = conv2d::kernel_for(gpu, &shape).name;
         let convolution = [

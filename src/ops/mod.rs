@@ -86,8 +86,7 @@ pub(crate) fn split_scratch_floats(gpu: &Gpu) -> usize {
         return 0;
     }
     let limits = gpu.limits();
-    let bytes = SPLIT_SCRATCH_BYTES
-        .min(limits.max_storage_buffer_binding_size)
-        .min(limits.max_buffer_size);
+    let bytes =
+        SPLIT_SCRATCH_BYTES.min(limits.max_storage_buffer_binding_size).min(limits.max_buffer_size);
     (bytes / 4) as usize
 }

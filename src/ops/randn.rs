@@ -5,19 +5,16 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::diffusion::philox::NoiseKey;
 use crate::error::{Error, Result};
+use crate::gpu::Access::ReadWrite;
 use crate::gpu::check::{dim, nonzero};
 use crate::gpu::kernel::kernel;
-use crate::gpu::{Access, Cost, Dispatch, Gpu, Kernel, Tensor, workgroups_for};
+use crate::gpu::{Cost, Dispatch, Gpu, Kernel, Tensor};
 
 const OP: &str = "randn";
 
 /// The kernel.
-pub const KERNEL: Kernel = kernel!("randn",
-    includes: [],
-    bindings: &[Access::ReadWrite],
-    workgroup: 64,
-    params: Params,
-);
+pub const KERNEL: Kernel = kernel!("randn", includes: [], workgroup: 64, params: Params,
+    bindings: &[ReadWrite]);
 
 /// Mirrors `Params` in randn.wgsl.
 #[repr(C)]
@@ -37,14 +34,14 @@ pub struct Params {
 
 fn prepare(gpu: &Gpu, label: &str, out: &Tensor, params: Params) -> Result<Dispatch> {
     let groups = (params.per_image as u64).div_ceil(4);
-    Dispatch::new(
+    Dispatch::for_invocations(
         gpu,
         &KERNEL,
         OP,
         label,
         &params,
         &[out],
-        workgroups_for(groups * params.batch as u64, KERNEL.workgroup_size),
+        groups * params.batch as u64,
     )
     // Philox4x32-10 is integer work (about 100 operations per 4 values); Box-Muller about 20 flops per value.
     .map(|d| d.with_cost(Cost::new(20 * out.len() as u64, out.len() as u64)))

@@ -4,9 +4,10 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
+use crate::gpu::Access::{Read, ReadWrite};
 use crate::gpu::check::{dim, expect_shape, nonzero};
 use crate::gpu::kernel::kernel;
-use crate::gpu::{Access, Cost, Dispatch, Gpu, Kernel, Tensor, workgroups_for};
+use crate::gpu::{Cost, Dispatch, Gpu, Kernel, Tensor};
 
 const OP: &str = "timestep_embedding";
 
@@ -14,12 +15,8 @@ const OP: &str = "timestep_embedding";
 pub const MAX_PERIOD: f64 = 10000.0;
 
 /// The kernel.
-pub const KERNEL: Kernel = kernel!("timestep_embedding",
-    includes: [],
-    bindings: &[Access::Read, Access::Read, Access::ReadWrite],
-    workgroup: 64,
-    params: Params,
-);
+pub const KERNEL: Kernel = kernel!("timestep_embedding", includes: [], workgroup: 64,
+    params: Params, bindings: &[Read, Read, ReadWrite]);
 
 /// Mirrors `Params` in timestep_embedding.wgsl.
 #[repr(C)]
@@ -52,9 +49,8 @@ impl TimestepEmbedding {
                 ),
             ));
         }
-        let freqs: Vec<f32> = (0..half)
-            .map(|i| (-MAX_PERIOD.ln() * i as f64 / denom).exp() as f32)
-            .collect();
+        let freqs: Vec<f32> =
+            (0..half).map(|i| (-MAX_PERIOD.ln() * i as f64 / denom).exp() as f32).collect();
         Ok(TimestepEmbedding {
             dim,
             flip_sin_to_cos,
@@ -81,20 +77,15 @@ impl TimestepEmbedding {
             half_dim: dim(OP, "half", half)?,
             flip: self.flip_sin_to_cos as u32,
         };
-        Dispatch::new(
+        Dispatch::for_invocations(
             gpu,
             &KERNEL,
             OP,
             label,
             &params,
             &[timesteps, &self.freqs, out],
-            workgroups_for((n * half) as u64, KERNEL.workgroup_size),
+            (n * half) as u64,
         )
-        .map(|d| {
-            d.with_cost(Cost::new(
-                20 * out.len() as u64,
-                (n + half + out.len()) as u64,
-            ))
-        })
+        .map(|d| d.with_cost(Cost::new(20 * out.len() as u64, (n + half + out.len()) as u64)))
     }
 }

@@ -3,19 +3,16 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::error::Result;
+use crate::gpu::Access::{Read, ReadWrite};
 use crate::gpu::check::{dim, dims, expect_shape, nonzero};
 use crate::gpu::kernel::kernel;
-use crate::gpu::{Access, Cost, Dispatch, Gpu, Kernel, Tensor, workgroups_for};
+use crate::gpu::{Cost, Dispatch, Gpu, Kernel, Tensor};
 
 const OP: &str = "upsample_nearest";
 
 /// The kernel.
-pub const KERNEL: Kernel = kernel!("upsample_nearest",
-    includes: [],
-    bindings: &[Access::Read, Access::ReadWrite],
-    workgroup: 64,
-    params: Params,
-);
+pub const KERNEL: Kernel = kernel!("upsample_nearest", includes: [], workgroup: 64, params: Params,
+    bindings: &[Read, ReadWrite]);
 
 /// Mirrors `Params` in upsample_nearest.wgsl.
 #[repr(C)]
@@ -40,14 +37,6 @@ pub fn upsample_nearest2x(gpu: &Gpu, label: &str, x: &Tensor, out: &Tensor) -> R
         w: dim(OP, "width", w)?,
         _pad: 0,
     };
-    Dispatch::new(
-        gpu,
-        &KERNEL,
-        OP,
-        label,
-        &params,
-        &[x, out],
-        workgroups_for(out.len() as u64, KERNEL.workgroup_size),
-    )
-    .map(|d| d.with_cost(Cost::new(0, (x.len() + out.len()) as u64)))
+    Dispatch::for_invocations(gpu, &KERNEL, OP, label, &params, &[x, out], out.len() as u64)
+        .map(|d| d.with_cost(Cost::new(0, (x.len() + out.len()) as u64)))
 }

@@ -49,10 +49,7 @@ impl Images {
         if len != Some(data.len()) {
             return Err(Error::param(
                 "pipeline",
-                format!(
-                    "{} values do not make images of shape {shape:?}",
-                    data.len()
-                ),
+                format!("{} values do not make images of shape {shape:?}", data.len()),
             ));
         }
         Ok(Images { shape, data })
@@ -206,12 +203,8 @@ impl Pipeline {
                 &owned.data
             }
         };
-        let sampler = Sampler::new(
-            &self.gpu,
-            &self.graph,
-            &self.params,
-            request.scheduler.clone(),
-        )?;
+        let sampler =
+            Sampler::new(&self.gpu, &self.graph, &self.params, request.scheduler.clone())?;
         let steps = sampler.steps().len();
         if let Some(z) = request.noise {
             let needed = steps.checked_mul(z.images).and_then(|v| v.checked_mul(per));
@@ -227,30 +220,24 @@ impl Pipeline {
             }
         }
         let data = self
-            .in_batches(
-                &sampler,
-                n,
-                request.max_batch,
-                progress,
-                async |start, b, on_step| {
-                    let first = image_index(request.first_image + start)?;
-                    // The given noise is [S, N_total, ...]: gather this batch's images for every step.
-                    let gathered: Option<Vec<f32>> = request.noise.map(|z| {
-                        (0..steps)
-                            .flat_map(|s| {
-                                let from = (s * z.images + request.first_image + start) * per;
-                                z.data[from..from + b * per].iter().copied()
-                            })
-                            .collect()
-                    });
-                    let noise = match &gathered {
-                        Some(z) => StepNoise::Given(z),
-                        None => StepNoise::Philox(request.seed),
-                    };
-                    let x = &x_t[start * per..(start + b) * per];
-                    sampler.sample(x, b, first, noise, on_step).await
-                },
-            )
+            .in_batches(&sampler, n, request.max_batch, progress, async |start, b, on_step| {
+                let first = image_index(request.first_image + start)?;
+                // The given noise is [S, N_total, ...]: gather this batch's images for every step.
+                let gathered: Option<Vec<f32>> = request.noise.map(|z| {
+                    (0..steps)
+                        .flat_map(|s| {
+                            let from = (s * z.images + request.first_image + start) * per;
+                            z.data[from..from + b * per].iter().copied()
+                        })
+                        .collect()
+                });
+                let noise = match &gathered {
+                    Some(z) => StepNoise::Given(z),
+                    None => StepNoise::Philox(request.seed),
+                };
+                let x = &x_t[start * per..(start + b) * per];
+                sampler.sample(x, b, first, noise, on_step).await
+            })
             .await?;
         Images::new([n, c, h, w], data)
     }
@@ -273,11 +260,7 @@ impl Pipeline {
                 ),
             ));
         }
-        let settings = SamplerSettings {
-            eta: 0.0,
-            sigma_hat: false,
-            ..scheduler.clone()
-        };
+        let settings = SamplerSettings { eta: 0.0, sigma_hat: false, ..scheduler.clone() };
         let sampler = Sampler::new(&self.gpu, &self.graph, &self.params, settings)?;
         let per = images.per_image();
         let data = self
@@ -317,9 +300,8 @@ impl Pipeline {
                 ),
             ));
         }
-        let x_t: Vec<f32> = (0..frames)
-            .flat_map(|f| slerp(a, b, f as f64 / (frames - 1) as f64))
-            .collect();
+        let x_t: Vec<f32> =
+            (0..frames).flat_map(|f| slerp(a, b, f as f64 / (frames - 1) as f64)).collect();
         let request = SampleRequest {
             latents: Some(&x_t),
             ..SampleRequest::new(scheduler.clone(), frames, seed)
@@ -361,30 +343,15 @@ impl Pipeline {
         if n == 0 {
             return Err(Error::param("pipeline", "no images to run"));
         }
-        let batch_size = max_batch
-            .unwrap_or(usize::MAX)
-            .min(sampler.max_batch()?)
-            .clamp(1, n);
+        let batch_size = max_batch.unwrap_or(usize::MAX).min(sampler.max_batch()?).clamp(1, n);
         let steps = sampler.steps().len();
         let batches = n.div_ceil(batch_size);
         let total = batches * steps;
-        progress(Progress {
-            done: 0,
-            total,
-            images: n,
-            batches,
-            batch_size,
-        });
+        progress(Progress { done: 0, total, images: n, batches, batch_size });
         let mut out = Vec::new();
         for (k, start) in (0..n).step_by(batch_size).enumerate() {
             let mut on_step = |i: usize| {
-                progress(Progress {
-                    done: k * steps + i,
-                    total,
-                    images: n,
-                    batches,
-                    batch_size,
-                })
+                progress(Progress { done: k * steps + i, total, images: n, batches, batch_size })
             };
             out.extend(run(start, batch_size.min(n - start), &mut on_step).await?);
         }

@@ -32,16 +32,10 @@ pub fn run(
         let shape = |id: TensorId| graph.shape(id).to_vec();
         let ins: Vec<&[f32]> = node.inputs.iter().map(|&id| get(id)).collect();
         let out: Vec<f64> = match &node.op {
-            Op::TimestepEmbedding {
-                dim,
-                flip_sin_to_cos,
-                freq_shift,
-            } => nn::timestep_embedding(ins[0], *dim, *flip_sin_to_cos, *freq_shift),
-            Op::Linear {
-                layout,
-                silu_input,
-                out_scale,
-            } => {
+            Op::TimestepEmbedding { dim, flip_sin_to_cos, freq_shift } => {
+                nn::timestep_embedding(ins[0], *dim, *flip_sin_to_cos, *freq_shift)
+            }
+            Op::Linear { layout, silu_input, out_scale } => {
                 let w = shape(node.inputs[1]);
                 let (n_out, k) = (w[0], w[1]);
                 match layout {
@@ -72,9 +66,7 @@ pub fn run(
                 }
             }
             Op::Conv2d(cfg) | Op::Conv2dAddChannel(cfg) => {
-                let [c, h, w] = shape(node.inputs[0])[..] else {
-                    unreachable!()
-                };
+                let [c, h, w] = shape(node.inputs[0])[..] else { unreachable!() };
                 // An upsampling convolution reads its input upsampled: upsample it here, then convolve.
                 let upsampled: Vec<f32>;
                 let (x, h, w) = if cfg.upsample {
@@ -107,9 +99,8 @@ pub fn run(
                     let cout = ws[0];
                     let ho = (h + p.top + p.bottom - ws[2]) / cfg.stride + 1;
                     let wo = (w + p.left + p.right - ws[3]) / cfg.stride + 1;
-                    let offsets: Vec<f32> = (0..batch * cout * ho * wo)
-                        .map(|i| ins[3][i / (ho * wo)])
-                        .collect();
+                    let offsets: Vec<f32> =
+                        (0..batch * cout * ho * wo).map(|i| ins[3][i / (ho * wo)]).collect();
                     conv(Some(&offsets)).0
                 } else {
                     conv(ins.get(3).copied()).0
@@ -118,17 +109,7 @@ pub fn run(
             Op::GroupNorm { groups, eps, silu } => {
                 let s = shape(node.inputs[0]);
                 let hw = s[1..].iter().product();
-                nn::group_norm(
-                    ins[0],
-                    batch,
-                    s[0],
-                    hw,
-                    *groups,
-                    ins[1],
-                    ins[2],
-                    *eps as f64,
-                    *silu,
-                )
+                nn::group_norm(ins[0], batch, s[0], hw, *groups, ins[1], ins[2], *eps as f64, *silu)
             }
             Op::Attention { head_dim } => {
                 let s = shape(node.inputs[0]);

@@ -201,20 +201,15 @@ pub fn attention(
         for h in 0..heads {
             for i in 0..t {
                 for (j, s) in scores.iter_mut().enumerate() {
-                    *s = (0..head_dim)
-                        .map(|d| at(q, b, h, d, i) * at(k, b, h, d, j))
-                        .sum::<f64>()
+                    *s = (0..head_dim).map(|d| at(q, b, h, d, i) * at(k, b, h, d, j)).sum::<f64>()
                         * scale;
                 }
                 let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
                 let total: f64 = weights.iter().sum();
                 for d in 0..head_dim {
-                    let acc: f64 = weights
-                        .iter()
-                        .enumerate()
-                        .map(|(j, w)| w * at(v, b, h, d, j))
-                        .sum();
+                    let acc: f64 =
+                        weights.iter().enumerate().map(|(j, w)| w * at(v, b, h, d, j)).sum();
                     out[(b * c + h * head_dim + d) * t + i] = acc / total;
                 }
             }
@@ -266,11 +261,8 @@ pub fn timestep_embedding(
         for i in 0..half {
             let freq = (-(10000f64.ln()) * i as f64 / (half as f64 - freq_shift)).exp();
             let arg = t as f64 * freq;
-            let (first, second) = if flip_sin_to_cos {
-                (arg.cos(), arg.sin())
-            } else {
-                (arg.sin(), arg.cos())
-            };
+            let (first, second) =
+                if flip_sin_to_cos { (arg.cos(), arg.sin()) } else { (arg.sin(), arg.cos()) };
             out[row * dim + i] = first;
             out[row * dim + half + i] = second;
         }

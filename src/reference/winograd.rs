@@ -37,12 +37,7 @@ pub fn matrices() -> (Matrix, Matrix, Matrix) {
     // G: the kernel polynomial evaluated at each point, divided by the Lagrange denominator.
     let mut g = vec![vec![0.0; R]; N];
     for (j, &p) in a.iter().enumerate() {
-        let den: f64 = a
-            .iter()
-            .enumerate()
-            .filter(|&(k, _)| k != j)
-            .map(|(_, &q)| p - q)
-            .product();
+        let den: f64 = a.iter().enumerate().filter(|&(k, _)| k != j).map(|(_, &q)| p - q).product();
         for (i, v) in g[j].iter_mut().enumerate() {
             *v = p.powi(i as i32) / den;
         }
@@ -77,18 +72,11 @@ fn sandwich(left: &[Vec<f64>], x: &[Vec<f64>], right: &[Vec<f64>]) -> Matrix {
     let tmp: Vec<Vec<f64>> = left
         .iter()
         .map(|l| {
-            (0..x[0].len())
-                .map(|j| l.iter().zip(x).map(|(a, row)| a * row[j]).sum())
-                .collect()
+            (0..x[0].len()).map(|j| l.iter().zip(x).map(|(a, row)| a * row[j]).sum()).collect()
         })
         .collect();
     tmp.iter()
-        .map(|row| {
-            right
-                .iter()
-                .map(|r| row.iter().zip(r).map(|(a, b)| a * b).sum())
-                .collect()
-        })
+        .map(|row| right.iter().map(|r| row.iter().zip(r).map(|(a, b)| a * b).sum()).collect())
         .collect()
 }
 
@@ -105,9 +93,8 @@ pub fn weight_transform(weight: &[f32], cout: usize, cin: usize) -> Vec<f64> {
     for co in 0..cout {
         for ci in 0..cin {
             let k = &weight[(co * cin + ci) * R * R..][..R * R];
-            let k: Vec<Vec<f64>> = (0..R)
-                .map(|y| (0..R).map(|x| k[y * R + x] as f64).collect())
-                .collect();
+            let k: Vec<Vec<f64>> =
+                (0..R).map(|y| (0..R).map(|x| k[y * R + x] as f64).collect()).collect();
             let t = sandwich(&g, &k, &g);
             for (xi, v) in t.concat().into_iter().enumerate() {
                 u[(xi * cout + co) * cin + ci] = v;
@@ -201,11 +188,7 @@ pub fn output_transform(
         for co in 0..cout {
             let t = tile - t0;
             let mm: Vec<Vec<f64>> = (0..N)
-                .map(|i| {
-                    (0..N)
-                        .map(|j| m[((i * N + j) * cout + co) * tp + t] as f64)
-                        .collect()
-                })
+                .map(|i| (0..N).map(|j| m[((i * N + j) * cout + co) * tp + t] as f64).collect())
                 .collect();
             for (r, row) in sandwich(&at, &mm, &at).iter().enumerate() {
                 for (c, &val) in row.iter().enumerate() {
@@ -233,12 +216,10 @@ mod tests {
     #[test]
     fn transforms_compose_to_the_direct_convolution() {
         let (n, cin, h, w, cout) = (2, 3, 7, 10, 5);
-        let x: Vec<f32> = (0..n * cin * h * w)
-            .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
-            .collect();
-        let wt: Vec<f32> = (0..cout * cin * 9)
-            .map(|i| ((i * 53 % 97) as f32 / 48.0) - 1.0)
-            .collect();
+        let x: Vec<f32> =
+            (0..n * cin * h * w).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
+        let wt: Vec<f32> =
+            (0..cout * cin * 9).map(|i| ((i * 53 % 97) as f32 / 48.0) - 1.0).collect();
         let bias: Vec<f32> = (0..cout).map(|i| i as f32 * 0.25 - 0.5).collect();
         for (top, left) in [(1, 1), (0, 2), (2, 0)] {
             let ho = h + 2 * top - 2;
@@ -258,10 +239,8 @@ mod tests {
             .map(|v| v as f32)
             .collect();
             let u = weight_transform(&wt, cout, cin);
-            let m: Vec<f32> = products(&u, &v, cout, cin, tp)
-                .into_iter()
-                .map(|v| v as f32)
-                .collect();
+            let m: Vec<f32> =
+                products(&u, &v, cout, cin, tp).into_iter().map(|v| v as f32).collect();
             let mut got = vec![0.0; n * cout * ho * wo];
             output_transform(
                 &m,
@@ -286,15 +265,9 @@ mod tests {
                 1.0,
             );
             let max = want.iter().fold(0.0f64, |a, v| a.max(v.abs()));
-            let err = got
-                .iter()
-                .zip(&want)
-                .fold(0.0f64, |a, (g, w)| a.max((g - w).abs()));
+            let err = got.iter().zip(&want).fold(0.0f64, |a, (g, w)| a.max((g - w).abs()));
             // Rounded to f32 between stages: errors of a few f32 ulps of the transformed values.
-            assert!(
-                err < 1e-5 * max,
-                "padding ({top}, {left}): error {err} of max {max}"
-            );
+            assert!(err < 1e-5 * max, "padding ({top}, {left}): error {err} of max {max}");
         }
     }
 

@@ -109,15 +109,8 @@ pub fn plan_steps(s: &SamplerSettings) -> Result<(Vec<Step>, Vec<String>)> {
 /// The starting latents x_T of images `first_image ..`: standard normals from Philox, computed on the CPU so
 /// that they are bit-identical on every backend.
 pub fn latents(seed: u64, first_image: u32, batch: usize, per_image: usize) -> Vec<f32> {
-    let key = NoiseKey {
-        seed,
-        step: 0,
-        stream: Stream::Latent,
-    };
-    philox::normals(key, first_image, batch, per_image)
-        .into_iter()
-        .map(|v| v as f32)
-        .collect()
+    let key = NoiseKey { seed, step: 0, stream: Stream::Latent };
+    philox::normals(key, first_image, batch, per_image).into_iter().map(|v| v as f32).collect()
 }
 
 /// Spherical interpolation between two latents (Shoemake 1985), as the DDIM paper interpolates x_T.
@@ -134,14 +127,9 @@ pub fn slerp(a: &[f32], b: &[f32], alpha: f64) -> Vec<f32> {
             .map(|(&x, &y)| ((1.0 - alpha) * x as f64 + alpha * y as f64) as f32)
             .collect();
     }
-    let (wa, wb) = (
-        ((1.0 - alpha) * theta).sin() / theta.sin(),
-        (alpha * theta).sin() / theta.sin(),
-    );
-    a.iter()
-        .zip(b)
-        .map(|(&x, &y)| (wa * x as f64 + wb * y as f64) as f32)
-        .collect()
+    let (wa, wb) =
+        (((1.0 - alpha) * theta).sin() / theta.sin(), (alpha * theta).sin() / theta.sin());
+    a.iter().zip(b).map(|(&x, &y)| (wa * x as f64 + wb * y as f64) as f32).collect()
 }
 
 /// Where the per-step noise comes from when sigma > 0.
@@ -172,14 +160,7 @@ impl<'a> Sampler<'a> {
         settings: SamplerSettings,
     ) -> Result<Self> {
         let (steps, warnings) = plan_steps(&settings)?;
-        Ok(Sampler {
-            gpu,
-            graph,
-            weights,
-            settings,
-            steps,
-            warnings,
-        })
+        Ok(Sampler { gpu, graph, weights, settings, steps, warnings })
     }
 
     /// The planned steps.
@@ -265,8 +246,7 @@ impl<'a> Sampler<'a> {
         noise: StepNoise<'_>,
         progress: &mut dyn FnMut(usize),
     ) -> Result<Vec<f32>> {
-        self.sample_impl(x_t, batch, first_image, noise, progress, None)
-            .await
+        self.sample_impl(x_t, batch, first_image, noise, progress, None).await
     }
 
     /// [`Sampler::sample`] with GPU timestamps around every dispatch: also returns each dispatch's timing and
@@ -282,9 +262,8 @@ impl<'a> Sampler<'a> {
         // The UNet's nodes plus the longest update chain (the unfused one with thresholding: 9 dispatches).
         let profiler = Profiler::new(self.gpu, self.graph.nodes.len() + 16, self.steps.len())?;
         let mut profile = (profiler, Vec::with_capacity(self.steps.len()));
-        let x = self
-            .sample_impl(x_t, batch, first_image, noise, progress, Some(&mut profile))
-            .await?;
+        let x =
+            self.sample_impl(x_t, batch, first_image, noise, progress, Some(&mut profile)).await?;
         let (profiler, walls) = profile;
         Ok((x, profiler.finish(self.gpu).await?, walls))
     }
@@ -329,11 +308,7 @@ impl<'a> Sampler<'a> {
             (UpdateMode::Epilogue, Some(conv)) if s.threshold.is_none() => Some(conv),
             _ => None,
         };
-        let mode = if s.mode == UpdateMode::Epilogue {
-            UpdateMode::Fused
-        } else {
-            s.mode
-        };
+        let mode = if s.mode == UpdateMode::Epilogue { UpdateMode::Fused } else { s.mode };
         let prepared = self
             .steps
             .iter()
@@ -344,11 +319,7 @@ impl<'a> Sampler<'a> {
                 } else {
                     match noise {
                         StepNoise::Philox(seed) => Noise::Philox {
-                            key: NoiseKey {
-                                seed,
-                                step: i as u32,
-                                stream: Stream::StepNoise,
-                            },
+                            key: NoiseKey { seed, step: i as u32, stream: Stream::StepNoise },
                             first_image,
                         },
                         StepNoise::Given(_) => Noise::Tensor(&given[i]),
@@ -380,8 +351,7 @@ impl<'a> Sampler<'a> {
             Some(_) => &plan.dispatches()[..plan.dispatches().len() - 1],
             None => plan.dispatches(),
         };
-        self.run_steps(&plan, unet, &prepared, progress, profile)
-            .await
+        self.run_steps(&plan, unet, &prepared, progress, profile).await
     }
 
     /// DDIM inversion (eta = 0) of clean images `x0` (`[batch, C, H, W]`, in [-1, 1]) to latents x_T, visiting
@@ -397,11 +367,7 @@ impl<'a> Sampler<'a> {
         let x = &plan.inputs()[0];
         x.write(self.gpu, x0)?;
         let alphas = self.settings.schedule.alphas_cumprod()?;
-        let mut a_cur = if self.settings.set_alpha_to_one {
-            1.0
-        } else {
-            alphas[0]
-        };
+        let mut a_cur = if self.settings.set_alpha_to_one { 1.0 } else { alphas[0] };
         let mut prepared = Vec::with_capacity(self.steps.len());
         // Inversion runs the update as its own kernel (fused or unfused as asked).
         let mode = match self.settings.mode {
@@ -423,8 +389,7 @@ impl<'a> Sampler<'a> {
             prepared.push((step.t, update));
             a_cur = a_next;
         }
-        self.run_steps(&plan, plan.dispatches(), &prepared, progress, None)
-            .await
+        self.run_steps(&plan, plan.dispatches(), &prepared, progress, None).await
     }
 }
 
@@ -447,26 +412,11 @@ mod tests {
 
     #[test]
     fn steps_go_to_the_true_previous_timestep() {
-        let s = SamplerSettings {
-            steps: 4,
-            spacing: Spacing::Linspace,
-            ..Default::default()
-        };
+        let s = SamplerSettings { steps: 4, spacing: Spacing::Linspace, ..Default::default() };
         let (steps, _) = plan_steps(&s).unwrap();
         let ts: Vec<_> = steps.iter().map(|s| (s.t, s.prev)).collect();
-        assert_eq!(
-            ts,
-            [
-                (999, Some(666)),
-                (666, Some(333)),
-                (333, Some(0)),
-                (0, None)
-            ]
-        );
-        let bad = SamplerSettings {
-            eta: -1.0,
-            ..Default::default()
-        };
+        assert_eq!(ts, [(999, Some(666)), (666, Some(333)), (333, Some(0)), (0, None)]);
+        let bad = SamplerSettings { eta: -1.0, ..Default::default() };
         assert!(plan_steps(&bad).is_err());
     }
 }

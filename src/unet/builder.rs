@@ -8,26 +8,13 @@ use crate::ops::conv2d::{Conv2dConfig, Padding};
 use crate::ops::linear::{LinearConfig, TokenLayout};
 
 /// Row-major vectors (the time-embedding path), with and without SiLU on the input; NCHW maps as tokens.
-const ROW: LinearConfig = LinearConfig {
-    layout: TokenLayout::RowMajor,
-    silu_input: false,
-    out_scale: 1.0,
-};
-const ROW_SILU: LinearConfig = LinearConfig {
-    silu_input: true,
-    ..ROW
-};
-const TOKENS: LinearConfig = LinearConfig {
-    layout: TokenLayout::Channels,
-    ..ROW
-};
+const ROW: LinearConfig =
+    LinearConfig { layout: TokenLayout::RowMajor, silu_input: false, out_scale: 1.0 };
+const ROW_SILU: LinearConfig = LinearConfig { silu_input: true, ..ROW };
+const TOKENS: LinearConfig = LinearConfig { layout: TokenLayout::Channels, ..ROW };
 
 fn padded(stride: usize, padding: Padding) -> Conv2dConfig {
-    Conv2dConfig {
-        stride,
-        padding,
-        ..Default::default()
-    }
+    Conv2dConfig { stride, padding, ..Default::default() }
 }
 
 struct Builder<'a> {
@@ -72,11 +59,8 @@ impl Builder<'_> {
         let b = self.g.param(&format!("{name}.bias"), &[n_out]);
         let mut inputs = vec![x, w, b];
         inputs.extend(residual);
-        let op = Op::Linear {
-            layout: cfg.layout,
-            silu_input: cfg.silu_input,
-            out_scale: cfg.out_scale,
-        };
+        let op =
+            Op::Linear { layout: cfg.layout, silu_input: cfg.silu_input, out_scale: cfg.out_scale };
         self.g.node(name, op, &inputs)
     }
 
@@ -84,11 +68,7 @@ impl Builder<'_> {
         let c = self.g.shape(x)[0];
         let gamma = self.g.param(&format!("{name}.weight"), &[c]);
         let beta = self.g.param(&format!("{name}.bias"), &[c]);
-        let op = Op::GroupNorm {
-            groups,
-            eps: self.cfg.norm_eps as f32,
-            silu,
-        };
+        let op = Op::GroupNorm { groups, eps: self.cfg.norm_eps as f32, silu };
         self.g.node(name, op, &[x, gamma, beta])
     }
 
@@ -110,9 +90,7 @@ impl Builder<'_> {
         let w = self.g.param(&format!("{conv1}.weight"), &[cout, cin, 3, 3]);
         let b = self.g.param(&format!("{conv1}.bias"), &[cout]);
         let cfg = padded(1, Padding::uniform(1));
-        let h = self
-            .g
-            .node(&conv1, Op::Conv2dAddChannel(cfg), &[h, w, b, t])?;
+        let h = self.g.node(&conv1, Op::Conv2dAddChannel(cfg), &[h, w, b, t])?;
         let h = self.norm(&format!("{name}.norm2"), h, groups, true)?;
         let shortcut = if cin != cout {
             let cfg = padded(1, Padding::default());
@@ -143,15 +121,9 @@ impl Builder<'_> {
         let q = self.linear(&format!("{name}.to_q"), h, c, TOKENS, None)?;
         let k = self.linear(&format!("{name}.to_k"), h, c, TOKENS, None)?;
         let v = self.linear(&format!("{name}.to_v"), h, c, TOKENS, None)?;
-        let a = self.g.node(
-            &format!("{name}.attention"),
-            Op::Attention { head_dim },
-            &[q, k, v],
-        )?;
-        let out = LinearConfig {
-            out_scale: (1.0 / output_scale) as f32,
-            ..TOKENS
-        };
+        let a =
+            self.g.node(&format!("{name}.attention"), Op::Attention { head_dim }, &[q, k, v])?;
+        let out = LinearConfig { out_scale: (1.0 / output_scale) as f32, ..TOKENS };
         self.linear(&format!("{name}.to_out.0"), a, c, out, Some(x))
     }
 }
@@ -178,13 +150,7 @@ pub fn build(cfg: &UNetConfig) -> Result<Graph> {
     )?;
     let mut b = Builder { g, cfg, temb: t };
     let t1 = b.linear("time_embedding.linear_1", t, cfg.time_embed_dim, ROW, None)?;
-    let temb = b.linear(
-        "time_embedding.linear_2",
-        t1,
-        cfg.time_embed_dim,
-        ROW_SILU,
-        None,
-    )?;
+    let temb = b.linear("time_embedding.linear_2", t1, cfg.time_embed_dim, ROW_SILU, None)?;
     b.temb = temb;
     b.g.checkpoint("time_embedding", temb);
 
@@ -193,34 +159,18 @@ pub fn build(cfg: &UNetConfig) -> Result<Graph> {
     let mut skips = vec![h];
 
     let levels = cfg.block_out_channels.len();
-    for (i, (&cout, kind)) in cfg
-        .block_out_channels
-        .iter()
-        .zip(&cfg.down_block_types)
-        .enumerate()
-    {
+    for (i, (&cout, kind)) in cfg.block_out_channels.iter().zip(&cfg.down_block_types).enumerate() {
         let name = format!("down_blocks.{i}");
         for j in 0..cfg.layers_per_block {
             h = b.resnet(&format!("{name}.resnets.{j}"), h, cout, 1.0)?;
             if *kind == DownBlock::AttnDownBlock2D {
-                h = b.attention(
-                    &format!("{name}.attentions.{j}"),
-                    h,
-                    cfg.norm_num_groups,
-                    1.0,
-                )?;
+                h = b.attention(&format!("{name}.attentions.{j}"), h, cfg.norm_num_groups, 1.0)?;
             }
             skips.push(h);
         }
         if i + 1 < levels {
             let down = padded(2, downsample_padding(cfg.downsample_padding));
-            h = b.conv(
-                &format!("{name}.downsamplers.0.conv"),
-                h,
-                (cout, 3),
-                down,
-                None,
-            )?;
+            h = b.conv(&format!("{name}.downsamplers.0.conv"), h, (cout, 3), down, None)?;
             skips.push(h);
         }
         b.g.checkpoint(&name, h);
@@ -241,34 +191,16 @@ pub fn build(cfg: &UNetConfig) -> Result<Graph> {
         let cout = cfg.block_out_channels[levels - 1 - i];
         for j in 0..=cfg.layers_per_block {
             let skip = skips.pop().expect("one skip per down-path output");
-            h = b.g.node(
-                &format!("{name}.resnets.{j}.concat"),
-                Op::Concat,
-                &[h, skip],
-            )?;
+            h = b.g.node(&format!("{name}.resnets.{j}.concat"), Op::Concat, &[h, skip])?;
             h = b.resnet(&format!("{name}.resnets.{j}"), h, cout, 1.0)?;
             if *kind == UpBlock::AttnUpBlock2D {
-                h = b.attention(
-                    &format!("{name}.attentions.{j}"),
-                    h,
-                    cfg.norm_num_groups,
-                    1.0,
-                )?;
+                h = b.attention(&format!("{name}.attentions.{j}"), h, cfg.norm_num_groups, 1.0)?;
             }
         }
         if i + 1 < levels {
             // Upsample2D: nearest 2x, then a 3x3 convolution that reads the input upsampled (never stored).
-            let cfg = Conv2dConfig {
-                upsample: true,
-                ..padded(1, Padding::uniform(1))
-            };
-            h = b.conv(
-                &format!("{name}.upsamplers.0.conv"),
-                h,
-                (cout, 3),
-                cfg,
-                None,
-            )?;
+            let cfg = Conv2dConfig { upsample: true, ..padded(1, Padding::uniform(1)) };
+            h = b.conv(&format!("{name}.upsamplers.0.conv"), h, (cout, 3), cfg, None)?;
         }
         b.g.checkpoint(&name, h);
     }

@@ -119,11 +119,8 @@ impl UNetConfig {
             ("sample_size", self.sample_size, MAX_SAMPLE_SIZE),
         ]
         .into_iter()
-        .chain(
-            self.block_out_channels
-                .iter()
-                .map(|&c| ("block_out_channels", c, MAX_CHANNELS)),
-        ) {
+        .chain(self.block_out_channels.iter().map(|&c| ("block_out_channels", c, MAX_CHANNELS)))
+        {
             if v > max {
                 return bad(format!("{key} {v} is more than the {max} supported"));
             }
@@ -159,10 +156,7 @@ impl UNetConfig {
             ));
         }
         if self.downsample_padding > 1 {
-            return bad(format!(
-                "downsample_padding {} is not 0 or 1",
-                self.downsample_padding
-            ));
+            return bad(format!("downsample_padding {} is not 0 or 1", self.downsample_padding));
         }
         if !(self.norm_eps > 0.0 && self.norm_eps.is_finite()) {
             return bad(format!("norm_eps {} is not positive", self.norm_eps));
@@ -203,24 +197,12 @@ fn default_true() -> bool {
     true
 }
 fn default_down() -> Vec<String> {
-    [
-        "DownBlock2D",
-        "AttnDownBlock2D",
-        "AttnDownBlock2D",
-        "AttnDownBlock2D",
-    ]
-    .map(String::from)
-    .to_vec()
+    ["DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"]
+        .map(String::from)
+        .to_vec()
 }
 fn default_up() -> Vec<String> {
-    [
-        "AttnUpBlock2D",
-        "AttnUpBlock2D",
-        "AttnUpBlock2D",
-        "UpBlock2D",
-    ]
-    .map(String::from)
-    .to_vec()
+    ["AttnUpBlock2D", "AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"].map(String::from).to_vec()
 }
 fn default_channels() -> Vec<usize> {
     vec![224, 448, 672, 896]
@@ -324,15 +306,11 @@ impl DiffusersConfig {
             );
         }
         if !is(&self.mid_block_type, "UNetMidBlock2D") {
-            return refuse(
-                "mid_block_type",
-                self.mid_block_type.as_deref().unwrap_or(""),
-            );
+            return refuse("mid_block_type", self.mid_block_type.as_deref().unwrap_or(""));
         }
-        for (key, v) in [
-            ("downsample_type", &self.downsample_type),
-            ("upsample_type", &self.upsample_type),
-        ] {
+        for (key, v) in
+            [("downsample_type", &self.downsample_type), ("upsample_type", &self.upsample_type)]
+        {
             if !is(v, "conv") {
                 return refuse(key, v.as_deref().unwrap_or(""));
             }
@@ -448,29 +426,19 @@ mod tests {
             "\"DownBlock2D\", \"AttnDownBlock2D\"",
             "\"CrossAttnDownBlock2D\", \"AttnDownBlock2D\"",
         );
-        let e = UNetConfig::from_diffusers_json(&cross)
-            .unwrap_err()
-            .to_string();
+        let e = UNetConfig::from_diffusers_json(&cross).unwrap_err().to_string();
         assert!(e.contains("CrossAttnDownBlock2D"), "{e}");
         let class = CIFAR10.replace("\"act_fn\": \"silu\"", "\"num_class_embeds\": 10");
-        let e = UNetConfig::from_diffusers_json(&class)
-            .unwrap_err()
-            .to_string();
+        let e = UNetConfig::from_diffusers_json(&class).unwrap_err().to_string();
         assert!(e.contains("num_class_embeds"), "{e}");
         let fourier = CIFAR10.replace("\"positional\"", "\"fourier\"");
-        let e = UNetConfig::from_diffusers_json(&fourier)
-            .unwrap_err()
-            .to_string();
+        let e = UNetConfig::from_diffusers_json(&fourier).unwrap_err().to_string();
         assert!(e.contains("time_embedding_type"), "{e}");
         let groups = CIFAR10.replace("\"norm_num_groups\": 32", "\"norm_num_groups\": 48");
-        let e = UNetConfig::from_diffusers_json(&groups)
-            .unwrap_err()
-            .to_string();
+        let e = UNetConfig::from_diffusers_json(&groups).unwrap_err().to_string();
         assert!(e.contains("norm_num_groups"), "{e}");
         let size = CIFAR10.replace("\"sample_size\": 32", "\"sample_size\": 36");
-        let e = UNetConfig::from_diffusers_json(&size)
-            .unwrap_err()
-            .to_string();
+        let e = UNetConfig::from_diffusers_json(&size).unwrap_err().to_string();
         assert!(e.contains("halve"), "{e}");
     }
 }

@@ -112,22 +112,12 @@ fn attention_windows_split_keys_and_pack_several_heads() {
         WindowGeometry::new(4, 300, 77).map(|g| (g.kw, g.per_window, g.key_windows, g.windows)),
         Some((48, 1, 2, 8))
     );
-    check(
-        "attention 2x600x7x11 head_dim 300",
-        [2, 600, 7, 11],
-        300,
-        1.0,
-    );
+    check("attention 2x600x7x11 head_dim 300", [2, 600, 7, 11], 300, 1.0);
     assert_eq!(
         WindowGeometry::new(6, 5, 21).map(|g| (g.kw, g.per_window, g.key_windows, g.windows)),
         Some((32, 6, 1, 1))
     );
-    check(
-        "attention 2x15x3x7 head_dim 5, peaked",
-        [2, 15, 3, 7],
-        5,
-        6.0,
-    );
+    check("attention 2x15x3x7 head_dim 5, peaked", [2, 15, 3, 7], 5, 6.0);
     // Too large a head for a window: the portable kernel, in every family.
     assert_eq!(WindowGeometry::new(1, 1030, 4), None);
     check("attention 1x1030x2x2 one head", [1, 1030, 2, 2], 1030, 1.0);
@@ -146,14 +136,7 @@ fn attention_products_read_operands_through_windows() {
     let floats = 8 << 20;
     let cut = |pairs, d, t| {
         Products::new(pairs, d, t, floats).map(|c| {
-            (
-                c.group,
-                c.score_pairs,
-                c.score_chunk,
-                c.value_pairs,
-                c.value_chunk,
-                c.value_rows,
-            )
+            (c.group, c.score_pairs, c.score_chunk, c.value_pairs, c.value_chunk, c.value_rows)
         })
     };
     assert_eq!(cut(6, 4, 16), Some((6, 6, 4, 6, 16, 1024)));
@@ -170,40 +153,17 @@ fn attention_products_read_operands_through_windows() {
 
     let cpu = gpu_families()[0];
     for (name, shape, head_dim, scale) in [
-        (
-            "attention 3x8x4x4 head_dim 4 (2 heads)",
-            [3, 8, 4, 4],
-            4,
-            3.0,
-        ),
-        (
-            "attention 1x300x16x16 one head of 300",
-            [1, 300, 16, 16],
-            300,
-            1.0,
-        ),
-        (
-            "attention 2x16x32x32 head_dim 8, peaked",
-            [2, 16, 32, 32],
-            8,
-            4.0,
-        ),
-        (
-            "attention 2x15x4x6 head_dim 5 (3 heads)",
-            [2, 15, 4, 6],
-            5,
-            2.0,
-        ),
+        ("attention 3x8x4x4 head_dim 4 (2 heads)", [3, 8, 4, 4], 4, 3.0),
+        ("attention 1x300x16x16 one head of 300", [1, 300, 16, 16], 300, 1.0),
+        ("attention 2x16x32x32 head_dim 8, peaked", [2, 16, 32, 32], 8, 4.0),
+        ("attention 2x15x4x6 head_dim 5 (3 heads)", [2, 15, 4, 6], 5, 2.0),
         ("attention 2x6x3x11 head_dim 2", [2, 6, 3, 11], 2, 1.0),
     ] {
         let tokens = shape[2] * shape[3];
         for room in [true, false] {
             let kernel = run_placed(cpu, name, shape, head_dim, scale, room);
-            let expect = if room && tokens % 8 == 0 {
-                "attention_scores"
-            } else {
-                "attention_windowed"
-            };
+            let expect =
+                if room && tokens % 8 == 0 { "attention_scores" } else { "attention_windowed" };
             assert_eq!(kernel, expect, "{name}, room for windows: {room}");
         }
     }
@@ -235,11 +195,7 @@ fn attention_windows_in_several_buffers() {
     };
     let gpu = Gpu::new(&options).block_on().unwrap();
     for (name, shape, head_dim) in [
-        (
-            "attention 1x384x8x8 head_dim 128 (3 heads)",
-            [1, 384, 8, 8],
-            128,
-        ),
+        ("attention 1x384x8x8 head_dim 128 (3 heads)", [1, 384, 8, 8], 128),
         ("attention 1x512x6x8 one head of 512", [1, 512, 6, 8], 512),
     ] {
         let kernel = run_case(&gpu, name, shape, head_dim, 2.0);
@@ -256,14 +212,7 @@ fn attention_tiled_splits_keys_and_groups_pairs() {
     let floats = 8 << 20;
     // The CIFAR-10 UNet's attention: one head of 256 over 256 tokens is 32 query blocks per image; 4 splits of
     // 64 keys bring it to 128 workgroups.
-    assert_eq!(
-        KeySplit::new(8, 1, 256, 256, floats),
-        KeySplit {
-            splits: 4,
-            keys: 64,
-            pairs: 8
-        }
-    );
+    assert_eq!(KeySplit::new(8, 1, 256, 256, floats), KeySplit { splits: 4, keys: 64, pairs: 8 });
     // Two heads of 300 over 77 tokens: 2 splits (64 + 13 keys); the MNIST model's 64 tokens: one (64 keys at
     // least per split).
     assert_eq!(KeySplit::new(4, 2, 300, 77, floats).splits, 2);
@@ -283,14 +232,7 @@ fn attention_tiled_splits_keys_and_groups_pairs() {
     // Three heads of 64 over 9 x 10 = 90 tokens, batch 3: 9 pairs, 2 splits (64 + 26 keys), 2 x 90 x 66 =
     // 11,880 floats of state a pair: 5 pairs in the first launch, 4 in the second.
     let (shape, head_dim) = ([3, 192, 9, 10], 64);
-    assert_eq!(
-        KeySplit::on(&gpu, 9, 3, head_dim, 90),
-        KeySplit {
-            splits: 2,
-            keys: 64,
-            pairs: 5
-        }
-    );
+    assert_eq!(KeySplit::on(&gpu, 9, 3, head_dim, 90), KeySplit { splits: 2, keys: 64, pairs: 5 });
     let len = shape.iter().product();
     let qv = data(63, len, -4.0, 4.0);
     let kv = data(64, len, -4.0, 4.0);
@@ -315,10 +257,8 @@ fn attention_tiled_splits_keys_and_groups_pairs() {
     .block_on()
     .unwrap();
     assert_eq!(KeySplit::on(&unsplit, 9, 3, head_dim, 90).splits, 1);
-    let (q, k) = (
-        unsplit.upload("q", &shape, &qv).unwrap(),
-        unsplit.upload("k", &shape, &kv).unwrap(),
-    );
+    let (q, k) =
+        (unsplit.upload("q", &shape, &qv).unwrap(), unsplit.upload("k", &shape, &kv).unwrap());
     let v = unsplit.upload("v", &shape, &vv).unwrap();
     let out = unsplit.zeros("out", &shape).unwrap();
     let d = attention(&unsplit, name, &q, &k, &v, &out, head_dim).unwrap();

@@ -19,8 +19,7 @@ pub fn gpu() -> Option<&'static Gpu> {
 /// can check both variants of an operation whatever `DDIM_KERNELS` says.
 pub fn gpu_baseline() -> Option<&'static Gpu> {
     static GPU: OnceLock<Option<Gpu>> = OnceLock::new();
-    GPU.get_or_init(|| open(Some(KernelChoice::Baseline)))
-        .as_ref()
+    GPU.get_or_init(|| open(Some(KernelChoice::Baseline))).as_ref()
 }
 
 /// Three devices on the same adapter, opened with the CPU family, the GPU family and the baseline kernels, so
@@ -31,12 +30,8 @@ pub fn gpu_families() -> [&'static Gpu; 3] {
     static GPU: OnceLock<Option<Gpu>> = OnceLock::new();
     let msg = "a second device on the same adapter";
     [
-        CPU.get_or_init(|| open(Some(KernelChoice::Cpu)))
-            .as_ref()
-            .expect(msg),
-        GPU.get_or_init(|| open(Some(KernelChoice::Gpu)))
-            .as_ref()
-            .expect(msg),
+        CPU.get_or_init(|| open(Some(KernelChoice::Cpu))).as_ref().expect(msg),
+        GPU.get_or_init(|| open(Some(KernelChoice::Gpu))).as_ref().expect(msg),
         gpu_baseline().expect(msg),
     ]
 }
@@ -53,10 +48,7 @@ fn open(kernels: Option<KernelChoice>) -> Option<Gpu> {
             let required = ["CI", "DDIM_REQUIRE_GPU"]
                 .iter()
                 .any(|v| std::env::var(v).is_ok_and(|s| !s.is_empty() && s != "0" && s != "false"));
-            assert!(
-                !required,
-                "no GPU adapter and CI or DDIM_REQUIRE_GPU is set: {e}"
-            );
+            assert!(!required, "no GPU adapter and CI or DDIM_REQUIRE_GPU is set: {e}");
             eprintln!("skipping GPU test: {e}");
             None
         }
@@ -119,10 +111,7 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64)
         }
     }
     if std::env::var_os("DDIM_TEST_VERBOSE").is_some() {
-        eprintln!(
-            "{what}: worst error/bound {:.3} at element {}",
-            worst.0, worst.1
-        );
+        eprintln!("{what}: worst error/bound {:.3} at element {}", worst.0, worst.1);
     }
     worst.0
 }
@@ -130,15 +119,9 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64)
 /// Reduction check: max|gpu - ref| / max(max|ref|, tiny) <= bound. Returns the measured normalised error.
 pub fn assert_normalised(what: &str, got: &[f32], want: &[f64], bound: f64) -> f64 {
     assert_eq!(got.len(), want.len(), "{what}: length");
-    assert!(
-        got.iter().all(|v| v.is_finite()),
-        "{what}: non-finite output"
-    );
+    assert!(got.iter().all(|v| v.is_finite()), "{what}: non-finite output");
     let max_ref = want.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-30);
-    let max_err = got
-        .iter()
-        .zip(want)
-        .fold(0.0f64, |m, (&g, &w)| m.max((g as f64 - w).abs()));
+    let max_err = got.iter().zip(want).fold(0.0f64, |m, (&g, &w)| m.max((g as f64 - w).abs()));
     let e = max_err / max_ref;
     assert!(e <= bound, "{what}: normalised error {e:.3e} > {bound:e}");
     if std::env::var_os("DDIM_TEST_VERBOSE").is_some() {

@@ -61,17 +61,7 @@ fn run_case(gpu: &Gpu, name: &str, c: &Case, expect: &str) {
     let (ho, wo) = output_size(c.h, c.w, c.k, c.k, &cfg).unwrap();
     let (res, rv) = random(gpu, "residual", &[c.n, c.cout, ho, wo], 4);
     let out = gpu.zeros("out", &[c.n, c.cout, ho, wo]).unwrap();
-    let d = conv2d(
-        gpu,
-        name,
-        &x,
-        &wt,
-        &b,
-        c.residual.then_some(&res),
-        &out,
-        &cfg,
-    )
-    .unwrap();
+    let d = conv2d(gpu, name, &x, &wt, &b, c.residual.then_some(&res), &out, &cfg).unwrap();
     let got = run(gpu, &[&d], &out);
     let p = c.padding;
     let (want, shape) = nn::conv2d(
@@ -165,12 +155,7 @@ fn conv_downsample_padding_right_bottom() {
             cout: 3,
             k: 3,
             stride: 2,
-            padding: Padding {
-                top: 0,
-                bottom: 1,
-                left: 0,
-                right: 1,
-            },
+            padding: Padding { top: 0, bottom: 1, left: 0, right: 1 },
             residual: false,
             out_scale: 1.0,
         },
@@ -257,12 +242,7 @@ fn conv3x3_many_blocks_per_window_uneven_padding() {
             cout: 130,
             k: 3,
             stride: 1,
-            padding: Padding {
-                top: 0,
-                bottom: 2,
-                left: 2,
-                right: 0,
-            },
+            padding: Padding { top: 0, bottom: 2, left: 2, right: 0 },
             residual: false,
             out_scale: 1.0,
         },
@@ -350,12 +330,7 @@ fn conv_downsample_stride2_pad_right_bottom() {
             cout: 17,
             k: 3,
             stride: 2,
-            padding: Padding {
-                top: 0,
-                bottom: 1,
-                left: 0,
-                right: 1,
-            },
+            padding: Padding { top: 0, bottom: 1, left: 0, right: 1 },
             residual: false,
             out_scale: 1.0,
         },
@@ -372,12 +347,7 @@ fn conv_downsample_stride2_pad_right_bottom() {
             cout: 17,
             k: 3,
             stride: 2,
-            padding: Padding {
-                top: 0,
-                bottom: 1,
-                left: 0,
-                right: 1,
-            },
+            padding: Padding { top: 0, bottom: 1, left: 0, right: 1 },
             residual: false,
             out_scale: 1.0,
         },
@@ -405,11 +375,7 @@ fn conv_strided_as_matrix_product_over_columns() {
     };
     let three = "conv 3x3 stride 2 pad 1 3x37x20x23 -> 20, residual, scale 0.5";
     check(three, case(3, 1, true, 0.5), "conv2d_im2col");
-    check(
-        "conv 5x5 stride 2 pad 2 3x37x20x23 -> 20",
-        case(5, 2, false, 1.0),
-        "conv2d_im2col",
-    );
+    check("conv 5x5 stride 2 pad 2 3x37x20x23 -> 20", case(5, 2, false, 1.0), "conv2d_im2col");
     gpu_or_skip!();
     let small = Gpu::new(&DeviceOptions {
         kernels: KernelChoice::Cpu,
@@ -485,14 +451,7 @@ fn im2col_columns_match_the_reference() {
         } else {
             xv.clone()
         };
-        let all = nn::im2col(
-            &read,
-            [3, cin, rh, rw],
-            (k, k),
-            stride,
-            (top, left),
-            (ho, wo),
-        );
+        let all = nn::im2col(&read, [3, cin, rh, rw], (k, k), stride, (top, left), (ho, wo));
         let want = &all[rows * ho * wo..];
         // A copy: exact.
         assert_close(&name, &got, want, 0.0, 0.0);
@@ -528,16 +487,8 @@ fn check_result(gpu: &Gpu, name: &str, kernel: &str, expect: &str, got: &[f32], 
         _ => "conv2d",
     };
     assert_eq!(kernel, expect, "{name}: kernel chosen");
-    let winograd = [
-        GEMM_KERNEL.name,
-        GEMM_WINDOWED_KERNEL.name,
-        GEMM_WIDE_KERNEL.name,
-    ];
-    let bound = if winograd.contains(&kernel) {
-        WINOGRAD_BOUND
-    } else {
-        BOUND
-    };
+    let winograd = [GEMM_KERNEL.name, GEMM_WINDOWED_KERNEL.name, GEMM_WIDE_KERNEL.name];
+    let bound = if winograd.contains(&kernel) { WINOGRAD_BOUND } else { BOUND };
     assert_normalised(&format!("{name} ({kernel})"), got, want, bound);
 }
 
@@ -624,10 +575,8 @@ fn conv_reading_its_input_upsampled_on_every_kernel() {
             let name = format!("upsample + conv {k}x{k} {n}x{cin}x{h}x{w} -> {cout}");
             let d = conv2d(gpu, &name, &x, &wt, &b, Some(&r), &out, &cfg).unwrap();
             let got = run(gpu, &[&d], &out);
-            let up: Vec<f32> = nn::upsample_nearest2x(&xv, n * cin, h, w)
-                .into_iter()
-                .map(|v| v as f32)
-                .collect();
+            let up: Vec<f32> =
+                nn::upsample_nearest2x(&xv, n * cin, h, w).into_iter().map(|v| v as f32).collect();
             let (want, _) = nn::conv2d(
                 &up,
                 [n, cin, 2 * h, 2 * w],
@@ -686,10 +635,7 @@ fn conv1x1_with_x_in_uniform_windows() {
                 let (ch, cv) = random(gpu, "channel", &[n, cout], seed + 3);
                 let (r, rv) = random(gpu, "residual", &[n, cout, h, w], seed + 4);
                 let out = gpu.zeros("out", &[n, cout, h, w]).unwrap();
-                let cfg = Conv2dConfig {
-                    out_scale: 0.5,
-                    ..Default::default()
-                };
+                let cfg = Conv2dConfig { out_scale: 0.5, ..Default::default() };
                 let name =
                     format!("conv 1x1 {n}x{cin}x{h}x{w} -> {cout}, room for windows: {room}");
                 let d =
@@ -743,10 +689,7 @@ fn input_windows_off_runs_the_storage_kernels() {
     let mut options = DeviceOptions::from_env().unwrap();
     options.kernels = KernelChoice::Cpu;
     for (windows, expect) in [
-        (
-            true,
-            ["conv2d_1x1_wide", "conv2d_winograd_gemm_windowed_wide"],
-        ),
+        (true, ["conv2d_1x1_wide", "conv2d_winograd_gemm_windowed_wide"]),
         (false, ["conv2d_packed", "conv2d_winograd_gemm"]),
     ] {
         options.input_windows = windows;

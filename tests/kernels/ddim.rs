@@ -40,11 +40,7 @@ struct Case {
     sigma_hat: Option<bool>,
 }
 
-const KEY: NoiseKey = NoiseKey {
-    seed: 42,
-    step: 7,
-    stream: Stream::StepNoise,
-};
+const KEY: NoiseKey = NoiseKey { seed: 42, step: 7, stream: Stream::StepNoise };
 const FIRST_IMAGE: u32 = 3;
 
 struct Inputs {
@@ -84,17 +80,12 @@ fn run_gpu(gpu: &Gpu, inp: &Inputs, c: &Case, mode: UpdateMode) -> Vec<f32> {
         clipped_eps: c.clipped_eps,
         noise: match c.noise {
             NoiseKind::None => Noise::None,
-            NoiseKind::Philox => Noise::Philox {
-                key: KEY,
-                first_image: FIRST_IMAGE,
-            },
+            NoiseKind::Philox => Noise::Philox { key: KEY, first_image: FIRST_IMAGE },
             NoiseKind::Given => Noise::Tensor(&inp.z),
         },
     };
     let ds = ddim_update(gpu, "ddim", &x, &inp.m, &spec, mode, &scratch).unwrap();
-    gpu.run("ddim", &ds.iter().collect::<Vec<_>>())
-        .block_on()
-        .unwrap();
+    gpu.run("ddim", &ds.iter().collect::<Vec<_>>()).block_on().unwrap();
     gpu.download(&x).block_on().unwrap()
 }
 
@@ -129,62 +120,20 @@ fn cases() -> Vec<Case> {
         noise: NoiseKind::None,
         sigma_hat: None,
     };
-    let threshold = Some(Threshold {
-        ratio: 0.9,
-        max_value: 1.6,
-    });
+    let threshold = Some(Threshold { ratio: 0.9, max_value: 1.6 });
     let mut out = Vec::new();
     for prediction in [Prediction::Epsilon, Prediction::Sample, Prediction::V] {
         out.push(Case { prediction, ..base });
-        out.push(Case {
-            prediction,
-            clip: Some(1.0),
-            eta: 0.5,
-            noise: NoiseKind::Philox,
-            ..base
-        });
-        out.push(Case {
-            prediction,
-            threshold,
-            eta: 1.0,
-            noise: NoiseKind::Given,
-            ..base
-        });
-        out.push(Case {
-            prediction,
-            clip: Some(1.5),
-            clipped_eps: true,
-            ..base
-        });
+        out.push(Case { prediction, clip: Some(1.0), eta: 0.5, noise: NoiseKind::Philox, ..base });
+        out.push(Case { prediction, threshold, eta: 1.0, noise: NoiseKind::Given, ..base });
+        out.push(Case { prediction, clip: Some(1.5), clipped_eps: true, ..base });
     }
     // A nearly pure-noise step (t near T on the linear schedule) and the last step to a_p = 1.
-    out.push(Case {
-        a_t: 0.02,
-        a_p: 0.05,
-        eta: 1.0,
-        noise: NoiseKind::Philox,
-        ..base
-    });
-    out.push(Case {
-        a_t: 0.98,
-        a_p: 1.0,
-        clip: Some(1.0),
-        ..base
-    });
+    out.push(Case { a_t: 0.02, a_p: 0.05, eta: 1.0, noise: NoiseKind::Philox, ..base });
+    out.push(Case { a_t: 0.98, a_p: 1.0, clip: Some(1.0), ..base });
     // sigma-hat (the DDPM posterior, x0 clipped): a middle step with Philox noise, the last step without.
-    out.push(Case {
-        sigma_hat: Some(false),
-        clip: Some(1.0),
-        noise: NoiseKind::Philox,
-        ..base
-    });
-    out.push(Case {
-        sigma_hat: Some(true),
-        a_t: 0.9999,
-        a_p: 1.0,
-        clip: Some(1.0),
-        ..base
-    });
+    out.push(Case { sigma_hat: Some(false), clip: Some(1.0), noise: NoiseKind::Philox, ..base });
+    out.push(Case { sigma_hat: Some(true), a_t: 0.9999, a_p: 1.0, clip: Some(1.0), ..base });
     out
 }
 
@@ -194,13 +143,7 @@ fn fused_update_matches_reference() {
     let inp = inputs(gpu);
     for c in cases() {
         let got = run_gpu(gpu, &inp, &c, UpdateMode::Fused);
-        assert_close(
-            &format!("fused {c:?}"),
-            &got,
-            &reference(&inp, &c),
-            ATOL,
-            RTOL,
-        );
+        assert_close(&format!("fused {c:?}"), &got, &reference(&inp, &c), ATOL, RTOL);
     }
 }
 
@@ -210,13 +153,7 @@ fn unfused_chain_matches_reference() {
     let inp = inputs(gpu);
     for c in cases() {
         let got = run_gpu(gpu, &inp, &c, UpdateMode::Unfused);
-        assert_close(
-            &format!("unfused {c:?}"),
-            &got,
-            &reference(&inp, &c),
-            ATOL,
-            RTOL,
-        );
+        assert_close(&format!("unfused {c:?}"), &got, &reference(&inp, &c), ATOL, RTOL);
     }
 }
 
@@ -228,13 +165,7 @@ fn fused_and_unfused_agree() {
         let fused = run_gpu(gpu, &inp, &c, UpdateMode::Fused);
         let unfused = run_gpu(gpu, &inp, &c, UpdateMode::Unfused);
         let unfused: Vec<f64> = unfused.iter().map(|&v| v as f64).collect();
-        assert_close(
-            &format!("fused vs unfused {c:?}"),
-            &fused,
-            &unfused,
-            ATOL,
-            RTOL,
-        );
+        assert_close(&format!("fused vs unfused {c:?}"), &fused, &unfused, ATOL, RTOL);
     }
 }
 
@@ -253,10 +184,7 @@ fn threshold_scale_is_the_exact_quantile() {
             coefficients: StepCoefficients::ddim(0.5, 0.7, 0.0).unwrap(),
             prediction: Prediction::Sample,
             clip: None,
-            threshold: Some(Threshold {
-                ratio,
-                max_value: 100.0,
-            }),
+            threshold: Some(Threshold { ratio, max_value: 100.0 }),
             clipped_eps: false,
             noise: Noise::None,
         };
@@ -265,10 +193,8 @@ fn threshold_scale_is_the_exact_quantile() {
         gpu.run("threshold", &[&ds[0]]).block_on().unwrap();
         let s = gpu.download(scratch.threshold_scale()).block_on().unwrap();
         for (n, &got) in s.iter().enumerate() {
-            let abs: Vec<f64> = mv[n * PER_IMAGE..(n + 1) * PER_IMAGE]
-                .iter()
-                .map(|v| (*v as f64).abs())
-                .collect();
+            let abs: Vec<f64> =
+                mv[n * PER_IMAGE..(n + 1) * PER_IMAGE].iter().map(|v| (*v as f64).abs()).collect();
             let want = ddim_wgpu::reference::ddim::quantile(&abs, ratio as f64).clamp(1.0, 100.0);
             // The order statistics are found exactly; only the interpolation rounds (one f32 FMA).
             assert!(
@@ -295,27 +221,18 @@ fn invalid_specs_are_refused() {
     };
     let both = StepSpec {
         clip: Some(1.0),
-        threshold: Some(Threshold {
-            ratio: 0.9,
-            max_value: 2.0,
-        }),
+        threshold: Some(Threshold { ratio: 0.9, max_value: 2.0 }),
         ..good
     };
-    let noisy_without_noise = StepSpec {
-        coefficients: StepCoefficients::ddim(0.3, 0.6, 1.0).unwrap(),
-        ..good
-    };
-    for (what, spec) in [
-        ("clip and threshold", both),
-        ("sigma > 0 without noise", noisy_without_noise),
-    ] {
+    let noisy_without_noise =
+        StepSpec { coefficients: StepCoefficients::ddim(0.3, 0.6, 1.0).unwrap(), ..good };
+    for (what, spec) in
+        [("clip and threshold", both), ("sigma > 0 without noise", noisy_without_noise)]
+    {
         let err = ddim_update(gpu, "ddim", &x, &inp.m, &spec, UpdateMode::Fused, &scratch);
         assert!(err.is_err(), "{what} must be refused");
     }
-    assert!(
-        StepCoefficients::ddim(0.3, 0.6, -0.1).is_err(),
-        "negative eta"
-    );
+    assert!(StepCoefficients::ddim(0.3, 0.6, -0.1).is_err(), "negative eta");
     assert!(StepCoefficients::ddim(1.0, 0.6, 0.0).is_err(), "a_t = 1");
     assert!(StepCoefficients::ddim(0.3, 0.0, 0.0).is_err(), "a_p = 0");
 }
@@ -335,60 +252,27 @@ fn conv_epilogue_update_matches_reference() {
     let bv = data(222, cout, -0.1, 0.1);
     let xv = data(223, n * cout * h * w, -2.0, 2.0);
     let input = gpu.upload("h", &[n, cin, h, w], &hv).unwrap();
-    let weight = gpu
-        .upload("conv_out.weight", &[cout, cin, 3, 3], &wv)
-        .unwrap();
+    let weight = gpu.upload("conv_out.weight", &[cout, cin, 3, 3], &wv).unwrap();
     let bias = gpu.upload("conv_out.bias", &[cout], &bv).unwrap();
-    let cfg = Conv2dConfig {
-        padding: Padding::uniform(1),
-        ..Default::default()
-    };
-    let (eps, _) = nn::conv2d(
-        &hv,
-        [n, cin, h, w],
-        &wv,
-        [cout, cin, 3, 3],
-        &bv,
-        None,
-        1,
-        (1, 1, 1, 1),
-        1.0,
-    );
+    let cfg = Conv2dConfig { padding: Padding::uniform(1), ..Default::default() };
+    let (eps, _) =
+        nn::conv2d(&hv, [n, cin, h, w], &wv, [cout, cin, 3, 3], &bv, None, 1, (1, 1, 1, 1), 1.0);
     let eps32: Vec<f32> = eps.iter().map(|&v| v as f32).collect();
     let per = cout * h * w;
-    for (eta, clip, prediction) in [
-        (0.0, None, Prediction::Epsilon),
-        (0.7, Some(1.0), Prediction::V),
-    ] {
+    for (eta, clip, prediction) in
+        [(0.0, None, Prediction::Epsilon), (0.7, Some(1.0), Prediction::V)]
+    {
         let coefficients = StepCoefficients::ddim(0.4, 0.55, eta).unwrap();
         let noise = if eta > 0.0 {
-            Noise::Philox {
-                key: KEY,
-                first_image: FIRST_IMAGE,
-            }
+            Noise::Philox { key: KEY, first_image: FIRST_IMAGE }
         } else {
             Noise::None
         };
-        let spec = StepSpec {
-            coefficients,
-            prediction,
-            clip,
-            threshold: None,
-            clipped_eps: false,
-            noise,
-        };
+        let spec =
+            StepSpec { coefficients, prediction, clip, threshold: None, clipped_eps: false, noise };
         let x = gpu.upload("x", &[n, cout, h, w], &xv).unwrap();
-        let d = conv_ddim_update(
-            gpu,
-            "conv_out + ddim",
-            &input,
-            &weight,
-            &bias,
-            &cfg,
-            &x,
-            &spec,
-        )
-        .unwrap();
+        let d = conv_ddim_update(gpu, "conv_out + ddim", &input, &weight, &bias, &cfg, &x, &spec)
+            .unwrap();
         gpu.run("epilogue", &[&d]).block_on().unwrap();
         let got = gpu.download(&x).block_on().unwrap();
         let z = (eta > 0.0).then(|| philox::normals(KEY, FIRST_IMAGE, n, per));
@@ -412,10 +296,7 @@ fn conv_epilogue_update_matches_reference() {
         coefficients: StepCoefficients::ddim(0.4, 0.55, 0.0).unwrap(),
         prediction: Prediction::Epsilon,
         clip: None,
-        threshold: Some(Threshold {
-            ratio: 0.9,
-            max_value: 2.0,
-        }),
+        threshold: Some(Threshold { ratio: 0.9, max_value: 2.0 }),
         clipped_eps: false,
         noise: Noise::None,
     };

@@ -45,18 +45,12 @@ fn binary_ops() {
         let a = gpu.upload("a", &[len], &av).unwrap();
         let b = gpu.upload("b", &[len], &bv).unwrap();
         let out = gpu.zeros("out", &[len]).unwrap();
-        let cases: [BinaryCase; 2] = [
-            (Binary::Add, |x, y| x + y),
-            (Binary::Axpby(0.5, -2.0), |x, y| 0.5 * x - 2.0 * y),
-        ];
+        let cases: [BinaryCase; 2] =
+            [(Binary::Add, |x, y| x + y), (Binary::Axpby(0.5, -2.0), |x, y| 0.5 * x - 2.0 * y)];
         for (op, f) in cases {
             let d = binary(gpu, "binary", op, &a, &b, &out).unwrap();
             let got = run(gpu, &[&d], &out);
-            let want: Vec<f64> = av
-                .iter()
-                .zip(&bv)
-                .map(|(&x, &y)| f(x as f64, y as f64))
-                .collect();
+            let want: Vec<f64> = av.iter().zip(&bv).map(|(&x, &y)| f(x as f64, y as f64)).collect();
             assert_close(&format!("{op:?} len {len}"), &got, &want, ATOL, RTOL);
         }
     }
@@ -74,11 +68,8 @@ fn broadcast_add_per_channel() {
     let out = gpu.zeros("out", &[n, c, h, w]).unwrap();
     let d = binary(gpu, "add channel", Binary::AddChannel, &a, &b, &out).unwrap();
     let got = run(gpu, &[&d], &out);
-    let want: Vec<f64> = av
-        .iter()
-        .enumerate()
-        .map(|(i, &x)| x as f64 + bv[i / (h * w)] as f64)
-        .collect();
+    let want: Vec<f64> =
+        av.iter().enumerate().map(|(i, &x)| x as f64 + bv[i / (h * w)] as f64).collect();
     assert_close("add channel", &got, &want, ATOL, RTOL);
 }
 

@@ -17,47 +17,28 @@ fn mismatched_shapes_name_the_op_and_tensor() {
     let w = gpu.zeros("down.0.conv1.weight", &[8, 3, 3, 3]).unwrap();
     let b = gpu.zeros("down.0.conv1.bias", &[8]).unwrap();
     let out = gpu.zeros("out", &[1, 8, 8, 8]).unwrap();
-    let err = conv2d(
-        gpu,
-        "conv1",
-        &x,
-        &w,
-        &b,
-        None,
-        &out,
-        &Conv2dConfig::default(),
-    )
-    .err()
-    .expect("3 vs 4 input channels must be refused");
+    let err = conv2d(gpu, "conv1", &x, &w, &b, None, &out, &Conv2dConfig::default())
+        .err()
+        .expect("3 vs 4 input channels must be refused");
     let msg = err.to_string();
     assert!(matches!(err, Error::Shape { op: "conv2d", .. }), "{msg}");
-    assert!(
-        msg.contains("down.0.conv1.weight") && msg.contains("down.0.x"),
-        "{msg}"
-    );
+    assert!(msg.contains("down.0.conv1.weight") && msg.contains("down.0.x"), "{msg}");
     assert!(!msg.contains('\n'), "one line: {msg}");
 
     // Groups that do not divide the channels.
     let g = gpu.zeros("gamma", &[4]).unwrap();
-    let err = group_norm(gpu, "norm", &x, &g, &g, &x, 3, 1e-6, false)
-        .err()
-        .expect("3 groups of 4");
+    let err = group_norm(gpu, "norm", &x, &g, &g, &x, 3, 1e-6, false).err().expect("3 groups of 4");
     assert!(err.to_string().contains("3 groups"), "{err}");
 
     // A linear layer whose weight does not take the input's features.
     let t = gpu.zeros("temb", &[2, 16]).unwrap();
-    let wt = gpu
-        .zeros("time_embedding.linear_1.weight", &[32, 15])
-        .unwrap();
+    let wt = gpu.zeros("time_embedding.linear_1.weight", &[32, 15]).unwrap();
     let bt = gpu.zeros("bias", &[32]).unwrap();
     let y = gpu.zeros("y", &[2, 32]).unwrap();
     let err = linear::linear(gpu, "l", &t, &wt, &bt, None, &y, &Default::default())
         .err()
         .expect("15 vs 16 features");
-    assert!(
-        err.to_string().contains("time_embedding.linear_1.weight"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("time_embedding.linear_1.weight"), "{err}");
 }
 
 #[test]

@@ -19,11 +19,7 @@ fn check(name: &str, x: &[f32], shape: [usize; 4], groups: usize, eps: f32, silu
         let kernel = run_case(gpu, name, x, shape, groups, eps, silu);
         let serial =
             gpu.kernel_family() == KernelChoice::Cpu && (shape[2] * shape[3]).is_multiple_of(4);
-        let expect = if serial {
-            "group_norm_serial"
-        } else {
-            "group_norm"
-        };
+        let expect = if serial { "group_norm_serial" } else { "group_norm" };
         assert_eq!(kernel, expect, "{name}: kernel chosen");
     }
 }
@@ -78,14 +74,7 @@ fn group_norm_unet_shape() {
     // The CIFAR-10 UNet's norm at the 16x16 level: 256 channels, 32 groups, eps 1e-6, batch 2.
     let shape = [2, 256, 16, 16];
     let x = data(30, shape.iter().product(), -1.0, 1.0);
-    check(
-        "group_norm 2x256x16x16 groups 32",
-        &x,
-        shape,
-        32,
-        1e-6,
-        true,
-    );
+    check("group_norm 2x256x16x16 groups 32", &x, shape, 32, 1e-6, true);
 }
 
 #[test]
@@ -94,10 +83,8 @@ fn group_norm_is_stable_for_large_offsets() {
     // variance of 0.33). Without the shift in the kernel, the f32 mean itself (quantised to half an ulp of
     // 1000, 3e-5) gave 2.9e-5 here; with it, 1.3e-7. Same bound as above, in units of the normalised output.
     let shape = [2, 8, 32, 32];
-    let x: Vec<f32> = data(31, shape.iter().product(), -1.0, 1.0)
-        .into_iter()
-        .map(|v| 1000.0 + v)
-        .collect();
+    let x: Vec<f32> =
+        data(31, shape.iter().product(), -1.0, 1.0).into_iter().map(|v| 1000.0 + v).collect();
     check("group_norm offset 1000", &x, shape, 2, 1e-6, false);
 }
 

@@ -19,10 +19,7 @@ fn linear_row_major_awkward_with_silu_input() {
     let (w, wv) = random(gpu, "weight", &[5, 7], 41);
     let (b, bv) = random(gpu, "bias", &[5], 42);
     let y = gpu.zeros("y", &[3, 5]).unwrap();
-    let cfg = LinearConfig {
-        silu_input: true,
-        ..LinearConfig::default()
-    };
+    let cfg = LinearConfig { silu_input: true, ..LinearConfig::default() };
     let d = linear(gpu, "linear 3x7 -> 5 silu", &x, &w, &b, None, &y, &cfg).unwrap();
     let got = run(gpu, &[&d], &y);
     let want = nn::linear(&xv, 7, &wv, &bv, true, None, 1.0);
@@ -38,10 +35,7 @@ fn linear_batched_row_major() {
     let (b, bv) = random(gpu, "bias", &[33], 45);
     let (r, rv) = random(gpu, "residual", &[2, 9, 33], 46);
     let y = gpu.zeros("y", &[2, 9, 33]).unwrap();
-    let cfg = LinearConfig {
-        out_scale: 0.25,
-        ..LinearConfig::default()
-    };
+    let cfg = LinearConfig { out_scale: 0.25, ..LinearConfig::default() };
     let d = linear(gpu, "linear batched", &x, &w, &b, Some(&r), &y, &cfg).unwrap();
     let got = run(gpu, &[&d], &y);
     let want = nn::linear(&xv, 6, &wv, &bv, false, Some(&rv), 0.25);
@@ -69,11 +63,7 @@ fn linear_row_major_in_every_family() {
             let (b, bv) = random(gpu, "bias", &[n], 90 + i as u64);
             let (r, rv) = random(gpu, "residual", &y_shape, 100 + i as u64);
             let y = gpu.zeros("y", &y_shape).unwrap();
-            let cfg = LinearConfig {
-                silu_input: silu,
-                out_scale: 0.5,
-                ..LinearConfig::default()
-            };
+            let cfg = LinearConfig { silu_input: silu, out_scale: 0.5, ..LinearConfig::default() };
             let name = format!("linear {shape:?} -> {n}");
             let d = linear(gpu, &name, &x, &w, &b, residual.then_some(&r), &y, &cfg).unwrap();
             let got = run(gpu, &[&d], &y);
@@ -119,24 +109,14 @@ fn run_channels(
     let (b, bv) = random(gpu, "bias", &[c_out], 49);
     let (r, rv) = random(gpu, "residual", &[n, c_out, h, w], 50);
     let y = gpu.zeros("y", &[n, c_out, h, w]).unwrap();
-    let cfg = LinearConfig {
-        layout: TokenLayout::Channels,
-        ..LinearConfig::default()
-    };
+    let cfg = LinearConfig { layout: TokenLayout::Channels, ..LinearConfig::default() };
     let d = linear(gpu, name, &x, &wt, &b, residual.then_some(&r), &y, &cfg).unwrap();
     let got = run(gpu, &[&d], &y);
     // Reference: transpose the map to token rows, apply the layer, transpose back.
     let tokens = nn::to_tokens(&xv, n, c, hw);
     let res_tokens = nn::to_tokens(&rv, n, c_out, hw);
-    let out_tokens = nn::linear(
-        &tokens,
-        c,
-        &wv,
-        &bv,
-        false,
-        residual.then_some(res_tokens.as_slice()),
-        1.0,
-    );
+    let out_tokens =
+        nn::linear(&tokens, c, &wv, &bv, false, residual.then_some(res_tokens.as_slice()), 1.0);
     let want = nn::from_tokens(&out_tokens, n, c_out, hw);
     let kernel = d.kernel().name;
     assert_normalised(&format!("{name} ({kernel})"), &got, &want, BOUND);
@@ -145,13 +125,7 @@ fn run_channels(
 
 #[test]
 fn linear_over_feature_map_tokens_awkward() {
-    check_channels(
-        "linear NCHW 2x6x3x11 -> 5 + residual",
-        [2, 6, 3, 11],
-        5,
-        true,
-        "linear",
-    );
+    check_channels("linear NCHW 2x6x3x11 -> 5 + residual", [2, 6, 3, 11], 5, true, "linear");
     check_channels("linear NCHW 1x3x1x1 -> 7", [1, 3, 1, 1], 7, false, "linear");
     // 4 x 16 rows of 17 columns: 192 blocks of 8, so a 1x1 convolution over packed weights.
     check_channels(
@@ -180,10 +154,7 @@ fn linear_unet_shapes() {
     let (w, wv) = random(gpu, "weight", &[512, 512], 52);
     let (b, bv) = random(gpu, "bias", &[512], 53);
     let y = gpu.zeros("y", &[2, 512]).unwrap();
-    let cfg = LinearConfig {
-        silu_input: true,
-        ..LinearConfig::default()
-    };
+    let cfg = LinearConfig { silu_input: true, ..LinearConfig::default() };
     let d = linear(gpu, "time embedding linear_2", &x, &w, &b, None, &y, &cfg).unwrap();
     let got = run(gpu, &[&d], &y);
     let want = nn::linear(&xv, 512, &wv, &bv, true, None, 1.0);

@@ -13,16 +13,8 @@ fn gpu_philox_matches_known_answer_vectors() {
     let gpu = gpu_or_skip!();
     // Random123's kat_vectors for philox4x32 with 10 rounds.
     let cases: [([u32; 4], [u32; 2], [u32; 4]); 3] = [
-        (
-            [0; 4],
-            [0; 2],
-            [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8],
-        ),
-        (
-            [u32::MAX; 4],
-            [u32::MAX; 2],
-            [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd],
-        ),
+        ([0; 4], [0; 2], [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]),
+        ([u32::MAX; 4], [u32::MAX; 2], [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd]),
         (
             [0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344],
             [0xa4093822, 0x299f31d0],
@@ -32,11 +24,7 @@ fn gpu_philox_matches_known_answer_vectors() {
     for (counter, key, expected) in cases {
         let out = gpu.zeros("philox", &[1, 4]).unwrap();
         let d = randn::raw(gpu, "philox kat", counter, key, &out).unwrap();
-        assert_eq!(
-            words(&run(gpu, &[&d], &out)),
-            expected,
-            "counter {counter:x?}"
-        );
+        assert_eq!(words(&run(gpu, &[&d], &out)), expected, "counter {counter:x?}");
     }
 }
 
@@ -62,11 +50,7 @@ fn gpu_and_cpu_philox_streams_are_bit_identical() {
 #[test]
 fn gpu_normals_match_cpu_and_do_not_depend_on_the_batch() {
     let gpu = gpu_or_skip!();
-    let key = NoiseKey {
-        seed: 0x1234_5678_9abc,
-        step: 3,
-        stream: Stream::StepNoise,
-    };
+    let key = NoiseKey { seed: 0x1234_5678_9abc, step: 3, stream: Stream::StepNoise };
     let per = 3 * 5 * 7;
     // Images 0..4 in one batch.
     let all = gpu.zeros("z", &[4, 3, 5, 7]).unwrap();

@@ -54,13 +54,7 @@ fn timed_passes_scale_to_their_floor() {
     // copies takes is not asserted: tests run in parallel on lavapipe's threads, so a calibration pass slowed
     // by another test returns fewer copies than an idle machine would (seen in CI: one copy, then a 0.2 ms
     // pass against a 20 ms floor).
-    assert_eq!(
-        repeats_for(gpu, &d, 1000.0).block_on().unwrap(),
-        MAX_REPEATS
-    );
+    assert_eq!(repeats_for(gpu, &d, 1000.0).block_on().unwrap(), MAX_REPEATS);
     let per_dispatch = time_pass(gpu, &d, 10).block_on().unwrap();
-    assert!(
-        per_dispatch.is_finite() && per_dispatch > 0.0,
-        "{per_dispatch}"
-    );
+    assert!(per_dispatch.is_finite() && per_dispatch > 0.0, "{per_dispatch}");
 }

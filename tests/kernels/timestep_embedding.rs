@@ -15,12 +15,9 @@ fn embedding_conventions_and_odd_dim() {
     let gpu = gpu_or_skip!();
     let timesteps = [0.0f32, 1.0, 17.5, 999.0];
     let t = gpu.upload("timesteps", &[4], &timesteps).unwrap();
-    for &(dim, flip, shift) in &[
-        (128, false, 1.0),
-        (128, true, 0.0),
-        (33, false, 1.0),
-        (2, true, 0.0),
-    ] {
+    for &(dim, flip, shift) in
+        &[(128, false, 1.0), (128, true, 0.0), (33, false, 1.0), (2, true, 0.0)]
+    {
         let emb = TimestepEmbedding::new(gpu, dim, flip, shift).unwrap();
         let out = gpu.zeros("emb", &[4, dim]).unwrap();
         let d = emb.dispatch(gpu, "timestep embedding", &t, &out).unwrap();
@@ -40,8 +37,6 @@ fn embedding_conventions_and_odd_dim() {
 fn embedding_refuses_a_zero_denominator() {
     let gpu = gpu_or_skip!();
     // dim 2 with freq_shift 1: half - shift = 0, which diffusers would turn into NaN frequencies.
-    let err = TimestepEmbedding::new(gpu, 2, false, 1.0)
-        .err()
-        .expect("must refuse");
+    let err = TimestepEmbedding::new(gpu, 2, false, 1.0).err().expect("must refuse");
     assert!(err.to_string().contains("freq_shift"), "{err}");
 }

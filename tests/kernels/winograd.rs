@@ -51,13 +51,7 @@ fn shape(n: usize, cin: usize, h: usize, w: usize, cout: usize, pad: usize, up: 
 fn groups_of_8(s: &ConvShape) -> Tiling {
     let (th, tw) = reference::tiles(s.ho as usize, s.wo as usize);
     let total = s.batch as usize * th * tw;
-    Tiling {
-        tiles_h: th,
-        tiles_w: tw,
-        total,
-        tp: 8,
-        groups: total.div_ceil(8),
-    }
+    Tiling { tiles_h: th, tiles_w: tw, total, tp: 8, groups: total.div_ceil(8) }
 }
 
 #[test]
@@ -77,10 +71,8 @@ fn input_transform_of_each_group_matches_the_reference() {
         assert_eq!(t.groups, 3);
         for group in 0..t.groups {
             let v = gpu.zeros("v", &[POSITIONS, cin, t.tp]).unwrap();
-            let name = format!(
-                "input transform {stored:?} pad {} up {}, group {group}",
-                s.pad_top, s.up
-            );
+            let name =
+                format!("input transform {stored:?} pad {} up {}, group {group}", s.pad_top, s.up);
             let d = input_transform(gpu, &name, &s, &t, group, &x, &v).unwrap();
             let got = run(gpu, &[&d], &v);
             let want = reference::input_transform(
@@ -154,10 +146,7 @@ fn products_against_storage(
     let name = format!("products {cout}x{cin}, {tp} tiles, {}", roomy.0);
     assert_normalised(&name, &outputs[0], &want, PRODUCT_BOUND);
     assert!(
-        outputs[0]
-            .iter()
-            .zip(&outputs[1])
-            .all(|(a, b)| a.to_bits() == b.to_bits()),
+        outputs[0].iter().zip(&outputs[1]).all(|(a, b)| a.to_bits() == b.to_bits()),
         "{name}: differs from the storage kernel's"
     );
 }
@@ -186,11 +175,9 @@ fn products_with_v_in_uniform_windows_match_the_reference_and_the_storage_kernel
 fn products_of_small_maps_with_several_weight_windows_per_launch() {
     let gpu = gpu_or_skip!();
     // (cout, cin, tp, weight windows a launch, weight windows, seed)
-    for (cout, cin, tp, wide, windows, seed) in [
-        (512, 256, 8, 8, 288usize, 40),
-        (100, 300, 16, 4, 78, 50),
-        (21, 600, 8, 2, 36, 60),
-    ] {
+    for (cout, cin, tp, wide, windows, seed) in
+        [(512, 256, 8, 8, 288usize, 40), (100, 300, 16, 4, 78, 50), (21, 600, 8, 2, 36, 60)]
+    {
         assert_eq!(winograd::wide_windows(gpu, cout, cin, tp), Some(wide));
         let roomy = ("conv2d_winograd_gemm_wide", windows.div_ceil(wide));
         products_against_storage(gpu, (cout, cin, tp), seed, roomy);
@@ -227,19 +214,14 @@ fn output_transform_of_each_group_matches_the_reference() {
     for full in [true, false] {
         let out = gpu.zeros("out", &out_shape).unwrap();
         let mut want = vec![0.0; out.len()];
-        let (channel, residual, scale) = if full {
-            (Some(&ch), Some(&r), 0.7)
-        } else {
-            (None, None, 1.0)
-        };
+        let (channel, residual, scale) =
+            if full { (Some(&ch), Some(&r), 0.7) } else { (None, None, 1.0) };
         let name = format!("output transform {out_shape:?}, epilogue {full}");
         let mut dispatches = Vec::new();
         for group in 0..t.groups {
             dispatches.push(
-                output_transform(
-                    gpu, &name, &s, &t, group, &m, &b, channel, residual, &out, scale,
-                )
-                .unwrap(),
+                output_transform(gpu, &name, &s, &t, group, &m, &b, channel, residual, &out, scale)
+                    .unwrap(),
             );
             reference::output_transform(
                 &mv,
@@ -291,10 +273,7 @@ fn winograd_in_groups_matches_one_group_bit_for_bit() {
     .unwrap();
     let large = gpu_families()[0];
     let (n, cin, h, w, cout) = (3, 20, 16, 20, 16);
-    let cfg = Conv2dConfig {
-        padding: Padding::uniform(1),
-        ..Default::default()
-    };
+    let cfg = Conv2dConfig { padding: Padding::uniform(1), ..Default::default() };
     let mut outputs = Vec::new();
     for gpu in [&small, large] {
         let (x, xv) = random(gpu, "x", &[n, cin, h, w], 40);
@@ -317,12 +296,7 @@ fn winograd_in_groups_matches_one_group_bit_for_bit() {
             (1, 1, 1, 1),
             1.0,
         );
-        assert_normalised(
-            "grouped winograd",
-            &got,
-            &want,
-            crate::conv2d::WINOGRAD_BOUND,
-        );
+        assert_normalised("grouped winograd", &got, &want, crate::conv2d::WINOGRAD_BOUND);
         outputs.push(got);
     }
     let groups = Tiling::on(&small, &shape(n, cin, h, w, cout, 1, false));

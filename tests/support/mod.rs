@@ -28,10 +28,7 @@ fn open(options: DeviceOptions) -> Option<Gpu> {
     match Gpu::new(&options).block_on() {
         Ok(g) => Some(g),
         Err(e) => {
-            assert!(
-                !gpu_required(),
-                "no GPU adapter and CI or DDIM_REQUIRE_GPU is set: {e}"
-            );
+            assert!(!gpu_required(), "no GPU adapter and CI or DDIM_REQUIRE_GPU is set: {e}");
             eprintln!("skipping GPU test: {e}");
             None
         }

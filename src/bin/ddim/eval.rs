@@ -22,11 +22,7 @@ pub struct Args {
     #[arg(long)]
     pub input: PathBuf,
     /// One timestep for every image.
-    #[arg(
-        long,
-        conflicts_with = "timesteps",
-        required_unless_present = "timesteps"
-    )]
+    #[arg(long, conflicts_with = "timesteps", required_unless_present = "timesteps")]
     pub timestep: Option<f32>,
     /// One timestep per image (or one for all): int64 or float .npy.
     #[arg(long)]

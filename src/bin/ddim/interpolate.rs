@@ -86,26 +86,18 @@ pub fn run(options: &DeviceOptions, a: Args) -> Result<()> {
     let gpu = Gpu::new(options).block_on().context("opening a device")?;
     let pipeline = Pipeline::new(gpu, &weights)?;
     let ends: Vec<Vec<f32>> = if given.is_empty() {
-        a.seeds
-            .iter()
-            .map(|&s| Ok(pipeline.latents(s, 0, 1)?.data))
-            .collect::<Result<_>>()?
+        a.seeds.iter().map(|&s| Ok(pipeline.latents(s, 0, 1)?.data)).collect::<Result<_>>()?
     } else {
         given
     };
     let seed = a.seeds.first().copied().unwrap_or(0);
     let mut bar = Bar::new(args.quiet);
     let result = pipeline
-        .interpolate(&ends[0], &ends[1], frames, &settings, seed, &mut |p| {
-            bar.update(p)
-        })
+        .interpolate(&ends[0], &ends[1], frames, &settings, seed, &mut |p| bar.update(p))
         .block_on()?;
     bar.finish();
     let mut outputs = OutputSet::default();
-    outputs.stage(
-        &a.out,
-        &png_grid_bytes(&a.out, &result.data, result.shape, frames)?,
-    )?;
+    outputs.stage(&a.out, &png_grid_bytes(&a.out, &result.data, result.shape, frames)?)?;
     if let Some(path) = &a.out_npy {
         outputs.stage(path, &npy_bytes(path, &result.shape, &result.data)?)?;
     }

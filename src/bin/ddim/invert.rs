@@ -45,10 +45,7 @@ pub fn run(options: &DeviceOptions, a: Args) -> Result<()> {
     let per: usize = shape.iter().product();
     let mut x0 = Vec::new();
     for path in &a.images {
-        if path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("npy"))
-        {
+        if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")) {
             let l = read_npy(path)?;
             if l.shape.len() != 4 || l.shape[1..] != shape {
                 bail!(
@@ -79,15 +76,10 @@ pub fn run(options: &DeviceOptions, a: Args) -> Result<()> {
     let gpu = Gpu::new(options).block_on().context("opening a device")?;
     let pipeline = Pipeline::new(gpu, &weights)?;
     let mut bar = Bar::new(args.quiet);
-    let latents = pipeline
-        .invert(&images, &settings, args.max_batch, &mut |p| bar.update(p))
-        .block_on()?;
+    let latents =
+        pipeline.invert(&images, &settings, args.max_batch, &mut |p| bar.update(p)).block_on()?;
     bar.finish();
     write_npy(&a.out, &latents.shape, &latents.data)?;
-    println!(
-        "wrote {} ({n} latents, {} inversion steps)",
-        a.out.display(),
-        settings.steps
-    );
+    println!("wrote {} ({n} latents, {} inversion steps)", a.out.display(), settings.steps);
     Ok(())
 }

@@ -44,10 +44,6 @@ fn merge(inputs: &[PathBuf], out: &Path) -> Result<()> {
     }
     let shape = shape.expect("clap requires one input");
     write_npy(out, &shape, &data)?;
-    println!(
-        "wrote {} {shape:?} from {} files",
-        out.display(),
-        inputs.len()
-    );
+    println!("wrote {} {shape:?} from {} files", out.display(), inputs.len());
     Ok(())
 }

@@ -65,10 +65,7 @@ fn profile(
         let text = std::fs::read_to_string(model)
             .with_context(|| format!("reading {}", model.display()))?;
         let config = ddim_wgpu::unet::config::UNetConfig::from_diffusers_json(&text)?;
-        eprintln!(
-            "note: {} is a config: random weights (timings only)",
-            model.display()
-        );
+        eprintln!("note: {} is a config: random weights (timings only)", model.display());
         Weights::random(&config, seed)?
     } else {
         open_model(model)?

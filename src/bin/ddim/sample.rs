@@ -57,14 +57,8 @@ pub struct Shard {
 
 pub fn parse_shard(s: &str) -> Result<Shard, String> {
     let (i, n) = s.split_once('/').ok_or("expected i/n, e.g. 0/4")?;
-    let index: usize = i
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{i}` is not a shard index"))?;
-    let count: usize = n
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{n}` is not a shard count"))?;
+    let index: usize = i.trim().parse().map_err(|_| format!("`{i}` is not a shard index"))?;
+    let count: usize = n.trim().parse().map_err(|_| format!("`{n}` is not a shard count"))?;
     if count == 0 || index >= count {
         return Err(format!("shard {index}/{count}: need 0 <= i < n"));
     }
@@ -77,15 +71,11 @@ pub fn run(options: &DeviceOptions, req: Args) -> Result<()> {
     let weights = open_model(&req.model)?;
     let settings = settings(args, weights.training.as_ref())?;
     check_outputs(
-        &[
-            Some(&req.out),
-            req.out_npy.as_ref(),
-            req.save_latents.as_ref(),
-        ]
-        .into_iter()
-        .flatten()
-        .map(PathBuf::as_path)
-        .collect::<Vec<_>>(),
+        &[Some(&req.out), req.out_npy.as_ref(), req.save_latents.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(PathBuf::as_path)
+            .collect::<Vec<_>>(),
     )?;
     let c = &weights.config;
     let shape = [c.in_channels, c.sample_size, c.sample_size];
@@ -107,11 +97,7 @@ pub fn run(options: &DeviceOptions, req: Args) -> Result<()> {
             if let Some(b) = req.batch
                 && b != l.shape[0]
             {
-                bail!(
-                    "--batch {b} but {} holds {} latents",
-                    path.display(),
-                    l.shape[0]
-                );
+                bail!("--batch {b} but {} holds {} latents", path.display(), l.shape[0]);
             }
             (l.shape[0], Some(l.data))
         }
@@ -122,16 +108,9 @@ pub fn run(options: &DeviceOptions, req: Args) -> Result<()> {
     }
     let shard = req.shard.unwrap_or(Shard { index: 0, count: 1 });
     if shard.count > total {
-        bail!(
-            "--shard {}/{}: more shards than the {total} images",
-            shard.index,
-            shard.count
-        );
+        bail!("--shard {}/{}: more shards than the {total} images", shard.index, shard.count);
     }
-    let (lo, hi) = (
-        shard.index * total / shard.count,
-        (shard.index + 1) * total / shard.count,
-    );
+    let (lo, hi) = (shard.index * total / shard.count, (shard.index + 1) * total / shard.count);
     let n = hi - lo;
     let noise = match &req.noise {
         Some(path) => {
@@ -160,28 +139,20 @@ pub fn run(options: &DeviceOptions, req: Args) -> Result<()> {
     let request = SampleRequest {
         first_image: lo,
         latents: Some(&x_t),
-        noise: noise.as_ref().map(|z| GivenNoise {
-            data: &z.data,
-            images: total,
-        }),
+        noise: noise.as_ref().map(|z| GivenNoise { data: &z.data, images: total }),
         max_batch: args.max_batch,
         ..SampleRequest::new(settings.clone(), n, req.seed)
     };
     let start = web_time::Instant::now();
     let mut bar = Bar::new(args.quiet);
-    let images = pipeline
-        .sample(&request, &mut |p| bar.update(p))
-        .block_on()?;
+    let images = pipeline.sample(&request, &mut |p| bar.update(p)).block_on()?;
     bar.finish();
     let elapsed = start.elapsed();
 
     let dims = images.shape;
     let cols = (n as f64).sqrt().ceil() as usize;
     let mut outputs = OutputSet::default();
-    outputs.stage(
-        &req.out,
-        &png_grid_bytes(&req.out, &images.data, dims, cols)?,
-    )?;
+    outputs.stage(&req.out, &png_grid_bytes(&req.out, &images.data, dims, cols)?)?;
     if let Some(dir) = &req.out_dir {
         outputs.create_dir(dir)?;
         for k in 0..n {
@@ -196,11 +167,8 @@ pub fn run(options: &DeviceOptions, req: Args) -> Result<()> {
         outputs.stage(path, &npy_bytes(path, &dims, &x_t)?)?;
     }
     outputs.commit()?;
-    let noise = if settings.sigma_hat {
-        "sigma-hat".to_string()
-    } else {
-        format!("eta {}", settings.eta)
-    };
+    let noise =
+        if settings.sigma_hat { "sigma-hat".to_string() } else { format!("eta {}", settings.eta) };
     println!(
         "wrote {} ({n} images {lo}..{hi} of {total}, {} steps, {noise}) in {:.1?}",
         req.out.display(),

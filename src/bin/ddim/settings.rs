@@ -107,21 +107,11 @@ pub fn parse_spacing(s: &str) -> Result<Spacing, String> {
 }
 
 pub fn parse_threshold(s: &str) -> Result<Threshold, String> {
-    let (r, m) = s
-        .split_once(',')
-        .ok_or("expected RATIO,MAX, e.g. 0.995,1.5")?;
-    let ratio: f32 = r
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{r}` is not a number"))?;
-    let max_value: f32 = m
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{m}` is not a number"))?;
+    let (r, m) = s.split_once(',').ok_or("expected RATIO,MAX, e.g. 0.995,1.5")?;
+    let ratio: f32 = r.trim().parse().map_err(|_| format!("`{r}` is not a number"))?;
+    let max_value: f32 = m.trim().parse().map_err(|_| format!("`{m}` is not a number"))?;
     if !(0.0..=1.0).contains(&ratio) || max_value.is_nan() || max_value < 1.0 {
-        return Err(format!(
-            "ratio {ratio} must lie in [0, 1] and max {max_value} be >= 1"
-        ));
+        return Err(format!("ratio {ratio} must lie in [0, 1] and max {max_value} be >= 1"));
     }
     Ok(Threshold { ratio, max_value })
 }
@@ -139,18 +129,13 @@ pub fn settings(args: &SamplingArgs, training: Option<&Training>) -> Result<Samp
         }
         _ => (1e-4, 0.02),
     };
-    let (start, end) = (
-        args.beta_start.unwrap_or(old_start),
-        args.beta_end.unwrap_or(old_end),
-    );
+    let (start, end) = (args.beta_start.unwrap_or(old_start), args.beta_end.unwrap_or(old_end));
     schedule.betas = match (args.beta_schedule, &args.trained_betas) {
         (Some(_), Some(_)) => bail!("--beta-schedule and --trained-betas exclude each other"),
         (_, Some(path)) => {
             let b = read_npy(path)?;
             schedule.train_steps = args.train_steps.unwrap_or(b.data.len());
-            BetaSchedule::Trained {
-                betas: b.data.iter().map(|&v| v as f64).collect(),
-            }
+            BetaSchedule::Trained { betas: b.data.iter().map(|&v| v as f64).collect() }
         }
         (Some(BetaKind::Linear), None) => BetaSchedule::Linear { start, end },
         (Some(BetaKind::ScaledLinear), None) => BetaSchedule::ScaledLinear { start, end },

@@ -3,8 +3,9 @@
 
 use bytemuck::{Pod, Zeroable};
 
+use crate::gpu::Access::{Read, ReadWrite};
+use crate::gpu::Kernel;
 use crate::gpu::kernel::kernel;
-use crate::gpu::{Access, Kernel};
 
 pub(crate) const OP: &str = "attention";
 
@@ -12,12 +13,8 @@ pub(crate) const OP: &str = "attention";
 pub(super) const ROWS: &str = include_str!("../../../kernels/attention_rows.inc.wgsl");
 
 /// The kernel.
-pub const KERNEL: Kernel = kernel!("attention",
-    includes: [ROWS],
-    bindings: &[Access::Read, Access::Read, Access::Read, Access::ReadWrite],
-    workgroup: 64,
-    params: Params,
-);
+pub const KERNEL: Kernel = kernel!("attention", includes: [ROWS], workgroup: 64, params: Params,
+    bindings: &[Read, Read, Read, ReadWrite]);
 
 /// Mirrors `Params` in attention.wgsl.
 #[repr(C)]

@@ -6,11 +6,12 @@ use bytemuck::{Pod, Zeroable};
 
 use super::portable::OP;
 use crate::error::Result;
+use crate::gpu::Access::{Read, ReadWrite};
 use crate::gpu::check::{check_bindings, dim};
 use crate::gpu::kernel::kernel;
 use crate::gpu::windows::{has_uniform_windows, window_at, window_starts, windows_fit};
 use crate::gpu::{
-    Access, Dispatch, Gpu, Kernel, LaunchSpec, Tensor, UNIFORM_WINDOW, WINDOW_FLOATS, windows_then,
+    Dispatch, Gpu, Kernel, LaunchSpec, Tensor, UNIFORM_WINDOW, WINDOW_FLOATS, windows_then,
     workgroups_for,
 };
 
@@ -23,28 +24,17 @@ const BLOCK: &str = include_str!("../../../kernels/conv2d_block.inc.wgsl");
 /// The CPU family's attention where it applies ([`Products`]), first product: the scores, keys x queries, q and
 /// k read from uniform windows on the activations. The dispatch runs under this kernel's name, the softmax and
 /// the second product ([`VALUES_KERNEL`]) included.
-pub const SCORES_KERNEL: Kernel = kernel!("attention_scores",
-    includes: [PRODUCTS_PARAMS, BLOCK],
-    bindings: &windows_then::<9>(8, &[Access::ReadWrite]),
-    workgroup: 8,
-    params: ProductsParams,
-);
+pub const SCORES_KERNEL: Kernel = kernel!("attention_scores", includes: [PRODUCTS_PARAMS, BLOCK],
+    workgroup: 8, params: ProductsParams, bindings: &windows_then::<9>(8, &[ReadWrite]));
 
 /// The scores' softmax over the keys, in place, its normalisation left to [`VALUES_KERNEL`].
-pub const SOFTMAX_KERNEL: Kernel = kernel!("attention_softmax",
-    includes: [PRODUCTS_PARAMS],
-    bindings: &[Access::ReadWrite, Access::ReadWrite],
-    workgroup: 8,
-    params: ProductsParams,
-);
+pub const SOFTMAX_KERNEL: Kernel = kernel!("attention_softmax", includes: [PRODUCTS_PARAMS],
+    workgroup: 8, params: ProductsParams, bindings: &[ReadWrite, ReadWrite]);
 
 /// The second product: the values weighted by the softmax, the exponentials and v read from uniform windows.
-pub const VALUES_KERNEL: Kernel = kernel!("attention_values",
-    includes: [PRODUCTS_PARAMS, BLOCK],
-    bindings: &windows_then::<7>(5, &[Access::Read, Access::ReadWrite]),
-    workgroup: 8,
-    params: ProductsParams,
-);
+pub const VALUES_KERNEL: Kernel = kernel!("attention_values", includes: [PRODUCTS_PARAMS, BLOCK],
+    workgroup: 8, params: ProductsParams,
+    bindings: &windows_then::<7>(5, &[Read, ReadWrite]));
 
 /// Mirrors `Params` in attention_products_params.inc.wgsl.
 #[repr(C)]
@@ -114,11 +104,8 @@ impl Products {
             return None;
         }
         let rows = wf / t;
-        let (score_pairs, score_chunk) = if d * t <= wf {
-            (wf / (d * t), d)
-        } else {
-            (1, PRODUCT_WINDOWS * rows)
-        };
+        let (score_pairs, score_chunk) =
+            if d * t <= wf { (wf / (d * t), d) } else { (1, PRODUCT_WINDOWS * rows) };
         let score_rows = rows / 4 * 4;
         let (value_pairs, value_chunk) = if t * t <= wf && d * t <= wf {
             ((wf / (t * t)).min(wf / (d * t)), t)
@@ -211,11 +198,7 @@ pub(super) fn products(
         let mut values = Vec::new();
         for p0 in (0..group).step_by(cut.value_pairs) {
             let n = cut.value_pairs.min(group - p0);
-            let channel_rows = if d * t <= WINDOW_FLOATS {
-                d
-            } else {
-                cut.value_rows
-            };
+            let channel_rows = if d * t <= WINDOW_FLOATS { d } else { cut.value_rows };
             for c0 in (0..d).step_by(channel_rows) {
                 for j0 in (0..t).step_by(cut.value_chunk) {
                     let count = cut.value_chunk.min(t - j0);
@@ -237,15 +220,8 @@ pub(super) fn products(
                 }
             }
         }
-        let softmax = ProductsParams {
-            pairs: dim(OP, "pairs", group)?,
-            ..base
-        };
-        plans.push(GroupPlan {
-            scores,
-            softmax,
-            values,
-        });
+        let softmax = ProductsParams { pairs: dim(OP, "pairs", group)?, ..base };
+        plans.push(GroupPlan { scores, softmax, values });
     }
 
     // The scores with a window of slack for the values' windows; the kernels that write them bind the scores
@@ -255,20 +231,12 @@ pub(super) fn products(
     let norm = gpu.scratch("attention norm", &[cut.group * t])?;
     let at = |tensor: &Tensor, row: u64| tensor.offset() + row * row_bytes;
     let qk_rows = || {
-        plans.iter().flat_map(|g| {
-            g.scores
-                .iter()
-                .flat_map(|(_, starts)| starts.iter().copied())
-        })
+        plans.iter().flat_map(|g| g.scores.iter().flat_map(|(_, starts)| starts.iter().copied()))
     };
-    let score_rows = plans.iter().flat_map(|g| {
-        g.values
-            .iter()
-            .flat_map(|(_, starts, _)| starts.iter().copied())
-    });
-    let v_rows = plans
+    let score_rows = plans
         .iter()
-        .flat_map(|g| g.values.iter().map(|&(_, _, vrow)| vrow));
+        .flat_map(|g| g.values.iter().flat_map(|(_, starts, _)| starts.iter().copied()));
+    let v_rows = plans.iter().flat_map(|g| g.values.iter().map(|&(_, _, vrow)| vrow));
     if !(windows_fit(gpu, q.buffer(), qk_rows().map(|r| at(q, r)))
         && windows_fit(gpu, k.buffer(), qk_rows().map(|r| at(k, r)))
         && windows_fit(gpu, v.buffer(), v_rows.map(|r| at(v, r)))
@@ -284,10 +252,8 @@ pub(super) fn products(
             .scores
             .iter()
             .map(|(p, starts)| {
-                let mut resources: Vec<_> = starts
-                    .iter()
-                    .map(|&r| window_at(q.buffer(), at(q, r)))
-                    .collect();
+                let mut resources: Vec<_> =
+                    starts.iter().map(|&r| window_at(q.buffer(), at(q, r))).collect();
                 resources.extend(starts.iter().map(|&r| window_at(k.buffer(), at(k, r))));
                 resources.push(scores_only.binding());
                 LaunchSpec {
@@ -309,10 +275,8 @@ pub(super) fn products(
             .values
             .iter()
             .map(|(p, starts, vrow)| {
-                let mut resources: Vec<_> = starts
-                    .iter()
-                    .map(|&r| window_at(scratch.buffer(), at(&scratch, r)))
-                    .collect();
+                let mut resources: Vec<_> =
+                    starts.iter().map(|&r| window_at(scratch.buffer(), at(&scratch, r))).collect();
                 resources.extend([
                     window_at(v.buffer(), at(v, *vrow)),
                     norm.binding(),
@@ -326,13 +290,7 @@ pub(super) fn products(
             })
             .collect();
         Ok(Dispatch::launches(gpu, &SCORES_KERNEL, OP, label, scores)?
-            .then(Dispatch::launches(
-                gpu,
-                &SOFTMAX_KERNEL,
-                OP,
-                label,
-                vec![softmax],
-            )?)
+            .then(Dispatch::launches(gpu, &SOFTMAX_KERNEL, OP, label, vec![softmax])?)
             .then(Dispatch::launches(gpu, &VALUES_KERNEL, OP, label, values)?))
     };
     Dispatch::sequence(OP, label, plans.iter().map(group)).map(Some)

@@ -8,9 +8,7 @@ use super::windowed::{WINDOWED_KERNEL, WindowGeometry, windowed};
 use crate::error::{Error, Result};
 use crate::gpu::check::{dim, dims, expect_shape, nonzero};
 use crate::gpu::windows::has_uniform_windows;
-use crate::gpu::{
-    Cost, Dispatch, Gpu, Kernel, KernelChoice, Tensor, UNIFORM_WINDOW, workgroups_for,
-};
+use crate::gpu::{Cost, Dispatch, Gpu, Kernel, KernelChoice, Tensor, UNIFORM_WINDOW};
 
 /// The kernel [`attention`] runs on this device for heads of `head_dim`: `attention_windowed` for the CPU
 /// family where a key block fits a window (head_dim up to 1,024) and the device has 64 KiB uniform bindings
@@ -44,21 +42,14 @@ pub fn attention(
 ) -> Result<Dispatch> {
     let [n, c, h, w] = dims::<4>(OP, q)?;
     let tokens = h * w;
-    for (what, value) in [
-        ("batch", n),
-        ("channels", c),
-        ("tokens", tokens),
-        ("head_dim", head_dim),
-    ] {
+    for (what, value) in [("batch", n), ("channels", c), ("tokens", tokens), ("head_dim", head_dim)]
+    {
         nonzero(OP, what, value)?;
     }
     if c % head_dim != 0 {
         return Err(Error::param(
             OP,
-            format!(
-                "head_dim {head_dim} does not divide the {c} channels of `{}`",
-                q.label()
-            ),
+            format!("head_dim {head_dim} does not divide the {c} channels of `{}`", q.label()),
         ));
     }
     for t in [k, v, out] {
@@ -73,62 +64,27 @@ pub fn attention(
         scale: (1.0 / (head_dim as f64).sqrt()) as f32,
         _pad: [0; 3],
     };
-    let cost = Cost::new(
-        4 * (n * heads * tokens * tokens * head_dim) as u64,
-        4 * q.len() as u64,
-    );
+    let cost = Cost::new(4 * (n * heads * tokens * tokens * head_dim) as u64, 4 * q.len() as u64);
     let kernel = kernel_for(gpu, head_dim);
     if kernel.name == TILED_KERNEL.name {
-        return tiled(
-            gpu,
-            label,
-            [q, k, v, out],
-            n * heads,
-            heads,
-            head_dim,
-            tokens,
-            params.scale,
-        )
-        .map(|d| d.with_cost(cost));
+        return tiled(gpu, label, [q, k, v, out], n * heads, heads, head_dim, tokens, params.scale)
+            .map(|d| d.with_cost(cost));
     }
     if kernel.name == WINDOWED_KERNEL.name {
         if let Some(cut) = Products::on(gpu, n * heads, head_dim, tokens) {
             let operands = [q, k, v, out];
             let scale = params.scale;
-            if let Some(d) = products(
-                gpu,
-                label,
-                &cut,
-                operands,
-                n * heads,
-                head_dim,
-                tokens,
-                scale,
-            )? {
+            if let Some(d) =
+                products(gpu, label, &cut, operands, n * heads, head_dim, tokens, scale)?
+            {
                 return Ok(d.with_cost(cost));
             }
         }
-        return windowed(
-            gpu,
-            label,
-            [q, k, v, out],
-            n * heads,
-            head_dim,
-            tokens,
-            params.scale,
-        )
-        .map(|d| d.with_cost(cost));
+        return windowed(gpu, label, [q, k, v, out], n * heads, head_dim, tokens, params.scale)
+            .map(|d| d.with_cost(cost));
     }
     // One invocation per 8 query tokens.
     let invocations = (n * heads * tokens.div_ceil(8)) as u64;
-    Dispatch::new(
-        gpu,
-        &KERNEL,
-        OP,
-        label,
-        &params,
-        &[q, k, v, out],
-        workgroups_for(invocations, KERNEL.workgroup_size),
-    )
-    .map(|d| d.with_cost(cost))
+    Dispatch::for_invocations(gpu, &KERNEL, OP, label, &params, &[q, k, v, out], invocations)
+        .map(|d| d.with_cost(cost))
 }

@@ -6,9 +6,10 @@ use bytemuck::{Pod, Zeroable};
 
 use super::portable::OP;
 use crate::error::Result;
+use crate::gpu::Access::{Read, ReadWrite};
 use crate::gpu::check::dim;
 use crate::gpu::kernel::kernel;
-use crate::gpu::{Access, Dispatch, Gpu, Kernel, Tensor, workgroups_for};
+use crate::gpu::{Dispatch, Gpu, Kernel, Tensor};
 use crate::ops::{split_reduction, split_scratch_floats};
 
 /// The Params of [`TILED_KERNEL`] and [`COMBINE_KERNEL`] ([`TiledParams`]).
@@ -16,26 +17,12 @@ const TILED_PARAMS: &str = include_str!("../../../kernels/attention_tiled_params
 
 /// The GPU family's kernel: a workgroup per 8 queries (and key split), keys and values staged in workgroup
 /// memory.
-pub const TILED_KERNEL: Kernel = kernel!("attention_tiled",
-    includes: [TILED_PARAMS],
-    bindings: &[
-        Access::Read,
-        Access::Read,
-        Access::Read,
-        Access::ReadWrite,
-        Access::ReadWrite,
-    ],
-    workgroup: 64,
-    params: TiledParams,
-);
+pub const TILED_KERNEL: Kernel = kernel!("attention_tiled", includes: [TILED_PARAMS], workgroup: 64,
+    params: TiledParams, bindings: &[Read, Read, Read, ReadWrite, ReadWrite]);
 
 /// Merges the key splits of [`TILED_KERNEL`].
-pub const COMBINE_KERNEL: Kernel = kernel!("attention_combine",
-    includes: [TILED_PARAMS],
-    bindings: &[Access::Read, Access::ReadWrite],
-    workgroup: 256,
-    params: TiledParams,
-);
+pub const COMBINE_KERNEL: Kernel = kernel!("attention_combine", includes: [TILED_PARAMS],
+    workgroup: 256, params: TiledParams, bindings: &[Read, ReadWrite]);
 
 /// Mirrors `Params` in attention_tiled.wgsl and attention_combine.wgsl.
 #[repr(C)]
@@ -85,11 +72,7 @@ impl KeySplit {
         tokens: usize,
         max_floats: usize,
     ) -> Self {
-        let whole = KeySplit {
-            splits: 1,
-            keys: tokens.div_ceil(TILED_KEYS) * TILED_KEYS,
-            pairs,
-        };
+        let whole = KeySplit { splits: 1, keys: tokens.div_ceil(TILED_KEYS) * TILED_KEYS, pairs };
         let blocks = heads * tokens.div_ceil(TILED_QUERIES);
         let (splits, keys) =
             split_reduction(tokens, blocks, KEY_SPLIT_TARGET, KEY_SPLIT_MIN, TILED_KEYS);
@@ -97,11 +80,7 @@ impl KeySplit {
         if splits == 1 || per_launch == 0 {
             return whole;
         }
-        KeySplit {
-            splits,
-            keys,
-            pairs: per_launch.min(pairs),
-        }
+        KeySplit { splits, keys, pairs: per_launch.min(pairs) }
     }
 
     /// The split on this device: partial state within [`SPLIT_SCRATCH_BYTES`](crate::ops::SPLIT_SCRATCH_BYTES) and its binding limits; one
@@ -132,11 +111,8 @@ pub(super) fn tiled(
 ) -> Result<Dispatch> {
     let split = KeySplit::on(gpu, pairs, heads, head_dim, tokens);
     // Unsplit, the kernel writes no partial state: any scratch tensor fills the binding.
-    let state = if split.splits > 1 {
-        split.splits * split.pairs * tokens * (head_dim + 2)
-    } else {
-        1
-    };
+    let state =
+        if split.splits > 1 { split.splits * split.pairs * tokens * (head_dim + 2) } else { 1 };
     let part = gpu.scratch("attention split state", &[state])?;
     let group = |pair0: usize| -> Result<Dispatch> {
         let count = split.pairs.min(pairs - pair0);
@@ -152,30 +128,24 @@ pub(super) fn tiled(
         };
         // One workgroup per 8 queries of each pair and key split.
         let groups = (split.splits * count * tokens.div_ceil(TILED_QUERIES)) as u64;
-        let mut launch = Dispatch::new(
+        let mut launch = Dispatch::for_invocations(
             gpu,
             &TILED_KERNEL,
             OP,
             label,
             &params,
             &[q, k, v, out, &part],
-            workgroups_for(
-                groups * TILED_KERNEL.workgroup_size as u64,
-                TILED_KERNEL.workgroup_size,
-            ),
+            groups * TILED_KERNEL.workgroup_size as u64,
         )?;
         if split.splits > 1 {
-            launch = launch.then(Dispatch::new(
+            launch = launch.then(Dispatch::for_invocations(
                 gpu,
                 &COMBINE_KERNEL,
                 OP,
                 label,
                 &params,
                 &[&part, out],
-                workgroups_for(
-                    (count * head_dim * tokens) as u64,
-                    COMBINE_KERNEL.workgroup_size,
-                ),
+                (count * head_dim * tokens) as u64,
             )?);
         }
         Ok(launch)

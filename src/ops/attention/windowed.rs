@@ -6,35 +6,21 @@ use bytemuck::{Pod, Zeroable};
 
 use super::portable::{OP, ROWS};
 use crate::error::{Error, Result};
+use crate::gpu::Access::{Read, ReadWrite, UniformWindow};
 use crate::gpu::check::{check_bindings, dim};
 use crate::gpu::kernel::kernel;
 use crate::gpu::windows::window_binding;
 use crate::gpu::{
-    Access, Dispatch, Gpu, Kernel, LaunchSpec, Tensor, UNIFORM_WINDOW, WINDOW_FLOATS,
-    workgroups_for,
+    Dispatch, Gpu, Kernel, LaunchSpec, Tensor, UNIFORM_WINDOW, WINDOW_FLOATS, workgroups_for,
 };
 
 /// The CPU family's kernel: keys and values from uniform windows.
-pub const WINDOWED_KERNEL: Kernel = kernel!("attention_windowed",
-    includes: [ROWS],
-    bindings: &[
-        Access::Read,
-        Access::UniformWindow,
-        Access::UniformWindow,
-        Access::ReadWrite,
-        Access::ReadWrite,
-    ],
-    workgroup: 8,
-    params: WindowedParams,
-);
+pub const WINDOWED_KERNEL: Kernel = kernel!("attention_windowed", includes: [ROWS], workgroup: 8,
+    params: WindowedParams, bindings: &[Read, UniformWindow, UniformWindow, ReadWrite, ReadWrite]);
 
 /// Lays keys or values out in windows for [`WINDOWED_KERNEL`].
-pub const PACK_KERNEL: Kernel = kernel!("attention_pack",
-    includes: [],
-    bindings: &[Access::Read, Access::ReadWrite],
-    workgroup: 64,
-    params: PackParams,
-);
+pub const PACK_KERNEL: Kernel = kernel!("attention_pack", includes: [], workgroup: 64,
+    params: PackParams, bindings: &[Read, ReadWrite]);
 
 /// Mirrors `Params` in attention_windowed.wgsl.
 #[repr(C)]
@@ -114,15 +100,10 @@ pub(super) fn windowed(
 ) -> Result<Dispatch> {
     check_bindings(gpu, OP, &[q, k, v, out])?;
     let geo = WindowGeometry::new(pairs, head_dim, tokens).ok_or_else(|| {
-        Error::shape(
-            OP,
-            format!("`{label}`: heads of {head_dim} do not fit a window"),
-        )
+        Error::shape(OP, format!("`{label}`: heads of {head_dim} do not fit a window"))
     })?;
     let limits = gpu.limits();
-    let per_buffer = (limits
-        .max_storage_buffer_binding_size
-        .min(limits.max_buffer_size)
+    let per_buffer = (limits.max_storage_buffer_binding_size.min(limits.max_buffer_size)
         / UNIFORM_WINDOW) as usize;
     let buffers = geo.windows.div_ceil(per_buffer);
     let pack_params = PackParams {
@@ -178,18 +159,12 @@ pub(super) fn windowed(
     let state = gpu.scoped(&format!("softmax state of `{label}`"), || {
         gpu.device().create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
-            size: if geo.key_windows > 1 {
-                8 * (pairs * tokens) as u64
-            } else {
-                4
-            },
+            size: if geo.key_windows > 1 { 8 * (pairs * tokens) as u64 } else { 4 },
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         })
     })?;
-    let groups = tokens
-        .div_ceil(4)
-        .div_ceil(WINDOWED_KERNEL.workgroup_size as usize);
+    let groups = tokens.div_ceil(4).div_ceil(WINDOWED_KERNEL.workgroup_size as usize);
     let mut params = Vec::with_capacity(geo.windows);
     for w in 0..geo.windows {
         let (group, kwi) = (w / geo.key_windows, w % geo.key_windows);

@@ -3,28 +3,18 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::shape::{Conv2dConfig, ConvShape, OP, SHAPE};
+use super::shape::{ConvShape, OP, Operands, SHAPE};
 use crate::error::Result;
+use crate::gpu::Access::{Read, ReadWrite};
 use crate::gpu::kernel::kernel;
-use crate::gpu::{Access, Dispatch, Gpu, Kernel, Tensor, workgroups_for};
+use crate::gpu::{Dispatch, Gpu, Kernel};
 
 /// The convolution loop shared with the DDIM-epilogue convolution (`ops::ddim::CONV_KERNEL`).
 pub const ACCUMULATE: &str = include_str!("../../../kernels/conv2d_accumulate.inc.wgsl");
 
 /// The kernel.
-pub const KERNEL: Kernel = kernel!("conv2d",
-    includes: [SHAPE, ACCUMULATE],
-    bindings: &[
-        Access::Read,
-        Access::Read,
-        Access::Read,
-        Access::Read,
-        Access::ReadWrite,
-        Access::Read,
-    ],
-    workgroup: 64,
-    params: Params,
-);
+pub const KERNEL: Kernel = kernel!("conv2d", includes: [SHAPE, ACCUMULATE], workgroup: 64,
+    params: Params, bindings: &[Read, Read, Read, Read, ReadWrite, Read]);
 
 /// Mirrors `Params` in conv2d.wgsl.
 #[repr(C)]
@@ -39,19 +29,14 @@ pub struct Params {
 
 /// `conv2d` (the portable kernel) over `shape`: weights from storage, 4 output channels x 4 output columns per
 /// invocation. The caller has checked the operands' shapes.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn launch(
     gpu: &Gpu,
     label: &str,
     shape: &ConvShape,
-    x: &Tensor,
-    weight: &Tensor,
-    bias: &Tensor,
-    channel: Option<&Tensor>,
-    residual: Option<&Tensor>,
-    out: &Tensor,
-    cfg: &Conv2dConfig,
+    o: &Operands<'_>,
 ) -> Result<Dispatch> {
+    let (x, weight, bias, out) = (o.x, o.weight, o.bias, o.out);
+    let (channel, residual, cfg) = (o.channel, o.residual, o.cfg);
     let params = Params {
         shape: *shape,
         has_residual: residual.is_some() as u32,
@@ -59,20 +44,13 @@ pub(super) fn launch(
         has_channel: channel.is_some() as u32,
         _pad: 0,
     };
-    Dispatch::new(
+    Dispatch::for_invocations(
         gpu,
         &KERNEL,
         OP,
         label,
         &params,
-        &[
-            x,
-            weight,
-            bias,
-            residual.unwrap_or(x),
-            out,
-            channel.unwrap_or(bias),
-        ],
-        workgroups_for(shape.blocks_4x4(), KERNEL.workgroup_size),
+        &[x, weight, bias, residual.unwrap_or(x), out, channel.unwrap_or(bias)],
+        shape.blocks_4x4(),
     )
 }

@@ -5,23 +5,18 @@ use bytemuck::{Pod, Zeroable};
 
 use super::one_by_one::{OneByOne, one_by_one_fits, one_by_one_launches};
 use super::packed::pack_weights;
-use super::shape::{ConvShape, Epilogue, OP, SHAPE};
+use super::shape::{ConvShape, OP, Operands, SHAPE};
 use crate::error::{Error, Result};
+use crate::gpu::Access::{Read, ReadWrite};
 use crate::gpu::check::{check_bindings, dim, expect_shape};
 use crate::gpu::kernel::kernel;
-use crate::gpu::{
-    Access, Dispatch, Gpu, Kernel, Tensor, UNIFORM_WINDOW, WINDOW_FLOATS, workgroups_for,
-};
+use crate::gpu::{Dispatch, Gpu, Kernel, Tensor, UNIFORM_WINDOW, WINDOW_FLOATS};
 
 /// Lays a strided convolution's input out as matrix columns (conv2d_im2col.wgsl), which [`KERNEL_1X1`](super::KERNEL_1X1) or
 /// [`KERNEL_1X1_WIDE`](super::KERNEL_1X1_WIDE) then multiply by the weights ([`Im2col`]); the dispatch runs under this kernel's name,
 /// the product included.
-pub const KERNEL_IM2COL: Kernel = kernel!("conv2d_im2col",
-    includes: [SHAPE],
-    bindings: &[Access::Read, Access::ReadWrite],
-    workgroup: 64,
-    params: Im2colParams,
-);
+pub const KERNEL_IM2COL: Kernel = kernel!("conv2d_im2col", includes: [SHAPE], workgroup: 64,
+    params: Im2colParams, bindings: &[Read, ReadWrite]);
 
 /// Mirrors `Params` in conv2d_im2col.wgsl.
 #[repr(C)]
@@ -87,11 +82,7 @@ impl Im2col {
             return None;
         }
         let product = OneByOne::on(gpu, &columns)?;
-        Some(Im2col {
-            columns,
-            product,
-            images,
-        })
+        Some(Im2col { columns, product, images })
     }
 }
 
@@ -110,11 +101,7 @@ pub fn lay_columns(
     let stored = [s.batch, s.cin, s.h >> s.up, s.w >> s.up].map(|d| d as usize);
     expect_shape(OP, x, &stored)?;
     let rows = (s.cin * s.kh * s.kw) as usize;
-    expect_shape(
-        OP,
-        cols,
-        &[images.len(), rows, s.ho as usize, s.wo as usize],
-    )?;
+    expect_shape(OP, cols, &[images.len(), rows, s.ho as usize, s.wo as usize])?;
     if images.end > s.batch as usize || !s.wo.is_multiple_of(4) || !cols.offset().is_multiple_of(16)
     {
         return Err(Error::shape(
@@ -136,15 +123,7 @@ pub fn lay_columns(
         _pad: [0; 2],
     };
     let invocations = (images.len() * rows * s.ho as usize) as u64;
-    Dispatch::new(
-        gpu,
-        &KERNEL_IM2COL,
-        OP,
-        label,
-        &params,
-        &[x, cols],
-        workgroups_for(invocations, KERNEL_IM2COL.workgroup_size),
-    )
+    Dispatch::for_invocations(gpu, &KERNEL_IM2COL, OP, label, &params, &[x, cols], invocations)
 }
 
 /// The im2col path ([`Im2col`]): the weights packed once, then per group of images the columns and their
@@ -155,25 +134,18 @@ pub(super) fn im2col(
     label: &str,
     shape: &ConvShape,
     cut: &Im2col,
-    x: &Tensor,
-    weight: &Tensor,
-    e: &Epilogue<'_>,
+    e: &Operands<'_>,
 ) -> Result<Option<Dispatch>> {
+    let (x, weight) = (e.x, e.weight);
     let c = &cut.columns;
     let (n, rows, hw) = (shape.batch as usize, c.cin as usize, (c.h * c.w) as usize);
     let group = cut.images.min(n);
     let floats = group * rows * hw;
     let scratch = gpu.scratch("conv2d columns", &[floats + WINDOW_FLOATS])?;
-    let columns = |images: usize| {
-        scratch.view(
-            "conv2d columns",
-            &[images, rows, c.h as usize, c.w as usize],
-        )
-    };
-    let groups: Vec<std::ops::Range<usize>> = (0..n)
-        .step_by(group)
-        .map(|n0| n0..(n0 + group).min(n))
-        .collect();
+    let columns =
+        |images: usize| scratch.view("conv2d columns", &[images, rows, c.h as usize, c.w as usize]);
+    let groups: Vec<std::ops::Range<usize>> =
+        (0..n).step_by(group).map(|n0| n0..(n0 + group).min(n)).collect();
     for g in &groups {
         if !one_by_one_fits(gpu, c, &cut.product, &columns(g.len())?, e.out, g.clone()) {
             return Ok(None);

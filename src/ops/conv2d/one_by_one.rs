@@ -4,40 +4,29 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::packed::{PackGeometry, pack_weights};
-use super::shape::{BLOCK, Conv2dConfig, ConvShape, Epilogue, OP};
+use super::shape::{BLOCK, ConvShape, OP, Operands};
 use crate::error::Result;
+use crate::gpu::Access::{Read, ReadWrite};
 use crate::gpu::check::{check_bindings, dim};
 use crate::gpu::kernel::kernel;
 use crate::gpu::windows::{
     has_uniform_windows, window_at, window_binding, window_starts, windows_fit,
 };
-use crate::gpu::{Access, Dispatch, Gpu, Kernel, LaunchSpec, Tensor, WINDOW_FLOATS, windows_then};
+use crate::gpu::{Dispatch, Gpu, Kernel, LaunchSpec, Tensor, WINDOW_FLOATS, windows_then};
 
 /// What the two 1x1 kernels share: Params and the vec4 epilogue.
 const ONE_BY_ONE: &str = include_str!("../../../kernels/conv2d_1x1.inc.wgsl");
 
 /// The 1x1 convolution with x and the packed weights both in uniform windows (conv2d_1x1.wgsl).
 pub const KERNEL_1X1: Kernel = kernel!("conv2d_1x1" from "conv2d_1x1" where [("WEIGHT_WINDOWS", "1")],
-    includes: [BLOCK, ONE_BY_ONE],
-    bindings: &windows_then::<9>(
-        5,
-        &[Access::Read, Access::Read, Access::ReadWrite, Access::Read],
-    ),
-    workgroup: 8,
-    params: OneByOneParams,
-);
+    includes: [BLOCK, ONE_BY_ONE], workgroup: 8, params: OneByOneParams,
+    bindings: &windows_then::<9>(5, &[Read, Read, ReadWrite, Read]));
 
-/// [`KERNEL_1X1`] with four weight windows per launch (a variant of conv2d_1x1.wgsl), where a chunk's weights take
-/// that many windows or more ([`OneByOne::weights_per_launch`]).
-pub const KERNEL_1X1_WIDE: Kernel = kernel!("conv2d_1x1_wide" from "conv2d_1x1" where [("WEIGHT_WINDOWS", "4")],
-    includes: [BLOCK, ONE_BY_ONE],
-    bindings: &windows_then::<12>(
-        8,
-        &[Access::Read, Access::Read, Access::ReadWrite, Access::Read],
-    ),
-    workgroup: 8,
-    params: OneByOneParams,
-);
+/// [`KERNEL_1X1`] with four weight windows per launch (a variant of conv2d_1x1.wgsl), where a chunk's weights
+/// take that many windows or more ([`OneByOne::weights_per_launch`]).
+pub const KERNEL_1X1_WIDE: Kernel = kernel!("conv2d_1x1_wide"
+    from "conv2d_1x1" where [("WEIGHT_WINDOWS", "4")], includes: [BLOCK, ONE_BY_ONE], workgroup: 8,
+    params: OneByOneParams, bindings: &windows_then::<12>(8, &[Read, Read, ReadWrite, Read]));
 
 /// Weight windows one launch of [`KERNEL_1X1_WIDE`] binds (`w0` .. `w3`).
 const WIDE_WEIGHTS: usize = 4;
@@ -114,12 +103,7 @@ impl OneByOne {
         if align == 0 || steps.iter().any(|step| step % align != 0) {
             return None;
         }
-        Some(OneByOne {
-            hw,
-            rows,
-            images,
-            weights,
-        })
+        Some(OneByOne { hw, rows, images, weights })
     }
 
     /// Weight windows per launch on `gpu`: four ([`KERNEL_1X1_WIDE`]) where a chunk's weights take that many
@@ -154,34 +138,21 @@ impl OneByOne {
 /// (weight window, x window), an image's chunks in order. `None` when x's windows do not lie within its
 /// buffer at aligned offsets (a tensor sized exactly, not an arena activation): the caller runs
 /// [`storage_kernel_for`]'s kernel then.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn one_by_one(
     gpu: &Gpu,
     label: &str,
     shape: &ConvShape,
     geo: &OneByOne,
-    x: &Tensor,
-    weight: &Tensor,
-    bias: &Tensor,
-    channel: Option<&Tensor>,
-    residual: Option<&Tensor>,
-    out: &Tensor,
-    cfg: &Conv2dConfig,
+    o: &Operands<'_>,
 ) -> Result<Option<Dispatch>> {
+    let (x, weight, bias, out) = (o.x, o.weight, o.bias, o.out);
     if !one_by_one_fits(gpu, shape, geo, x, out, 0..shape.batch as usize) {
         return Ok(None);
     }
     check_bindings(gpu, OP, &[weight, bias, out])?;
     let packed = pack_weights(gpu, label, weight, &geo.weights)?;
-    let operands = Epilogue {
-        bias,
-        channel,
-        residual,
-        out,
-        cfg,
-    };
     let images = 0..shape.batch as usize;
-    let d = one_by_one_launches(gpu, label, shape, geo, &packed, x, images, &operands)?;
+    let d = one_by_one_launches(gpu, label, shape, geo, &packed, x, images, o)?;
     Ok(Some(d.owning(packed)))
 }
 
@@ -221,9 +192,7 @@ pub(super) fn one_by_one_fits(
     images: std::ops::Range<usize>,
 ) -> bool {
     let windows = one_by_one_windows(shape, geo, x, images);
-    let starts = windows
-        .iter()
-        .flat_map(|(_, _, _, starts)| starts.iter().copied());
+    let starts = windows.iter().flat_map(|(_, _, _, starts)| starts.iter().copied());
     windows_fit(gpu, x.buffer(), starts) && out.offset().is_multiple_of(16)
 }
 
@@ -238,7 +207,7 @@ pub(super) fn one_by_one_launches(
     packed: &wgpu::Buffer,
     x: &Tensor,
     images: std::ops::Range<usize>,
-    e: &Epilogue<'_>,
+    e: &Operands<'_>,
 ) -> Result<Dispatch> {
     let cin = shape.cin as usize;
     let w = &geo.weights;
@@ -259,11 +228,7 @@ pub(super) fn one_by_one_launches(
                 rows: dim(OP, "rows", geo.rows)?,
                 chunk: dim(OP, "chunk", w.chunk)?,
                 block0: dim(OP, "block", block0)?,
-                blocks: dim(
-                    OP,
-                    "blocks",
-                    (wide * w.blocks_per_window).min(w.blocks - block0),
-                )?,
+                blocks: dim(OP, "blocks", (wide * w.blocks_per_window).min(w.blocks - block0))?,
                 n0: dim(OP, "image", n0)?,
                 images: dim(OP, "images", images)?,
                 first: (q == 0) as u32,
@@ -284,10 +249,8 @@ pub(super) fn one_by_one_launches(
     let specs = launches
         .iter()
         .map(|(p, weights, starts, pixel_groups)| {
-            let mut resources: Vec<_> = starts
-                .iter()
-                .map(|&start| window_at(x.buffer(), start))
-                .collect();
+            let mut resources: Vec<_> =
+                starts.iter().map(|&start| window_at(x.buffer(), start)).collect();
             resources.extend(weights.iter().map(|&window| window_binding(packed, window)));
             resources.extend([
                 e.bias.binding(),
@@ -302,10 +265,6 @@ pub(super) fn one_by_one_launches(
             }
         })
         .collect();
-    let kernel = if wide > 1 {
-        &KERNEL_1X1_WIDE
-    } else {
-        &KERNEL_1X1
-    };
+    let kernel = if wide > 1 { &KERNEL_1X1_WIDE } else { &KERNEL_1X1 };
     Dispatch::launches(gpu, kernel, OP, label, specs)
 }

@@ -3,8 +3,9 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::shape::{BLOCK, Conv2dConfig, ConvShape, EPILOGUE, OP, SHAPE};
+use super::shape::{BLOCK, ConvShape, EPILOGUE, OP, Operands, SHAPE};
 use crate::error::{Error, Result};
+use crate::gpu::Access::{Read, ReadWrite};
 use crate::gpu::check::{check_bindings, dim, dims};
 use crate::gpu::kernel::kernel;
 use crate::gpu::windows::{pack_into_windows, window_binding};
@@ -28,27 +29,17 @@ const PACKED_BINDINGS: &[Access] = &[
 
 /// The 3x3 stride-1 kernel over packed weights.
 pub const KERNEL_3X3: Kernel = kernel!("conv2d_3x3",
-    includes: [SHAPE, BLOCK, EPILOGUE, PACKED_COMMON],
-    bindings: PACKED_BINDINGS,
-    workgroup: 32,
-    params: PackedParams,
-);
+    includes: [SHAPE, BLOCK, EPILOGUE, PACKED_COMMON], workgroup: 32, params: PackedParams,
+    bindings: PACKED_BINDINGS);
 
 /// Any kernel size and stride over packed weights (1x1 shortcuts, stride-2 downsamplers).
 pub const KERNEL_PACKED: Kernel = kernel!("conv2d_packed",
-    includes: [SHAPE, BLOCK, EPILOGUE, PACKED_COMMON],
-    bindings: PACKED_BINDINGS,
-    workgroup: 32,
-    params: PackedParams,
-);
+    includes: [SHAPE, BLOCK, EPILOGUE, PACKED_COMMON], workgroup: 32, params: PackedParams,
+    bindings: PACKED_BINDINGS);
 
 /// Lays weights out in uniform windows for [`KERNEL_3X3`] and [`KERNEL_PACKED`].
-pub const PACK_KERNEL: Kernel = kernel!("conv2d_pack",
-    includes: [],
-    bindings: &[Access::Read, Access::ReadWrite],
-    workgroup: 256,
-    params: PackParams,
-);
+pub const PACK_KERNEL: Kernel = kernel!("conv2d_pack", includes: [], workgroup: 256,
+    params: PackParams, bindings: &[Read, ReadWrite]);
 
 /// Mirrors `Params` in conv2d_packed.inc.wgsl (conv2d_3x3.wgsl and conv2d_packed.wgsl).
 #[repr(C)]
@@ -115,14 +106,7 @@ impl PackGeometry {
         let chunk = cin.div_ceil(chunks);
         let blocks_per_window = (WINDOW_FLOATS / (per_channel * chunk)).min(blocks);
         let windows = blocks.div_ceil(blocks_per_window) * chunks;
-        Some(PackGeometry {
-            taps,
-            blocks,
-            chunk,
-            chunks,
-            blocks_per_window,
-            windows,
-        })
+        Some(PackGeometry { taps, blocks, chunk, chunks, blocks_per_window, windows })
     }
 
     /// Bytes of the packed weights.
@@ -132,27 +116,19 @@ impl PackGeometry {
 }
 
 /// The packed-weight path: packs the weights, then one launch per window, chunks of a block group in order.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn packed(
     gpu: &Gpu,
     kernel: &'static Kernel,
     label: &str,
     shape: &ConvShape,
-    x: &Tensor,
-    weight: &Tensor,
-    bias: &Tensor,
-    channel: Option<&Tensor>,
-    residual: Option<&Tensor>,
-    out: &Tensor,
-    cfg: &Conv2dConfig,
+    o: &Operands<'_>,
 ) -> Result<Dispatch> {
+    let (x, weight, bias, out) = (o.x, o.weight, o.bias, o.out);
+    let (channel, residual, cfg) = (o.channel, o.residual, o.cfg);
     let (cout, cin) = (shape.cout as usize, shape.cin as usize);
     let taps = (shape.kh * shape.kw) as usize;
     let geo = PackGeometry::new(cout, cin, taps).ok_or_else(|| {
-        Error::shape(
-            OP,
-            format!("`{label}`: {taps} taps do not fit a weight window"),
-        )
+        Error::shape(OP, format!("`{label}`: {taps} taps do not fit a weight window"))
     })?;
     check_bindings(gpu, OP, &[x, weight, bias, out])?;
     let packed = pack_weights(gpu, label, weight, &geo)?;
@@ -241,10 +217,7 @@ mod tests {
             (13, 20, 1, 11, 2)
         );
         let g = PackGeometry::new(256, 512, 1).unwrap();
-        assert_eq!(
-            (g.chunk, g.chunks, g.blocks_per_window, g.windows),
-            (512, 1, 4, 8)
-        );
+        assert_eq!((g.chunk, g.chunks, g.blocks_per_window, g.windows), (512, 1, 4, 8));
         assert_eq!(PackGeometry::new(8, 1, 2049), None);
         for cin in 1..2000 {
             for (cout, taps) in [(1, 9), (7, 1), (8, 9), (9, 4), (128, 9), (1000, 25)] {

@@ -31,12 +31,7 @@ pub struct Padding {
 impl Padding {
     /// The same padding on all four sides.
     pub fn uniform(p: usize) -> Self {
-        Padding {
-            top: p,
-            bottom: p,
-            left: p,
-            right: p,
-        }
+        Padding { top: p, bottom: p, left: p, right: p }
     }
 }
 
@@ -54,12 +49,7 @@ pub struct Conv2dConfig {
 
 impl Default for Conv2dConfig {
     fn default() -> Self {
-        Conv2dConfig {
-            stride: 1,
-            padding: Padding::default(),
-            out_scale: 1.0,
-            upsample: false,
-        }
+        Conv2dConfig { stride: 1, padding: Padding::default(), out_scale: 1.0, upsample: false }
     }
 }
 
@@ -118,19 +108,10 @@ impl ConvShape {
     ) -> Result<Self> {
         let [n, cin, h, w] = dims::<4>(op, x)?;
         let [cout, wcin, kh, kw] = dims::<4>(op, weight)?;
-        for (what, v) in [
-            ("batch", n),
-            ("input channels", cin),
-            ("height", h),
-            ("width", w),
-        ] {
+        for (what, v) in [("batch", n), ("input channels", cin), ("height", h), ("width", w)] {
             nonzero(op, what, v)?;
         }
-        for (what, v) in [
-            ("output channels", cout),
-            ("kernel height", kh),
-            ("kernel width", kw),
-        ] {
+        for (what, v) in [("output channels", cout), ("kernel height", kh), ("kernel width", kw)] {
             nonzero(op, what, v)?;
         }
         if wcin != cin {
@@ -185,8 +166,12 @@ impl ConvShape {
     }
 }
 
-/// The operands of a convolution's epilogue.
-pub(crate) struct Epilogue<'a> {
+/// The tensors of one convolution and its configuration:
+/// `out = (conv(x, weight) + bias + channel + residual) * cfg.out_scale`.
+#[derive(Clone, Copy)]
+pub(crate) struct Operands<'a> {
+    pub(crate) x: &'a Tensor,
+    pub(crate) weight: &'a Tensor,
     pub(crate) bias: &'a Tensor,
     pub(crate) channel: Option<&'a Tensor>,
     pub(crate) residual: Option<&'a Tensor>,

@@ -5,7 +5,7 @@ use super::direct::{self, KERNEL};
 use super::im2col::{Im2col, KERNEL_IM2COL, im2col};
 use super::one_by_one::{KERNEL_1X1, KERNEL_1X1_WIDE, OneByOne, one_by_one};
 use super::packed::{KERNEL_3X3, KERNEL_PACKED, PackGeometry, packed};
-use super::shape::{Conv2dConfig, ConvShape, Epilogue, OP};
+use super::shape::{Conv2dConfig, ConvShape, OP, Operands};
 use super::tiled::{KERNEL_TILED, TILED_WORKGROUP_BYTES, tiled};
 use super::winograd;
 use crate::error::{Error, Result};
@@ -53,11 +53,7 @@ fn cpu_kernel_for(gpu: &Gpu, shape: &ConvShape) -> &'static Kernel {
     if Im2col::on(gpu, shape).is_some() {
         &KERNEL_IM2COL
     } else if let Some(geo) = OneByOne::on(gpu, shape) {
-        if geo.weights_per_launch(gpu) > 1 {
-            &KERNEL_1X1_WIDE
-        } else {
-            &KERNEL_1X1
-        }
+        if geo.weights_per_launch(gpu) > 1 { &KERNEL_1X1_WIDE } else { &KERNEL_1X1 }
     } else {
         storage_kernel_for(gpu, shape)
     }
@@ -155,6 +151,7 @@ pub fn conv2d_with_channel(
         + channel.map_or(0, |c| c.len())
         + out.len() * (1 + residual.is_some() as usize);
     let cost = Cost::new(shape.flops(), floats as u64);
+    let o = Operands { x, weight, bias, channel, residual, out, cfg };
     let kernel = kernel_for(gpu, &shape);
     let products = [
         &winograd::GEMM_KERNEL,
@@ -165,31 +162,12 @@ pub fn conv2d_with_channel(
     if products.iter().any(|k| k.name == kernel.name) {
         let tiling = winograd::Tiling::on(gpu, &shape)
             .ok_or_else(|| Error::shape(OP, format!("`{label}`: no Winograd tiling")))?;
-        let dispatch = winograd::conv2d(
-            gpu,
-            label,
-            &shape,
-            &tiling,
-            x,
-            weight,
-            bias,
-            channel,
-            residual,
-            out,
-            cfg.out_scale,
-        )?;
+        let dispatch = winograd::conv2d(gpu, label, &shape, &tiling, &o)?;
         return Ok(dispatch.with_cost(Cost::new(winograd::flops(&shape, &tiling), floats as u64)));
     }
     let mut kernel = kernel;
     if let Some(cut) = Im2col::on(gpu, &shape).filter(|_| kernel.name == KERNEL_IM2COL.name) {
-        let e = Epilogue {
-            bias,
-            channel,
-            residual,
-            out,
-            cfg,
-        };
-        match im2col(gpu, label, &shape, &cut, x, weight, &e)? {
+        match im2col(gpu, label, &shape, &cut, &o)? {
             Some(d) => return Ok(d.with_cost(cost)),
             None => kernel = storage_kernel_for(gpu, &shape),
         }
@@ -198,26 +176,17 @@ pub fn conv2d_with_channel(
     if let Some(geo) =
         OneByOne::on(gpu, &shape).filter(|_| one_by_one_kernels.contains(&kernel.name))
     {
-        let dispatch = one_by_one(
-            gpu, label, &shape, &geo, x, weight, bias, channel, residual, out, cfg,
-        )?;
-        match dispatch {
+        match one_by_one(gpu, label, &shape, &geo, &o)? {
             Some(d) => return Ok(d.with_cost(cost)),
             None => kernel = storage_kernel_for(gpu, &shape),
         }
     }
     let dispatch = if kernel.name == KERNEL_3X3.name || kernel.name == KERNEL_PACKED.name {
-        packed(
-            gpu, kernel, label, &shape, x, weight, bias, channel, residual, out, cfg,
-        )?
+        packed(gpu, kernel, label, &shape, &o)?
     } else if kernel.name == KERNEL_TILED.name {
-        tiled(
-            gpu, label, &shape, x, weight, bias, channel, residual, out, cfg,
-        )?
+        tiled(gpu, label, &shape, &o)?
     } else {
-        direct::launch(
-            gpu, label, &shape, x, weight, bias, channel, residual, out, cfg,
-        )?
+        direct::launch(gpu, label, &shape, &o)?
     };
     Ok(dispatch.with_cost(cost))
 }

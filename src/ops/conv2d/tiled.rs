@@ -3,45 +3,26 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::shape::{Conv2dConfig, ConvShape, OP, SHAPE};
+use super::shape::{ConvShape, OP, Operands, SHAPE};
 use crate::error::Result;
+use crate::gpu::Access::{Read, ReadWrite};
 use crate::gpu::check::dim;
 use crate::gpu::kernel::kernel;
-use crate::gpu::{Access, Dispatch, Gpu, Kernel, Tensor, workgroups_for};
+use crate::gpu::{Dispatch, Gpu, Kernel};
 use crate::ops::{split_reduction, split_scratch_floats};
 
 /// The Params of [`KERNEL_TILED`] and [`KERNEL_SPLIT_REDUCE`] ([`TiledParams`]).
 pub const TILED_PARAMS: &str = include_str!("../../../kernels/conv2d_tiled_params.inc.wgsl");
 
 /// The implicit GEMM over shared-memory tiles, for GPUs, whole or split along K ([`SplitK`]).
-pub const KERNEL_TILED: Kernel = kernel!("conv2d_tiled",
-    includes: [SHAPE, TILED_PARAMS],
-    bindings: &[
-        Access::Read,
-        Access::Read,
-        Access::Read,
-        Access::Read,
-        Access::ReadWrite,
-        Access::Read,
-        Access::ReadWrite,
-    ],
-    workgroup: 256,
-    params: TiledParams,
-);
+pub const KERNEL_TILED: Kernel = kernel!("conv2d_tiled", includes: [SHAPE, TILED_PARAMS],
+    workgroup: 256, params: TiledParams,
+    bindings: &[Read, Read, Read, Read, ReadWrite, Read, ReadWrite]);
 
 /// Adds the K slices of a split [`KERNEL_TILED`] convolution and applies the epilogue.
 pub const KERNEL_SPLIT_REDUCE: Kernel = kernel!("conv2d_split_reduce",
-    includes: [SHAPE, TILED_PARAMS],
-    bindings: &[
-        Access::Read,
-        Access::Read,
-        Access::Read,
-        Access::Read,
-        Access::ReadWrite,
-    ],
-    workgroup: 256,
-    params: TiledParams,
-);
+    includes: [SHAPE, TILED_PARAMS], workgroup: 256, params: TiledParams,
+    bindings: &[Read, Read, Read, Read, ReadWrite]);
 
 /// Output channels and pixels of one [`KERNEL_TILED`] workgroup's tile.
 const TILE: usize = 64;
@@ -77,22 +58,14 @@ impl SplitK {
         let [n, cout, ho, wo] = shape.output_shape();
         let k = (shape.cin * shape.kh * shape.kw) as usize;
         let plane = ho * wo;
-        let whole = SplitK {
-            splits: 1,
-            k_split: k.div_ceil(TILE_K) * TILE_K,
-            pixels: n * plane,
-        };
+        let whole = SplitK { splits: 1, k_split: k.div_ceil(TILE_K) * TILE_K, pixels: n * plane };
         let tiles = cout.div_ceil(TILE) * plane.div_ceil(TILE);
         let (splits, k_split) = split_reduction(k, tiles, SPLIT_TARGET, SPLIT_MIN_K, TILE_K);
         let pixels = max_floats / (splits * cout) / TILE * TILE;
         if splits == 1 || pixels == 0 {
             return whole;
         }
-        SplitK {
-            splits,
-            k_split,
-            pixels: pixels.min(n * plane),
-        }
+        SplitK { splits, k_split, pixels: pixels.min(n * plane) }
     }
 
     /// The split on this device: partial sums within [`SPLIT_SCRATCH_BYTES`](crate::ops::SPLIT_SCRATCH_BYTES) and its binding limits; one
@@ -122,30 +95,21 @@ pub(super) const TILED_WORKGROUP_BYTES: u32 = 528 * 16;
 
 /// The shared-memory path: [`KERNEL_TILED`] over the whole K, or over [`SplitK`] slices into the device's
 /// scratch buffer followed by [`KERNEL_SPLIT_REDUCE`], one pair of launches per group of pixels.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn tiled(
     gpu: &Gpu,
     label: &str,
     shape: &ConvShape,
-    x: &Tensor,
-    weight: &Tensor,
-    bias: &Tensor,
-    channel: Option<&Tensor>,
-    residual: Option<&Tensor>,
-    out: &Tensor,
-    cfg: &Conv2dConfig,
+    o: &Operands<'_>,
 ) -> Result<Dispatch> {
+    let (x, weight, bias, out) = (o.x, o.weight, o.bias, o.out);
+    let (channel, residual, cfg) = (o.channel, o.residual, o.cfg);
     let split = SplitK::on(gpu, shape);
     let [n, cout, ho, wo] = shape.output_shape();
     let total = n * ho * wo;
     // Unsplit, the kernel writes no partial sums: any scratch tensor fills the binding.
     let part = gpu.scratch(
         "conv2d split sums",
-        &[if split.splits > 1 {
-            split.splits * cout * split.pixels
-        } else {
-            1
-        }],
+        &[if split.splits > 1 { split.splits * cout * split.pixels } else { 1 }],
     )?;
     let launch = |p_begin: usize| -> Result<Dispatch> {
         let p_count = split.pixels.min(total - p_begin);
@@ -167,32 +131,18 @@ pub(super) fn tiled(
             OP,
             label,
             &params,
-            &[
-                x,
-                weight,
-                bias,
-                residual.unwrap_or(x),
-                out,
-                channel.unwrap_or(bias),
-                &part,
-            ],
+            &[x, weight, bias, residual.unwrap_or(x), out, channel.unwrap_or(bias), &part],
             (split.splits * tiles) as u64,
         )?;
         if split.splits > 1 {
-            part_dispatch = part_dispatch.then(Dispatch::new(
+            part_dispatch = part_dispatch.then(Dispatch::for_invocations(
                 gpu,
                 &KERNEL_SPLIT_REDUCE,
                 OP,
                 label,
                 &params,
-                &[
-                    &part,
-                    bias,
-                    channel.unwrap_or(bias),
-                    residual.unwrap_or(bias),
-                    out,
-                ],
-                workgroups_for((cout * p_count) as u64, KERNEL_SPLIT_REDUCE.workgroup_size),
+                &[&part, bias, channel.unwrap_or(bias), residual.unwrap_or(bias), out],
+                (cout * p_count) as u64,
             )?);
         }
         Ok(part_dispatch)

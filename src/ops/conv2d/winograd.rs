@@ -33,13 +33,14 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::shape::{BLOCK, ConvShape, SHAPE};
+use super::shape::{BLOCK, ConvShape, Operands, SHAPE};
 use crate::error::{Error, Result};
+use crate::gpu::Access::{Read, ReadWrite, UniformWindow};
 use crate::gpu::check::{check_bindings, dim, dims, expect_shape};
 use crate::gpu::kernel::kernel;
 use crate::gpu::windows::{pack_into_windows, window_at, window_binding, windows_fit};
 use crate::gpu::{
-    Access, Dispatch, Gpu, Kernel, LaunchSpec, Tensor, UNIFORM_WINDOW, WINDOW_FLOATS, windows_then,
+    Dispatch, Gpu, Kernel, LaunchSpec, Tensor, UNIFORM_WINDOW, WINDOW_FLOATS, windows_then,
     workgroups_for,
 };
 
@@ -64,47 +65,27 @@ pub const TILES: &str = include_str!("../../../kernels/conv2d_winograd.inc.wgsl"
 pub const GEMM_COMMON: &str = include_str!("../../../kernels/conv2d_winograd_gemm.inc.wgsl");
 
 /// The input transform.
-pub const INPUT_KERNEL: Kernel = kernel!("conv2d_winograd_input",
-    includes: [SHAPE, TILES],
-    bindings: &[Access::Read, Access::ReadWrite],
-    workgroup: 64,
-    params: TileParams,
-);
+pub const INPUT_KERNEL: Kernel = kernel!("conv2d_winograd_input", includes: [SHAPE, TILES],
+    workgroup: 64, params: TileParams, bindings: &[Read, ReadWrite]);
 
 /// The 36 products over packed weights.
-pub const GEMM_KERNEL: Kernel = kernel!("conv2d_winograd_gemm",
-    includes: [BLOCK, GEMM_COMMON],
-    bindings: &[Access::Read, Access::UniformWindow, Access::ReadWrite],
-    workgroup: 8,
-    params: GemmParams,
-);
+pub const GEMM_KERNEL: Kernel = kernel!("conv2d_winograd_gemm", includes: [BLOCK, GEMM_COMMON],
+    workgroup: 8, params: GemmParams, bindings: &[Read, UniformWindow, ReadWrite]);
 
 /// The 36 products with V read from uniform windows, where [`windowed_rows`] allows.
 pub const GEMM_WINDOWED_KERNEL: Kernel = kernel!("conv2d_winograd_gemm_windowed"
-    from "conv2d_winograd_gemm_windowed" where [("WEIGHT_WINDOWS", "1")],
-    includes: [BLOCK, GEMM_COMMON],
-    bindings: &windows_then::<6>(5, &[Access::ReadWrite]),
-    workgroup: 8,
-    params: GemmParams,
-);
+    from "conv2d_winograd_gemm_windowed" where [("WEIGHT_WINDOWS", "1")], includes: [BLOCK, GEMM_COMMON],
+    workgroup: 8, params: GemmParams, bindings: &windows_then::<6>(5, &[ReadWrite]));
 
 /// [`GEMM_WINDOWED_KERNEL`] with four weight windows of one position per launch, where a position's units fill
 /// a multiple of four windows.
 pub const GEMM_WINDOWED_WIDE_KERNEL: Kernel = kernel!("conv2d_winograd_gemm_windowed_wide"
-    from "conv2d_winograd_gemm_windowed" where [("WEIGHT_WINDOWS", "4")],
-    includes: [BLOCK, GEMM_COMMON],
-    bindings: &windows_then::<9>(8, &[Access::ReadWrite]),
-    workgroup: 8,
-    params: GemmParams,
-);
+    from "conv2d_winograd_gemm_windowed" where [("WEIGHT_WINDOWS", "4")], includes: [BLOCK, GEMM_COMMON],
+    workgroup: 8, params: GemmParams, bindings: &windows_then::<9>(8, &[ReadWrite]));
 
 /// The products of small maps, several weight windows per launch, where [`wide_windows`] allows.
-pub const GEMM_WIDE_KERNEL: Kernel = kernel!("conv2d_winograd_gemm_wide",
-    includes: [BLOCK, GEMM_COMMON],
-    bindings: &windows_then::<10>(9, &[Access::ReadWrite]),
-    workgroup: 8,
-    params: GemmParams,
-);
+pub const GEMM_WIDE_KERNEL: Kernel = kernel!("conv2d_winograd_gemm_wide", includes: [BLOCK, GEMM_COMMON],
+    workgroup: 8, params: GemmParams, bindings: &windows_then::<10>(9, &[ReadWrite]));
 
 /// The most weight windows one launch of [`GEMM_WIDE_KERNEL`] binds (`u0` .. `u7`).
 const WIDE_WINDOWS: usize = 8;
@@ -118,26 +99,12 @@ const WINDOWED_WEIGHTS: usize = 4;
 const V_WINDOWS: usize = 4;
 
 /// The output transform and epilogue.
-pub const OUTPUT_KERNEL: Kernel = kernel!("conv2d_winograd_output",
-    includes: [SHAPE, TILES],
-    bindings: &[
-        Access::Read,
-        Access::Read,
-        Access::Read,
-        Access::ReadWrite,
-        Access::Read,
-    ],
-    workgroup: 64,
-    params: TileParams,
-);
+pub const OUTPUT_KERNEL: Kernel = kernel!("conv2d_winograd_output", includes: [SHAPE, TILES],
+    workgroup: 64, params: TileParams, bindings: &[Read, Read, Read, ReadWrite, Read]);
 
 /// The weight transform into uniform windows.
-pub const PACK_KERNEL: Kernel = kernel!("conv2d_winograd_pack",
-    includes: [],
-    bindings: &[Access::Read, Access::ReadWrite],
-    workgroup: 256,
-    params: PackParams,
-);
+pub const PACK_KERNEL: Kernel = kernel!("conv2d_winograd_pack", includes: [], workgroup: 256,
+    params: PackParams, bindings: &[Read, ReadWrite]);
 
 /// Mirrors `Params` in conv2d_winograd.inc.wgsl (both transforms; the input transform ignores the epilogue).
 #[repr(C)]
@@ -355,10 +322,7 @@ fn expect_transformed(t: &Tensor, channels: u32, tiling: &Tiling) -> Result<()> 
 fn tile_params(shape: &ConvShape, tiling: &Tiling, group: usize) -> Result<TileParams> {
     let (t0, count) = tiling.group(group);
     if count == 0 {
-        return Err(Error::param(
-            OP,
-            format!("group {group} of {} is empty", tiling.groups),
-        ));
+        return Err(Error::param(OP, format!("group {group} of {} is empty", tiling.groups)));
     }
     Ok(TileParams {
         shape: *shape,
@@ -385,23 +349,11 @@ pub fn input_transform(
     v: &Tensor,
 ) -> Result<Dispatch> {
     let s = shape;
-    expect_shape(
-        OP,
-        x,
-        &[s.batch, s.cin, s.h >> s.up, s.w >> s.up].map(|d| d as usize),
-    )?;
+    expect_shape(OP, x, &[s.batch, s.cin, s.h >> s.up, s.w >> s.up].map(|d| d as usize))?;
     expect_transformed(v, s.cin, tiling)?;
     let params = tile_params(shape, tiling, group)?;
     let invocations = params.count as u64 * s.cin as u64;
-    Dispatch::new(
-        gpu,
-        &INPUT_KERNEL,
-        OP,
-        label,
-        &params,
-        &[x, v],
-        workgroups_for(invocations, INPUT_KERNEL.workgroup_size),
-    )
+    Dispatch::for_invocations(gpu, &INPUT_KERNEL, OP, label, &params, &[x, v], invocations)
 }
 
 /// Input channels per V window when the products can read V from uniform windows
@@ -554,11 +506,7 @@ pub fn products(
             let u0 = w * packed.units_per_window;
             let xi0 = u0 / packed.blocks;
             let params = GemmParams {
-                units: dim(
-                    OP,
-                    "units",
-                    (wide * packed.units_per_window).min(units - u0),
-                )?,
+                units: dim(OP, "units", (wide * packed.units_per_window).min(units - u0))?,
                 per_window: dim(OP, "units per window", packed.units_per_window)?,
                 xi0: dim(OP, "position", xi0)?,
                 ..params[w]
@@ -574,11 +522,7 @@ pub fn products(
                         .map(|k| packed.window(if w + k < packed.windows { w + k } else { *w })),
                 );
                 resources.push(m.binding());
-                LaunchSpec {
-                    params: bytemuck::bytes_of(p),
-                    resources,
-                    workgroups: workgroups(p),
-                }
+                LaunchSpec { params: bytemuck::bytes_of(p), resources, workgroups: workgroups(p) }
             })
             .collect();
         return Dispatch::launches(gpu, &GEMM_WIDE_KERNEL, OP, label, specs);
@@ -608,11 +552,7 @@ pub fn products(
             let u0 = w * packed.units_per_window;
             Ok((
                 GemmParams {
-                    units: dim(
-                        OP,
-                        "units",
-                        (wide * packed.units_per_window).min(units - u0),
-                    )?,
+                    units: dim(OP, "units", (wide * packed.units_per_window).min(units - u0))?,
                     per_window: dim(OP, "units per window", packed.units_per_window)?,
                     ..params[w]
                 },
@@ -624,23 +564,14 @@ pub fn products(
         .iter()
         .map(|(p, w)| {
             let xi = p.u0 as usize / packed.blocks;
-            let mut resources: Vec<_> = (0..V_WINDOWS)
-                .map(|k| window_at(v.buffer(), v_window(xi, k, rows)))
-                .collect();
+            let mut resources: Vec<_> =
+                (0..V_WINDOWS).map(|k| window_at(v.buffer(), v_window(xi, k, rows))).collect();
             resources.extend((0..wide).map(|k| packed.window(w + k)));
             resources.push(m.binding());
-            LaunchSpec {
-                params: bytemuck::bytes_of(p),
-                resources,
-                workgroups: workgroups(p),
-            }
+            LaunchSpec { params: bytemuck::bytes_of(p), resources, workgroups: workgroups(p) }
         })
         .collect();
-    let kernel = if wide > 1 {
-        &GEMM_WINDOWED_WIDE_KERNEL
-    } else {
-        &GEMM_WINDOWED_KERNEL
-    };
+    let kernel = if wide > 1 { &GEMM_WINDOWED_WIDE_KERNEL } else { &GEMM_WINDOWED_KERNEL };
     debug_assert_eq!(rows * tp, WINDOW_FLOATS);
     Dispatch::launches(gpu, kernel, OP, label, specs)
 }
@@ -678,14 +609,14 @@ pub fn output_transform(
         ..tile_params(shape, tiling, group)?
     };
     let invocations = params.count as u64 * shape.cout as u64;
-    Dispatch::new(
+    Dispatch::for_invocations(
         gpu,
         &OUTPUT_KERNEL,
         OP,
         label,
         &params,
         &[m, bias, residual.unwrap_or(m), out, channel.unwrap_or(bias)],
-        workgroups_for(invocations, OUTPUT_KERNEL.workgroup_size),
+        invocations,
     )
 }
 
@@ -698,23 +629,16 @@ pub(crate) fn conv2d(
     label: &str,
     shape: &ConvShape,
     tiling: &Tiling,
-    x: &Tensor,
-    weight: &Tensor,
-    bias: &Tensor,
-    channel: Option<&Tensor>,
-    residual: Option<&Tensor>,
-    out: &Tensor,
-    out_scale: f32,
+    o: &Operands<'_>,
 ) -> Result<Dispatch> {
+    let (x, weight, bias, out) = (o.x, o.weight, o.bias, o.out);
+    let (channel, residual, out_scale) = (o.channel, o.residual, o.cfg.out_scale);
     check_bindings(gpu, OP, &[x, bias, out])?; // the weight: by pack_weights
     let packed = pack_weights(gpu, label, weight)?;
     // V with V_SLACK bytes to spare, so that the products may read it through uniform windows.
     let (cin, tp) = (shape.cin as usize, tiling.tp);
     let v = gpu
-        .scratch(
-            "winograd V",
-            &[POSITIONS * cin * tp + (V_SLACK / 4) as usize],
-        )?
+        .scratch("winograd V", &[POSITIONS * cin * tp + (V_SLACK / 4) as usize])?
         .view("winograd V", &[POSITIONS, cin, tp])?;
     let m = gpu.scratch("winograd M", &[POSITIONS, shape.cout as usize, tiling.tp])?;
     let group = |group: usize| -> Result<Dispatch> {
