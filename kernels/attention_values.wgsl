@@ -16,9 +16,8 @@
 // channels, and through its 8 invocations 8 consecutive blocks of 8 queries (qgroups = ceil(T / 64)). An
 // invocation keeps 8 channels x 8 queries in 16 vec4 accumulators (conv2d_block.inc.wgsl) and takes keys 4 at
 // a time: one vec4 of each of its 8 value rows (workgroup-uniform addresses, read once for all lanes), then
-// per key two vec4s of its row of e and a rank-1 update. (The same loop with the 8 value reads made per key
-// and component took 10x as long on lavapipe, and with all 4 keys' reads of e made before the 4 updates
-// about 1.8x: keep the reads where they are.)
+// per key two vec4s of its row of e and a rank-1 update. (The value reads made per key and component, or all 4
+// keys' reads of e made before the 4 updates, are much slower on lavapipe: keep the reads where they are.)
 // Invariants: T % 8 == 0; rows % 4 == 0 and rows * T <= 16384; count % 4 == 0 and count <= 4 * rows, count ==
 // T with all pairs in ew0 when pairs > 1; channel rows past D (a last block of fewer than 8) are read from
 // wherever the window holds and never stored.

@@ -87,7 +87,7 @@ fn predict_x0(x: f32, m: f32, prediction: u32, sqrt_a: f32, sqrt_1m_a: f32) -> f
     }
 }
 
-// The constants of one DDIM step, embedded in the Params of ddim_step.wgsl and conv2d_ddim.wgsl (64 bytes;
+// The constants of one DDIM step, embedded in the Params of ddim_step.wgsl and conv2d.wgsl's conv2d_ddim variant (64 bytes;
 // mirrored by ops::ddim::DdimStepParams). x_p = c_x0 * x0' + dir_coef * eps + coef_xt * x_t + sigma * z.
 struct DdimStep {
     image_offset: u32,

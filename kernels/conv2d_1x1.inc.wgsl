@@ -1,5 +1,5 @@
 // conv2d_1x1.inc.wgsl: what the 1x1 convolutions over uniform windows (conv2d_1x1.wgsl, one weight window per
-// launch; conv2d_1x1_wide.wgsl, four) share: their Params, how an invocation finds its work, and the epilogue
+// launch; conv2d_1x1_wide, four) share: their Params, how an invocation finds its work, and the epilogue
 // that stores an invocation's block,
 // in vec4s (out's rows start at multiples of 8 floats). Each kernel declares `bias`, `residual` (f32), `out`
 // (vec4) and `chan` (f32).
@@ -20,7 +20,7 @@ struct Params {
     has_residual: u32,
     out_scale: f32,
     has_channel: u32,
-    // Blocks of 8 output channels per weight window (conv2d_1x1_wide.wgsl's).
+    // Blocks of 8 output channels per weight window (conv2d_1x1_wide's).
     per_window: u32,
 }
 

@@ -1,5 +1,5 @@
 // conv2d_im2col: lays a convolution's input out as the columns of a matrix product (im2col), so that a strided
-// convolution runs as a 1x1 convolution over kh * kw times the channels (conv2d_1x1.wgsl, conv2d_1x1_wide.wgsl)
+// convolution runs as a 1x1 convolution over kh * kw times the channels (conv2d_1x1.wgsl's two variants)
 // with both operands in uniform windows, rather than as conv2d_packed.wgsl's gathers.
 //
 // Layouts (row-major f32):

@@ -6,7 +6,7 @@
 //   eps   = predict_eps(x_t, model_out, x0)        from the unclipped x0, as diffusers does; with DDIM_CLIPPED_EPS
 //           eps = (x_t - sqrt_a_t * x0') / sqrt(1 - a_t) from the clipped x0' instead
 //   x_p   = c_x0 * x0' + dir_coef * eps + c_xt * x_t + sigma * z
-// The maths is ddim_update in common.wgsl, shared with conv2d_ddim.wgsl; the host computes the coefficients in
+// The maths is ddim_update in common.wgsl, shared with the conv2d_ddim variant of conv2d.wgsl; the host computes the coefficients in
 // f64. DDIM: c_x0 = sqrt(a_p), dir_coef = sqrt(1 - a_p - sigma^2), c_xt = 0. The paper's sigma-hat (the DDPM
 // posterior with variance beta_t = 1 - a_t / a_p, the official code's ddpm_steps): c_x0 = sqrt(a_p) beta_t /
 // (1 - a_t), c_xt = sqrt(1 - beta_t) (1 - a_p) / (1 - a_t), dir_coef = 0. z is generated in registers by Philox

@@ -151,8 +151,8 @@ async fn time(gpu: &Gpu, d: &Dispatch, trials: usize) -> Result<f64> {
 
 /// Measures both roofs (a few seconds on a software adapter, well under one on a GPU).
 pub async fn measure(gpu: &Gpu) -> Result<Roof> {
-    // 2^18 invocations fill any GPU (an H200 runs 132 x 2048 at once) and take one dispatch about 70 ms on
-    // lavapipe; [`time`] repeats the dispatch where it is shorter.
+    // 2^18 invocations fill any GPU (an H200 runs 132 x 2048 at once); [`time`] repeats the dispatch where
+    // it is shorter than the pass floor.
     let out = gpu.zeros("roofline fma out", &[1 << 18])?;
     let fma = fma(gpu, &out, 512)?;
     let gflops = fma.cost().flops as f64 / time(gpu, &fma, 5).await? / 1e9;

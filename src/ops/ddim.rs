@@ -67,7 +67,7 @@ pub struct StepParams {
     pub d: DdimStepParams,
 }
 
-/// Mirrors `Params` in conv2d_ddim.wgsl.
+/// Mirrors `Params` in conv2d.wgsl's `conv2d_ddim` variant.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct ConvStepParams {
@@ -212,7 +212,7 @@ impl DdimScratch {
     }
 }
 
-/// The UNet's final convolution with the update fused into its epilogue (`kernels/conv2d_ddim.wgsl`): replaces
+/// The UNet's final convolution with the update fused into its epilogue (`kernels/conv2d.wgsl`, variant `conv2d_ddim`): replaces
 /// x (x_t, the convolution's output shape) by x_prev without storing the model output. `conv_input`, `weight`,
 /// `bias` and `cfg` are the final convolution's. Dynamic thresholding is refused (use [`ddim_update`]).
 #[allow(clippy::too_many_arguments)] // the convolution's operands and the update's

@@ -33,18 +33,11 @@ pub struct Params {
 }
 
 fn prepare(gpu: &Gpu, label: &str, out: &Tensor, params: Params) -> Result<Dispatch> {
-    let groups = (params.per_image as u64).div_ceil(4);
-    Dispatch::for_invocations(
-        gpu,
-        &KERNEL,
-        OP,
-        label,
-        &params,
-        &[out],
-        groups * params.batch as u64,
-    )
+    let invocations = (params.per_image as u64).div_ceil(4) * params.batch as u64;
     // Philox4x32-10 is integer work (about 100 operations per 4 values); Box-Muller about 20 flops per value.
-    .map(|d| d.with_cost(Cost::new(20 * out.len() as u64, out.len() as u64)))
+    let cost = Cost::new(20 * out.len() as u64, out.len() as u64);
+    let d = Dispatch::for_invocations(gpu, &KERNEL, OP, label, &params, &[out], invocations)?;
+    Ok(d.with_cost(cost))
 }
 
 fn batch_and_rest(out: &Tensor) -> Result<(usize, usize)> {

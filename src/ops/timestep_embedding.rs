@@ -77,15 +77,17 @@ impl TimestepEmbedding {
             half_dim: dim(OP, "half", half)?,
             flip: self.flip_sin_to_cos as u32,
         };
-        Dispatch::for_invocations(
+        let cost = Cost::new(20 * out.len() as u64, (n + half + out.len()) as u64);
+        let tensors = [timesteps, &self.freqs, out];
+        let d = Dispatch::for_invocations(
             gpu,
             &KERNEL,
             OP,
             label,
             &params,
-            &[timesteps, &self.freqs, out],
+            &tensors,
             (n * half) as u64,
-        )
-        .map(|d| d.with_cost(Cost::new(20 * out.len() as u64, (n + half + out.len()) as u64)))
+        )?;
+        Ok(d.with_cost(cost))
     }
 }

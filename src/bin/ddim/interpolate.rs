@@ -6,10 +6,10 @@ use anyhow::{Context, Result, bail};
 use pollster::FutureExt as _;
 
 use ddim_wgpu::gpu::{DeviceOptions, Gpu};
-use ddim_wgpu::io::{OutputSet, check_outputs, npy_bytes, png_grid_bytes, read_npy};
+use ddim_wgpu::io::{OutputSet, npy_bytes, png_grid_bytes};
 use ddim_wgpu::pipeline::Pipeline;
 
-use crate::settings::{Bar, DEFAULT_MODEL, SamplingArgs, open_model, settings};
+use crate::sampling::{self, Bar, DEFAULT_MODEL, SamplingArgs};
 
 /// The flags of `ddim interpolate`.
 #[derive(clap::Args)]
@@ -50,33 +50,16 @@ pub fn run(options: &DeviceOptions, a: Args) -> Result<()> {
     if a.seeds.len() != 2 && a.latents.len() != 2 {
         bail!("give exactly two endpoints: --seeds A,B or --latents a.npy,b.npy");
     }
-    let weights = open_model(&a.model)?;
-    let settings = settings(args, weights.training.as_ref())?;
-    check_outputs(
-        &[Some(&a.out), a.out_npy.as_ref()]
-            .into_iter()
-            .flatten()
-            .map(PathBuf::as_path)
-            .collect::<Vec<_>>(),
-    )?;
-    let c = &weights.config;
-    let shape = [c.in_channels, c.sample_size, c.sample_size];
+    let weights = sampling::open_model(&a.model)?;
+    let settings = sampling::settings(args, weights.training.as_ref())?;
+    sampling::check_given_outputs(&[Some(&a.out), a.out_npy.as_ref()])?;
+    let shape = sampling::image_shape(&weights);
     let per: usize = shape.iter().product();
     let given: Vec<Vec<f32>> = a
         .latents
         .iter()
         .map(|p| {
-            let l = read_npy(p)?;
-            if l.shape.len() != 4 || l.shape[1..] != shape {
-                bail!(
-                    "{}: latents of shape {:?}; the model takes [N, {}, {}, {}]",
-                    p.display(),
-                    l.shape,
-                    shape[0],
-                    shape[1],
-                    shape[2]
-                );
-            }
+            let l = sampling::read_batch(p, shape, "latents")?;
             if l.shape[0] == 0 {
                 bail!("{}: holds no latents", p.display());
             }

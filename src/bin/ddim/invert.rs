@@ -6,10 +6,10 @@ use anyhow::{Context, Result, bail};
 use pollster::FutureExt as _;
 
 use ddim_wgpu::gpu::{DeviceOptions, Gpu};
-use ddim_wgpu::io::{check_writable, read_image, read_npy, write_npy};
+use ddim_wgpu::io::{check_writable, read_image, write_npy};
 use ddim_wgpu::pipeline::{Images, Pipeline};
 
-use crate::settings::{Bar, DEFAULT_MODEL, SamplingArgs, open_model, settings};
+use crate::sampling::{self, Bar, DEFAULT_MODEL, SamplingArgs};
 
 /// The flags of `ddim invert`.
 #[derive(clap::Args)]
@@ -34,29 +34,19 @@ pub struct Args {
 /// Runs `ddim invert`.
 pub fn run(options: &DeviceOptions, a: Args) -> Result<()> {
     let args = &a.sampling;
-    let weights = open_model(&a.model)?;
-    let settings = settings(args, weights.training.as_ref())?;
+    let weights = sampling::open_model(&a.model)?;
+    let settings = sampling::settings(args, weights.training.as_ref())?;
     if args.eta != 0.0 || args.sigma_hat {
         bail!("inversion is deterministic: --eta and --sigma-hat do not apply");
     }
     check_writable(&a.out)?;
     let c = &weights.config;
-    let shape = [c.in_channels, c.sample_size, c.sample_size];
+    let shape = sampling::image_shape(&weights);
     let per: usize = shape.iter().product();
     let mut x0 = Vec::new();
     for path in &a.images {
         if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")) {
-            let l = read_npy(path)?;
-            if l.shape.len() != 4 || l.shape[1..] != shape {
-                bail!(
-                    "{}: images of shape {:?}; the model takes [N, {}, {}, {}]",
-                    path.display(),
-                    l.shape,
-                    shape[0],
-                    shape[1],
-                    shape[2]
-                );
-            }
+            let l = sampling::read_batch(path, shape, "images")?;
             if let Some(v) = l.data.iter().find(|v| !(-1.0..=1.0).contains(*v)) {
                 bail!(
                     "{}: value {v} outside [-1, 1]: images must be scaled to the model's range",

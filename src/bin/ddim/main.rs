@@ -8,7 +8,7 @@ mod invert;
 mod merge;
 mod profile;
 mod sample;
-mod settings;
+mod sampling;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

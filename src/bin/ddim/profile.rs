@@ -13,7 +13,7 @@ use ddim_wgpu::model::weights::Weights;
 use ddim_wgpu::sampler::ddim::{Sampler, StepNoise, latents};
 use ddim_wgpu::unet;
 
-use crate::settings::{DEFAULT_MODEL, SamplingArgs, open_model, progress_bar, settings};
+use crate::sampling::{self, DEFAULT_MODEL, SamplingArgs};
 
 /// The flags of `ddim profile`.
 #[derive(clap::Args)]
@@ -68,12 +68,12 @@ fn profile(
         eprintln!("note: {} is a config: random weights (timings only)", model.display());
         Weights::random(&config, seed)?
     } else {
-        open_model(model)?
+        sampling::open_model(model)?
     };
     if batch == 0 {
         bail!("--batch 0: nothing to profile");
     }
-    let settings = settings(args, weights.training.as_ref())?;
+    let settings = sampling::settings(args, weights.training.as_ref())?;
     let gpu = Gpu::new(options).block_on().context("opening a device")?;
     eprintln!("measuring the roofline ...");
     let roof = ddim_wgpu::gpu::roofline::measure(&gpu).block_on()?;
@@ -83,7 +83,7 @@ fn profile(
     let uploaded = weights.upload(&gpu)?;
     let sampler = Sampler::new(&gpu, &graph, &uploaded, settings.clone())?;
     let steps = sampler.steps().len();
-    let bar = progress_bar(steps as u64, args.quiet);
+    let bar = sampling::progress_bar(steps as u64, args.quiet);
     let x_t = latents(seed, 0, batch, per);
     let start = std::time::Instant::now();
     let (_, timings, walls) = sampler

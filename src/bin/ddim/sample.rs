@@ -6,10 +6,10 @@ use anyhow::{Context, Result, bail};
 use pollster::FutureExt as _;
 
 use ddim_wgpu::gpu::{DeviceOptions, Gpu};
-use ddim_wgpu::io::{OutputSet, check_outputs, npy_bytes, png_bytes, png_grid_bytes, read_npy};
+use ddim_wgpu::io::{OutputSet, npy_bytes, png_bytes, png_grid_bytes, read_npy};
 use ddim_wgpu::pipeline::{GivenNoise, Pipeline, SampleRequest};
 
-use crate::settings::{Bar, DEFAULT_MODEL, SamplingArgs, open_model, settings};
+use crate::sampling::{self, Bar, DEFAULT_MODEL, SamplingArgs};
 
 /// The flags of `ddim sample`.
 #[derive(clap::Args)]
@@ -68,32 +68,19 @@ pub fn parse_shard(s: &str) -> Result<Shard, String> {
 /// Runs `ddim sample`.
 pub fn run(options: &DeviceOptions, req: Args) -> Result<()> {
     let args = &req.sampling;
-    let weights = open_model(&req.model)?;
-    let settings = settings(args, weights.training.as_ref())?;
-    check_outputs(
-        &[Some(&req.out), req.out_npy.as_ref(), req.save_latents.as_ref()]
-            .into_iter()
-            .flatten()
-            .map(PathBuf::as_path)
-            .collect::<Vec<_>>(),
-    )?;
-    let c = &weights.config;
-    let shape = [c.in_channels, c.sample_size, c.sample_size];
+    let weights = sampling::open_model(&req.model)?;
+    let settings = sampling::settings(args, weights.training.as_ref())?;
+    sampling::check_given_outputs(&[
+        Some(&req.out),
+        req.out_npy.as_ref(),
+        req.save_latents.as_ref(),
+    ])?;
+    let shape = sampling::image_shape(&weights);
     let per: usize = shape.iter().product();
     // All images of the run (every shard), then this shard's slice.
     let (total, given_latents) = match &req.latent {
         Some(path) => {
-            let l = read_npy(path)?;
-            if l.shape.len() != 4 || l.shape[1..] != shape {
-                bail!(
-                    "{}: latents of shape {:?}; the model takes [N, {}, {}, {}]",
-                    path.display(),
-                    l.shape,
-                    shape[0],
-                    shape[1],
-                    shape[2]
-                );
-            }
+            let l = sampling::read_batch(path, shape, "latents")?;
             if let Some(b) = req.batch
                 && b != l.shape[0]
             {

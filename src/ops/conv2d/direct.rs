@@ -29,12 +29,8 @@ pub struct Params {
 
 /// `conv2d` (the portable kernel) over `shape`: weights from storage, 4 output channels x 4 output columns per
 /// invocation. The caller has checked the operands' shapes.
-pub(super) fn launch(
-    gpu: &Gpu,
-    label: &str,
-    shape: &ConvShape,
-    o: &Operands<'_>,
-) -> Result<Dispatch> {
+pub(super) fn launch(gpu: &Gpu, label: &str, o: &Operands<'_>) -> Result<Dispatch> {
+    let shape = &o.shape;
     let (x, weight, bias, out) = (o.x, o.weight, o.bias, o.out);
     let (channel, residual, cfg) = (o.channel, o.residual, o.cfg);
     let params = Params {
@@ -44,13 +40,6 @@ pub(super) fn launch(
         has_channel: channel.is_some() as u32,
         _pad: 0,
     };
-    Dispatch::for_invocations(
-        gpu,
-        &KERNEL,
-        OP,
-        label,
-        &params,
-        &[x, weight, bias, residual.unwrap_or(x), out, channel.unwrap_or(bias)],
-        shape.blocks_4x4(),
-    )
+    let tensors = [x, weight, bias, residual.unwrap_or(x), out, channel.unwrap_or(bias)];
+    Dispatch::for_invocations(gpu, &KERNEL, OP, label, &params, &tensors, shape.blocks_4x4())
 }

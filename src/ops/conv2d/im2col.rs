@@ -128,14 +128,13 @@ pub fn lay_columns(
 
 /// The im2col path ([`Im2col`]): the weights packed once, then per group of images the columns and their
 /// product. `None` where the columns' windows would not start at aligned offsets.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn im2col(
     gpu: &Gpu,
     label: &str,
-    shape: &ConvShape,
     cut: &Im2col,
     e: &Operands<'_>,
 ) -> Result<Option<Dispatch>> {
+    let shape = &e.shape;
     let (x, weight) = (e.x, e.weight);
     let c = &cut.columns;
     let (n, rows, hw) = (shape.batch as usize, c.cin as usize, (c.h * c.w) as usize);

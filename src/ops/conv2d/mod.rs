@@ -7,7 +7,7 @@
 //! multiply-adds; `conv2d_3x3.wgsl` does the others (few channels, or Winograd off), with 8 channels x 8 columns
 //! per invocation and the weights read from 64 KiB uniform windows at addresses uniform across each workgroup,
 //! and `conv2d_packed.wgsl` the same for any geometry; `conv2d_1x1.wgsl` reads x from uniform windows too, for
-//! the 1x1 convolutions, and `conv2d_1x1_wide.wgsl` binds four weight windows per launch where there are that
+//! the 1x1 convolutions, and its variant `conv2d_1x1_wide` binds four weight windows per launch where there are that
 //! many (a quarter of the launches, which lavapipe pays for one by one); `conv2d_pack.wgsl` lays the weights
 //! out for them once, when the dispatch is prepared. Strided convolutions run as a 1x1 convolution over the
 //! input's columns (`conv2d_im2col.wgsl`, [`Im2col`]) where the geometry allows.

@@ -1,4 +1,4 @@
-//! `conv2d_1x1.wgsl` and `conv2d_1x1_wide.wgsl`: the CPU family's 1x1 convolutions, weights and x both read
+//! `conv2d_1x1.wgsl` (variants `conv2d_1x1` and `conv2d_1x1_wide`): the CPU family's 1x1 convolutions, weights and x both read
 //! through 64 KiB uniform windows; the wide kernel binds four weight windows per launch.
 
 use bytemuck::{Pod, Zeroable};
@@ -141,10 +141,10 @@ impl OneByOne {
 pub(super) fn one_by_one(
     gpu: &Gpu,
     label: &str,
-    shape: &ConvShape,
     geo: &OneByOne,
     o: &Operands<'_>,
 ) -> Result<Option<Dispatch>> {
+    let shape = &o.shape;
     let (x, weight, bias, out) = (o.x, o.weight, o.bias, o.out);
     if !one_by_one_fits(gpu, shape, geo, x, out, 0..shape.batch as usize) {
         return Ok(None);

@@ -120,9 +120,9 @@ pub(super) fn packed(
     gpu: &Gpu,
     kernel: &'static Kernel,
     label: &str,
-    shape: &ConvShape,
     o: &Operands<'_>,
 ) -> Result<Dispatch> {
+    let shape = &o.shape;
     let (x, weight, bias, out) = (o.x, o.weight, o.bias, o.out);
     let (channel, residual, cfg) = (o.channel, o.residual, o.cfg);
     let (cout, cin) = (shape.cout as usize, shape.cin as usize);

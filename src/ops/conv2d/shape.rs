@@ -170,6 +170,8 @@ impl ConvShape {
 /// `out = (conv(x, weight) + bias + channel + residual) * cfg.out_scale`.
 #[derive(Clone, Copy)]
 pub(crate) struct Operands<'a> {
+    /// The validated geometry of the convolution.
+    pub(crate) shape: ConvShape,
     pub(crate) x: &'a Tensor,
     pub(crate) weight: &'a Tensor,
     pub(crate) bias: &'a Tensor,

@@ -36,9 +36,8 @@ pub fn kernel_for(gpu: &Gpu, shape: &ConvShape) -> &'static Kernel {
 
 /// The GPU family: `conv2d_tiled` for every geometry wherever the device allows its 256-invocation workgroups
 /// with 8.25 KiB of workgroup memory (wgpu's default limits do), `conv2d` otherwise. Shape-independent, so every
-/// test shape proves the kernel that runs. On an H200 (BENCHMARKS.md, "On a real GPU") it runs the CIFAR-10
-/// UNet's 3x3 convolutions at batch 8 4.06x faster than `conv2d` and 130x faster than the CPU family's Winograd
-/// convolution (28.5% of its FMA roof).
+/// test shape proves the kernel that runs. On a real GPU it beats both `conv2d` and the CPU family's kernels
+/// by a wide margin (BENCHMARKS.md, "On a real GPU").
 fn gpu_kernel_for(gpu: &Gpu) -> &'static Kernel {
     let limits = gpu.limits();
     let fits = limits.max_compute_invocations_per_workgroup >= KERNEL_TILED.workgroup_size
@@ -68,8 +67,8 @@ pub(super) fn storage_kernel_for(gpu: &Gpu, shape: &ConvShape) -> &'static Kerne
     let fits = PackGeometry::new(shape.cout as usize, shape.cin as usize, taps)
         .is_some_and(|g| g.bytes() <= limits.max_buffer_size);
     // Below 8 blocks of 8 output columns per image, a launch (one per weight window) has too little work and
-    // the launches run one after another: on lavapipe the general kernel is faster there (measured with
-    // examples/conv_study.rs at batch 8: 0.86x at 4x4, 4 blocks per image; 3.5x at 8x8, 8 blocks per image).
+    // the launches run one after another: on lavapipe the general kernel is faster there
+    // (`cargo run --release --example conv_study` shows the crossover).
     // Per image, not per batch: a batch-dependent choice would change an image's rounding with the batch.
     let [_, _, ho, wo] = shape.output_shape();
     let busy = ho * wo.div_ceil(8) >= 8;
@@ -86,10 +85,9 @@ pub(super) fn storage_kernel_for(gpu: &Gpu, shape: &ConvShape) -> &'static Kerne
 }
 
 /// Input and output channels from which the CPU family takes the Winograd convolution over `conv2d_3x3`. Below,
-/// the transforms outweigh the products: measured with examples/conv_study.rs (BENCHMARKS.md), a UNet's first
-/// convolution (1 or 3 input channels) runs 3-10x slower as Winograd; from 32 channels it gains 1.6-2.4x at
-/// batch 64 (the MNIST model's shapes), 1.6-3.0x at batch 8 (the CIFAR-10 model's, 4x4 to 32x32 maps) and
-/// 1.1-1.7x for the MNIST model's at batch 8, where each launch's fixed cost weighs most.
+/// the transforms outweigh the products (a UNet's first convolution, 1 or 3 input channels, is much slower as
+/// Winograd); from 32 channels the quarter of the multiply-adds wins on every map of the two models
+/// (`cargo run --release --example conv_study -- cpu-direct cpu`).
 const WINOGRAD_MIN_CHANNELS: u32 = 16;
 
 /// The tiling of this 3x3 stride-1 convolution where the Winograd convolution takes it: enough input and
@@ -151,7 +149,7 @@ pub fn conv2d_with_channel(
         + channel.map_or(0, |c| c.len())
         + out.len() * (1 + residual.is_some() as usize);
     let cost = Cost::new(shape.flops(), floats as u64);
-    let o = Operands { x, weight, bias, channel, residual, out, cfg };
+    let o = Operands { shape, x, weight, bias, channel, residual, out, cfg };
     let kernel = kernel_for(gpu, &shape);
     let products = [
         &winograd::GEMM_KERNEL,
@@ -162,12 +160,12 @@ pub fn conv2d_with_channel(
     if products.iter().any(|k| k.name == kernel.name) {
         let tiling = winograd::Tiling::on(gpu, &shape)
             .ok_or_else(|| Error::shape(OP, format!("`{label}`: no Winograd tiling")))?;
-        let dispatch = winograd::conv2d(gpu, label, &shape, &tiling, &o)?;
+        let dispatch = winograd::conv2d(gpu, label, &tiling, &o)?;
         return Ok(dispatch.with_cost(Cost::new(winograd::flops(&shape, &tiling), floats as u64)));
     }
     let mut kernel = kernel;
     if let Some(cut) = Im2col::on(gpu, &shape).filter(|_| kernel.name == KERNEL_IM2COL.name) {
-        match im2col(gpu, label, &shape, &cut, &o)? {
+        match im2col(gpu, label, &cut, &o)? {
             Some(d) => return Ok(d.with_cost(cost)),
             None => kernel = storage_kernel_for(gpu, &shape),
         }
@@ -176,17 +174,17 @@ pub fn conv2d_with_channel(
     if let Some(geo) =
         OneByOne::on(gpu, &shape).filter(|_| one_by_one_kernels.contains(&kernel.name))
     {
-        match one_by_one(gpu, label, &shape, &geo, &o)? {
+        match one_by_one(gpu, label, &geo, &o)? {
             Some(d) => return Ok(d.with_cost(cost)),
             None => kernel = storage_kernel_for(gpu, &shape),
         }
     }
     let dispatch = if kernel.name == KERNEL_3X3.name || kernel.name == KERNEL_PACKED.name {
-        packed(gpu, kernel, label, &shape, &o)?
+        packed(gpu, kernel, label, &o)?
     } else if kernel.name == KERNEL_TILED.name {
-        tiled(gpu, label, &shape, &o)?
+        tiled(gpu, label, &o)?
     } else {
-        direct::launch(gpu, label, &shape, &o)?
+        direct::launch(gpu, label, &o)?
     };
     Ok(dispatch.with_cost(cost))
 }

@@ -95,12 +95,8 @@ pub(super) const TILED_WORKGROUP_BYTES: u32 = 528 * 16;
 
 /// The shared-memory path: [`KERNEL_TILED`] over the whole K, or over [`SplitK`] slices into the device's
 /// scratch buffer followed by [`KERNEL_SPLIT_REDUCE`], one pair of launches per group of pixels.
-pub(super) fn tiled(
-    gpu: &Gpu,
-    label: &str,
-    shape: &ConvShape,
-    o: &Operands<'_>,
-) -> Result<Dispatch> {
+pub(super) fn tiled(gpu: &Gpu, label: &str, o: &Operands<'_>) -> Result<Dispatch> {
+    let shape = &o.shape;
     let (x, weight, bias, out) = (o.x, o.weight, o.bias, o.out);
     let (channel, residual, cfg) = (o.channel, o.residual, o.cfg);
     let split = SplitK::on(gpu, shape);

@@ -13,7 +13,7 @@
 //!   the same with V read from uniform windows too, where a position's V fits four ([`windowed_rows`]);
 //!   `conv2d_winograd_gemm_wide.wgsl` up to 8 weight windows per launch where the launch's positions' V fits
 //!   one window ([`wide_windows`]: small maps, where a weight window is a workgroup or a few of work and the
-//!   launches, not the arithmetic, set the time); `conv2d_winograd_gemm_windowed_wide.wgsl` 4 weight windows
+//!   launches, not the arithmetic, set the time); `conv2d_winograd_gemm_windowed_wide` (a variant of the windowed file) 4 weight windows
 //!   of one position per launch with V in four windows, where a position's fill a multiple of 4;
 //! - `conv2d_winograd_output.wgsl`: `A^T M A` and the convolution's epilogue ([`output_transform`]).
 //!
@@ -93,9 +93,9 @@ const WIDE_WINDOWS: usize = 8;
 /// Weight windows (of one position) one launch of [`GEMM_WINDOWED_WIDE_KERNEL`] binds.
 const WINDOWED_WEIGHTS: usize = 4;
 
-/// V windows one launch of [`GEMM_WINDOWED_KERNEL`] binds. Eight (with four more loops and bindings) measured
-/// slower on the maps where four suffice (512 -> 256 @ 16: 59.3 -> 66.0 ms), so a position's V that needs
-/// more runs in smaller tile groups ([`Tiling::on`]) or from storage.
+/// V windows one launch of [`GEMM_WINDOWED_KERNEL`] binds. Eight (four more loops and bindings) slow the maps
+/// where four suffice, so a position's V that needs more runs in smaller tile groups ([`Tiling::on`]) or from
+/// storage.
 const V_WINDOWS: usize = 4;
 
 /// The output transform and epilogue.
@@ -381,8 +381,8 @@ pub fn windowed_rows(gpu: &Gpu, cout: usize, cin: usize, tp: usize) -> Option<us
 /// or 2 windows per launch, the most for which every launch's positions' V lies in one window starting at a
 /// multiple of the device's uniform offset alignment (V at the start of its buffer, with [`V_SLACK`] past it).
 /// That is where a position's V is at most one window: on 4 x 4 and 8 x 8 maps at batch 8, where a weight
-/// window is a workgroup or a few of work and the launches, not the arithmetic, set the time (8 windows a
-/// launch: 2.4-4.2x), and 128 input channels at 16 x 16 (2 a launch: 1.1x).
+/// window is a workgroup or a few of work and the launches, not the arithmetic, set the time, and 128 input
+/// channels at 16 x 16 (2 a launch).
 pub fn wide_windows(gpu: &Gpu, cout: usize, cin: usize, tp: usize) -> Option<usize> {
     let (blocks, per_window, windows) = windows(cout, cin)?;
     let limits = gpu.limits();
@@ -627,10 +627,10 @@ pub fn output_transform(
 pub(crate) fn conv2d(
     gpu: &Gpu,
     label: &str,
-    shape: &ConvShape,
     tiling: &Tiling,
     o: &Operands<'_>,
 ) -> Result<Dispatch> {
+    let shape = &o.shape;
     let (x, weight, bias, out) = (o.x, o.weight, o.bias, o.out);
     let (channel, residual, out_scale) = (o.channel, o.residual, o.cfg.out_scale);
     check_bindings(gpu, OP, &[x, bias, out])?; // the weight: by pack_weights

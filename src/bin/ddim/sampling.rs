@@ -1,4 +1,5 @@
-//! The sampler's flags, shared by every command that samples, and how they override a model's own settings.
+//! What the commands that sample share: the sampler's flags and how they override a model's own settings,
+//! reading models and batches, checking outputs, the progress bar.
 
 use std::path::{Path, PathBuf};
 
@@ -8,7 +9,7 @@ use clap::ValueEnum;
 use ddim_wgpu::diffusion::schedule::BetaSchedule;
 use ddim_wgpu::diffusion::step::{Prediction, Threshold};
 use ddim_wgpu::diffusion::timesteps::Spacing;
-use ddim_wgpu::io::read_npy;
+use ddim_wgpu::io::{NpyArray, check_outputs, read_npy};
 use ddim_wgpu::model::convert::load_model;
 use ddim_wgpu::model::weights::{Training, Weights};
 use ddim_wgpu::ops::ddim::UpdateMode;
@@ -250,4 +251,33 @@ impl Bar {
             bar.finish_and_clear();
         }
     }
+}
+
+/// The `[C, H, W]` of one image of `weights`' model.
+pub fn image_shape(weights: &Weights) -> [usize; 3] {
+    let c = &weights.config;
+    [c.in_channels, c.sample_size, c.sample_size]
+}
+
+/// A batch of `what` (latents, images) from a `.npy` file, refused unless it is `[N, C, H, W]` with `shape` as
+/// `[C, H, W]`.
+pub fn read_batch(path: &Path, shape: [usize; 3], what: &str) -> Result<NpyArray> {
+    let a = read_npy(path)?;
+    if a.shape.len() != 4 || a.shape[1..] != shape {
+        bail!(
+            "{}: {what} of shape {:?}; the model takes [N, {}, {}, {}]",
+            path.display(),
+            a.shape,
+            shape[0],
+            shape[1],
+            shape[2]
+        );
+    }
+    Ok(a)
+}
+
+/// Checks, before any work, that the outputs that are given can be written.
+pub fn check_given_outputs(paths: &[Option<&PathBuf>]) -> Result<()> {
+    let paths: Vec<&Path> = paths.iter().flatten().map(|p| p.as_path()).collect();
+    Ok(check_outputs(&paths)?)
 }
