@@ -26,9 +26,10 @@
 use std::collections::HashMap;
 
 use crate::error::{Error, Result};
+use crate::gpu::profiler::DispatchTiming;
 use crate::gpu::{Gpu, Tensor};
-use crate::graph::ir::Graph;
-use crate::graph::plan::Plan;
+use crate::graph::ir::{Graph, TensorId};
+use crate::graph::plan::{MemoryStats, Plan, max_batch};
 use crate::model::weights::{Training, Weights};
 use crate::sampler::ddim::{Sampler, SamplerSettings, StepNoise, latents, slerp};
 use crate::unet::{self, UNetConfig};
@@ -80,6 +81,34 @@ pub struct Progress {
     pub batches: usize,
     /// The most images in one batch.
     pub batch_size: usize,
+}
+
+/// What [`Pipeline::eval`] returns.
+#[derive(Clone, Debug)]
+pub struct Evaluation {
+    /// The model output.
+    pub output: Images,
+    /// Each block's output, where asked: its name, shape `[N, ...]` and values.
+    pub blocks: Vec<(String, Vec<usize>, Vec<f32>)>,
+    /// The batches the images ran in.
+    pub batches: usize,
+    /// Dispatches per evaluation.
+    pub dispatches: usize,
+    /// How the activations were placed (of the last batch's plan).
+    pub memory: MemoryStats,
+}
+
+/// What [`Pipeline::profile`] returns.
+#[derive(Clone, Debug)]
+pub struct Profile {
+    /// The samples.
+    pub images: Images,
+    /// Every dispatch's GPU time, step by step.
+    pub timings: Vec<DispatchTiming>,
+    /// Each step's wall time, seconds.
+    pub step_walls: Vec<f64>,
+    /// Each step's timestep.
+    pub timesteps: Vec<usize>,
 }
 
 /// Given step noise in place of Philox's: `[steps, images, C, H, W]` over every image of the run.
@@ -242,6 +271,31 @@ impl Pipeline {
         Images::new([n, c, h, w], data)
     }
 
+    /// Samples `batch_size` images of `seed` (one batch: it must fit the device) with GPU timestamps around
+    /// every dispatch, for the per-kernel table (`gpu::profiler::kernel_table`) and a trace.
+    pub async fn profile(
+        &self,
+        scheduler: &SamplerSettings,
+        batch_size: usize,
+        seed: u64,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Profile> {
+        let sampler = Sampler::new(&self.gpu, &self.graph, &self.params, scheduler.clone())?;
+        let x_t = self.latents(seed, 0, batch_size)?;
+        let total = sampler.steps().len();
+        let mut on_step =
+            |done| progress(Progress { done, total, images: batch_size, batches: 1, batch_size });
+        let noise = StepNoise::Philox(seed);
+        let (data, timings, step_walls) =
+            sampler.sample_profiled(&x_t.data, batch_size, 0, noise, &mut on_step).await?;
+        Ok(Profile {
+            images: Images::new(x_t.shape, data)?,
+            timings,
+            step_walls,
+            timesteps: sampler.steps().iter().map(|s| s.t).collect(),
+        })
+    }
+
     /// DDIM inversion (eta = 0) of clean images in [-1, 1] to latents x_T, with `scheduler`'s steps.
     pub async fn invert(
         &self,
@@ -309,24 +363,66 @@ impl Pipeline {
         self.sample(&request, progress).await
     }
 
-    /// One UNet evaluation: the model output at timesteps `t` (one per image) for inputs `x`.
-    pub async fn eval(&self, x: &Images, t: &[f32]) -> Result<Images> {
+    /// One UNet evaluation: the model output at timesteps `t` (one per image) for inputs `x`, in batches the
+    /// device holds; with `blocks`, also every block's output, named as diffusers names the block.
+    pub async fn eval(&self, x: &Images, t: &[f32], blocks: bool) -> Result<Evaluation> {
         let n = x.shape[0];
-        if x.shape[1..] != self.image_shape() || t.len() != n {
+        if x.shape[1..] != self.image_shape() || t.len() != n || n == 0 {
             return Err(Error::param(
                 "pipeline",
                 format!(
-                    "inputs of shape {:?} with {} timesteps; the model takes [N, {:?}] and N timesteps",
+                    "inputs of shape {:?} with {} timesteps; the model takes [N, {:?}], N >= 1, and N timesteps",
                     x.shape,
                     t.len(),
                     self.image_shape()
                 ),
             ));
         }
-        let plan = Plan::new(&self.gpu, &self.graph, &self.params, n, &[])?;
-        let out = plan.run(&self.gpu, &[&x.data, t]).await?;
-        let [_, _, h, w] = x.shape;
-        Images::new([n, out.len() / (n * h * w), h, w], out)
+        let keep: Vec<TensorId> = if blocks {
+            self.graph.checkpoints.iter().map(|(_, id)| *id).collect()
+        } else {
+            Vec::new()
+        };
+        // A batch larger than the device binds runs in batches (one plan per batch size); the result is the
+        // same.
+        let batch = max_batch(&self.gpu, &self.graph)?.min(n);
+        let per = x.per_image();
+        let (mut output, mut dumps) = (Vec::new(), vec![Vec::new(); keep.len()]);
+        let mut plan: Option<Plan> = None;
+        for first in (0..n).step_by(batch) {
+            let b = batch.min(n - first);
+            if plan.as_ref().map(Plan::batch) != Some(b) {
+                plan = Some(Plan::new(&self.gpu, &self.graph, &self.params, b, &keep)?);
+            }
+            let plan = plan.as_ref().expect("made above");
+            let images = &x.data[first * per..(first + b) * per];
+            output.extend(plan.run(&self.gpu, &[images, &t[first..first + b]]).await?);
+            for (dump, id) in dumps.iter_mut().zip(&keep) {
+                let tensor = plan.activation(*id).expect("every checkpoint is planned");
+                dump.extend(self.gpu.download(tensor).await?);
+            }
+        }
+        let plan = plan.expect("n >= 1");
+        let with_batch = |shape: &[usize]| [&[n], &shape[1..]].concat();
+        let out_shape = with_batch(plan.output().shape());
+        let blocks = self
+            .graph
+            .checkpoints
+            .iter()
+            .zip(&keep)
+            .zip(dumps)
+            .map(|(((name, _), id), data)| {
+                let tensor = plan.activation(*id).expect("every checkpoint is planned");
+                (name.clone(), with_batch(tensor.shape()), data)
+            })
+            .collect();
+        Ok(Evaluation {
+            output: Images::new(out_shape.try_into().expect("the output is a map"), output)?,
+            blocks,
+            batches: n.div_ceil(batch),
+            dispatches: plan.dispatches().len(),
+            memory: plan.stats(),
+        })
     }
 
     /// Runs `n` images in batches the device holds (and at most `max_batch`), with one progress count over

@@ -6,11 +6,10 @@ use anyhow::{Context, Result, bail};
 use pollster::FutureExt as _;
 
 use ddim_wgpu::gpu::{DeviceOptions, Gpu};
-use ddim_wgpu::graph::plan::Plan;
 use ddim_wgpu::io::{OutputSet, check_writable, npy_bytes, read_npy};
 use ddim_wgpu::model::convert::load_model;
 use ddim_wgpu::model::weights::Weights;
-use ddim_wgpu::unet;
+use ddim_wgpu::pipeline::{Images, Pipeline};
 
 /// The flags of `ddim eval`.
 #[derive(clap::Args)]
@@ -95,60 +94,37 @@ fn eval(
     }
     check_writable(out)?;
     let gpu = Gpu::new(options).block_on().context("opening a device")?;
-    let graph = unet::build(c)?;
-    let keep: Vec<_> = match dump_dir {
-        Some(_) => graph.checkpoints.iter().map(|(_, id)| *id).collect(),
-        None => Vec::new(),
-    };
-    let uploaded = weights.upload(&gpu)?;
-    // A batch larger than the device binds runs in chunks (one plan per chunk size); the result is the same.
-    let chunk = ddim_wgpu::graph::plan::max_batch(&gpu, &graph)?.min(batch);
-    if chunk < batch {
+    let pipeline = Pipeline::new(gpu, &weights)?;
+    let images =
+        Images::new(x.shape.clone().try_into().expect("checked above: 4 dimensions"), x.data)?;
+    let start = web_time::Instant::now();
+    let e = pipeline.eval(&images, &t, dump_dir.is_some()).block_on()?;
+    let elapsed = start.elapsed();
+    if e.batches > 1 {
         eprintln!(
-            "note: {batch} images run in {} batches of at most {chunk} (the device's storage-binding limit)",
-            batch.div_ceil(chunk)
+            "note: {batch} images run in {} batches (the device's storage-binding limit); the result does not \
+             depend on the split",
+            e.batches
         );
     }
-    let per = x.data.len() / batch;
-    let start = std::time::Instant::now();
-    let (mut result, mut dumps) = (Vec::new(), vec![Vec::new(); keep.len()]);
-    let mut plan: Option<Plan> = None;
-    for first in (0..batch).step_by(chunk) {
-        let b = chunk.min(batch - first);
-        if plan.as_ref().map(Plan::batch) != Some(b) {
-            plan = Some(Plan::new(&gpu, &graph, &uploaded, b, &keep)?);
-        }
-        let plan = plan.as_ref().expect("made above");
-        let images = &x.data[first * per..(first + b) * per];
-        result.extend(plan.run(&gpu, &[images, &t[first..first + b]]).block_on()?);
-        for (dump, id) in dumps.iter_mut().zip(&keep) {
-            let tensor = plan.activation(*id).expect("every checkpoint is planned");
-            dump.extend(gpu.download(tensor).block_on()?);
-        }
-    }
-    let plan = plan.expect("batch >= 1");
-    let elapsed = start.elapsed();
-    let with_batch = |shape: &[usize]| [&[batch], &shape[1..]].concat();
     let mut outputs = OutputSet::default();
-    let out_shape = with_batch(plan.output().shape());
-    outputs.stage(out, &npy_bytes(out, &out_shape, &result)?)?;
+    outputs.stage(out, &npy_bytes(out, &e.output.shape, &e.output.data)?)?;
     if let Some(dir) = dump_dir {
         outputs.create_dir(dir)?;
-        for ((name, id), dump) in graph.checkpoints.iter().zip(&dumps) {
-            let tensor = plan.activation(*id).expect("every checkpoint is planned");
+        for (name, shape, data) in &e.blocks {
             let path = dir.join(format!("{name}.npy"));
-            outputs.stage(&path, &npy_bytes(&path, &with_batch(tensor.shape()), dump)?)?;
+            outputs.stage(&path, &npy_bytes(&path, shape, data)?)?;
         }
     }
     outputs.commit()?;
-    let s = plan.stats();
+    let s = e.memory;
     let mib = |b: u64| b as f64 / 1048576.0;
     println!(
         "wrote {} {:?}: {} dispatches in {:.1?}; activations {:.1} MiB planned in {} buffers ({:.1} MiB without \
          reuse, {:.1} MiB lower bound)",
         out.display(),
-        out_shape,
-        plan.dispatches().len(),
+        e.output.shape,
+        e.dispatches,
         elapsed,
         mib(s.planned),
         s.buffers,

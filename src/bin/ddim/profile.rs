@@ -10,8 +10,7 @@ use ddim_wgpu::gpu::profiler::{chrome_trace, kernel_table};
 use ddim_wgpu::gpu::{DeviceOptions, Gpu, describe};
 use ddim_wgpu::io::{check_outputs, write_atomic};
 use ddim_wgpu::model::weights::Weights;
-use ddim_wgpu::sampler::ddim::{Sampler, StepNoise, latents};
-use ddim_wgpu::unet;
+use ddim_wgpu::pipeline::Pipeline;
 
 use crate::sampling::{self, DEFAULT_MODEL, SamplingArgs};
 
@@ -77,23 +76,16 @@ fn profile(
     let gpu = Gpu::new(options).block_on().context("opening a device")?;
     eprintln!("measuring the roofline ...");
     let roof = ddim_wgpu::gpu::roofline::measure(&gpu).block_on()?;
-    let c = &weights.config;
-    let per = c.in_channels * c.sample_size * c.sample_size;
-    let graph = unet::build(c)?;
-    let uploaded = weights.upload(&gpu)?;
-    let sampler = Sampler::new(&gpu, &graph, &uploaded, settings.clone())?;
-    let steps = sampler.steps().len();
-    let bar = sampling::progress_bar(steps as u64, args.quiet);
-    let x_t = latents(seed, 0, batch, per);
-    let start = std::time::Instant::now();
-    let (_, timings, walls) = sampler
-        .sample_profiled(&x_t, batch, 0, StepNoise::Philox(seed), &mut |i| {
-            bar.set_position(i as u64)
-        })
-        .block_on()?;
+    let pipeline = Pipeline::new(gpu, &weights)?;
+    let gpu = pipeline.gpu();
+    let start = web_time::Instant::now();
+    let mut bar = sampling::Bar::new(args.quiet);
+    let profile = pipeline.profile(&settings, batch, seed, &mut |p| bar.update(p)).block_on()?;
+    bar.finish();
     let wall = start.elapsed().as_secs_f64();
-    bar.finish_and_clear();
-    let rows = kernel_table(&timings, &roof);
+    let (timings, walls) = (&profile.timings, &profile.step_walls);
+    let steps = walls.len();
+    let rows = kernel_table(timings, &roof);
     let gpu_ms: f64 = rows.iter().map(|r| r.total_ms).sum();
     let step_wall_ms = walls.iter().sum::<f64>() * 1e3;
     println!(
@@ -130,13 +122,13 @@ fn profile(
         wall
     );
     if let Some(path) = trace {
-        let names: Vec<String> = sampler
-            .steps()
+        let names: Vec<String> = profile
+            .timesteps
             .iter()
             .enumerate()
-            .map(|(i, s)| format!("step {} (t = {})", i + 1, s.t))
+            .map(|(i, t)| format!("step {} (t = {t})", i + 1))
             .collect();
-        let doc = chrome_trace(&timings, &names);
+        let doc = chrome_trace(timings, &names);
         write_atomic(path, serde_json::to_string(&doc)?.as_bytes())?;
         println!(
             "wrote {} ({} slices)",
