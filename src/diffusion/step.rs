@@ -7,6 +7,34 @@ use crate::error::{Error, Result};
 /// The name errors give these checks.
 const OP: &str = "ddim_step";
 
+/// Refuses what no sampler can do with x0: clipping and dynamic thresholding together (diffusers applies one
+/// or the other), a clip range that is not positive, a quantile outside [0, 1] or a maximum under 1.
+pub fn check_x0_rules(clip: Option<f32>, threshold: Option<Threshold>) -> Result<()> {
+    if clip.is_some() && threshold.is_some() {
+        return Err(Error::param(
+            OP,
+            "clip and dynamic thresholding are exclusive (diffusers applies one or the other)",
+        ));
+    }
+    if let Some(r) = clip
+        && !(r > 0.0 && r.is_finite())
+    {
+        return Err(Error::param(OP, format!("clip range must be positive, got {r}")));
+    }
+    if let Some(t) = threshold
+        && !((0.0..=1.0).contains(&t.ratio) && t.max_value >= 1.0 && t.max_value.is_finite())
+    {
+        return Err(Error::param(
+            OP,
+            format!(
+                "threshold ratio must lie in [0, 1] and max value be >= 1, got {} and {}",
+                t.ratio, t.max_value
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Refuses an eta that is negative or not finite: the one place eta is checked.
 pub fn check_eta(eta: f64) -> Result<()> {
     if !(eta >= 0.0 && eta.is_finite()) {

@@ -32,7 +32,29 @@ pub struct Params {
     pub _pad: [u32; 3],
 }
 
-fn prepare(gpu: &Gpu, label: &str, out: &Tensor, params: Params) -> Result<Dispatch> {
+/// `out` filled in `mode` (0: normals, 1: the raw stream) from Philox's `counter` (the image's word offset by
+/// the batch index) under `key`.
+fn prepare(
+    gpu: &Gpu,
+    label: &str,
+    out: &Tensor,
+    mode: u32,
+    counter: [u32; 4],
+    key: [u32; 2],
+) -> Result<Dispatch> {
+    let (n, per) = batch_and_rest(out)?;
+    let params = Params {
+        per_image: dim(OP, "elements per image", per)?,
+        batch: dim(OP, "batch", n)?,
+        image_offset: counter[1],
+        mode,
+        key_lo: key[0],
+        key_hi: key[1],
+        c0_base: counter[0],
+        c2: counter[2],
+        c3: counter[3],
+        _pad: [0; 3],
+    };
     let invocations = (params.per_image as u64).div_ceil(4) * params.batch as u64;
     // Philox4x32-10 is integer work (about 100 operations per 4 values); Box-Muller about 20 flops per value.
     let cost = Cost::new(20 * out.len() as u64, out.len() as u64);
@@ -60,20 +82,8 @@ pub fn normal(
     first_image: u32,
     out: &Tensor,
 ) -> Result<Dispatch> {
-    let (n, per) = batch_and_rest(out)?;
-    let params = Params {
-        per_image: dim(OP, "elements per image", per)?,
-        batch: dim(OP, "batch", n)?,
-        image_offset: first_image,
-        mode: 0,
-        key_lo: key.seed as u32,
-        key_hi: (key.seed >> 32) as u32,
-        c0_base: 0,
-        c2: key.step,
-        c3: key.stream as u32,
-        _pad: [0; 3],
-    };
-    prepare(gpu, label, out, params)
+    let counter = [0, first_image, key.step, key.stream as u32];
+    prepare(gpu, label, out, 0, counter, [key.seed as u32, (key.seed >> 32) as u32])
 }
 
 /// Prepares the raw Philox4x32-10 stream: `out[n, e]` (as u32 bits) is word `e % 4` of
@@ -85,18 +95,5 @@ pub fn raw(
     key: [u32; 2],
     out: &Tensor,
 ) -> Result<Dispatch> {
-    let (n, per) = batch_and_rest(out)?;
-    let params = Params {
-        per_image: dim(OP, "elements per image", per)?,
-        batch: dim(OP, "batch", n)?,
-        image_offset: counter[1],
-        mode: 1,
-        key_lo: key[0],
-        key_hi: key[1],
-        c0_base: counter[0],
-        c2: counter[2],
-        c3: counter[3],
-        _pad: [0; 3],
-    };
-    prepare(gpu, label, out, params)
+    prepare(gpu, label, out, 1, counter, key)
 }

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use crate::diffusion::philox::{self, NoiseKey, Stream};
 use crate::diffusion::schedule::TrainingSchedule;
-use crate::diffusion::step::{Prediction, StepCoefficients, Threshold, check_eta};
+use crate::diffusion::step::{Prediction, StepCoefficients, Threshold, check_eta, check_x0_rules};
 use crate::diffusion::timesteps::{Spacing, timesteps};
 use crate::error::{Error, Result};
 use crate::gpu::Dispatch;
@@ -81,6 +81,7 @@ pub fn plan_steps(s: &SamplerSettings) -> Result<(Vec<Step>, Vec<String>)> {
     let (ts, warnings) = timesteps(s.spacing, s.steps, s.schedule.train_steps, s.steps_offset)?;
     let final_alpha = if s.set_alpha_to_one { 1.0 } else { alphas[0] };
     check_eta(s.eta)?;
+    check_x0_rules(s.clip, s.threshold)?;
     let steps = ts
         .iter()
         .enumerate()
