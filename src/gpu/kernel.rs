@@ -167,6 +167,20 @@ macro_rules! kernel {
 }
 pub(crate) use kernel;
 
+/// Declares the Rust mirror of a kernel's `Params` uniform (or of a struct inside it): `#[repr(C)]`, plain old
+/// data for `bytemuck`, fields in the WGSL struct's order. A test checks each size against the shader.
+macro_rules! params {
+    ($(#[$meta:meta])* pub struct $name:ident { $($(#[$fmeta:meta])* pub $field:ident: $ty:ty),* $(,)? }) => {
+        $(#[$meta])*
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+        pub struct $name {
+            $($(#[$fmeta])* pub $field: $ty),*
+        }
+    };
+}
+pub(crate) use params;
+
 impl Gpu {
     /// The compiled pipeline for `kernel`, compiling it on first use.
     pub(crate) fn pipeline(&self, kernel: &'static Kernel) -> Result<Arc<CachedPipeline>> {

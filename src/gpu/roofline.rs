@@ -1,13 +1,13 @@
 //! The roofline's two roofs, measured on the chosen adapter: the attainable f32 FMA rate
 //! (`kernels/roofline_fma.wgsl`) and the shader copy bandwidth (`kernels/roofline_copy.wgsl`).
 
-use bytemuck::{Pod, Zeroable};
 use serde::Serialize;
 use web_time::Instant;
 
 use super::Access::{Read, ReadWrite};
 use super::check::{dim, expect_shape, nonzero};
 use super::kernel::kernel;
+use super::kernel::params;
 use super::{Cost, Dispatch, Gpu, Kernel, Tensor, workgroups_for};
 use crate::error::Result;
 
@@ -19,21 +19,14 @@ pub const FMA_KERNEL: Kernel = kernel!("roofline_fma", includes: [], workgroup: 
 pub const COPY_KERNEL: Kernel = kernel!("roofline_copy", includes: [], workgroup: 256,
     params: CopyParams, bindings: &[Read, ReadWrite]);
 
-/// Mirrors `Params` in roofline_fma.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct FmaParams {
-    pub invocations: u32,
-    pub iterations: u32,
-    pub _pad: [u32; 2],
+params! {
+    /// Mirrors `Params` in roofline_fma.wgsl.
+    pub struct FmaParams { pub invocations: u32, pub iterations: u32, pub _pad: [u32; 2] }
 }
 
-/// Mirrors `Params` in roofline_copy.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct CopyParams {
-    pub len4: u32,
-    pub _pad: [u32; 3],
+params! {
+    /// Mirrors `Params` in roofline_copy.wgsl.
+    pub struct CopyParams { pub len4: u32, pub _pad: [u32; 3] }
 }
 
 /// Prepares the FMA micro-kernel: `out.len()` invocations of `iterations` x 64 flops.

@@ -222,6 +222,127 @@ fn batched(batch: usize, shape: &[usize]) -> Vec<usize> {
     std::iter::once(batch).chain(shape.iter().copied()).collect()
 }
 
+/// Refuses weights that lack a parameter the graph names or give it another shape.
+fn check_params(graph: &Graph, weights: &HashMap<String, Tensor>) -> Result<()> {
+    for (name, shape) in graph.params() {
+        let t = weights.get(name).ok_or_else(|| Error::Weights {
+            tensor: name.to_string(),
+            message: "missing".into(),
+        })?;
+        if t.shape() != shape {
+            return Err(Error::Weights {
+                tensor: name.to_string(),
+                message: format!("has shape {:?}, the model needs {shape:?}", t.shape()),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Every activation of `graph` for `batch` images as a view into one of a few arenas, placed by liveness;
+/// with what the placement costs against its bounds.
+fn place_activations(
+    gpu: &Gpu,
+    graph: &Graph,
+    batch: usize,
+    keep: &[TensorId],
+) -> Result<(HashMap<TensorId, Tensor>, MemoryStats)> {
+    let lives = lives(graph, batch, keep);
+    let (no_reuse, lower_bound) = bounds(&lives);
+    // Arenas with offsets; if an arena would exceed the device's largest buffer, one buffer per group of
+    // tensors that never meet (`assign`), each no larger than its largest tensor.
+    let limits = gpu.limits();
+    // 256 is a multiple of every device's storage offset alignment (a power of two, at most 256) and of
+    // the 16 bytes a vec4 binding needs.
+    let align = u64::from(limits.min_storage_buffer_offset_alignment).max(256);
+    let (placement, sizes) = match place(graph, &lives, align)? {
+        (p, sizes) if sizes.iter().all(|&b| b <= limits.max_buffer_size) => (p, sizes),
+        _ => {
+            let (slot, capacity) = assign(&lives);
+            let p = slot.iter().map(|&arena| Placement { arena, offset: 0 }).collect();
+            (p, capacity)
+        }
+    };
+    let buffers = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| {
+            // One uniform window of slack past the last activation, so that a kernel reading an
+            // activation through 64 KiB windows (conv2d_1x1) never binds past the buffer.
+            let slack =
+                if b + UNIFORM_WINDOW <= limits.max_buffer_size { UNIFORM_WINDOW } else { 0 };
+            (b > 0)
+                .then(|| {
+                    gpu.zeros(&format!("activation buffer {i}"), &[((b + slack) / 4) as usize])
+                })
+                .transpose()
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut activations = HashMap::new();
+    for (node, p) in graph.nodes.iter().zip(&placement) {
+        let arena = buffers[p.arena].as_ref().expect("an arena holding a tensor has a buffer");
+        let t = arena.view_at(&node.name, &batched(batch, graph.shape(node.output)), p.offset)?;
+        activations.insert(node.output, t);
+    }
+    let stats = MemoryStats {
+        planned: sizes.iter().sum(),
+        no_reuse,
+        lower_bound,
+        buffers: buffers.iter().flatten().count(),
+    };
+    Ok((activations, stats))
+}
+
+/// The dispatch of one node, `op` over `ins` into `out`, labelled `label`; and the frequency table it binds,
+/// where the op is a timestep embedding (the plan keeps it alive).
+fn prepare(
+    gpu: &Gpu,
+    op: &Op,
+    label: &str,
+    ins: &[&Tensor],
+    out: &Tensor,
+) -> Result<(Dispatch, Option<TimestepEmbedding>)> {
+    let d = match op {
+        Op::TimestepEmbedding { dim, flip_sin_to_cos, freq_shift } => {
+            let emb = TimestepEmbedding::new(gpu, *dim, *flip_sin_to_cos, *freq_shift)?;
+            let d = emb.dispatch(gpu, label, ins[0], out)?;
+            return Ok((d, Some(emb)));
+        }
+        Op::Linear { layout, silu_input, out_scale } => {
+            let cfg = linear::LinearConfig {
+                layout: *layout,
+                silu_input: *silu_input,
+                out_scale: *out_scale,
+            };
+            let residual = ins.get(3).copied();
+            linear::linear(gpu, label, ins[0], ins[1], ins[2], residual, out, &cfg)?
+        }
+        Op::Conv2dAddChannel(cfg) => {
+            let channel = Some(ins[3]);
+            conv2d::conv2d_with_channel(
+                gpu, label, ins[0], ins[1], ins[2], channel, None, out, cfg,
+            )?
+        }
+        Op::Conv2d(cfg) => {
+            let residual = ins.get(3).copied();
+            conv2d::conv2d(gpu, label, ins[0], ins[1], ins[2], residual, out, cfg)?
+        }
+        Op::GroupNorm { groups, eps, silu } => {
+            group_norm::group_norm(gpu, label, ins[0], ins[1], ins[2], out, *groups, *eps, *silu)?
+        }
+        Op::Attention { head_dim } => {
+            attention::attention(gpu, label, ins[0], ins[1], ins[2], out, *head_dim)?
+        }
+        Op::AddChannel => {
+            let add = elementwise::Binary::AddChannel;
+            elementwise::binary(gpu, label, add, ins[0], ins[1], out)?
+        }
+        Op::Upsample2x => upsample::upsample_nearest2x(gpu, label, ins[0], out)?,
+        Op::Concat => concat::concat_channels(gpu, label, ins[0], ins[1], out)?,
+    };
+    Ok((d, None))
+}
+
 impl Plan {
     /// Plans `graph` for `batch` images with `weights` (every parameter the graph names, by name). Tensors in
     /// `keep` stay alive to the end (their buffers are not reused), so they can be read after a run.
@@ -237,66 +358,14 @@ impl Plan {
         }
         let output_id =
             graph.output.ok_or_else(|| Error::param("plan", "the graph has no output"))?;
-
-        // Parameters: present with the declared shape.
-        for (name, shape) in graph.params() {
-            let t = weights.get(name).ok_or_else(|| Error::Weights {
-                tensor: name.to_string(),
-                message: "missing".into(),
-            })?;
-            if t.shape() != shape {
-                return Err(Error::Weights {
-                    tensor: name.to_string(),
-                    message: format!("has shape {:?}, the model needs {shape:?}", t.shape()),
-                });
-            }
-        }
-
-        let lives = lives(graph, batch, keep);
-        let (no_reuse, lower_bound) = bounds(&lives);
-        // Arenas with offsets; if an arena would exceed the device's largest buffer, one buffer per group of
-        // tensors that never meet (`assign`), each no larger than its largest tensor.
-        let limits = gpu.limits();
-        // 256 is a multiple of every device's storage offset alignment (a power of two, at most 256) and of
-        // the 16 bytes a vec4 binding needs.
-        let align = u64::from(limits.min_storage_buffer_offset_alignment).max(256);
-        let (placement, sizes) = match place(graph, &lives, align)? {
-            (p, sizes) if sizes.iter().all(|&b| b <= limits.max_buffer_size) => (p, sizes),
-            _ => {
-                let (slot, capacity) = assign(&lives);
-                let p = slot.iter().map(|&arena| Placement { arena, offset: 0 }).collect();
-                (p, capacity)
-            }
-        };
-        let buffers = sizes
-            .iter()
-            .enumerate()
-            .map(|(i, &b)| {
-                // One uniform window of slack past the last activation, so that a kernel reading an
-                // activation through 64 KiB windows (conv2d_1x1) never binds past the buffer.
-                let slack =
-                    if b + UNIFORM_WINDOW <= limits.max_buffer_size { UNIFORM_WINDOW } else { 0 };
-                (b > 0)
-                    .then(|| {
-                        gpu.zeros(&format!("activation buffer {i}"), &[((b + slack) / 4) as usize])
-                    })
-                    .transpose()
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let mut activations = HashMap::new();
-        for (node, p) in graph.nodes.iter().zip(&placement) {
-            let arena = buffers[p.arena].as_ref().expect("an arena holding a tensor has a buffer");
-            let t =
-                arena.view_at(&node.name, &batched(batch, graph.shape(node.output)), p.offset)?;
-            activations.insert(node.output, t);
-        }
+        check_params(graph, weights)?;
+        let (activations, stats) = place_activations(gpu, graph, batch, keep)?;
         let inputs = graph
             .inputs
             .iter()
             .enumerate()
             .map(|(i, &id)| gpu.zeros(&format!("input {i}"), &batched(batch, graph.shape(id))))
             .collect::<Result<Vec<_>>>()?;
-
         let mut plan = Plan {
             batch,
             output: activations[&output_id].clone(),
@@ -304,12 +373,7 @@ impl Plan {
             activations,
             dispatches: Vec::with_capacity(graph.nodes.len()),
             output_conv: None,
-            stats: MemoryStats {
-                planned: sizes.iter().sum(),
-                no_reuse,
-                lower_bound,
-                buffers: buffers.iter().flatten().count(),
-            },
+            stats,
             _embeddings: Vec::new(),
         };
         for node in &graph.nodes {
@@ -325,69 +389,8 @@ impl Plan {
             };
             let ins: Vec<&Tensor> = node.inputs.iter().map(|&id| tensor(id)).collect();
             let out = &plan.activations[&node.output];
-            let label = node.name.as_str();
-            let d = match &node.op {
-                Op::TimestepEmbedding { dim, flip_sin_to_cos, freq_shift } => {
-                    let emb = TimestepEmbedding::new(gpu, *dim, *flip_sin_to_cos, *freq_shift)?;
-                    let d = emb.dispatch(gpu, label, ins[0], out)?;
-                    plan._embeddings.push(emb);
-                    d
-                }
-                Op::Linear { layout, silu_input, out_scale } => {
-                    let cfg = linear::LinearConfig {
-                        layout: *layout,
-                        silu_input: *silu_input,
-                        out_scale: *out_scale,
-                    };
-                    linear::linear(
-                        gpu,
-                        label,
-                        ins[0],
-                        ins[1],
-                        ins[2],
-                        ins.get(3).copied(),
-                        out,
-                        &cfg,
-                    )?
-                }
-                Op::Conv2dAddChannel(cfg) => conv2d::conv2d_with_channel(
-                    gpu,
-                    label,
-                    ins[0],
-                    ins[1],
-                    ins[2],
-                    Some(ins[3]),
-                    None,
-                    out,
-                    cfg,
-                )?,
-                Op::Conv2d(cfg) => conv2d::conv2d(
-                    gpu,
-                    label,
-                    ins[0],
-                    ins[1],
-                    ins[2],
-                    ins.get(3).copied(),
-                    out,
-                    cfg,
-                )?,
-                Op::GroupNorm { groups, eps, silu } => group_norm::group_norm(
-                    gpu, label, ins[0], ins[1], ins[2], out, *groups, *eps, *silu,
-                )?,
-                Op::Attention { head_dim } => {
-                    attention::attention(gpu, label, ins[0], ins[1], ins[2], out, *head_dim)?
-                }
-                Op::AddChannel => elementwise::binary(
-                    gpu,
-                    label,
-                    elementwise::Binary::AddChannel,
-                    ins[0],
-                    ins[1],
-                    out,
-                )?,
-                Op::Upsample2x => upsample::upsample_nearest2x(gpu, label, ins[0], out)?,
-                Op::Concat => concat::concat_channels(gpu, label, ins[0], ins[1], out)?,
-            };
+            let (d, embedding) = prepare(gpu, &node.op, &node.name, &ins, out)?;
+            plan._embeddings.extend(embedding);
             plan.dispatches.push(d);
             if node.output == output_id
                 && let Op::Conv2d(config) = &node.op

@@ -1,12 +1,11 @@
 //! Channel concatenation `[a, b]` (`kernels/concat.wgsl`): the UNet's skip connections, as two strided block
 //! copies (one launch per input) in one dispatch.
 
-use bytemuck::{Pod, Zeroable};
-
 use crate::error::{Error, Result};
 use crate::gpu::Access::{Read, ReadWrite};
 use crate::gpu::check::{check_bindings, dim, dims, expect_shape, nonzero};
 use crate::gpu::kernel::kernel;
+use crate::gpu::kernel::params;
 use crate::gpu::{Cost, Dispatch, Gpu, Kernel, LaunchSpec, Tensor, workgroups_for};
 
 const OP: &str = "concat";
@@ -15,14 +14,9 @@ const OP: &str = "concat";
 pub const KERNEL: Kernel = kernel!("concat", includes: [], workgroup: 64, params: Params,
     bindings: &[Read, ReadWrite]);
 
-/// Mirrors `Params` in concat.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct Params {
-    pub batch: u32,
-    pub len: u32,
-    pub out_len: u32,
-    pub offset: u32,
+params! {
+    /// Mirrors `Params` in concat.wgsl.
+    pub struct Params { pub batch: u32, pub len: u32, pub out_len: u32, pub offset: u32 }
 }
 
 /// Prepares `out = cat([a, b], dim = 1)`: a `[N, Ca, H, W]`, b `[N, Cb, H, W]`, out `[N, Ca + Cb, H, W]`.

@@ -1,12 +1,11 @@
 //! Elementwise ops (`kernels/elementwise.wgsl`): add, scale, SiLU, per-channel broadcast add, axpby, clamp and
 //! the dynamic-threshold rescale. One kernel; the op is a uniform, so every variant shares one pipeline.
 
-use bytemuck::{Pod, Zeroable};
-
 use crate::error::{Error, Result};
 use crate::gpu::Access::{Read, ReadWrite};
 use crate::gpu::check::{dim, expect_shape, nonzero};
 use crate::gpu::kernel::kernel;
+use crate::gpu::kernel::params;
 use crate::gpu::{Cost, Dispatch, Gpu, Kernel, Tensor, workgroups_for};
 
 const OP: &str = "elementwise";
@@ -15,18 +14,12 @@ const OP: &str = "elementwise";
 pub const KERNEL: Kernel = kernel!("elementwise", includes: [], workgroup: 64, params: Params,
     bindings: &[Read, Read, ReadWrite]);
 
-/// Mirrors `Params` in elementwise.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct Params {
-    pub len: u32,
-    pub op: u32,
-    pub inner: u32,
-    pub _pad: u32,
-    pub alpha: f32,
-    pub beta: f32,
-    pub lo: f32,
-    pub hi: f32,
+params! {
+    /// Mirrors `Params` in elementwise.wgsl.
+    pub struct Params {
+        pub len: u32, pub op: u32, pub inner: u32, pub _pad: u32, pub alpha: f32, pub beta: f32,
+        pub lo: f32, pub hi: f32,
+    }
 }
 
 /// An elementwise operation. `a` is the first operand and has the output's shape.

@@ -1,13 +1,12 @@
 //! Philox4x32-10 on the GPU (`kernels/randn.wgsl`): standard normals keyed by (seed, image, step, stream),
 //! and the raw u32 stream for the bit-exactness tests. The CPU twin is [`crate::diffusion::philox`].
 
-use bytemuck::{Pod, Zeroable};
-
 use crate::diffusion::philox::NoiseKey;
 use crate::error::{Error, Result};
 use crate::gpu::Access::ReadWrite;
 use crate::gpu::check::{dim, nonzero};
 use crate::gpu::kernel::kernel;
+use crate::gpu::kernel::params;
 use crate::gpu::{Cost, Dispatch, Gpu, Kernel, Tensor};
 
 const OP: &str = "randn";
@@ -16,20 +15,12 @@ const OP: &str = "randn";
 pub const KERNEL: Kernel = kernel!("randn", includes: [], workgroup: 64, params: Params,
     bindings: &[ReadWrite]);
 
-/// Mirrors `Params` in randn.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct Params {
-    pub per_image: u32,
-    pub batch: u32,
-    pub image_offset: u32,
-    pub mode: u32,
-    pub key_lo: u32,
-    pub key_hi: u32,
-    pub c0_base: u32,
-    pub c2: u32,
-    pub c3: u32,
-    pub _pad: [u32; 3],
+params! {
+    /// Mirrors `Params` in randn.wgsl.
+    pub struct Params {
+        pub per_image: u32, pub batch: u32, pub image_offset: u32, pub mode: u32, pub key_lo: u32,
+        pub key_hi: u32, pub c0_base: u32, pub c2: u32, pub c3: u32, pub _pad: [u32; 3],
+    }
 }
 
 /// `out` filled in `mode` (0: normals, 1: the raw stream) from Philox's `counter` (the image's word offset by

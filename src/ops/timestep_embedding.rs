@@ -1,12 +1,11 @@
 //! Sinusoidal timestep embedding (`kernels/timestep_embedding.wgsl`) in diffusers' conventions
 //! (`flip_sin_to_cos`, `downscale_freq_shift`, max period 10000).
 
-use bytemuck::{Pod, Zeroable};
-
 use crate::error::{Error, Result};
 use crate::gpu::Access::{Read, ReadWrite};
 use crate::gpu::check::{dim, expect_shape, nonzero};
 use crate::gpu::kernel::kernel;
+use crate::gpu::kernel::params;
 use crate::gpu::{Cost, Dispatch, Gpu, Kernel, Tensor};
 
 const OP: &str = "timestep_embedding";
@@ -18,14 +17,9 @@ pub const MAX_PERIOD: f64 = 10000.0;
 pub const KERNEL: Kernel = kernel!("timestep_embedding", includes: [], workgroup: 64,
     params: Params, bindings: &[Read, Read, ReadWrite]);
 
-/// Mirrors `Params` in timestep_embedding.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct Params {
-    pub batch: u32,
-    pub dim: u32,
-    pub half_dim: u32,
-    pub flip: u32,
+params! {
+    /// Mirrors `Params` in timestep_embedding.wgsl.
+    pub struct Params { pub batch: u32, pub dim: u32, pub half_dim: u32, pub flip: u32 }
 }
 
 /// The embedding's settings and its frequency table, uploaded once.

@@ -1,11 +1,10 @@
 //! Nearest-neighbour 2x upsampling (`kernels/upsample_nearest.wgsl`).
 
-use bytemuck::{Pod, Zeroable};
-
 use crate::error::Result;
 use crate::gpu::Access::{Read, ReadWrite};
 use crate::gpu::check::{dim, dims, expect_shape, nonzero};
 use crate::gpu::kernel::kernel;
+use crate::gpu::kernel::params;
 use crate::gpu::{Cost, Dispatch, Gpu, Kernel, Tensor};
 
 const OP: &str = "upsample_nearest";
@@ -14,14 +13,9 @@ const OP: &str = "upsample_nearest";
 pub const KERNEL: Kernel = kernel!("upsample_nearest", includes: [], workgroup: 64, params: Params,
     bindings: &[Read, ReadWrite]);
 
-/// Mirrors `Params` in upsample_nearest.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct Params {
-    pub planes: u32,
-    pub h: u32,
-    pub w: u32,
-    pub _pad: u32,
+params! {
+    /// Mirrors `Params` in upsample_nearest.wgsl.
+    pub struct Params { pub planes: u32, pub h: u32, pub w: u32, pub _pad: u32 }
 }
 
 /// Prepares `out[n, c, y, x] = x[n, c, y / 2, x / 2]`: x `[N, C, H, W]`, out `[N, C, 2H, 2W]`.

@@ -2,13 +2,12 @@
 //! `attention_scores.wgsl`, `attention_softmax.wgsl`, `attention_values.wgsl`), every operand read through
 //! 64 KiB uniform windows bound straight onto q, k, v and the scores.
 
-use bytemuck::{Pod, Zeroable};
-
 use super::portable::OP;
 use crate::error::Result;
 use crate::gpu::Access::{Read, ReadWrite};
 use crate::gpu::check::{check_bindings, dim};
 use crate::gpu::kernel::kernel;
+use crate::gpu::kernel::params;
 use crate::gpu::windows::{has_uniform_windows, window_at, window_starts, windows_fit};
 use crate::gpu::{
     Dispatch, Gpu, Kernel, LaunchSpec, Tensor, UNIFORM_WINDOW, WINDOW_FLOATS, windows_then,
@@ -36,22 +35,13 @@ pub const VALUES_KERNEL: Kernel = kernel!("attention_values", includes: [PRODUCT
     workgroup: 8, params: ProductsParams,
     bindings: &windows_then::<7>(5, &[Read, ReadWrite]));
 
-/// Mirrors `Params` in attention_products_params.inc.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct ProductsParams {
-    pub tokens: u32,
-    pub head_dim: u32,
-    pub rows: u32,
-    pub count: u32,
-    pub pairs: u32,
-    pub blocks: u32,
-    pub pair0: u32,
-    pub out_pair0: u32,
-    pub c0: u32,
-    pub j0: u32,
-    pub first: u32,
-    pub scale: f32,
+params! {
+    /// Mirrors `Params` in attention_products_params.inc.wgsl.
+    pub struct ProductsParams {
+        pub tokens: u32, pub head_dim: u32, pub rows: u32, pub count: u32, pub pairs: u32,
+        pub blocks: u32, pub pair0: u32, pub out_pair0: u32, pub c0: u32, pub j0: u32,
+        pub first: u32, pub scale: f32,
+    }
 }
 
 /// The most bytes of scores [`Products`] keeps at once (the shared scratch `attention scores`, a window of

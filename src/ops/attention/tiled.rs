@@ -2,13 +2,12 @@
 //! keys, with the keys split over workgroups where an image has few query blocks ([`KeySplit`], merged by
 //! `attention_combine.wgsl`).
 
-use bytemuck::{Pod, Zeroable};
-
 use super::portable::OP;
 use crate::error::Result;
 use crate::gpu::Access::{Read, ReadWrite};
 use crate::gpu::check::dim;
 use crate::gpu::kernel::kernel;
+use crate::gpu::kernel::params;
 use crate::gpu::{Dispatch, Gpu, Kernel, Tensor};
 use crate::ops::{split_reduction, split_scratch_floats};
 
@@ -24,18 +23,12 @@ pub const TILED_KERNEL: Kernel = kernel!("attention_tiled", includes: [TILED_PAR
 pub const COMBINE_KERNEL: Kernel = kernel!("attention_combine", includes: [TILED_PARAMS],
     workgroup: 256, params: TiledParams, bindings: &[Read, ReadWrite]);
 
-/// Mirrors `Params` in attention_tiled.wgsl and attention_combine.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct TiledParams {
-    pub pairs: u32,
-    pub head_dim: u32,
-    pub tokens: u32,
-    pub scale: f32,
-    pub key_splits: u32,
-    pub keys_per_split: u32,
-    pub pair0: u32,
-    pub _pad: u32,
+params! {
+    /// Mirrors `Params` in attention_tiled.wgsl and attention_combine.wgsl.
+    pub struct TiledParams {
+        pub pairs: u32, pub head_dim: u32, pub tokens: u32, pub scale: f32, pub key_splits: u32,
+        pub keys_per_split: u32, pub pair0: u32, pub _pad: u32,
+    }
 }
 
 /// Keys per block of [`TILED_KERNEL`] (its `BK`): key splits are multiples of it.

@@ -2,13 +2,12 @@
 //! laid out in uniform windows by `attention_pack.wgsl`, one launch per window, the softmax's running state
 //! carried between a pair's key windows.
 
-use bytemuck::{Pod, Zeroable};
-
 use super::portable::{OP, ROWS};
 use crate::error::{Error, Result};
 use crate::gpu::Access::{Read, ReadWrite, UniformWindow};
 use crate::gpu::check::{check_bindings, dim};
 use crate::gpu::kernel::kernel;
+use crate::gpu::kernel::params;
 use crate::gpu::windows::window_binding;
 use crate::gpu::{
     Dispatch, Gpu, Kernel, LaunchSpec, Tensor, UNIFORM_WINDOW, WINDOW_FLOATS, workgroups_for,
@@ -22,35 +21,21 @@ pub const WINDOWED_KERNEL: Kernel = kernel!("attention_windowed", includes: [ROW
 pub const PACK_KERNEL: Kernel = kernel!("attention_pack", includes: [], workgroup: 64,
     params: PackParams, bindings: &[Read, ReadWrite]);
 
-/// Mirrors `Params` in attention_windowed.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct WindowedParams {
-    pub pairs: u32,
-    pub head_dim: u32,
-    pub tokens: u32,
-    pub kw: u32,
-    pub per_window: u32,
-    pub pair0: u32,
-    pub key0: u32,
-    pub first: u32,
-    pub last: u32,
-    pub scale: f32,
-    pub _pad: [u32; 2],
+params! {
+    /// Mirrors `Params` in attention_windowed.wgsl.
+    pub struct WindowedParams {
+        pub pairs: u32, pub head_dim: u32, pub tokens: u32, pub kw: u32, pub per_window: u32,
+        pub pair0: u32, pub key0: u32, pub first: u32, pub last: u32, pub scale: f32,
+        pub _pad: [u32; 2],
+    }
 }
 
-/// Mirrors `Params` in attention_pack.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct PackParams {
-    pub pairs: u32,
-    pub head_dim: u32,
-    pub tokens: u32,
-    pub kw: u32,
-    pub per_window: u32,
-    pub key_windows: u32,
-    pub windows: u32,
-    pub window0: u32,
+params! {
+    /// Mirrors `Params` in attention_pack.wgsl.
+    pub struct PackParams {
+        pub pairs: u32, pub head_dim: u32, pub tokens: u32, pub kw: u32, pub per_window: u32,
+        pub key_windows: u32, pub windows: u32, pub window0: u32,
+    }
 }
 
 /// Keys per block of `attention_windowed.wgsl` (its `KB`): a window's keys come in multiples of it.

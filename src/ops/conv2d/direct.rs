@@ -1,12 +1,11 @@
 //! `conv2d.wgsl`: the portable convolution, every geometry, weights read from storage. The baseline family's
 //! only convolution and every family's fallback.
 
-use bytemuck::{Pod, Zeroable};
-
 use super::shape::{ConvShape, OP, Operands, SHAPE};
 use crate::error::Result;
 use crate::gpu::Access::{Read, ReadWrite};
 use crate::gpu::kernel::kernel;
+use crate::gpu::kernel::params;
 use crate::gpu::{Dispatch, Gpu, Kernel};
 
 /// The convolution loop shared with the DDIM-epilogue convolution (`ops::ddim::CONV_KERNEL`).
@@ -16,15 +15,12 @@ pub const ACCUMULATE: &str = include_str!("../../../kernels/conv2d_accumulate.in
 pub const KERNEL: Kernel = kernel!("conv2d", includes: [SHAPE, ACCUMULATE], workgroup: 64,
     params: Params, bindings: &[Read, Read, Read, Read, ReadWrite, Read]);
 
-/// Mirrors `Params` in conv2d.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct Params {
-    pub shape: ConvShape,
-    pub has_residual: u32,
-    pub out_scale: f32,
-    pub has_channel: u32,
-    pub _pad: u32,
+params! {
+    /// Mirrors `Params` in conv2d.wgsl.
+    pub struct Params {
+        pub shape: ConvShape, pub has_residual: u32, pub out_scale: f32, pub has_channel: u32,
+        pub _pad: u32,
+    }
 }
 
 /// `conv2d` (the portable kernel) over `shape`: weights from storage, 4 output channels x 4 output columns per

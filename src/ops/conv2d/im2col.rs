@@ -1,8 +1,6 @@
 //! `conv2d_im2col.wgsl`: the CPU family's strided convolutions as a matrix product, the input laid out as
 //! columns in a shared scratch and multiplied by the 1x1 kernels ([`Im2col`]).
 
-use bytemuck::{Pod, Zeroable};
-
 use super::one_by_one::{OneByOne, one_by_one_fits, one_by_one_launches};
 use super::packed::pack_weights;
 use super::shape::{ConvShape, OP, Operands, SHAPE};
@@ -10,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Access::{Read, ReadWrite};
 use crate::gpu::check::{check_bindings, dim, expect_shape};
 use crate::gpu::kernel::kernel;
+use crate::gpu::kernel::params;
 use crate::gpu::{Dispatch, Gpu, Kernel, Tensor, UNIFORM_WINDOW, WINDOW_FLOATS};
 
 /// Lays a strided convolution's input out as matrix columns (conv2d_im2col.wgsl), which [`KERNEL_1X1`](super::KERNEL_1X1) or
@@ -18,14 +17,11 @@ use crate::gpu::{Dispatch, Gpu, Kernel, Tensor, UNIFORM_WINDOW, WINDOW_FLOATS};
 pub const KERNEL_IM2COL: Kernel = kernel!("conv2d_im2col", includes: [SHAPE], workgroup: 64,
     params: Im2colParams, bindings: &[Read, ReadWrite]);
 
-/// Mirrors `Params` in conv2d_im2col.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct Im2colParams {
-    pub shape: ConvShape,
-    pub n0: u32,
-    pub images: u32,
-    pub _pad: [u32; 2],
+params! {
+    /// Mirrors `Params` in conv2d_im2col.wgsl.
+    pub struct Im2colParams {
+        pub shape: ConvShape, pub n0: u32, pub images: u32, pub _pad: [u32; 2],
+    }
 }
 
 /// The most bytes of columns [`Im2col`] writes at once (the device's scratch `conv2d columns`, with a window

@@ -1,14 +1,13 @@
 //! `conv2d_1x1.wgsl` (variants `conv2d_1x1` and `conv2d_1x1_wide`): the CPU family's 1x1 convolutions, weights and x both read
 //! through 64 KiB uniform windows; the wide kernel binds four weight windows per launch.
 
-use bytemuck::{Pod, Zeroable};
-
 use super::packed::{PackGeometry, pack_weights};
 use super::shape::{BLOCK, ConvShape, OP, Operands};
 use crate::error::Result;
 use crate::gpu::Access::{Read, ReadWrite};
 use crate::gpu::check::{check_bindings, dim};
 use crate::gpu::kernel::kernel;
+use crate::gpu::kernel::params;
 use crate::gpu::windows::{
     has_uniform_windows, window_at, window_binding, window_starts, windows_fit,
 };
@@ -31,27 +30,27 @@ pub const KERNEL_1X1_WIDE: Kernel = kernel!("conv2d_1x1_wide"
 /// Weight windows one launch of [`KERNEL_1X1_WIDE`] binds (`w0` .. `w3`).
 const WIDE_WEIGHTS: usize = 4;
 
-/// Mirrors `Params` in conv2d_1x1.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct OneByOneParams {
-    pub cin: u32,
-    pub cout: u32,
-    pub hw: u32,
-    pub ci_count: u32,
-    pub rows: u32,
-    pub chunk: u32,
-    pub block0: u32,
-    pub blocks: u32,
-    pub n0: u32,
-    pub images: u32,
-    pub first: u32,
-    pub last: u32,
-    pub has_residual: u32,
-    pub out_scale: f32,
-    pub has_channel: u32,
-    /// Blocks of 8 output channels per weight window ([`KERNEL_1X1_WIDE`]'s).
-    pub per_window: u32,
+params! {
+    /// Mirrors `Params` in conv2d_1x1.wgsl.
+    pub struct OneByOneParams {
+        pub cin: u32,
+        pub cout: u32,
+        pub hw: u32,
+        pub ci_count: u32,
+        pub rows: u32,
+        pub chunk: u32,
+        pub block0: u32,
+        pub blocks: u32,
+        pub n0: u32,
+        pub images: u32,
+        pub first: u32,
+        pub last: u32,
+        pub has_residual: u32,
+        pub out_scale: f32,
+        pub has_channel: u32,
+        /// Blocks of 8 output channels per weight window ([`KERNEL_1X1_WIDE`]'s).
+        pub per_window: u32,
+    }
 }
 
 /// Input channels one launch of [`KERNEL_1X1`] must sum (or the whole cin) for it to run: with fewer, each

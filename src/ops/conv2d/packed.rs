@@ -1,13 +1,12 @@
 //! `conv2d_3x3.wgsl` and `conv2d_packed.wgsl`: the CPU family's convolutions over weights packed once
 //! (`conv2d_pack.wgsl`) into 64 KiB uniform windows, 8 output channels x 8 columns per invocation.
 
-use bytemuck::{Pod, Zeroable};
-
 use super::shape::{BLOCK, ConvShape, EPILOGUE, OP, Operands, SHAPE};
 use crate::error::{Error, Result};
 use crate::gpu::Access::{Read, ReadWrite};
 use crate::gpu::check::{check_bindings, dim, dims};
 use crate::gpu::kernel::kernel;
+use crate::gpu::kernel::params;
 use crate::gpu::windows::{pack_into_windows, window_binding};
 use crate::gpu::{
     Access, Dispatch, Gpu, Kernel, LaunchSpec, Tensor, UNIFORM_WINDOW, WINDOW_FLOATS,
@@ -41,36 +40,21 @@ pub const KERNEL_PACKED: Kernel = kernel!("conv2d_packed",
 pub const PACK_KERNEL: Kernel = kernel!("conv2d_pack", includes: [], workgroup: 256,
     params: PackParams, bindings: &[Read, ReadWrite]);
 
-/// Mirrors `Params` in conv2d_packed.inc.wgsl (conv2d_3x3.wgsl and conv2d_packed.wgsl).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct PackedParams {
-    pub shape: ConvShape,
-    pub ci0: u32,
-    pub ci_count: u32,
-    pub block0: u32,
-    pub blocks: u32,
-    pub chunk: u32,
-    pub first: u32,
-    pub last: u32,
-    pub has_residual: u32,
-    pub out_scale: f32,
-    pub has_channel: u32,
-    pub _pad: [u32; 2],
+params! {
+    /// Mirrors `Params` in conv2d_packed.inc.wgsl (conv2d_3x3.wgsl and conv2d_packed.wgsl).
+    pub struct PackedParams {
+        pub shape: ConvShape, pub ci0: u32, pub ci_count: u32, pub block0: u32, pub blocks: u32,
+        pub chunk: u32, pub first: u32, pub last: u32, pub has_residual: u32, pub out_scale: f32,
+        pub has_channel: u32, pub _pad: [u32; 2],
+    }
 }
 
-/// Mirrors `Params` in conv2d_pack.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct PackParams {
-    pub cout: u32,
-    pub cin: u32,
-    pub chunk: u32,
-    pub chunks: u32,
-    pub blocks_per_window: u32,
-    pub window: u32,
-    pub taps: u32,
-    pub _pad: u32,
+params! {
+    /// Mirrors `Params` in conv2d_pack.wgsl.
+    pub struct PackParams {
+        pub cout: u32, pub cin: u32, pub chunk: u32, pub chunks: u32, pub blocks_per_window: u32,
+        pub window: u32, pub taps: u32, pub _pad: u32,
+    }
 }
 
 /// How weights `[cout, cin, kh, kw]` are cut into uniform windows: blocks of 8 output channels, input channels

@@ -1,11 +1,10 @@
 //! What every convolution shares: its configuration, the validated geometry the kernels read ([`ConvShape`]),
 //! the operands of its epilogue, and the WGSL pieces the kernels include.
 
-use bytemuck::{Pod, Zeroable};
-
 use crate::error::{Error, Result};
 use crate::gpu::Tensor;
 use crate::gpu::check::{dim, dims, expect_shape, nonzero};
+use crate::gpu::kernel::params;
 
 /// The operation's name in errors.
 pub(crate) const OP: &str = "conv2d";
@@ -75,25 +74,26 @@ pub fn output_size(
     Ok(((ph - kh) / cfg.stride + 1, (pw - kw) / cfg.stride + 1))
 }
 
-/// The shape part of a convolution's Params, mirrored from `ConvShape` in conv2d_accumulate.inc.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct ConvShape {
-    pub batch: u32,
-    pub cin: u32,
-    pub h: u32,
-    pub w: u32,
-    pub cout: u32,
-    pub ho: u32,
-    pub wo: u32,
-    pub kh: u32,
-    pub kw: u32,
-    pub stride: u32,
-    pub pad_top: u32,
-    pub pad_left: u32,
-    /// 1 when the input is read upsampled 2x (h and w are then the upsampled size).
-    pub up: u32,
-    pub _pad: [u32; 3],
+params! {
+    /// The shape part of a convolution's Params, mirrored from `ConvShape` in
+    /// conv2d_accumulate.inc.wgsl.
+    pub struct ConvShape {
+        pub batch: u32,
+        pub cin: u32,
+        pub h: u32,
+        pub w: u32,
+        pub cout: u32,
+        pub ho: u32,
+        pub wo: u32,
+        pub kh: u32,
+        pub kw: u32,
+        pub stride: u32,
+        pub pad_top: u32,
+        pub pad_left: u32,
+        /// 1 when the input is read upsampled 2x (h and w are then the upsampled size).
+        pub up: u32,
+        pub _pad: [u32; 3],
+    }
 }
 
 impl ConvShape {

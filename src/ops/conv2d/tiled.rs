@@ -1,13 +1,12 @@
 //! `conv2d_tiled.wgsl`: the GPU family's convolution, an implicit GEMM over 64 x 64 shared-memory tiles, with
 //! K split over several workgroups on small maps ([`SplitK`], `conv2d_split_reduce.wgsl`).
 
-use bytemuck::{Pod, Zeroable};
-
 use super::shape::{ConvShape, OP, Operands, SHAPE};
 use crate::error::Result;
 use crate::gpu::Access::{Read, ReadWrite};
 use crate::gpu::check::dim;
 use crate::gpu::kernel::kernel;
+use crate::gpu::kernel::params;
 use crate::gpu::{Dispatch, Gpu, Kernel};
 use crate::ops::{split_reduction, split_scratch_floats};
 
@@ -75,19 +74,12 @@ impl SplitK {
     }
 }
 
-/// Mirrors `Params` in conv2d_tiled.wgsl and conv2d_split_reduce.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct TiledParams {
-    pub shape: ConvShape,
-    pub has_residual: u32,
-    pub out_scale: f32,
-    pub has_channel: u32,
-    pub splits: u32,
-    pub k_split: u32,
-    pub p_begin: u32,
-    pub p_count: u32,
-    pub _pad: u32,
+params! {
+    /// Mirrors `Params` in conv2d_tiled.wgsl and conv2d_split_reduce.wgsl.
+    pub struct TiledParams {
+        pub shape: ConvShape, pub has_residual: u32, pub out_scale: f32, pub has_channel: u32,
+        pub splits: u32, pub k_split: u32, pub p_begin: u32, pub p_count: u32, pub _pad: u32,
+    }
 }
 
 /// Workgroup memory [`KERNEL_TILED`] declares, in bytes (528 vectors of 4 floats).

@@ -31,13 +31,12 @@
 //! points 0, -1, 1, 1/2, -2 (instead of Lavin's 0, +-1, +-2) make every entry of A and B exact in binary and
 //! the error 3.5x smaller (`reference::winograd`); `tests/kernels/winograd.rs` states the bound.
 
-use bytemuck::{Pod, Zeroable};
-
 use super::shape::{BLOCK, ConvShape, Operands, SHAPE};
 use crate::error::{Error, Result};
 use crate::gpu::Access::{Read, ReadWrite, UniformWindow};
 use crate::gpu::check::{check_bindings, dim, dims, expect_shape};
 use crate::gpu::kernel::kernel;
+use crate::gpu::kernel::params;
 use crate::gpu::windows::{pack_into_windows, window_at, window_binding, windows_fit};
 use crate::gpu::{
     Dispatch, Gpu, Kernel, LaunchSpec, Tensor, UNIFORM_WINDOW, WINDOW_FLOATS, windows_then,
@@ -106,50 +105,40 @@ pub const OUTPUT_KERNEL: Kernel = kernel!("conv2d_winograd_output", includes: [S
 pub const PACK_KERNEL: Kernel = kernel!("conv2d_winograd_pack", includes: [], workgroup: 256,
     params: PackParams, bindings: &[Read, ReadWrite]);
 
-/// Mirrors `Params` in conv2d_winograd.inc.wgsl (both transforms; the input transform ignores the epilogue).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct TileParams {
-    pub shape: ConvShape,
-    pub t0: u32,
-    pub count: u32,
-    pub tiles_h: u32,
-    pub tiles_w: u32,
-    pub tp: u32,
-    pub has_residual: u32,
-    pub has_channel: u32,
-    pub out_scale: f32,
+params! {
+    /// Mirrors `Params` in conv2d_winograd.inc.wgsl (both transforms; the input transform ignores
+    /// the epilogue).
+    pub struct TileParams {
+        pub shape: ConvShape, pub t0: u32, pub count: u32, pub tiles_h: u32, pub tiles_w: u32,
+        pub tp: u32, pub has_residual: u32, pub has_channel: u32, pub out_scale: f32,
+    }
 }
 
-/// Mirrors `Params` in conv2d_winograd_gemm.inc.wgsl (both products kernels).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct GemmParams {
-    pub cin: u32,
-    pub cout: u32,
-    pub tp: u32,
-    pub blocks: u32,
-    pub u0: u32,
-    pub units: u32,
-    /// Input channels per V window (the windowed kernel only).
-    pub rows: u32,
-    /// Units per weight window (the wide kernel only).
-    pub per_window: u32,
-    /// The position whose V the V window starts at (the wide kernel only).
-    pub xi0: u32,
-    pub _pad: [u32; 3],
+params! {
+    /// Mirrors `Params` in conv2d_winograd_gemm.inc.wgsl (both products kernels).
+    pub struct GemmParams {
+        pub cin: u32,
+        pub cout: u32,
+        pub tp: u32,
+        pub blocks: u32,
+        pub u0: u32,
+        pub units: u32,
+        /// Input channels per V window (the windowed kernel only).
+        pub rows: u32,
+        /// Units per weight window (the wide kernel only).
+        pub per_window: u32,
+        /// The position whose V the V window starts at (the wide kernel only).
+        pub xi0: u32,
+        pub _pad: [u32; 3],
+    }
 }
 
-/// Mirrors `Params` in conv2d_winograd_pack.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct PackParams {
-    pub cout: u32,
-    pub cin: u32,
-    pub blocks: u32,
-    pub units_per_window: u32,
-    pub window: u32,
-    pub _pad: [u32; 3],
+params! {
+    /// Mirrors `Params` in conv2d_winograd_pack.wgsl.
+    pub struct PackParams {
+        pub cout: u32, pub cin: u32, pub blocks: u32, pub units_per_window: u32, pub window: u32,
+        pub _pad: [u32; 3],
+    }
 }
 
 /// How a batch's output is cut into 4 x 4 tiles, and the tiles into groups whose transformed values fit the

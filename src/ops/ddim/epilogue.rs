@@ -6,21 +6,17 @@ use crate::error::{Error, Result};
 use crate::gpu::Access::{Read, ReadWrite};
 use crate::gpu::check::expect_shape;
 use crate::gpu::kernel::kernel;
+use crate::gpu::kernel::params;
 use crate::gpu::{Cost, Dispatch, Gpu, Kernel, Tensor, workgroups_for};
 use crate::ops::conv2d::{Conv2dConfig, ConvShape};
-use bytemuck::{Pod, Zeroable};
-
 /// The final convolution with the update in its epilogue.
 pub const CONV_KERNEL: Kernel = kernel!("conv2d_ddim" from "conv2d" where [("DDIM", "1")],
     includes: [crate::ops::conv2d::SHAPE, crate::ops::conv2d::ACCUMULATE], workgroup: 64,
     params: ConvStepParams, bindings: &[Read, Read, Read, Read, ReadWrite]);
 
-/// Mirrors `Params` in conv2d.wgsl's `conv2d_ddim` variant.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct ConvStepParams {
-    pub shape: ConvShape,
-    pub d: DdimStepParams,
+params! {
+    /// Mirrors `Params` in conv2d.wgsl's `conv2d_ddim` variant.
+    pub struct ConvStepParams { pub shape: ConvShape, pub d: DdimStepParams }
 }
 
 /// The UNet's final convolution with the update fused into its epilogue (`kernels/conv2d.wgsl`, variant `conv2d_ddim`): replaces

@@ -7,8 +7,8 @@ use crate::error::Result;
 use crate::gpu::Access::{Read, ReadWrite};
 use crate::gpu::check::dim;
 use crate::gpu::kernel::kernel;
+use crate::gpu::kernel::params;
 use crate::gpu::{Cost, Dispatch, Gpu, Kernel, Tensor};
-use bytemuck::{Pod, Zeroable};
 
 /// The fused update kernel.
 pub const STEP_KERNEL: Kernel = kernel!("ddim_step", includes: [], workgroup: 64,
@@ -18,28 +18,19 @@ pub const STEP_KERNEL: Kernel = kernel!("ddim_step", includes: [], workgroup: 64
 pub const THRESHOLD_KERNEL: Kernel = kernel!("ddim_threshold", includes: [], workgroup: 64,
     params: ThresholdParams, bindings: &[Read, Read, ReadWrite]);
 
-/// Mirrors `Params` in ddim_step.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct StepParams {
-    pub per_image: u32,
-    pub batch: u32,
-    pub _pad: [u32; 2],
-    pub d: DdimStepParams,
+params! {
+    /// Mirrors `Params` in ddim_step.wgsl.
+    pub struct StepParams {
+        pub per_image: u32, pub batch: u32, pub _pad: [u32; 2], pub d: DdimStepParams,
+    }
 }
 
-/// Mirrors `Params` in ddim_threshold.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct ThresholdParams {
-    pub per_image: u32,
-    pub batch: u32,
-    pub prediction: u32,
-    pub _pad0: u32,
-    pub sqrt_a_t: f32,
-    pub sqrt_1m_a_t: f32,
-    pub ratio: f32,
-    pub max_value: f32,
+params! {
+    /// Mirrors `Params` in ddim_threshold.wgsl.
+    pub struct ThresholdParams {
+        pub per_image: u32, pub batch: u32, pub prediction: u32, pub _pad0: u32, pub sqrt_a_t: f32,
+        pub sqrt_1m_a_t: f32, pub ratio: f32, pub max_value: f32,
+    }
 }
 
 /// `ddim_threshold`: each image's dynamic-thresholding scale into the scratch, before the step.

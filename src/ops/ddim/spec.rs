@@ -6,31 +6,18 @@ use crate::diffusion::philox::{NoiseKey, Stream};
 use crate::diffusion::step::{Prediction, StepCoefficients, Threshold, check_x0_rules};
 use crate::error::{Error, Result};
 use crate::gpu::check::expect_shape;
+use crate::gpu::kernel::params;
 use crate::gpu::{Gpu, Tensor};
-use bytemuck::{Pod, Zeroable};
-
 pub(super) const OP: &str = "ddim_step";
 
-/// Mirrors `DdimStep` in common.wgsl: the constants of one update.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct DdimStepParams {
-    pub image_offset: u32,
-    pub step: u32,
-    pub seed_lo: u32,
-    pub seed_hi: u32,
-    pub prediction: u32,
-    pub flags: u32,
-    pub noise_mode: u32,
-    pub _pad0: u32,
-    pub sqrt_a_t: f32,
-    pub sqrt_1m_a_t: f32,
-    pub sqrt_a_p: f32,
-    pub dir_coef: f32,
-    pub sigma: f32,
-    pub clip: f32,
-    pub coef_xt: f32,
-    pub _pad1: u32,
+params! {
+    /// Mirrors `DdimStep` in common.wgsl: the constants of one update.
+    pub struct DdimStepParams {
+        pub image_offset: u32, pub step: u32, pub seed_lo: u32, pub seed_hi: u32,
+        pub prediction: u32, pub flags: u32, pub noise_mode: u32, pub _pad0: u32, pub sqrt_a_t: f32,
+        pub sqrt_1m_a_t: f32, pub sqrt_a_p: f32, pub dir_coef: f32, pub sigma: f32, pub clip: f32,
+        pub coef_xt: f32, pub _pad1: u32,
+    }
 }
 
 const FLAG_CLIP: u32 = 1;

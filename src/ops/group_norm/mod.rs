@@ -14,5 +14,6 @@ pub mod strategy;
 pub mod workgroup;
 
 pub use serial::{SERIAL_KERNEL, SerialParams};
+pub use shape::NormParams;
 pub use strategy::{group_norm, kernel_for};
 pub use workgroup::{KERNEL, Params};

@@ -2,33 +2,24 @@
 //! mean and squared deviations (Chan's update), then a second launch merges each group's channels and
 //! normalises, with every statistic and affine parameter at a workgroup-uniform address.
 
-use bytemuck::{Pod, Zeroable};
-
-use super::shape::{Norm, OP};
+use super::shape::{Norm, NormParams, OP};
 use crate::error::Result;
 use crate::gpu::Access::{Read, ReadWrite};
 use crate::gpu::check::{check_bindings, dim};
 use crate::gpu::kernel::kernel;
+use crate::gpu::kernel::params;
 use crate::gpu::{Dispatch, Gpu, Kernel, LaunchSpec};
 
 /// The barrier-free kernel for CPU adapters (two launches: statistics, then normalisation).
 pub const SERIAL_KERNEL: Kernel = kernel!("group_norm_serial", includes: [], workgroup: 8,
     params: SerialParams, bindings: &[Read, Read, Read, ReadWrite, ReadWrite]);
 
-/// Mirrors `Params` in group_norm_serial.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct SerialParams {
-    pub batch: u32,
-    pub c: u32,
-    pub hw: u32,
-    pub groups: u32,
-    pub eps: f32,
-    pub silu: u32,
-    pub phase: u32,
-    pub groups_per_wg: u32,
-    pub channels_per_invocation: u32,
-    pub _pad: [u32; 3],
+params! {
+    /// Mirrors `Params` in group_norm_serial.wgsl.
+    pub struct SerialParams {
+        pub norm: NormParams, pub phase: u32, pub groups_per_wg: u32,
+        pub channels_per_invocation: u32, pub _pad: [u32; 3],
+    }
 }
 
 /// Vec4s a workgroup of `group_norm_serial` at least covers in either launch (whole channels for the
@@ -39,7 +30,7 @@ const SERIAL_VEC4S_PER_WORKGROUP: usize = 1024;
 /// The two launches: statistics per (image, channel) into a buffer of the dispatch's own, then the
 /// normalisation per group.
 pub(super) fn launch(gpu: &Gpu, label: &str, g: &Norm<'_>) -> Result<Dispatch> {
-    let Norm { x, gamma, beta, out, n, c, hw, groups, eps, silu } = *g;
+    let Norm { x, gamma, beta, out, n, c, hw, groups, .. } = *g;
     check_bindings(gpu, OP, &[x, gamma, beta, out])?;
     let group_vec4s = c / groups * hw / 4;
     let groups_per_wg = dim(
@@ -65,12 +56,7 @@ pub(super) fn launch(gpu: &Gpu, label: &str, g: &Norm<'_>) -> Result<Dispatch> {
         })
     })?;
     let phase = |phase: u32| SerialParams {
-        batch: n as u32,
-        c: c as u32,
-        hw: hw as u32,
-        groups: groups as u32,
-        eps,
-        silu: silu as u32,
+        norm: g.params(),
         phase,
         groups_per_wg,
         channels_per_invocation,

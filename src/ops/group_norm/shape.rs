@@ -2,6 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::check::{dim, expect_shape, nonzero};
+use crate::gpu::kernel::params;
 use crate::gpu::{Cost, Tensor};
 
 /// The operation's name in errors.
@@ -22,7 +23,27 @@ pub(crate) struct Norm<'a> {
     pub(crate) silu: bool,
 }
 
+params! {
+    /// The part of both kernels' Params that describes the normalisation (the first fields of
+    /// each).
+    pub struct NormParams {
+        pub batch: u32, pub c: u32, pub hw: u32, pub groups: u32, pub eps: f32, pub silu: u32,
+    }
+}
+
 impl<'a> Norm<'a> {
+    /// The normalisation as the kernels read it (every count checked to fit a u32 in [`Norm::new`]).
+    pub(crate) fn params(&self) -> NormParams {
+        NormParams {
+            batch: self.n as u32,
+            c: self.c as u32,
+            hw: self.hw as u32,
+            groups: self.groups as u32,
+            eps: self.eps,
+            silu: self.silu as u32,
+        }
+    }
+
     /// Checks the operands: x and out `[N, C, ...]` (any trailing spatial dimensions), gamma and beta `[C]`,
     /// `groups` dividing C, a positive finite eps.
     #[allow(clippy::too_many_arguments)] // the operands and the three settings of one normalisation

@@ -1,11 +1,10 @@
 //! What both linear kernels share: their Params (`linear_params.inc.wgsl`), how tensors hold their tokens, and
 //! a layer's options.
 
-use bytemuck::{Pod, Zeroable};
-
 use crate::error::{Error, Result};
 use crate::gpu::Tensor;
 use crate::gpu::check::dims;
+use crate::gpu::kernel::params;
 
 /// The operation's name in errors.
 pub(crate) const OP: &str = "linear";
@@ -13,24 +12,13 @@ pub(crate) const OP: &str = "linear";
 /// The Params and bindings both linear kernels share.
 pub(crate) const PARAMS: &str = include_str!("../../../kernels/linear_params.inc.wgsl");
 
-/// Mirrors `Params` in linear_params.inc.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct Params {
-    pub batch: u32,
-    pub m: u32,
-    pub k: u32,
-    pub n_out: u32,
-    pub x_sb: u32,
-    pub x_sm: u32,
-    pub x_sk: u32,
-    pub y_sb: u32,
-    pub y_sm: u32,
-    pub y_sn: u32,
-    pub silu_input: u32,
-    pub has_residual: u32,
-    pub out_scale: f32,
-    pub _pad: [u32; 3],
+params! {
+    /// Mirrors `Params` in linear_params.inc.wgsl.
+    pub struct Params {
+        pub batch: u32, pub m: u32, pub k: u32, pub n_out: u32, pub x_sb: u32, pub x_sm: u32,
+        pub x_sk: u32, pub y_sb: u32, pub y_sm: u32, pub y_sn: u32, pub silu_input: u32,
+        pub has_residual: u32, pub out_scale: f32, pub _pad: [u32; 3],
+    }
 }
 
 /// How the input and output tensors hold their tokens.
