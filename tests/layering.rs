@@ -67,7 +67,7 @@ fn code(text: &str) -> String {
 
 /// The module paths a file names: every `crate::a::b` path, and `super::` paths resolved against the file's
 /// module, including those inside `use` braces (`use crate::a::{b, c::d}` names `a::b` and `a::c::d`).
-fn imports(module: &[String], is_mod_file: bool, code: &str) -> Vec<Vec<String>> {
+fn imports(module: &[String], code: &str) -> Vec<Vec<String>> {
     let mut found = Vec::new();
     let flat = code.replace('\n', " ");
     for (root, base) in [
@@ -75,7 +75,6 @@ fn imports(module: &[String], is_mod_file: bool, code: &str) -> Vec<Vec<String>>
         ("super::", {
             // `super` of `a::b` (file a/b.rs) is `a`; of a mod.rs `a/b/mod.rs` (module a::b) it is `a` too.
             let mut b = module.to_vec();
-            let _ = is_mod_file;
             b.pop();
             b
         }),
@@ -178,7 +177,7 @@ fn no_module_imports_from_a_layer_above_it_and_no_files_import_each_other() {
         } else {
             code
         };
-        for path in imports(&module, is_mod, &logic) {
+        for path in imports(&module, &logic) {
             let Some(top) = path.first() else { continue };
             if let (Some(own), Some(theirs)) =
                 (module.first().and_then(|m| layer_of(m)), layer_of(top))
@@ -240,7 +239,6 @@ fn the_checker_reads_paths_as_rust_writes_them() {
     let module: Vec<String> = vec!["ops".into(), "conv2d".into(), "tiled".into()];
     let found = imports(
         &module,
-        false,
         "use crate::gpu::{Gpu, check::dim};\nuse super::shape::ConvShape;\nlet x = my_crate::graph::Graph;",
     );
     let joined: Vec<String> = found.iter().map(|p| p.join("::")).collect();

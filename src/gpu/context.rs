@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::task::Poll;
 
 use super::kernel::{CachedPipeline, KernelChoice};
+use super::lock;
 use crate::error::{Error, Result};
 
 /// How to choose the adapter, and which kernel variants to run on it. Built from CLI flags or from the
@@ -238,11 +239,6 @@ type ScopeFuture = Pin<Box<dyn Future<Output = Option<wgpu::Error>> + Send>>;
 #[cfg(target_arch = "wasm32")]
 type ScopeFuture = Pin<Box<dyn Future<Output = Option<wgpu::Error>>>>;
 
-/// Locks a mutex whose data stays valid if a holder panicked.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl Gpu {
     /// Opens the best adapter that `options` allows, with the adapter's own limits (not wgpu's lower defaults).
     pub async fn new(options: &DeviceOptions) -> Result<Self> {
@@ -277,14 +273,14 @@ impl Gpu {
         {
             let faults = faults.clone();
             device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-                let mut f = faults.lock().unwrap_or_else(|p| p.into_inner());
+                let mut f = lock(&faults);
                 f.uncaptured.get_or_insert_with(|| one_line(&e.to_string()));
             }));
         }
         {
             let faults = faults.clone();
             device.set_device_lost_callback(move |reason, message| {
-                let mut f = faults.lock().unwrap_or_else(|p| p.into_inner());
+                let mut f = lock(&faults);
                 f.lost.get_or_insert_with(|| format!("{reason:?}: {message}"));
             });
         }
@@ -411,7 +407,7 @@ impl Gpu {
 
     /// Returns an error if the device was lost.
     fn check_lost(&self, what: &str) -> Result<()> {
-        let f = self.faults.lock().unwrap_or_else(|p| p.into_inner());
+        let f = lock(&self.faults);
         match f.lost.clone() {
             Some(message) => Err(Error::DeviceLost { what: what.to_string(), message }),
             None => Ok(()),
@@ -421,7 +417,7 @@ impl Gpu {
     /// Returns an error if the device was lost or an uncaptured error was reported since the last check.
     pub fn check_faults(&self, what: &str) -> Result<()> {
         self.check_lost(what)?;
-        let mut f = self.faults.lock().unwrap_or_else(|p| p.into_inner());
+        let mut f = lock(&self.faults);
         if let Some(message) = f.uncaptured.take() {
             return Err(Error::Gpu { what: what.to_string(), message });
         }

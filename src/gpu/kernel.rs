@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use super::lock;
 use super::{Gpu, template};
 use crate::error::{Error, Result};
 
@@ -184,7 +185,7 @@ pub(crate) use params;
 impl Gpu {
     /// The compiled pipeline for `kernel`, compiling it on first use.
     pub(crate) fn pipeline(&self, kernel: &'static Kernel) -> Result<Arc<CachedPipeline>> {
-        let mut cache = self.pipelines.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = lock(&self.pipelines);
         if let Some(p) = cache.get(kernel.name) {
             return Ok(p.clone());
         }

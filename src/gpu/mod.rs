@@ -19,3 +19,8 @@ pub(crate) use dispatch::{LaunchSpec, workgroups_for};
 pub use kernel::{Access, COMMON_WGSL, Kernel, KernelChoice, UNIFORM_WINDOW};
 pub(crate) use kernel::{WINDOW_FLOATS, windows_then};
 pub use tensor::Tensor;
+
+/// Locks a mutex whose data stays valid if a holder panicked (the device's caches and fault records).
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -3,6 +3,7 @@
 use wgpu::util::DeviceExt;
 
 use super::Gpu;
+use super::lock;
 use crate::error::{Error, Result};
 
 /// A row-major f32 tensor on the GPU. Usable as a storage binding, a uniform binding (64 KiB windows of it), a
@@ -180,7 +181,7 @@ impl Gpu {
     /// through its bind groups, so a smaller one outlives the growth as long as dispatches use it.
     pub fn scratch(&self, name: &'static str, shape: &[usize]) -> Result<Tensor> {
         let bytes = (shape.iter().product::<usize>().max(1) * 4) as u64;
-        let mut cache = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = lock(&self.scratch);
         let buffer = match cache.get(name) {
             Some(b) if b.size() >= bytes => b.clone(),
             _ => {
@@ -194,7 +195,7 @@ impl Gpu {
 
     /// Bytes of the scratch buffers the device holds now (`Gpu::scratch`).
     pub fn scratch_bytes(&self) -> u64 {
-        let cache = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        let cache = lock(&self.scratch);
         cache.values().map(|b| b.size()).sum()
     }
 

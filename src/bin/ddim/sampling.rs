@@ -203,7 +203,7 @@ pub fn open_model(model: &Path) -> Result<Weights> {
 }
 
 /// A progress bar over `total` steps on a terminal; hidden when stderr is not a terminal or with --quiet.
-pub fn progress_bar(total: u64, quiet: bool) -> indicatif::ProgressBar {
+fn progress_bar(total: u64, quiet: bool) -> indicatif::ProgressBar {
     use std::io::IsTerminal;
     if quiet || !std::io::stderr().is_terminal() {
         return indicatif::ProgressBar::hidden();
