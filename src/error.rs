@@ -102,6 +102,41 @@ pub enum Error {
         largest: usize,
     },
 
+    /// An array whose size a file or a flag sets would exceed the host memory budget
+    /// ([`crate::limits::MAX_ARRAY_BYTES`]).
+    #[error(
+        "{} of shape {dims:?} would take {bytes} bytes, more than the {limit} bytes one array may take (split \
+         the run with --shard, or use fewer images)",
+        line(what)
+    )]
+    TooLargeForHost {
+        /// The array.
+        what: String,
+        /// Its shape.
+        dims: Vec<usize>,
+        /// Its size in bytes (saturating).
+        bytes: u128,
+        /// The budget.
+        limit: u64,
+    },
+
+    /// An image turned NaN or infinite during a run of the sampler (its finiteness watch saw it). `image`
+    /// counts within the run's batch; the pipeline makes it the image's global index.
+    #[error(
+        "image {image} turned non-finite (NaN or infinity) at step {step} of {steps} (t = {t}): the model or the \
+         settings overflow f32 there"
+    )]
+    NonFinite {
+        /// The image.
+        image: usize,
+        /// The step, from 1.
+        step: usize,
+        /// Its timestep.
+        t: usize,
+        /// The run's number of steps.
+        steps: usize,
+    },
+
     /// Reading or writing a file failed.
     #[error("{}: {}", line(path), line(message))]
     Io {

@@ -1,152 +1,326 @@
-//! File I/O with errors that name the path, and writes that never leave a partial file.
+//! File I/O with errors that name the path, and outputs written all or none.
+//!
+//! Inputs are opened without blocking and refused unless they are regular files, so a pipe or a device given
+//! as a file is an error, not a hang or an endless read.
+//!
+//! Outputs go through an [`OutputSet`]. A command first reserves every path it will write
+//! ([`OutputSet::reserve`], [`OutputSet::create_dir`]), before any long work: a path is resolved to its
+//! folder's canonical path plus its name, so two spellings of one file are one output and refused as two; what
+//! cannot be replaced (a folder, a device, a pipe) is refused; the folder is checked to be writable. The bytes
+//! of each output are written to a staging file created exclusively (`O_EXCL`: never through a link someone
+//! planted) under an unpredictable name in the output's folder. [`OutputSet::commit`] renames every staged file
+//! over its path, so a link at an output path is replaced, never written through; if a rename fails, the renames
+//! already made are undone. A set dropped uncommitted removes what it staged and the folders it created, and
+//! [`abandon_outputs`] does the same for every live set (the CLI calls it on SIGINT and SIGTERM).
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use tempfile::TempPath;
 
 use crate::error::{Error, Result};
-
-/// Reads a whole file.
-pub fn read(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path)
-        .map_err(|e| Error::Io { path: path.display().to_string(), message: e.to_string() })
-}
-
-/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`, so that a failure never leaves
-/// a partial file. An existing `path` that is not a regular file (a device such as /dev/null, a directory) is
-/// refused rather than replaced.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut set = OutputSet::default();
-    set.stage(path, bytes)?;
-    set.commit()
-}
-
-/// Output files written all or none: each is staged to a temporary file beside its path, and
-/// [`OutputSet::commit`] renames them into place only once every one is staged. A set dropped uncommitted (an
-/// error on the way) removes what it staged, so a failed command leaves no output at all, not some of them.
-#[derive(Debug, Default)]
-pub struct OutputSet {
-    /// (temporary file, final path), in staging order.
-    staged: Vec<(PathBuf, PathBuf)>,
-    /// Directories this set created, removed again (when empty) if it is dropped uncommitted.
-    created: Vec<PathBuf>,
-}
 
 fn io_error(path: &Path, message: impl std::fmt::Display) -> Error {
     Error::Io { path: path.display().to_string(), message: message.to_string() }
 }
 
-/// The temporary file an output is staged to: beside it (so the rename stays on one file system), hidden.
-fn staging_path(path: &Path) -> Result<PathBuf> {
-    let name = path.file_name().ok_or_else(|| io_error(path, "not a file name"))?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
+/// Opens `path` for reading, refusing anything but a regular file. The open does not block (a FIFO would wait
+/// for a writer), and the type is checked on the opened file, so nothing can be swapped in between.
+fn open_regular(path: &Path) -> Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path).map_err(|e| io_error(path, e))?;
+    let meta = file.metadata().map_err(|e| io_error(path, e))?;
+    if !meta.is_file() {
+        return Err(io_error(path, "is not a regular file (a folder, a device or a pipe)"));
+    }
+    Ok(file)
+}
+
+/// Reads a whole regular file.
+pub fn read(path: &Path) -> Result<Vec<u8>> {
+    let mut file = open_regular(path)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(|e| io_error(path, e))?;
+    Ok(bytes)
+}
+
+/// Reads a whole regular file as UTF-8 text.
+pub fn read_text(path: &Path) -> Result<String> {
+    String::from_utf8(read(path)?).map_err(|_| io_error(path, "is not UTF-8 text"))
+}
+
+/// Writes one output all or nothing: [`OutputSet`] with a single path.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut set = OutputSet::new();
+    set.write(path, bytes)?;
+    set.commit()
+}
+
+/// The name prefix of staging files; the rest of the name is random.
+const STAGING_PREFIX: &str = ".ddim-";
+
+fn staging_file(dir: &Path, suffix: &str) -> std::io::Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new().prefix(STAGING_PREFIX).suffix(suffix).rand_bytes(12).tempfile_in(dir)
+}
+
+/// What every live [`OutputSet`] has staged, so that [`abandon_outputs`] can remove it from another thread.
+static LIVE: Mutex<BTreeMap<u64, Staging>> = Mutex::new(BTreeMap::new());
+static NEXT_SET: AtomicU64 = AtomicU64::new(0);
+
+fn live() -> MutexGuard<'static, BTreeMap<u64, Staging>> {
+    // A panic while holding the lock leaves the map consistent (every change is one insert or remove).
+    LIVE.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[derive(Debug, Default)]
+struct Staging {
+    /// Resolved paths reserved, with the spelling first given for each (for messages).
+    reserved: BTreeMap<PathBuf, PathBuf>,
+    /// Staging files by resolved path; each removes itself when dropped.
+    staged: BTreeMap<PathBuf, TempPath>,
+    /// Folders already checked to be writable.
+    writable: BTreeSet<PathBuf>,
+    /// Folders this set created, outermost first.
+    created: Vec<PathBuf>,
+}
+
+impl Staging {
+    /// Removes every staged file, then the folders this set created.
+    fn discard(self) {
+        drop(self.staged);
+        for dir in self.created.iter().rev() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+/// Removes what every live [`OutputSet`] has staged, and the folders they created; a set committing meanwhile
+/// finishes first (its outputs are then all in place). For a signal handler: the process should exit after it.
+pub fn abandon_outputs() {
+    let sets = std::mem::take(&mut *live());
+    for staging in sets.into_values() {
+        staging.discard();
+    }
+}
+
+/// `path` as the output it names: its folder's canonical path joined with its file name. Refuses a path that
+/// does not end in a file name (`x.npy/`, `..`), whose folder does not exist, or that exists as something a
+/// rename must not replace (a folder, a device, a pipe); a link there is fine, as it is replaced.
+fn resolve(path: &Path) -> Result<PathBuf> {
+    let bytes = path.as_os_str().as_encoded_bytes();
+    if bytes.is_empty() {
+        return Err(io_error(path, "an empty path"));
+    }
+    if bytes.last().is_some_and(|&b| std::path::is_separator(b as char)) {
+        return Err(io_error(path, "ends with a path separator; an output is a file, not a folder"));
+    }
+    let name = match path.components().next_back() {
+        Some(Component::Normal(name)) => name,
+        _ => return Err(io_error(path, "does not end in a file name")),
+    };
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    Ok(dir.join(format!(".{}.partial-{}", name.to_string_lossy(), std::process::id())))
-}
-
-/// Checks, before any long work, that `path` can be written: it is not a directory or device, its directory
-/// exists, and a file can be created there (the probe is removed at once). Commands call this for every output
-/// first, so that an unwritable output fails in a moment rather than after the sampling.
-pub fn check_writable(path: &Path) -> Result<()> {
-    refuse_non_file(path)?;
-    let probe = staging_path(path)?;
-    std::fs::File::create(&probe).map_err(|e| io_error(path, format!("cannot be written: {e}")))?;
-    let _ = std::fs::remove_file(&probe);
-    Ok(())
-}
-
-/// Refuses an existing `path` that is not a regular file (a directory, a device such as /dev/null): it is
-/// never replaced.
-fn refuse_non_file(path: &Path) -> Result<()> {
-    match std::fs::metadata(path) {
-        Ok(meta) if !meta.is_file() => Err(io_error(
+    let folder = std::fs::canonicalize(folder)
+        .map_err(|e| io_error(path, format!("its folder cannot be opened: {e}")))?;
+    if !folder.is_dir() {
+        return Err(io_error(path, "its folder is not a folder"));
+    }
+    let resolved = folder.join(name);
+    match std::fs::symlink_metadata(&resolved) {
+        Ok(meta) if meta.is_file() || meta.file_type().is_symlink() => Ok(resolved),
+        Ok(_) => Err(io_error(
             path,
-            "exists and is not a regular file; outputs are written to a temporary file and renamed over \
-             their path",
+            "exists and is not a regular file; outputs are renamed over their path, and a folder, device or \
+             pipe is never replaced",
         )),
-        _ => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(resolved),
+        Err(e) => Err(io_error(path, e)),
     }
 }
 
-/// [`check_writable`] for each of a command's outputs, which must also be distinct paths.
-pub fn check_outputs(paths: &[&Path]) -> Result<()> {
-    for (i, path) in paths.iter().enumerate() {
-        if paths[..i].contains(path) {
-            return Err(io_error(path, "is given for two outputs of one command"));
-        }
-        check_writable(path)?;
+/// Output files written all or none (the module's documentation has the protocol).
+#[derive(Debug)]
+pub struct OutputSet {
+    id: u64,
+}
+
+impl Default for OutputSet {
+    fn default() -> Self {
+        Self::new()
     }
-    Ok(())
 }
 
 impl OutputSet {
-    /// Writes `bytes` to `path`'s temporary file (synced to disk); `path` itself is untouched until
-    /// [`OutputSet::commit`].
-    pub fn stage(&mut self, path: &Path, bytes: &[u8]) -> Result<()> {
-        if self.staged.iter().any(|(_, p)| p == path) {
-            return Err(io_error(path, "is given for two outputs of one command"));
-        }
-        // Creating the temporary file is the writability check; no separate probe.
-        refuse_non_file(path)?;
-        let tmp = staging_path(path)?;
-        let result = (|| {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(bytes)?;
-            f.sync_all()
-        })();
-        if let Err(e) = result {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(io_error(path, e));
-        }
-        self.staged.push((tmp, path.to_path_buf()));
-        Ok(())
+    /// An empty set.
+    pub fn new() -> Self {
+        let id = NEXT_SET.fetch_add(1, Ordering::Relaxed);
+        live().insert(id, Staging::default());
+        OutputSet { id }
     }
 
-    /// Creates `dir` (and missing parents) for outputs staged into it; what it created is removed again if the
-    /// set is dropped uncommitted.
-    pub fn create_dir(&mut self, dir: &Path) -> Result<()> {
-        let mut missing = Vec::new();
-        let mut d = Some(dir);
-        while let Some(p) = d.filter(|p| !p.as_os_str().is_empty() && !p.exists()) {
-            missing.push(p.to_path_buf());
-            d = p.parent();
-        }
-        for p in missing.into_iter().rev() {
-            std::fs::create_dir(&p).map_err(|e| io_error(&p, format!("cannot be created: {e}")))?;
-            self.created.push(p);
-        }
-        if !dir.is_dir() {
-            return Err(io_error(dir, "is not a directory"));
-        }
-        Ok(())
+    /// Runs `f` on this set's staging state; an error if [`abandon_outputs`] took it.
+    fn with<T>(&self, f: impl FnOnce(&mut Staging) -> Result<T>) -> Result<T> {
+        let mut live = live();
+        let staging = live.get_mut(&self.id).ok_or_else(|| Error::Io {
+            path: "outputs".into(),
+            message: "interrupted: the staged outputs were removed".into(),
+        })?;
+        f(staging)
     }
 
-    /// Renames every staged file into place. (A rename within one directory fails only when the file system
-    /// does; the files not yet renamed are then removed.)
-    pub fn commit(mut self) -> Result<()> {
-        self.created.clear();
-        let mut result = Ok(());
-        for (tmp, path) in std::mem::take(&mut self.staged) {
-            if result.is_ok() {
-                match std::fs::rename(&tmp, &path) {
-                    Ok(()) => continue,
-                    Err(e) => result = Err(io_error(&path, e)),
-                }
+    /// Reserves `path` for an output of this command, before any work: resolves it, refuses it if another
+    /// output of the set is the same file under any spelling, and checks that its folder is writable.
+    pub fn reserve(&mut self, path: &Path) -> Result<()> {
+        let resolved = resolve(path)?;
+        self.with(|s| {
+            if let Some(first) = s.reserved.get(&resolved) {
+                return Err(io_error(
+                    path,
+                    format!(
+                        "is the same file as `{}`, given for another output of this command",
+                        first.display()
+                    ),
+                ));
             }
-            let _ = std::fs::remove_file(&tmp);
+            let folder = resolved.parent().expect("a resolved path has a folder").to_path_buf();
+            if !s.writable.contains(&folder) {
+                staging_file(&folder, ".probe")
+                    .map_err(|e| io_error(path, format!("cannot be written: {e}")))?;
+                s.writable.insert(folder);
+            }
+            s.reserved.insert(resolved, path.to_path_buf());
+            Ok(())
+        })
+    }
+
+    /// [`OutputSet::reserve`] for each of `paths`.
+    pub fn reserve_all<'p>(&mut self, paths: impl IntoIterator<Item = &'p Path>) -> Result<()> {
+        paths.into_iter().try_for_each(|p| self.reserve(p))
+    }
+
+    /// Creates `dir` (and missing parents) for outputs to go into, before any work, and checks it is a
+    /// writable folder; what it created is removed again if the set is not committed.
+    pub fn create_dir(&mut self, dir: &Path) -> Result<()> {
+        self.with(|s| {
+            let mut missing = Vec::new();
+            let mut d = Some(dir);
+            while let Some(p) = d.filter(|p| !p.as_os_str().is_empty()) {
+                match std::fs::symlink_metadata(p) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => missing.push(p),
+                    _ => break,
+                }
+                d = p.parent();
+            }
+            for p in missing.into_iter().rev() {
+                std::fs::create_dir(p).map_err(|e| io_error(p, format!("cannot be created: {e}")))?;
+                s.created.push(p.to_path_buf());
+            }
+            let folder = std::fs::canonicalize(dir).map_err(|e| io_error(dir, e))?;
+            if !folder.is_dir() {
+                return Err(io_error(dir, "is not a folder"));
+            }
+            staging_file(&folder, ".probe")
+                .map_err(|e| io_error(dir, format!("cannot be written: {e}")))?;
+            s.writable.insert(folder);
+            Ok(())
+        })
+    }
+
+    /// Writes `bytes` as the output `path` (reserving it if it is not yet): to a staging file beside it,
+    /// created exclusively and synced to disk; `path` itself is untouched until [`OutputSet::commit`].
+    pub fn write(&mut self, path: &Path, bytes: &[u8]) -> Result<()> {
+        let resolved = resolve(path)?;
+        if !self.with(|s| Ok(s.reserved.contains_key(&resolved)))? {
+            self.reserve(path)?;
         }
-        result
+        self.with(|s| {
+            if s.staged.contains_key(&resolved) {
+                return Err(io_error(path, "is written twice by one command"));
+            }
+            let folder = resolved.parent().expect("a resolved path has a folder");
+            let mut file = staging_file(folder, ".partial").map_err(|e| io_error(path, e))?;
+            file.write_all(bytes).and_then(|()| file.as_file().sync_all()).map_err(|e| io_error(path, e))?;
+            s.staged.insert(resolved, file.into_temp_path());
+            Ok(())
+        })
+    }
+
+    /// Renames every staged file over its path. If one rename fails, the ones already made are undone (the
+    /// files they replaced restored), so that the command leaves no output, or all of them.
+    pub fn commit(self) -> Result<()> {
+        // The lock is held until every rename is done, so that a signal's cleanup waits for the commit.
+        let mut live = live();
+        let Some(staging) = live.remove(&self.id) else {
+            return Err(Error::Io {
+                path: "outputs".into(),
+                message: "interrupted: the staged outputs were removed".into(),
+            });
+        };
+        let Staging { staged, created, .. } = staging;
+        let mut done: Vec<(PathBuf, Option<TempPath>)> = Vec::new();
+        let mut pending = staged.into_iter();
+        let failure = pending.by_ref().find_map(|(resolved, file)| match replace(&resolved, file) {
+            Ok(backup) => {
+                done.push((resolved, backup));
+                None
+            }
+            Err(e) => Some(e),
+        });
+        let Some(error) = failure else {
+            // The replaced files, kept aside until now, go.
+            drop(done);
+            return Ok(());
+        };
+        for (resolved, backup) in done.into_iter().rev() {
+            let _ = std::fs::remove_file(&resolved);
+            if let Some(old) = backup {
+                let _ = old.persist(&resolved);
+            }
+        }
+        Staging { staged: pending.collect(), created, ..Staging::default() }.discard();
+        Err(error)
+    }
+}
+
+/// Renames the staging `file` over `resolved`, first moving a file already there aside (returned, so that the
+/// caller can restore it or let it go).
+fn replace(resolved: &Path, file: TempPath) -> Result<Option<TempPath>> {
+    let folder = resolved.parent().expect("a resolved path has a folder");
+    let backup = match std::fs::symlink_metadata(resolved) {
+        Ok(_) => {
+            let aside = staging_file(folder, ".old").map_err(|e| io_error(resolved, e))?.into_temp_path();
+            std::fs::rename(resolved, &aside).map_err(|e| io_error(resolved, e))?;
+            Some(aside)
+        }
+        Err(_) => None,
+    };
+    match file.persist(resolved) {
+        Ok(()) => Ok(backup),
+        Err(e) => {
+            if let Some(old) = backup {
+                let _ = old.persist(resolved);
+            }
+            Err(io_error(resolved, e.error))
+        }
     }
 }
 
 impl Drop for OutputSet {
     fn drop(&mut self) {
-        for (tmp, _) in &self.staged {
-            let _ = std::fs::remove_file(tmp);
-        }
-        for dir in self.created.iter().rev() {
-            let _ = std::fs::remove_dir(dir);
+        let staging = live().remove(&self.id);
+        if let Some(staging) = staging {
+            staging.discard();
         }
     }
 }
@@ -237,6 +411,17 @@ pub fn parse_npy(bytes: &[u8], what: &str) -> Result<NpyArray> {
         _ => values.map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")) as f32).collect(),
     };
     debug_assert_eq!(data.len(), count);
+    // Every array this engine reads is an input to the maths (latents, noise, images, betas, timesteps): one
+    // NaN or infinity there turns every result into NaN, so it is refused here, with where it is.
+    if let Some((i, v)) = data.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        return Err(Error::Io {
+            path: what.to_string(),
+            message: format!(
+            "value {i} (flat index) is {v} as float32: arrays must hold finite values (float64 values beyond \
+             float32's range, about 3.4e38, become infinite)"
+            ),
+        });
+    }
     Ok(NpyArray { shape: header.shape, data })
 }
 

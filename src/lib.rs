@@ -60,6 +60,7 @@ pub mod fuzz;
 pub mod gpu;
 pub mod graph;
 pub mod io;
+pub mod limits;
 pub mod model;
 pub mod ops;
 pub mod pipeline;

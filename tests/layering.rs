@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 /// The library's top-level modules, lowest layer first. A module may import from layers below its own only.
 const LAYERS: &[&[&str]] = &[
     &["error"],
+    &["limits"],
     &["diffusion"],
     &["gpu"],
     &["ops"],

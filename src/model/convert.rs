@@ -48,20 +48,20 @@ pub fn from_diffusers_dir(dir: &Path) -> Result<Weights> {
                     .into(),
         });
     };
-    let tensors = raw.into_iter().map(|(k, v)| (rename_legacy_attention(&k), v)).collect();
+    let tensors = renamed(raw, |k| Ok(rename_legacy_attention(k)))?;
     let training = scheduler_config(&dir)?;
     let w = Weights { config, training, tensors };
     w.validate()?;
     Ok(w)
 }
 
-fn read_safetensors(path: &Path) -> Result<HashMap<String, HostTensor>> {
+fn read_safetensors(path: &Path) -> Result<BTreeMap<String, HostTensor>> {
     parse_safetensors(&io::read(path)?, &path.display().to_string())
 }
 
 /// The floating-point tensors of a third-party safetensors file (a diffusers
 /// `diffusion_pytorch_model.safetensors`), widened to f32; `what` (the path) names it in errors.
-pub fn parse_safetensors(bytes: &[u8], what: &str) -> Result<HashMap<String, HostTensor>> {
+pub fn parse_safetensors(bytes: &[u8], what: &str) -> Result<BTreeMap<String, HostTensor>> {
     let st = SafeTensors::deserialize(bytes).map_err(|e| Error::Weights {
         tensor: "(file)".into(),
         message: format!("{what}: not a valid safetensors file: {e}"),
@@ -76,6 +76,29 @@ pub fn parse_safetensors(bytes: &[u8], what: &str) -> Result<HashMap<String, Hos
             Ok((name.to_string(), HostTensor { shape: view.shape().to_vec(), data }))
         })
         .collect()
+}
+
+/// `raw`'s tensors under the names `rename` gives, refusing two keys that give one name (diffusers' `to_q`
+/// beside the legacy `query`, `down.00.` beside `down.0.`): which of the two would be used is not something a
+/// file should leave to chance, so the error names both.
+fn renamed(
+    raw: BTreeMap<String, HostTensor>,
+    rename: impl Fn(&str) -> Result<String>,
+) -> Result<BTreeMap<String, HostTensor>> {
+    let mut out = BTreeMap::new();
+    let mut origin: BTreeMap<String, String> = BTreeMap::new();
+    for (key, t) in raw {
+        let name = rename(&key)?;
+        if let Some(other) = origin.get(&name) {
+            return Err(Error::Weights {
+                tensor: name,
+                message: format!("both `{other}` and `{key}` name this weight; which to use is ambiguous"),
+            });
+        }
+        origin.insert(name.clone(), key);
+        out.insert(name, t);
+    }
+    Ok(out)
 }
 
 /// diffusers' old `AttentionBlock` names (`query`, `key`, `value`, `proj_attn`) to today's `Attention` names.
@@ -109,17 +132,17 @@ pub fn from_original(ckpt: &Path, yaml: &Path) -> Result<Weights> {
     let training = Some(training_from_original_yaml(&text)?);
     let levels = config.block_out_channels.len();
     let raw = read_checkpoint(&io::read(ckpt)?)?;
-    let mut tensors = BTreeMap::new();
-    for (key, mut t) in raw {
-        let name = rename_original(&key, levels).ok_or_else(|| Error::Weights {
-            tensor: key.clone(),
+    let mut tensors = renamed(raw, |key| {
+        rename_original(key, levels).ok_or_else(|| Error::Weights {
+            tensor: key.to_string(),
             message: "is not a parameter of the original DDPM/DDIM UNet".into(),
-        })?;
+        })
+    })?;
+    for (name, t) in &mut tensors {
         // The original attention's q, k, v and proj_out are 1x1 convolutions: (C, C, 1, 1) -> Linear (C, C).
         if name.contains(".attentions.") && t.shape.len() == 4 && t.shape[2..] == [1, 1] {
             t.shape.truncate(2);
         }
-        tensors.insert(name, t);
     }
     let w = Weights { config, training, tensors };
     w.validate()?;
@@ -182,7 +205,7 @@ pub fn rename_original(key: &str, levels: usize) -> Option<String> {
 
 /// The diffusers-equivalent config of the original DDPM/DDIM `Model` described by a DDIM-repository YAML.
 pub fn config_from_original_yaml(text: &str) -> Result<UNetConfig> {
-    let docs = YamlLoader::load_from_str(text).map_err(|e| Error::Config(format!("YAML: {e}")))?;
+    let docs = load_yaml(text)?;
     let doc = docs.first().ok_or_else(|| Error::Config("YAML: empty document".into()))?;
     let model = &doc["model"];
     let data = &doc["data"];
@@ -300,25 +323,54 @@ fn scheduler_config(dir: &Path) -> Result<Option<Training>> {
 pub fn training_from_scheduler_json(text: &str, what: &str) -> Result<Training> {
     let v: serde_json::Value =
         serde_json::from_str(text).map_err(|e| Error::Config(format!("{what}: {e}")))?;
-    let num = |k: &str, d: f64| v.get(k).and_then(|x| x.as_f64()).unwrap_or(d);
     let bad = |m: String| Error::Config(format!("{what}: {m}"));
-    let train_steps = num("num_train_timesteps", 1000.0) as usize;
-    let (start, end) = (num("beta_start", 1e-4), num("beta_end", 0.02));
-    let betas = match v.get("trained_betas").and_then(|b| b.as_array()) {
+    // Every key is read as its type or refused, never coerced (a string "0.1", 1.9 steps, -3 as 0).
+    let field = |k: &str| v.get(k).filter(|x| !x.is_null());
+    let float = |k: &str, default: f64| match field(k) {
+        None => Ok(default),
+        Some(x) => x.as_f64().ok_or_else(|| bad(format!("`{k}` is {x}, not a number"))),
+    };
+    let count = |k: &str, default: usize| match field(k) {
+        None => Ok(default),
+        Some(x) => x
+            .as_u64()
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or_else(|| bad(format!("`{k}` is {x}, not a non-negative integer"))),
+    };
+    let flag = |k: &str, default: bool| match field(k) {
+        None => Ok(default),
+        Some(x) => x.as_bool().ok_or_else(|| bad(format!("`{k}` is {x}, not true or false"))),
+    };
+    let name = |k: &str, default: &'static str| match field(k) {
+        None => Ok(default.to_string()),
+        Some(x) => {
+            x.as_str().map(str::to_string).ok_or_else(|| bad(format!("`{k}` is {x}, not a string")))
+        }
+    };
+    let train_steps = count("num_train_timesteps", 1000)?;
+    let (start, end) = (float("beta_start", 1e-4)?, float("beta_end", 0.02)?);
+    let betas = match field("trained_betas") {
         Some(list) => BetaSchedule::Trained {
             betas: list
+                .as_array()
+                .ok_or_else(|| bad("trained_betas is not a list".into()))?
                 .iter()
-                .map(|b| b.as_f64().ok_or_else(|| bad("trained_betas holds a non-number".into())))
+                .map(|b| {
+                    b.as_f64().ok_or_else(|| {
+                        bad("trained_betas holds something other than a number (one beta per timestep)"
+                            .into())
+                    })
+                })
                 .collect::<Result<_>>()?,
         },
-        None => match v.get("beta_schedule").and_then(|s| s.as_str()).unwrap_or("linear") {
+        None => match name("beta_schedule", "linear")?.as_str() {
             "linear" => BetaSchedule::Linear { start, end },
             "scaled_linear" => BetaSchedule::ScaledLinear { start, end },
             "squaredcos_cap_v2" => BetaSchedule::SquaredcosCapV2,
             other => return Err(bad(format!("beta_schedule `{other}` is not supported"))),
         },
     };
-    let prediction = match v.get("prediction_type").and_then(|s| s.as_str()).unwrap_or("epsilon") {
+    let prediction = match name("prediction_type", "epsilon")?.as_str() {
         "epsilon" => Prediction::Epsilon,
         "v_prediction" => Prediction::V,
         "sample" => Prediction::Sample,
@@ -328,11 +380,11 @@ pub fn training_from_scheduler_json(text: &str, what: &str) -> Result<Training> 
         schedule: TrainingSchedule {
             betas,
             train_steps,
-            zero_snr: v.get("rescale_betas_zero_snr").and_then(|b| b.as_bool()).unwrap_or(false),
+            zero_snr: flag("rescale_betas_zero_snr", false)?,
         },
         prediction,
-        steps_offset: num("steps_offset", 0.0) as usize,
-        set_alpha_to_one: v.get("set_alpha_to_one").and_then(|b| b.as_bool()).unwrap_or(true),
+        steps_offset: count("steps_offset", 0)?,
+        set_alpha_to_one: flag("set_alpha_to_one", true)?,
     };
     training
         .validate()
@@ -343,15 +395,83 @@ pub fn training_from_scheduler_json(text: &str, what: &str) -> Result<Training> 
         .map(|()| training)
 }
 
+/// The most nodes a YAML config may expand to, aliases counted at the size of what they repeat: the official
+/// configs have about 60. Aliases are expanded by copying, so a few hundred bytes of nested aliases would
+/// otherwise expand to gigabytes.
+const MAX_YAML_NODES: usize = 100_000;
+
+/// Parses YAML after checking, on the parser's events, that expanding its aliases stays within
+/// [`MAX_YAML_NODES`].
+fn load_yaml(text: &str) -> Result<Vec<Yaml>> {
+    use yaml_rust2::parser::{Event, Parser};
+    let err = |m: String| Error::Config(format!("YAML: {m}"));
+    let mut parser = Parser::new_from_str(text);
+    // Nodes so far (aliases expanded); the size of each anchored node; open collections' anchors and starts.
+    let mut nodes = 0usize;
+    let mut anchored: HashMap<usize, usize> = HashMap::new();
+    let mut open: Vec<(usize, usize)> = Vec::new();
+    loop {
+        let (event, _) = parser.next_token().map_err(|e| err(e.to_string()))?;
+        match event {
+            Event::StreamEnd => break,
+            Event::Scalar(_, _, anchor, _) => {
+                nodes += 1;
+                if anchor > 0 {
+                    anchored.insert(anchor, 1);
+                }
+            }
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                nodes += 1;
+                open.push((anchor, nodes - 1));
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                if let Some((anchor, start)) = open.pop()
+                    && anchor > 0
+                {
+                    anchored.insert(anchor, nodes - start);
+                }
+            }
+            Event::Alias(anchor) => {
+                nodes = nodes.saturating_add(anchored.get(&anchor).copied().unwrap_or(1));
+            }
+            _ => {}
+        }
+        if nodes > MAX_YAML_NODES {
+            return Err(err(format!(
+                "expands to more than {MAX_YAML_NODES} nodes (aliases count as what they repeat); a model \
+                 config has a few dozen"
+            )));
+        }
+    }
+    YamlLoader::load_from_str(text).map_err(|e| err(e.to_string()))
+}
+
 /// The training schedule of the official DDIM YAML's `diffusion` section (its `quad` schedule is diffusers'
 /// `scaled_linear`).
 pub fn training_from_original_yaml(text: &str) -> Result<Training> {
-    let docs = YamlLoader::load_from_str(text).map_err(|e| Error::Config(format!("YAML: {e}")))?;
+    let docs = load_yaml(text)?;
     let d = &docs.first().ok_or_else(|| Error::Config("YAML: empty document".into()))?["diffusion"];
-    let f = |k: &str, default: f64| {
-        d[k].as_f64().or_else(|| d[k].as_i64().map(|v| v as f64)).unwrap_or(default)
+    let f = |k: &str, default: f64| match &d[k] {
+        Yaml::BadValue | Yaml::Null => Ok(default),
+        Yaml::Real(_) | Yaml::Integer(_) => {
+            d[k].as_f64().or_else(|| d[k].as_i64().map(|v| v as f64)).ok_or_else(|| {
+                Error::Config(format!("YAML: diffusion.{k} is not a number"))
+            })
+        }
+        other => Err(Error::Config(format!("YAML: diffusion.{k} is {other:?}, not a number"))),
     };
-    let (start, end) = (f("beta_start", 1e-4), f("beta_end", 0.02));
+    let (start, end) = (f("beta_start", 1e-4)?, f("beta_end", 0.02)?);
+    let train_steps = match &d["num_diffusion_timesteps"] {
+        Yaml::BadValue | Yaml::Null => 1000,
+        Yaml::Integer(n) => usize::try_from(*n).map_err(|_| {
+            Error::Config(format!("YAML: diffusion.num_diffusion_timesteps {n} is negative"))
+        })?,
+        other => {
+            return Err(Error::Config(format!(
+                "YAML: diffusion.num_diffusion_timesteps is {other:?}, not an integer"
+            )));
+        }
+    };
     let betas = match d["beta_schedule"].as_str().unwrap_or("linear") {
         "linear" => BetaSchedule::Linear { start, end },
         "quad" => BetaSchedule::ScaledLinear { start, end },
@@ -364,7 +484,7 @@ pub fn training_from_original_yaml(text: &str) -> Result<Training> {
     let training = Training {
         schedule: TrainingSchedule {
             betas,
-            train_steps: f("num_diffusion_timesteps", 1000.0) as usize,
+            train_steps,
             zero_snr: false,
         },
         ..Training::default()

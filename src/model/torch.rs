@@ -7,7 +7,7 @@
 //! call to anything but those functions) is refused with an error; nothing is ever executed. Tensor data is read
 //! from the container's `*/data/<key>` entries, with every size and stride checked against the entry.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{Cursor, Read};
 
 use safetensors::Dtype;
@@ -526,7 +526,7 @@ pub fn pickled_shapes(pickle: &[u8]) -> Result<Vec<(String, Vec<usize>)>> {
 /// Reads the tensors of a PyTorch checkpoint: a state dict at the top level (`torch.save(model.state_dict())`),
 /// or the first state dict of a top-level list or tuple (the DDIM repository's `[model, optimizer, ...]`), or
 /// the state dict under a `state_dict` key. Floating-point tensors are widened to f32; others are skipped.
-pub fn read_checkpoint(bytes: &[u8]) -> Result<HashMap<String, HostTensor>> {
+pub fn read_checkpoint(bytes: &[u8]) -> Result<BTreeMap<String, HostTensor>> {
     if !bytes.starts_with(b"PK\x03\x04") {
         if bytes.starts_with(&[0x80, 0x02, 0x8a, 0x0a]) {
             return Err(bad(
@@ -557,22 +557,28 @@ pub fn read_checkpoint(bytes: &[u8]) -> Result<HashMap<String, HostTensor>> {
     let pickle = read_entry(&mut zip, &pkl, bytes.len() as u64)?;
     let items = state_dict(&pickle)?;
 
-    let mut storages: HashMap<String, Vec<u8>> = HashMap::new();
-    let mut out = HashMap::new();
-    for (name, t) in items {
+    // Each storage is read and decoded once, however many names view it. The values materialised for the
+    // names together may not exceed the values stored: views that overlap (3,000 names over one storage)
+    // would otherwise copy it per name, so memory stays proportional to the file.
+    let mut storages: HashMap<String, Vec<f32>> = HashMap::new();
+    let (mut stored, mut materialised) = (0usize, 0usize);
+    let mut out: BTreeMap<String, HostTensor> = BTreeMap::new();
+    let mut origin: HashMap<String, String> = HashMap::new();
+    for (key, t) in items {
         if !matches!(t.storage.dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16 | Dtype::F64) {
             continue;
         }
         let entry = format!("{prefix}data/{}", t.storage.key);
         if !storages.contains_key(&t.storage.key) {
-            let data = read_entry(&mut zip, &entry, bytes.len() as u64)?;
-            storages.insert(t.storage.key.clone(), data);
+            let raw = read_entry(&mut zip, &entry, bytes.len() as u64)?;
+            let values = decode(&key, t.storage.dtype, &raw)?;
+            stored += values.len();
+            storages.insert(t.storage.key.clone(), values);
         }
-        let raw = &storages[&t.storage.key];
-        let values = decode(&name, t.storage.dtype, raw)?;
+        let values = &storages[&t.storage.key];
         if (values.len() as u64) < t.storage.numel {
             return Err(Error::Weights {
-                tensor: name,
+                tensor: key,
                 message: format!(
                     "its storage `{entry}` holds {} values but the pickle claims {}",
                     values.len(),
@@ -580,8 +586,30 @@ pub fn read_checkpoint(bytes: &[u8]) -> Result<HashMap<String, HostTensor>> {
                 ),
             });
         }
-        let data = gather(&name, &values, &t)?;
-        let name = name.strip_prefix("module.").map(str::to_string).unwrap_or(name);
+        let numel = t.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        materialised = match numel.and_then(|n| materialised.checked_add(n)) {
+            Some(total) if total <= stored => total,
+            _ => {
+                return Err(Error::Weights {
+                    tensor: key,
+                    message: format!(
+                        "with the tensors before it, views more values than the checkpoint's {stored} stored ones \
+                         (overlapping views of storage `{entry}`): a checkpoint's weights each hold their own \
+                         values"
+                    ),
+                });
+            }
+        };
+        let data = gather(&key, values, &t)?;
+        // `model.module.x` (saved from DataParallel) is `x`; both in one file would be two values for one weight.
+        let name = key.strip_prefix("module.").unwrap_or(&key).to_string();
+        if let Some(other) = origin.get(&name) {
+            return Err(Error::Weights {
+                tensor: name,
+                message: format!("both `{other}` and `{key}` name this weight; which to use is ambiguous"),
+            });
+        }
+        origin.insert(name.clone(), key);
         out.insert(name, HostTensor { shape: t.shape.clone(), data });
     }
     Ok(out)

@@ -228,12 +228,22 @@ impl Weights {
                 let bytes = match dtype {
                     StorageDtype::F32 => bytemuck::cast_slice(&t.data).to_vec(),
                     StorageDtype::F16 => {
+                        // A weight beyond f16's range would be stored as infinity, which loading refuses: the
+                        // file could never be used, so it is not written.
+                        if let Some(v) = t.data.iter().find(|v| f16::from_f32(**v).is_infinite()) {
+                            return Err(Error::Weights {
+                                tensor: name.clone(),
+                                message: format!(
+                                    "holds {v}, beyond f16's range (65504): store this model as f32"
+                                ),
+                            });
+                        }
                         t.data.iter().flat_map(|&v| f16::from_f32(v).to_le_bytes()).collect()
                     }
                 };
-                (name.clone(), t.shape.clone(), bytes)
+                Ok((name.clone(), t.shape.clone(), bytes))
             })
-            .collect();
+            .collect::<Result<_>>()?;
         let st_dtype = match dtype {
             StorageDtype::F32 => Dtype::F32,
             StorageDtype::F16 => Dtype::F16,

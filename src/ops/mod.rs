@@ -8,6 +8,7 @@ pub mod concat;
 pub mod conv2d;
 pub mod ddim;
 pub mod elementwise;
+pub mod finite;
 pub mod group_norm;
 pub mod linear;
 pub mod randn;
@@ -40,6 +41,7 @@ pub const KERNELS: &[&Kernel] = &[
     &ddim::STEP_KERNEL,
     &ddim::THRESHOLD_KERNEL,
     &elementwise::KERNEL,
+    &finite::KERNEL,
     &group_norm::KERNEL,
     &group_norm::SERIAL_KERNEL,
     &linear::KERNEL,

@@ -203,6 +203,7 @@ impl Pipeline {
     /// The starting latents of images `first .. first + count` of `seed` (Philox, bit-identical everywhere).
     pub fn latents(&self, seed: u64, first: usize, count: usize) -> Result<Images> {
         let [c, h, w] = self.image_shape();
+        crate::limits::f32_array("latents", &[count, c, h, w])?;
         let first = image_index(first)?;
         Images::new([count, c, h, w], latents(seed, first, count, c * h * w))
     }
@@ -216,6 +217,10 @@ impl Pipeline {
         let [c, h, w] = self.image_shape();
         let per = c * h * w;
         let n = request.batch_size;
+        crate::limits::f32_array("samples", &[n, c, h, w])?;
+        request.first_image.checked_add(n).ok_or_else(|| {
+            Error::param("pipeline", format!("images {} + {n} overflow", request.first_image))
+        })?;
         let owned;
         let x_t = match request.latents {
             Some(l) => {
@@ -225,6 +230,7 @@ impl Pipeline {
                         format!("{} latent values for {n} images of {per}", l.len()),
                     ));
                 }
+                check_finite("latents", l, per)?;
                 l
             }
             None => {
@@ -238,6 +244,7 @@ impl Pipeline {
         if let Some(z) = request.noise {
             let needed = steps.checked_mul(z.images).and_then(|v| v.checked_mul(per));
             if needed != Some(z.data.len()) || request.first_image + n > z.images {
+                // (first_image + n does not overflow: checked above.)
                 return Err(Error::param(
                     "pipeline",
                     format!(
@@ -265,7 +272,10 @@ impl Pipeline {
                     None => StepNoise::Philox(request.seed),
                 };
                 let x = &x_t[start * per..(start + b) * per];
-                sampler.sample(x, b, first, noise, on_step).await
+                sampler
+                    .sample(x, b, first, noise, on_step)
+                    .await
+                    .map_err(|e| globally(e, request.first_image + start))
             })
             .await?;
         Images::new([n, c, h, w], data)
@@ -314,6 +324,7 @@ impl Pipeline {
                 ),
             ));
         }
+        check_finite("images", &images.data, images.per_image())?;
         let settings = SamplerSettings { eta: 0.0, sigma_hat: false, ..scheduler.clone() };
         let sampler = Sampler::new(&self.gpu, &self.graph, &self.params, settings)?;
         let per = images.per_image();
@@ -325,7 +336,7 @@ impl Pipeline {
                 progress,
                 async |start, b, on_step| {
                     let x0 = &images.data[start * per..(start + b) * per];
-                    sampler.invert(x0, b, on_step).await
+                    sampler.invert(x0, b, on_step).await.map_err(|e| globally(e, start))
                 },
             )
             .await?;
@@ -353,6 +364,19 @@ impl Pipeline {
                     b.len()
                 ),
             ));
+        }
+        let [c, h, w] = self.image_shape();
+        crate::limits::f32_array("interpolation frames", &[frames, c, h, w])?;
+        for (which, l) in [("first", a), ("second", b)] {
+            check_finite("latents", l, per)?;
+            if l.iter().all(|&v| v == 0.0) {
+                return Err(Error::param(
+                    "pipeline",
+                    format!(
+                        "the {which} latent is all zeros: slerp interpolates directions, and a zero latent has none"
+                    ),
+                ));
+            }
         }
         let x_t: Vec<f32> =
             (0..frames).flat_map(|f| slerp(a, b, f as f64 / (frames - 1) as f64)).collect();
@@ -473,8 +497,30 @@ fn image_index(i: usize) -> Result<u32> {
     u32::try_from(i).map_err(|_| Error::param("pipeline", format!("image index {i} exceeds 2^32")))
 }
 
-/// Refuses settings no sampling can run (0 steps, more steps than the schedule has, a negative eta, epsilon
-/// prediction where alphas_cumprod is 0), before a device is opened.
+/// Refuses `values` (images of `per` values each, `what` they are) holding a NaN or an infinity, naming the
+/// first: any one turns every result of its image into NaN.
+fn check_finite(what: &str, values: &[f32], per: usize) -> Result<()> {
+    match values.iter().position(|v| !v.is_finite()) {
+        Some(i) => Err(Error::param(
+            "pipeline",
+            format!("{what}: value {} of image {} is {}; inputs must be finite", i % per, i / per, values[i]),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// A sampler error about image k of a batch, made about image `first + k` of the run.
+fn globally(e: Error, first: usize) -> Error {
+    match e {
+        Error::NonFinite { image, step, t, steps } => {
+            Error::NonFinite { image: first + image, step, t, steps }
+        }
+        e => e,
+    }
+}
+
+/// Refuses settings no sampling can run (0 steps, more steps than the schedule has, an eta out of range, epsilon
+/// prediction where alphas_cumprod is 0 or nearly), before a device is opened.
 pub fn check_settings(settings: &SamplerSettings) -> Result<()> {
     crate::sampler::ddim::plan_steps(settings).map(|_| ())
 }

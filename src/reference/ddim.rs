@@ -92,3 +92,14 @@ pub fn ddim_step(
     }
     out
 }
+
+/// The finiteness watch (`ops::finite`): `first[n] = step` for each image n of `x` (`first.len()` images of
+/// `x.len() / first.len()` values) that holds a NaN or an infinity and whose entry is still `u32::MAX`.
+pub fn finite_watch(x: &[f32], first: &mut [u32], step: u32) {
+    let per = x.len() / first.len();
+    for (image, entry) in x.chunks(per).zip(first.iter_mut()) {
+        if *entry == u32::MAX && image.iter().any(|v| !v.is_finite()) {
+            *entry = step;
+        }
+    }
+}

@@ -17,6 +17,7 @@ use crate::gpu::profiler::{DispatchTiming, Profiler};
 use crate::gpu::{Gpu, Tensor};
 use crate::graph::ir::Graph;
 use crate::graph::plan::Plan;
+use crate::ops::finite;
 use crate::ops::ddim::{DdimScratch, Noise, StepSpec, UpdateMode, conv_ddim_update, ddim_update};
 
 /// Everything that decides the trajectory besides the model and the seed.
@@ -82,18 +83,35 @@ pub fn plan_steps(s: &SamplerSettings) -> Result<(Vec<Step>, Vec<String>)> {
     let final_alpha = if s.set_alpha_to_one { 1.0 } else { alphas[0] };
     check_eta(s.eta)?;
     check_x0_rules(s.clip, s.threshold)?;
-    let steps = ts
+    let pairs: Vec<(usize, Option<usize>, f64, f64)> = ts
         .iter()
         .enumerate()
         .map(|(i, &t)| {
             let prev = ts.get(i + 1).copied();
-            let a_t = alphas[t];
-            let a_p = prev.map_or(final_alpha, |p| alphas[p]);
+            (t, prev, alphas[t], prev.map_or(final_alpha, |p| alphas[p]))
+        })
+        .collect();
+    if !s.sigma_hat {
+        check_eta_range(s.eta, pairs.iter().map(|&(t, _, a_t, a_p)| (t, a_t, a_p)))?;
+    }
+    let steps = pairs
+        .into_iter()
+        .map(|(t, prev, a_t, a_p)| {
             if a_t == 0.0 && s.prediction == Prediction::Epsilon {
                 return Err(Error::param(
                     "sampler",
                     "alphas_cumprod is 0 at a sampled timestep (zero terminal SNR): epsilon prediction cannot \
                      recover x0 there; use v or sample prediction",
+                ));
+            }
+            if a_t < MIN_ALPHA_CUMPROD && s.prediction == Prediction::Epsilon {
+                return Err(Error::param(
+                    "sampler",
+                    format!(
+                        "alphas_cumprod at t = {t} is {a_t:e}, below {MIN_ALPHA_CUMPROD:e}: epsilon prediction \
+                         divides by its square root, which f32 cannot do there (the schedule's betas are too \
+                         large for its length)"
+                    ),
                 ));
             }
             let coefficients = if s.sigma_hat {
@@ -105,6 +123,39 @@ pub fn plan_steps(s: &SamplerSettings) -> Result<(Vec<Step>, Vec<String>)> {
         })
         .collect::<Result<Vec<_>>>()?;
     Ok((steps, warnings))
+}
+
+/// The smallest alphas_cumprod at a sampled timestep for epsilon prediction, which recovers x0 by dividing by
+/// sqrt(a_t): at 1e-30 the factor is 1e15 and x0 stays finite in f32 for any |x_t| under 1e23. Published
+/// schedules stay far above it (the cosine schedule's last is about 2e-9); the rest are betas too large for
+/// their length, whose alphas_cumprod underflows towards 0.
+pub const MIN_ALPHA_CUMPROD: f64 = 1e-30;
+
+/// Refuses an eta whose noise would exceed what a step can hold: DDIM's update weighs the direction to x_t by
+/// sqrt(1 - a_p - sigma^2), so sigma^2 may not pass 1 - a_p. eta <= 1 always fits (eta = 1 is the DDPM
+/// posterior variance); the error gives the largest eta these steps allow.
+fn check_eta_range(eta: f64, steps: impl Iterator<Item = (usize, f64, f64)>) -> Result<()> {
+    let mut limit: Option<(f64, usize)> = None;
+    for (t, a_t, a_p) in steps {
+        let variance = ((1.0 - a_p) / (1.0 - a_t)) * (1.0 - a_t / a_p);
+        if variance > 0.0 {
+            let max = ((1.0 - a_p) / variance).sqrt();
+            if limit.is_none_or(|(m, _)| max < m) {
+                limit = Some((max, t));
+            }
+        }
+    }
+    match limit {
+        // A relative margin of 1e-9 lets eta = 1 through where rounding puts its limit a hair under 1.
+        Some((max, t)) if eta > max * (1.0 + 1e-9) => Err(Error::param(
+            "sampler",
+            format!(
+                "eta {eta} is too large for these steps: at t = {t} the noise's variance would exceed \
+                 1 - alphas_cumprod of the previous step; at most {max:.6} here (eta = 1 is the DDPM variance)"
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The starting latents x_T of images `first_image ..`: standard normals from Philox, computed on the CPU so
@@ -195,7 +246,13 @@ impl<'a> Sampler<'a> {
         mut profile: Option<&mut (Profiler, Vec<f64>)>,
     ) -> Result<Vec<f32>> {
         let batch = plan.batch();
-        for (i, (t, update)) in steps.iter().enumerate() {
+        let x = &plan.inputs()[0];
+        let first = finite::watch_buffer(self.gpu, "finite watch", batch)?;
+        let watches = (0..steps.len())
+            .map(|i| finite::finite_watch(self.gpu, &format!("finite watch {}", i + 1), x, &first, i as u32))
+            .collect::<Result<Vec<_>>>()?;
+        for (i, ((t, step_update), watch)) in steps.iter().zip(&watches).enumerate() {
+            let update: Vec<&Dispatch> = step_update.iter().chain([watch]).collect();
             plan.inputs()[1].write(self.gpu, &vec![*t as f32; batch])?;
             let what = format!("sampling step {} (t = {t})", i + 1);
             let start = web_time::Instant::now();
@@ -206,7 +263,7 @@ impl<'a> Sampler<'a> {
                     .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(&what) });
                 match profile.as_mut() {
                     Some((profiler, _)) => {
-                        let all: Vec<&Dispatch> = unet.iter().chain(update).collect();
+                        let all: Vec<&Dispatch> = unet.iter().chain(update.iter().copied()).collect();
                         profiler.record_step(&mut encoder, i, &all).map(|_| encoder)
                     }
                     None => {
@@ -216,7 +273,7 @@ impl<'a> Sampler<'a> {
                                     label: Some(&what),
                                     timestamp_writes: None,
                                 });
-                            for d in unet.iter().chain(update) {
+                            for d in unet.iter().chain(update.iter().copied()) {
                                 d.record(&mut pass);
                             }
                         }
@@ -228,13 +285,26 @@ impl<'a> Sampler<'a> {
                 Ok(encoder) => self.gpu.submit_and_wait(&what, encoder).await,
                 Err(e) => Err(e),
             };
-            submitted.map_err(|e| self.gpu.locate_fault(e, unet.iter().chain(update)))?;
+            submitted
+                .map_err(|e| self.gpu.locate_fault(e, unet.iter().chain(update.iter().copied())))?;
             if let Some((_, walls)) = profile.as_mut() {
                 walls.push(start.elapsed().as_secs_f64());
             }
             progress(i + 1);
         }
-        self.gpu.download(&plan.inputs()[0]).await
+        let out = self.gpu.download(x).await?;
+        let marks = finite::first_steps(&self.gpu.download(&first).await?);
+        if let Some((image, step)) =
+            marks.iter().enumerate().find_map(|(n, s)| s.map(|s| (n, s as usize)))
+        {
+            return Err(Error::NonFinite {
+                image,
+                step: step + 1,
+                t: steps[step].0,
+                steps: steps.len(),
+            });
+        }
+        Ok(out)
     }
 
     /// Samples images `first_image .. first_image + batch` from their latents `x_t` (`[batch, C, H, W]`

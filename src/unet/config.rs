@@ -32,6 +32,10 @@ pub const MAX_LAYERS_PER_BLOCK: usize = 16;
 pub const MAX_CHANNELS: usize = 8192;
 /// The largest `sample_size`.
 pub const MAX_SAMPLE_SIZE: usize = 4096;
+/// The range of `norm_eps` (group norm's epsilon) this engine runs.
+pub const NORM_EPS_RANGE: (f64, f64) = (1e-12, 1.0);
+/// The range of `mid_block_scale_factor` this engine runs.
+pub const SCALE_FACTOR_RANGE: (f64, f64) = (1e-4, 1e4);
 
 /// A validated `UNet2DModel` configuration (the subset this engine runs).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -158,15 +162,32 @@ impl UNetConfig {
         if self.downsample_padding > 1 {
             return bad(format!("downsample_padding {} is not 0 or 1", self.downsample_padding));
         }
-        if !(self.norm_eps > 0.0 && self.norm_eps.is_finite()) {
-            return bad(format!("norm_eps {} is not positive", self.norm_eps));
-        }
-        if !(self.mid_block_scale_factor > 0.0 && self.mid_block_scale_factor.is_finite()) {
+        // The kernels take these as f32: eps keeps 1 / sqrt(variance + eps) finite for a constant group (under
+        // f32's smallest normal it is 0 there), and the mid block divides by its factor, so a factor near 0 or
+        // huge overflows f32. Published models use eps 1e-5 or 1e-6 and factor 1 (sqrt(2) in some).
+        if !(NORM_EPS_RANGE.0..=NORM_EPS_RANGE.1).contains(&self.norm_eps) {
             return bad(format!(
-                "mid_block_scale_factor {} is not positive",
-                self.mid_block_scale_factor
+                "norm_eps {} is outside [{:e}, {}]",
+                self.norm_eps, NORM_EPS_RANGE.0, NORM_EPS_RANGE.1
             ));
         }
+        if !(SCALE_FACTOR_RANGE.0..=SCALE_FACTOR_RANGE.1).contains(&self.mid_block_scale_factor) {
+            return bad(format!(
+                "mid_block_scale_factor {} is outside [{:e}, {:e}]",
+                self.mid_block_scale_factor, SCALE_FACTOR_RANGE.0, SCALE_FACTOR_RANGE.1
+            ));
+        }
+        // One image must fit the host budget: latents and samples are held on the host.
+        crate::limits::f32_array(
+            "one image of this model",
+            &[self.in_channels, self.sample_size, self.sample_size],
+        )
+        .map_err(|e| Error::Config(e.to_string()))?;
+        crate::limits::f32_array(
+            "one output of this model",
+            &[self.out_channels, self.sample_size, self.sample_size],
+        )
+        .map_err(|e| Error::Config(e.to_string()))?;
         let half = self.block_out_channels[0] / 2;
         if !self.freq_shift.is_finite() || half as f64 - self.freq_shift <= 0.0 {
             return bad(format!(

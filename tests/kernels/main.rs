@@ -10,6 +10,7 @@ mod conv2d;
 mod ddim;
 mod elementwise;
 mod errors;
+mod finite;
 mod group_norm;
 mod linear;
 mod randn;
