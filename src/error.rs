@@ -105,8 +105,8 @@ pub enum Error {
     /// An array whose size a file or a flag sets would exceed the host memory budget
     /// ([`crate::limits::MAX_ARRAY_BYTES`]).
     #[error(
-        "{} of shape {dims:?} would take {bytes} bytes, more than the {limit} bytes one array may take (split \
-         the run with --shard, or use fewer images)",
+        "{} of shape {dims:?} would take {bytes} bytes, more than the {limit} bytes one array may take (use \
+         fewer images or frames, or split the run with --shard)",
         line(what)
     )]
     TooLargeForHost {
@@ -190,12 +190,21 @@ const MAX_FIELD_CHARS: usize = 400;
 /// which input files may put in names and strings) are written as escapes, and a field longer than
 /// `MAX_FIELD_CHARS` is cut. Every variant's message goes through this, so an error is always one line.
 fn line(field: &str) -> String {
-    let mut out = String::new();
-    for (i, (at, c)) in field.char_indices().enumerate() {
-        if i == MAX_FIELD_CHARS {
-            out.push_str(&format!("... ({} more bytes)", field.len() - at));
-            break;
+    match field.char_indices().nth(MAX_FIELD_CHARS) {
+        Some((at, _)) => {
+            format!("{}... ({} more bytes)", printable(&field[..at]), field.len() - at)
         }
+        None => printable(field),
+    }
+}
+
+/// `text` as one printable line: control characters (newlines, NUL, terminal escapes) written as escapes
+/// (`\n`, `\u{1b}`). The one escaping function: every field of an [`Error`] goes through it, and the CLI
+/// passes each whole message through it again before printing, so that text from any source (a path in a
+/// context, a value echoed by the argument parser) reaches the terminal as one line of plain characters.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
         if c.is_control() {
             out.extend(c.escape_default());
         } else {

@@ -121,7 +121,10 @@ fn resolve(path: &Path) -> Result<PathBuf> {
         return Err(io_error(path, "an empty path"));
     }
     if bytes.last().is_some_and(|&b| std::path::is_separator(b as char)) {
-        return Err(io_error(path, "ends with a path separator; an output is a file, not a folder"));
+        return Err(io_error(
+            path,
+            "ends with a path separator; an output is a file, not a folder",
+        ));
     }
     let name = match path.components().next_back() {
         Some(Component::Normal(name)) => name,
@@ -223,7 +226,8 @@ impl OutputSet {
                 d = p.parent();
             }
             for p in missing.into_iter().rev() {
-                std::fs::create_dir(p).map_err(|e| io_error(p, format!("cannot be created: {e}")))?;
+                std::fs::create_dir(p)
+                    .map_err(|e| io_error(p, format!("cannot be created: {e}")))?;
                 s.created.push(p.to_path_buf());
             }
             let folder = std::fs::canonicalize(dir).map_err(|e| io_error(dir, e))?;
@@ -250,7 +254,9 @@ impl OutputSet {
             }
             let folder = resolved.parent().expect("a resolved path has a folder");
             let mut file = staging_file(folder, ".partial").map_err(|e| io_error(path, e))?;
-            file.write_all(bytes).and_then(|()| file.as_file().sync_all()).map_err(|e| io_error(path, e))?;
+            file.write_all(bytes)
+                .and_then(|()| file.as_file().sync_all())
+                .map_err(|e| io_error(path, e))?;
             s.staged.insert(resolved, file.into_temp_path());
             Ok(())
         })
@@ -270,13 +276,14 @@ impl OutputSet {
         let Staging { staged, created, .. } = staging;
         let mut done: Vec<(PathBuf, Option<TempPath>)> = Vec::new();
         let mut pending = staged.into_iter();
-        let failure = pending.by_ref().find_map(|(resolved, file)| match replace(&resolved, file) {
-            Ok(backup) => {
-                done.push((resolved, backup));
-                None
-            }
-            Err(e) => Some(e),
-        });
+        let failure =
+            pending.by_ref().find_map(|(resolved, file)| match replace(&resolved, file) {
+                Ok(backup) => {
+                    done.push((resolved, backup));
+                    None
+                }
+                Err(e) => Some(e),
+            });
         let Some(error) = failure else {
             // The replaced files, kept aside until now, go.
             drop(done);
@@ -299,7 +306,8 @@ fn replace(resolved: &Path, file: TempPath) -> Result<Option<TempPath>> {
     let folder = resolved.parent().expect("a resolved path has a folder");
     let backup = match std::fs::symlink_metadata(resolved) {
         Ok(_) => {
-            let aside = staging_file(folder, ".old").map_err(|e| io_error(resolved, e))?.into_temp_path();
+            let aside =
+                staging_file(folder, ".old").map_err(|e| io_error(resolved, e))?.into_temp_path();
             std::fs::rename(resolved, &aside).map_err(|e| io_error(resolved, e))?;
             Some(aside)
         }
@@ -417,7 +425,7 @@ pub fn parse_npy(bytes: &[u8], what: &str) -> Result<NpyArray> {
         return Err(Error::Io {
             path: what.to_string(),
             message: format!(
-            "value {i} (flat index) is {v} as float32: arrays must hold finite values (float64 values beyond \
+                "value {i} (flat index) is {v} as float32: arrays must hold finite values (float64 values beyond \
              float32's range, about 3.4e38, become infinite)"
             ),
         });

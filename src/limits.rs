@@ -26,7 +26,12 @@ pub fn f32_array(what: &str, dims: &[usize]) -> Result<usize> {
 
 fn too_large(what: &str, dims: &[usize]) -> Error {
     let bytes = dims.iter().fold(4u128, |n, &d| n.saturating_mul(d as u128));
-    Error::TooLargeForHost { what: what.to_string(), dims: dims.to_vec(), bytes, limit: MAX_ARRAY_BYTES }
+    Error::TooLargeForHost {
+        what: what.to_string(),
+        dims: dims.to_vec(),
+        bytes,
+        limit: MAX_ARRAY_BYTES,
+    }
 }
 
 #[cfg(test)]

@@ -92,7 +92,9 @@ fn renamed(
         if let Some(other) = origin.get(&name) {
             return Err(Error::Weights {
                 tensor: name,
-                message: format!("both `{other}` and `{key}` name this weight; which to use is ambiguous"),
+                message: format!(
+                    "both `{other}` and `{key}` name this weight; which to use is ambiguous"
+                ),
             });
         }
         origin.insert(name.clone(), key);
@@ -453,11 +455,10 @@ pub fn training_from_original_yaml(text: &str) -> Result<Training> {
     let d = &docs.first().ok_or_else(|| Error::Config("YAML: empty document".into()))?["diffusion"];
     let f = |k: &str, default: f64| match &d[k] {
         Yaml::BadValue | Yaml::Null => Ok(default),
-        Yaml::Real(_) | Yaml::Integer(_) => {
-            d[k].as_f64().or_else(|| d[k].as_i64().map(|v| v as f64)).ok_or_else(|| {
-                Error::Config(format!("YAML: diffusion.{k} is not a number"))
-            })
-        }
+        Yaml::Real(_) | Yaml::Integer(_) => d[k]
+            .as_f64()
+            .or_else(|| d[k].as_i64().map(|v| v as f64))
+            .ok_or_else(|| Error::Config(format!("YAML: diffusion.{k} is not a number"))),
         other => Err(Error::Config(format!("YAML: diffusion.{k} is {other:?}, not a number"))),
     };
     let (start, end) = (f("beta_start", 1e-4)?, f("beta_end", 0.02)?);
@@ -482,11 +483,7 @@ pub fn training_from_original_yaml(text: &str) -> Result<Training> {
         }
     };
     let training = Training {
-        schedule: TrainingSchedule {
-            betas,
-            train_steps,
-            zero_snr: false,
-        },
+        schedule: TrainingSchedule { betas, train_steps, zero_snr: false },
         ..Training::default()
     };
     training.validate()?;

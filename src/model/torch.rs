@@ -606,7 +606,9 @@ pub fn read_checkpoint(bytes: &[u8]) -> Result<BTreeMap<String, HostTensor>> {
         if let Some(other) = origin.get(&name) {
             return Err(Error::Weights {
                 tensor: name,
-                message: format!("both `{other}` and `{key}` name this weight; which to use is ambiguous"),
+                message: format!(
+                    "both `{other}` and `{key}` name this weight; which to use is ambiguous"
+                ),
             });
         }
         origin.insert(name.clone(), key);

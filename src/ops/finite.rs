@@ -51,7 +51,11 @@ pub fn finite_watch(
     if first.shape() != [n] {
         return Err(Error::shape(
             OP,
-            format!("`{}` has shape {:?}; x's batch of {n} needs [{n}]", first.label(), first.shape()),
+            format!(
+                "`{}` has shape {:?}; x's batch of {n} needs [{n}]",
+                first.label(),
+                first.shape()
+            ),
         ));
     }
     check_bindings(gpu, OP, &[x, first])?;

@@ -387,6 +387,11 @@ impl Pipeline {
         self.sample(&request, progress).await
     }
 
+    /// The names of the blocks whose outputs [`Pipeline::eval`] returns on request (diffusers' names), in order.
+    pub fn block_names(&self) -> Vec<String> {
+        self.graph.checkpoints.iter().map(|(name, _)| name.clone()).collect()
+    }
+
     /// One UNet evaluation: the model output at timesteps `t` (one per image) for inputs `x`, in batches the
     /// device holds; with `blocks`, also every block's output, named as diffusers names the block.
     pub async fn eval(&self, x: &Images, t: &[f32], blocks: bool) -> Result<Evaluation> {
@@ -503,7 +508,12 @@ fn check_finite(what: &str, values: &[f32], per: usize) -> Result<()> {
     match values.iter().position(|v| !v.is_finite()) {
         Some(i) => Err(Error::param(
             "pipeline",
-            format!("{what}: value {} of image {} is {}; inputs must be finite", i % per, i / per, values[i]),
+            format!(
+                "{what}: value {} of image {} is {}; inputs must be finite",
+                i % per,
+                i / per,
+                values[i]
+            ),
         )),
         None => Ok(()),
     }

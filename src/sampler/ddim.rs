@@ -17,8 +17,8 @@ use crate::gpu::profiler::{DispatchTiming, Profiler};
 use crate::gpu::{Gpu, Tensor};
 use crate::graph::ir::Graph;
 use crate::graph::plan::Plan;
-use crate::ops::finite;
 use crate::ops::ddim::{DdimScratch, Noise, StepSpec, UpdateMode, conv_ddim_update, ddim_update};
+use crate::ops::finite;
 
 /// Everything that decides the trajectory besides the model and the seed.
 #[derive(Clone, Debug, PartialEq)]
@@ -150,8 +150,9 @@ fn check_eta_range(eta: f64, steps: impl Iterator<Item = (usize, f64, f64)>) -> 
         Some((max, t)) if eta > max * (1.0 + 1e-9) => Err(Error::param(
             "sampler",
             format!(
-                "eta {eta} is too large for these steps: at t = {t} the noise's variance would exceed \
-                 1 - alphas_cumprod of the previous step; at most {max:.6} here (eta = 1 is the DDPM variance)"
+                "eta {} is too large for these steps: at t = {t} the noise's variance would exceed \
+                 1 - alphas_cumprod of the previous step; at most {max:.6} here (eta = 1 is the DDPM variance)",
+                if eta < 1e6 { eta.to_string() } else { format!("{eta:e}") }
             ),
         )),
         _ => Ok(()),
@@ -249,7 +250,15 @@ impl<'a> Sampler<'a> {
         let x = &plan.inputs()[0];
         let first = finite::watch_buffer(self.gpu, "finite watch", batch)?;
         let watches = (0..steps.len())
-            .map(|i| finite::finite_watch(self.gpu, &format!("finite watch {}", i + 1), x, &first, i as u32))
+            .map(|i| {
+                finite::finite_watch(
+                    self.gpu,
+                    &format!("finite watch {}", i + 1),
+                    x,
+                    &first,
+                    i as u32,
+                )
+            })
             .collect::<Result<Vec<_>>>()?;
         for (i, ((t, step_update), watch)) in steps.iter().zip(&watches).enumerate() {
             let update: Vec<&Dispatch> = step_update.iter().chain([watch]).collect();
@@ -263,7 +272,8 @@ impl<'a> Sampler<'a> {
                     .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(&what) });
                 match profile.as_mut() {
                     Some((profiler, _)) => {
-                        let all: Vec<&Dispatch> = unet.iter().chain(update.iter().copied()).collect();
+                        let all: Vec<&Dispatch> =
+                            unet.iter().chain(update.iter().copied()).collect();
                         profiler.record_step(&mut encoder, i, &all).map(|_| encoder)
                     }
                     None => {

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+use ddim_wgpu::io::OutputSet;
 use ddim_wgpu::model::convert::{from_diffusers_dir, from_original};
 use ddim_wgpu::model::weights::{StorageDtype, Weights};
 
@@ -35,6 +36,8 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 fn convert(src: &Path, config: Option<&Path>, dtype: Dtype, out: &Path) -> Result<()> {
+    let mut outputs = OutputSet::new();
+    outputs.reserve(out)?;
     let weights = match config {
         Some(yaml) => from_original(src, yaml),
         None if src.is_dir() => from_diffusers_dir(src),
@@ -51,7 +54,8 @@ fn convert(src: &Path, config: Option<&Path>, dtype: Dtype, out: &Path) -> Resul
         Dtype::F32 => StorageDtype::F32,
         Dtype::F16 => StorageDtype::F16,
     };
-    weights.save(out, storage)?;
+    outputs.write(out, &weights.to_bytes(storage)?)?;
+    outputs.commit()?;
     let c = &weights.config;
     println!(
         "wrote {} ({} tensors, {} parameters, {}): UNet {}x{}, channels {:?}, {} layers per block",

@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use pollster::FutureExt as _;
 
 use ddim_wgpu::gpu::{DeviceOptions, Gpu};
-use ddim_wgpu::io::{OutputSet, check_writable, npy_bytes, read_npy};
+use ddim_wgpu::io::{OutputSet, npy_bytes, read_npy};
 use ddim_wgpu::model::convert::load_model;
 use ddim_wgpu::model::weights::Weights;
 use ddim_wgpu::pipeline::{Images, Pipeline};
@@ -92,9 +92,19 @@ fn eval(
     if let Some(bad) = t.iter().find(|v| !v.is_finite()) {
         bail!("timestep {bad} is not finite");
     }
-    check_writable(out)?;
+    let mut outputs = OutputSet::new();
+    outputs.reserve(out)?;
+    if let Some(dir) = dump_dir {
+        outputs.create_dir(dir)?;
+    }
     let gpu = Gpu::new(options).block_on().context("opening a device")?;
     let pipeline = Pipeline::new(gpu, &weights)?;
+    let block_file = |dir: &Path, name: &str| dir.join(format!("{name}.npy"));
+    if let Some(dir) = dump_dir {
+        for name in pipeline.block_names() {
+            outputs.reserve(&block_file(dir, &name))?;
+        }
+    }
     let images =
         Images::new(x.shape.clone().try_into().expect("checked above: 4 dimensions"), x.data)?;
     let start = web_time::Instant::now();
@@ -107,13 +117,11 @@ fn eval(
             e.batches
         );
     }
-    let mut outputs = OutputSet::default();
-    outputs.stage(out, &npy_bytes(out, &e.output.shape, &e.output.data)?)?;
+    outputs.write(out, &npy_bytes(out, &e.output.shape, &e.output.data)?)?;
     if let Some(dir) = dump_dir {
-        outputs.create_dir(dir)?;
         for (name, shape, data) in &e.blocks {
-            let path = dir.join(format!("{name}.npy"));
-            outputs.stage(&path, &npy_bytes(&path, shape, data)?)?;
+            let path = block_file(dir, name);
+            outputs.write(&path, &npy_bytes(&path, shape, data)?)?;
         }
     }
     outputs.commit()?;

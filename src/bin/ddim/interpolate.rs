@@ -7,6 +7,7 @@ use pollster::FutureExt as _;
 
 use ddim_wgpu::gpu::{DeviceOptions, Gpu};
 use ddim_wgpu::io::{OutputSet, npy_bytes, png_grid_bytes};
+use ddim_wgpu::limits;
 use ddim_wgpu::pipeline::Pipeline;
 
 use crate::sampling::{self, Bar, DEFAULT_MODEL, SamplingArgs};
@@ -33,9 +34,10 @@ pub struct Args {
     pub frames: usize,
     #[command(flatten)]
     pub sampling: SamplingArgs,
-    /// The PNG strip.
-    #[arg(long, default_value = "interpolation.png")]
-    pub out: PathBuf,
+    /// The PNG strip (default interpolation.png; models whose images have neither 1 nor 3 channels write
+    /// --out-npy only).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
     /// Also the frames as float32 [F, C, H, W].
     #[arg(long)]
     pub out_npy: Option<PathBuf>,
@@ -52,9 +54,15 @@ pub fn run(options: &DeviceOptions, a: Args) -> Result<()> {
     }
     let weights = sampling::open_model(&a.model)?;
     let settings = sampling::settings(args, weights.training.as_ref())?;
-    sampling::check_given_outputs(&[Some(&a.out), a.out_npy.as_ref()])?;
     let shape = sampling::image_shape(&weights);
     let per: usize = shape.iter().product();
+    limits::f32_array("interpolation frames", &[frames, shape[0], shape[1], shape[2]])?;
+    let png =
+        sampling::png_output(a.out.as_ref(), "interpolation.png", shape[0], a.out_npy.is_some())?;
+    let mut outputs = OutputSet::new();
+    outputs.reserve_all(
+        [png.as_ref(), a.out_npy.as_ref()].into_iter().flatten().map(PathBuf::as_path),
+    )?;
     let given: Vec<Vec<f32>> = a
         .latents
         .iter()
@@ -79,12 +87,14 @@ pub fn run(options: &DeviceOptions, a: Args) -> Result<()> {
         .interpolate(&ends[0], &ends[1], frames, &settings, seed, &mut |p| bar.update(p))
         .block_on()?;
     bar.finish();
-    let mut outputs = OutputSet::default();
-    outputs.stage(&a.out, &png_grid_bytes(&a.out, &result.data, result.shape, frames)?)?;
+    if let Some(path) = &png {
+        outputs.write(path, &png_grid_bytes(path, &result.data, result.shape, frames)?)?;
+    }
     if let Some(path) = &a.out_npy {
-        outputs.stage(path, &npy_bytes(path, &result.shape, &result.data)?)?;
+        outputs.write(path, &npy_bytes(path, &result.shape, &result.data)?)?;
     }
     outputs.commit()?;
-    println!("wrote {} ({frames} frames)", a.out.display());
+    let first = png.as_ref().or(a.out_npy.as_ref()).expect("png_output requires one output");
+    println!("wrote {} ({frames} frames)", first.display());
     Ok(())
 }

@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use pollster::FutureExt as _;
 
 use ddim_wgpu::gpu::{DeviceOptions, Gpu};
-use ddim_wgpu::io::{check_writable, read_image, write_npy};
+use ddim_wgpu::io::{OutputSet, npy_bytes, read_image};
 use ddim_wgpu::pipeline::{Images, Pipeline};
 
 use crate::sampling::{self, Bar, DEFAULT_MODEL, SamplingArgs};
@@ -39,7 +39,8 @@ pub fn run(options: &DeviceOptions, a: Args) -> Result<()> {
     if args.eta != 0.0 || args.sigma_hat {
         bail!("inversion is deterministic: --eta and --sigma-hat do not apply");
     }
-    check_writable(&a.out)?;
+    let mut outputs = OutputSet::new();
+    outputs.reserve(&a.out)?;
     let c = &weights.config;
     let shape = sampling::image_shape(&weights);
     let per: usize = shape.iter().product();
@@ -69,7 +70,8 @@ pub fn run(options: &DeviceOptions, a: Args) -> Result<()> {
     let latents =
         pipeline.invert(&images, &settings, args.max_batch, &mut |p| bar.update(p)).block_on()?;
     bar.finish();
-    write_npy(&a.out, &latents.shape, &latents.data)?;
+    outputs.write(&a.out, &npy_bytes(&a.out, &latents.shape, &latents.data)?)?;
+    outputs.commit()?;
     println!("wrote {} ({n} latents, {} inversion steps)", a.out.display(), settings.steps);
     Ok(())
 }

@@ -13,6 +13,7 @@ mod sampling;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+use ddim_wgpu::error::printable;
 use ddim_wgpu::gpu::{DeviceOptions, Fault, KernelChoice, parse_backend, parse_switch};
 
 #[derive(Parser)]
@@ -115,12 +116,50 @@ fn parse_backend_arg(s: &str) -> Result<wgpu::Backend, String> {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => parse_error(e),
+    };
+    // An interrupted or terminated run removes what it staged (and the folders it made for it): all or nothing
+    // holds for a signal too. A run interrupted while its outputs are being renamed into place finishes that
+    // first.
+    let handler = ctrlc::set_handler(|| {
+        ddim_wgpu::io::abandon_outputs();
+        eprintln!("error: interrupted; no output written");
+        std::process::exit(130);
+    });
+    if let Err(e) = handler {
+        eprintln!("warning: no signal handler ({e}); an interrupted run may leave staged files");
+    }
     if let Err(e) = run(cli) {
-        // One line: the chain of contexts, outermost first.
-        eprintln!("error: {e:#}");
+        // One line: the chain of contexts, outermost first, with every control character escaped whatever
+        // context it came from.
+        eprintln!("error: {}", printable(&format!("{e:#}")));
         std::process::exit(1);
     }
+}
+
+/// Help and version as clap prints them; any other argument error as one line (clap's own spreads over
+/// several and echoes the value as given, control characters and all), exit code 2.
+fn parse_error(e: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit();
+    }
+    let text = e.render().to_string();
+    let parts: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("For more information"))
+        .collect();
+    let message = parts.join("; ");
+    eprintln!("error: {}", printable(message.strip_prefix("error: ").unwrap_or(&message)));
+    std::process::exit(2);
 }
 
 fn run(cli: Cli) -> Result<()> {

@@ -2,9 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
-use ddim_wgpu::io::{read_npy, write_npy};
+use ddim_wgpu::io::{OutputSet, npy_bytes, read_npy};
+use ddim_wgpu::limits;
 
 /// The flags of `ddim merge`.
 #[derive(clap::Args)]
@@ -23,6 +24,8 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 fn merge(inputs: &[PathBuf], out: &Path) -> Result<()> {
+    let mut outputs = OutputSet::new();
+    outputs.reserve(out)?;
     let mut shape: Option<Vec<usize>> = None;
     let mut data = Vec::new();
     for path in inputs {
@@ -32,7 +35,13 @@ fn merge(inputs: &[PathBuf], out: &Path) -> Result<()> {
         }
         match &mut shape {
             None => shape = Some(a.shape.clone()),
-            Some(s) if s[1..] == a.shape[1..] => s[0] += a.shape[0],
+            Some(s) if s[1..] == a.shape[1..] => {
+                s[0] = s[0].checked_add(a.shape[0]).with_context(|| {
+                    format!("{}: the merged first dimension overflows", path.display())
+                })?;
+                // The merged array grows with every input: checked before it does.
+                limits::f32_array("the merged array", s)?;
+            }
             Some(s) => bail!(
                 "{}: shape {:?} does not continue {:?} along the first axis",
                 path.display(),
@@ -43,7 +52,8 @@ fn merge(inputs: &[PathBuf], out: &Path) -> Result<()> {
         data.extend(a.data);
     }
     let shape = shape.expect("clap requires one input");
-    write_npy(out, &shape, &data)?;
+    outputs.write(out, &npy_bytes(out, &shape, &data)?)?;
+    outputs.commit()?;
     println!("wrote {} {shape:?} from {} files", out.display(), inputs.len());
     Ok(())
 }

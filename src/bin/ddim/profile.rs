@@ -8,7 +8,7 @@ use pollster::FutureExt as _;
 
 use ddim_wgpu::gpu::profiler::{chrome_trace, kernel_table};
 use ddim_wgpu::gpu::{DeviceOptions, Gpu, describe};
-use ddim_wgpu::io::{check_outputs, write_atomic};
+use ddim_wgpu::io::{OutputSet, read_text};
 use ddim_wgpu::model::weights::Weights;
 use ddim_wgpu::pipeline::Pipeline;
 
@@ -59,10 +59,10 @@ fn profile(
     trace: Option<&Path>,
     json: Option<&Path>,
 ) -> Result<()> {
-    check_outputs(&[trace, json].into_iter().flatten().collect::<Vec<_>>())?;
+    let mut outputs = OutputSet::new();
+    outputs.reserve_all([trace, json].into_iter().flatten())?;
     let weights = if model.extension().is_some_and(|e| e == "json") {
-        let text = std::fs::read_to_string(model)
-            .with_context(|| format!("reading {}", model.display()))?;
+        let text = read_text(model)?;
         let config = ddim_wgpu::unet::config::UNetConfig::from_diffusers_json(&text)?;
         eprintln!("note: {} is a config: random weights (timings only)", model.display());
         Weights::random(&config, seed)?
@@ -73,6 +73,8 @@ fn profile(
         bail!("--batch 0: nothing to profile");
     }
     let settings = sampling::settings(args, weights.training.as_ref())?;
+    let [c, h, w] = sampling::image_shape(&weights);
+    ddim_wgpu::limits::f32_array("latents", &[batch, c, h, w])?;
     let gpu = Gpu::new(options).block_on().context("opening a device")?;
     eprintln!("measuring the roofline ...");
     let roof = ddim_wgpu::gpu::roofline::measure(&gpu).block_on()?;
@@ -129,9 +131,9 @@ fn profile(
             .map(|(i, t)| format!("step {} (t = {t})", i + 1))
             .collect();
         let doc = chrome_trace(timings, &names);
-        write_atomic(path, serde_json::to_string(&doc)?.as_bytes())?;
+        outputs.write(path, serde_json::to_string(&doc)?.as_bytes())?;
         println!(
-            "wrote {} ({} slices)",
+            "writing {} ({} slices)",
             path.display(),
             doc["traceEvents"].as_array().map_or(0, Vec::len)
         );
@@ -148,7 +150,8 @@ fn profile(
             "step_wall_ms": step_wall_ms,
             "dispatches": timings.len(),
         });
-        write_atomic(path, serde_json::to_string_pretty(&doc)?.as_bytes())?;
+        outputs.write(path, serde_json::to_string_pretty(&doc)?.as_bytes())?;
     }
+    outputs.commit()?;
     Ok(())
 }

@@ -7,7 +7,9 @@ use pollster::FutureExt as _;
 
 use ddim_wgpu::gpu::{DeviceOptions, Gpu};
 use ddim_wgpu::io::{OutputSet, npy_bytes, png_bytes, png_grid_bytes, read_npy};
+use ddim_wgpu::limits;
 use ddim_wgpu::pipeline::{GivenNoise, Pipeline, SampleRequest};
+use ddim_wgpu::sampler::ddim::plan_steps;
 
 use crate::sampling::{self, Bar, DEFAULT_MODEL, SamplingArgs};
 
@@ -34,9 +36,10 @@ pub struct Args {
     /// Make only shard i of n (images i*N/n .. (i+1)*N/n): n machines together make the N images one would.
     #[arg(long, value_parser = parse_shard, value_name = "i/n")]
     pub shard: Option<Shard>,
-    /// The PNG grid of this run's images.
-    #[arg(long, default_value = "samples.png")]
-    pub out: PathBuf,
+    /// The PNG grid of this run's images (default samples.png; models whose images have neither 1 nor 3
+    /// channels write --out-npy only).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
     /// Also one PNG per image here, named by its global index (000000.png, ...).
     #[arg(long)]
     pub out_dir: Option<PathBuf>,
@@ -48,11 +51,23 @@ pub struct Args {
     pub save_latents: Option<PathBuf>,
 }
 
+/// The most images one run may make: Philox keys an image by a 32-bit index.
+const MAX_IMAGES: u64 = 1 << 32;
+
 /// `--shard i/n`.
 #[derive(Clone, Copy, Debug)]
 pub struct Shard {
     index: usize,
     count: usize,
+}
+
+impl Shard {
+    /// The images `lo .. hi` of `total` this shard makes: `i * total / n .. (i + 1) * total / n`, in 128-bit
+    /// arithmetic so that no product overflows.
+    fn range(self, total: usize) -> (usize, usize) {
+        let at = |i: usize| (i as u128 * total as u128 / self.count as u128) as usize;
+        (at(self.index), at(self.index + 1))
+    }
 }
 
 pub fn parse_shard(s: &str) -> Result<Shard, String> {
@@ -70,11 +85,6 @@ pub fn run(options: &DeviceOptions, req: Args) -> Result<()> {
     let args = &req.sampling;
     let weights = sampling::open_model(&req.model)?;
     let settings = sampling::settings(args, weights.training.as_ref())?;
-    sampling::check_given_outputs(&[
-        Some(&req.out),
-        req.out_npy.as_ref(),
-        req.save_latents.as_ref(),
-    ])?;
     let shape = sampling::image_shape(&weights);
     let per: usize = shape.iter().product();
     // All images of the run (every shard), then this shard's slice.
@@ -93,30 +103,55 @@ pub fn run(options: &DeviceOptions, req: Args) -> Result<()> {
     if total == 0 {
         bail!("--batch 0: nothing to sample");
     }
+    if total as u64 > MAX_IMAGES {
+        bail!(
+            "--batch {total}: at most {MAX_IMAGES} images (2^32: Philox keys an image by a 32-bit index)"
+        );
+    }
     let shard = req.shard.unwrap_or(Shard { index: 0, count: 1 });
     if shard.count > total {
         bail!("--shard {}/{}: more shards than the {total} images", shard.index, shard.count);
     }
-    let (lo, hi) = (shard.index * total / shard.count, (shard.index + 1) * total / shard.count);
+    let (lo, hi) = shard.range(total);
     let n = hi - lo;
+    limits::f32_array("this run's samples", &[n, shape[0], shape[1], shape[2]])?;
     let noise = match &req.noise {
         Some(path) => {
             let z = read_npy(path)?;
-            let expected = [settings.steps, total, shape[0], shape[1], shape[2]];
-            if z.shape.len() != 5 || z.shape[1..] != expected[1..] {
+            let steps = plan_steps(&settings)?.0.len();
+            let expected = [steps, total, shape[0], shape[1], shape[2]];
+            if z.shape != expected {
                 bail!(
-                    "{}: noise of shape {:?}; expected [S, {total}, {}, {}, {}]",
+                    "{}: noise of shape {:?}; these settings take {expected:?} (one normal per step, image and \
+                     value)",
                     path.display(),
-                    z.shape,
-                    shape[0],
-                    shape[1],
-                    shape[2]
+                    z.shape
                 );
             }
             Some(z)
         }
         None => None,
     };
+
+    // Every output is reserved before any work: a bad path fails now, not after the sampling.
+    let png =
+        sampling::png_output(req.out.as_ref(), "samples.png", shape[0], req.out_npy.is_some())?;
+    let mut outputs = OutputSet::new();
+    let cell = |k: usize| req.out_dir.as_ref().map(|dir| dir.join(format!("{:06}.png", lo + k)));
+    if let Some(dir) = &req.out_dir {
+        sampling::refuse_png(dir, shape[0])?;
+        outputs.create_dir(dir)?;
+        for k in 0..n {
+            outputs.reserve(&cell(k).expect("an --out-dir"))?;
+        }
+    }
+    outputs.reserve_all(
+        [png.as_ref(), req.out_npy.as_ref(), req.save_latents.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(PathBuf::as_path),
+    )?;
+
     let gpu = Gpu::new(options).block_on().context("opening a device")?;
     let pipeline = Pipeline::new(gpu, &weights)?;
     let x_t = match given_latents {
@@ -137,28 +172,28 @@ pub fn run(options: &DeviceOptions, req: Args) -> Result<()> {
     let elapsed = start.elapsed();
 
     let dims = images.shape;
-    let cols = (n as f64).sqrt().ceil() as usize;
-    let mut outputs = OutputSet::default();
-    outputs.stage(&req.out, &png_grid_bytes(&req.out, &images.data, dims, cols)?)?;
-    if let Some(dir) = &req.out_dir {
-        outputs.create_dir(dir)?;
-        for k in 0..n {
-            let path = dir.join(format!("{:06}.png", lo + k));
-            outputs.stage(&path, &png_bytes(&path, images.image(k), shape)?)?;
+    if let Some(path) = &png {
+        let cols = (n as f64).sqrt().ceil() as usize;
+        outputs.write(path, &png_grid_bytes(path, &images.data, dims, cols)?)?;
+    }
+    for k in 0..n {
+        if let Some(path) = cell(k) {
+            outputs.write(&path, &png_bytes(&path, images.image(k), shape)?)?;
         }
     }
     if let Some(path) = &req.out_npy {
-        outputs.stage(path, &npy_bytes(path, &dims, &images.data)?)?;
+        outputs.write(path, &npy_bytes(path, &dims, &images.data)?)?;
     }
     if let Some(path) = &req.save_latents {
-        outputs.stage(path, &npy_bytes(path, &dims, &x_t)?)?;
+        outputs.write(path, &npy_bytes(path, &dims, &x_t)?)?;
     }
     outputs.commit()?;
     let noise =
         if settings.sigma_hat { "sigma-hat".to_string() } else { format!("eta {}", settings.eta) };
+    let first = png.as_ref().or(req.out_npy.as_ref()).expect("png_output requires one output");
     println!(
         "wrote {} ({n} images {lo}..{hi} of {total}, {} steps, {noise}) in {:.1?}",
-        req.out.display(),
+        first.display(),
         settings.steps,
         elapsed
     );

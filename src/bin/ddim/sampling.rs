@@ -9,7 +9,7 @@ use clap::ValueEnum;
 use ddim_wgpu::diffusion::schedule::BetaSchedule;
 use ddim_wgpu::diffusion::step::{Prediction, Threshold};
 use ddim_wgpu::diffusion::timesteps::Spacing;
-use ddim_wgpu::io::{NpyArray, check_outputs, read_npy};
+use ddim_wgpu::io::{NpyArray, read_npy};
 use ddim_wgpu::model::convert::load_model;
 use ddim_wgpu::model::weights::{Training, Weights};
 use ddim_wgpu::ops::ddim::UpdateMode;
@@ -135,6 +135,13 @@ pub fn settings(args: &SamplingArgs, training: Option<&Training>) -> Result<Samp
         (Some(_), Some(_)) => bail!("--beta-schedule and --trained-betas exclude each other"),
         (_, Some(path)) => {
             let b = read_npy(path)?;
+            if b.shape.len() != 1 {
+                bail!(
+                    "{}: betas of shape {:?}; --trained-betas takes a 1-D array, one beta per training step",
+                    path.display(),
+                    b.shape
+                );
+            }
             schedule.train_steps = args.train_steps.unwrap_or(b.data.len());
             BetaSchedule::Trained { betas: b.data.iter().map(|&v| v as f64).collect() }
         }
@@ -276,8 +283,41 @@ pub fn read_batch(path: &Path, shape: [usize; 3], what: &str) -> Result<NpyArray
     Ok(a)
 }
 
-/// Checks, before any work, that the outputs that are given can be written.
-pub fn check_given_outputs(paths: &[Option<&PathBuf>]) -> Result<()> {
-    let paths: Vec<&Path> = paths.iter().flatten().map(|p| p.as_path()).collect();
-    Ok(check_outputs(&paths)?)
+/// The PNG output of a command that writes images: `given`, else `default` where the model's images have 1
+/// or 3 channels. Images of other channel counts cannot be PNG: asking for one is refused, and without a PNG
+/// the command must write `.npy` (`npy_given`). Checked before any work.
+pub fn png_output(
+    given: Option<&PathBuf>,
+    default: &str,
+    channels: usize,
+    npy_given: bool,
+) -> Result<Option<PathBuf>> {
+    match given {
+        Some(path) => {
+            refuse_png(path, channels)?;
+            Ok(Some(path.clone()))
+        }
+        None if png_channels(channels) => Ok(Some(default.into())),
+        None if npy_given => Ok(None),
+        None => bail!(
+            "the model's images have {channels} channels, which PNG cannot hold (1: grey, 3: RGB): pass --out-npy \
+             FILE"
+        ),
+    }
+}
+
+/// Refuses PNG output at `path` for images of `channels` channels, unless that is 1 or 3.
+pub fn refuse_png(path: &Path, channels: usize) -> Result<()> {
+    if !png_channels(channels) {
+        bail!(
+            "{}: the model's images have {channels} channels, and PNG holds 1 (grey) or 3 (RGB); write them with \
+             --out-npy",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+fn png_channels(channels: usize) -> bool {
+    channels == 1 || channels == 3
 }
