@@ -28,6 +28,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("pickle", pickle),
     ("checkpoint", checkpoint),
     ("weights", weights),
+    ("model_file", model_file),
     ("npy", npy),
     ("yaml", yaml),
     ("json_config", json_config),
@@ -60,6 +61,177 @@ pub fn checkpoint(data: &[u8]) {
 pub fn weights(data: &[u8]) {
     check("weights", Weights::from_bytes(data));
     check("weights", parse_safetensors(data, "fuzz.safetensors"));
+}
+
+/// Our weights file as a model maker writes it, from a description in the fuzz input (see
+/// [`model_file_bytes`]): the checksum and the JSON are always valid, so every input gets past them to what a
+/// raw-bytes fuzzer rarely reaches: config validation, the tensors against the graph the config builds, the
+/// training schedule, and, for a file that loads, the graph's shape inference and the sampler's step plan for
+/// a step count and eta from the input.
+pub fn model_file(data: &[u8]) {
+    let mut input = Input(data);
+    let Some(bytes) = model_file_bytes(&mut input) else { return };
+    let loaded = Weights::from_bytes(&bytes);
+    let Ok(weights) = loaded else {
+        return check("model_file", loaded);
+    };
+    let graph = crate::unet::builder::build(&weights.config);
+    let Ok(graph) = graph else {
+        return check("model_file", graph);
+    };
+    for node in &graph.nodes {
+        let elements = graph.shape(node.output).iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        assert!(elements.is_some(), "model_file: a node's shape overflows: {}", node.name);
+    }
+    let mut settings = crate::pipeline::default_settings(weights.training.as_ref());
+    settings.steps = 1 + input.byte() as usize * 4;
+    settings.eta = [0.0, 0.5, 1.0, 1.5, 1e20, f64::NAN][input.byte() as usize % 6];
+    check("model_file", crate::pipeline::check_settings(&settings));
+}
+
+/// Bytes of a fuzz input read in order, zero past the end.
+pub struct Input<'a>(pub &'a [u8]);
+
+impl Input<'_> {
+    /// The next byte (0 past the end).
+    pub fn byte(&mut self) -> u8 {
+        let (first, rest) = self.0.split_first().unwrap_or((&0, &[]));
+        self.0 = rest;
+        *first
+    }
+
+    /// One of `choices`, picked by the next byte.
+    pub fn pick<T: Copy>(&mut self, choices: &[T]) -> T {
+        choices[self.byte() as usize % choices.len()]
+    }
+}
+
+/// Writes a weights file from a description read from `input`: a small UNet config (each number usually in a
+/// sane small range, sometimes an edge: 0, a huge count, a non-finite or tiny float), a training schedule (any
+/// of the four kinds, with edge betas), tensors made for that config (or, when it is refused, for a small valid
+/// one), then zero or more damages to the tensors (one dropped, renamed, reshaped, given a NaN), stored as f32
+/// or f16 with a valid checksum. `None` when the description cannot be serialised (an f16 overflow).
+pub fn model_file_bytes(input: &mut Input) -> Option<Vec<u8>> {
+    use crate::diffusion::schedule::{BetaSchedule, TrainingSchedule};
+    use crate::diffusion::step::Prediction;
+    use crate::model::weights::{StorageDtype, Training};
+    use crate::unet::config::{DownBlock, UpBlock};
+
+    let levels = input.pick(&[1usize, 1, 2, 2, 3, 0, 9]);
+    let count = |input: &mut Input, sane: &[usize]| {
+        if input.byte() < 240 { input.pick(sane) } else { input.pick(&[0, 1 << 20, usize::MAX]) }
+    };
+    let real = |input: &mut Input, sane: f64| match input.byte() {
+        0..=239 => sane,
+        b => [0.0, -1.0, 5e-324, 1e300, f64::NAN, f64::INFINITY][b as usize % 6],
+    };
+    let channels: Vec<usize> = (0..levels).map(|_| count(input, &[4, 8])).collect();
+    let attention: Vec<bool> = (0..levels).map(|_| input.byte() % 2 == 1).collect();
+    let config = UNetConfig {
+        sample_size: count(input, &[8, 16, 4096]),
+        in_channels: count(input, &[1, 3, 4, 8192]),
+        out_channels: count(input, &[1, 3, 4]),
+        block_out_channels: channels.clone(),
+        layers_per_block: count(input, &[1, 2]),
+        down_block_types: attention
+            .iter()
+            .map(|&a| if a { DownBlock::AttnDownBlock2D } else { DownBlock::DownBlock2D })
+            .collect(),
+        up_block_types: attention
+            .iter()
+            .rev()
+            .map(|&a| if a { UpBlock::AttnUpBlock2D } else { UpBlock::UpBlock2D })
+            .collect(),
+        mid_block_attention: input.byte() % 2 == 0,
+        mid_block_scale_factor: real(input, 1.0),
+        norm_num_groups: count(input, &[2, 4]),
+        attn_norm_num_groups: None,
+        norm_eps: real(input, 1e-6),
+        attention_head_dim: Some(count(input, &[2, 4])),
+        downsample_padding: count(input, &[0, 1]),
+        flip_sin_to_cos: input.byte() % 2 == 0,
+        freq_shift: real(input, 1.0),
+        time_embed_dim: 4 * channels.first().copied().unwrap_or(4),
+    };
+    let train_steps = count(input, &[10, 1000]);
+    let (start, end) = (real(input, 1e-4), real(input, 0.02));
+    let betas = match input.byte() % 5 {
+        0 => BetaSchedule::Linear { start, end },
+        1 => BetaSchedule::ScaledLinear { start, end },
+        2 => BetaSchedule::SquaredcosCapV2,
+        3 => BetaSchedule::Trained {
+            betas: (0..train_steps.min(64)).map(|i| real(input, 0.01 + i as f64 * 1e-3)).collect(),
+        },
+        _ => BetaSchedule::Linear { start: 0.2, end: 0.3 },
+    };
+    let training = (input.byte() % 4 != 0).then(|| Training {
+        schedule: TrainingSchedule { betas, train_steps, zero_snr: input.byte() % 5 == 0 },
+        prediction: input.pick(&[Prediction::Epsilon, Prediction::V, Prediction::Sample]),
+        steps_offset: count(input, &[0, 1]),
+        set_alpha_to_one: input.byte() % 2 == 0,
+    });
+    // Tensors for the config if it is valid and small; else those of a small valid model, which the loader
+    // must then find do not fit the config (if the config gets past validation at all).
+    let tensors = match Weights::random(&config, input.byte() as u64) {
+        Ok(w) if w.parameter_count() <= 1 << 16 => w.tensors,
+        _ => Weights::random(&small_config(), 0).expect("the small config is valid").tensors,
+    };
+    let mut weights = Weights { config, training, tensors };
+    for _ in 0..input.byte() % 4 {
+        let names: Vec<String> = weights.tensors.keys().cloned().collect();
+        if names.is_empty() {
+            break;
+        }
+        let name = names[input.byte() as usize % names.len()].clone();
+        match input.byte() % 4 {
+            0 => {
+                weights.tensors.remove(&name);
+            }
+            1 => {
+                let t = weights.tensors.remove(&name).expect("listed");
+                weights.tensors.insert(format!("{name}.x"), t);
+            }
+            2 => {
+                let t = weights.tensors.get_mut(&name).expect("listed");
+                if let Some(d) = t.shape.first_mut() {
+                    *d += 1;
+                    t.data.resize(t.shape.iter().product(), 0.5);
+                }
+            }
+            _ => {
+                let t = weights.tensors.get_mut(&name).expect("listed");
+                if let Some(v) = t.data.first_mut() {
+                    *v = f32::NAN;
+                }
+            }
+        }
+    }
+    let dtype = if input.byte() % 2 == 0 { StorageDtype::F32 } else { StorageDtype::F16 };
+    weights.to_bytes(dtype).ok()
+}
+
+/// A one-level UNet of 4 channels on 8x8 grey images: the smallest config every block type is in.
+fn small_config() -> UNetConfig {
+    use crate::unet::config::{DownBlock, UpBlock};
+    UNetConfig {
+        sample_size: 8,
+        in_channels: 1,
+        out_channels: 1,
+        block_out_channels: vec![4],
+        layers_per_block: 1,
+        down_block_types: vec![DownBlock::AttnDownBlock2D],
+        up_block_types: vec![UpBlock::AttnUpBlock2D],
+        mid_block_attention: true,
+        mid_block_scale_factor: 1.0,
+        norm_num_groups: 2,
+        attn_norm_num_groups: None,
+        norm_eps: 1e-6,
+        attention_head_dim: Some(2),
+        downsample_padding: 1,
+        flip_sin_to_cos: false,
+        freq_shift: 1.0,
+        time_embed_dim: 16,
+    }
 }
 
 /// A `.npy` array (`--input`, `--latent`, `--image x.npy`, `ddim merge`).

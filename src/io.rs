@@ -801,4 +801,87 @@ mod tests {
         assert_eq!(leftovers.len(), 1);
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_failed_commit_restores_what_it_replaced() {
+        let dir = std::env::temp_dir().join(format!("ddim-io-commit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (a, b, c) = (dir.join("a"), dir.join("b"), dir.join("c"));
+        std::fs::write(&a, "old a").unwrap();
+        let mut set = OutputSet::new();
+        set.reserve_all([a.as_path(), b.as_path(), c.as_path()]).unwrap();
+        for p in [&a, &b, &c] {
+            set.write(p, b"new").unwrap();
+        }
+        // Something outside the command puts a folder where `b` goes: its rename fails mid-commit (outputs
+        // are renamed in path order, so `a` is already in place), and `a` must get its old bytes back.
+        std::fs::create_dir(&b).unwrap();
+        std::fs::write(b.join("inside"), "x").unwrap();
+        assert!(set.commit().is_err());
+        assert_eq!(std::fs::read_to_string(&a).unwrap(), "old a");
+        assert!(!c.exists());
+        assert_eq!(names(&dir), ["a", "b"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn links_are_replaced_and_spellings_resolved() {
+        let dir = std::env::temp_dir().join(format!("ddim-io-links-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        let victim = dir.join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        let link = dir.join("out");
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        write_atomic(&link, b"output").unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        assert!(std::fs::symlink_metadata(&link).unwrap().is_file());
+        // One file under two spellings is one output.
+        let mut set = OutputSet::new();
+        set.reserve(&dir.join("x")).unwrap();
+        let e = set.reserve(&dir.join("sub/../x")).unwrap_err().to_string();
+        assert!(e.contains("is the same file as"), "{e}");
+        for bad in ["x/", "..", ""] {
+            assert!(set.reserve(Path::new(bad)).is_err(), "{bad:?}");
+        }
+        drop(set);
+        assert_eq!(names(&dir), ["out", "sub", "victim"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_set_dropped_uncommitted_removes_what_it_staged_and_made() {
+        let dir = std::env::temp_dir().join(format!("ddim-io-drop-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let made = dir.join("new/deeper");
+        let mut set = OutputSet::new();
+        set.create_dir(&made).unwrap();
+        set.write(&made.join("f"), b"x").unwrap();
+        set.write(&dir.join("g"), b"y").unwrap();
+        assert_eq!(names(&made).len(), 1, "one staging file");
+        drop(set);
+        assert!(names(&dir).is_empty(), "{:?}", names(&dir));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn non_finite_arrays_are_refused() {
+        let nan: Vec<u8> = [0.0f32, f32::NAN].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let e =
+            parse_npy(&npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2,)}", &nan), "t");
+        assert!(e.unwrap_err().to_string().contains("value 1 (flat index) is NaN"));
+        let huge: Vec<u8> = 1e300f64.to_le_bytes().to_vec();
+        let e =
+            parse_npy(&npy("{'descr': '<f8', 'fortran_order': False, 'shape': (1,)}", &huge), "t");
+        assert!(e.unwrap_err().to_string().contains("is inf"));
+    }
 }

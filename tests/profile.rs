@@ -38,8 +38,9 @@ fn profile_counts_every_dispatch_and_adds_up() {
         let plain =
             sampler.sample(&x_t, 2, 0, StepNoise::Philox(0), &mut |_| {}).block_on().unwrap();
         assert_eq!(x, plain);
-        // Steps 1 and 2 add noise; the last step (to a_p = 1) has sigma = 0 and a shorter unfused chain.
-        let per_step = graph.nodes.len();
+        // Steps 1 and 2 add noise; the last step (to a_p = 1) has sigma = 0 and a shorter unfused chain. Every
+        // step ends with the finiteness watch.
+        let per_step = graph.nodes.len() + 1;
         let expected = 3 * per_step + 2 * noisy + last;
         assert_eq!(timings.len(), expected, "{mode:?}: one timing per dispatch");
         assert_eq!(walls.len(), 3);

@@ -523,6 +523,9 @@ pub fn pickled_shapes(pickle: &[u8]) -> Result<Vec<(String, Vec<usize>)>> {
     Ok(state_dict(pickle)?.into_iter().map(|(name, t)| (name, t.shape)).collect())
 }
 
+/// How many times over the tensors of a checkpoint may view its stored values, together.
+const MAX_VIEWS_PER_VALUE: usize = 2;
+
 /// Reads the tensors of a PyTorch checkpoint: a state dict at the top level (`torch.save(model.state_dict())`),
 /// or the first state dict of a top-level list or tuple (the DDIM repository's `[model, optimizer, ...]`), or
 /// the state dict under a `state_dict` key. Floating-point tensors are widened to f32; others are skipped.
@@ -558,8 +561,9 @@ pub fn read_checkpoint(bytes: &[u8]) -> Result<BTreeMap<String, HostTensor>> {
     let items = state_dict(&pickle)?;
 
     // Each storage is read and decoded once, however many names view it. The values materialised for the
-    // names together may not exceed the values stored: views that overlap (3,000 names over one storage)
-    // would otherwise copy it per name, so memory stays proportional to the file.
+    // names together may not exceed twice the values stored: enough for tied weights (two names, one storage)
+    // and for views that overlap a little, while 3,000 names over one storage, which would copy it per name,
+    // are refused, so memory stays proportional to the file.
     let mut storages: HashMap<String, Vec<f32>> = HashMap::new();
     let (mut stored, mut materialised) = (0usize, 0usize);
     let mut out: BTreeMap<String, HostTensor> = BTreeMap::new();
@@ -588,14 +592,14 @@ pub fn read_checkpoint(bytes: &[u8]) -> Result<BTreeMap<String, HostTensor>> {
         }
         let numel = t.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
         materialised = match numel.and_then(|n| materialised.checked_add(n)) {
-            Some(total) if total <= stored => total,
+            Some(total) if total <= stored.saturating_mul(MAX_VIEWS_PER_VALUE) => total,
             _ => {
                 return Err(Error::Weights {
                     tensor: key,
                     message: format!(
-                        "with the tensors before it, views more values than the checkpoint's {stored} stored ones \
-                         (overlapping views of storage `{entry}`): a checkpoint's weights each hold their own \
-                         values"
+                        "with the tensors before it, views more than {MAX_VIEWS_PER_VALUE} times the \
+                         checkpoint's {stored} stored values (overlapping views of storage `{entry}`): a model's \
+                         weights hold their own values, or share them in pairs"
                     ),
                 });
             }

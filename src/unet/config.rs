@@ -167,13 +167,13 @@ impl UNetConfig {
         // huge overflows f32. Published models use eps 1e-5 or 1e-6 and factor 1 (sqrt(2) in some).
         if !(NORM_EPS_RANGE.0..=NORM_EPS_RANGE.1).contains(&self.norm_eps) {
             return bad(format!(
-                "norm_eps {} is outside [{:e}, {}]",
+                "norm_eps {:e} is outside [{:e}, {}]",
                 self.norm_eps, NORM_EPS_RANGE.0, NORM_EPS_RANGE.1
             ));
         }
         if !(SCALE_FACTOR_RANGE.0..=SCALE_FACTOR_RANGE.1).contains(&self.mid_block_scale_factor) {
             return bad(format!(
-                "mid_block_scale_factor {} is outside [{:e}, {:e}]",
+                "mid_block_scale_factor {:e} is outside [{:e}, {:e}]",
                 self.mid_block_scale_factor, SCALE_FACTOR_RANGE.0, SCALE_FACTOR_RANGE.1
             ));
         }

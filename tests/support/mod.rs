@@ -38,8 +38,13 @@ fn open(options: DeviceOptions) -> Option<Gpu> {
 /// Runs the `ddim` binary built for these tests.
 pub fn ddim(args: &[&str]) -> std::process::Output {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ddim"));
-    // Mesa's window-system code prints `error: XDG_RUNTIME_DIR is invalid or not set` on stderr when it is
-    // unset (a headless CI shell); give it a private directory so that stderr holds only what ddim says.
+    quiet_mesa(&mut cmd);
+    cmd.args(args).output().expect("run ddim")
+}
+
+/// Mesa's window-system code prints `error: XDG_RUNTIME_DIR is invalid or not set` on stderr when it is unset
+/// (a headless CI shell); this gives `cmd` a private directory so that stderr holds only what ddim says.
+pub fn quiet_mesa(cmd: &mut std::process::Command) {
     if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
         let dir = std::env::temp_dir().join(format!("ddim-xdg-{}", std::process::id()));
         let _ = std::fs::create_dir_all(&dir);
@@ -50,7 +55,6 @@ pub fn ddim(args: &[&str]) -> std::process::Output {
         }
         cmd.env("XDG_RUNTIME_DIR", dir);
     }
-    cmd.args(args).output().expect("run ddim")
 }
 
 /// A path under tests/fixtures/unet/.

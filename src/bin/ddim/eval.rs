@@ -93,10 +93,10 @@ fn eval(
         bail!("timestep {bad} is not finite");
     }
     let mut outputs = OutputSet::new();
-    outputs.reserve(out)?;
     if let Some(dir) = dump_dir {
         outputs.create_dir(dir)?;
     }
+    outputs.reserve(out)?;
     let gpu = Gpu::new(options).block_on().context("opening a device")?;
     let pipeline = Pipeline::new(gpu, &weights)?;
     let block_file = |dir: &Path, name: &str| dir.join(format!("{name}.npy"));
