@@ -126,7 +126,7 @@ pub fn model_file_bytes(input: &mut Input) -> Option<Vec<u8>> {
         b => [0.0, -1.0, 5e-324, 1e300, f64::NAN, f64::INFINITY][b as usize % 6],
     };
     let channels: Vec<usize> = (0..levels).map(|_| count(input, &[4, 8])).collect();
-    let attention: Vec<bool> = (0..levels).map(|_| input.byte() % 2 == 1).collect();
+    let attention: Vec<bool> = (0..levels).map(|_| !input.byte().is_multiple_of(2)).collect();
     let config = UNetConfig {
         sample_size: count(input, &[8, 16, 4096]),
         in_channels: count(input, &[1, 3, 4, 8192]),
@@ -142,14 +142,14 @@ pub fn model_file_bytes(input: &mut Input) -> Option<Vec<u8>> {
             .rev()
             .map(|&a| if a { UpBlock::AttnUpBlock2D } else { UpBlock::UpBlock2D })
             .collect(),
-        mid_block_attention: input.byte() % 2 == 0,
+        mid_block_attention: input.byte().is_multiple_of(2),
         mid_block_scale_factor: real(input, 1.0),
         norm_num_groups: count(input, &[2, 4]),
         attn_norm_num_groups: None,
         norm_eps: real(input, 1e-6),
         attention_head_dim: Some(count(input, &[2, 4])),
         downsample_padding: count(input, &[0, 1]),
-        flip_sin_to_cos: input.byte() % 2 == 0,
+        flip_sin_to_cos: input.byte().is_multiple_of(2),
         freq_shift: real(input, 1.0),
         time_embed_dim: 4 * channels.first().copied().unwrap_or(4),
     };
@@ -164,11 +164,11 @@ pub fn model_file_bytes(input: &mut Input) -> Option<Vec<u8>> {
         },
         _ => BetaSchedule::Linear { start: 0.2, end: 0.3 },
     };
-    let training = (input.byte() % 4 != 0).then(|| Training {
-        schedule: TrainingSchedule { betas, train_steps, zero_snr: input.byte() % 5 == 0 },
+    let training = (!input.byte().is_multiple_of(4)).then(|| Training {
+        schedule: TrainingSchedule { betas, train_steps, zero_snr: input.byte().is_multiple_of(5) },
         prediction: input.pick(&[Prediction::Epsilon, Prediction::V, Prediction::Sample]),
         steps_offset: count(input, &[0, 1]),
-        set_alpha_to_one: input.byte() % 2 == 0,
+        set_alpha_to_one: input.byte().is_multiple_of(2),
     });
     // Tensors for the config if it is valid and small; else those of a small valid model, which the loader
     // must then find do not fit the config (if the config gets past validation at all).
@@ -206,7 +206,7 @@ pub fn model_file_bytes(input: &mut Input) -> Option<Vec<u8>> {
             }
         }
     }
-    let dtype = if input.byte() % 2 == 0 { StorageDtype::F32 } else { StorageDtype::F16 };
+    let dtype = if input.byte().is_multiple_of(2) { StorageDtype::F32 } else { StorageDtype::F16 };
     weights.to_bytes(dtype).ok()
 }
 

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ddim_wgpu::fuzz::{CappedAllocator, TARGETS};
+use ddim_wgpu::fuzz::{CappedAllocator, Input, TARGETS, model_file_bytes};
 use ddim_wgpu::io::{decode_image, parse_npy};
 use ddim_wgpu::model::convert::{
     config_from_original_yaml, parse_safetensors, training_from_original_yaml,
@@ -14,6 +14,7 @@ use ddim_wgpu::model::convert::{
 };
 use ddim_wgpu::model::torch::{pickled_shapes, read_checkpoint};
 use ddim_wgpu::model::weights::Weights;
+use ddim_wgpu::pipeline::{check_settings, default_settings};
 use ddim_wgpu::unet::config::UNetConfig;
 
 // The fuzzers' allocation cap (320 MiB, the image target's), so that an input which once made a parser
@@ -95,6 +96,31 @@ fn the_seeds_parse() {
             training_from_scheduler_json(&text(&p), "seed").unwrap();
         } else {
             UNetConfig::from_diffusers_json(&text(&p)).unwrap();
+        }
+    }
+    // The model_file seeds are descriptions: the files they make carry valid checksums, so the sane ones load
+    // and the hostile ones are refused by what comes after the checksum (config validation).
+    for p in seeds("model_file") {
+        let bytes = std::fs::read(&p).unwrap();
+        let file = model_file_bytes(&mut Input(&bytes)).expect("serialisable");
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        let loaded = Weights::from_bytes(&file);
+        match name.as_str() {
+            "damaged" | "nan_weight" => {
+                let e = loaded.unwrap_err().to_string();
+                assert!(e.starts_with("weight `"), "{name}: {e}");
+            }
+            "huge_image" | "tiny_factor" => {
+                let e = loaded.unwrap_err().to_string();
+                assert!(e.contains("model config"), "{name}: {e}");
+            }
+            "underflowing_schedule" => {
+                let w = loaded.unwrap();
+                let settings = default_settings(w.training.as_ref());
+                let e = check_settings(&settings).unwrap_err().to_string();
+                assert!(e.contains("below 1e-30"), "{e}");
+            }
+            _ => assert!(loaded.is_ok(), "{name}: {:?}", loaded.err()),
         }
     }
     for p in seeds("image") {
