@@ -8,6 +8,7 @@
 //! as a crash.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::collections::HashMap;
 use std::io::Write;
 
 use crate::error::Error;
@@ -151,7 +152,7 @@ pub fn model_file_bytes(input: &mut Input) -> Option<Vec<u8>> {
         downsample_padding: count(input, &[0, 1]),
         flip_sin_to_cos: input.byte().is_multiple_of(2),
         freq_shift: real(input, 1.0),
-        time_embed_dim: 4 * channels.first().copied().unwrap_or(4),
+        time_embed_dim: channels.first().map_or(16, |c| c.saturating_mul(4)),
     };
     let train_steps = count(input, &[10, 1000]);
     let (start, end) = (real(input, 1e-4), real(input, 0.02));
@@ -172,10 +173,30 @@ pub fn model_file_bytes(input: &mut Input) -> Option<Vec<u8>> {
     });
     // Tensors for the config if it is valid and small; else those of a small valid model, which the loader
     // must then find do not fit the config (if the config gets past validation at all).
-    let tensors = match Weights::random(&config, input.byte() as u64) {
-        Ok(w) if w.parameter_count() <= 1 << 16 => w.tensors,
-        _ => Weights::random(&small_config(), 0).expect("the small config is valid").tensors,
+    let seed = input.byte() as u64;
+    let small = crate::unet::builder::build(&config).is_ok_and(|graph| {
+        let count = graph.params().iter().map(|(_, s)| s.iter().product::<usize>()).sum::<usize>();
+        count <= 1 << 14
+    });
+    let make = |config: &UNetConfig, seed: u64| {
+        // Random weights are most of an execution's time and depend only on (config, seed): kept for reuse.
+        thread_local! {
+            static MADE: std::cell::RefCell<HashMap<String, Option<Weights>>> = Default::default();
+        }
+        let key = format!("{seed} {config:?}");
+        MADE.with_borrow_mut(|made| {
+            if made.len() > 512 {
+                made.clear();
+            }
+            let w = made.entry(key).or_insert_with(|| Weights::random(config, seed).ok());
+            w.as_ref().map(|w| w.tensors.clone())
+        })
     };
+    let tensors = small
+        .then(|| make(&config, seed))
+        .flatten()
+        .or_else(|| make(&small_config(), 0))
+        .expect("the small config makes weights");
     let mut weights = Weights { config, training, tensors };
     for _ in 0..input.byte() % 4 {
         let names: Vec<String> = weights.tensors.keys().cloned().collect();
