@@ -3,7 +3,8 @@
 # RUNS executions, then merges what each run found into the committed corpus (fuzz/corpus/<target>/), which
 # `cargo test` replays (tests/fuzz_corpus.rs). Needs nightly Rust and `cargo install cargo-fuzz`.
 #
-#   tools/fuzz/run.sh [RUNS] [TARGET...]        RUNS defaults to 10,000,000; targets to all seven
+#   tools/fuzz/run.sh [RUNS] [TARGET...]        RUNS defaults to 10,000,000; targets to all eight
+#   FUZZ_MAX_SECONDS=3600 tools/fuzz/run.sh ... also stops each target after that many seconds
 #
 # Targets run uninstrumented (-s none, debug assertions on: overflow checks panic) under a capped global
 # allocator (ddim_wgpu::fuzz::CappedAllocator): any single allocation over 64 MiB (320 MiB for images) aborts.
@@ -14,7 +15,9 @@ cd "$(dirname "$0")/../../fuzz"
 runs=${1:-10000000}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(pickle checkpoint weights npy yaml json_config image)
+[ ${#targets[@]} -gt 0 ] || targets=(pickle checkpoint weights model_file npy yaml json_config image)
+limit=()
+[ -z "${FUZZ_MAX_SECONDS:-}" ] || limit=(-max_total_time="$FUZZ_MAX_SECONDS")
 
 cargo +nightly fuzz build -O -a -s none >/dev/null
 bin=target/x86_64-unknown-linux-gnu/release
@@ -22,7 +25,7 @@ mkdir -p logs
 for t in "${targets[@]}"; do
   mkdir -p "corpus-work/$t" "corpus/$t" "artifacts/$t"
   start=$(date +%s)
-  "$bin/$t" "corpus-work/$t" "corpus/$t" "seeds/$t" -runs="$runs" -timeout=10 -rss_limit_mb=2048 \
+  "$bin/$t" "corpus-work/$t" "corpus/$t" "seeds/$t" -runs="$runs" "${limit[@]}" -timeout=10 -rss_limit_mb=2048 \
     -artifact_prefix="artifacts/$t/" -print_final_stats=1 >"logs/$t.log" 2>&1 || {
     echo "$t: FAILED after $(( $(date +%s) - start )) s; see fuzz/logs/$t.log and fuzz/artifacts/$t/"
     continue
