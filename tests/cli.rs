@@ -1,5 +1,5 @@
 //! The `ddim` binary end to end: `info`, convert + eval against PyTorch, sampling in shards, inversion and
-//! interpolation, a capped binding limit. Bad input of every kind is tests/bad_input.rs.
+//! interpolation, a capped binding limit. Bad input of every kind is tests/bad_input/.
 
 mod support;
 use support::{ddim, error_line, fixture, gpu_required, temp_dir};

@@ -1,4 +1,4 @@
-//! The bad-input suite: one test per class of hostile or broken input (issue #7). Each ends in an error of one
+//! The bad-input suite: one test per class of hostile or broken input. Each ends in an error of one
 //! line that names the problem; through the CLI also a non-zero exit code and no output file, not even a
 //! partial one (outputs are staged to temporary files and renamed into place only when all are ready).
 
@@ -451,7 +451,7 @@ fn an_output_that_cannot_be_written_leaves_nothing() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// When one image alone needs an activation larger than the device binds (item 3 of #7; batch splitting, the
+/// When one image alone needs an activation larger than the device binds (batch splitting, the
 /// other half, is tests/cli.rs), the error names the node and states the largest image side that fits: that
 /// side, checked here on the graph the config builds, fits and the next supported one does not.
 #[test]
