@@ -116,44 +116,8 @@ pub fn model_file_bytes(input: &mut Input) -> Option<Vec<u8>> {
     use crate::diffusion::schedule::{BetaSchedule, TrainingSchedule};
     use crate::diffusion::step::Prediction;
     use crate::model::weights::{StorageDtype, Training};
-    use crate::unet::config::{DownBlock, UpBlock};
 
-    let levels = input.pick(&[1usize, 1, 2, 2, 3, 0, 9]);
-    let count = |input: &mut Input, sane: &[usize]| {
-        if input.byte() < 240 { input.pick(sane) } else { input.pick(&[0, 1 << 20, usize::MAX]) }
-    };
-    let real = |input: &mut Input, sane: f64| match input.byte() {
-        0..=239 => sane,
-        b => [0.0, -1.0, 5e-324, 1e300, f64::NAN, f64::INFINITY][b as usize % 6],
-    };
-    let channels: Vec<usize> = (0..levels).map(|_| count(input, &[4, 8])).collect();
-    let attention: Vec<bool> = (0..levels).map(|_| !input.byte().is_multiple_of(2)).collect();
-    let config = UNetConfig {
-        sample_size: count(input, &[8, 16, 4096]),
-        in_channels: count(input, &[1, 3, 4, 8192]),
-        out_channels: count(input, &[1, 3, 4]),
-        block_out_channels: channels.clone(),
-        layers_per_block: count(input, &[1, 2]),
-        down_block_types: attention
-            .iter()
-            .map(|&a| if a { DownBlock::AttnDownBlock2D } else { DownBlock::DownBlock2D })
-            .collect(),
-        up_block_types: attention
-            .iter()
-            .rev()
-            .map(|&a| if a { UpBlock::AttnUpBlock2D } else { UpBlock::UpBlock2D })
-            .collect(),
-        mid_block_attention: input.byte().is_multiple_of(2),
-        mid_block_scale_factor: real(input, 1.0),
-        norm_num_groups: count(input, &[2, 4]),
-        attn_norm_num_groups: None,
-        norm_eps: real(input, 1e-6),
-        attention_head_dim: Some(count(input, &[2, 4])),
-        downsample_padding: count(input, &[0, 1]),
-        flip_sin_to_cos: input.byte().is_multiple_of(2),
-        freq_shift: real(input, 1.0),
-        time_embed_dim: channels.first().map_or(16, |c| c.saturating_mul(4)),
-    };
+    let config = describe_config(input);
     let train_steps = count(input, &[10, 1000]);
     let (start, end) = (real(input, 1e-4), real(input, 0.02));
     let betas = match input.byte() % 5 {
@@ -195,8 +159,8 @@ pub fn model_file_bytes(input: &mut Input) -> Option<Vec<u8>> {
     let tensors = small
         .then(|| make(&config, seed))
         .flatten()
-        .or_else(|| make(&small_config(), 0))
-        .expect("the small config makes weights");
+        .or_else(|| make(&describe_config(&mut Input(&[])), 0))
+        .expect("the empty description is a valid config");
     let mut weights = Weights { config, training, tensors };
     for _ in 0..input.byte() % 4 {
         let names: Vec<String> = weights.tensors.keys().cloned().collect();
@@ -231,27 +195,52 @@ pub fn model_file_bytes(input: &mut Input) -> Option<Vec<u8>> {
     weights.to_bytes(dtype).ok()
 }
 
-/// A one-level UNet of 4 channels on 8x8 grey images: the smallest config every block type is in.
-fn small_config() -> UNetConfig {
+/// A count from the input: usually one of `sane`, sometimes an edge (0, 2^20, usize::MAX).
+fn count(input: &mut Input, sane: &[usize]) -> usize {
+    if input.byte() < 240 { input.pick(sane) } else { input.pick(&[0, 1 << 20, usize::MAX]) }
+}
+
+/// A float from the input: usually `sane`, sometimes an edge (0, -1, the smallest subnormal, 1e300, NaN,
+/// infinity).
+fn real(input: &mut Input, sane: f64) -> f64 {
+    match input.byte() {
+        0..=239 => sane,
+        b => [0.0, -1.0, 5e-324, 1e300, f64::NAN, f64::INFINITY][b as usize % 6],
+    }
+}
+
+/// A UNet config from the input: a few small levels, each number usually sane. An empty input describes a
+/// valid one-level model of 4 channels on 8x8 grey images.
+fn describe_config(input: &mut Input) -> UNetConfig {
     use crate::unet::config::{DownBlock, UpBlock};
+    let levels = input.pick(&[1usize, 1, 2, 2, 3, 0, 9]);
+    let channels: Vec<usize> = (0..levels).map(|_| count(input, &[4, 8])).collect();
+    let attention: Vec<bool> = (0..levels).map(|_| !input.byte().is_multiple_of(2)).collect();
     UNetConfig {
-        sample_size: 8,
-        in_channels: 1,
-        out_channels: 1,
-        block_out_channels: vec![4],
-        layers_per_block: 1,
-        down_block_types: vec![DownBlock::AttnDownBlock2D],
-        up_block_types: vec![UpBlock::AttnUpBlock2D],
-        mid_block_attention: true,
-        mid_block_scale_factor: 1.0,
-        norm_num_groups: 2,
+        sample_size: count(input, &[8, 16, 4096]),
+        in_channels: count(input, &[1, 3, 4, 8192]),
+        out_channels: count(input, &[1, 3, 4]),
+        block_out_channels: channels.clone(),
+        layers_per_block: count(input, &[1, 2]),
+        down_block_types: attention
+            .iter()
+            .map(|&a| if a { DownBlock::AttnDownBlock2D } else { DownBlock::DownBlock2D })
+            .collect(),
+        up_block_types: attention
+            .iter()
+            .rev()
+            .map(|&a| if a { UpBlock::AttnUpBlock2D } else { UpBlock::UpBlock2D })
+            .collect(),
+        mid_block_attention: input.byte().is_multiple_of(2),
+        mid_block_scale_factor: real(input, 1.0),
+        norm_num_groups: count(input, &[2, 4]),
         attn_norm_num_groups: None,
-        norm_eps: 1e-6,
-        attention_head_dim: Some(2),
-        downsample_padding: 1,
-        flip_sin_to_cos: false,
-        freq_shift: 1.0,
-        time_embed_dim: 16,
+        norm_eps: real(input, 1e-6),
+        attention_head_dim: Some(count(input, &[2, 4])),
+        downsample_padding: count(input, &[0, 1]),
+        flip_sin_to_cos: input.byte().is_multiple_of(2),
+        freq_shift: real(input, 1.0),
+        time_embed_dim: channels.first().map_or(16, |c| c.saturating_mul(4)),
     }
 }
 

@@ -81,6 +81,12 @@ pub fn timesteps(
             format!("{steps} steps is more than the model's {t} training steps"),
         ));
     }
+    if steps_offset >= t {
+        return Err(Error::param(
+            "timesteps",
+            format!("steps_offset {steps_offset} is not below the model's {t} training steps"),
+        ));
+    }
     let mut warnings = Vec::new();
     let mut seq: Vec<i64> = match spacing {
         Spacing::Leading => {

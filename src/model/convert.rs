@@ -9,7 +9,7 @@ use safetensors::SafeTensors;
 use yaml_rust2::{Yaml, YamlLoader};
 
 use super::torch::read_checkpoint;
-use super::weights::{HostTensor, Training, Weights, decode};
+use super::weights::{HostTensor, Training, UniqueNames, Weights, decode};
 use crate::diffusion::schedule::{BetaSchedule, TrainingSchedule};
 use crate::diffusion::step::Prediction;
 use crate::error::{Error, Result};
@@ -78,29 +78,16 @@ pub fn parse_safetensors(bytes: &[u8], what: &str) -> Result<BTreeMap<String, Ho
         .collect()
 }
 
-/// `raw`'s tensors under the names `rename` gives, refusing two keys that give one name (diffusers' `to_q`
-/// beside the legacy `query`, `down.00.` beside `down.0.`): which of the two would be used is not something a
-/// file should leave to chance, so the error names both.
+/// `raw`'s tensors under the names `rename` gives, refusing two keys that give one name ([`UniqueNames`]).
 fn renamed(
     raw: BTreeMap<String, HostTensor>,
     rename: impl Fn(&str) -> Result<String>,
 ) -> Result<BTreeMap<String, HostTensor>> {
-    let mut out = BTreeMap::new();
-    let mut origin: BTreeMap<String, String> = BTreeMap::new();
+    let mut out = UniqueNames::default();
     for (key, t) in raw {
-        let name = rename(&key)?;
-        if let Some(other) = origin.get(&name) {
-            return Err(Error::Weights {
-                tensor: name,
-                message: format!(
-                    "both `{other}` and `{key}` name this weight; which to use is ambiguous"
-                ),
-            });
-        }
-        origin.insert(name.clone(), key);
-        out.insert(name, t);
+        out.insert(&key, rename(&key)?, t)?;
     }
-    Ok(out)
+    Ok(out.into_tensors())
 }
 
 /// diffusers' old `AttentionBlock` names (`query`, `key`, `value`, `proj_attn`) to today's `Attention` names.

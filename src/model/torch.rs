@@ -12,7 +12,7 @@ use std::io::{Cursor, Read};
 
 use safetensors::Dtype;
 
-use super::weights::{HostTensor, decode};
+use super::weights::{HostTensor, UniqueNames, decode};
 use crate::error::{Error, Result};
 
 fn bad(message: impl Into<String>) -> Error {
@@ -566,8 +566,7 @@ pub fn read_checkpoint(bytes: &[u8]) -> Result<BTreeMap<String, HostTensor>> {
     // are refused, so memory stays proportional to the file.
     let mut storages: HashMap<String, Vec<f32>> = HashMap::new();
     let (mut stored, mut materialised) = (0usize, 0usize);
-    let mut out: BTreeMap<String, HostTensor> = BTreeMap::new();
-    let mut origin: HashMap<String, String> = HashMap::new();
+    let mut out = UniqueNames::default();
     for (key, t) in items {
         if !matches!(t.storage.dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16 | Dtype::F64) {
             continue;
@@ -605,20 +604,11 @@ pub fn read_checkpoint(bytes: &[u8]) -> Result<BTreeMap<String, HostTensor>> {
             }
         };
         let data = gather(&key, values, &t)?;
-        // `model.module.x` (saved from DataParallel) is `x`; both in one file would be two values for one weight.
+        // `module.x` (saved from DataParallel) is `x`; both in one file are two values for one weight.
         let name = key.strip_prefix("module.").unwrap_or(&key).to_string();
-        if let Some(other) = origin.get(&name) {
-            return Err(Error::Weights {
-                tensor: name,
-                message: format!(
-                    "both `{other}` and `{key}` name this weight; which to use is ambiguous"
-                ),
-            });
-        }
-        origin.insert(name.clone(), key);
-        out.insert(name, HostTensor { shape: t.shape.clone(), data });
+        out.insert(&key, name, HostTensor { shape: t.shape.clone(), data })?;
     }
-    Ok(out)
+    Ok(out.into_tensors())
 }
 
 /// Reads one stored (uncompressed) zip entry; its size is bounded by the file's own size.

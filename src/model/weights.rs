@@ -183,6 +183,38 @@ fn sort_header(mut bytes: Vec<u8>) -> Vec<u8> {
 /// The most parameters [`Weights::random`] makes (4 GiB of f32): far above the CIFAR-10 UNet's 35.7 million.
 pub const MAX_RANDOM_PARAMETERS: usize = 1 << 30;
 
+/// Tensors gathered under their final names (a loader's renaming: legacy attention names, the original
+/// code's key map, a `module.` prefix), refusing a second key for a name: which of two values a weight gets is
+/// not something a file may leave to map order, so the error names both keys.
+#[derive(Debug, Default)]
+pub(crate) struct UniqueNames {
+    tensors: BTreeMap<String, HostTensor>,
+    /// The key each name came from.
+    keys: BTreeMap<String, String>,
+}
+
+impl UniqueNames {
+    /// Adds `tensor`, read under `key`, as `name`.
+    pub(crate) fn insert(&mut self, key: &str, name: String, tensor: HostTensor) -> Result<()> {
+        if let Some(other) = self.keys.get(&name) {
+            return Err(Error::Weights {
+                tensor: name,
+                message: format!(
+                    "both `{other}` and `{key}` name this weight; which to use is ambiguous"
+                ),
+            });
+        }
+        self.keys.insert(name.clone(), key.to_string());
+        self.tensors.insert(name, tensor);
+        Ok(())
+    }
+
+    /// The tensors by name.
+    pub(crate) fn into_tensors(self) -> BTreeMap<String, HostTensor> {
+        self.tensors
+    }
+}
+
 impl Weights {
     /// Checks the tensors against the graph the config builds: every parameter present with its shape, no
     /// tensor the model does not use, every value finite. The error names the first offending tensor.

@@ -468,6 +468,12 @@ impl Pipeline {
         if n == 0 {
             return Err(Error::param("pipeline", "no images to run"));
         }
+        if max_batch == Some(0) {
+            return Err(Error::param(
+                "pipeline",
+                "a largest batch of 0: a batch holds one image or more",
+            ));
+        }
         let batch_size = max_batch.unwrap_or(usize::MAX).min(sampler.max_batch()?).clamp(1, n);
         let steps = sampler.steps().len();
         let batches = n.div_ceil(batch_size);

@@ -15,21 +15,17 @@ use super::checkpoints::{View, checkpoint, whole};
 use super::{assert_refused, is_staging, model_file, no_gpu, s, small_model};
 use crate::support::{ddim, error_line, fixture, quiet_mesa, small_config, temp_dir};
 
-/// Writes a float32 `.npy` of `shape` holding `values` (which may be NaN), or float64 when `f64` is set.
+/// Writes a float32 `.npy` of `shape` holding `values` (which may be NaN), or float64 when `f64` is set (the
+/// library writes float32 only: its header is rewritten, one byte of `descr`, and the data widened).
 fn npy(path: &Path, shape: &[usize], values: &[f64], f64: bool) {
-    let dims: String = shape.iter().map(|d| format!("{d}, ")).collect();
-    let descr = if f64 { "<f8" } else { "<f4" };
-    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({dims}), }}");
-    header.push_str(&" ".repeat(63 - (10 + header.len()) % 64));
-    header.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend((header.len() as u16).to_le_bytes());
-    bytes.extend(header.as_bytes());
-    for &v in values {
-        match f64 {
-            true => bytes.extend(v.to_le_bytes()),
-            false => bytes.extend((v as f32).to_le_bytes()),
-        }
+    let narrow: Vec<f32> = values.iter().map(|&v| v as f32).collect();
+    let mut bytes = ddim_wgpu::io::npy_bytes(path, shape, &narrow).unwrap();
+    if f64 {
+        let header_end = bytes.len() - 4 * values.len();
+        let descr = bytes.windows(3).position(|w| w == b"<f4").unwrap();
+        bytes[descr + 2] = b'8';
+        bytes.truncate(header_end);
+        bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
     }
     std::fs::write(path, bytes).unwrap();
 }
@@ -179,6 +175,8 @@ fn numbers_past_their_meaning_are_one_line_errors() {
         (&["sample", "--eta", "1e154"], "eta 1e154 is too large"),
         (&["sample", "--eta", "1e20"], "eta 1e20 is too large"),
         (&["sample", "--beta-start", "0.2", "--beta-end", "0.3"], "below 1e-30"),
+        (&["sample", "--steps-offset", &max], "is not below the model's 1000 training steps"),
+        (&["sample", "--max-batch", "0"], "a batch holds one image or more"),
     ];
     for (args, expected) in cases {
         let mut a = args.to_vec();

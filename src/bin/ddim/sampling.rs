@@ -162,6 +162,9 @@ pub fn settings(args: &SamplingArgs, training: Option<&Training>) -> Result<Samp
         },
     };
     schedule.zero_snr |= args.zero_snr;
+    if args.max_batch == Some(0) {
+        bail!("--max-batch 0: a batch holds one image or more");
+    }
     if args.clip_sample.is_some() && args.threshold.is_some() {
         bail!(
             "--clip-sample and --threshold exclude each other (diffusers applies one or the other)"
