@@ -104,12 +104,18 @@ impl Staging {
 }
 
 /// Removes what every live [`OutputSet`] has staged, and the folders they created; a set committing meanwhile
-/// finishes first (its outputs are then all in place). For a signal handler: the process should exit after it.
-pub fn abandon_outputs() {
-    let sets = std::mem::take(&mut *live());
+/// finishes first (its outputs are then all in place), and a call on another thread meanwhile returns only when
+/// the removal is done. Returns how many sets held staged files. For a signal handler, and for any thread that
+/// would exit the process while one may be running: the process should exit after it.
+pub fn abandon_outputs() -> usize {
+    // The lock is held until everything is removed: another thread that exits the process must first take it.
+    let mut live = live();
+    let sets = std::mem::take(&mut *live);
+    let staged = sets.values().filter(|s| !s.staged.is_empty()).count();
     for staging in sets.into_values() {
         staging.discard();
     }
+    staged
 }
 
 /// `path` as the output it names: its folder's canonical path joined with its file name. Refuses a path that
@@ -326,8 +332,9 @@ fn replace(resolved: &Path, file: TempPath) -> Result<Option<TempPath>> {
 
 impl Drop for OutputSet {
     fn drop(&mut self) {
-        let staging = live().remove(&self.id);
-        if let Some(staging) = staging {
+        // Under the lock, so that a signal's cleanup on another thread waits for this one.
+        let mut live = live();
+        if let Some(staging) = live.remove(&self.id) {
             staging.discard();
         }
     }

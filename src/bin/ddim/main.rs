@@ -115,6 +115,9 @@ fn parse_backend_arg(s: &str) -> Result<wgpu::Backend, String> {
     parse_backend(s).map_err(|e| e.to_string())
 }
 
+/// Set by the SIGINT and SIGTERM handler before it removes the staged outputs.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 fn main() {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -124,14 +127,23 @@ fn main() {
     // holds for a signal too. A run interrupted while its outputs are being renamed into place finishes that
     // first.
     let handler = ctrlc::set_handler(|| {
-        ddim_wgpu::io::abandon_outputs();
-        eprintln!("error: interrupted; no output written");
+        INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+        match ddim_wgpu::io::abandon_outputs() {
+            0 => eprintln!("error: interrupted"),
+            _ => eprintln!("error: interrupted; the outputs staged so far were removed"),
+        }
         std::process::exit(130);
     });
     if let Err(e) = handler {
         eprintln!("warning: no signal handler ({e}); an interrupted run may leave staged files");
     }
     if let Err(e) = run(cli) {
+        if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+            // The error is the interruption's doing (its outputs were taken away); the handler reports it. Wait
+            // for its cleanup before exiting, which would stop it.
+            ddim_wgpu::io::abandon_outputs();
+            std::process::exit(130);
+        }
         // One line: the chain of contexts, outermost first, with every control character escaped whatever
         // context it came from.
         eprintln!("error: {}", printable(&format!("{e:#}")));
