@@ -123,6 +123,7 @@ fn profile(
         step_wall_ms / batch as f64,
         wall
     );
+    let mut written = Vec::new();
     if let Some(path) = trace {
         let names: Vec<String> = profile
             .timesteps
@@ -132,11 +133,8 @@ fn profile(
             .collect();
         let doc = chrome_trace(timings, &names);
         outputs.write(path, serde_json::to_string(&doc)?.as_bytes())?;
-        println!(
-            "writing {} ({} slices)",
-            path.display(),
-            doc["traceEvents"].as_array().map_or(0, Vec::len)
-        );
+        let slices = doc["traceEvents"].as_array().map_or(0, Vec::len);
+        written.push(format!("{} ({slices} slices)", path.display()));
     }
     if let Some(path) = json {
         let doc = serde_json::json!({
@@ -151,7 +149,11 @@ fn profile(
             "dispatches": timings.len(),
         });
         outputs.write(path, serde_json::to_string_pretty(&doc)?.as_bytes())?;
+        written.push(path.display().to_string());
     }
     outputs.commit()?;
+    if !written.is_empty() {
+        println!("wrote {}", written.join(", "));
+    }
     Ok(())
 }
