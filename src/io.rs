@@ -94,6 +94,27 @@ struct Staging {
 }
 
 impl Staging {
+    /// [`OutputSet::reserve`] of `path`, resolved.
+    fn reserve(&mut self, path: &Path, resolved: PathBuf) -> Result<()> {
+        if let Some(first) = self.reserved.get(&resolved) {
+            return Err(io_error(
+                path,
+                format!(
+                    "is the same file as `{}`, given for another output of this command",
+                    first.display()
+                ),
+            ));
+        }
+        let folder = resolved.parent().expect("a resolved path has a folder").to_path_buf();
+        if !self.writable.contains(&folder) {
+            staging_file(&folder, ".probe")
+                .map_err(|e| io_error(path, format!("cannot be written: {e}")))?;
+            self.writable.insert(folder);
+        }
+        self.reserved.insert(resolved, path.to_path_buf());
+        Ok(())
+    }
+
     /// Removes every staged file, then the folders this set created.
     fn discard(self) {
         drop(self.staged);
@@ -192,25 +213,7 @@ impl OutputSet {
     /// output of the set is the same file under any spelling, and checks that its folder is writable.
     pub fn reserve(&mut self, path: &Path) -> Result<()> {
         let resolved = resolve(path)?;
-        self.with(|s| {
-            if let Some(first) = s.reserved.get(&resolved) {
-                return Err(io_error(
-                    path,
-                    format!(
-                        "is the same file as `{}`, given for another output of this command",
-                        first.display()
-                    ),
-                ));
-            }
-            let folder = resolved.parent().expect("a resolved path has a folder").to_path_buf();
-            if !s.writable.contains(&folder) {
-                staging_file(&folder, ".probe")
-                    .map_err(|e| io_error(path, format!("cannot be written: {e}")))?;
-                s.writable.insert(folder);
-            }
-            s.reserved.insert(resolved, path.to_path_buf());
-            Ok(())
-        })
+        self.with(|s| s.reserve(path, resolved))
     }
 
     /// [`OutputSet::reserve`] for each of `paths`.
@@ -251,10 +254,10 @@ impl OutputSet {
     /// created exclusively and synced to disk; `path` itself is untouched until [`OutputSet::commit`].
     pub fn write(&mut self, path: &Path, bytes: &[u8]) -> Result<()> {
         let resolved = resolve(path)?;
-        if !self.with(|s| Ok(s.reserved.contains_key(&resolved)))? {
-            self.reserve(path)?;
-        }
         self.with(|s| {
+            if !s.reserved.contains_key(&resolved) {
+                s.reserve(path, resolved.clone())?;
+            }
             if s.staged.contains_key(&resolved) {
                 return Err(io_error(path, "is written twice by one command"));
             }

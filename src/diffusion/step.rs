@@ -43,6 +43,70 @@ pub fn check_eta(eta: f64) -> Result<()> {
     Ok(())
 }
 
+/// The smallest alphas_cumprod at a sampled timestep for epsilon prediction, which recovers x0 by dividing by
+/// sqrt(a_t): at 1e-30 the factor is 1e15 and x0 stays finite in f32 for any |x_t| under 1e23. Published
+/// schedules stay far above it (the cosine schedule's last is about 2e-9); the rest are betas too large for
+/// their length, whose alphas_cumprod underflows towards 0.
+pub const MIN_ALPHA_CUMPROD: f64 = 1e-30;
+
+/// Refuses an eta whose noise would exceed what the steps `(t, a_t, a_p)` can hold, after [`check_eta`]: DDIM's update weighs the direction to x_t by
+/// sqrt(1 - a_p - sigma^2), so sigma^2 may not pass 1 - a_p. eta <= 1 always fits (eta = 1 is the DDPM
+/// posterior variance); the error gives the largest eta these steps allow.
+pub fn check_eta_for_steps(eta: f64, steps: impl Iterator<Item = (usize, f64, f64)>) -> Result<()> {
+    let mut limit: Option<(f64, usize)> = None;
+    for (t, a_t, a_p) in steps {
+        let variance = ddim_variance(a_t, a_p);
+        if variance > 0.0 {
+            let max = ((1.0 - a_p) / variance).sqrt();
+            if limit.is_none_or(|(m, _)| max < m) {
+                limit = Some((max, t));
+            }
+        }
+    }
+    match limit {
+        // A relative margin of 1e-9 lets eta = 1 through where rounding puts its limit a hair under 1.
+        Some((max, t)) if eta > max * (1.0 + 1e-9) => Err(Error::param(
+            "sampler",
+            format!(
+                "eta {} is too large for these steps: at t = {t} the noise's variance would exceed \
+                 1 - alphas_cumprod of the previous step; at most {max:.6} here (eta = 1 is the DDPM variance)",
+                if eta < 1e6 { eta.to_string() } else { format!("{eta:e}") }
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// DDIM's step variance at eta = 1, `(1 - a_p) / (1 - a_t) * (1 - a_t / a_p)`: the DDPM posterior's.
+fn ddim_variance(a_t: f64, a_p: f64) -> f64 {
+    ((1.0 - a_p) / (1.0 - a_t)) * (1.0 - a_t / a_p)
+}
+
+/// Refuses an alphas_cumprod `a_t` at sampled timestep `t` from which `prediction` cannot recover x0 in f32:
+/// 0 (zero terminal SNR) or under [`MIN_ALPHA_CUMPROD`] for epsilon prediction, which divides by its root.
+pub fn check_alpha_for_prediction(t: usize, a_t: f64, prediction: Prediction) -> Result<()> {
+    if prediction != Prediction::Epsilon {
+        return Ok(());
+    }
+    if a_t == 0.0 {
+        return Err(Error::param(
+            "sampler",
+            "alphas_cumprod is 0 at a sampled timestep (zero terminal SNR): epsilon prediction cannot \
+             recover x0 there; use v or sample prediction",
+        ));
+    }
+    if a_t < MIN_ALPHA_CUMPROD {
+        return Err(Error::param(
+            "sampler",
+            format!(
+                "alphas_cumprod at t = {t} is {a_t:e}, below {MIN_ALPHA_CUMPROD:e}: epsilon prediction divides \
+                 by its square root, which f32 cannot do there (the schedule's betas are too large for its length)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// What the model predicts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -91,8 +155,7 @@ impl StepCoefficients {
             ));
         }
         check_eta(eta)?;
-        let variance = ((1.0 - a_p) / (1.0 - a_t)) * (1.0 - a_t / a_p);
-        let sigma = eta * variance.max(0.0).sqrt();
+        let sigma = eta * ddim_variance(a_t, a_p).max(0.0).sqrt();
         // 1 - a_p - sigma^2 is exactly 0 for eta = 1 at the last step; rounding may push it below.
         let dir_coef = (1.0 - a_p - sigma * sigma).max(0.0).sqrt();
         Ok(StepCoefficients {

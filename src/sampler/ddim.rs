@@ -9,7 +9,10 @@ use std::collections::HashMap;
 
 use crate::diffusion::philox::{self, NoiseKey, Stream};
 use crate::diffusion::schedule::TrainingSchedule;
-use crate::diffusion::step::{Prediction, StepCoefficients, Threshold, check_eta, check_x0_rules};
+use crate::diffusion::step::{
+    Prediction, StepCoefficients, Threshold, check_alpha_for_prediction, check_eta,
+    check_eta_for_steps, check_x0_rules,
+};
 use crate::diffusion::timesteps::{Spacing, timesteps};
 use crate::error::{Error, Result};
 use crate::gpu::Dispatch;
@@ -92,28 +95,12 @@ pub fn plan_steps(s: &SamplerSettings) -> Result<(Vec<Step>, Vec<String>)> {
         })
         .collect();
     if !s.sigma_hat {
-        check_eta_range(s.eta, pairs.iter().map(|&(t, _, a_t, a_p)| (t, a_t, a_p)))?;
+        check_eta_for_steps(s.eta, pairs.iter().map(|&(t, _, a_t, a_p)| (t, a_t, a_p)))?;
     }
     let steps = pairs
         .into_iter()
         .map(|(t, prev, a_t, a_p)| {
-            if a_t == 0.0 && s.prediction == Prediction::Epsilon {
-                return Err(Error::param(
-                    "sampler",
-                    "alphas_cumprod is 0 at a sampled timestep (zero terminal SNR): epsilon prediction cannot \
-                     recover x0 there; use v or sample prediction",
-                ));
-            }
-            if a_t < MIN_ALPHA_CUMPROD && s.prediction == Prediction::Epsilon {
-                return Err(Error::param(
-                    "sampler",
-                    format!(
-                        "alphas_cumprod at t = {t} is {a_t:e}, below {MIN_ALPHA_CUMPROD:e}: epsilon prediction \
-                         divides by its square root, which f32 cannot do there (the schedule's betas are too \
-                         large for its length)"
-                    ),
-                ));
-            }
+            check_alpha_for_prediction(t, a_t, s.prediction)?;
             let coefficients = if s.sigma_hat {
                 StepCoefficients::sigma_hat(a_t.max(f64::MIN_POSITIVE), a_p, t == 0)?
             } else {
@@ -123,40 +110,6 @@ pub fn plan_steps(s: &SamplerSettings) -> Result<(Vec<Step>, Vec<String>)> {
         })
         .collect::<Result<Vec<_>>>()?;
     Ok((steps, warnings))
-}
-
-/// The smallest alphas_cumprod at a sampled timestep for epsilon prediction, which recovers x0 by dividing by
-/// sqrt(a_t): at 1e-30 the factor is 1e15 and x0 stays finite in f32 for any |x_t| under 1e23. Published
-/// schedules stay far above it (the cosine schedule's last is about 2e-9); the rest are betas too large for
-/// their length, whose alphas_cumprod underflows towards 0.
-pub const MIN_ALPHA_CUMPROD: f64 = 1e-30;
-
-/// Refuses an eta whose noise would exceed what a step can hold: DDIM's update weighs the direction to x_t by
-/// sqrt(1 - a_p - sigma^2), so sigma^2 may not pass 1 - a_p. eta <= 1 always fits (eta = 1 is the DDPM
-/// posterior variance); the error gives the largest eta these steps allow.
-fn check_eta_range(eta: f64, steps: impl Iterator<Item = (usize, f64, f64)>) -> Result<()> {
-    let mut limit: Option<(f64, usize)> = None;
-    for (t, a_t, a_p) in steps {
-        let variance = ((1.0 - a_p) / (1.0 - a_t)) * (1.0 - a_t / a_p);
-        if variance > 0.0 {
-            let max = ((1.0 - a_p) / variance).sqrt();
-            if limit.is_none_or(|(m, _)| max < m) {
-                limit = Some((max, t));
-            }
-        }
-    }
-    match limit {
-        // A relative margin of 1e-9 lets eta = 1 through where rounding puts its limit a hair under 1.
-        Some((max, t)) if eta > max * (1.0 + 1e-9) => Err(Error::param(
-            "sampler",
-            format!(
-                "eta {} is too large for these steps: at t = {t} the noise's variance would exceed \
-                 1 - alphas_cumprod of the previous step; at most {max:.6} here (eta = 1 is the DDPM variance)",
-                if eta < 1e6 { eta.to_string() } else { format!("{eta:e}") }
-            ),
-        )),
-        _ => Ok(()),
-    }
 }
 
 /// The starting latents x_T of images `first_image ..`: standard normals from Philox, computed on the CPU so
