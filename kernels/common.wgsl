@@ -60,11 +60,58 @@ fn unit_open(x: u32) -> f32 {
     return (f32(x >> 8u) + 0.5) * (1.0 / 16777216.0);
 }
 
-// Box-Muller on two uniforms; the angle is taken in (-pi, pi), where WGSL's sin and cos are accurate.
+// sin and cos from + and * only, so that every backend agrees to a few ulp: WGSL promises its builtins only an
+// absolute 2^-11 on [-pi, pi] (sin, cos) and 3 ulp (log), and drivers differ by that much. (sin r, cos r) for
+// |r| <= pi: r is reduced by the nearest multiple k of pi/2 with pi/2 split in three parts (Cody-Waite; the
+// first has 8 significant bits, so k times it is exact), then Cephes' minimax polynomials on [-pi/4, pi/4] and
+// the quadrant k mod 4 pick the result.
+const HALF_PI_A: f32 = 1.5703125;
+const HALF_PI_B: f32 = 4.837512969970703125e-4;
+const HALF_PI_C: f32 = 7.54978995489188216e-8;
+
+fn sin_cos(r: f32) -> vec2<f32> {
+    let k = round(r * 0.636619772367581343);
+    let y = ((r - k * HALF_PI_A) - k * HALF_PI_B) - k * HALF_PI_C;
+    let z = y * y;
+    let s = ((-1.9515295891e-4 * z + 8.3321608736e-3) * z - 1.6666654611e-1) * z * y + y;
+    let c = ((2.443315711809948e-5 * z - 1.388731625493765e-3) * z + 4.166664568298827e-2) * z * z
+        - 0.5 * z + 1.0;
+    // k mod 4 (two's complement keeps it right for negative k): sin r is s, c, -s, -c; cos r is c, -s, -c, s.
+    switch (i32(k) & 3) {
+        case 0: { return vec2<f32>(s, c); }
+        case 1: { return vec2<f32>(c, -s); }
+        case 2: { return vec2<f32>(-s, -c); }
+        default: { return vec2<f32>(-c, s); }
+    }
+}
+
+// The natural logarithm of a positive normal float, from + and * only (Cephes' logf): x = m 2^e with m in
+// [sqrt(1/2), sqrt(2)), a minimax polynomial in m - 1, and e ln 2 added in two parts.
+fn ln(x: f32) -> f32 {
+    let bits = bitcast<u32>(x);
+    var e = f32(i32(bits >> 23u) - 126);
+    var m = bitcast<f32>((bits & 0x007fffffu) | 0x3f000000u);
+    if (m < 0.707106781186547524) {
+        e = e - 1.0;
+        m = m + m - 1.0;
+    } else {
+        m = m - 1.0;
+    }
+    let z = m * m;
+    var y = ((((((((7.0376836292e-2 * m - 1.1514610310e-1) * m + 1.1676998740e-1) * m
+        - 1.2420140846e-1) * m + 1.4249322787e-1) * m - 1.6668057665e-1) * m + 2.0000714765e-1) * m
+        - 2.4999993993e-1) * m + 3.3333331174e-1) * m * z;
+    y = y - 2.12194440e-4 * e;
+    y = y - 0.5 * z;
+    return (m + y) + 0.693359375 * e;
+}
+
+// Box-Muller on two uniforms, with the angle in (-pi, pi) and the functions above.
 fn box_muller(a: u32, b: u32) -> vec2<f32> {
-    let r = sqrt(-2.0 * log(unit_open(a)));
+    let r = sqrt(-2.0 * ln(unit_open(a)));
     let theta = 3.14159265358979 * (2.0 * unit_open(b) - 1.0);
-    return vec2<f32>(r * cos(theta), r * sin(theta));
+    let sc = sin_cos(theta);
+    return vec2<f32>(r * sc.y, r * sc.x);
 }
 
 // Four standard normals for elements 4*group .. 4*group+3 of image `image` at `step` in `stream`.

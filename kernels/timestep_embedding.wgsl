@@ -6,7 +6,7 @@
 //   out       [batch, dim]   [sin(t f), cos(t f)], halves swapped when flip != 0, a zero column last when dim is odd
 // The frequencies come from the host because WGSL's exp carries a few ulp of error, which t up to 1000 would
 // magnify past 1e-4; t * f is rounded to f32 as in PyTorch, then reduced to (-pi, pi] in two steps
-// (Cody-Waite) before sin and cos, whose accuracy WGSL only promises there.
+// (Cody-Waite) before common.wgsl's sin_cos (+ and * only), so that every backend agrees to a few ulp.
 //
 // Grid: one invocation per (n, i < half), i fastest, over the flattened 2-D workgroup grid.
 // Invariants: half = dim / 2 > 0.
@@ -35,8 +35,9 @@ const INV_TWO_PI: f32 = 0.15915494309189535;
     let arg = timesteps[n] * freqs[i];
     let turns = round(arg * INV_TWO_PI);
     let r = (arg - turns * TWO_PI_HI) - turns * TWO_PI_LO;
-    let s = sin(r);
-    let c = cos(r);
+    let sc = sin_cos(r);
+    let s = sc.x;
+    let c = sc.y;
     let row = n * p.dim;
     if (p.flip != 0u) {
         out[row + i] = c;

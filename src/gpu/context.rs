@@ -172,8 +172,9 @@ fn type_rank(t: wgpu::DeviceType) -> u8 {
     }
 }
 
-/// A one-line description of an adapter: `name (backend, type, driver)`.
+/// A one-line description of an adapter: `name (backend, type, driver)`; browsers may withhold the name.
 pub fn describe(info: &wgpu::AdapterInfo) -> String {
+    let name = if info.name.is_empty() { "unnamed adapter" } else { info.name.as_str() };
     let driver = [info.driver.as_str(), info.driver_info.as_str()]
         .iter()
         .filter(|s| !s.is_empty())
@@ -181,8 +182,7 @@ pub fn describe(info: &wgpu::AdapterInfo) -> String {
         .collect::<Vec<_>>()
         .join(" ");
     format!(
-        "{} ({:?}, {:?}{})",
-        info.name,
+        "{name} ({:?}, {:?}{})",
         info.backend,
         info.device_type,
         if driver.is_empty() { String::new() } else { format!(", {driver}") }

@@ -111,6 +111,42 @@ pub struct Profile {
     pub timesteps: Vec<usize>,
 }
 
+/// What a caller watches of a sampling run besides its progress (a page, a GUI, a profiler).
+#[derive(Default)]
+pub struct Watch<'w> {
+    /// Called after every step of every batch with the batch's predicted x0. Costs a readback per step, and the
+    /// update then runs as its own kernel rather than in the final convolution's epilogue.
+    pub x0: Option<&'w mut dyn FnMut(StepX0<'_>)>,
+    /// GPU timestamps around every dispatch (the adapter must offer timestamp queries).
+    pub timings: bool,
+}
+
+/// One step's prediction of x0 for one batch of a run, before any clipping.
+#[derive(Clone, Copy, Debug)]
+pub struct StepX0<'a> {
+    /// The step (0-based) and the steps in all.
+    pub step: usize,
+    /// Steps per batch.
+    pub steps: usize,
+    /// The index in the request of the batch's first image.
+    pub first_image: usize,
+    /// `[batch, C, H, W]` of `data`.
+    pub shape: [usize; 4],
+    /// The prediction, NCHW.
+    pub data: &'a [f32],
+}
+
+/// What [`Pipeline::sample_watched`] returns.
+#[derive(Clone, Debug)]
+pub struct Watched {
+    /// The samples x_0, unclamped.
+    pub images: Images,
+    /// Every dispatch's GPU time, step by step, batch after batch (empty unless [`Watch::timings`]).
+    pub timings: Vec<DispatchTiming>,
+    /// Each step's wall time in seconds, batch after batch (empty unless [`Watch::timings`]).
+    pub step_walls: Vec<f64>,
+}
+
 /// Given step noise in place of Philox's: `[steps, images, C, H, W]` over every image of the run.
 #[derive(Clone, Copy, Debug)]
 pub struct GivenNoise<'a> {
@@ -214,6 +250,18 @@ impl Pipeline {
         request: &SampleRequest<'_>,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Images> {
+        Ok(self.sample_watched(request, progress, Watch::default()).await?.images)
+    }
+
+    /// [`Pipeline::sample`], watched: each step's predicted x0 and every dispatch's GPU time, as `watch` asks.
+    /// The samples are those [`Pipeline::sample`] makes, up to f32 rounding where watching x0 moves the update
+    /// out of the final convolution's epilogue.
+    pub async fn sample_watched(
+        &self,
+        request: &SampleRequest<'_>,
+        progress: &mut dyn FnMut(Progress),
+        mut watch: Watch<'_>,
+    ) -> Result<Watched> {
         let [c, h, w] = self.image_shape();
         let per = c * h * w;
         let n = request.batch_size;
@@ -255,6 +303,7 @@ impl Pipeline {
                 ));
             }
         }
+        let (mut timings, mut step_walls) = (Vec::new(), Vec::new());
         let data = self
             .in_batches(&sampler, n, request.max_batch, progress, async |start, b, on_step| {
                 let first = image_index(request.first_image + start)?;
@@ -272,13 +321,29 @@ impl Pipeline {
                     None => StepNoise::Philox(request.seed),
                 };
                 let x = &x_t[start * per..(start + b) * per];
-                sampler
-                    .sample(x, b, first, noise, on_step)
+                let mut x0 = watch.x0.as_mut().map(|f| {
+                    move |step: usize, data: &[f32]| {
+                        f(StepX0 { step, steps, first_image: start, shape: [b, c, h, w], data })
+                    }
+                });
+                let watched = sampler
+                    .sample_watched(
+                        x,
+                        b,
+                        first,
+                        noise,
+                        on_step,
+                        watch.timings,
+                        x0.as_mut().map(|f| f as &mut dyn FnMut(usize, &[f32])),
+                    )
                     .await
-                    .map_err(|e| globally(e, request.first_image + start))
+                    .map_err(|e| globally(e, request.first_image + start))?;
+                timings.extend(watched.timings);
+                step_walls.extend(watched.step_walls);
+                Ok(watched.x0)
             })
             .await?;
-        Images::new([n, c, h, w], data)
+        Ok(Watched { images: Images::new([n, c, h, w], data)?, timings, step_walls })
     }
 
     /// Samples `batch_size` images of `seed` (one batch: it must fit the device) with GPU timestamps around

@@ -1,7 +1,8 @@
 //! The DDIM sampling loop, inversion, and slerp interpolation, on the GPU.
 //!
 //! Each step records the planned UNet and the update into one compute pass and submits once; the only
-//! host-to-GPU traffic in the loop is the step's timestep (a few bytes), and nothing is read back until the end.
+//! host-to-GPU traffic in the loop is the step's timestep (a few bytes), and nothing is read back until the end
+//! (unless the caller watches each step's predicted x0, which reads that back after every step).
 //! Every random number is Philox keyed by (seed, global image index, step), so an image depends on its seed and
 //! index only: never on the batch it was drawn in, the shard, or how a large batch was split.
 
@@ -20,7 +21,9 @@ use crate::gpu::profiler::{DispatchTiming, Profiler};
 use crate::gpu::{Gpu, Tensor};
 use crate::graph::ir::Graph;
 use crate::graph::plan::Plan;
-use crate::ops::ddim::{DdimScratch, Noise, StepSpec, UpdateMode, conv_ddim_update, ddim_update};
+use crate::ops::ddim::{
+    DdimScratch, Noise, StepSpec, UpdateMode, conv_ddim_update, ddim_update, predicted_x0,
+};
 use crate::ops::finite;
 
 /// Everything that decides the trajectory besides the model and the seed.
@@ -146,6 +149,17 @@ pub enum StepNoise<'a> {
     Given(&'a [f32]),
 }
 
+/// What [`Sampler::sample_watched`] returns.
+#[derive(Clone, Debug)]
+pub struct Watched {
+    /// The samples x_0, unclamped.
+    pub x0: Vec<f32>,
+    /// Every dispatch's GPU time, step by step (empty unless timed).
+    pub timings: Vec<DispatchTiming>,
+    /// Each step's wall time, seconds (empty unless timed).
+    pub step_walls: Vec<f64>,
+}
+
 /// Runs the sampler on a model: the UNet graph with its weights on the GPU, and the settings.
 pub struct Sampler<'a> {
     gpu: &'a Gpu,
@@ -198,6 +212,7 @@ impl<'a> Sampler<'a> {
         steps: &[(usize, Vec<Dispatch>)],
         progress: &mut dyn FnMut(usize),
         mut profile: Option<&mut (Profiler, Vec<f64>)>,
+        mut preview: Option<(&Tensor, &mut dyn FnMut(usize, &[f32]))>,
     ) -> Result<Vec<f32>> {
         let batch = plan.batch();
         let x = &plan.inputs()[0];
@@ -253,6 +268,9 @@ impl<'a> Sampler<'a> {
             if let Some((_, walls)) = profile.as_mut() {
                 walls.push(start.elapsed().as_secs_f64());
             }
+            if let Some((x0, watch)) = preview.as_mut() {
+                watch(i, &self.gpu.download(x0).await?);
+            }
             progress(i + 1);
         }
         let out = self.gpu.download(x).await?;
@@ -280,7 +298,7 @@ impl<'a> Sampler<'a> {
         noise: StepNoise<'_>,
         progress: &mut dyn FnMut(usize),
     ) -> Result<Vec<f32>> {
-        self.sample_impl(x_t, batch, first_image, noise, progress, None).await
+        self.sample_impl(x_t, batch, first_image, noise, progress, None, None).await
     }
 
     /// [`Sampler::sample`] with GPU timestamps around every dispatch: also returns each dispatch's timing and
@@ -293,13 +311,43 @@ impl<'a> Sampler<'a> {
         noise: StepNoise<'_>,
         progress: &mut dyn FnMut(usize),
     ) -> Result<(Vec<f32>, Vec<DispatchTiming>, Vec<f64>)> {
-        // The UNet's nodes plus the longest update chain (the unfused one with thresholding: 9 dispatches).
-        let profiler = Profiler::new(self.gpu, self.graph.nodes.len() + 16, self.steps.len())?;
-        let mut profile = (profiler, Vec::with_capacity(self.steps.len()));
-        let x =
-            self.sample_impl(x_t, batch, first_image, noise, progress, Some(&mut profile)).await?;
-        let (profiler, walls) = profile;
-        Ok((x, profiler.finish(self.gpu).await?, walls))
+        let watched =
+            self.sample_watched(x_t, batch, first_image, noise, progress, true, None).await?;
+        Ok((watched.x0, watched.timings, watched.step_walls))
+    }
+
+    /// [`Sampler::sample`], watched: with `timings`, GPU timestamps around every dispatch (and each step's wall
+    /// time); with `x0`, called after each step `i` (0-based) with the batch's predicted x0 at that step
+    /// (`[batch, C, H, W]`, before any clipping). Watching x0 runs the update as its own kernel rather than in the
+    /// final convolution's epilogue (the prediction needs the model output in memory) and reads the prediction
+    /// back after every step.
+    pub async fn sample_watched(
+        &self,
+        x_t: &[f32],
+        batch: usize,
+        first_image: u32,
+        noise: StepNoise<'_>,
+        progress: &mut dyn FnMut(usize),
+        timings: bool,
+        x0: Option<&mut dyn FnMut(usize, &[f32])>,
+    ) -> Result<Watched> {
+        let mut profile = match timings {
+            // The UNet's nodes plus the longest update chain (the unfused one with thresholding: 9 dispatches)
+            // and the x0 prediction.
+            true => Some((
+                Profiler::new(self.gpu, self.graph.nodes.len() + 17, self.steps.len())?,
+                Vec::with_capacity(self.steps.len()),
+            )),
+            false => None,
+        };
+        let x0 = self
+            .sample_impl(x_t, batch, first_image, noise, progress, profile.as_mut(), x0)
+            .await?;
+        let (timings, step_walls) = match profile {
+            Some((profiler, walls)) => (profiler.finish(self.gpu).await?, walls),
+            None => (Vec::new(), Vec::new()),
+        };
+        Ok(Watched { x0, timings, step_walls })
     }
 
     async fn sample_impl(
@@ -310,6 +358,7 @@ impl<'a> Sampler<'a> {
         noise: StepNoise<'_>,
         progress: &mut dyn FnMut(usize),
         profile: Option<&mut (Profiler, Vec<f64>)>,
+        watch_x0: Option<&mut dyn FnMut(usize, &[f32])>,
     ) -> Result<Vec<f32>> {
         let (plan, scratch) = self.prepare(batch)?;
         let x = &plan.inputs()[0];
@@ -337,10 +386,17 @@ impl<'a> Sampler<'a> {
             StepNoise::Philox(_) => Vec::new(),
         };
         let s = &self.settings;
-        // The update goes into the final convolution's epilogue where that is valid.
+        // The update goes into the final convolution's epilogue where that is valid and the model output is not
+        // needed for the x0 preview.
         let epilogue = match (s.mode, plan.output_conv()) {
-            (UpdateMode::Epilogue, Some(conv)) if s.threshold.is_none() => Some(conv),
+            (UpdateMode::Epilogue, Some(conv)) if s.threshold.is_none() && watch_x0.is_none() => {
+                Some(conv)
+            }
             _ => None,
+        };
+        let preview = match watch_x0 {
+            Some(_) => Some(self.gpu.zeros("predicted x0", x.shape())?),
+            None => None,
         };
         let mode = if s.mode == UpdateMode::Epilogue { UpdateMode::Fused } else { s.mode };
         let prepared = self
@@ -372,12 +428,24 @@ impl<'a> Sampler<'a> {
                     noise,
                 };
                 let label = format!("ddim step {} (t = {})", i + 1, step.t);
-                let update = match epilogue {
-                    Some(c) => vec![conv_ddim_update(
-                        self.gpu, &label, &c.input, &c.weight, &c.bias, &c.config, x, &spec,
-                    )?],
-                    None => ddim_update(self.gpu, &label, x, plan.output(), &spec, mode, &scratch)?,
+                let mut update = match &preview {
+                    Some(x0) => vec![predicted_x0(self.gpu, &label, &spec, x, plan.output(), x0)?],
+                    None => Vec::new(),
                 };
+                match epilogue {
+                    Some(c) => update.push(conv_ddim_update(
+                        self.gpu, &label, &c.input, &c.weight, &c.bias, &c.config, x, &spec,
+                    )?),
+                    None => update.extend(ddim_update(
+                        self.gpu,
+                        &label,
+                        x,
+                        plan.output(),
+                        &spec,
+                        mode,
+                        &scratch,
+                    )?),
+                }
                 Ok((step.t, update))
             })
             .collect::<Result<Vec<_>>>()?;
@@ -385,7 +453,8 @@ impl<'a> Sampler<'a> {
             Some(_) => &plan.dispatches()[..plan.dispatches().len() - 1],
             None => plan.dispatches(),
         };
-        self.run_steps(&plan, unet, &prepared, progress, profile).await
+        let preview = preview.as_ref().zip(watch_x0);
+        self.run_steps(&plan, unet, &prepared, progress, profile, preview).await
     }
 
     /// DDIM inversion (eta = 0) of clean images `x0` (`[batch, C, H, W]`, in [-1, 1]) to latents x_T, visiting
@@ -423,7 +492,7 @@ impl<'a> Sampler<'a> {
             prepared.push((step.t, update));
             a_cur = a_next;
         }
-        self.run_steps(&plan, plan.dispatches(), &prepared, progress, None).await
+        self.run_steps(&plan, plan.dispatches(), &prepared, progress, None, None).await
     }
 }
 

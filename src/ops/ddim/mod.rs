@@ -21,3 +21,4 @@ pub use epilogue::{CONV_KERNEL, ConvStepParams, conv_ddim_update};
 pub use fused::{STEP_KERNEL, StepParams, THRESHOLD_KERNEL, ThresholdParams};
 pub use spec::{DdimScratch, DdimStepParams, Noise, StepSpec, UpdateMode};
 pub use strategy::ddim_update;
+pub use unfused::predicted_x0;

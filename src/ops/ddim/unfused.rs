@@ -8,6 +8,27 @@ use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::ops::elementwise::{Binary, Unary, binary, unary};
 use crate::ops::randn;
 
+/// The dispatch that writes the prediction of x0 from x_t (`x`) and the model output `m` into `x0`: the first
+/// line of the update, also run alone to watch a run's predictions step by step.
+pub fn predicted_x0(
+    gpu: &Gpu,
+    label: &str,
+    spec: &StepSpec<'_>,
+    x: &Tensor,
+    m: &Tensor,
+    x0: &Tensor,
+) -> Result<Dispatch> {
+    let c = &spec.coefficients;
+    let (sa, s1ma) = (c.sqrt_a_t, c.sqrt_1m_a_t);
+    let name = format!("{label}/x0");
+    let axpby = |a: f64, b: f64| Binary::Axpby(a as f32, b as f32);
+    match spec.prediction {
+        Prediction::Epsilon => binary(gpu, &name, axpby(1.0 / sa, -s1ma / sa), x, m, x0),
+        Prediction::V => binary(gpu, &name, axpby(sa, -s1ma), x, m, x0),
+        Prediction::Sample => unary(gpu, &name, Unary::Scale(1.0), m, x0),
+    }
+}
+
 /// The unfused chain: each line of the maths is its own elementwise dispatch into a temporary.
 pub(super) fn unfused(
     gpu: &Gpu,
@@ -24,11 +45,7 @@ pub(super) fn unfused(
     let axpby = |a: f64, b: f64| Binary::Axpby(a as f32, b as f32);
 
     // x0 from the model output.
-    out.push(match spec.prediction {
-        Prediction::Epsilon => binary(gpu, &name("x0"), axpby(1.0 / sa, -s1ma / sa), x, m, &s.x0)?,
-        Prediction::V => binary(gpu, &name("x0"), axpby(sa, -s1ma), x, m, &s.x0)?,
-        Prediction::Sample => unary(gpu, &name("x0"), Unary::Scale(1.0), m, &s.x0)?,
-    });
+    out.push(predicted_x0(gpu, label, spec, x, m, &s.x0)?);
     // Clip or threshold x0.
     let x0c = if let Some(r) = spec.clip {
         out.push(unary(gpu, &name("clip"), Unary::Clamp(-r, r), &s.x0, &s.x0c)?);
