@@ -14,7 +14,8 @@ use ddim_wgpu::io::read_npy;
 use ddim_wgpu::model::convert::{from_diffusers_dir, from_original};
 use ddim_wgpu::model::weights::Weights;
 use ddim_wgpu::ops::ddim::UpdateMode;
-use ddim_wgpu::sampler::ddim::{Sampler, SamplerSettings, StepNoise, latents, slerp};
+use ddim_wgpu::pipeline::{Pipeline, SampleRequest, StepX0, Watch};
+use ddim_wgpu::sampler::ddim::{Sampler, SamplerSettings, StepNoise, latents, plan_steps, slerp};
 use ddim_wgpu::unet;
 
 fn fixtures() -> PathBuf {
@@ -146,6 +147,74 @@ fn images_depend_only_on_seed_and_index() {
         let u = unfused.sample(&x_t, 4, 0, StepNoise::Philox(9), &mut |_| {}).block_on().unwrap();
         let e = max_rel(&u, &all);
         assert!(e <= TRAJECTORY_BOUND, "eta {eta}: fused vs unfused {e:.2e}");
+    }
+}
+
+/// A watched run (as the web page runs): each step's predicted x0 arrives batch by batch, step 0's equals
+/// (x_T - sqrt(1 - a) eps) / sqrt(a) with eps from a plain evaluation of the UNet, the last step's (eta 0, a final
+/// alpha of 1) is the sample itself, every step of every batch is timed, and the samples are the plain run's.
+#[test]
+fn a_watched_run_shows_each_steps_x0_and_samples_the_same() {
+    let Some(gpu) = gpu() else { return };
+    let pipeline = Pipeline::new(gpu, &diffusers_model()).unwrap();
+    let settings = SamplerSettings { steps: 4, ..pipeline.default_settings() };
+    let mut request = SampleRequest::new(settings.clone(), 3, 5);
+    // Two batches, of 2 and 1 images.
+    request.max_batch = Some(2);
+    let plain = pipeline.sample(&request, &mut |_| {}).block_on().unwrap();
+    let mut seen: Vec<(usize, usize, [usize; 4], Vec<f32>)> = Vec::new();
+    let mut record = |x: StepX0<'_>| seen.push((x.step, x.first_image, x.shape, x.data.to_vec()));
+    let timed = pipeline.gpu().features().contains(wgpu::Features::TIMESTAMP_QUERY);
+    let watch = Watch { x0: Some(&mut record), timings: timed };
+    let watched = pipeline.sample_watched(&request, &mut |_| {}, watch).block_on().unwrap();
+
+    // The update runs outside the final convolution's epilogue: equal up to f32 rounding.
+    let e = max_rel(&watched.images.data, &plain.data);
+    assert!(e <= TRAJECTORY_BOUND, "watched vs plain run: {e:.2e}");
+    let order: Vec<(usize, usize, usize)> = seen.iter().map(|s| (s.0, s.1, s.2[0])).collect();
+    let want: Vec<(usize, usize, usize)> = [(0, 2), (2, 1)]
+        .iter()
+        .flat_map(|&(first, n)| (0..4).map(move |i| (i, first, n)))
+        .collect();
+    assert_eq!(order, want, "(step, first image, batch) of each x0");
+
+    let per = 3 * 8 * 8;
+    let x_t = pipeline.latents(5, 0, 3).unwrap();
+    let (steps, _) = plan_steps(&settings).unwrap();
+    let t = steps[0].t;
+    let a = settings.schedule.alphas_cumprod().unwrap()[t];
+    let eps = pipeline.eval(&x_t, &[t as f32; 3], false).block_on().unwrap().output;
+    let step0: Vec<f32> = x_t
+        .data
+        .iter()
+        .zip(&eps.data)
+        .map(|(&x, &m)| ((x as f64 - (1.0 - a).sqrt() * m as f64) / a.sqrt()) as f32)
+        .collect();
+    let batch = |k: usize, first: usize, n: usize, v: &[f32]| {
+        let (_, _, _, got) = &seen[k];
+        max_rel(got, &v[first * per..(first + n) * per])
+    };
+    for (k, first, n) in [(0, 0, 2), (4, 2, 1)] {
+        let e = batch(k, first, n, &step0);
+        assert!(e <= TRAJECTORY_BOUND, "step 0's x0, images {first}..: {e:.2e}");
+    }
+    for (k, first, n) in [(3, 0, 2), (7, 2, 1)] {
+        let e = batch(k, first, n, &watched.images.data);
+        assert!(
+            e <= TRAJECTORY_BOUND,
+            "the last step's x0 against the samples, images {first}..: {e:.2e}"
+        );
+    }
+    assert_ne!(seen[0].3, seen[3].3, "the prediction moves between steps");
+    if timed {
+        for i in 0..4 {
+            let x0 = watched
+                .timings
+                .iter()
+                .filter(|d| d.step == i && d.label.ends_with("/x0") && d.kernel == "elementwise");
+            assert_eq!(x0.count(), 2, "step {i}: the x0 dispatch of each of the two batches");
+        }
+        assert_eq!(watched.step_walls.len(), 8, "a wall time per step per batch");
     }
 }
 

@@ -1,9 +1,9 @@
 // The page around the engine (ddim_web.js, built from web/src/lib.rs by tools/web/build.sh).
 //
 // Settings come from the form, filled first from the query string: steps, eta, spacing, seed, batch, clip,
-// preview (0 or 1), model=URL (default: default.safetensors beside the page), autorun=1; and max_binding=BYTES,
+// preview and timings (0 or 1), model=URL (default: default.safetensors beside the page), autorun=1; and max_binding=BYTES,
 // which opens the device as if it allowed storage bindings of at most that size (batches are then split).
-// When a run ends, window.ddimResult = {shape, data, kernels, stepMs, roof, adapter} and the title is
+// When a run ends, window.ddimResult = {shape, data, kernels, msPerStep, stepMs, roof, adapter} and the title is
 // "ddim: done"; on failure the title is "ddim: error: <message>" and the page shows the message.
 
 import init, { Engine, pngGrid, npy } from "./ddim_web.js";
@@ -54,6 +54,7 @@ function settings() {
   const s = {};
   for (const k of SETTINGS) s[k] = String(data.get(k) ?? "");
   s.preview = data.get("preview") !== null;
+  s.timings = data.get("timings") !== null;
   return s;
 }
 
@@ -61,7 +62,9 @@ function fillFromQuery() {
   for (const k of SETTINGS) {
     if (query.has(k)) form.elements[k].value = query.get(k);
   }
-  if (query.has("preview")) form.elements.preview.checked = query.get("preview") !== "0";
+  for (const k of ["preview", "timings"]) {
+    if (query.has(k)) form.elements[k].checked = query.get(k) !== "0";
+  }
 }
 
 async function loadModel(bytes, name) {
@@ -120,11 +123,14 @@ function link(id, bytes, type) {
   return a.href;
 }
 
-function showTiming(result, steps) {
+function showTiming(result, msPerStep, asked) {
   const body = $("kernels");
   body.replaceChildren();
+  const wall = `${msPerStep.toFixed(1)} ms of wall time per step.`;
   if (!result.timestamps) {
-    $("timing-summary").textContent = "This adapter offers no GPU timestamps (timestamp-query), so there is no per-kernel table.";
+    $("timing-summary").textContent = asked
+      ? `${wall} This adapter offers no GPU timestamps (timestamp-query), so there is no per-kernel table.`
+      : `${wall} Kernels untimed.`;
     $("timing").hidden = false;
     return;
   }
@@ -141,11 +147,10 @@ function showTiming(result, steps) {
     body.append(tr);
   }
   const total = result.kernels.reduce((a, k) => a + k.total_ms, 0);
-  const wall = result.stepMs.reduce((a, v) => a + v, 0);
   $("timing-summary").textContent =
-    `${steps} steps; GPU time ${total.toFixed(1)} ms in all, wall time ${(wall / Math.max(1, result.stepMs.length)).toFixed(1)} ms per step ` +
-    `(one pass per dispatch where the browser has no timestamps inside passes). Roofline: ` +
-    `${result.roof.gflops.toFixed(1)} GFLOP/s FMA, ${result.roof.gbps.toFixed(1)} GB/s copy.`;
+    `${wall} GPU time ${total.toFixed(1)} ms in all, timed with one pass per dispatch where the browser has no ` +
+    `timestamps inside passes. Roofline: ${result.roof.gflops.toFixed(1)} GFLOP/s FMA, ` +
+    `${result.roof.gbps.toFixed(1)} GB/s copy.`;
   $("timing").hidden = false;
 }
 
@@ -160,11 +165,14 @@ async function run() {
   const canvas = $("x0");
   const started = performance.now();
   let batches = 1;
+  // When each step ended (performance.now()), by steps done: the wall time per step, timed or not.
+  const ends = [];
   try {
     const result = await engine.sample(
       JSON.stringify(s),
       (done, all, b) => {
         batches = b;
+        ends[done] = performance.now();
         status(`Sampling: step ${done} of ${all}${b > 1 ? ` (in ${b} batches)` : ""}…`);
       },
       (x) => {
@@ -177,11 +185,13 @@ async function run() {
     $("x0-caption").textContent = "Final samples";
     $("grid").src = link("download-png", pngGrid(result.data, result.shape, "samples.png"), "image/png");
     link("download-npy", npy(result.data, result.shape, "samples.npy"), "application/octet-stream");
-    showTiming(result, Number(s.steps));
+    const msPerStep = (ends.at(-1) - ends[0]) / (ends.length - 1);
+    showTiming(result, msPerStep, s.timings);
     window.ddimResult = {
       shape: Array.from(result.shape),
       data: result.data,
       kernels: result.kernels,
+      msPerStep,
       stepMs: Array.from(result.stepMs),
       roof: result.roof,
       adapter: engine.adapter(),

@@ -225,6 +225,8 @@ pub struct Gpu {
     input_windows: bool,
     split_k: bool,
     injected: Option<Fault>,
+    /// The storage-binding cap the options set, if any.
+    max_binding: Option<u64>,
     pub(crate) pipelines: Mutex<HashMap<&'static str, Arc<CachedPipeline>>>,
     // Working buffers shared by every dispatch that names them (`Gpu::scratch`).
     pub(crate) scratch: Mutex<HashMap<&'static str, wgpu::Buffer>>,
@@ -294,6 +296,7 @@ impl Gpu {
             input_windows: options.input_windows,
             split_k: options.split_k,
             injected: options.fault.clone(),
+            max_binding: options.max_binding,
             pipelines: Mutex::new(HashMap::new()),
             scratch: Mutex::new(HashMap::new()),
             open_scopes: Mutex::new(Vec::new()),
@@ -347,9 +350,15 @@ impl Gpu {
         self.adapter.get_info()
     }
 
-    /// The device's limits (equal to the adapter's).
+    /// The device's limits: the adapter's, with the storage-binding cap of [`DeviceOptions::max_binding`]
+    /// (kept here too: a browser may report more than was asked for).
     pub fn limits(&self) -> wgpu::Limits {
-        self.device.limits()
+        let mut limits = self.device.limits();
+        if let Some(cap) = self.max_binding {
+            limits.max_storage_buffer_binding_size =
+                limits.max_storage_buffer_binding_size.min(cap);
+        }
+        limits
     }
 
     /// The features the device was opened with.

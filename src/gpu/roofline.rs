@@ -142,15 +142,18 @@ async fn time(gpu: &Gpu, d: &Dispatch, trials: usize) -> Result<f64> {
     Ok(t[t.len() / 2])
 }
 
-/// Measures both roofs (a few seconds on a software adapter, well under one on a GPU).
+/// Measures both roofs (a few seconds on a software adapter, well under one on a GPU), with buffers within the
+/// device's storage-binding limit.
 pub async fn measure(gpu: &Gpu) -> Result<Roof> {
+    // The most f32s one binding holds, in whole vec4s.
+    let bound = (gpu.limits().max_storage_buffer_binding_size / 16 * 4).max(4) as usize;
     // 2^18 invocations fill any GPU (an H200 runs 132 x 2048 at once); [`time`] repeats the dispatch where
     // it is shorter than the pass floor.
-    let out = gpu.zeros("roofline fma out", &[1 << 18])?;
+    let out = gpu.zeros("roofline fma out", &[(1 << 18).min(bound)])?;
     let fma = fma(gpu, &out, 512)?;
     let gflops = fma.cost().flops as f64 / time(gpu, &fma, 5).await? / 1e9;
     // 64 MiB each way: past any cache (an H200's L2 is 60 MB).
-    let n = 16 << 20;
+    let n = (16 << 20).min(bound);
     let src = gpu.zeros("roofline copy src", &[n])?;
     let dst = gpu.zeros("roofline copy dst", &[n])?;
     let copy = copy(gpu, &src, &dst)?;

@@ -31,7 +31,7 @@ use crate::gpu::{Gpu, Tensor};
 use crate::graph::ir::{Graph, TensorId};
 use crate::graph::plan::{MemoryStats, Plan, max_batch};
 use crate::model::weights::{Training, Weights};
-use crate::sampler::ddim::{Sampler, SamplerSettings, StepNoise, latents, slerp};
+use crate::sampler::ddim::{BatchWatch, Sampler, SamplerSettings, StepNoise, latents, slerp};
 use crate::unet::{self, UNetConfig};
 
 /// Images (or latents) in memory: `data` holds `shape[0]` images of `shape[1..]`, NCHW, f32.
@@ -333,8 +333,10 @@ impl Pipeline {
                         first,
                         noise,
                         on_step,
-                        watch.timings,
-                        x0.as_mut().map(|f| f as &mut dyn FnMut(usize, &[f32])),
+                        BatchWatch {
+                            timings: watch.timings,
+                            x0: x0.as_mut().map(|f| f as &mut dyn FnMut(usize, &[f32])),
+                        },
                     )
                     .await
                     .map_err(|e| globally(e, request.first_image + start))?;

@@ -160,6 +160,26 @@ pub struct Watched {
     pub step_walls: Vec<f64>,
 }
 
+/// Called after step `i` (0-based) with a batch's predicted x0, `[batch, C, H, W]` flattened, before any clipping.
+pub type X0Watch<'w> = &'w mut dyn FnMut(usize, &[f32]);
+
+/// What [`Sampler::sample_watched`] records of a batch's run besides its samples.
+#[derive(Default)]
+pub struct BatchWatch<'w> {
+    /// GPU timestamps around every dispatch, and each step's wall time.
+    pub timings: bool,
+    /// Each step's predicted x0, read back after the step. The update then runs as its own kernel rather than in
+    /// the final convolution's epilogue (the prediction needs the model output in memory).
+    pub x0: Option<X0Watch<'w>>,
+}
+
+/// What a run is recording: the profiler with each step's wall time, and the x0 watch.
+#[derive(Default)]
+struct Recording<'w> {
+    profile: Option<(Profiler, Vec<f64>)>,
+    x0: Option<X0Watch<'w>>,
+}
+
 /// Runs the sampler on a model: the UNet graph with its weights on the GPU, and the settings.
 pub struct Sampler<'a> {
     gpu: &'a Gpu,
@@ -211,8 +231,8 @@ impl<'a> Sampler<'a> {
         unet: &[Dispatch],
         steps: &[(usize, Vec<Dispatch>)],
         progress: &mut dyn FnMut(usize),
-        mut profile: Option<&mut (Profiler, Vec<f64>)>,
-        mut preview: Option<(&Tensor, &mut dyn FnMut(usize, &[f32]))>,
+        recording: &mut Recording<'_>,
+        preview: Option<&Tensor>,
     ) -> Result<Vec<f32>> {
         let batch = plan.batch();
         let x = &plan.inputs()[0];
@@ -238,7 +258,7 @@ impl<'a> Sampler<'a> {
                     .gpu
                     .device()
                     .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(&what) });
-                match profile.as_mut() {
+                match recording.profile.as_mut() {
                     Some((profiler, _)) => {
                         let all: Vec<&Dispatch> =
                             unet.iter().chain(update.iter().copied()).collect();
@@ -265,10 +285,10 @@ impl<'a> Sampler<'a> {
             };
             submitted
                 .map_err(|e| self.gpu.locate_fault(e, unet.iter().chain(update.iter().copied())))?;
-            if let Some((_, walls)) = profile.as_mut() {
+            if let Some((_, walls)) = recording.profile.as_mut() {
                 walls.push(start.elapsed().as_secs_f64());
             }
-            if let Some((x0, watch)) = preview.as_mut() {
+            if let (Some(x0), Some(watch)) = (preview, recording.x0.as_mut()) {
                 watch(i, &self.gpu.download(x0).await?);
             }
             progress(i + 1);
@@ -298,7 +318,7 @@ impl<'a> Sampler<'a> {
         noise: StepNoise<'_>,
         progress: &mut dyn FnMut(usize),
     ) -> Result<Vec<f32>> {
-        self.sample_impl(x_t, batch, first_image, noise, progress, None, None).await
+        self.sample_impl(x_t, batch, first_image, noise, progress, &mut Recording::default()).await
     }
 
     /// [`Sampler::sample`] with GPU timestamps around every dispatch: also returns each dispatch's timing and
@@ -311,16 +331,12 @@ impl<'a> Sampler<'a> {
         noise: StepNoise<'_>,
         progress: &mut dyn FnMut(usize),
     ) -> Result<(Vec<f32>, Vec<DispatchTiming>, Vec<f64>)> {
-        let watched =
-            self.sample_watched(x_t, batch, first_image, noise, progress, true, None).await?;
+        let watch = BatchWatch { timings: true, x0: None };
+        let watched = self.sample_watched(x_t, batch, first_image, noise, progress, watch).await?;
         Ok((watched.x0, watched.timings, watched.step_walls))
     }
 
-    /// [`Sampler::sample`], watched: with `timings`, GPU timestamps around every dispatch (and each step's wall
-    /// time); with `x0`, called after each step `i` (0-based) with the batch's predicted x0 at that step
-    /// (`[batch, C, H, W]`, before any clipping). Watching x0 runs the update as its own kernel rather than in the
-    /// final convolution's epilogue (the prediction needs the model output in memory) and reads the prediction
-    /// back after every step.
+    /// [`Sampler::sample`], watched as [`BatchWatch`] asks.
     pub async fn sample_watched(
         &self,
         x_t: &[f32],
@@ -328,10 +344,9 @@ impl<'a> Sampler<'a> {
         first_image: u32,
         noise: StepNoise<'_>,
         progress: &mut dyn FnMut(usize),
-        timings: bool,
-        x0: Option<&mut dyn FnMut(usize, &[f32])>,
+        watch: BatchWatch<'_>,
     ) -> Result<Watched> {
-        let mut profile = match timings {
+        let profile = match watch.timings {
             // The UNet's nodes plus the longest update chain (the unfused one with thresholding: 9 dispatches)
             // and the x0 prediction.
             true => Some((
@@ -340,10 +355,9 @@ impl<'a> Sampler<'a> {
             )),
             false => None,
         };
-        let x0 = self
-            .sample_impl(x_t, batch, first_image, noise, progress, profile.as_mut(), x0)
-            .await?;
-        let (timings, step_walls) = match profile {
+        let mut recording = Recording { profile, x0: watch.x0 };
+        let x0 = self.sample_impl(x_t, batch, first_image, noise, progress, &mut recording).await?;
+        let (timings, step_walls) = match recording.profile {
             Some((profiler, walls)) => (profiler.finish(self.gpu).await?, walls),
             None => (Vec::new(), Vec::new()),
         };
@@ -357,8 +371,7 @@ impl<'a> Sampler<'a> {
         first_image: u32,
         noise: StepNoise<'_>,
         progress: &mut dyn FnMut(usize),
-        profile: Option<&mut (Profiler, Vec<f64>)>,
-        watch_x0: Option<&mut dyn FnMut(usize, &[f32])>,
+        recording: &mut Recording<'_>,
     ) -> Result<Vec<f32>> {
         let (plan, scratch) = self.prepare(batch)?;
         let x = &plan.inputs()[0];
@@ -389,12 +402,14 @@ impl<'a> Sampler<'a> {
         // The update goes into the final convolution's epilogue where that is valid and the model output is not
         // needed for the x0 preview.
         let epilogue = match (s.mode, plan.output_conv()) {
-            (UpdateMode::Epilogue, Some(conv)) if s.threshold.is_none() && watch_x0.is_none() => {
+            (UpdateMode::Epilogue, Some(conv))
+                if s.threshold.is_none() && recording.x0.is_none() =>
+            {
                 Some(conv)
             }
             _ => None,
         };
-        let preview = match watch_x0 {
+        let preview = match recording.x0 {
             Some(_) => Some(self.gpu.zeros("predicted x0", x.shape())?),
             None => None,
         };
@@ -453,8 +468,7 @@ impl<'a> Sampler<'a> {
             Some(_) => &plan.dispatches()[..plan.dispatches().len() - 1],
             None => plan.dispatches(),
         };
-        let preview = preview.as_ref().zip(watch_x0);
-        self.run_steps(&plan, unet, &prepared, progress, profile, preview).await
+        self.run_steps(&plan, unet, &prepared, progress, recording, preview.as_ref()).await
     }
 
     /// DDIM inversion (eta = 0) of clean images `x0` (`[batch, C, H, W]`, in [-1, 1]) to latents x_T, visiting
@@ -492,7 +506,15 @@ impl<'a> Sampler<'a> {
             prepared.push((step.t, update));
             a_cur = a_next;
         }
-        self.run_steps(&plan, plan.dispatches(), &prepared, progress, None, None).await
+        self.run_steps(
+            &plan,
+            plan.dispatches(),
+            &prepared,
+            progress,
+            &mut Recording::default(),
+            None,
+        )
+        .await
     }
 }
 

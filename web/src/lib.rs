@@ -54,6 +54,8 @@ struct Settings {
     clip: String,
     /// Watch each step's predicted x0.
     preview: bool,
+    /// Time every dispatch (where the adapter offers timestamps).
+    timings: bool,
 }
 
 fn parse<T: std::str::FromStr>(what: &str, s: &str, expected: &str) -> Result<T, JsError> {
@@ -129,11 +131,11 @@ impl Engine {
         )
     }
 
-    /// Samples with `settings` (a JSON object of strings: steps, eta, spacing, seed, batch, clip; and preview, a
-    /// boolean). Calls `on_progress(done, total, batches)` after every step and, with preview, `on_x0({step, steps,
+    /// Samples with `settings` (a JSON object of strings: steps, eta, spacing, seed, batch, clip; and the
+    /// booleans preview and timings). Calls `on_progress(done, total, batches)` after every step and, with preview, `on_x0({step, steps,
     /// firstImage, shape, data})` with that step's predicted x0. Resolves to `{shape, data, kernels, stepMs,
-    /// roof, timestamps}`: the samples (`Float32Array`, NCHW, unclamped), the per-kernel table (empty without
-    /// timestamps) and each step's wall time.
+    /// roof, timestamps}`: the samples (`Float32Array`, NCHW, unclamped), the per-kernel table and each step's
+    /// wall time (empty unless timed).
     pub fn sample(&self, settings: String, on_progress: Function, on_x0: Function) -> Promise {
         let inner = self.inner.clone();
         wasm_bindgen_futures::future_to_promise(async move {
@@ -172,7 +174,7 @@ async fn run(
     let seed: u64 = parse("seed", &s.seed, "a whole number from 0 to 2^64 - 1")?;
     let batch: usize = parse("batch", &s.batch, "a whole number")?;
     ddim_wgpu::pipeline::check_settings(&scheduler).map_err(js_error)?;
-    let timed = pipeline.gpu().features().contains(wgpu::Features::TIMESTAMP_QUERY);
+    let timed = s.timings && pipeline.gpu().features().contains(wgpu::Features::TIMESTAMP_QUERY);
 
     let request = SampleRequest::new(scheduler, batch, seed);
     let mut progress = |p: ddim_wgpu::pipeline::Progress| {
