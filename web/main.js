@@ -67,16 +67,20 @@ function fillFromQuery() {
   }
 }
 
+function showModel(opened, name) {
+  engine = opened;
+  $("model-name").textContent = `${name}: ${engine.summary()}`;
+  $("adapter").textContent = `on ${engine.adapter()}`;
+  $("run").disabled = false;
+  status(`Ready: ${name}.`);
+}
+
 async function loadModel(bytes, name) {
   engine = null;
   $("run").disabled = true;
   status(`Loading ${name} onto the GPU…`);
   const cap = query.get("max_binding");
-  engine = await Engine.open(bytes, name, cap === null ? undefined : Number(cap));
-  $("model-name").textContent = `${name}: ${engine.summary()}`;
-  $("adapter").textContent = `on ${engine.adapter()}`;
-  $("run").disabled = false;
-  status(`Ready: ${name}.`);
+  showModel(await Engine.open(bytes, name, cap === null ? undefined : Number(cap)), name);
 }
 
 async function fetchModel(url) {
@@ -223,12 +227,43 @@ form.addEventListener("submit", (event) => {
   run();
 });
 
+// One file: our weights file. Several: a diffusers model's config.json, diffusion_pytorch_model.safetensors and,
+// if picked, scheduler_config.json.
+async function openFiles(files) {
+  const cap = query.get("max_binding");
+  const maxBinding = cap === null ? undefined : Number(cap);
+  if (files.length === 1) {
+    const file = files[0];
+    return [await Engine.open(new Uint8Array(await file.arrayBuffer()), file.name, maxBinding), file.name];
+  }
+  const byName = (test) => files.find((f) => test(f.name));
+  const config = byName((n) => n === "config.json");
+  const weights = byName((n) => n.endsWith(".safetensors"));
+  const scheduler = byName((n) => n === "scheduler_config.json");
+  if (!config || !weights || files.length > (scheduler ? 3 : 2)) {
+    throw new Error("pick our weights file, or a diffusers model's config.json and diffusion_pytorch_model.safetensors (and its scheduler_config.json)");
+  }
+  const engine = await Engine.openDiffusers(
+    await config.text(),
+    new Uint8Array(await weights.arrayBuffer()),
+    weights.name,
+    scheduler ? await scheduler.text() : undefined,
+    maxBinding,
+  );
+  return [engine, `${weights.name} (diffusers)`];
+}
+
 $("file").addEventListener("change", async () => {
-  const file = $("file").files[0];
-  if (!file) return;
+  const files = Array.from($("file").files);
+  if (files.length === 0) return;
   $("error").hidden = true;
+  engine = null;
+  $("run").disabled = true;
+  status("Loading the picked files onto the GPU…");
+  document.title = "ddim: loading";
   try {
-    await loadModel(new Uint8Array(await file.arrayBuffer()), file.name);
+    const [opened, name] = await openFiles(files);
+    showModel(opened, name);
     document.title = "ddim: ready";
   } catch (e) {
     fail(e);

@@ -33,12 +33,15 @@ pub fn from_diffusers_dir(dir: &Path) -> Result<Weights> {
         path: config_path.display().to_string(),
         message: "not UTF-8".into(),
     })?;
-    let config = UNetConfig::from_diffusers_json(&text)?;
     let st = dir.join("diffusion_pytorch_model.safetensors");
     let bin = dir.join("diffusion_pytorch_model.bin");
-    let raw = if st.exists() {
-        read_safetensors(&st)?
-    } else if bin.exists() {
+    if st.exists() {
+        let scheduler = scheduler_config_text(&dir)?;
+        let scheduler = scheduler.as_ref().map(|(path, text)| (text.as_str(), path.as_str()));
+        return from_diffusers_parts(&text, &io::read(&st)?, &st.display().to_string(), scheduler);
+    }
+    let config = UNetConfig::from_diffusers_json(&text)?;
+    let raw = if bin.exists() {
         read_checkpoint(&io::read(&bin)?)?
     } else {
         return Err(Error::Io {
@@ -53,10 +56,6 @@ pub fn from_diffusers_dir(dir: &Path) -> Result<Weights> {
     let w = Weights { config, training, tensors };
     w.validate()?;
     Ok(w)
-}
-
-fn read_safetensors(path: &Path) -> Result<BTreeMap<String, HostTensor>> {
-    parse_safetensors(&io::read(path)?, &path.display().to_string())
 }
 
 /// The floating-point tensors of a third-party safetensors file (a diffusers
@@ -294,6 +293,13 @@ pub fn config_from_original_yaml(text: &str) -> Result<UNetConfig> {
 /// The training schedule from a diffusers `scheduler_config.json` beside the UNet (the model directory itself,
 /// `../scheduler/` for a pipeline's `unet/`, or `scheduler/` of a pipeline), if there is one.
 fn scheduler_config(dir: &Path) -> Result<Option<Training>> {
+    scheduler_config_text(dir)?
+        .map(|(path, text)| training_from_scheduler_json(&text, &path))
+        .transpose()
+}
+
+/// The path and text of the `scheduler_config.json` [`scheduler_config`] reads, if there is one.
+fn scheduler_config_text(dir: &Path) -> Result<Option<(String, String)>> {
     let candidates = [
         dir.join("scheduler_config.json"),
         dir.join("../scheduler/scheduler_config.json"),
@@ -304,7 +310,25 @@ fn scheduler_config(dir: &Path) -> Result<Option<Training>> {
     };
     let text = String::from_utf8(io::read(path)?)
         .map_err(|_| Error::Io { path: path.display().to_string(), message: "not UTF-8".into() })?;
-    training_from_scheduler_json(&text, &path.display().to_string()).map(Some)
+    Ok(Some((path.display().to_string(), text)))
+}
+
+/// A diffusers `UNet2DModel` from the contents of its files, for callers without a file system (a web page):
+/// `config` (`config.json`'s text), `weights` (`diffusion_pytorch_model.safetensors`'s bytes, named `what` in
+/// errors) and, where there is one, `scheduler` (`scheduler_config.json`'s text and its name).
+pub fn from_diffusers_parts(
+    config: &str,
+    weights: &[u8],
+    what: &str,
+    scheduler: Option<(&str, &str)>,
+) -> Result<Weights> {
+    let config = UNetConfig::from_diffusers_json(config)?;
+    let tensors = renamed(parse_safetensors(weights, what)?, |k| Ok(rename_legacy_attention(k)))?;
+    let training =
+        scheduler.map(|(text, name)| training_from_scheduler_json(text, name)).transpose()?;
+    let w = Weights { config, training, tensors };
+    w.validate()?;
+    Ok(w)
 }
 
 /// The training schedule of a diffusers `scheduler_config.json` (DDIMScheduler's or DDPMScheduler's keys;

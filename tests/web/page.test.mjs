@@ -5,7 +5,8 @@
 //
 // Checks: the page's samples equal the CLI's for the same settings; the timing table covers every dispatch
 // that ran; batch splitting applies in the browser; a damaged file, a file that is not a model, a missing file,
-// a bad setting and a browser without WebGPU each end in a clear error within seconds.
+// a bad setting and a browser without WebGPU each end in a clear error within seconds; a diffusers model picked
+// as its config.json and safetensors samples what the CLI samples from its folder.
 
 import { createServer } from "node:http";
 import { readFile } from "node:fs/promises";
@@ -16,8 +17,10 @@ import { chromium } from "playwright-core";
 const dir = process.env.DDIM_WEB_DIR;
 const referencePath = process.env.DDIM_WEB_REFERENCE;
 const screenshot = process.env.DDIM_WEB_SCREENSHOT;
-if (!dir || !referencePath || !screenshot) {
-  console.error("set DDIM_WEB_DIR, DDIM_WEB_REFERENCE and DDIM_WEB_SCREENSHOT (tools/web/test.sh does)");
+const diffusersModel = process.env.DDIM_WEB_DIFFUSERS_MODEL;
+const diffusersReference = process.env.DDIM_WEB_DIFFUSERS_REFERENCE;
+if (!dir || !referencePath || !screenshot || !diffusersModel || !diffusersReference) {
+  console.error("set DDIM_WEB_DIR, DDIM_WEB_REFERENCE, DDIM_WEB_SCREENSHOT, DDIM_WEB_DIFFUSERS_MODEL and DDIM_WEB_DIFFUSERS_REFERENCE (tools/web/test.sh does)");
   process.exit(2);
 }
 
@@ -209,6 +212,30 @@ await check("untimed and unwatched, the page samples the same and says the kerne
   assert.equal(r.kernels.length, 0);
   assert.match(await page.locator("#timing-summary").textContent(), /Kernels untimed/);
   console.log(`     ${r.msPerStep.toFixed(1)} ms per step, untimed, x0 not shown`);
+  await page.close();
+});
+
+await check("a diffusers model picked as config.json + safetensors samples what the CLI samples", async () => {
+  const page = await open("steps=3&batch=2&seed=1&eta=0&clip=1");
+  await page.waitForFunction(() => document.title === "ddim: ready", null, { timeout: RUN_TIMEOUT_MS });
+  await page.locator("#file").setInputFiles([
+    join(diffusersModel, "config.json"),
+    join(diffusersModel, "diffusion_pytorch_model.safetensors"),
+  ]);
+  await page.waitForFunction(
+    () => document.title === "ddim: ready" && /\(diffusers\)/.test(document.getElementById("model-name").textContent),
+    null,
+    { timeout: ERROR_TIMEOUT_MS },
+  );
+  await page.locator("#run").click();
+  const title = await titleOf(page, RUN_TIMEOUT_MS);
+  assert.equal(title, "ddim: done", `the run ended with "${title}"`);
+  const r = await result(page);
+  const want = parseNpy(await readFile(diffusersReference));
+  assert.deepEqual(r.shape, want.shape);
+  const diff = maxAbsDiff(r.data, want.data);
+  console.log(`     diffusers model: max |diff| ${diff.toExponential(2)} against the CLI`);
+  assert.ok(diff <= BOUND, `max |diff| ${diff} > ${BOUND}`);
   await page.close();
 });
 

@@ -17,6 +17,7 @@ use ddim_wgpu::gpu::profiler::kernel_table;
 use ddim_wgpu::gpu::roofline::{self, Roof};
 use ddim_wgpu::gpu::{DeviceOptions, Gpu, describe};
 use ddim_wgpu::io::{npy_bytes, png_grid_bytes};
+use ddim_wgpu::model::convert::from_diffusers_parts;
 use ddim_wgpu::model::weights::Weights;
 use ddim_wgpu::pipeline::{Pipeline, SampleRequest, StepX0, Watch};
 use js_sys::{Array, Float32Array, Function, JSON, Object, Promise, Reflect};
@@ -88,6 +89,27 @@ impl Engine {
         max_binding: Option<f64>,
     ) -> Result<Engine, JsError> {
         let weights = Weights::from_bytes(&model).map_err(|e| js_error(format!("{name}: {e}")))?;
+        Engine::on_gpu(&weights, max_binding).await
+    }
+
+    /// Loads a diffusers `UNet2DModel` from its files' contents: `config` (`config.json`), `weights`
+    /// (`diffusion_pytorch_model.safetensors`, named `name`) and, if given, `scheduler`
+    /// (`scheduler_config.json`). As [`Engine::open`] otherwise.
+    #[wasm_bindgen(js_name = openDiffusers)]
+    pub async fn open_diffusers(
+        config: String,
+        weights: Vec<u8>,
+        name: String,
+        scheduler: Option<String>,
+        max_binding: Option<f64>,
+    ) -> Result<Engine, JsError> {
+        let scheduler = scheduler.as_deref().map(|text| (text, "scheduler_config.json"));
+        let weights = from_diffusers_parts(&config, &weights, &name, scheduler)
+            .map_err(|e| js_error(format!("{name}: {e}")))?;
+        Engine::on_gpu(&weights, max_binding).await
+    }
+
+    async fn on_gpu(weights: &Weights, max_binding: Option<f64>) -> Result<Engine, JsError> {
         let mut options = DeviceOptions::from_env().map_err(js_error)?;
         options.max_binding = match max_binding {
             Some(b) if b.fract() == 0.0 && (4.0..=u32::MAX as f64).contains(&b) => Some(b as u64),
@@ -97,7 +119,7 @@ impl Engine {
             None => None,
         };
         let gpu = Gpu::new(&options).await.map_err(js_error)?;
-        let pipeline = Pipeline::new(gpu, &weights).map_err(js_error)?;
+        let pipeline = Pipeline::new(gpu, weights).map_err(js_error)?;
         Ok(Engine {
             inner: Rc::new(Inner { pipeline, roof: RefCell::new(None), busy: Cell::new(false) }),
         })
