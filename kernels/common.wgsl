@@ -55,7 +55,8 @@ fn philox4x32_10(counter: vec4<u32>, key: vec2<u32>) -> vec4<u32> {
 const STREAM_LATENT: u32 = 0u;
 const STREAM_STEP_NOISE: u32 = 1u;
 
-// A u32 to a uniform in (0, 1): the top 24 bits, centred, so neither 0 nor 1 occurs and the value is exact in f32.
+// A u32 to a uniform in (0, 1): the top 24 bits, centred, so neither 0 nor 1 occurs. From 2^23 up the half is
+// a tie, rounded to even as every backend rounds an f32 addition (philox.rs's twin works in f64).
 fn unit_open(x: u32) -> f32 {
     return (f32(x >> 8u) + 0.5) * (1.0 / 16777216.0);
 }

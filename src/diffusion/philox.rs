@@ -47,12 +47,14 @@ pub struct NoiseKey {
 }
 
 impl NoiseKey {
-    fn key(&self) -> [u32; 2] {
+    /// The 64-bit seed as Philox's two key words, low word first.
+    pub fn key(&self) -> [u32; 2] {
         [self.seed as u32, (self.seed >> 32) as u32]
     }
 }
 
-/// A u32 to a uniform in (0, 1): the top 24 bits, centred; exact in f32, never 0 or 1.
+/// A u32 to a uniform in (0, 1): the top 24 bits, centred; never 0 or 1. Exact here in f64; the kernel's f32
+/// rounds the half to even from 2^23 up.
 pub fn unit_open(x: u32) -> f64 {
     ((x >> 8) as f64 + 0.5) / 16_777_216.0
 }
