@@ -167,6 +167,7 @@ async function run() {
   const s = settings();
   const total = Number(s.batch) || 1;
   const canvas = $("x0");
+  canvas.parentElement.hidden = !s.preview;
   const started = performance.now();
   let batches = 1;
   // When each step ended (performance.now()), by steps done: the wall time per step, timed or not.
@@ -185,8 +186,6 @@ async function run() {
       },
     );
     const seconds = (performance.now() - started) / 1000;
-    draw(canvas, result.data, result.shape, 0, result.shape[0]);
-    $("x0-caption").textContent = "Final samples";
     $("grid").src = link("download-png", pngGrid(result.data, result.shape, "samples.png"), "image/png");
     link("download-npy", npy(result.data, result.shape, "samples.npy"), "application/octet-stream");
     const msPerStep = (ends.at(-1) - ends[0]) / (ends.length - 1);
