@@ -363,12 +363,13 @@ impl Pipeline {
         let mut on_step =
             |done| progress(Progress { done, total, images: batch_size, batches: 1, batch_size });
         let noise = StepNoise::Philox(seed);
-        let (data, timings, step_walls) =
-            sampler.sample_profiled(&x_t.data, batch_size, 0, noise, &mut on_step).await?;
+        let watch = BatchWatch { timings: true, x0: None };
+        let watched =
+            sampler.sample_watched(&x_t.data, batch_size, 0, noise, &mut on_step, watch).await?;
         Ok(Profile {
-            images: Images::new(x_t.shape, data)?,
-            timings,
-            step_walls,
+            images: Images::new(x_t.shape, watched.x0)?,
+            timings: watched.timings,
+            step_walls: watched.step_walls,
             timesteps: sampler.steps().iter().map(|s| s.t).collect(),
         })
     }

@@ -321,21 +321,6 @@ impl<'a> Sampler<'a> {
         self.sample_impl(x_t, batch, first_image, noise, progress, &mut Recording::default()).await
     }
 
-    /// [`Sampler::sample`] with GPU timestamps around every dispatch: also returns each dispatch's timing and
-    /// each step's wall time in seconds.
-    pub async fn sample_profiled(
-        &self,
-        x_t: &[f32],
-        batch: usize,
-        first_image: u32,
-        noise: StepNoise<'_>,
-        progress: &mut dyn FnMut(usize),
-    ) -> Result<(Vec<f32>, Vec<DispatchTiming>, Vec<f64>)> {
-        let watch = BatchWatch { timings: true, x0: None };
-        let watched = self.sample_watched(x_t, batch, first_image, noise, progress, watch).await?;
-        Ok((watched.x0, watched.timings, watched.step_walls))
-    }
-
     /// [`Sampler::sample`], watched as [`BatchWatch`] asks.
     pub async fn sample_watched(
         &self,

@@ -141,16 +141,23 @@ const open = async (query) => {
 
 const reference = parseNpy(await readFile(referencePath));
 
-await check("the page samples what the CLI samples, and times every dispatch", async () => {
-  const page = await open(`${RUN}&autorun=1`);
+// Waits for the page's run to end, checks it ended well and that its samples are `want`'s within BOUND;
+// returns window.ddimResult and the difference.
+async function finished(page, want = reference) {
   const title = await titleOf(page, RUN_TIMEOUT_MS);
   assert.equal(title, "ddim: done", `the run ended with "${title}"`);
   const r = await result(page);
-  assert.deepEqual(r.shape, reference.shape);
-  const diff = maxAbsDiff(r.data, reference.data);
+  assert.deepEqual(r.shape, want.shape);
+  const diff = maxAbsDiff(r.data, want.data);
+  assert.ok(diff <= BOUND, `max |diff| ${diff} > ${BOUND}`);
+  return { r, diff };
+}
+
+await check("the page samples what the CLI samples, and times every dispatch", async () => {
+  const page = await open(`${RUN}&autorun=1`);
+  const { r, diff } = await finished(page);
   console.log(`     page (${r.adapter}) against the CLI: max |diff| ${diff.toExponential(2)} over ${r.data.length} values`);
   console.log(`     ${r.msPerStep.toFixed(1)} ms per step, every dispatch timed, x0 shown each step`);
-  assert.ok(diff <= BOUND, `max |diff| ${diff} > ${BOUND}`);
   // Every dispatch runs once per step, so each kernel's calls are a multiple of the steps; the update, the
   // finiteness watch, the x0 preview and the UNet's kernels must all be there, each with time.
   const names = r.kernels.map((k) => k.label);
@@ -175,11 +182,7 @@ await check("batch splitting applies in the browser: one image per batch gives t
   // The largest activation of one image takes 393,216 bytes (96 channels of 32 x 32 in the up path): a binding
   // of 500,000 bytes holds one image's, not two.
   const page = await open(`${RUN}&preview=0&max_binding=500000&autorun=1`);
-  const title = await titleOf(page, RUN_TIMEOUT_MS);
-  assert.equal(title, "ddim: done", `the run ended with "${title}"`);
-  const r = await result(page);
-  const diff = maxAbsDiff(r.data, reference.data);
-  assert.ok(diff <= BOUND, `max |diff| ${diff} > ${BOUND}`);
+  await finished(page);
   const batches = await page.locator("#status").textContent();
   assert.match(batches, /in 4 batches/, `status: ${batches}`);
   await page.close();
@@ -195,20 +198,13 @@ await check("a tab frozen mid-run (as browsers freeze background tabs) resumes a
   await cdp.send("Page.setWebLifecycleState", { state: "frozen" });
   await new Promise((ok) => setTimeout(ok, 2000));
   await cdp.send("Page.setWebLifecycleState", { state: "active" });
-  const title = await titleOf(page, RUN_TIMEOUT_MS);
-  assert.equal(title, "ddim: done", `the run ended with "${title}"`);
-  const diff = maxAbsDiff((await result(page)).data, reference.data);
-  assert.ok(diff <= BOUND, `max |diff| ${diff} > ${BOUND}`);
+  await finished(page);
   await page.close();
 });
 
 await check("untimed and unwatched, the page samples the same and says the kernels are untimed", async () => {
   const page = await open(`${RUN}&preview=0&timings=0&autorun=1`);
-  const title = await titleOf(page, RUN_TIMEOUT_MS);
-  assert.equal(title, "ddim: done", `the run ended with "${title}"`);
-  const r = await result(page);
-  const diff = maxAbsDiff(r.data, reference.data);
-  assert.ok(diff <= BOUND, `max |diff| ${diff} > ${BOUND}`);
+  const { r } = await finished(page);
   assert.equal(r.kernels.length, 0);
   assert.match(await page.locator("#timing-summary").textContent(), /Kernels untimed/);
   console.log(`     ${r.msPerStep.toFixed(1)} ms per step, untimed, x0 not shown`);
@@ -228,14 +224,8 @@ await check("a diffusers model picked as config.json + safetensors samples what 
     { timeout: ERROR_TIMEOUT_MS },
   );
   await page.locator("#run").click();
-  const title = await titleOf(page, RUN_TIMEOUT_MS);
-  assert.equal(title, "ddim: done", `the run ended with "${title}"`);
-  const r = await result(page);
-  const want = parseNpy(await readFile(diffusersReference));
-  assert.deepEqual(r.shape, want.shape);
-  const diff = maxAbsDiff(r.data, want.data);
+  const { diff } = await finished(page, parseNpy(await readFile(diffusersReference)));
   console.log(`     diffusers model: max |diff| ${diff.toExponential(2)} against the CLI`);
-  assert.ok(diff <= BOUND, `max |diff| ${diff} > ${BOUND}`);
   await page.close();
 });
 
