@@ -94,7 +94,7 @@ fn run_case(gpu: &Gpu, name: &str, c: &Case, expect: &str) {
     };
     // The CPU family takes the product over columns only where `Im2col::on` applies on this device (one
     // image's columns within its binding limits, the 1x1 product's windows at its uniform-offset alignment:
-    // lavapipe's 64 bytes allow these shapes, SwiftShader's 256 do not); elsewhere a strided convolution runs
+    // lavapipe's 16 bytes allow these shapes, SwiftShader's 256 do not); elsewhere a strided convolution runs
     // the packed kernel.
     let expect = match expect {
         "conv2d_im2col" if Im2col::on(gpu, &geometry).is_none() => "conv2d_packed",
