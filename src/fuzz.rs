@@ -114,8 +114,9 @@ impl Input<'_> {
 /// or f16 with a valid checksum. `None` when the description cannot be serialised (an f16 overflow).
 pub fn model_file_bytes(input: &mut Input) -> Option<Vec<u8>> {
     use crate::diffusion::schedule::{BetaSchedule, TrainingSchedule};
-    use crate::diffusion::step::Prediction;
-    use crate::model::weights::{StorageDtype, Training};
+    use crate::diffusion::step::{Prediction, Threshold};
+    use crate::diffusion::timesteps::Spacing;
+    use crate::model::weights::{SamplingDefaults, StorageDtype, Training};
 
     let config = describe_config(input);
     let train_steps = count(input, &[10, 1000]);
@@ -134,6 +135,20 @@ pub fn model_file_bytes(input: &mut Input) -> Option<Vec<u8>> {
         prediction: input.pick(&[Prediction::Epsilon, Prediction::V, Prediction::Sample]),
         steps_offset: count(input, &[0, 1]),
         set_alpha_to_one: input.byte().is_multiple_of(2),
+        sampling: SamplingDefaults {
+            spacing: input.pick(&[
+                Spacing::Leading,
+                Spacing::Linspace,
+                Spacing::Trailing,
+                Spacing::Uniform,
+                Spacing::Quad,
+            ]),
+            clip: input.byte().is_multiple_of(3).then(|| real(input, 1.0) as f32),
+            threshold: input.byte().is_multiple_of(3).then(|| Threshold {
+                ratio: real(input, 0.995) as f32,
+                max_value: real(input, 1.0) as f32,
+            }),
+        },
     });
     // Tensors for the config if it is valid and small; else those of a small valid model, which the loader
     // must then find do not fit the config (if the config gets past validation at all).

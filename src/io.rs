@@ -593,6 +593,12 @@ pub fn write_png_grid(path: &Path, images: &[f32], dims: [usize; 4], cols: usize
     write_atomic(path, &png_grid_bytes(path, images, dims, cols)?)
 }
 
+/// Columns of a grid of `n` images with no empty cell, as square as that allows: the smallest divisor of `n`
+/// that is at least its square root (64 -> 8 x 8, 8 -> 4 x 2, 12 -> 4 x 3; a prime count makes one row).
+pub fn grid_columns(n: usize) -> usize {
+    (1..=n.max(1)).find(|&c| n.max(1).is_multiple_of(c) && c * c >= n).unwrap_or(1)
+}
+
 /// The bytes of [`write_png_grid`]'s file; `path` names it in errors.
 pub fn png_grid_bytes(
     path: &Path,
@@ -742,6 +748,17 @@ mod tests {
         b.extend(header.as_bytes());
         b.extend(data);
         b
+    }
+
+    #[test]
+    fn grids_have_no_empty_cells() {
+        for n in 1..200 {
+            let cols = grid_columns(n);
+            assert_eq!(n % cols, 0, "{n} images in {cols} columns");
+            // As square as a full grid allows: no divisor between sqrt(n) and cols.
+            assert!(cols * cols >= n && (1..cols).all(|c| n % c != 0 || c * c < n), "{n}: {cols}");
+        }
+        assert_eq!([grid_columns(64), grid_columns(8), grid_columns(12), grid_columns(7)], [8, 4, 4, 7]);
     }
 
     #[test]

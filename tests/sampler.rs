@@ -15,6 +15,7 @@ use ddim_wgpu::model::convert::{from_diffusers_dir, from_original};
 use ddim_wgpu::model::weights::Weights;
 use ddim_wgpu::ops::ddim::UpdateMode;
 use ddim_wgpu::pipeline::{Pipeline, SampleRequest, StepX0, Watch};
+use ddim_wgpu::reference::{self, ddim};
 use ddim_wgpu::sampler::ddim::{Sampler, SamplerSettings, StepNoise, latents, plan_steps, slerp};
 use ddim_wgpu::unet;
 
@@ -216,6 +217,67 @@ fn a_watched_run_shows_each_steps_x0_and_samples_the_same() {
         }
         assert_eq!(watched.step_walls.len(), 8, "a wall time per step per batch");
     }
+}
+
+/// Inversion follows the settings' clip as diffusers' DDIMInverseScheduler does (x0 clipped, the model output
+/// kept as epsilon): against the CPU, the graph reference and `reference::ddim::ddim_step` from each step's alpha
+/// to the next, on the fixture network, whose large outputs put many x0 values past the clip.
+#[test]
+fn inversion_clips_x0_as_the_inverse_scheduler_does() {
+    let Some(gpu) = gpu() else { return };
+    let w = diffusers_model();
+    let graph = unet::build(&w.config).unwrap();
+    let uploaded = w.upload(&gpu).unwrap();
+    let host: std::collections::HashMap<String, Vec<f32>> =
+        w.tensors.iter().map(|(k, v)| (k.clone(), v.data.clone())).collect();
+    let per = 3 * 8 * 8;
+    let x0: Vec<f32> = (0..2 * per).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
+    let settings = SamplerSettings { steps: 3, clip: Some(1.0), ..Default::default() };
+    let sampler = Sampler::new(&gpu, &graph, &uploaded, settings.clone()).unwrap();
+    let got = sampler.invert(&x0, 2, &mut |_| {}).block_on().unwrap();
+
+    let alphas = settings.schedule.alphas_cumprod().unwrap();
+    let (steps, _) = plan_steps(&settings).unwrap();
+    let (mut x, mut a_cur, mut clipped) = (x0.clone(), 1.0f64, 0usize);
+    for step in steps.iter().rev() {
+        let t = vec![step.t as f32; 2];
+        let m: Vec<f32> = reference::graph::run(&graph, &host, 2, &[&x, &t])
+            [&graph.output.unwrap()]
+            .iter()
+            .map(|&v| v as f32)
+            .collect();
+        let a_next = alphas[step.t];
+        clipped += x
+            .iter()
+            .zip(&m)
+            .filter(|&(&x, &m)| {
+                ((x as f64 - (1.0 - a_cur).sqrt() * m as f64) / a_cur.sqrt()).abs() > 1.0
+            })
+            .count();
+        let s = ddim::StepSettings {
+            a_t: a_cur,
+            a_p: a_next,
+            eta: 0.0,
+            prediction: Prediction::Epsilon,
+            clip: Some(1.0),
+            threshold: None,
+            clipped_eps: false,
+            sigma_hat: None,
+        };
+        x = ddim::ddim_step(&x, &m, per, &s, None).iter().map(|&v| v as f32).collect();
+        a_cur = a_next;
+    }
+    // (Measured: 142 of the 1,152 predictions lie past 1.)
+    assert!(clipped > 100, "the clip must matter: {clipped} x0 values past 1");
+    let e = max_rel(&got, &x);
+    assert!(e <= TRAJECTORY_BOUND, "clipped inversion vs the CPU: {e:.2e}");
+    // Without the clip the latents differ (the exact ODE).
+    let exact = Sampler::new(&gpu, &graph, &uploaded, SamplerSettings { clip: None, ..settings })
+        .unwrap()
+        .invert(&x0, 2, &mut |_| {})
+        .block_on()
+        .unwrap();
+    assert!(max_rel(&exact, &got) > 1e-2, "the clip changed nothing");
 }
 
 /// Encode then decode: the reconstruction error falls as the number of steps grows (the paper's Table 2 trend).

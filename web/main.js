@@ -95,9 +95,15 @@ async function fetchModel(url) {
   return new Uint8Array(await response.arrayBuffer());
 }
 
+// Columns of a grid of n images with no empty cell, as square as that allows (io::grid_columns, natively).
+function gridColumns(n) {
+  for (let c = 1; c <= n; c++) if (n % c === 0 && c * c >= n) return c;
+  return 1;
+}
+
 // Draws images [N, C, H, W] (values in [-1, 1]) into the canvas's grid of `total` cells from cell `first`.
 function draw(canvas, data, [n, c, h, w], first, total) {
-  const cols = Math.ceil(Math.sqrt(total));
+  const cols = gridColumns(total);
   const rows = Math.ceil(total / cols);
   if (canvas.width !== cols * w || canvas.height !== rows * h) {
     canvas.width = cols * w;

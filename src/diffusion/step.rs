@@ -207,7 +207,7 @@ impl StepCoefficients {
 }
 
 /// Dynamic thresholding: `s = clamp(quantile(|x0|, ratio), 1, max_value)` per image, `x0 = clamp(x0, -s, s) / s`.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Threshold {
     /// The quantile, in [0, 1] (diffusers' `dynamic_thresholding_ratio`, 0.995 by default).
     pub ratio: f32,

@@ -7,7 +7,8 @@ use std::str::FromStr;
 use crate::error::{Error, Result};
 
 /// How the S sampling timesteps are spread over the T training timesteps.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Spacing {
     /// diffusers: `arange(S) * (T // S) + steps_offset`.
     #[default]

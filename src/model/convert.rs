@@ -9,9 +9,10 @@ use safetensors::SafeTensors;
 use yaml_rust2::{Yaml, YamlLoader};
 
 use super::torch::read_checkpoint;
-use super::weights::{HostTensor, Training, UniqueNames, Weights, decode};
+use super::weights::{HostTensor, SamplingDefaults, Training, UniqueNames, Weights, decode};
 use crate::diffusion::schedule::{BetaSchedule, TrainingSchedule};
-use crate::diffusion::step::Prediction;
+use crate::diffusion::step::{Prediction, Threshold};
+use crate::diffusion::timesteps::Spacing;
 use crate::error::{Error, Result};
 use crate::io;
 use crate::unet::config::{DownBlock, MAX_LEVELS, UNetConfig, UpBlock};
@@ -383,6 +384,21 @@ pub fn training_from_scheduler_json(text: &str, what: &str) -> Result<Training> 
             other => return Err(bad(format!("beta_schedule `{other}` is not supported"))),
         },
     };
+    let spacing = match name("timestep_spacing", "leading")?.as_str() {
+        s @ ("leading" | "linspace" | "trailing") => s.parse()?,
+        other => return Err(bad(format!("timestep_spacing `{other}` is not supported"))),
+    };
+    // diffusers' DDIMScheduler (and DDPMScheduler): thresholding in place of clipping where both are set; clip_sample
+    // true unless the config says otherwise.
+    let (clip, threshold) = if flag("thresholding", false)? {
+        let ratio = float("dynamic_thresholding_ratio", 0.995)? as f32;
+        let max_value = float("sample_max_value", 1.0)? as f32;
+        (None, Some(Threshold { ratio, max_value }))
+    } else if flag("clip_sample", true)? {
+        (Some(float("clip_sample_range", 1.0)? as f32), None)
+    } else {
+        (None, None)
+    };
     let prediction = match name("prediction_type", "epsilon")?.as_str() {
         "epsilon" => Prediction::Epsilon,
         "v_prediction" => Prediction::V,
@@ -398,6 +414,7 @@ pub fn training_from_scheduler_json(text: &str, what: &str) -> Result<Training> 
         prediction,
         steps_offset: count("steps_offset", 0)?,
         set_alpha_to_one: flag("set_alpha_to_one", true)?,
+        sampling: SamplingDefaults { spacing, clip, threshold },
     };
     training
         .validate()
@@ -493,8 +510,11 @@ pub fn training_from_original_yaml(text: &str) -> Result<Training> {
             )));
         }
     };
+    // The official code samples its checkpoints with uniform skips (`--skip_type uniform`) and, in
+    // `generalized_steps`, no clipping.
     let training = Training {
         schedule: TrainingSchedule { betas, train_steps, zero_snr: false },
+        sampling: SamplingDefaults { spacing: Spacing::Uniform, clip: None, threshold: None },
         ..Training::default()
     };
     training.validate()?;

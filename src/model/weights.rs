@@ -13,16 +13,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::diffusion::philox::{NoiseKey, Stream, normals};
 use crate::diffusion::schedule::TrainingSchedule;
-use crate::diffusion::step::Prediction;
+use crate::diffusion::step::{Prediction, Threshold, check_x0_rules};
+use crate::diffusion::timesteps::Spacing;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
 use crate::unet::config::UNetConfig;
 
 /// The `format` metadata value of our files.
 pub const FORMAT: &str = "ddim-wgpu";
-/// The `format_version` this build writes. Version 2 added the `checksum`; version 1 files (written before it)
-/// still load, unverified.
-pub const FORMAT_VERSION: u32 = 2;
+/// The `format_version` this build writes. Version 3 added the sampling defaults to the training metadata
+/// ([`SamplingDefaults`]; files of version 2 and 1 load with none), version 2 the `checksum` (version 1 files,
+/// written before it, load unverified).
+pub const FORMAT_VERSION: u32 = 3;
 
 /// CRC-32 over everything a model is made of: the config and training JSON as stored, then every tensor in name
 /// order (name, dtype, shape, bytes), each field length-prefixed. Any single flipped bit of a file changes it
@@ -80,11 +82,30 @@ pub struct Training {
     pub steps_offset: usize,
     /// diffusers' `set_alpha_to_one`.
     pub set_alpha_to_one: bool,
+    /// How the model's source samples it by default.
+    #[serde(default)]
+    pub sampling: SamplingDefaults,
+}
+
+/// The sampling settings a model's source recommends: diffusers' `scheduler_config.json` (`timestep_spacing`,
+/// `clip_sample` with `clip_sample_range`, `thresholding` with `dynamic_thresholding_ratio` and
+/// `sample_max_value`), or the official DDIM code's sampler for its checkpoints (uniform spacing, no clipping).
+/// A file that records none (written before format version 3) samples with leading spacing and no clipping.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SamplingDefaults {
+    /// How the sampling timesteps are spread.
+    pub spacing: Spacing,
+    /// Clip x0 to [-r, r].
+    pub clip: Option<f32>,
+    /// Dynamic thresholding of x0 (diffusers applies it in place of clipping).
+    pub threshold: Option<Threshold>,
 }
 
 impl Training {
-    /// Checks what the sampler relies on: 1 ..= [`MAX_TRAIN_STEPS`] timesteps, a `steps_offset` below T, and
-    /// betas that are all inside (0, 1).
+    /// Checks what the sampler relies on: 1 ..= [`MAX_TRAIN_STEPS`] timesteps, a `steps_offset` below T, betas
+    /// that are all inside (0, 1), and sampling defaults the sampler takes (a positive clip range or a threshold,
+    /// not both).
     ///
     /// [`MAX_TRAIN_STEPS`]: crate::diffusion::schedule::MAX_TRAIN_STEPS
     pub fn validate(&self) -> Result<()> {
@@ -96,7 +117,8 @@ impl Training {
                 self.steps_offset
             )));
         }
-        Ok(())
+        check_x0_rules(self.sampling.clip, self.sampling.threshold)
+            .map_err(|e| Error::Config(format!("sampling defaults: {e}")))
     }
 }
 
@@ -108,6 +130,7 @@ impl Default for Training {
             prediction: Prediction::Epsilon,
             steps_offset: 0,
             set_alpha_to_one: true,
+            sampling: SamplingDefaults::default(),
         }
     }
 }
@@ -343,6 +366,7 @@ impl Weights {
         let version = meta.get("format_version").map(String::as_str).unwrap_or("");
         let checked = match version {
             "1" => false,
+            "2" => true,
             v if v == FORMAT_VERSION.to_string() => true,
             _ => {
                 return Err(file_error(format!(

@@ -558,8 +558,9 @@ impl Pipeline {
     }
 }
 
-/// The sampler settings of a model trained with `training` (its schedule, prediction type and offset), the
-/// library's defaults for everything else; those of a model that records none are the library's.
+/// The sampler settings of a model trained with `training` (its schedule, prediction type and offset, and the
+/// spacing, clipping or thresholding its source samples with), the library's defaults for everything else; those
+/// of a model that records none are the library's.
 pub fn default_settings(training: Option<&Training>) -> SamplerSettings {
     let base = training.cloned().unwrap_or_default();
     SamplerSettings {
@@ -567,6 +568,9 @@ pub fn default_settings(training: Option<&Training>) -> SamplerSettings {
         steps_offset: base.steps_offset,
         set_alpha_to_one: base.set_alpha_to_one,
         prediction: base.prediction,
+        spacing: base.sampling.spacing,
+        clip: base.sampling.clip,
+        threshold: base.sampling.threshold,
         ..SamplerSettings::default()
     }
 }

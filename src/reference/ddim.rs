@@ -44,7 +44,12 @@ pub fn ddim_step(
     noise: Option<&[f64]>,
 ) -> Vec<f64> {
     let (a_t, a_p) = (s.a_t, s.a_p);
-    let sigma = s.eta * ((1.0 - a_p) / (1.0 - a_t)).sqrt() * (1.0 - a_t / a_p).sqrt();
+    // (eta 0 is sigma 0 even from a_t = 1, where inversion starts and the ratio is 0 / 0.)
+    let sigma = if s.eta == 0.0 {
+        0.0
+    } else {
+        s.eta * ((1.0 - a_p) / (1.0 - a_t)).sqrt() * (1.0 - a_t / a_p).sqrt()
+    };
     let mut out = Vec::with_capacity(x.len());
     for (xi, mi) in x.chunks(per_image).zip(m.chunks(per_image)) {
         let base = out.len();

@@ -457,7 +457,8 @@ impl<'a> Sampler<'a> {
     }
 
     /// DDIM inversion (eta = 0) of clean images `x0` (`[batch, C, H, W]`, in [-1, 1]) to latents x_T, visiting
-    /// the sampling timesteps in increasing order. Each step evaluates the UNet at the timestep it moves to, from
+    /// the sampling timesteps in increasing order, with x0 clipped where the settings clip (as diffusers'
+    /// DDIMInverseScheduler does with `clip_sample`; without, the exact ODE). Each step evaluates the UNet at the timestep it moves to, from
     /// the current latent (diffusers' DDIMInverseScheduler): S evaluations, mirroring the S of sampling.
     pub async fn invert(
         &self,
@@ -478,10 +479,12 @@ impl<'a> Sampler<'a> {
         };
         for (i, step) in self.steps.iter().rev().enumerate() {
             let a_next = alphas[step.t];
+            // x0 clipped where the settings clip, the model output kept as epsilon: diffusers'
+            // DDIMInverseScheduler (no thresholding there).
             let spec = StepSpec {
                 coefficients: StepCoefficients::inversion(a_cur, a_next)?,
                 prediction: self.settings.prediction,
-                clip: None,
+                clip: self.settings.clip,
                 threshold: None,
                 clipped_eps: false,
                 noise: Noise::None,

@@ -12,8 +12,9 @@
 # unsplit run). Six slices of 160 and four of 40 put a slice boundary at 1,000 images, the minimum. The
 # work goes slice by slice over all 16 cells and skips any output already there: an interrupted run resumes
 # where it stopped, and `quality.py evaluate` (run at the end, or by hand at any time) scores every cell on the
-# images 0..M-1 that all cells have. Sampling clips x0 to [-1, 1] (--clip-sample 1, which the default model
-# needs: weights/README.md); inversion and decoding do not clip, so they follow the deterministic ODE both ways.
+# images 0..M-1 that all cells have. Sampling clips x0 to [-1, 1] (--clip-sample 1, the default model's own
+# default, given explicitly); inversion and decoding do not clip (--clip-sample off), so they follow the
+# deterministic ODE both ways.
 # About 30 minutes per slice of 160 on a 2-core machine (lavapipe, 16 ms per image per step).
 #
 # The first run copies the binary into DIR and later runs use that copy, so that engine changes made meanwhile
@@ -47,8 +48,8 @@ start=$(date +%s)
   "$python" tools/quality/quality.py prepare --dir "$dir" --heldout "$held"
 for s in 10 20 50 100; do
   [[ -f "$dir/recon_S${s}.npy" ]] && continue
-  "$ddim" invert --image "$dir/heldout.npy" --steps "$s" --quiet --out "$dir/latent_S${s}.npy"
-  "$ddim" sample --latent "$dir/latent_S${s}.npy" --steps "$s" --quiet \
+  "$ddim" invert --image "$dir/heldout.npy" --steps "$s" --clip-sample off --quiet --out "$dir/latent_S${s}.npy"
+  "$ddim" sample --latent "$dir/latent_S${s}.npy" --steps "$s" --clip-sample off --quiet \
     --out "$dir/recon_S${s}.png" --out-npy "$dir/recon_S${s}.npy"
   made "$dir/recon_S${s}.npy"
 done

@@ -16,7 +16,7 @@ use ddim_wgpu::diffusion::timesteps::Spacing;
 use ddim_wgpu::gpu::profiler::kernel_table;
 use ddim_wgpu::gpu::roofline::{self, Roof};
 use ddim_wgpu::gpu::{DeviceOptions, Gpu, describe};
-use ddim_wgpu::io::{npy_bytes, png_grid_bytes};
+use ddim_wgpu::io::{grid_columns, npy_bytes, png_grid_bytes};
 use ddim_wgpu::model::convert::from_diffusers_parts;
 use ddim_wgpu::model::weights::Weights;
 use ddim_wgpu::pipeline::{Pipeline, SampleRequest, StepX0, Watch};
@@ -261,12 +261,12 @@ fn dims(shape: &[u32]) -> Result<[usize; 4], JsError> {
     }
 }
 
-/// The images (`[N, C, H, W]`, values in [-1, 1]) as one PNG grid of `ceil(sqrt(N))` columns, as the CLI's
-/// `--out` writes it.
+/// The images (`[N, C, H, W]`, values in [-1, 1]) as one PNG grid without empty cells, as the CLI's `--out`
+/// writes it.
 #[wasm_bindgen(js_name = pngGrid)]
 pub fn png_grid(data: &[f32], shape: &[u32], name: &str) -> Result<Vec<u8>, JsError> {
     let dims = dims(shape)?;
-    let cols = (dims[0] as f64).sqrt().ceil() as usize;
+    let cols = grid_columns(dims[0]);
     png_grid_bytes(Path::new(name), data, dims, cols).map_err(js_error)
 }
 

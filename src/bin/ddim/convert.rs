@@ -4,9 +4,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+use ddim_wgpu::diffusion::timesteps::Spacing;
 use ddim_wgpu::io::OutputSet;
 use ddim_wgpu::model::convert::{from_diffusers_dir, from_original};
-use ddim_wgpu::model::weights::{StorageDtype, Weights};
+use ddim_wgpu::model::weights::{StorageDtype, Training, Weights};
+
+use crate::sampling::{Clip, ThresholdArg, parse_clip, parse_spacing, parse_threshold, plural};
 
 /// The flags of `ddim convert`.
 #[derive(clap::Args)]
@@ -20,8 +23,17 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Dtype::F32)]
     pub dtype: Dtype,
     /// Where to write the weights file.
-    #[arg(long)]
+    #[arg(short = 'o', long)]
     pub out: PathBuf,
+    /// Record this timestep spacing as the model's default (else the source's).
+    #[arg(long, visible_alias = "timestep-spacing", value_parser = parse_spacing)]
+    pub spacing: Option<Spacing>,
+    /// Record this x0 clip (a range, or `off`) as the model's default (else the source's).
+    #[arg(long, visible_alias = "clip-sample-range", value_name = "R|off", value_parser = parse_clip)]
+    pub clip_sample: Option<Clip>,
+    /// Record this dynamic thresholding (RATIO,MAX, or `off`) as the model's default (else the source's).
+    #[arg(long, value_name = "RATIO,MAX|off", value_parser = parse_threshold)]
+    pub threshold: Option<ThresholdArg>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -32,13 +44,41 @@ pub enum Dtype {
 
 /// Runs `ddim convert`.
 pub fn run(args: Args) -> Result<()> {
-    convert(&args.src, args.config.as_deref(), args.dtype, &args.out)
+    let mut outputs = OutputSet::new();
+    outputs.reserve(&args.out)?;
+    let mut weights = load(&args.src, args.config.as_deref())?;
+    if args.spacing.is_some() || args.clip_sample.is_some() || args.threshold.is_some() {
+        let training = weights.training.get_or_insert_with(Training::default);
+        let d = &mut training.sampling;
+        if let Some(s) = args.spacing {
+            d.spacing = s;
+        }
+        match (args.clip_sample, args.threshold) {
+            (Some(Clip::Range(_)), Some(ThresholdArg::On(_))) => {
+                bail!(
+                    "--clip-sample and --threshold exclude each other (diffusers applies one or the other)"
+                )
+            }
+            (c, t) => {
+                match c {
+                    Some(Clip::Range(r)) => (d.clip, d.threshold) = (Some(r), None),
+                    Some(Clip::Off) => d.clip = None,
+                    None => {}
+                }
+                match t {
+                    Some(ThresholdArg::On(t)) => (d.clip, d.threshold) = (None, Some(t)),
+                    Some(ThresholdArg::Off) => d.threshold = None,
+                    None => {}
+                }
+            }
+        }
+        training.validate()?;
+    }
+    write(&weights, args.dtype, &args.out, outputs)
 }
 
-fn convert(src: &Path, config: Option<&Path>, dtype: Dtype, out: &Path) -> Result<()> {
-    let mut outputs = OutputSet::new();
-    outputs.reserve(out)?;
-    let weights = match config {
+fn load(src: &Path, config: Option<&Path>) -> Result<Weights> {
+    match config {
         Some(yaml) => from_original(src, yaml),
         None if src.is_dir() => from_diffusers_dir(src),
         // Our own file: re-saved in the current format version, in the dtype asked for.
@@ -49,7 +89,10 @@ fn convert(src: &Path, config: Option<&Path>, dtype: Dtype, out: &Path) -> Resul
             src.display()
         ),
     }
-    .with_context(|| format!("converting {}", src.display()))?;
+    .with_context(|| format!("converting {}", src.display()))
+}
+
+fn write(weights: &Weights, dtype: Dtype, out: &Path, mut outputs: OutputSet) -> Result<()> {
     let storage = match dtype {
         Dtype::F32 => StorageDtype::F32,
         Dtype::F16 => StorageDtype::F16,
@@ -58,7 +101,7 @@ fn convert(src: &Path, config: Option<&Path>, dtype: Dtype, out: &Path) -> Resul
     outputs.commit()?;
     let c = &weights.config;
     println!(
-        "wrote {} ({} tensors, {} parameters, {}): UNet {}x{}, channels {:?}, {} layers per block",
+        "wrote {} ({} tensors, {} parameters, {}): UNet {}x{}, channels {:?}, {} layer{} per block",
         out.display(),
         weights.tensors.len(),
         weights.parameter_count(),
@@ -69,7 +112,8 @@ fn convert(src: &Path, config: Option<&Path>, dtype: Dtype, out: &Path) -> Resul
         c.sample_size,
         c.sample_size,
         c.block_out_channels,
-        c.layers_per_block
+        c.layers_per_block,
+        plural(c.layers_per_block)
     );
     Ok(())
 }

@@ -1,21 +1,97 @@
-//! `ddim info`: the adapters, and the features, limits and roofline of the one that would be used.
+//! `ddim info`: the adapters, and the features, limits and roofline of the one that would be used; or, with
+//! `--model`, a model: its architecture, training schedule and sampling defaults.
 
 use anyhow::{Context, Result};
 use pollster::FutureExt as _;
 
+use std::path::{Path, PathBuf};
+
+use ddim_wgpu::diffusion::schedule::BetaSchedule;
+use ddim_wgpu::diffusion::step::Prediction;
 use ddim_wgpu::gpu::{DeviceOptions, Gpu, describe, enumerate_adapters};
+
+use crate::sampling::{self, plural};
 
 /// The flags of `ddim info`.
 #[derive(clap::Args)]
 pub struct Args {
     /// Also measure the roofline: attainable f32 FMA rate and shader copy bandwidth.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "model")]
     pub roofline: bool,
+    /// Describe this model instead (our weights file or a diffusers directory): what `sample` uses unless a
+    /// flag says otherwise.
+    #[arg(short = 'm', long)]
+    pub model: Option<PathBuf>,
 }
 
 /// Runs `ddim info`.
 pub fn run(options: &DeviceOptions, args: Args) -> Result<()> {
-    info(options, args.roofline)
+    match &args.model {
+        Some(path) => model(path),
+        None => info(options, args.roofline),
+    }
+}
+
+/// A model's architecture, training schedule and sampling defaults.
+fn model(path: &Path) -> Result<()> {
+    let weights = sampling::open_model(path)?;
+    let c = &weights.config;
+    println!("model: {}", path.display());
+    println!(
+        "  {} parameters; {} channel{}, {}x{} pixels; {} level{} of {:?} channels, {} layer{} per block",
+        weights.parameter_count(),
+        c.in_channels,
+        plural(c.in_channels),
+        c.sample_size,
+        c.sample_size,
+        c.block_out_channels.len(),
+        plural(c.block_out_channels.len()),
+        c.block_out_channels,
+        c.layers_per_block,
+        plural(c.layers_per_block),
+    );
+    let Some(t) = &weights.training else {
+        println!(
+            "training: not recorded (the library's defaults apply: linear betas, T = 1000, epsilon)"
+        );
+        return Ok(());
+    };
+    let s = &t.schedule;
+    println!("training:");
+    println!("  betas:            {}", describe_betas(&s.betas));
+    println!("  timesteps T:      {}", s.train_steps);
+    println!("  zero-SNR rescale: {}", s.zero_snr);
+    println!(
+        "  prediction:       {}",
+        match t.prediction {
+            Prediction::Epsilon => "epsilon",
+            Prediction::V => "v_prediction",
+            Prediction::Sample => "sample",
+        }
+    );
+    println!("  steps offset:     {}", t.steps_offset);
+    println!("  set alpha to one: {}", t.set_alpha_to_one);
+    let d = &t.sampling;
+    println!("sampling defaults (flags override them):");
+    println!("  spacing:          {}", d.spacing);
+    println!(
+        "  clip x0:          {}",
+        d.clip.map_or("off".to_string(), |r| format!("[-{r}, {r}]"))
+    );
+    println!(
+        "  threshold:        {}",
+        d.threshold.map_or("off".to_string(), |t| format!("{},{}", t.ratio, t.max_value))
+    );
+    Ok(())
+}
+
+fn describe_betas(b: &BetaSchedule) -> String {
+    match b {
+        BetaSchedule::Linear { start, end } => format!("linear {start} .. {end}"),
+        BetaSchedule::ScaledLinear { start, end } => format!("scaled_linear {start} .. {end}"),
+        BetaSchedule::SquaredcosCapV2 => "squaredcos_cap_v2".to_string(),
+        BetaSchedule::Trained { betas } => format!("trained ({} values)", betas.len()),
+    }
 }
 
 fn info(options: &DeviceOptions, roofline: bool) -> Result<()> {

@@ -10,13 +10,13 @@ use ddim_wgpu::io::{OutputSet, npy_bytes, png_grid_bytes};
 use ddim_wgpu::limits;
 use ddim_wgpu::pipeline::Pipeline;
 
-use crate::sampling::{self, Bar, DEFAULT_MODEL, SamplingArgs};
+use crate::sampling::{self, Bar, DEFAULT_MODEL, NoiseArgs, StepArgs};
 
 /// The flags of `ddim interpolate`.
 #[derive(clap::Args)]
 pub struct Args {
     /// Our weights file, or a diffusers directory.
-    #[arg(long, default_value = DEFAULT_MODEL)]
+    #[arg(short = 'm', long, default_value = DEFAULT_MODEL)]
     pub model: PathBuf,
     /// Two seeds whose latents are the endpoints (image 0 of each).
     #[arg(
@@ -33,7 +33,9 @@ pub struct Args {
     #[arg(long, default_value_t = 8)]
     pub frames: usize,
     #[command(flatten)]
-    pub sampling: SamplingArgs,
+    pub sampling: StepArgs,
+    #[command(flatten)]
+    pub stochastic: NoiseArgs,
     /// The PNG strip (default interpolation.png; models whose images have neither 1 nor 3 channels write
     /// --out-npy only).
     #[arg(long)]
@@ -53,7 +55,7 @@ pub fn run(options: &DeviceOptions, a: Args) -> Result<()> {
         bail!("give exactly two endpoints: --seeds A,B or --latents a.npy,b.npy");
     }
     let weights = sampling::open_model(&a.model)?;
-    let settings = sampling::settings(args, weights.training.as_ref())?;
+    let settings = sampling::settings(args, Some(&a.stochastic), weights.training.as_ref())?;
     let shape = sampling::image_shape(&weights);
     let per: usize = shape.iter().product();
     limits::f32_array("interpolation frames", &[frames, shape[0], shape[1], shape[2]])?;

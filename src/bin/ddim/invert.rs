@@ -9,13 +9,13 @@ use ddim_wgpu::gpu::{DeviceOptions, Gpu};
 use ddim_wgpu::io::{OutputSet, npy_bytes, read_image};
 use ddim_wgpu::pipeline::{Images, Pipeline};
 
-use crate::sampling::{self, Bar, DEFAULT_MODEL, SamplingArgs};
+use crate::sampling::{self, Bar, DEFAULT_MODEL, StepArgs, plural};
 
 /// The flags of `ddim invert`.
 #[derive(clap::Args)]
 pub struct Args {
     /// Our weights file, or a diffusers directory.
-    #[arg(long, default_value = DEFAULT_MODEL)]
+    #[arg(short = 'm', long, default_value = DEFAULT_MODEL)]
     pub model: PathBuf,
     /// The images (PNG, JPEG, ...); each becomes one latent. A `.npy` file holds a batch of images already in
     /// the model's range: float [N, C, H, W] in [-1, 1], e.g. a held-out set.
@@ -25,9 +25,9 @@ pub struct Args {
     #[arg(long)]
     pub resize: bool,
     #[command(flatten)]
-    pub sampling: SamplingArgs,
+    pub sampling: StepArgs,
     /// Where to write the latents, float32 [N, C, H, W].
-    #[arg(long)]
+    #[arg(short = 'o', long)]
     pub out: PathBuf,
 }
 
@@ -35,10 +35,7 @@ pub struct Args {
 pub fn run(options: &DeviceOptions, a: Args) -> Result<()> {
     let args = &a.sampling;
     let weights = sampling::open_model(&a.model)?;
-    let settings = sampling::settings(args, weights.training.as_ref())?;
-    if args.eta != 0.0 || args.sigma_hat {
-        bail!("inversion is deterministic: --eta and --sigma-hat do not apply");
-    }
+    let settings = sampling::settings(args, None, weights.training.as_ref())?;
     let mut outputs = OutputSet::new();
     outputs.reserve(&a.out)?;
     let c = &weights.config;
@@ -72,6 +69,18 @@ pub fn run(options: &DeviceOptions, a: Args) -> Result<()> {
     bar.finish();
     outputs.write(&a.out, &npy_bytes(&a.out, &latents.shape, &latents.data)?)?;
     outputs.commit()?;
-    println!("wrote {} ({n} latents, {} inversion steps)", a.out.display(), settings.steps);
+    let clip = match settings.clip {
+        Some(r) => format!(
+            "x0 clipped to [-{r}, {r}] as diffusers' DDIMInverseScheduler clips it; --clip-sample off for the exact ODE"
+        ),
+        None => "x0 not clipped: the exact ODE".to_string(),
+    };
+    println!(
+        "wrote {} ({n} latent{}, {} inversion step{}; {clip})",
+        a.out.display(),
+        plural(n),
+        settings.steps,
+        plural(settings.steps)
+    );
     Ok(())
 }

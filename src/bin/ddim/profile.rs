@@ -12,16 +12,18 @@ use ddim_wgpu::io::{OutputSet, read_text};
 use ddim_wgpu::model::weights::Weights;
 use ddim_wgpu::pipeline::Pipeline;
 
-use crate::sampling::{self, DEFAULT_MODEL, SamplingArgs};
+use crate::sampling::{self, DEFAULT_MODEL, NoiseArgs, StepArgs};
 
 /// The flags of `ddim profile`.
 #[derive(clap::Args)]
 pub struct Args {
     /// Our weights file, a diffusers directory, or a diffusers config.json (random weights, for timing).
-    #[arg(long, default_value = DEFAULT_MODEL)]
+    #[arg(short = 'm', long, default_value = DEFAULT_MODEL)]
     pub model: PathBuf,
     #[command(flatten)]
-    pub sampling: SamplingArgs,
+    pub sampling: StepArgs,
+    #[command(flatten)]
+    pub stochastic: NoiseArgs,
     /// Images per batch.
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
@@ -42,6 +44,7 @@ pub fn run(options: &DeviceOptions, args: Args) -> Result<()> {
         options,
         &args.model,
         &args.sampling,
+        &args.stochastic,
         args.batch,
         args.seed,
         args.trace.as_deref(),
@@ -53,7 +56,8 @@ pub fn run(options: &DeviceOptions, args: Args) -> Result<()> {
 fn profile(
     options: &DeviceOptions,
     model: &Path,
-    args: &SamplingArgs,
+    args: &StepArgs,
+    noise: &NoiseArgs,
     batch: usize,
     seed: u64,
     trace: Option<&Path>,
@@ -72,7 +76,7 @@ fn profile(
     if batch == 0 {
         bail!("--batch 0: nothing to profile");
     }
-    let settings = sampling::settings(args, weights.training.as_ref())?;
+    let settings = sampling::settings(args, Some(noise), weights.training.as_ref())?;
     let [c, h, w] = sampling::image_shape(&weights);
     ddim_wgpu::limits::f32_array("latents", &[batch, c, h, w])?;
     let gpu = Gpu::new(options).block_on().context("opening a device")?;

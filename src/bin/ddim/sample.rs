@@ -11,18 +11,20 @@ use ddim_wgpu::limits;
 use ddim_wgpu::pipeline::{GivenNoise, Pipeline, SampleRequest};
 use ddim_wgpu::sampler::ddim::plan_steps;
 
-use crate::sampling::{self, Bar, DEFAULT_MODEL, SamplingArgs};
+use crate::sampling::{self, Bar, DEFAULT_MODEL, NoiseArgs, StepArgs};
 
 /// The flags of `ddim sample`.
 #[derive(clap::Args)]
 pub struct Args {
     /// Our weights file, or a diffusers directory.
-    #[arg(long, default_value = DEFAULT_MODEL)]
+    #[arg(short = 'm', long, default_value = DEFAULT_MODEL)]
     pub model: PathBuf,
     #[command(flatten)]
-    pub sampling: SamplingArgs,
+    pub sampling: StepArgs,
+    #[command(flatten)]
+    pub stochastic: NoiseArgs,
     /// Images to make (all shards together). Default 16, or the number of latents given.
-    #[arg(long)]
+    #[arg(short = 'n', long, short_alias = 'b')]
     pub batch: Option<usize>,
     /// The seed of the latents and of the step noise.
     #[arg(long, default_value_t = 0)]
@@ -38,7 +40,7 @@ pub struct Args {
     pub shard: Option<Shard>,
     /// The PNG grid of this run's images (default samples.png; models whose images have neither 1 nor 3
     /// channels write --out-npy only).
-    #[arg(long)]
+    #[arg(short = 'o', long)]
     pub out: Option<PathBuf>,
     /// Also one PNG per image here, named by its global index (000000.png, ...).
     #[arg(long)]
@@ -84,7 +86,7 @@ pub fn parse_shard(s: &str) -> Result<Shard, String> {
 pub fn run(options: &DeviceOptions, req: Args) -> Result<()> {
     let args = &req.sampling;
     let weights = sampling::open_model(&req.model)?;
-    let settings = sampling::settings(args, weights.training.as_ref())?;
+    let settings = sampling::settings(args, Some(&req.stochastic), weights.training.as_ref())?;
     let shape = sampling::image_shape(&weights);
     let per: usize = shape.iter().product();
     // All images of the run (every shard), then this shard's slice.
@@ -173,7 +175,7 @@ pub fn run(options: &DeviceOptions, req: Args) -> Result<()> {
 
     let dims = images.shape;
     if let Some(path) = &png {
-        let cols = (n as f64).sqrt().ceil() as usize;
+        let cols = ddim_wgpu::io::grid_columns(n);
         outputs.write(path, &png_grid_bytes(path, &images.data, dims, cols)?)?;
     }
     for k in 0..n {

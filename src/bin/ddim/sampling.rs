@@ -19,37 +19,32 @@ use ddim_wgpu::sampler::ddim::SamplerSettings;
 /// Where the commands look for a model when --model is not given.
 pub const DEFAULT_MODEL: &str = "weights/default.safetensors";
 
-/// The sampler's settings. Schedule defaults come from the model file when it records them.
+/// The flags of every command that runs the sampler's steps (`sample`, `interpolate`, `profile`, `invert`). Where
+/// a flag mirrors a diffusers setting it takes diffusers' values, and diffusers' name works as an alias.
 #[derive(clap::Args, Clone)]
-pub struct SamplingArgs {
+#[command(next_help_heading = "Sampling")]
+pub struct StepArgs {
     /// Sampling steps S.
-    #[arg(long, default_value_t = 50)]
+    #[arg(short = 's', long, visible_alias = "num-inference-steps", default_value_t = 50)]
     pub steps: usize,
-    /// eta: 0 is deterministic DDIM, 1 the DDPM variance.
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
-    pub eta: f64,
-    /// The paper's sigma-hat (DDPM posterior with variance beta_t, x0 clipped to [-1, 1]); replaces eta.
-    #[arg(long)]
-    pub sigma_hat: bool,
-    /// Timestep spacing: leading, linspace, trailing (diffusers) or uniform, quad (official DDIM code).
-    #[arg(long, default_value = "leading", value_parser = parse_spacing)]
-    pub spacing: Spacing,
+    /// Timestep spacing: leading, linspace, trailing (diffusers) or uniform, quad (official DDIM code). Default:
+    /// the model's, else leading.
+    #[arg(long, visible_alias = "timestep-spacing", value_parser = parse_spacing)]
+    pub spacing: Option<Spacing>,
     /// Added to every timestep (diffusers' steps_offset). Default: the model's, else 0.
     #[arg(long)]
     pub steps_offset: Option<usize>,
     /// Past the last timestep use a = 1 (true) or a_0 (false). Default: the model's, else true.
     #[arg(long)]
     pub set_alpha_to_one: Option<bool>,
-    /// What the model predicts. Default: the model's, else epsilon.
-    #[arg(long, value_enum)]
+    /// What the model predicts: epsilon, v_prediction or sample. Default: the model's, else epsilon.
+    #[arg(long, visible_alias = "prediction-type", value_enum)]
     pub prediction: Option<PredictionArg>,
-    /// Clip the predicted x0 to [-R, R]. Off by default (diffusers' DDIMScheduler clips at 1 by default).
-    #[arg(long, value_name = "R")]
-    pub clip_sample: Option<f32>,
-    /// Dynamic thresholding of x0: quantile ratio and maximum, e.g. 0.995,1.5.
-    #[arg(long, value_name = "RATIO,MAX", value_parser = parse_threshold)]
-    pub threshold: Option<Threshold>,
-    /// Training beta schedule. Default: the model's, else linear.
+    /// Clip the predicted x0 to [-R, R] (a number; `true` is 1), or `off`. Default: the model's (diffusers'
+    /// clip_sample and clip_sample_range), else off.
+    #[arg(long, visible_alias = "clip-sample-range", value_name = "R|off", value_parser = parse_clip)]
+    pub clip_sample: Option<Clip>,
+    /// Training beta schedule: linear, scaled_linear or squaredcos_cap_v2. Default: the model's, else linear.
     #[arg(long, value_enum)]
     pub beta_schedule: Option<BetaKind>,
     /// First beta of a linear or scaled_linear schedule.
@@ -59,13 +54,13 @@ pub struct SamplingArgs {
     #[arg(long)]
     pub beta_end: Option<f64>,
     /// Training timesteps T.
-    #[arg(long)]
+    #[arg(long, visible_alias = "num-train-timesteps")]
     pub train_steps: Option<usize>,
     /// Explicit training betas, a 1-D .npy of length T.
     #[arg(long)]
     pub trained_betas: Option<PathBuf>,
     /// Rescale the schedule to zero terminal SNR (Lin et al. 2023).
-    #[arg(long)]
+    #[arg(long, visible_alias = "rescale-betas-zero-snr")]
     pub zero_snr: bool,
     /// How to run the update: fused into the UNet's final convolution (where valid; else `fused`), as one
     /// kernel after the UNet, or as a chain of elementwise kernels.
@@ -78,8 +73,25 @@ pub struct SamplingArgs {
     #[arg(long)]
     pub max_batch: Option<usize>,
     /// No progress bar.
-    #[arg(long)]
+    #[arg(short = 'q', long)]
     pub quiet: bool,
+}
+
+/// The flags of the sampler's noise and x0 rules beyond clipping: `sample`, `interpolate` and `profile` take
+/// them; `invert` is deterministic and, like diffusers' DDIMInverseScheduler, clips only.
+#[derive(clap::Args, Clone)]
+#[command(next_help_heading = "Sampling")]
+pub struct NoiseArgs {
+    /// eta: 0 is deterministic DDIM, 1 the DDPM variance.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub eta: f64,
+    /// The paper's sigma-hat (DDPM posterior with variance beta_t, x0 clipped to [-1, 1]); replaces eta.
+    #[arg(long)]
+    pub sigma_hat: bool,
+    /// Dynamic thresholding of x0: quantile ratio and maximum (diffusers' dynamic_thresholding_ratio and
+    /// sample_max_value), e.g. 0.995,1.5; or `off`. Default: the model's, else off.
+    #[arg(long, value_name = "RATIO,MAX|off", value_parser = parse_threshold)]
+    pub threshold: Option<ThresholdArg>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -89,36 +101,74 @@ pub enum UpdateArg {
     Unfused,
 }
 
+/// diffusers' `prediction_type` values (`v` also names v-prediction).
 #[derive(Clone, Copy, ValueEnum)]
 pub enum PredictionArg {
     Epsilon,
+    #[value(name = "v_prediction", alias = "v")]
     V,
     Sample,
 }
 
+/// diffusers' `beta_schedule` values (the hyphenated spellings are aliases).
 #[derive(Clone, Copy, ValueEnum)]
 pub enum BetaKind {
     Linear,
+    #[value(name = "scaled_linear", alias = "scaled-linear")]
     ScaledLinear,
+    #[value(name = "squaredcos_cap_v2", alias = "squaredcos-cap-v2")]
     SquaredcosCapV2,
+}
+
+/// `--clip-sample`: a range, or off.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Clip {
+    Off,
+    Range(f32),
+}
+
+/// `--threshold`: a ratio and maximum, or off.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ThresholdArg {
+    Off,
+    On(Threshold),
 }
 
 pub fn parse_spacing(s: &str) -> Result<Spacing, String> {
     s.parse().map_err(|e: ddim_wgpu::Error| e.to_string())
 }
 
-pub fn parse_threshold(s: &str) -> Result<Threshold, String> {
-    let (r, m) = s.split_once(',').ok_or("expected RATIO,MAX, e.g. 0.995,1.5")?;
+pub fn parse_clip(s: &str) -> Result<Clip, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "off" | "false" | "none" => Ok(Clip::Off),
+        "true" | "on" => Ok(Clip::Range(1.0)),
+        r => match r.parse::<f32>() {
+            Ok(v) if v > 0.0 && v.is_finite() => Ok(Clip::Range(v)),
+            _ => Err(format!("`{s}` is not a positive range or `off`")),
+        },
+    }
+}
+
+pub fn parse_threshold(s: &str) -> Result<ThresholdArg, String> {
+    if matches!(s.trim().to_ascii_lowercase().as_str(), "off" | "false" | "none") {
+        return Ok(ThresholdArg::Off);
+    }
+    let (r, m) = s.split_once(',').ok_or("expected RATIO,MAX, e.g. 0.995,1.5, or off")?;
     let ratio: f32 = r.trim().parse().map_err(|_| format!("`{r}` is not a number"))?;
     let max_value: f32 = m.trim().parse().map_err(|_| format!("`{m}` is not a number"))?;
     if !(0.0..=1.0).contains(&ratio) || max_value.is_nan() || max_value < 1.0 {
         return Err(format!("ratio {ratio} must lie in [0, 1] and max {max_value} be >= 1"));
     }
-    Ok(Threshold { ratio, max_value })
+    Ok(ThresholdArg::On(Threshold { ratio, max_value }))
 }
 
-/// The sampler settings: the model's training schedule, overridden by flags.
-pub fn settings(args: &SamplingArgs, training: Option<&Training>) -> Result<SamplerSettings> {
+/// The sampler settings: the model's training schedule and sampling defaults, overridden by flags. `noise` is
+/// `None` for inversion (eta 0, no thresholding).
+pub fn settings(
+    args: &StepArgs,
+    noise: Option<&NoiseArgs>,
+    training: Option<&Training>,
+) -> Result<SamplerSettings> {
     let base = default_settings(training);
     let mut schedule = base.schedule.clone();
     if let Some(t) = args.train_steps {
@@ -165,32 +215,42 @@ pub fn settings(args: &SamplingArgs, training: Option<&Training>) -> Result<Samp
     if args.max_batch == Some(0) {
         bail!("--max-batch 0: a batch holds one image or more");
     }
-    if args.clip_sample.is_some() && args.threshold.is_some() {
-        bail!(
+    let threshold_arg = noise.and_then(|n| n.threshold);
+    // A flag sets its own rule; a range or a threshold given replaces the model's other rule (diffusers applies
+    // one or the other).
+    let (clip, threshold) = match (args.clip_sample, threshold_arg) {
+        (Some(Clip::Range(_)), Some(ThresholdArg::On(_))) => bail!(
             "--clip-sample and --threshold exclude each other (diffusers applies one or the other)"
-        );
-    }
-    if let Some(r) = args.clip_sample
-        && !(r > 0.0 && r.is_finite())
-    {
-        bail!("--clip-sample {r}: the range must be positive");
-    }
+        ),
+        (Some(Clip::Range(r)), _) => (Some(r), None),
+        (_, Some(ThresholdArg::On(t))) => (None, Some(t)),
+        (c, t) => (
+            match c {
+                Some(Clip::Off) => None,
+                _ => base.clip,
+            },
+            match t {
+                Some(ThresholdArg::Off) => None,
+                _ => base.threshold,
+            },
+        ),
+    };
     let settings = SamplerSettings {
         schedule,
         steps: args.steps,
-        spacing: args.spacing,
+        spacing: args.spacing.unwrap_or(base.spacing),
         steps_offset: args.steps_offset.unwrap_or(base.steps_offset),
         set_alpha_to_one: args.set_alpha_to_one.unwrap_or(base.set_alpha_to_one),
-        eta: args.eta,
-        sigma_hat: args.sigma_hat,
+        eta: noise.map_or(0.0, |n| n.eta),
+        sigma_hat: noise.is_some_and(|n| n.sigma_hat),
         prediction: match args.prediction {
             Some(PredictionArg::Epsilon) => Prediction::Epsilon,
             Some(PredictionArg::V) => Prediction::V,
             Some(PredictionArg::Sample) => Prediction::Sample,
             None => base.prediction,
         },
-        clip: args.clip_sample,
-        threshold: args.threshold,
+        clip,
+        threshold: if noise.is_some() { threshold } else { None },
         mode: match (args.unfused, args.update) {
             (true, _) | (_, UpdateArg::Unfused) => UpdateMode::Unfused,
             (false, UpdateArg::Fused) => UpdateMode::Fused,
@@ -200,6 +260,11 @@ pub fn settings(args: &SamplingArgs, training: Option<&Training>) -> Result<Samp
     // Every impossible combination is refused here, before a device is opened or any output touched.
     check_settings(&settings)?;
     Ok(settings)
+}
+
+/// `"s"` unless there is one.
+pub fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }
 
 pub fn open_model(model: &Path) -> Result<Weights> {
