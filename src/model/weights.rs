@@ -26,10 +26,12 @@ pub const FORMAT: &str = "ddim-wgpu";
 /// written before it, load unverified).
 pub const FORMAT_VERSION: u32 = 3;
 
-/// CRC-32 over everything a model is made of: the config and training JSON as stored, then every tensor in name
-/// order (name, dtype, shape, bytes), each field length-prefixed. Any single flipped bit of a file changes it
-/// (or breaks the header), so a damaged file is refused instead of sampling with a wrong weight.
+/// CRC-32 over everything a model is made of: from version 3 the format version itself, then the config and
+/// training JSON as stored, then every tensor in name order (name, dtype, shape, bytes), each field
+/// length-prefixed. Any single flipped bit of a file changes it (or breaks the header), so a damaged file is
+/// refused instead of sampling with a wrong weight; a version flipped to an older one is caught too.
 fn checksum<'a>(
+    version: u32,
     config: &str,
     training: Option<&str>,
     tensors: impl Iterator<Item = (&'a str, Dtype, &'a [usize], &'a [u8])>,
@@ -39,6 +41,9 @@ fn checksum<'a>(
         h.update(&(bytes.len() as u64).to_le_bytes());
         h.update(bytes);
     };
+    if version >= 3 {
+        field(version.to_string().as_bytes());
+    }
     field(config.as_bytes());
     field(training.unwrap_or("").as_bytes());
     for (name, dtype, shape, data) in tensors {
@@ -320,6 +325,7 @@ impl Weights {
             None => None,
         };
         let sum = checksum(
+            FORMAT_VERSION,
             &config,
             training.as_deref(),
             encoded.iter().map(|(name, shape, bytes)| {
@@ -364,10 +370,10 @@ impl Weights {
             }
         }
         let version = meta.get("format_version").map(String::as_str).unwrap_or("");
-        let checked = match version {
-            "1" => false,
-            "2" => true,
-            v if v == FORMAT_VERSION.to_string() => true,
+        let version = match version {
+            "1" => 1,
+            "2" => 2,
+            v if v == FORMAT_VERSION.to_string() => FORMAT_VERSION,
             _ => {
                 return Err(file_error(format!(
                     "format version `{version}` is not one this build reads (1 ..= {FORMAT_VERSION})"
@@ -390,7 +396,7 @@ impl Weights {
         }
         let st = SafeTensors::deserialize(bytes)
             .map_err(|e| file_error(format!("not a valid safetensors file: {e}")))?;
-        if checked {
+        if version >= 2 {
             let stored = meta
                 .get("checksum")
                 .ok_or_else(|| file_error("metadata has no `checksum`".into()))?;
@@ -402,6 +408,7 @@ impl Weights {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| file_error(format!("not a valid safetensors file: {e}")))?;
             let actual = checksum(
+                version,
                 config_json,
                 meta.get("training").map(String::as_str),
                 views.iter().map(|(n, v)| (*n, v.dtype(), v.shape(), v.data())),
