@@ -758,7 +758,10 @@ mod tests {
             // As square as a full grid allows: no divisor between sqrt(n) and cols.
             assert!(cols * cols >= n && (1..cols).all(|c| n % c != 0 || c * c < n), "{n}: {cols}");
         }
-        assert_eq!([grid_columns(64), grid_columns(8), grid_columns(12), grid_columns(7)], [8, 4, 4, 7]);
+        assert_eq!(
+            [grid_columns(64), grid_columns(8), grid_columns(12), grid_columns(7)],
+            [8, 4, 4, 7]
+        );
     }
 
     #[test]

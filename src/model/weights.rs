@@ -380,6 +380,12 @@ impl Weights {
                 )));
             }
         };
+        if version == 1 && meta.contains_key("checksum") {
+            // Version 1 predates the checksum: a file with one is a later file whose version is damaged.
+            return Err(file_error(
+                "format version 1 with a checksum, which version 1 files never have: the file is damaged".into(),
+            ));
+        }
         let config_json =
             meta.get("config").ok_or_else(|| file_error("metadata has no `config`".into()))?;
         let config: UNetConfig = serde_json::from_str(config_json)
