@@ -135,20 +135,7 @@ pub fn model_file_bytes(input: &mut Input) -> Option<Vec<u8>> {
         prediction: input.pick(&[Prediction::Epsilon, Prediction::V, Prediction::Sample]),
         steps_offset: count(input, &[0, 1]),
         set_alpha_to_one: input.byte().is_multiple_of(2),
-        sampling: SamplingDefaults {
-            spacing: input.pick(&[
-                Spacing::Leading,
-                Spacing::Linspace,
-                Spacing::Trailing,
-                Spacing::Uniform,
-                Spacing::Quad,
-            ]),
-            clip: input.byte().is_multiple_of(3).then(|| real(input, 1.0) as f32),
-            threshold: input.byte().is_multiple_of(3).then(|| Threshold {
-                ratio: real(input, 0.995) as f32,
-                max_value: real(input, 1.0) as f32,
-            }),
-        },
+        sampling: SamplingDefaults::default(),
     });
     // Tensors for the config if it is valid and small; else those of a small valid model, which the loader
     // must then find do not fit the config (if the config gets past validation at all).
@@ -207,6 +194,34 @@ pub fn model_file_bytes(input: &mut Input) -> Option<Vec<u8>> {
         }
     }
     let dtype = if input.byte().is_multiple_of(2) { StorageDtype::F32 } else { StorageDtype::F16 };
+    // The sampling defaults last, so that descriptions written before they existed (which end before these
+    // bytes: an exhausted input reads zeros) still make the files they made.
+    if let Some(t) = weights.training.as_mut() {
+        let spacing = [
+            Spacing::Leading,
+            Spacing::Linspace,
+            Spacing::Trailing,
+            Spacing::Uniform,
+            Spacing::Quad,
+        ];
+        t.sampling =
+            SamplingDefaults { spacing: input.pick(&spacing), clip: None, threshold: None };
+        match input.byte() % 4 {
+            1 => t.sampling.clip = Some(real(input, 1.0) as f32),
+            2 => {
+                t.sampling.threshold = Some(Threshold {
+                    ratio: real(input, 0.995) as f32,
+                    max_value: real(input, 1.0) as f32,
+                })
+            }
+            // Both, which the loader must refuse.
+            3 => {
+                t.sampling.clip = Some(real(input, 1.0) as f32);
+                t.sampling.threshold = Some(Threshold { ratio: 0.995, max_value: 1.0 });
+            }
+            _ => {}
+        }
+    }
     weights.to_bytes(dtype).ok()
 }
 
