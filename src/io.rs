@@ -361,7 +361,7 @@ pub fn read_npy(path: &Path) -> Result<NpyArray> {
 /// path) names it in errors. The header's claims (its length, the shape) are checked against the bytes there
 /// before anything is allocated for them.
 ///
-/// The reading is ours, not npyz's (which writes our `.npy` files): fuzzing found npyz's reader allocating the
+/// The reading is ours (as is the writing): fuzzing found npyz's reader allocating the
 /// header length a file claims (662 MB for a 118-byte file) and its header parser taking exponential time on
 /// malformed Python literals (over 10 s for a 352-byte header). The header numpy writes is a small fixed
 /// grammar, read here in one linear pass.
@@ -566,19 +566,33 @@ pub fn write_npy(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
 
 /// The bytes of a float32 `.npy` array; `path` (where they will go) names it in errors.
 pub fn npy_bytes(path: &Path, shape: &[usize], data: &[f32]) -> Result<Vec<u8>> {
-    use npyz::WriterBuilder;
-    let err =
-        |e: std::io::Error| Error::Io { path: path.display().to_string(), message: e.to_string() };
-    let mut bytes = Vec::new();
-    let dims: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
-    let mut w = npyz::WriteOptions::new()
-        .default_dtype()
-        .shape(&dims)
-        .writer(&mut bytes)
-        .begin_nd()
-        .map_err(err)?;
-    w.extend(data.iter().copied()).map_err(err)?;
-    w.finish().map_err(err)?;
+    let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    if count != Some(data.len()) {
+        return Err(Error::Io {
+            path: path.display().to_string(),
+            message: format!("{} values do not make an array of shape {shape:?}", data.len()),
+        });
+    }
+    // NumPy's format 1.0: magic, version, a little-endian u16 header length, then the header dict padded with
+    // spaces and ended by a newline so that the data starts at a multiple of 64 bytes, as numpy.save writes it.
+    let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
+    let tuple = match dims.len() {
+        1 => format!("({},)", dims[0]),
+        _ => format!("({})", dims.join(", ")),
+    };
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {tuple}, }}");
+    let unpadded = 10 + header.len() + 1;
+    header.push_str(&" ".repeat(unpadded.next_multiple_of(64) - unpadded));
+    header.push('\n');
+    let len = u16::try_from(header.len()).map_err(|_| Error::Io {
+        path: path.display().to_string(),
+        message: format!("shape {shape:?}: a header past 64 KiB"),
+    })?;
+    let mut bytes = Vec::with_capacity(10 + header.len() + 4 * data.len());
+    bytes.extend_from_slice(b"\x93NUMPY\x01\x00");
+    bytes.extend_from_slice(&len.to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend(data.iter().flat_map(|v| v.to_le_bytes()));
     Ok(bytes)
 }
 
@@ -748,6 +762,28 @@ mod tests {
         b.extend(header.as_bytes());
         b.extend(data);
         b
+    }
+
+    #[test]
+    fn npy_as_numpy_writes_it_and_back() {
+        let data: Vec<f32> = (0..6).map(|i| i as f32 * 0.5 - 1.0).collect();
+        for shape in [vec![2, 3], vec![6], vec![1, 2, 3, 1]] {
+            let bytes = npy_bytes(Path::new("x.npy"), &shape, &data).unwrap();
+            let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+            // numpy.save: the data starts at a multiple of 64; the header ends with a newline.
+            assert_eq!((10 + header_len) % 64, 0);
+            assert_eq!(bytes[9 + header_len], b'\n');
+            let back = parse_npy(&bytes, "x.npy").unwrap();
+            assert_eq!((back.shape, back.data), (shape, data.clone()));
+        }
+        let header =
+            String::from_utf8_lossy(&npy_bytes(Path::new("x"), &[6], &data).unwrap()[10..74])
+                .into_owned();
+        assert!(
+            header.starts_with("{'descr': '<f4', 'fortran_order': False, 'shape': (6,), }"),
+            "{header}"
+        );
+        assert!(npy_bytes(Path::new("x"), &[4], &data).is_err(), "6 values are not shape [4]");
     }
 
     #[test]

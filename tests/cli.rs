@@ -21,7 +21,7 @@ fn info_lists_the_chosen_adapter_and_its_limits() {
 
 #[test]
 fn an_unknown_backend_is_a_one_line_error() {
-    let out = ddim(&["--backend", "directx9", "info"]);
+    let out = ddim(&["info", "--backend", "directx9"]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("unknown backend `directx9`"), "{stderr}");
@@ -30,11 +30,11 @@ fn an_unknown_backend_is_a_one_line_error() {
 /// `flag` refuses a value other than on or off, naming itself, and accepts off (the device is never opened:
 /// the unknown backend fails first).
 fn check_switch(flag: &str) {
-    let out = ddim(&[flag, "maybe", "info"]);
+    let out = ddim(&["info", flag, "maybe"]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(&format!("{flag} `maybe`: expected on or off")), "{stderr}");
-    let out = ddim(&[flag, "off", "--backend", "directx9", "info"]);
+    let out = ddim(&["info", flag, "off", "--backend", "directx9"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("unknown backend `directx9`"), "off is accepted: {stderr}");
 }
@@ -56,7 +56,7 @@ fn the_split_k_switch_takes_on_or_off() {
 
 #[test]
 fn an_adapter_filter_that_matches_nothing_names_what_exists() {
-    let out = ddim(&["--adapter", "no-such-adapter-xyz", "info"]);
+    let out = ddim(&["info", "--adapter", "no-such-adapter-xyz"]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     let error_lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
@@ -294,11 +294,11 @@ fn a_low_storage_binding_limit_splits_batches_and_changes_nothing() {
     let model = converted_fixture(&dir);
     let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
     let run = |pre: &[&str], post: &[&str]| {
-        let mut a: Vec<&str> = pre.to_vec();
-        a.extend([
+        let mut a: Vec<&str> = vec![
             "sample", "--model", &model, "--steps", "4", "--batch", "12", "--seed", "7", "--eta",
             "1",
-        ]);
+        ];
+        a.extend_from_slice(pre);
         a.extend_from_slice(post);
         ddim(&a)
     };
@@ -325,22 +325,25 @@ fn a_low_storage_binding_limit_splits_batches_and_changes_nothing() {
     assert_eq!(std::fs::read(p("capped.png")).unwrap(), std::fs::read(p("all.png")).unwrap());
     // `ddim eval` splits the same way: 12 images through the UNet, capped and not, with the per-block dumps.
     let eval = |pre: &[&str], name: &str| {
-        let mut a: Vec<&str> = pre.to_vec();
         let (input, out, dump) =
             (p("all.npy"), p(&format!("{name}.npy")), p(&format!("{name}-blocks")));
-        a.extend([
-            "eval",
-            "--model",
-            &model,
-            "--input",
-            &input,
-            "--timestep",
-            "500",
-            "--out",
-            &out,
-            "--dump-dir",
-            &dump,
-        ]);
+        let mut a: Vec<&str> = pre.to_vec();
+        a.splice(
+            0..0,
+            [
+                "eval",
+                "--model",
+                &model,
+                "--input",
+                &input,
+                "--timestep",
+                "500",
+                "--out",
+                &out,
+                "--dump-dir",
+                &dump,
+            ],
+        );
         let o = ddim(&a);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         o

@@ -80,9 +80,9 @@ fn the_cli_exits_non_zero_and_writes_nothing() {
         ("lose-device:sampling step 2", "GPU device lost while running sampling step 2"),
     ] {
         let out = ddim(&[
+            "sample",
             "--inject-fault",
             fault,
-            "sample",
             "--model",
             &p(&model),
             "--steps",

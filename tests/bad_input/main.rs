@@ -464,9 +464,9 @@ fn an_image_too_large_for_the_device_is_a_clear_error() {
     let png = dir.join("x.png");
     let limit = 4000u64; // above every weight (at most 1,152 bytes), below one 16x16 image's activations
     let out = ddim(&[
+        "sample",
         "--max-binding",
         &limit.to_string(),
-        "sample",
         "--model",
         s(&model),
         "--steps",

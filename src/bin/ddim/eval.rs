@@ -32,6 +32,8 @@ pub struct Args {
     /// Also write every block's output here as `<block>.npy`.
     #[arg(long)]
     pub dump_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub device: crate::device::DeviceArgs,
 }
 
 /// Runs `ddim eval`.

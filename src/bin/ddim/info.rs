@@ -22,6 +22,8 @@ pub struct Args {
     /// flag says otherwise.
     #[arg(short = 'm', long)]
     pub model: Option<PathBuf>,
+    #[command(flatten)]
+    pub device: crate::device::DeviceArgs,
 }
 
 /// Runs `ddim info`.
@@ -34,7 +36,7 @@ pub fn run(options: &DeviceOptions, args: Args) -> Result<()> {
 
 /// A model's architecture, training schedule and sampling defaults.
 fn model(path: &Path) -> Result<()> {
-    let weights = sampling::open_model(path)?;
+    let weights = sampling::open_model(Some(path))?;
     let c = &weights.config;
     println!("model: {}", path.display());
     println!(

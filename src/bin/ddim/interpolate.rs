@@ -10,14 +10,14 @@ use ddim_wgpu::io::{OutputSet, npy_bytes, png_grid_bytes};
 use ddim_wgpu::limits;
 use ddim_wgpu::pipeline::Pipeline;
 
-use crate::sampling::{self, Bar, DEFAULT_MODEL, NoiseArgs, StepArgs};
+use crate::sampling::{self, Bar, NoiseArgs, StepArgs};
 
 /// The flags of `ddim interpolate`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Our weights file, or a diffusers directory.
-    #[arg(short = 'm', long, default_value = DEFAULT_MODEL)]
-    pub model: PathBuf,
+    /// Our weights file, or a diffusers directory. Default: the model built into ddim (weights/default.safetensors).
+    #[arg(short = 'm', long)]
+    pub model: Option<PathBuf>,
     /// Two seeds whose latents are the endpoints (image 0 of each).
     #[arg(
         long,
@@ -32,10 +32,6 @@ pub struct Args {
     /// Frames, endpoints included.
     #[arg(long, default_value_t = 8)]
     pub frames: usize,
-    #[command(flatten)]
-    pub sampling: StepArgs,
-    #[command(flatten)]
-    pub stochastic: NoiseArgs,
     /// The PNG strip (default interpolation.png; models whose images have neither 1 nor 3 channels write
     /// --out-npy only).
     #[arg(long)]
@@ -43,6 +39,12 @@ pub struct Args {
     /// Also the frames as float32 [F, C, H, W].
     #[arg(long)]
     pub out_npy: Option<PathBuf>,
+    #[command(flatten)]
+    pub sampling: StepArgs,
+    #[command(flatten)]
+    pub stochastic: NoiseArgs,
+    #[command(flatten)]
+    pub device: crate::device::DeviceArgs,
 }
 
 /// Runs `ddim interpolate`.
@@ -54,7 +56,7 @@ pub fn run(options: &DeviceOptions, a: Args) -> Result<()> {
     if a.seeds.len() != 2 && a.latents.len() != 2 {
         bail!("give exactly two endpoints: --seeds A,B or --latents a.npy,b.npy");
     }
-    let weights = sampling::open_model(&a.model)?;
+    let weights = sampling::open_model(a.model.as_deref())?;
     let settings = sampling::settings(args, Some(&a.stochastic), weights.training.as_ref())?;
     let shape = sampling::image_shape(&weights);
     let per: usize = shape.iter().product();

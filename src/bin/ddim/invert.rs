@@ -9,14 +9,14 @@ use ddim_wgpu::gpu::{DeviceOptions, Gpu};
 use ddim_wgpu::io::{OutputSet, npy_bytes, read_image};
 use ddim_wgpu::pipeline::{Images, Pipeline};
 
-use crate::sampling::{self, Bar, DEFAULT_MODEL, StepArgs, plural};
+use crate::sampling::{self, Bar, StepArgs, plural};
 
 /// The flags of `ddim invert`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Our weights file, or a diffusers directory.
-    #[arg(short = 'm', long, default_value = DEFAULT_MODEL)]
-    pub model: PathBuf,
+    /// Our weights file, or a diffusers directory. Default: the model built into ddim (weights/default.safetensors).
+    #[arg(short = 'm', long)]
+    pub model: Option<PathBuf>,
     /// The images (PNG, JPEG, ...); each becomes one latent. A `.npy` file holds a batch of images already in
     /// the model's range: float [N, C, H, W] in [-1, 1], e.g. a held-out set.
     #[arg(long = "image", required = true)]
@@ -24,17 +24,19 @@ pub struct Args {
     /// Resize images whose size differs from the model's (otherwise they are refused).
     #[arg(long)]
     pub resize: bool,
-    #[command(flatten)]
-    pub sampling: StepArgs,
     /// Where to write the latents, float32 [N, C, H, W].
     #[arg(short = 'o', long)]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub sampling: StepArgs,
+    #[command(flatten)]
+    pub device: crate::device::DeviceArgs,
 }
 
 /// Runs `ddim invert`.
 pub fn run(options: &DeviceOptions, a: Args) -> Result<()> {
     let args = &a.sampling;
-    let weights = sampling::open_model(&a.model)?;
+    let weights = sampling::open_model(a.model.as_deref())?;
     let settings = sampling::settings(args, None, weights.training.as_ref())?;
     let mut outputs = OutputSet::new();
     outputs.reserve(&a.out)?;

@@ -1,6 +1,7 @@
 //! The `ddim` command line: one module per subcommand, each a thin client of the library's pipeline.
 
 mod convert;
+mod device;
 mod eval;
 mod info;
 mod interpolate;
@@ -14,7 +15,6 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use ddim_wgpu::error::printable;
-use ddim_wgpu::gpu::{DeviceOptions, Fault, KernelChoice, parse_backend, parse_switch};
 
 #[derive(Parser)]
 #[command(
@@ -23,48 +23,6 @@ use ddim_wgpu::gpu::{DeviceOptions, Fault, KernelChoice, parse_backend, parse_sw
     about = "DDIM sampling on any GPU with hand-written WGSL kernels"
 )]
 struct Cli {
-    /// Backend: vulkan, metal, dx12 or gl. Default: every backend (or WGPU_BACKEND).
-    #[arg(long, global = true, env = "DDIM_BACKEND", value_parser = parse_backend_arg)]
-    backend: Option<wgpu::Backend>,
-
-    /// Use the adapter whose name contains this text (case-insensitive).
-    #[arg(long, global = true, env = "DDIM_ADAPTER")]
-    adapter: Option<String>,
-
-    /// Kernel variants: auto (the family for the adapter's kind, CPU or GPU), baseline (one portable kernel
-    /// per operation; the reference point for comparisons), cpu (barrier-free, uniform-window kernels) or gpu
-    /// (shared-memory tiles), whatever the adapter.
-    #[arg(long, global = true, env = "DDIM_KERNELS", default_value = "auto", value_parser = parse_kernels_arg)]
-    kernels: KernelChoice,
-
-    /// Whether the cpu family runs 3x3 stride-1 convolutions as Winograd F(4x4, 3x3) where it pays (on), or
-    /// always with the direct kernel conv2d_3x3 (off), to compare the two.
-    #[arg(long, global = true, env = "DDIM_WINOGRAD", default_value = "on", value_parser = parse_switch_arg,
-          action = clap::ArgAction::Set, value_name = "on|off")]
-    winograd: bool,
-
-    /// Whether the cpu family reads activations through 64 KiB uniform windows where it can (on: conv2d_1x1,
-    /// the windowed Winograd products), or always from storage (off), to compare the two.
-    #[arg(long, global = true, env = "DDIM_INPUT_WINDOWS", default_value = "on", value_parser = parse_input_windows_arg,
-          action = clap::ArgAction::Set, value_name = "on|off")]
-    input_windows: bool,
-
-    /// Whether the gpu family's tiled kernels split their reductions (a convolution's K, an attention's keys)
-    /// over several workgroups on small maps (on), or not (off), to compare the two.
-    #[arg(long, global = true, env = "DDIM_SPLIT_K", default_value = "on", value_parser = parse_split_k_arg,
-          action = clap::ArgAction::Set, value_name = "on|off")]
-    split_k: bool,
-
-    /// Open the device with at most this storage-binding size, in bytes (a multiple of 4): what a smaller
-    /// device allows, to see batches split on a large one.
-    #[arg(long, global = true, env = "DDIM_MAX_BINDING")]
-    max_binding: Option<u64>,
-
-    /// For testing error handling: inject a GPU fault, `invalid-dispatch:<node>` or
-    /// `lose-device:<submission>` (e.g. `lose-device:sampling step 2`).
-    #[arg(long, global = true, env = "DDIM_INJECT_FAULT", hide = true, value_parser = parse_fault_arg)]
-    inject_fault: Option<Fault>,
-
     #[command(subcommand)]
     command: Command,
 }
@@ -91,34 +49,17 @@ enum Command {
     Interpolate(interpolate::Args),
 }
 
-fn parse_fault_arg(s: &str) -> Result<Fault, String> {
-    s.parse().map_err(|e: ddim_wgpu::Error| e.to_string())
-}
-
-fn parse_kernels_arg(s: &str) -> Result<KernelChoice, String> {
-    s.parse().map_err(|e: ddim_wgpu::Error| e.to_string())
-}
-
-fn parse_switch_arg(s: &str) -> Result<bool, String> {
-    parse_switch("--winograd", s).map_err(|e| e.to_string())
-}
-
-fn parse_input_windows_arg(s: &str) -> Result<bool, String> {
-    parse_switch("--input-windows", s).map_err(|e| e.to_string())
-}
-
-fn parse_split_k_arg(s: &str) -> Result<bool, String> {
-    parse_switch("--split-k", s).map_err(|e| e.to_string())
-}
-
-fn parse_backend_arg(s: &str) -> Result<wgpu::Backend, String> {
-    parse_backend(s).map_err(|e| e.to_string())
-}
-
 /// Set by the SIGINT and SIGTERM handler before it removes the staged outputs.
 static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 fn main() {
+    // Mesa's Vulkan device-select layer prints notices on headless machines (`XDG_RUNTIME_DIR is invalid`) that
+    // read like ours, and picks a default GPU, which the engine does itself: off unless the user set it.
+    if std::env::var_os("NODEVICE_SELECT").is_none() {
+        // SAFETY: first thing in main, before any other thread exists (the signal handler's, wgpu's), so no
+        // thread can read the environment while it changes.
+        unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => parse_error(e),
@@ -175,24 +116,14 @@ fn parse_error(e: clap::Error) -> ! {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let options = DeviceOptions {
-        backend: cli.backend,
-        adapter: cli.adapter.filter(|s| !s.trim().is_empty()),
-        kernels: cli.kernels,
-        winograd: cli.winograd,
-        input_windows: cli.input_windows,
-        split_k: cli.split_k,
-        max_binding: cli.max_binding,
-        fault: cli.inject_fault,
-    };
     match cli.command {
-        Command::Info(args) => info::run(&options, args),
-        Command::Profile(args) => profile::run(&options, args),
+        Command::Info(args) => info::run(&args.device.options(), args),
+        Command::Profile(args) => profile::run(&args.device.options(), args),
         Command::Convert(args) => convert::run(args),
-        Command::Eval(args) => eval::run(&options, args),
-        Command::Sample(args) => sample::run(&options, args),
-        Command::Invert(args) => invert::run(&options, args),
+        Command::Eval(args) => eval::run(&args.device.options(), args),
+        Command::Sample(args) => sample::run(&args.device.options(), args),
+        Command::Invert(args) => invert::run(&args.device.options(), args),
         Command::Merge(args) => merge::run(args),
-        Command::Interpolate(args) => interpolate::run(&options, args),
+        Command::Interpolate(args) => interpolate::run(&args.device.options(), args),
     }
 }

@@ -12,18 +12,14 @@ use ddim_wgpu::io::{OutputSet, read_text};
 use ddim_wgpu::model::weights::Weights;
 use ddim_wgpu::pipeline::Pipeline;
 
-use crate::sampling::{self, DEFAULT_MODEL, NoiseArgs, StepArgs};
+use crate::sampling::{self, NoiseArgs, StepArgs};
 
 /// The flags of `ddim profile`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Our weights file, a diffusers directory, or a diffusers config.json (random weights, for timing).
-    #[arg(short = 'm', long, default_value = DEFAULT_MODEL)]
-    pub model: PathBuf,
-    #[command(flatten)]
-    pub sampling: StepArgs,
-    #[command(flatten)]
-    pub stochastic: NoiseArgs,
+    /// Our weights file, a diffusers directory, or a diffusers config.json (random weights, for timing). Default: the model built into ddim (weights/default.safetensors).
+    #[arg(short = 'm', long)]
+    pub model: Option<PathBuf>,
     /// Images per batch.
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
@@ -36,13 +32,19 @@ pub struct Args {
     /// Write the table and the roofs as JSON.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    #[command(flatten)]
+    pub sampling: StepArgs,
+    #[command(flatten)]
+    pub stochastic: NoiseArgs,
+    #[command(flatten)]
+    pub device: crate::device::DeviceArgs,
 }
 
 /// Runs `ddim profile`.
 pub fn run(options: &DeviceOptions, args: Args) -> Result<()> {
     profile(
         options,
-        &args.model,
+        args.model.as_deref(),
         &args.sampling,
         &args.stochastic,
         args.batch,
@@ -55,7 +57,7 @@ pub fn run(options: &DeviceOptions, args: Args) -> Result<()> {
 #[allow(clippy::too_many_arguments)] // the flags of one command
 fn profile(
     options: &DeviceOptions,
-    model: &Path,
+    model: Option<&Path>,
     args: &StepArgs,
     noise: &NoiseArgs,
     batch: usize,
@@ -65,13 +67,14 @@ fn profile(
 ) -> Result<()> {
     let mut outputs = OutputSet::new();
     outputs.reserve_all([trace, json].into_iter().flatten())?;
-    let weights = if model.extension().is_some_and(|e| e == "json") {
-        let text = read_text(model)?;
-        let config = ddim_wgpu::unet::config::UNetConfig::from_diffusers_json(&text)?;
-        eprintln!("note: {} is a config: random weights (timings only)", model.display());
-        Weights::random(&config, seed)?
-    } else {
-        sampling::open_model(model)?
+    let weights = match model {
+        Some(path) if path.extension().is_some_and(|e| e == "json") => {
+            let text = read_text(path)?;
+            let config = ddim_wgpu::unet::config::UNetConfig::from_diffusers_json(&text)?;
+            eprintln!("note: {} is a config: random weights (timings only)", path.display());
+            Weights::random(&config, seed)?
+        }
+        _ => sampling::open_model(model)?,
     };
     if batch == 0 {
         bail!("--batch 0: nothing to profile");

@@ -11,18 +11,14 @@ use ddim_wgpu::limits;
 use ddim_wgpu::pipeline::{GivenNoise, Pipeline, SampleRequest};
 use ddim_wgpu::sampler::ddim::plan_steps;
 
-use crate::sampling::{self, Bar, DEFAULT_MODEL, NoiseArgs, StepArgs};
+use crate::sampling::{self, Bar, NoiseArgs, StepArgs};
 
 /// The flags of `ddim sample`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Our weights file, or a diffusers directory.
-    #[arg(short = 'm', long, default_value = DEFAULT_MODEL)]
-    pub model: PathBuf,
-    #[command(flatten)]
-    pub sampling: StepArgs,
-    #[command(flatten)]
-    pub stochastic: NoiseArgs,
+    /// Our weights file, or a diffusers directory. Default: the model built into ddim (weights/default.safetensors).
+    #[arg(short = 'm', long)]
+    pub model: Option<PathBuf>,
     /// Images to make (all shards together). Default 16, or the number of latents given.
     #[arg(short = 'n', long, short_alias = 'b')]
     pub batch: Option<usize>,
@@ -51,6 +47,12 @@ pub struct Args {
     /// Also the starting latents x_T as float32 [N, C, H, W].
     #[arg(long)]
     pub save_latents: Option<PathBuf>,
+    #[command(flatten)]
+    pub sampling: StepArgs,
+    #[command(flatten)]
+    pub stochastic: NoiseArgs,
+    #[command(flatten)]
+    pub device: crate::device::DeviceArgs,
 }
 
 /// The most images one run may make: Philox keys an image by a 32-bit index.
@@ -85,7 +87,7 @@ pub fn parse_shard(s: &str) -> Result<Shard, String> {
 /// Runs `ddim sample`.
 pub fn run(options: &DeviceOptions, req: Args) -> Result<()> {
     let args = &req.sampling;
-    let weights = sampling::open_model(&req.model)?;
+    let weights = sampling::open_model(req.model.as_deref())?;
     let settings = sampling::settings(args, Some(&req.stochastic), weights.training.as_ref())?;
     let shape = sampling::image_shape(&weights);
     let per: usize = shape.iter().product();

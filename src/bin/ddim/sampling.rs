@@ -16,8 +16,10 @@ use ddim_wgpu::ops::ddim::UpdateMode;
 use ddim_wgpu::pipeline::{Progress, check_settings, default_settings};
 use ddim_wgpu::sampler::ddim::SamplerSettings;
 
-/// Where the commands look for a model when --model is not given.
-pub const DEFAULT_MODEL: &str = "weights/default.safetensors";
+/// The default model (`weights/default.safetensors`, 2.2 MB), built into the binary so that `ddim` samples
+/// wherever it runs.
+const DEFAULT_MODEL_BYTES: &[u8] =
+    include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/weights/default.safetensors"));
 
 /// The flags of every command that runs the sampler's steps (`sample`, `interpolate`, `profile`, `invert`). Where
 /// a flag mirrors a diffusers setting it takes diffusers' values, and diffusers' name works as an alias.
@@ -267,14 +269,19 @@ pub fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
-pub fn open_model(model: &Path) -> Result<Weights> {
-    if !model.exists() && model == Path::new(DEFAULT_MODEL) {
-        bail!(
-            "no model at {DEFAULT_MODEL} (the default model is not in this checkout yet); pass --model with our \
-             weights file or a diffusers directory"
-        );
+/// The model at `model` (our weights file or a diffusers directory), or the default model built into the binary.
+/// A diffusers `config.json` alone is refused with what it is good for.
+pub fn open_model(model: Option<&Path>) -> Result<Weights> {
+    match model {
+        Some(path) if path.is_file() && path.extension().is_some_and(|e| e == "json") => bail!(
+            "{}: a config alone gives random weights, which only `ddim profile` takes (for timings); sample \
+             with a model: our weights file or a diffusers directory",
+            path.display()
+        ),
+        Some(path) => Ok(load_model(path)?),
+        None => Weights::from_bytes(DEFAULT_MODEL_BYTES)
+            .context("the default model built into ddim (weights/default.safetensors)"),
     }
-    load_model(model).with_context(|| format!("loading {}", model.display()))
 }
 
 /// A progress bar over `total` steps on a terminal; hidden when stderr is not a terminal or with --quiet.
