@@ -533,6 +533,50 @@ mod tests {
     use super::*;
 
     #[test]
+    fn scheduler_configs_give_their_sampling_defaults() {
+        let read = |json: &str| training_from_scheduler_json(json, "s").map(|t| t.sampling);
+        // diffusers' DDIMScheduler defaults: clip_sample true at range 1, leading spacing.
+        assert_eq!(
+            read("{}").unwrap(),
+            SamplingDefaults { spacing: Spacing::Leading, clip: Some(1.0), threshold: None }
+        );
+        let d = read(
+            r#"{"clip_sample": true, "clip_sample_range": 2.5, "timestep_spacing": "trailing"}"#,
+        );
+        assert_eq!(
+            d.unwrap(),
+            SamplingDefaults { spacing: Spacing::Trailing, clip: Some(2.5), threshold: None }
+        );
+        assert_eq!(read(r#"{"clip_sample": false}"#).unwrap().clip, None);
+        // Thresholding takes the place of clipping, as in DDIMScheduler.step.
+        let d = read(
+            r#"{"thresholding": true, "dynamic_thresholding_ratio": 0.9, "sample_max_value": 2.0}"#,
+        );
+        assert_eq!(
+            d.unwrap(),
+            SamplingDefaults {
+                spacing: Spacing::Leading,
+                clip: None,
+                threshold: Some(Threshold { ratio: 0.9, max_value: 2.0 })
+            }
+        );
+        for bad in [
+            r#"{"timestep_spacing": "quad"}"#,
+            r#"{"clip_sample": "yes"}"#,
+            r#"{"clip_sample_range": -1}"#,
+            r#"{"thresholding": true, "sample_max_value": 0.5}"#,
+        ] {
+            assert!(read(bad).is_err(), "{bad}");
+        }
+        // The official code's checkpoints: its sampler's uniform skips, no clipping.
+        let yaml = "diffusion:\n  beta_schedule: linear\n  num_diffusion_timesteps: 1000\n";
+        assert_eq!(
+            training_from_original_yaml(yaml).unwrap().sampling,
+            SamplingDefaults { spacing: Spacing::Uniform, clip: None, threshold: None }
+        );
+    }
+
+    #[test]
     fn original_names_map_to_diffusers() {
         let cases = [
             ("temb.dense.0.weight", "time_embedding.linear_1.weight"),

@@ -1,0 +1,222 @@
+//! Users' conventions, end to end through the binary: diffusers' names and values for the sampler's flags, a
+//! model's own sampling defaults (and flags over them), the default model wherever `ddim` runs, inversion that
+//! clips as diffusers' inverse scheduler does, and help that lists only what a command takes.
+
+mod support;
+use support::{ddim, error_line, fixture, gpu_required, temp_dir};
+
+use std::path::Path;
+
+/// Runs `ddim` with `args`; returns stdout, or None where there is no adapter and none is required.
+fn ok(args: &[&str]) -> Option<String> {
+    let out = ddim(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() && !gpu_required() && stderr.contains("no GPU adapter") {
+        return None;
+    }
+    assert!(out.status.success(), "ddim {args:?}: {stderr}");
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The fixture network converted, with `extra` flags recording sampling defaults.
+fn converted(dir: &Path, name: &str, extra: &[&str]) -> String {
+    let (model, src) = (dir.join(name), fixture("pad0_onehead_safetensors/model"));
+    let mut args = vec!["convert", &src, "-o", s(&model)];
+    args.extend_from_slice(extra);
+    let out = ddim(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    s(&model).to_string()
+}
+
+#[test]
+fn diffusers_names_and_values_are_the_flags_or_their_aliases() {
+    let dir = temp_dir("conventions-names");
+    let model = converted(&dir, "m.safetensors", &[]);
+    let npy = |name: &str| dir.join(format!("{name}.npy"));
+    // Each pair: our spelling and diffusers', which must sample the same bytes.
+    let pairs: [(&str, &[&str], &[&str]); 6] = [
+        ("steps", &["--steps", "3"], &["--num-inference-steps", "3"]),
+        (
+            "spacing",
+            &["-s", "3", "--spacing", "trailing"],
+            &["-s", "3", "--timestep-spacing", "trailing"],
+        ),
+        ("clip", &["-s", "3", "--clip-sample", "1"], &["-s", "3", "--clip-sample-range", "1"]),
+        (
+            "betas",
+            &["-s", "3", "--beta-schedule", "scaled-linear", "--train-steps", "500"],
+            &["-s", "3", "--beta-schedule", "scaled_linear", "--num-train-timesteps", "500"],
+        ),
+        (
+            "cosine",
+            &["-s", "3", "--beta-schedule", "squaredcos-cap-v2"],
+            &["-s", "3", "--beta-schedule", "squaredcos_cap_v2"],
+        ),
+        (
+            "v",
+            &["-s", "3", "--prediction", "v", "--zero-snr", "--spacing", "trailing"],
+            &[
+                "-s",
+                "3",
+                "--prediction-type",
+                "v_prediction",
+                "--rescale-betas-zero-snr",
+                "--timestep-spacing",
+                "trailing",
+            ],
+        ),
+    ];
+    for (name, ours, theirs) in pairs {
+        for (k, flags) in [ours, theirs].iter().enumerate() {
+            let (out, png) = (npy(&format!("{name}{k}")), dir.join(format!("{name}{k}.png")));
+            let mut args =
+                vec!["sample", "-m", &model, "-n", "2", "--seed", "3", "--out-npy", s(&out)];
+            args.extend_from_slice(flags);
+            args.extend(["-o", s(&png)]);
+            if ok(&args).is_none() {
+                return;
+            }
+        }
+        let (a, b) = (std::fs::read(npy(&format!("{name}0"))).unwrap(), npy(&format!("{name}1")));
+        assert_eq!(a, std::fs::read(b).unwrap(), "{name}: our spelling and diffusers' differ");
+    }
+    // -b is -n.
+    assert!(
+        ok(&["sample", "-m", &model, "-b", "2", "-s", "2", "-o", s(&dir.join("b.png"))]).is_some()
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_model_carries_its_sampling_defaults_and_flags_override_them() {
+    let dir = temp_dir("conventions-defaults");
+    let plain = converted(&dir, "plain.safetensors", &[]);
+    let clipped = converted(
+        &dir,
+        "clipped.safetensors",
+        &["--clip-sample", "1", "--timestep-spacing", "trailing"],
+    );
+    let info = ok(&["info", "--model", &clipped]).expect("info --model needs no GPU");
+    assert!(info.contains("spacing:          trailing"), "{info}");
+    assert!(info.contains("clip x0:          [-1, 1]"), "{info}");
+    let info = ok(&["info", "-m", &plain]).unwrap();
+    assert!(info.contains("training: not recorded"), "{info}");
+    let run = |model: &str, name: &str, flags: &[&str]| {
+        let (out, png) = (dir.join(format!("{name}.npy")), dir.join(format!("{name}.png")));
+        let mut args = vec!["sample", "-m", model, "-n", "2", "-s", "3", "--out-npy", s(&out)];
+        args.extend(["-o", s(&png)]);
+        args.extend_from_slice(flags);
+        ok(&args).map(|_| std::fs::read(out).unwrap())
+    };
+    let Some(defaults) = run(&clipped, "defaults", &[]) else { return };
+    let explicit =
+        run(&plain, "explicit", &["--clip-sample", "1", "--spacing", "trailing"]).unwrap();
+    assert_eq!(defaults, explicit, "the model's defaults are the flags it records");
+    let off = run(&clipped, "off", &["--clip-sample", "off", "--spacing", "leading"]).unwrap();
+    assert_eq!(off, run(&plain, "none", &[]).unwrap(), "flags override the model's defaults");
+    assert_ne!(defaults, off, "the defaults change the samples");
+    // A threshold given replaces the model's clip (diffusers applies one or the other).
+    assert!(run(&clipped, "threshold", &["--threshold", "0.995,1.5"]).is_some());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn the_default_model_samples_from_any_directory_and_clips_as_its_file_says() {
+    let dir = temp_dir("conventions-anywhere");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ddim"));
+    support::quiet_mesa(&mut cmd);
+    let out = cmd
+        .current_dir(&dir)
+        .args(["sample", "-n", "1", "-s", "2", "-o", "x.png"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() && !gpu_required() && stderr.contains("no GPU adapter") {
+        return;
+    }
+    assert!(out.status.success(), "{stderr}");
+    assert!(dir.join("x.png").exists());
+    let info = ok(&[
+        "info",
+        "--model",
+        &format!("{}/weights/default.safetensors", env!("CARGO_MANIFEST_DIR")),
+    ])
+    .unwrap();
+    assert!(info.contains("clip x0:          [-1, 1]"), "the default model clips: {info}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn invert_clips_as_the_model_says_and_says_so() {
+    let dir = temp_dir("conventions-invert");
+    let clipped = converted(&dir, "clipped.safetensors", &["--clip-sample", "1"]);
+    let image = dir.join("x.npy");
+    let values: Vec<f32> = (0..3 * 64).map(|i| (i % 17) as f32 / 8.5 - 1.0).collect();
+    std::fs::write(&image, ddim_wgpu::io::npy_bytes(&image, &[1, 3, 8, 8], &values).unwrap())
+        .unwrap();
+    let invert = |name: &str, flags: &[&str]| {
+        let out = dir.join(name);
+        let mut args =
+            vec!["invert", "-m", &clipped, "--image", s(&image), "-s", "3", "-o", s(&out)];
+        args.extend_from_slice(flags);
+        ok(&args).map(|said| (said, std::fs::read(out).unwrap()))
+    };
+    let Some((said, clipped_latents)) = invert("clipped.npy", &[]) else { return };
+    assert!(said.contains("x0 clipped to [-1, 1]"), "{said}");
+    let (said, exact) = invert("exact.npy", &["--clip-sample", "off"]).unwrap();
+    assert!(said.contains("not clipped: the exact ODE"), "{said}");
+    assert_ne!(clipped_latents, exact, "the clip is used, not ignored");
+    // Inversion is deterministic: the noise flags are not offered, so they are refused as unknown.
+    let out = ddim(&[
+        "invert",
+        "-m",
+        &clipped,
+        "--image",
+        s(&image),
+        "--eta",
+        "0.5",
+        "-o",
+        s(&dir.join("e.npy")),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(error_line(&out).contains("--eta"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn help_lists_only_what_a_command_takes() {
+    let help = |cmd: &str| String::from_utf8_lossy(&ddim(&[cmd, "--help"]).stdout).into_owned();
+    for cmd in ["merge", "convert"] {
+        let h = help(cmd);
+        assert!(!h.contains("--backend") && !h.contains("--kernels"), "{cmd}: {h}");
+    }
+    for cmd in ["sample", "invert", "interpolate", "profile", "eval", "info"] {
+        let h = help(cmd);
+        assert!(h.contains("Device:") && h.contains("--backend"), "{cmd}: {h}");
+    }
+    let invert = help("invert");
+    assert!(
+        !invert.contains("--eta")
+            && !invert.contains("--sigma-hat")
+            && !invert.contains("--threshold")
+    );
+    assert!(help("sample").contains("Sampling:"));
+}
+
+#[test]
+fn a_config_alone_is_for_profile_only() {
+    let dir = temp_dir("conventions-config");
+    let config = fixture("pad0_onehead_safetensors/model/config.json");
+    let out = ddim(&["sample", "-m", &config, "-o", s(&dir.join("x.png"))]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!dir.join("x.png").exists());
+    let line = error_line(&out);
+    assert!(
+        line.contains("a config alone gives random weights, which only `ddim profile` takes"),
+        "{line}"
+    );
+}
