@@ -181,6 +181,50 @@ fn sample_shards_merge_into_the_single_run() {
         all,
         "shards 0/2 + 1/2 must equal one run, byte for byte"
     );
+    // The merged record is the whole run's.
+    assert_eq!(
+        std::fs::read(p("merged.npy.run.json")).unwrap(),
+        std::fs::read(p("all.npy.run.json")).unwrap()
+    );
+    // Shards out of order, a shard twice, or a shard of another run are refused, naming the file; nothing is
+    // written.
+    let seed8 = ddim(&[
+        "sample",
+        "--model",
+        &model,
+        "--steps",
+        "4",
+        "--batch",
+        "5",
+        "--seed",
+        "8",
+        "--eta",
+        "1",
+        "--shard",
+        "1/2",
+        "--out",
+        &p("o.png"),
+        "--out-npy",
+        &p("o.npy"),
+    ]);
+    assert!(seed8.status.success(), "{}", String::from_utf8_lossy(&seed8.stderr));
+    for (inputs, expected) in [
+        (
+            ["s1.npy", "s0.npy"],
+            "s0.npy: holds images 0..2 of the run, but the files before it end at image 5",
+        ),
+        (["s0.npy", "s0.npy"], "but the files before it end at image 2"),
+        (
+            ["s0.npy", "o.npy"],
+            "come from different runs: their latents differ (seed 7 against seed 8)",
+        ),
+    ] {
+        let out = ddim(&["merge", &p(inputs[0]), &p(inputs[1]), "--out", &p("bad.npy")]);
+        assert_eq!(out.status.code(), Some(1));
+        let line = support::error_line(&out);
+        assert!(line.contains(expected), "{inputs:?}: {line}");
+        assert!(!dir.join("bad.npy").exists() && !dir.join("bad.npy.run.json").exists());
+    }
     // The same command twice writes byte-identical files.
     let again = run(&["--out", &p("again.png"), "--out-npy", &p("again.npy")]);
     assert!(again.status.success());

@@ -99,6 +99,6 @@ pub fn run(options: &DeviceOptions, a: Args) -> Result<()> {
     }
     outputs.commit()?;
     let first = png.as_ref().or(a.out_npy.as_ref()).expect("png_output requires one output");
-    println!("wrote {} ({frames} frames)", first.display());
+    println!("wrote {} ({frames} frames)", first.display()); // (at least two: checked above)
     Ok(())
 }

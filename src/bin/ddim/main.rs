@@ -8,6 +8,7 @@ mod interpolate;
 mod invert;
 mod merge;
 mod profile;
+mod record;
 mod sample;
 mod sampling;
 

@@ -12,7 +12,7 @@ use ddim_wgpu::io::{OutputSet, read_text};
 use ddim_wgpu::model::weights::Weights;
 use ddim_wgpu::pipeline::Pipeline;
 
-use crate::sampling::{self, NoiseArgs, StepArgs};
+use crate::sampling::{self, NoiseArgs, StepArgs, plural};
 
 /// The flags of `ddim profile`.
 #[derive(clap::Args)]
@@ -98,20 +98,23 @@ fn profile(
     let gpu_ms: f64 = rows.iter().map(|r| r.total_ms).sum();
     let step_wall_ms = walls.iter().sum::<f64>() * 1e3;
     println!(
-        "{} | {steps} steps, batch {batch}, {} dispatches, {:?} update | roof {:.1} GFLOP/s FMA, {:.2} GB/s copy",
+        "{} | {steps} step{}, batch {batch}, {} dispatches, {:?} update | roof {:.1} GFLOP/s FMA, {:.2} GB/s copy",
         describe(&gpu.info()),
+        plural(steps),
         timings.len(),
         settings.mode,
         roof.gflops,
         roof.gbps
     );
+    // The kernel column as wide as its longest name.
+    let width = rows.iter().map(|r| r.label.len()).max().unwrap_or(0).max("kernel".len());
     println!(
-        "{:<20} {:>6} {:>10} {:>10} {:>7} {:>9} {:>8} {:>7}",
+        "{:<width$} {:>6} {:>10} {:>10} {:>7} {:>9} {:>8} {:>7}",
         "kernel", "calls", "total ms", "mean us", "share", "GFLOP/s", "GB/s", "roof"
     );
     for r in &rows {
         println!(
-            "{:<20} {:>6} {:>10.2} {:>10.1} {:>6.1}% {:>9.2} {:>8.2} {:>6.1}%",
+            "{:<width$} {:>6} {:>10.2} {:>10.1} {:>6.1}% {:>9.2} {:>8.2} {:>6.1}%",
             r.label,
             r.calls,
             r.total_ms,

@@ -11,6 +11,7 @@ use ddim_wgpu::limits;
 use ddim_wgpu::pipeline::{GivenNoise, Pipeline, SampleRequest};
 use ddim_wgpu::sampler::ddim::plan_steps;
 
+use crate::record::{self, RunRecord};
 use crate::sampling::{self, Bar, NoiseArgs, StepArgs};
 
 /// The flags of `ddim sample`.
@@ -149,8 +150,9 @@ pub fn run(options: &DeviceOptions, req: Args) -> Result<()> {
             outputs.reserve(&cell(k).expect("an --out-dir"))?;
         }
     }
+    let record_path = req.out_npy.as_deref().map(record::path_for);
     outputs.reserve_all(
-        [png.as_ref(), req.out_npy.as_ref(), req.save_latents.as_ref()]
+        [png.as_ref(), req.out_npy.as_ref(), record_path.as_ref(), req.save_latents.as_ref()]
             .into_iter()
             .flatten()
             .map(PathBuf::as_path),
@@ -187,6 +189,19 @@ pub fn run(options: &DeviceOptions, req: Args) -> Result<()> {
     }
     if let Some(path) = &req.out_npy {
         outputs.write(path, &npy_bytes(path, &dims, &images.data)?)?;
+        let record = RunRecord {
+            model: record::model_id(&weights),
+            settings: format!("{settings:?}"),
+            start: match &req.latent {
+                Some(p) => format!("the latents of {}", p.display()),
+                None => format!("seed {}", req.seed),
+            },
+            images: total,
+            first: lo,
+            count: n,
+        };
+        let path = record::path_for(path);
+        outputs.write(&path, &record.to_json())?;
     }
     if let Some(path) = &req.save_latents {
         outputs.write(path, &npy_bytes(path, &dims, &x_t)?)?;
@@ -196,9 +211,11 @@ pub fn run(options: &DeviceOptions, req: Args) -> Result<()> {
         if settings.sigma_hat { "sigma-hat".to_string() } else { format!("eta {}", settings.eta) };
     let first = png.as_ref().or(req.out_npy.as_ref()).expect("png_output requires one output");
     println!(
-        "wrote {} ({n} images {lo}..{hi} of {total}, {} steps, {noise}) in {:.1?}",
+        "wrote {} ({n} image{} {lo}..{hi} of {total}, {} step{}, {noise}) in {:.1?}",
         first.display(),
+        sampling::plural(n),
         settings.steps,
+        sampling::plural(settings.steps),
         elapsed
     );
     Ok(())
