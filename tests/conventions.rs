@@ -5,6 +5,9 @@
 mod support;
 use support::{ddim, error_line, fixture, gpu_required, temp_dir};
 
+#[path = "bad_input/checkpoints.rs"]
+mod checkpoints;
+
 use std::path::Path;
 
 /// Runs `ddim` with `args`; returns stdout, or None where there is no adapter and none is required.
@@ -219,4 +222,74 @@ fn a_config_alone_is_for_profile_only() {
         line.contains("a config alone gives random weights, which only `ddim profile` takes"),
         "{line}"
     );
+}
+
+/// An official training checkpoint `[model, optimizer, epoch, step, ema]` (the fixture's weights as the model,
+/// half of them as the moving average): convert takes the EMA weights by default and says so, `--no-ema` the raw
+/// ones.
+#[test]
+fn convert_takes_the_ema_weights_of_a_training_checkpoint() {
+    use ddim_wgpu::model::convert::from_original;
+    use ddim_wgpu::model::torch::read_checkpoint;
+    use ddim_wgpu::model::weights::Weights;
+    let dir = temp_dir("conventions-ema");
+    let (ckpt, yaml) =
+        (fixture("original_ckpt/model-1000.ckpt"), fixture("original_ckpt/config.yml"));
+    let raw = read_checkpoint(&std::fs::read(&ckpt).unwrap()).unwrap();
+    let dims: Vec<(String, Vec<i32>, Vec<i32>)> = raw
+        .iter()
+        .map(|(name, t)| {
+            let size: Vec<i32> = t.shape.iter().map(|&d| d as i32).collect();
+            let mut stride = vec![1i32; size.len()];
+            for i in (0..size.len().saturating_sub(1)).rev() {
+                stride[i] = stride[i + 1] * size[i + 1];
+            }
+            (name.clone(), size, stride)
+        })
+        .collect();
+    let keys: Vec<(String, String)> =
+        (0..raw.len()).map(|i| (format!("m{i}"), format!("e{i}"))).collect();
+    let views = |ema: bool| -> Vec<checkpoints::View<'_>> {
+        dims.iter()
+            .zip(&keys)
+            .map(|((name, size, stride), (m, e))| checkpoints::View {
+                name,
+                storage: if ema { e } else { m },
+                offset: 0,
+                size,
+                stride,
+            })
+            .collect()
+    };
+    let mut storages: Vec<(&str, Vec<f32>)> = Vec::new();
+    for ((m, e), t) in keys.iter().zip(raw.values()) {
+        storages.push((m, t.data.clone()));
+        storages.push((e, t.data.iter().map(|v| v * 0.5).collect()));
+    }
+    let training = dir.join("training.ckpt");
+    std::fs::write(
+        &training,
+        checkpoints::training_checkpoint(&views(false), &views(true), &storages),
+    )
+    .unwrap();
+
+    let convert = |name: &str, extra: &[&str]| {
+        let out = dir.join(name);
+        let mut args = vec!["convert", s(&training), "--config", &yaml, "-o", s(&out)];
+        args.extend_from_slice(extra);
+        let o = ddim(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        (String::from_utf8_lossy(&o.stderr).into_owned(), Weights::load(&out).unwrap())
+    };
+    let want = from_original(Path::new(&ckpt), Path::new(&yaml)).unwrap();
+    let (said, ema) = convert("ema.safetensors", &[]);
+    assert!(said.contains("the checkpoint's EMA weights"), "{said}");
+    let (said, plain) = convert("raw.safetensors", &["--no-ema"]);
+    assert!(!said.contains("EMA"), "{said}");
+    for (name, t) in &want.tensors {
+        assert_eq!(plain.tensors[name].data, t.data, "{name}: --no-ema takes the model's weights");
+        let half: Vec<f32> = t.data.iter().map(|v| v * 0.5).collect();
+        assert_eq!(ema.tensors[name].data, half, "{name}: the default takes the EMA weights");
+    }
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use safetensors::SafeTensors;
 use yaml_rust2::{Yaml, YamlLoader};
 
-use super::torch::read_checkpoint;
+use super::torch::{CheckpointEntry, read_checkpoint, read_checkpoint_entry};
 use super::weights::{HostTensor, SamplingDefaults, Training, UniqueNames, Weights, decode};
 use crate::diffusion::schedule::{BetaSchedule, TrainingSchedule};
 use crate::diffusion::step::{Prediction, Threshold};
@@ -113,14 +113,24 @@ fn rename_legacy_attention(key: &str) -> String {
     key.to_string()
 }
 
-/// An original DDPM/DDIM checkpoint with its YAML config (the official DDIM repository's `configs/*.yml`).
+/// An original DDPM/DDIM checkpoint with its YAML config (the official DDIM repository's `configs/*.yml`): the
+/// EMA weights where the checkpoint holds them (as the official sampler loads them), else the model's.
 pub fn from_original(ckpt: &Path, yaml: &Path) -> Result<Weights> {
+    from_original_entry(ckpt, yaml, CheckpointEntry::EmaIfAny).map(|(w, _)| w)
+}
+
+/// [`from_original`], of the checkpoint's weights `entry` asks for; also says which entry it read.
+pub fn from_original_entry(
+    ckpt: &Path,
+    yaml: &Path,
+    entry: CheckpointEntry,
+) -> Result<(Weights, CheckpointEntry)> {
     let text = String::from_utf8(io::read(yaml)?)
         .map_err(|_| Error::Io { path: yaml.display().to_string(), message: "not UTF-8".into() })?;
     let config = config_from_original_yaml(&text)?;
     let training = Some(training_from_original_yaml(&text)?);
     let levels = config.block_out_channels.len();
-    let raw = read_checkpoint(&io::read(ckpt)?)?;
+    let (raw, read) = read_checkpoint_entry(&io::read(ckpt)?, entry)?;
     let mut tensors = renamed(raw, |key| {
         rename_original(key, levels).ok_or_else(|| Error::Weights {
             tensor: key.to_string(),
@@ -135,7 +145,7 @@ pub fn from_original(ckpt: &Path, yaml: &Path) -> Result<Weights> {
     }
     let w = Weights { config, training, tensors };
     w.validate()?;
-    Ok(w)
+    Ok((w, read))
 }
 
 /// The diffusers name of an original DDPM/DDIM parameter (the key map ARCHITECTURE.md gives), or `None` if it has none.

@@ -490,12 +490,39 @@ fn is_state_dict(v: &Value) -> bool {
         && items.iter().all(|(k, v)| matches!((k, v), (Value::Str(_), Value::Tensor(_)))))
 }
 
+/// Which weights of a training checkpoint to read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckpointEntry {
+    /// The model's own weights: the state dict itself, or the first of a list.
+    Model,
+    /// The exponential moving average of the weights where the checkpoint has one (the fifth entry of the
+    /// official DDIM code's `[model, optimizer, epoch, step, ema]`, which its sampler loads), else the model's.
+    EmaIfAny,
+    /// The moving average, as found (what [`read_checkpoint_entry`] reports it read).
+    Ema,
+}
+
 /// Runs the pickle machine over a checkpoint's `data.pkl` and finds its state dict (see [`read_checkpoint`]).
 fn state_dict(pickle: &[u8]) -> Result<Vec<(String, TensorRef)>> {
+    state_dict_entry(pickle, CheckpointEntry::Model).map(|(items, _)| items)
+}
+
+/// [`state_dict`], of `entry`; also says which entry it read.
+fn state_dict_entry(
+    pickle: &[u8],
+    entry: CheckpointEntry,
+) -> Result<(Vec<(String, TensorRef)>, CheckpointEntry)> {
     let root = Machine { data: pickle, pos: 0, stack: Vec::new(), memo: HashMap::new(), copied: 0 }
         .run()?;
+    let mut read = CheckpointEntry::Model;
     let dict = match root {
         d if is_state_dict(&d) => d,
+        Value::List(mut items) | Value::Tuple(mut items)
+            if entry != CheckpointEntry::Model && items.len() >= 5 && is_state_dict(&items[4]) =>
+        {
+            read = CheckpointEntry::Ema;
+            items.swap_remove(4)
+        }
         Value::List(items) | Value::Tuple(items) => items
             .into_iter()
             .find(is_state_dict)
@@ -508,13 +535,14 @@ fn state_dict(pickle: &[u8]) -> Result<Vec<(String, TensorRef)>> {
         _ => return Err(bad("the checkpoint holds no state dict of tensors")),
     };
     let Value::Dict(items) = dict else { unreachable!("checked by is_state_dict") };
-    Ok(items
+    let items = items
         .into_iter()
         .map(|(k, v)| match (k, v) {
             (Value::Str(name), Value::Tensor(t)) => (name, t),
             _ => unreachable!("checked by is_state_dict"),
         })
-        .collect())
+        .collect();
+    Ok((items, read))
 }
 
 /// The names and shapes of the tensors in the state dict of a checkpoint's pickle (`data.pkl` alone, without
@@ -530,6 +558,15 @@ const MAX_VIEWS_PER_VALUE: usize = 2;
 /// or the first state dict of a top-level list or tuple (the DDIM repository's `[model, optimizer, ...]`), or
 /// the state dict under a `state_dict` key. Floating-point tensors are widened to f32; others are skipped.
 pub fn read_checkpoint(bytes: &[u8]) -> Result<BTreeMap<String, HostTensor>> {
+    read_checkpoint_entry(bytes, CheckpointEntry::Model).map(|(tensors, _)| tensors)
+}
+
+/// [`read_checkpoint`], of the weights `entry` asks for; also says which entry it read ([`CheckpointEntry::Model`]
+/// or [`CheckpointEntry::Ema`]).
+pub fn read_checkpoint_entry(
+    bytes: &[u8],
+    entry: CheckpointEntry,
+) -> Result<(BTreeMap<String, HostTensor>, CheckpointEntry)> {
     if !bytes.starts_with(b"PK\x03\x04") {
         if bytes.starts_with(&[0x80, 0x02, 0x8a, 0x0a]) {
             return Err(bad(
@@ -558,7 +595,7 @@ pub fn read_checkpoint(bytes: &[u8]) -> Result<BTreeMap<String, HostTensor>> {
         }
     }
     let pickle = read_entry(&mut zip, &pkl, bytes.len() as u64)?;
-    let items = state_dict(&pickle)?;
+    let (items, read) = state_dict_entry(&pickle, entry)?;
 
     // Each storage is read and decoded once, however many names view it. The values materialised for the
     // names together may not exceed twice the values stored: enough for tied weights (two names, one storage)
@@ -608,7 +645,7 @@ pub fn read_checkpoint(bytes: &[u8]) -> Result<BTreeMap<String, HostTensor>> {
         let name = key.strip_prefix("module.").unwrap_or(&key).to_string();
         out.insert(&key, name, HostTensor { shape: t.shape.clone(), data })?;
     }
-    Ok(out.into_tensors())
+    Ok((out.into_tensors(), read))
 }
 
 /// Reads one stored (uncompressed) zip entry; its size is bounded by the file's own size.

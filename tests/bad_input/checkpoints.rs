@@ -1,5 +1,7 @@
 //! PyTorch checkpoints written from scratch for the tests (no Python here): the zip container `torch.save`
-//! writes, with a protocol-2 pickle of a state dict whose tensors view f32 storages.
+//! writes, with a protocol-2 pickle of a state dict whose tensors view f32 storages, or of the official DDIM
+//! code's training list. Shared by tests/bad_input and tests/conventions, each of which uses part of it.
+#![allow(dead_code)]
 
 use std::io::Write;
 
@@ -31,36 +33,68 @@ fn ints(out: &mut Vec<u8>, vs: &[i32]) {
 
 /// The bytes of `data.pkl` for a state dict of `views`; `numel` gives each storage's length.
 pub fn state_dict_pickle(views: &[View], numel: &dyn Fn(&str) -> i32) -> Vec<u8> {
-    let mut p = b"\x80\x02}".to_vec();
+    let mut p = b"\x80\x02".to_vec();
+    dict(&mut p, views, numel);
+    p.push(b'.');
+    p
+}
+
+/// Pushes a state dict of `views` onto the pickle's stack.
+fn dict(p: &mut Vec<u8>, views: &[View], numel: &dyn Fn(&str) -> i32) {
+    p.push(b'}');
     for v in views {
-        text(&mut p, v.name);
+        text(p, v.name);
         p.extend(b"ctorch._utils\n_rebuild_tensor_v2\n(");
         // The persistent id: ('storage', torch.FloatStorage, key, 'cpu', numel).
         p.push(b'(');
-        text(&mut p, "storage");
+        text(p, "storage");
         p.extend(b"ctorch\nFloatStorage\n");
-        text(&mut p, v.storage);
-        text(&mut p, "cpu");
-        int(&mut p, numel(v.storage));
+        text(p, v.storage);
+        text(p, "cpu");
+        int(p, numel(v.storage));
         p.extend(b"tQ");
-        int(&mut p, v.offset);
-        ints(&mut p, v.size);
-        ints(&mut p, v.stride);
+        int(p, v.offset);
+        ints(p, v.size);
+        ints(p, v.stride);
         p.extend(b"\x89}tRs");
     }
-    p.push(b'.');
+}
+
+/// The bytes of `data.pkl` of the official DDIM code's training checkpoint, `[model, optimizer, epoch, step, ema]`
+/// (the optimizer's state an empty dict).
+fn training_pickle(model: &[View], ema: &[View], numel: &dyn Fn(&str) -> i32) -> Vec<u8> {
+    let mut p = b"\x80\x02](".to_vec();
+    dict(&mut p, model, numel);
+    p.push(b'}');
+    int(&mut p, 7);
+    int(&mut p, 1000);
+    dict(&mut p, ema, numel);
+    p.extend(b"e.");
     p
 }
 
 /// A checkpoint file: `views` over `storages` (key, values), in torch.save's zip layout (entries stored).
 pub fn checkpoint(views: &[View], storages: &[(&str, Vec<f32>)]) -> Vec<u8> {
+    container(storages, &|numel| state_dict_pickle(views, numel))
+}
+
+/// A training checkpoint file (see [`training_pickle`]) over `storages`.
+pub fn training_checkpoint(model: &[View], ema: &[View], storages: &[(&str, Vec<f32>)]) -> Vec<u8> {
+    container(storages, &|numel| training_pickle(model, ema, numel))
+}
+
+/// torch.save's zip layout around the pickle `pickle` makes (given each storage's length) and `storages`.
+fn container(
+    storages: &[(&str, Vec<f32>)],
+    pickle: &dyn Fn(&dyn Fn(&str) -> i32) -> Vec<u8>,
+) -> Vec<u8> {
     let numel =
         |key: &str| storages.iter().find(|(k, _)| *k == key).map_or(0, |(_, v)| v.len() as i32);
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let stored =
         zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
     zip.start_file("archive/data.pkl", stored).unwrap();
-    zip.write_all(&state_dict_pickle(views, &numel)).unwrap();
+    zip.write_all(&pickle(&numel)).unwrap();
     zip.start_file("archive/byteorder", stored).unwrap();
     zip.write_all(b"little").unwrap();
     for (key, values) in storages {

@@ -6,7 +6,8 @@ use anyhow::{Context, Result, bail};
 
 use ddim_wgpu::diffusion::timesteps::Spacing;
 use ddim_wgpu::io::OutputSet;
-use ddim_wgpu::model::convert::{from_diffusers_dir, from_original};
+use ddim_wgpu::model::convert::{from_diffusers_dir, from_original_entry};
+use ddim_wgpu::model::torch::CheckpointEntry;
 use ddim_wgpu::model::weights::{StorageDtype, Training, Weights};
 
 use crate::sampling::{Clip, ThresholdArg, parse_clip, parse_spacing, parse_threshold, plural};
@@ -19,6 +20,10 @@ pub struct Args {
     /// The official DDIM repository's YAML config, for an original checkpoint.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// From an official training checkpoint (`[model, optimizer, epoch, step, ema]`), the model's raw weights
+    /// instead of their moving average, which the official sampler uses and convert takes by default.
+    #[arg(long)]
+    pub no_ema: bool,
     /// How to store the tensors.
     #[arg(long, value_enum, default_value_t = Dtype::F32)]
     pub dtype: Dtype,
@@ -46,7 +51,15 @@ pub enum Dtype {
 pub fn run(args: Args) -> Result<()> {
     let mut outputs = OutputSet::new();
     outputs.reserve(&args.out)?;
-    let mut weights = load(&args.src, args.config.as_deref())?;
+    let entry = if args.no_ema { CheckpointEntry::Model } else { CheckpointEntry::EmaIfAny };
+    let (mut weights, read) = load(&args.src, args.config.as_deref(), entry)?;
+    if read == CheckpointEntry::Ema {
+        eprintln!(
+            "note: the checkpoint's EMA weights, as the official sampler uses them (--no-ema: the raw ones)"
+        );
+    } else if args.no_ema && args.config.is_none() {
+        bail!("--no-ema applies to original checkpoints (with --config)");
+    }
     if args.spacing.is_some() || args.clip_sample.is_some() || args.threshold.is_some() {
         let training = weights.training.get_or_insert_with(Training::default);
         let d = &mut training.sampling;
@@ -77,12 +90,17 @@ pub fn run(args: Args) -> Result<()> {
     write(&weights, args.dtype, &args.out, outputs)
 }
 
-fn load(src: &Path, config: Option<&Path>) -> Result<Weights> {
+fn load(
+    src: &Path,
+    config: Option<&Path>,
+    entry: CheckpointEntry,
+) -> Result<(Weights, CheckpointEntry)> {
+    let model = |w: Weights| (w, CheckpointEntry::Model);
     match config {
-        Some(yaml) => from_original(src, yaml),
-        None if src.is_dir() => from_diffusers_dir(src),
+        Some(yaml) => from_original_entry(src, yaml, entry),
+        None if src.is_dir() => from_diffusers_dir(src).map(model),
         // Our own file: re-saved in the current format version, in the dtype asked for.
-        None if src.extension().is_some_and(|e| e == "safetensors") => Weights::load(src),
+        None if src.extension().is_some_and(|e| e == "safetensors") => Weights::load(src).map(model),
         None => bail!(
             "{}: a checkpoint file needs --config (the original DDPM/DDIM YAML); a diffusers model is a \
              directory; a .safetensors file must be one of ours",
