@@ -293,3 +293,83 @@ fn convert_takes_the_ema_weights_of_a_training_checkpoint() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Hub-style folders: a pipeline's `model_index.json` with `unet/` and `scheduler/`, a variant's weights
+/// (`--variant fp16`), and weights in shards with their index: each gives the fixture's weights, and the
+/// scheduler's settings; a conditional UNet and a missing variant are one-line errors that say what is there.
+#[test]
+fn hub_folders_variants_and_shards() {
+    use ddim_wgpu::model::convert::{from_diffusers_dir, from_diffusers_dir_variant};
+    use safetensors::tensor::TensorView;
+    let dir = temp_dir("conventions-hub");
+    let src = Path::new(&fixture("pad0_onehead_safetensors/model")).to_path_buf();
+    let want = from_diffusers_dir(&src).unwrap();
+    let (unet, scheduler) = (dir.join("unet"), dir.join("scheduler"));
+    std::fs::create_dir_all(&unet).unwrap();
+    std::fs::create_dir_all(&scheduler).unwrap();
+    std::fs::copy(src.join("config.json"), unet.join("config.json")).unwrap();
+    let weights = std::fs::read(src.join("diffusion_pytorch_model.safetensors")).unwrap();
+    std::fs::write(unet.join("diffusion_pytorch_model.fp16.safetensors"), &weights).unwrap();
+    std::fs::write(
+        scheduler.join("scheduler_config.json"),
+        r#"{"_class_name": "DDIMScheduler", "clip_sample": false, "timestep_spacing": "trailing"}"#,
+    )
+    .unwrap();
+    let index = |unet_class: &str| {
+        let text = format!(
+            r#"{{"_class_name": "DDPMPipeline", "scheduler": ["diffusers", "DDIMScheduler"], "unet": ["diffusers", "{unet_class}"]}}"#
+        );
+        std::fs::write(dir.join("model_index.json"), text).unwrap();
+    };
+    index("UNet2DModel");
+    let w = from_diffusers_dir_variant(&dir, Some("fp16")).unwrap();
+    assert_eq!(w.tensors, want.tensors);
+    let sampling = w.training.unwrap().sampling;
+    assert_eq!((sampling.clip, sampling.spacing.to_string()), (None, "trailing".to_string()));
+    // Without the variant: says which there is.
+    let e = from_diffusers_dir(&dir).unwrap_err().to_string();
+    assert!(e.contains("it holds variant weights: pass --variant fp16"), "{e}");
+    // Through the CLI.
+    let out = dir.join("hub.safetensors");
+    assert!(ddim(&["convert", s(&dir), "--variant", "fp16", "-o", s(&out)]).status.success());
+    // Shards: the fixture's tensors split over two files, with the index naming each tensor's file.
+    std::fs::remove_file(unet.join("diffusion_pytorch_model.fp16.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&weights).unwrap();
+    let mut names = st.names();
+    names.sort();
+    let mut map = serde_json::Map::new();
+    for (k, part) in names.chunks(names.len().div_ceil(2)).enumerate() {
+        let file = format!("diffusion_pytorch_model-0000{}-of-00002.safetensors", k + 1);
+        let views: Vec<(&str, TensorView)> =
+            part.iter().map(|n| (*n, st.tensor(n).unwrap())).collect();
+        std::fs::write(unet.join(&file), safetensors::serialize(views, None).unwrap()).unwrap();
+        for n in part {
+            map.insert(n.to_string(), serde_json::Value::String(file.clone()));
+        }
+    }
+    let index_json = serde_json::json!({ "metadata": {}, "weight_map": map });
+    std::fs::write(
+        unet.join("diffusion_pytorch_model.safetensors.index.json"),
+        index_json.to_string(),
+    )
+    .unwrap();
+    assert_eq!(from_diffusers_dir(&dir).unwrap().tensors, want.tensors, "from shards");
+    // A weight the index places in a shard that lacks it.
+    let mut wrong = index_json.clone();
+    let first = names[0].to_string();
+    wrong["weight_map"][&first] = "diffusion_pytorch_model-00002-of-00002.safetensors".into();
+    std::fs::write(unet.join("diffusion_pytorch_model.safetensors.index.json"), wrong.to_string())
+        .unwrap();
+    let e = from_diffusers_dir(&dir).unwrap_err().to_string();
+    assert!(
+        e.contains(&format!(
+            "`{first}` is listed in diffusion_pytorch_model-00002-of-00002.safetensors"
+        )),
+        "{e}"
+    );
+    // A conditional pipeline is refused by name.
+    index("UNet2DConditionModel");
+    let e = from_diffusers_dir(&dir).unwrap_err().to_string();
+    assert!(e.contains("the pipeline's unet is a UNet2DConditionModel"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}

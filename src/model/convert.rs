@@ -22,41 +22,132 @@ pub fn load_model(path: &Path) -> Result<Weights> {
     if path.is_dir() { from_diffusers_dir(path) } else { Weights::load(path) }
 }
 
-/// A diffusers `UNet2DModel` directory, or a pipeline directory holding one in `unet/`.
+/// A diffusers `UNet2DModel` directory, or a pipeline directory holding one in `unet/` (with its
+/// `model_index.json` where it has one).
 pub fn from_diffusers_dir(dir: &Path) -> Result<Weights> {
-    let dir = if !dir.join("config.json").exists() && dir.join("unet/config.json").exists() {
-        dir.join("unet")
-    } else {
-        dir.to_path_buf()
-    };
-    let config_path = dir.join("config.json");
-    let text = String::from_utf8(io::read(&config_path)?).map_err(|_| Error::Io {
-        path: config_path.display().to_string(),
-        message: "not UTF-8".into(),
-    })?;
-    let st = dir.join("diffusion_pytorch_model.safetensors");
-    let bin = dir.join("diffusion_pytorch_model.bin");
-    if st.exists() {
-        let scheduler = scheduler_config_text(&dir)?;
-        let scheduler = scheduler.as_ref().map(|(path, text)| (text.as_str(), path.as_str()));
-        return from_diffusers_parts(&text, &io::read(&st)?, &st.display().to_string(), scheduler);
-    }
-    let config = UNetConfig::from_diffusers_json(&text)?;
-    let raw = if bin.exists() {
-        read_checkpoint(&io::read(&bin)?)?
-    } else {
-        return Err(Error::Io {
-            path: dir.display().to_string(),
-            message:
-                "holds neither diffusion_pytorch_model.safetensors nor diffusion_pytorch_model.bin"
-                    .into(),
-        });
-    };
-    let tensors = renamed(raw, |k| Ok(rename_legacy_attention(k)))?;
-    let training = scheduler_config(&dir)?;
+    from_diffusers_dir_variant(dir, None)
+}
+
+/// [`from_diffusers_dir`], reading the weights of `variant` where given (`fp16`:
+/// `diffusion_pytorch_model.fp16.safetensors`, or its shards). The weights are one safetensors file, shards
+/// listed by `diffusion_pytorch_model.safetensors.index.json`, or a PyTorch `.bin`.
+pub fn from_diffusers_dir_variant(dir: &Path, variant: Option<&str>) -> Result<Weights> {
+    let unet = unet_dir(dir)?;
+    let config = UNetConfig::from_diffusers_json(&io::read_text(&unet.join("config.json"))?)?;
+    let tensors = renamed(unet_weights(&unet, variant)?, |k| Ok(rename_legacy_attention(k)))?;
+    let training = scheduler_config(&unet)?;
     let w = Weights { config, training, tensors };
     w.validate()?;
     Ok(w)
+}
+
+/// The folder of the UNet: the one `model_index.json` names (which must be a `UNet2DModel`), else `dir` itself
+/// where it has a `config.json`, else its `unet/`.
+fn unet_dir(dir: &Path) -> Result<PathBuf> {
+    let index = dir.join("model_index.json");
+    if index.exists() {
+        let what = index.display().to_string();
+        let v: serde_json::Value = serde_json::from_str(&io::read_text(&index)?)
+            .map_err(|e| Error::Config(format!("{what}: {e}")))?;
+        let class = v
+            .get("unet")
+            .and_then(|u| u.as_array())
+            .and_then(|u| u.get(1))
+            .and_then(|c| c.as_str())
+            .ok_or_else(|| Error::Config(format!("{what}: no `unet` entry [library, class]")))?;
+        if class != "UNet2DModel" {
+            return Err(Error::Config(format!(
+                "{what}: the pipeline's unet is a {class}; only UNet2DModel (an unconditional DDPM UNet) runs here"
+            )));
+        }
+        return Ok(dir.join("unet"));
+    }
+    if !dir.join("config.json").exists() && dir.join("unet/config.json").exists() {
+        return Ok(dir.join("unet"));
+    }
+    Ok(dir.to_path_buf())
+}
+
+/// The UNet's tensors in `dir`: `diffusion_pytorch_model[.variant].safetensors`, its shards, or its `.bin`.
+fn unet_weights(dir: &Path, variant: Option<&str>) -> Result<BTreeMap<String, HostTensor>> {
+    let stem = match variant {
+        Some(v) => format!("diffusion_pytorch_model.{v}"),
+        None => "diffusion_pytorch_model".to_string(),
+    };
+    let single = dir.join(format!("{stem}.safetensors"));
+    if single.exists() {
+        return parse_safetensors(&io::read(&single)?, &single.display().to_string());
+    }
+    let index = dir.join(match variant {
+        Some(v) => format!("diffusion_pytorch_model.safetensors.index.{v}.json"),
+        None => "diffusion_pytorch_model.safetensors.index.json".to_string(),
+    });
+    if index.exists() {
+        return sharded(dir, &index);
+    }
+    let bin = dir.join(format!("{stem}.bin"));
+    if bin.exists() {
+        return read_checkpoint(&io::read(&bin)?);
+    }
+    // Say what is there: a variant asked for that is missing, or only variants where none was asked for.
+    let variants: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter_map(|n| {
+                    let v = n.strip_prefix("diffusion_pytorch_model.")?;
+                    let v = v.strip_suffix(".safetensors").or_else(|| v.strip_suffix(".bin"))?;
+                    (!v.is_empty() && !v.contains('.') && !v.contains('-')).then(|| v.to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let hint = match (variant, variants.first()) {
+        (None, Some(v)) => format!("; it holds variant weights: pass --variant {v}"),
+        (Some(_), Some(_)) => format!("; its variants: {}", variants.join(", ")),
+        _ => String::new(),
+    };
+    Err(Error::Io {
+        path: dir.display().to_string(),
+        message: format!("holds neither {stem}.safetensors (or its shards) nor {stem}.bin{hint}"),
+    })
+}
+
+/// The tensors of a sharded safetensors model: the files its index's `weight_map` names (plain file names in
+/// `dir`), each read once, every listed weight in the shard the index names.
+fn sharded(dir: &Path, index: &Path) -> Result<BTreeMap<String, HostTensor>> {
+    let what = index.display().to_string();
+    let bad = |m: String| Error::Config(format!("{what}: {m}"));
+    let v: serde_json::Value =
+        serde_json::from_str(&io::read_text(index)?).map_err(|e| bad(e.to_string()))?;
+    let map = v
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| bad("no `weight_map` object".into()))?;
+    let mut shards: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (name, file) in map {
+        let file = file
+            .as_str()
+            .ok_or_else(|| bad(format!("`{name}` maps to {file}, not a file name")))?;
+        if file.is_empty() || file.contains(['/', '\\']) || file == ".." || file == "." {
+            return Err(bad(format!("`{file}` is not a file name in the model's folder")));
+        }
+        shards.entry(file).or_default().push(name);
+    }
+    let mut out = BTreeMap::new();
+    for (file, names) in shards {
+        let path = dir.join(file);
+        let mut tensors = parse_safetensors(&io::read(&path)?, &path.display().to_string())?;
+        for name in names {
+            let t = tensors.remove(name).ok_or_else(|| {
+                bad(format!("`{name}` is listed in {file}, which does not hold it"))
+            })?;
+            if out.insert(name.to_string(), t).is_some() {
+                return Err(bad(format!("`{name}` is listed twice")));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The floating-point tensors of a third-party safetensors file (a diffusers

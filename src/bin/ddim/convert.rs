@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 
 use ddim_wgpu::diffusion::timesteps::Spacing;
 use ddim_wgpu::io::OutputSet;
-use ddim_wgpu::model::convert::{from_diffusers_dir, from_original_entry};
+use ddim_wgpu::model::convert::{from_diffusers_dir_variant, from_original_entry};
 use ddim_wgpu::model::torch::CheckpointEntry;
 use ddim_wgpu::model::weights::{StorageDtype, Training, Weights};
 
@@ -15,8 +15,12 @@ use crate::sampling::{Clip, ThresholdArg, parse_clip, parse_spacing, parse_thres
 /// The flags of `ddim convert`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The diffusers directory, or the original checkpoint (.ckpt).
+    /// The diffusers directory (a UNet2DModel's, or a pipeline's with model_index.json and unet/), the
+    /// original checkpoint (.ckpt), or one of our files to re-save.
     pub src: PathBuf,
+    /// Read the weights of this variant of a diffusers model (e.g. fp16: diffusion_pytorch_model.fp16.safetensors).
+    #[arg(long)]
+    pub variant: Option<String>,
     /// The official DDIM repository's YAML config, for an original checkpoint.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -52,7 +56,11 @@ pub fn run(args: Args) -> Result<()> {
     let mut outputs = OutputSet::new();
     outputs.reserve(&args.out)?;
     let entry = if args.no_ema { CheckpointEntry::Model } else { CheckpointEntry::EmaIfAny };
-    let (mut weights, read) = load(&args.src, args.config.as_deref(), entry)?;
+    if args.variant.is_some() && !args.src.is_dir() {
+        bail!("--variant applies to diffusers directories");
+    }
+    let (mut weights, read) =
+        load(&args.src, args.config.as_deref(), entry, args.variant.as_deref())?;
     if read == CheckpointEntry::Ema {
         eprintln!(
             "note: the checkpoint's EMA weights, as the official sampler uses them (--no-ema: the raw ones)"
@@ -94,11 +102,12 @@ fn load(
     src: &Path,
     config: Option<&Path>,
     entry: CheckpointEntry,
+    variant: Option<&str>,
 ) -> Result<(Weights, CheckpointEntry)> {
     let model = |w: Weights| (w, CheckpointEntry::Model);
     match config {
         Some(yaml) => from_original_entry(src, yaml, entry),
-        None if src.is_dir() => from_diffusers_dir(src).map(model),
+        None if src.is_dir() => from_diffusers_dir_variant(src, variant).map(model),
         // Our own file: re-saved in the current format version, in the dtype asked for.
         None if src.extension().is_some_and(|e| e == "safetensors") => Weights::load(src).map(model),
         None => bail!(
