@@ -83,11 +83,11 @@ pub fn training_checkpoint(model: &[View], ema: &[View], storages: &[(&str, Vec<
     container(storages, &|numel| training_pickle(model, ema, numel))
 }
 
+/// Each storage's length, by key.
+type Numel<'a> = dyn Fn(&str) -> i32 + 'a;
+
 /// torch.save's zip layout around the pickle `pickle` makes (given each storage's length) and `storages`.
-fn container(
-    storages: &[(&str, Vec<f32>)],
-    pickle: &dyn Fn(&dyn Fn(&str) -> i32) -> Vec<u8>,
-) -> Vec<u8> {
+fn container(storages: &[(&str, Vec<f32>)], pickle: &dyn Fn(&Numel) -> Vec<u8>) -> Vec<u8> {
     let numel =
         |key: &str| storages.iter().find(|(k, _)| *k == key).map_or(0, |(_, v)| v.len() as i32);
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
