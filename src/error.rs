@@ -80,6 +80,22 @@ pub enum Error {
         limit: u64,
     },
 
+    /// A kernel binds more buffers of a kind than the device allows in one shader stage.
+    #[error(
+        "kernel `{kernel}` binds {count} buffers, more than this device's {what} of {limit} (a GLES adapter may \
+         allow as few as 4 storage buffers): no kernel variant of this operation runs on it"
+    )]
+    TooManyBindings {
+        /// The kernel.
+        kernel: &'static str,
+        /// The buffers of that kind it binds.
+        count: usize,
+        /// The device's limit.
+        limit: u64,
+        /// Which limit (`max_storage_buffers_per_shader_stage` or `max_uniform_buffers_per_shader_stage`).
+        what: &'static str,
+    },
+
     /// One image alone needs an activation larger than the device can bind, so no batch split helps.
     #[error(
         "one image needs {bytes} bytes for the output of node `{}`, more than this device's storage binding limit \

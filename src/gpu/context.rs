@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 
 /// How to choose the adapter, and which kernel variants to run on it. Built from CLI flags or from the
 /// environment (`DDIM_BACKEND`, `DDIM_ADAPTER`, `DDIM_KERNELS`, `DDIM_WINOGRAD`, `DDIM_INPUT_WINDOWS`,
-/// `DDIM_SPLIT_K`, `DDIM_MAX_BINDING`).
+/// `DDIM_SPLIT_K`, `DDIM_MAX_BINDING`, `DDIM_MAX_STORAGE_BUFFERS`).
 #[derive(Clone, Debug, Default)]
 pub struct DeviceOptions {
     /// Restrict to one backend. `None` means `WGPU_BACKEND` if set, else every backend.
@@ -36,6 +36,9 @@ pub struct DeviceOptions {
     /// Open the device with at most this `max_storage_buffer_binding_size` (bytes, a multiple of 4): what a
     /// smaller device would allow, to exercise batch splitting on a large one.
     pub max_binding: Option<u64>,
+    /// Open the device with at most this `max_storage_buffers_per_shader_stage`: what a GLES adapter may allow,
+    /// to see the kernels that need more refused on any device.
+    pub max_storage_buffers: Option<u32>,
     /// A fault to inject, to test how GPU errors surface (`DDIM_INJECT_FAULT`); `None` in normal use.
     pub fault: Option<Fault>,
 }
@@ -87,6 +90,15 @@ impl DeviceOptions {
             })?),
             _ => None,
         };
+        let max_storage_buffers = match std::env::var("DDIM_MAX_STORAGE_BUFFERS") {
+            Ok(s) if !s.trim().is_empty() => Some(s.trim().parse().map_err(|_| {
+                Error::param(
+                    "device",
+                    format!("DDIM_MAX_STORAGE_BUFFERS `{s}` is not a number of buffers"),
+                )
+            })?),
+            _ => None,
+        };
         let kernels = match std::env::var("DDIM_KERNELS") {
             Ok(s) if !s.trim().is_empty() => s.parse()?,
             _ => KernelChoice::default(),
@@ -120,6 +132,7 @@ impl DeviceOptions {
             input_windows,
             split_k,
             max_binding,
+            max_storage_buffers,
             fault,
         })
     }
@@ -227,6 +240,8 @@ pub struct Gpu {
     injected: Option<Fault>,
     /// The storage-binding cap the options set, if any.
     max_binding: Option<u64>,
+    /// The storage-buffers-per-stage cap the options set, if any.
+    max_storage_buffers: Option<u32>,
     pub(crate) pipelines: Mutex<HashMap<&'static str, Arc<CachedPipeline>>>,
     // Working buffers shared by every dispatch that names them (`Gpu::scratch`).
     pub(crate) scratch: Mutex<HashMap<&'static str, wgpu::Buffer>>,
@@ -257,6 +272,10 @@ impl Gpu {
             }
             limits.max_storage_buffer_binding_size =
                 limits.max_storage_buffer_binding_size.min(cap);
+        }
+        if let Some(cap) = options.max_storage_buffers {
+            limits.max_storage_buffers_per_shader_stage =
+                limits.max_storage_buffers_per_shader_stage.min(cap);
         }
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
@@ -297,6 +316,7 @@ impl Gpu {
             split_k: options.split_k,
             injected: options.fault.clone(),
             max_binding: options.max_binding,
+            max_storage_buffers: options.max_storage_buffers,
             pipelines: Mutex::new(HashMap::new()),
             scratch: Mutex::new(HashMap::new()),
             open_scopes: Mutex::new(Vec::new()),
@@ -350,13 +370,17 @@ impl Gpu {
         self.adapter.get_info()
     }
 
-    /// The device's limits: the adapter's, with the storage-binding cap of [`DeviceOptions::max_binding`]
-    /// (kept here too: a browser may report more than was asked for).
+    /// The device's limits: the adapter's, with the caps of [`DeviceOptions::max_binding`] and
+    /// [`DeviceOptions::max_storage_buffers`] (kept here too: a browser may report more than was asked for).
     pub fn limits(&self) -> wgpu::Limits {
         let mut limits = self.device.limits();
         if let Some(cap) = self.max_binding {
             limits.max_storage_buffer_binding_size =
                 limits.max_storage_buffer_binding_size.min(cap);
+        }
+        if let Some(cap) = self.max_storage_buffers {
+            limits.max_storage_buffers_per_shader_stage =
+                limits.max_storage_buffers_per_shader_stage.min(cap);
         }
         limits
     }

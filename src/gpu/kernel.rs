@@ -183,12 +183,45 @@ macro_rules! params {
 pub(crate) use params;
 
 impl Gpu {
+    /// Refuses `kernel` where it binds more storage buffers, or uniform buffers (its Params and windows), than
+    /// the device allows in one shader stage (a GLES 3.1 adapter may allow 4 storage buffers; some kernels
+    /// bind 7), naming the kernel, both counts and the limit.
+    fn check_binding_counts(&self, kernel: &'static Kernel) -> Result<()> {
+        let limits = self.limits();
+        let storage =
+            kernel.bindings.iter().filter(|a| !matches!(a, Access::UniformWindow)).count();
+        let uniform = 1 + kernel.bindings.len() - storage;
+        for (count, limit, what) in [
+            (
+                storage,
+                limits.max_storage_buffers_per_shader_stage,
+                "max_storage_buffers_per_shader_stage",
+            ),
+            (
+                uniform,
+                limits.max_uniform_buffers_per_shader_stage,
+                "max_uniform_buffers_per_shader_stage",
+            ),
+        ] {
+            if count as u64 > limit as u64 {
+                return Err(Error::TooManyBindings {
+                    kernel: kernel.name,
+                    count,
+                    limit: limit as u64,
+                    what,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The compiled pipeline for `kernel`, compiling it on first use.
     pub(crate) fn pipeline(&self, kernel: &'static Kernel) -> Result<Arc<CachedPipeline>> {
         let mut cache = lock(&self.pipelines);
         if let Some(p) = cache.get(kernel.name) {
             return Ok(p.clone());
         }
+        self.check_binding_counts(kernel)?;
         let source = kernel.full_source()?;
         let compiled = self.scoped(&format!("compiling kernel `{}`", kernel.name), || {
             let device = self.device();

@@ -529,3 +529,52 @@ fn a_config_too_large_to_build_is_refused() {
     let e = Weights::random(&c, 1).unwrap_err().to_string();
     assert!(e.contains("more than 1073741824 parameters"), "{e}");
 }
+
+/// A device allowing fewer storage buffers per shader stage than a kernel binds (a GLES 3.1 adapter may allow 4)
+/// refuses that kernel by name, with its count and the limit, before any sampling; allowing the most any
+/// kernel binds, the same run samples.
+#[test]
+fn a_device_with_too_few_storage_buffers_refuses_the_kernels_that_need_more() {
+    use ddim_wgpu::gpu::Access;
+    let most = ddim_wgpu::ops::KERNELS
+        .iter()
+        .map(|k| k.bindings.iter().filter(|a| !matches!(a, Access::UniformWindow)).count())
+        .max()
+        .unwrap();
+    let dir = temp_dir("bad-storage-buffers");
+    let model = dir.join("model.safetensors");
+    Weights::random(&small_config(&[4, 4]), 4).unwrap().save(&model, StorageDtype::F32).unwrap();
+    let png = dir.join("x.png");
+    let run = |cap: usize| {
+        let cap = cap.to_string();
+        ddim(&[
+            "sample",
+            "--max-storage-buffers",
+            &cap,
+            "-m",
+            s(&model),
+            "-s",
+            "2",
+            "-n",
+            "2",
+            "-o",
+            s(&png),
+        ])
+    };
+    let out = run(4);
+    if no_gpu(&out) {
+        return;
+    }
+    assert_refused(
+        &out,
+        "more than this device's max_storage_buffers_per_shader_stage of 4",
+        &[&png],
+    );
+    let line = error_line(&out);
+    let count: usize =
+        line.split(" binds ").nth(1).and_then(|r| r.split(' ').next()?.parse().ok()).unwrap();
+    assert!(count > 4 && count <= most, "{line}");
+    let out = run(most);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -46,6 +46,11 @@ pub struct DeviceArgs {
     #[arg(long, env = "DDIM_MAX_BINDING")]
     pub max_binding: Option<u64>,
 
+    /// Open the device with at most this many storage buffers per shader stage: what a GLES adapter may allow
+    /// (4), to see which kernels it cannot run.
+    #[arg(long, env = "DDIM_MAX_STORAGE_BUFFERS")]
+    pub max_storage_buffers: Option<u32>,
+
     /// For testing error handling: inject a GPU fault, `invalid-dispatch:<node>` or
     /// `lose-device:<submission>` (e.g. `lose-device:sampling step 2`).
     #[arg(long, env = "DDIM_INJECT_FAULT", hide = true, value_parser = parse_fault_arg)]
@@ -63,6 +68,7 @@ impl DeviceArgs {
             input_windows: self.input_windows,
             split_k: self.split_k,
             max_binding: self.max_binding,
+            max_storage_buffers: self.max_storage_buffers,
             fault: self.inject_fault.clone(),
         }
     }
