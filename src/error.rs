@@ -83,7 +83,7 @@ pub enum Error {
     /// A kernel binds more buffers of a kind than the device allows in one shader stage.
     #[error(
         "kernel `{kernel}` binds {count} buffers, more than this device's {what} of {limit} (a GLES adapter may \
-         allow as few as 4 storage buffers): no kernel variant of this operation runs on it"
+         allow as few as 4 storage buffers)"
     )]
     TooManyBindings {
         /// The kernel.

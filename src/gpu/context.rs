@@ -169,6 +169,11 @@ fn backend_bits(backend: wgpu::Backend) -> wgpu::Backends {
     }
 }
 
+/// How long one wait on a GL device may hold the adapter's context (see `Gpu::poll_until_idle`): well under the
+/// 1 s after which wgpu gives up on a lock.
+#[cfg(not(target_arch = "wasm32"))]
+const GL_WAIT_SLICE_MS: u64 = 50;
+
 /// Device features we use when the adapter has them (GPU timestamps for the profiler). None is required.
 const WANTED_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
     .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS)
@@ -491,18 +496,29 @@ impl Gpu {
     /// Drives the native device until its queue is empty, running the callbacks that completes. The browser
     /// drives its own device; there this returns at once.
     pub(crate) fn poll_until_idle(&self, what: &str) -> Result<()> {
+        // wgpu's GL backend holds the adapter's context for the whole of a wait, and any GL call from another
+        // thread of the process that waits 1 s for the context panics inside wgpu: on GL, wait in short slices,
+        // so that other devices' calls get the context between them.
         #[cfg(not(target_arch = "wasm32"))]
-        self.device.poll(wgpu::PollType::Wait { submission_index: None, timeout: None }).map_err(
-            |e| {
-                // A lost device fails the wait too; say that, not the symptom. wgpu runs the device-lost
-                // callback from a poll, so give it one before looking.
-                let _ = self.device.poll(wgpu::PollType::Poll);
-                self.check_lost(what).err().unwrap_or_else(|| Error::Gpu {
-                    what: what.to_string(),
-                    message: one_line(&e.to_string()),
-                })
-            },
-        )?;
+        let slice = (self.adapter.get_info().backend == wgpu::Backend::Gl)
+            .then(|| core::time::Duration::from_millis(GL_WAIT_SLICE_MS));
+        #[cfg(not(target_arch = "wasm32"))]
+        loop {
+            match self.device.poll(wgpu::PollType::Wait { submission_index: None, timeout: slice })
+            {
+                Ok(_) => break,
+                Err(wgpu::PollError::Timeout) if slice.is_some() => continue,
+                Err(e) => {
+                    // A lost device fails the wait too; say that, not the symptom. wgpu runs the device-lost
+                    // callback from a poll, so give it one before looking.
+                    let _ = self.device.poll(wgpu::PollType::Poll);
+                    return Err(self.check_lost(what).err().unwrap_or_else(|| Error::Gpu {
+                        what: what.to_string(),
+                        message: one_line(&e.to_string()),
+                    }));
+                }
+            }
+        }
         #[cfg(target_arch = "wasm32")]
         let _ = what;
         Ok(())
