@@ -373,3 +373,50 @@ fn hub_folders_variants_and_shards() {
     assert!(e.contains("the pipeline's unet is a UNet2DConditionModel"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// On a headless machine Mesa's device-select layer prints `XDG_RUNTIME_DIR is invalid` notices that read like
+/// ours; `ddim` turns the layer off unless the user set `NODEVICE_SELECT`, so its output has none of them.
+#[test]
+fn a_headless_run_prints_no_mesa_notices() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ddim"))
+        .args(["info"])
+        .env_remove("NODEVICE_SELECT")
+        .env_remove("XDG_RUNTIME_DIR")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() && !gpu_required() && stderr.contains("no GPU adapter") {
+        return;
+    }
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("XDG_RUNTIME_DIR"), "{stderr}");
+}
+
+/// `invert --image` takes JPEG as its help says (people invert photos): a JPEG and the PNG of the same pixels
+/// give latents within JPEG's loss of each other.
+#[test]
+fn invert_takes_jpeg_images() {
+    let dir = temp_dir("conventions-jpeg");
+    let model = converted(&dir, "m.safetensors", &["--clip-sample", "off"]);
+    // A smooth 8x8 RGB gradient, which JPEG at quality 100 keeps to a few levels.
+    let pixels: Vec<u8> = (0..64).flat_map(|i| [(i * 4) as u8, (255 - i * 4) as u8, 128]).collect();
+    let img = image::RgbImage::from_raw(8, 8, pixels).unwrap();
+    let (jpg, png) = (dir.join("x.jpg"), dir.join("x.png"));
+    let mut bytes = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 100).encode_image(&img).unwrap();
+    std::fs::write(&jpg, bytes).unwrap();
+    img.save(&png).unwrap();
+    let invert = |input: &Path, name: &str| {
+        let out = dir.join(name);
+        ok(&["invert", "-m", &model, "--image", s(input), "-s", "2", "-o", s(&out)])
+            .map(|_| ddim_wgpu::io::read_npy(&out).unwrap().data)
+    };
+    let Some(from_jpeg) = invert(&jpg, "jpg.npy") else { return };
+    let from_png = invert(&png, "png.npy").unwrap();
+    let worst = from_jpeg.iter().zip(&from_png).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    // Quality 100 moves a smooth gradient's pixels by a few levels of 255 (0.01 to 0.03 in [-1, 1]), which two
+    // steps of inversion carry through: measured 0.026. 0.1 leaves a 4x margin; a wrong decode (channels swapped
+    // or read as gray) moves the latents by 0.5 or more.
+    assert!(worst < 0.1, "JPEG and PNG of one image: latents {worst} apart");
+    std::fs::remove_dir_all(&dir).ok();
+}

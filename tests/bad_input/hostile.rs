@@ -79,7 +79,7 @@ fn staging_never_follows_a_planted_link() {
     std::os::unix::fs::symlink("victim", dir.join("merged.npy")).unwrap();
     let out = ddim_in_shell(
         &dir,
-        "ln -s victim .merged.npy.partial-$$; exec \"$D\" merge x.npy x.npy --out merged.npy",
+        "ln -s victim .merged.npy.partial-$$; exec \"$D\" merge x.npy --out merged.npy",
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(std::fs::read_to_string(dir.join("victim")).unwrap(), "precious");
@@ -311,7 +311,7 @@ fn an_interrupted_run_leaves_all_or_nothing() {
         assert!(sent.success() || child.try_wait().unwrap().is_some());
         let status = child.wait().unwrap();
         let names = listing(&run);
-        let complete = names == ["cells", "grid.png", "x.npy"]
+        let complete = names == ["cells", "grid.png", "x.npy", "x.npy.run.json"]
             && listing(&cells).len() == 256
             && !staged(&cells);
         // Interrupted (by our handler, or before it was installed), or done before the signal came; a signal

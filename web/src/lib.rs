@@ -51,7 +51,7 @@ struct Settings {
     spacing: String,
     seed: String,
     batch: String,
-    /// Clip x0 to [-clip, clip]; empty or `off`: no clipping.
+    /// Clip x0 to [-clip, clip]; `off`: no clipping; empty: the model's default.
     clip: String,
     /// Watch each step's predicted x0.
     preview: bool,
@@ -183,11 +183,18 @@ async fn run(
     let mut scheduler = pipeline.default_settings();
     scheduler.steps = parse("steps", &s.steps, "a whole number")?;
     scheduler.eta = parse("eta", &s.eta, "a number")?;
-    scheduler.spacing = s.spacing.trim().parse::<Spacing>().map_err(js_error)?;
+    // An empty spacing or clip keeps the model's own default.
+    if !s.spacing.trim().is_empty() {
+        scheduler.spacing = s.spacing.trim().parse::<Spacing>().map_err(js_error)?;
+    }
     scheduler.clip = match s.clip.trim() {
-        "" | "off" => None,
+        "" => scheduler.clip,
+        "off" => None,
         r => match r.parse::<f32>() {
-            Ok(v) if v.is_finite() && v > 0.0 => Some(v),
+            Ok(v) if v.is_finite() && v > 0.0 => {
+                scheduler.threshold = None;
+                Some(v)
+            }
             _ => {
                 return Err(JsError::new(&format!("clip `{r}` is not a positive number or `off`")));
             }
