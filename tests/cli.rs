@@ -146,14 +146,15 @@ fn sample_shards_merge_into_the_single_run() {
     let dir = temp_dir("sample");
     let model = converted_fixture(&dir);
     let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
-    let run = |extra: &[&str]| {
+    let run_seed = |seed: &str, extra: &[&str]| {
         let mut a = vec![
-            "sample", "--model", &model, "--steps", "4", "--batch", "5", "--seed", "7", "--eta",
+            "sample", "--model", &model, "--steps", "4", "--batch", "5", "--seed", seed, "--eta",
             "1",
         ];
         a.extend_from_slice(extra);
         ddim(&a)
     };
+    let run = |extra: &[&str]| run_seed("7", extra);
     let out = run(&["--out", &p("all.png"), "--out-npy", &p("all.npy"), "--out-dir", &p("imgs")]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() && !gpu_required() && stderr.contains("no GPU adapter") {
@@ -188,25 +189,7 @@ fn sample_shards_merge_into_the_single_run() {
     );
     // Shards out of order, a shard twice, or a shard of another run are refused, naming the file; nothing is
     // written.
-    let seed8 = ddim(&[
-        "sample",
-        "--model",
-        &model,
-        "--steps",
-        "4",
-        "--batch",
-        "5",
-        "--seed",
-        "8",
-        "--eta",
-        "1",
-        "--shard",
-        "1/2",
-        "--out",
-        &p("o.png"),
-        "--out-npy",
-        &p("o.npy"),
-    ]);
+    let seed8 = run_seed("8", &["--shard", "1/2", "--out", &p("o.png"), "--out-npy", &p("o.npy")]);
     assert!(seed8.status.success(), "{}", String::from_utf8_lossy(&seed8.stderr));
     for (inputs, expected) in [
         (

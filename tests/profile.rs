@@ -10,7 +10,9 @@ use ddim_wgpu::gpu::profiler::{block_of, chrome_trace, kernel_table};
 use ddim_wgpu::gpu::roofline::Roof;
 use ddim_wgpu::model::convert::from_diffusers_dir;
 use ddim_wgpu::ops::ddim::UpdateMode;
-use ddim_wgpu::sampler::ddim::{BatchWatch, Sampler, SamplerSettings, StepNoise, Watched, latents};
+use ddim_wgpu::sampler::ddim::{
+    BatchRecord, BatchWatch, Sampler, SamplerSettings, StepNoise, latents,
+};
 use ddim_wgpu::unet;
 
 #[test]
@@ -31,7 +33,7 @@ fn profile_counts_every_dispatch_and_adds_up() {
         let sampler = Sampler::new(&gpu, &graph, &uploaded, settings).unwrap();
         let x_t = latents(0, 0, 2, 3 * 8 * 8);
         let watch = BatchWatch { timings: true, x0: None };
-        let Watched { x0: x, timings, step_walls: walls } = sampler
+        let BatchRecord { x0: x, timings, step_walls: walls } = sampler
             .sample_watched(&x_t, 2, 0, StepNoise::Philox(0), &mut |_| {}, watch)
             .block_on()
             .unwrap();

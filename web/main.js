@@ -6,7 +6,7 @@
 // When a run ends, window.ddimResult = {shape, data, kernels, msPerStep, stepMs, roof, adapter} and the title is
 // "ddim: done"; on failure the title is "ddim: error: <message>" and the page shows the message.
 
-import init, { Engine, pngGrid, npy } from "./ddim_web.js";
+import init, { Engine, gridColumns, npy, pngGrid } from "./ddim_web.js";
 
 const $ = (id) => document.getElementById(id);
 const form = $("controls");
@@ -93,12 +93,6 @@ async function fetchModel(url) {
   }
   if (!response.ok) throw new Error(`could not fetch the model ${url}: HTTP ${response.status}`);
   return new Uint8Array(await response.arrayBuffer());
-}
-
-// Columns of a grid of n images with no empty cell, as square as that allows (io::grid_columns, natively).
-function gridColumns(n) {
-  for (let c = 1; c <= n; c++) if (n % c === 0 && c * c >= n) return c;
-  return 1;
 }
 
 // Draws images [N, C, H, W] (values in [-1, 1]) into the canvas's grid of `total` cells from cell `first`.

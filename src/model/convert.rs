@@ -34,8 +34,17 @@ pub fn from_diffusers_dir(dir: &Path) -> Result<Weights> {
 pub fn from_diffusers_dir_variant(dir: &Path, variant: Option<&str>) -> Result<Weights> {
     let unet = unet_dir(dir)?;
     let config = UNetConfig::from_diffusers_json(&io::read_text(&unet.join("config.json"))?)?;
-    let tensors = renamed(unet_weights(&unet, variant)?, |k| Ok(rename_legacy_attention(k)))?;
-    let training = scheduler_config(&unet)?;
+    diffusers_model(config, unet_weights(&unet, variant)?, scheduler_config(&unet)?)
+}
+
+/// A diffusers model from its config, its tensors under diffusers' names (legacy attention names renamed) and
+/// its training schedule, validated.
+fn diffusers_model(
+    config: UNetConfig,
+    raw: BTreeMap<String, HostTensor>,
+    training: Option<Training>,
+) -> Result<Weights> {
+    let tensors = renamed(raw, |k| Ok(rename_legacy_attention(k)))?;
     let w = Weights { config, training, tensors };
     w.validate()?;
     Ok(w)
@@ -395,13 +404,6 @@ pub fn config_from_original_yaml(text: &str) -> Result<UNetConfig> {
 /// The training schedule from a diffusers `scheduler_config.json` beside the UNet (the model directory itself,
 /// `../scheduler/` for a pipeline's `unet/`, or `scheduler/` of a pipeline), if there is one.
 fn scheduler_config(dir: &Path) -> Result<Option<Training>> {
-    scheduler_config_text(dir)?
-        .map(|(path, text)| training_from_scheduler_json(&text, &path))
-        .transpose()
-}
-
-/// The path and text of the `scheduler_config.json` [`scheduler_config`] reads, if there is one.
-fn scheduler_config_text(dir: &Path) -> Result<Option<(String, String)>> {
     let candidates = [
         dir.join("scheduler_config.json"),
         dir.join("../scheduler/scheduler_config.json"),
@@ -410,9 +412,7 @@ fn scheduler_config_text(dir: &Path) -> Result<Option<(String, String)>> {
     let Some(path) = candidates.iter().find(|p| p.exists()) else {
         return Ok(None);
     };
-    let text = String::from_utf8(io::read(path)?)
-        .map_err(|_| Error::Io { path: path.display().to_string(), message: "not UTF-8".into() })?;
-    Ok(Some((path.display().to_string(), text)))
+    training_from_scheduler_json(&io::read_text(path)?, &path.display().to_string()).map(Some)
 }
 
 /// A diffusers `UNet2DModel` from the contents of its files, for callers without a file system (a web page):
@@ -425,12 +425,10 @@ pub fn from_diffusers_parts(
     scheduler: Option<(&str, &str)>,
 ) -> Result<Weights> {
     let config = UNetConfig::from_diffusers_json(config)?;
-    let tensors = renamed(parse_safetensors(weights, what)?, |k| Ok(rename_legacy_attention(k)))?;
+    let raw = parse_safetensors(weights, what)?;
     let training =
         scheduler.map(|(text, name)| training_from_scheduler_json(text, name)).transpose()?;
-    let w = Weights { config, training, tensors };
-    w.validate()?;
-    Ok(w)
+    diffusers_model(config, raw, training)
 }
 
 /// The training schedule of a diffusers `scheduler_config.json` (DDIMScheduler's or DDPMScheduler's keys;

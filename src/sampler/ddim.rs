@@ -149,9 +149,9 @@ pub enum StepNoise<'a> {
     Given(&'a [f32]),
 }
 
-/// What [`Sampler::sample_watched`] returns.
+/// What [`Sampler::sample_watched`] returns: one batch's samples and what was recorded of its run.
 #[derive(Clone, Debug)]
-pub struct Watched {
+pub struct BatchRecord {
     /// The samples x_0, unclamped.
     pub x0: Vec<f32>,
     /// Every dispatch's GPU time, step by step (empty unless timed).
@@ -330,7 +330,7 @@ impl<'a> Sampler<'a> {
         noise: StepNoise<'_>,
         progress: &mut dyn FnMut(usize),
         watch: BatchWatch<'_>,
-    ) -> Result<Watched> {
+    ) -> Result<BatchRecord> {
         let profile = match watch.timings {
             // The UNet's nodes plus the longest update chain (the unfused one with thresholding: 9 dispatches)
             // and the x0 prediction.
@@ -346,7 +346,7 @@ impl<'a> Sampler<'a> {
             Some((profiler, walls)) => (profiler.finish(self.gpu).await?, walls),
             None => (Vec::new(), Vec::new()),
         };
-        Ok(Watched { x0, timings, step_walls })
+        Ok(BatchRecord { x0, timings, step_walls })
     }
 
     async fn sample_impl(

@@ -130,17 +130,6 @@ impl Engine {
         describe(&self.inner.pipeline.gpu().info())
     }
 
-    /// Whether the adapter offers GPU timestamps (the per-kernel table needs them).
-    pub fn timestamps(&self) -> bool {
-        self.inner.pipeline.gpu().features().contains(wgpu::Features::TIMESTAMP_QUERY)
-    }
-
-    /// `[C, H, W]` of one image.
-    #[wasm_bindgen(js_name = imageShape)]
-    pub fn image_shape(&self) -> Vec<u32> {
-        self.inner.pipeline.image_shape().iter().map(|&d| d as u32).collect()
-    }
-
     /// The model's parameter count and image shape, in words.
     pub fn summary(&self) -> String {
         let c = self.inner.pipeline.config();
@@ -275,6 +264,12 @@ pub fn png_grid(data: &[f32], shape: &[u32], name: &str) -> Result<Vec<u8>, JsEr
     let dims = dims(shape)?;
     let cols = grid_columns(dims[0]);
     png_grid_bytes(Path::new(name), data, dims, cols).map_err(js_error)
+}
+
+/// Columns of a grid of `n` images with no empty cell, as the CLI and [`png_grid`] lay them out.
+#[wasm_bindgen(js_name = gridColumns)]
+pub fn grid_columns_js(n: u32) -> u32 {
+    grid_columns(n as usize) as u32
 }
 
 /// The images as a float32 `.npy` of `shape`, as the CLI's `--out-npy` writes it.

@@ -10,7 +10,9 @@ use ddim_wgpu::model::convert::{from_diffusers_dir_variant, from_original_entry}
 use ddim_wgpu::model::torch::CheckpointEntry;
 use ddim_wgpu::model::weights::{StorageDtype, Training, Weights};
 
-use crate::sampling::{Clip, ThresholdArg, parse_clip, parse_spacing, parse_threshold, plural};
+use crate::sampling::{
+    Clip, ThresholdArg, parse_clip, parse_spacing, parse_threshold, plural, x0_rules,
+};
 
 /// The flags of `ddim convert`.
 #[derive(clap::Args)]
@@ -59,14 +61,15 @@ pub fn run(args: Args) -> Result<()> {
     if args.variant.is_some() && !args.src.is_dir() {
         bail!("--variant applies to diffusers directories");
     }
+    if args.no_ema && args.config.is_none() {
+        bail!("--no-ema applies to original checkpoints (with --config)");
+    }
     let (mut weights, read) =
         load(&args.src, args.config.as_deref(), entry, args.variant.as_deref())?;
     if read == CheckpointEntry::Ema {
         eprintln!(
             "note: the checkpoint's EMA weights, as the official sampler uses them (--no-ema: the raw ones)"
         );
-    } else if args.no_ema && args.config.is_none() {
-        bail!("--no-ema applies to original checkpoints (with --config)");
     }
     if args.spacing.is_some() || args.clip_sample.is_some() || args.threshold.is_some() {
         let training = weights.training.get_or_insert_with(Training::default);
@@ -74,25 +77,7 @@ pub fn run(args: Args) -> Result<()> {
         if let Some(s) = args.spacing {
             d.spacing = s;
         }
-        match (args.clip_sample, args.threshold) {
-            (Some(Clip::Range(_)), Some(ThresholdArg::On(_))) => {
-                bail!(
-                    "--clip-sample and --threshold exclude each other (diffusers applies one or the other)"
-                )
-            }
-            (c, t) => {
-                match c {
-                    Some(Clip::Range(r)) => (d.clip, d.threshold) = (Some(r), None),
-                    Some(Clip::Off) => d.clip = None,
-                    None => {}
-                }
-                match t {
-                    Some(ThresholdArg::On(t)) => (d.clip, d.threshold) = (None, Some(t)),
-                    Some(ThresholdArg::Off) => d.threshold = None,
-                    None => {}
-                }
-            }
-        }
+        (d.clip, d.threshold) = x0_rules(args.clip_sample, args.threshold, (d.clip, d.threshold))?;
         training.validate()?;
     }
     write(&weights, args.dtype, &args.out, outputs)

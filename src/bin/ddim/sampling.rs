@@ -164,6 +164,27 @@ pub fn parse_threshold(s: &str) -> Result<ThresholdArg, String> {
     Ok(ThresholdArg::On(Threshold { ratio, max_value }))
 }
 
+/// The clip and threshold after `--clip-sample` and `--threshold` over a model's (`base`): a flag sets its own
+/// rule, and a range or a threshold given replaces the other (diffusers applies one or the other); both given is
+/// refused.
+pub fn x0_rules(
+    clip: Option<Clip>,
+    threshold: Option<ThresholdArg>,
+    (base_clip, base_threshold): (Option<f32>, Option<Threshold>),
+) -> Result<(Option<f32>, Option<Threshold>)> {
+    Ok(match (clip, threshold) {
+        (Some(Clip::Range(_)), Some(ThresholdArg::On(_))) => bail!(
+            "--clip-sample and --threshold exclude each other (diffusers applies one or the other)"
+        ),
+        (Some(Clip::Range(r)), _) => (Some(r), None),
+        (_, Some(ThresholdArg::On(t))) => (None, Some(t)),
+        (c, t) => (
+            if c == Some(Clip::Off) { None } else { base_clip },
+            if t == Some(ThresholdArg::Off) { None } else { base_threshold },
+        ),
+    })
+}
+
 /// The sampler settings: the model's training schedule and sampling defaults, overridden by flags. `noise` is
 /// `None` for inversion (eta 0, no thresholding).
 pub fn settings(
@@ -218,25 +239,7 @@ pub fn settings(
         bail!("--max-batch 0: a batch holds one image or more");
     }
     let threshold_arg = noise.and_then(|n| n.threshold);
-    // A flag sets its own rule; a range or a threshold given replaces the model's other rule (diffusers applies
-    // one or the other).
-    let (clip, threshold) = match (args.clip_sample, threshold_arg) {
-        (Some(Clip::Range(_)), Some(ThresholdArg::On(_))) => bail!(
-            "--clip-sample and --threshold exclude each other (diffusers applies one or the other)"
-        ),
-        (Some(Clip::Range(r)), _) => (Some(r), None),
-        (_, Some(ThresholdArg::On(t))) => (None, Some(t)),
-        (c, t) => (
-            match c {
-                Some(Clip::Off) => None,
-                _ => base.clip,
-            },
-            match t {
-                Some(ThresholdArg::Off) => None,
-                _ => base.threshold,
-            },
-        ),
-    };
+    let (clip, threshold) = x0_rules(args.clip_sample, threshold_arg, (base.clip, base.threshold))?;
     let settings = SamplerSettings {
         schedule,
         steps: args.steps,
