@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
-"""The default model's quality tables (issue #6), in the shape of the DDIM paper's Tables 1 and 2.
+"""The default model's quality tables, in the shape of the DDIM paper's Tables 1 and 2.
 
-    prepare  --dir D   trains the feature classifier on the MNIST 5k training split (the same 4,500 / 500 split
-                       as tools/train/train_mnist.py) and writes D/heldout.npy (the first --heldout held-out
-                       digits, float32 [N, 1, 32, 32] in [-1, 1]) for `ddim invert`
-    evaluate --dir D   Frechet distances in the classifier's feature space between the 5,000 real digits and
-                       each cell's samples, D/sample_S{S}_{row}.shard{k}of{n}.npy written by `ddim sample --out-npy`
-                       (on images 0..M-1, the most that every cell has), and the per-dimension MSE
-                       of each D/recon_S{S}.npy (`ddim invert` then `ddim sample --latent`) against
-                       D/heldout.npy; prints Markdown tables and writes D/quality.json
+    prepare  --dir D   writes D/heldout.npy (the first --heldout held-out digits of the MNIST 5k split of
+                       tools/train/train_mnist.py, float32 [N, 1, 32, 32] in [-1, 1]) for `ddim invert`
+    evaluate --dir D   Frechet distances in the feature space of the committed digit classifier
+                       (tests/data/digit_classifier.safetensors, made by tools/quality/classifier.py) between the
+                       5,000 real digits and each cell's samples, D/sample_S{S}_{row}.shard{k}of{n}.npy written by
+                       `ddim sample --out-npy` (on images 0..M-1, the most that every cell has); how often each
+                       cell's samples are classified confidently against how often the 500 held-out digits are,
+                       and which digit classes they cover; the per-dimension MSE of each D/recon_S{S}.npy (`ddim
+                       invert` then `ddim sample --latent`) against D/heldout.npy. Prints Markdown tables and
+                       writes D/quality.json
+    docs     --dir docs  writes docs/heldout.npy and docs/heldout.png, the eight held-out digits the README inverts
 
 tools/quality/run.sh runs the whole thing with our CLI. Nothing here is on the sampling path: the images come
 from `ddim`; this script only measures them.
@@ -22,64 +25,33 @@ import sys
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
+sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "train"))
-from train_mnist import mnist_5k  # noqa: E402  (the same data and padding as the model's training)
-
-FEATURES = 32
-
-
-class Classifier(nn.Module):
-    """A small CNN; its FEATURES-wide penultimate layer (after ReLU) gives the Frechet features."""
-
-    def __init__(self):
-        super().__init__()
-        self.c1 = nn.Conv2d(1, 16, 3, padding=1)
-        self.c2 = nn.Conv2d(16, 32, 3, padding=1)
-        self.f1 = nn.Linear(32 * 8 * 8, FEATURES)
-        self.f2 = nn.Linear(FEATURES, 10)
-
-    def features(self, x):
-        x = F.max_pool2d(F.relu(self.c1(x)), 2)
-        x = F.max_pool2d(F.relu(self.c2(x)), 2)
-        return F.relu(self.f1(x.flatten(1)))
-
-    def forward(self, x):
-        return self.f2(self.features(x))
-
-
-def split(seed=0):
-    """The training script's split: a permutation with seed 0, the first 500 held out."""
-    images, labels = mnist_5k()
-    order = np.random.default_rng(seed).permutation(len(images))
-    return images, labels, order[500:], order[:500]
+from classifier import CONFIDENT, load  # noqa: E402
+from train_mnist import split  # noqa: E402  (the same data, padding and split as the model's training)
 
 
 def prepare(args):
-    torch.manual_seed(0)
-    torch.set_num_threads(2)
-    images, labels, train, held = split()
+    """D/heldout.npy: the first --heldout held-out digits, for `ddim invert`."""
+    images, _, _, held = split()
     np.save(os.path.join(args.dir, "heldout.npy"), images[held[: args.heldout]])
-    net = Classifier()
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    x, y = torch.from_numpy(images[train]), torch.from_numpy(labels[train])
-    for epoch in range(args.epochs):
-        perm = torch.randperm(len(x))
-        for i in range(0, len(x), 64):
-            idx = perm[i : i + 64]
-            loss = F.cross_entropy(net(x[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    net.eval()
-    with torch.no_grad():
-        acc = (net(torch.from_numpy(images[held])).argmax(1) == torch.from_numpy(labels[held])).float().mean()
-    torch.save(net.state_dict(), os.path.join(args.dir, "classifier.pt"))
-    print(f"classifier: {args.epochs} epochs on 4,500 digits, held-out accuracy {acc:.3f}")
-    with open(os.path.join(args.dir, "classifier.json"), "w") as f:
-        json.dump({"heldout_accuracy": float(acc), "epochs": args.epochs, "features": FEATURES}, f)
+
+
+def docs(args):
+    """docs/heldout.npy and docs/heldout.png: the first eight held-out digits, as data for `ddim invert` and as a
+    one-row grid laid out as the CLI lays out its grids (one white pixel around and between the cells)."""
+    from PIL import Image
+
+    images, _, _, held = split()
+    x = images[held[:8]]
+    np.save(os.path.join(args.dir, "heldout.npy"), x)
+    n, _, h, w = x.shape
+    grid = np.full((h + 2, n * (w + 1) + 1), 255, np.uint8)
+    for k in range(n):
+        grid[1 : 1 + h, 1 + k * (w + 1) : 1 + k * (w + 1) + w] = np.round((np.clip(x[k, 0], -1, 1) + 1) * 127.5)
+    Image.fromarray(grid, "L").save(os.path.join(args.dir, "heldout.png"))
 
 
 def feats(net, x):
@@ -89,11 +61,12 @@ def feats(net, x):
 
 
 def classes(net, f):
-    """The classifier's digit histogram over features f (fractions per class) and its mean top-class
-    probability."""
+    """Over features f: the classifier's digit histogram (fractions per class), its mean top-class probability,
+    and the fraction of images whose top-class probability is at least CONFIDENT."""
     with torch.no_grad():
         p = F.softmax(net.f2(torch.from_numpy(f).float()), dim=1).numpy()
-    return np.bincount(p.argmax(1), minlength=10) / len(p), float(p.max(1).mean())
+    top = p.max(1)
+    return np.bincount(p.argmax(1), minlength=10) / len(p), float(top.mean()), float((top >= CONFIDENT).mean())
 
 
 def stats(f):
@@ -134,13 +107,13 @@ def load_cells(d):
 
 
 def evaluate(args):
-    net = Classifier()
-    net.load_state_dict(torch.load(os.path.join(args.dir, "classifier.pt")))
-    net.eval()
-    images, _, _, _ = split()
+    net = load()
+    images, _, _, held_idx = split()
     real = feats(net, images)
     real_stats = stats(real)
-    real_hist, real_conf = classes(net, real)
+    real_hist, real_conf, _ = classes(net, real)
+    # How often real digits the classifier never trained on are classified confidently: the yardstick.
+    _, _, held_confident = classes(net, feats(net, images[held_idx]))
     result = {"fd": {}, "floor": {}, "mse": {}, "parts": {}}
     parts = {}
     rows = {}
@@ -159,11 +132,15 @@ def evaluate(args):
             rng = np.random.default_rng(s)
             boot = [frechet(stats(f[rng.integers(0, n, n)]), real_stats) for _ in range(20)]
             rows.setdefault(row, {})[s] = (frechet(stats(f), real_stats), float(np.std(boot)))
-            hist, conf = classes(net, f)
+            hist, conf, confident = classes(net, f)
             parts[(row, s)] = {
                 "mean_term": float(((f.mean(0) - real_stats[0]) ** 2).sum()),
                 "class_tv": float(0.5 * np.abs(hist - real_hist).sum()),
                 "confidence": conf,
+                "confident": confident,
+                "confident_vs_heldout": confident / held_confident,
+                "classes": int((hist > 0).sum()),
+                "rarest_class": float(hist.min()),
             }
     # The floor: real digits, as many as each cell has, against all 5,000 (mean of 5 draws).
     if n:
@@ -173,6 +150,7 @@ def evaluate(args):
     result["fd"] = {r: {s: {"fd": v[0], "bootstrap_std": v[1]} for s, v in c.items()} for r, c in rows.items()}
     result["parts"] = {f"{r} S={s}": v for (r, s), v in sorted(parts.items())}
     result["parts"]["real digits"] = {"confidence": real_conf}
+    result["parts"]["held-out digits"] = {"confident": held_confident}
     held = os.path.join(args.dir, "heldout.npy")
     for name in sorted(os.listdir(args.dir)):
         m = re.fullmatch(r"recon_S(\d+)\.npy", name)
@@ -202,15 +180,19 @@ def evaluate(args):
     if parts:
         print("\nWhat each distance is made of: the squared distance between the feature means (the rest is the")
         print("covariance term), the total-variation distance between the classifier's digit histograms of the")
-        print(f"cell and of the real digits, and the mean top-class probability (real digits: {real_conf:.3f}):\n")
-        print("| cell | distance | mean term | class TV | confidence |")
-        print("|---|---:|---:|---:|---:|")
+        print(f"cell and of the real digits, the mean top-class probability (real digits: {real_conf:.3f}), the")
+        print(f"fraction classified confidently (p >= {CONFIDENT}), that fraction over the held-out digits' "
+              f"({held_confident:.3f}),")
+        print("and the digit classes the cell's samples are classified as (of 10) with the rarest one's share:\n")
+        print("| cell | distance | mean term | class TV | confidence | confident | vs held-out | classes |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
         for r in order:
             for s in steps:
                 if (r, s) in parts:
                     q = parts[(r, s)]
                     print(f"| {label[r]}, S = {s} | {rows[r][s][0]:.1f} | {q['mean_term']:.1f} | "
-                          f"{q['class_tv']:.3f} | {q['confidence']:.3f} |")
+                          f"{q['class_tv']:.3f} | {q['confidence']:.3f} | {q['confident']:.3f} | "
+                          f"{q['confident_vs_heldout']:.2f} | {q['classes']} ({q['rarest_class']:.1%}) |")
     if result["mse"]:
         print("\nReconstruction (invert S steps, decode S steps), per-dimension MSE:\n")
         ms = sorted(result["mse"])
@@ -222,13 +204,12 @@ def evaluate(args):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("command", choices=["prepare", "evaluate"])
+    ap.add_argument("command", choices=["prepare", "evaluate", "docs"])
     ap.add_argument("--dir", required=True)
     ap.add_argument("--heldout", type=int, default=64)
-    ap.add_argument("--epochs", type=int, default=12)
     args = ap.parse_args()
     os.makedirs(args.dir, exist_ok=True)
-    prepare(args) if args.command == "prepare" else evaluate(args)
+    {"prepare": prepare, "evaluate": evaluate, "docs": docs}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -5,16 +5,19 @@
 #
 #   python3 -m venv /tmp/q && /tmp/q/bin/pip install -r tools/train/requirements.txt
 #   PYTHON=/tmp/q/bin/python tools/quality/run.sh [DIR] [N] [HELDOUT] [SLICES]
+#   STEPS=50 ROWS=eta0 PYTHON=/tmp/q/bin/python tools/quality/run.sh [DIR]    # one cell: the targets' cell
 #
 # Defaults: DIR /tmp/quality, N = 1,120 samples per cell, 64 held-out digits, SLICES "0/7 1/7 2/7 3/7 4/7 5/7
 # 24/28 25/28 26/28 27/28". Every cell samples images 0..N-1 of seed 1, slice by slice: `--shard k/n` makes
 # images k*N/n .. (k+1)*N/n - 1 (image k depends only on the seed and k, so the slices together are the
-# unsplit run). Six slices of 160 and four of 40 put a slice boundary at 1,000 images, the issue's minimum. The
+# unsplit run). Six slices of 160 and four of 40 put a slice boundary at 1,000 images, the tables' minimum. The
 # work goes slice by slice over all 16 cells and skips any output already there: an interrupted run resumes
 # where it stopped, and `quality.py evaluate` (run at the end, or by hand at any time) scores every cell on the
-# images 0..M-1 that all cells have. Sampling clips x0 to [-1, 1] (--clip-sample 1, the default model's own
-# default, given explicitly); inversion and decoding do not clip (--clip-sample off), so they follow the
-# deterministic ODE both ways.
+# images 0..M-1 that all cells have. Sampling uses the model's own defaults (the default model clips x0 to
+# [-1, 1]); inversion and decoding do not clip (--clip-sample off), so they follow the deterministic ODE both
+# ways. STEPS (default "10 20 50 100") and ROWS (default "eta0 eta0.5 eta1 sigmahat") choose the cells; MODEL
+# (a weights file) measures another model than the default, such as a training checkpoint converted by `ddim
+# convert`.
 # About 30 minutes per slice of 160 on a 2-core machine (lavapipe, 16 ms per image per step).
 #
 # The first run copies the binary into DIR and later runs use that copy, so that engine changes made meanwhile
@@ -44,24 +47,27 @@ ddim=$dir/ddim
 made() { echo "$(basename "$1") $(cat "$dir/ddim.commit")" >> "$dir/provenance.txt"; }
 start=$(date +%s)
 
-[[ -f "$dir/classifier.pt" && -f "$dir/heldout.npy" ]] ||
-  "$python" tools/quality/quality.py prepare --dir "$dir" --heldout "$held"
-for s in 10 20 50 100; do
+[[ -f "$dir/heldout.npy" ]] || "$python" tools/quality/quality.py prepare --dir "$dir" --heldout "$held"
+model=()
+[[ -n ${MODEL:-} ]] && model=(--model "$MODEL")
+steps=${STEPS:-"10 20 50 100"}
+rows=${ROWS:-"eta0 eta0.5 eta1 sigmahat"}
+for s in $steps; do
   [[ -f "$dir/recon_S${s}.npy" ]] && continue
-  "$ddim" invert --image "$dir/heldout.npy" --steps "$s" --clip-sample off --quiet --out "$dir/latent_S${s}.npy"
-  "$ddim" sample --latent "$dir/latent_S${s}.npy" --steps "$s" --clip-sample off --quiet \
+  "$ddim" invert "${model[@]}" --image "$dir/heldout.npy" --steps "$s" --clip-sample off --quiet --out "$dir/latent_S${s}.npy"
+  "$ddim" sample "${model[@]}" --latent "$dir/latent_S${s}.npy" --steps "$s" --clip-sample off --quiet \
     --out "$dir/recon_S${s}.png" --out-npy "$dir/recon_S${s}.npy"
   made "$dir/recon_S${s}.npy"
 done
 for slice in $slices; do
   k=${slice%/*}
   m=${slice#*/}
-  for s in 10 20 50 100; do
-    for row in eta0 eta0.5 eta1 sigmahat; do
+  for s in $steps; do
+    for row in $rows; do
       out="$dir/sample_S${s}_${row}.shard${k}of${m}.npy"
       [[ -f "$out" ]] && continue
       if [[ $row == sigmahat ]]; then how=(--sigma-hat); else how=(--eta "${row#eta}"); fi
-      "$ddim" sample --steps "$s" "${how[@]}" --clip-sample 1 --batch "$n" --shard "$k/$m" --seed 1 --quiet \
+      "$ddim" sample "${model[@]}" --steps "$s" "${how[@]}" --batch "$n" --shard "$k/$m" --seed 1 --quiet \
         --out "$dir/grid_S${s}_${row}.shard${k}of${m}.png" --out-npy "$out"
       made "$out"
     done
