@@ -124,6 +124,13 @@ fn main() {
                     .unwrap();
             let epilogue =
                 conv_ddim_update(&gpu, "conv_out+ddim", &h, &w, &b, &cfg, &x, &spec).unwrap();
+            if eta == 0.0 {
+                println!(
+                    "{label} batch {batch}: conv_out runs {}, the epilogue {}",
+                    conv.kernel().name,
+                    epilogue.kernel().name
+                );
+            }
             let lists: Vec<Vec<&Dispatch>> = vec![
                 vec![&conv],
                 std::iter::once(&conv).chain(&unfused).collect(),

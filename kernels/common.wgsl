@@ -121,7 +121,7 @@ fn philox_normal4(group: u32, image: u32, step: u32, stream: u32, key: vec2<u32>
     return vec4<f32>(box_muller(r.x, r.y), box_muller(r.z, r.w));
 }
 
-// ---- DDIM: the predicted x0 and epsilon from the model output (DESIGN.md section 6). ----
+// ---- DDIM: the predicted x0 and epsilon from the model output (ARCHITECTURE.md, "The DDIM maths"). ----
 
 const PRED_EPSILON: u32 = 0u;
 const PRED_SAMPLE: u32 = 1u;

@@ -14,7 +14,34 @@
 //                                     the bias (the UNet's time embedding after a ResNet block's conv1)
 // Input channels come in chunks of `ci_count` from `ci0` (one window each) when taps x 8 x cin floats exceed
 // a window: the first chunk writes acc + bias, later ones add to out, the last applies residual and scale.
+//
+// The DDIM variant (DDIM 1; conv2d_3x3_ddim) is the UNet's final convolution with the DDIM update as its
+// epilogue, as conv2d.wgsl's conv2d_ddim: each output element goes straight into ddim_update (common.wgsl) with
+// the matching latent element, updated in place; the model output is never stored. Its bindings:
+//   x, wpack, bias  as above
+//   noise    [batch, cout, ho, wo]    read only with NOISE_TENSOR (otherwise any read-only buffer)
+//   latent   [batch, cout, ho, wo]    x_t in, x_prev out
+// It runs only where the input channels take one chunk (the host checks), so every sum is whole at the store.
+// Element e = (co * ho + oy) * wo + ox of image n takes Philox word e % 4 of counter (e / 4, image_offset + n,
+// step, STREAM_STEP_NOISE), as in ddim_step.wgsl.
 
+#if DDIM
+struct Params {
+    shape: ConvShape,
+    ci0: u32,
+    ci_count: u32,
+    block0: u32,
+    blocks: u32,
+    chunk: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+    d: DdimStep,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+#bindings x wpack bias noise latent
+#else
 struct Params {
     shape: ConvShape,
     ci0: u32,
@@ -33,6 +60,7 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 #bindings x wpack bias residual out chan
+#end
 
 // Where invocation `li` of workgroup `g` works (the Grid of conv2d_3x3.wgsl and conv2d_packed.wgsl): x = the
 // output-channel block within the window (from the workgroup alone, so weight reads are uniform; >= p.blocks:
@@ -61,6 +89,41 @@ fn block_position(g: u32, li: u32) -> BlockPosition {
     );
 }
 
+#if DDIM
+// Updates the latent under the invocation's block: channels (block0 + b) * 8 + 0..7 (those below cout) x columns
+// ox0 + 0..7 (those below wo) of row oy of image n, from the block's sums plus the bias.
+fn store_block(acc: Acc, n: u32, b: u32, oy: u32, ox0: u32) {
+    let c = p.shape;
+    let d = p.d;
+    let co0 = (p.block0 + b) * 8u;
+    let per_image = c.cout * c.ho * c.wo;
+    let key = vec2<u32>(d.seed_lo, d.seed_hi);
+    var res = rows(acc);
+    for (var k = 0u; k < 8u; k = k + 1u) {
+        let co = co0 + k;
+        if (co >= c.cout) {
+            break;
+        }
+        let bk = bias[co];
+        for (var j = 0u; j < 8u; j = j + 1u) {
+            let ox = ox0 + j;
+            if (ox >= c.wo) {
+                break;
+            }
+            let e = (co * c.ho + oy) * c.wo + ox;
+            let i = n * per_image + e;
+            var z = 0.0;
+            if (d.noise_mode == NOISE_PHILOX) {
+                // A row need not start on Philox's groups of 4: draw the element's own group.
+                z = philox_normal4(e / 4u, d.image_offset + n, d.step, STREAM_STEP_NOISE, key)[e % 4u];
+            } else if (d.noise_mode == NOISE_TENSOR) {
+                z = noise[i];
+            }
+            latent[i] = ddim_update(d, latent[i], res[k][j / 4u][j % 4u] + bk, 1.0, z);
+        }
+    }
+}
+#else
 // Writes invocation's block: channels (block0 + b) * 8 + 0..7 (those below cout) x columns ox0 + 0..7 (those
 // below wo) of row oy of image n. The first chunk adds the bias, later ones what is already in out; the last
 // applies the residual and the scale.
@@ -84,3 +147,4 @@ fn store_block(acc: Acc, n: u32, b: u32, oy: u32, ox0: u32) {
         }
     }
 }
+#end

@@ -1,4 +1,4 @@
-// ddim_step: the fused DDIM update (DESIGN.md section 6), in place on x, in one pass.
+// ddim_step: the fused DDIM update (ARCHITECTURE.md, "The DDIM maths"), in place on x, in one pass.
 //
 //   x0    = predict_x0(x_t, model_out)             (epsilon, sample or v prediction; common.wgsl)
 //   x0    = clamp(x0, -clip, clip)                 when DDIM_CLIP

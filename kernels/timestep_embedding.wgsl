@@ -1,4 +1,4 @@
-// timestep_embedding: the sinusoidal embedding of diffusers' get_timestep_embedding (DESIGN.md section 5).
+// timestep_embedding: the sinusoidal embedding of diffusers' get_timestep_embedding (ARCHITECTURE.md, "The reference model").
 //
 // Layouts (row-major f32):
 //   timesteps [batch]        one (possibly fractional) timestep per image

@@ -38,6 +38,7 @@ pub const KERNELS: &[&Kernel] = &[
     &conv2d::KERNEL_SPLIT_REDUCE,
     &conv2d::PACK_KERNEL,
     &ddim::CONV_KERNEL,
+    &ddim::CONV_3X3_KERNEL,
     &ddim::STEP_KERNEL,
     &ddim::THRESHOLD_KERNEL,
     &elementwise::KERNEL,

@@ -22,7 +22,8 @@ use crate::gpu::{Gpu, Tensor};
 use crate::graph::ir::Graph;
 use crate::graph::plan::Plan;
 use crate::ops::ddim::{
-    DdimScratch, Noise, StepSpec, UpdateMode, conv_ddim_update, ddim_update, predicted_x0,
+    DdimScratch, Noise, StepSpec, UpdateMode, conv_ddim_update, ddim_update, epilogue_keeps_kernel,
+    predicted_x0,
 };
 use crate::ops::finite;
 
@@ -384,11 +385,20 @@ impl<'a> Sampler<'a> {
             StepNoise::Philox(_) => Vec::new(),
         };
         let s = &self.settings;
-        // The update goes into the final convolution's epilogue where that is valid and the model output is not
-        // needed for the x0 preview.
+        // The update goes into the final convolution's epilogue where that is valid, the model output is not
+        // needed for the x0 preview, and the epilogue computes the convolution with the family's own kernel
+        // (elsewhere the fused update after the family's convolution is faster).
         let epilogue = match (s.mode, plan.output_conv()) {
             (UpdateMode::Epilogue, Some(conv))
-                if s.threshold.is_none() && recording.x0.is_none() =>
+                if s.threshold.is_none()
+                    && recording.x0.is_none()
+                    && epilogue_keeps_kernel(
+                        self.gpu,
+                        &conv.input,
+                        &conv.weight,
+                        &conv.bias,
+                        &conv.config,
+                    )? =>
             {
                 Some(conv)
             }

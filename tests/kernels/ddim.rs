@@ -5,7 +5,7 @@ use ddim_wgpu::ops::ddim::{DdimScratch, Noise, StepSpec, UpdateMode, ddim_update
 use ddim_wgpu::reference::ddim::{StepSettings, ddim_step};
 use pollster::FutureExt as _;
 
-use crate::common::{assert_close, data};
+use crate::common::{assert_close, data, gpu_families};
 use crate::gpu_or_skip;
 
 /// Each output is a short f32 expression (a handful of roundings) of values of order 1, but x0 divides by
@@ -238,13 +238,115 @@ fn invalid_specs_are_refused() {
 }
 
 /// The update fused into a convolution's epilogue against the convolution's reference followed by the update's
-/// reference, on a width (9) whose rows straddle Philox's groups of 4.
+/// reference, on every kernel family, on shapes that take each epilogue kernel: the CPU family's
+/// `conv2d_3x3_ddim` wherever its plain convolution runs `conv2d_3x3` with the input channels in one weight chunk
+/// (several output-channel blocks, a width that is no multiple of 8 or 4, so rows straddle Philox's groups),
+/// `conv2d_ddim` elsewhere (too little work for the packed kernel, input channels in two chunks, other families).
 #[test]
 fn conv_epilogue_update_matches_reference() {
-    use ddim_wgpu::ops::conv2d::{Conv2dConfig, Padding};
+    use ddim_wgpu::ops::conv2d::{Conv2dConfig, Padding, conv2d};
     use ddim_wgpu::ops::ddim::conv_ddim_update;
     use ddim_wgpu::reference::nn;
 
+    let _ = gpu_or_skip!();
+    let (mut plain_3x3, mut packed_ran) = (false, false);
+    // (n, cin, h, w, cout)
+    for (n, cin, h, w, cout) in
+        [(2, 5, 7, 9, 3), (3, 33, 10, 13, 1), (1, 4, 3, 5, 2), (1, 240, 8, 8, 3), (2, 6, 9, 11, 10)]
+    {
+        let hv = data(220, n * cin * h * w, -1.0, 1.0);
+        // Weights scaled as 1/sqrt(cin), as a network's initialisation scales them, so that every shape's model
+        // output has about the same size and the f32 sum's rounding (growing as sqrt(9 cin) ulp) stays inside
+        // the update's bound up to 2,160 terms.
+        let r = 0.3 * (5.0 / cin as f32).sqrt();
+        let wv = data(221, cout * cin * 9, -r, r);
+        let bv = data(222, cout, -0.1, 0.1);
+        let xv = data(223, n * cout * h * w, -2.0, 2.0);
+        let (eps, _) = nn::conv2d(
+            &hv,
+            [n, cin, h, w],
+            &wv,
+            [cout, cin, 3, 3],
+            &bv,
+            None,
+            1,
+            (1, 1, 1, 1),
+            1.0,
+        );
+        let eps32: Vec<f32> = eps.iter().map(|&v| v as f32).collect();
+        let per = cout * h * w;
+        for gpu in gpu_families() {
+            let input = gpu.upload("h", &[n, cin, h, w], &hv).unwrap();
+            let weight = gpu.upload("conv_out.weight", &[cout, cin, 3, 3], &wv).unwrap();
+            let bias = gpu.upload("conv_out.bias", &[cout], &bv).unwrap();
+            let cfg = Conv2dConfig { padding: Padding::uniform(1), ..Default::default() };
+            // The kernel the plain convolution runs decides the epilogue's: the packed 3x3 kernel's variant
+            // where the input channels fit one 64 KiB window per 8 output channels (9 x 8 x cin floats).
+            let out = gpu.zeros("out", &[n, cout, h, w]).unwrap();
+            let plain = conv2d(gpu, "conv_out", &input, &weight, &bias, None, &out, &cfg).unwrap();
+            plain_3x3 |= plain.kernel().name == "conv2d_3x3";
+            let expected = if plain.kernel().name == "conv2d_3x3" && 9 * 8 * cin <= 16384 {
+                "conv2d_3x3_ddim"
+            } else {
+                "conv2d_ddim"
+            };
+            for (eta, clip, prediction) in
+                [(0.0, None, Prediction::Epsilon), (0.7, Some(1.0), Prediction::V)]
+            {
+                let coefficients = StepCoefficients::ddim(0.4, 0.55, eta).unwrap();
+                let noise = if eta > 0.0 {
+                    Noise::Philox { key: KEY, first_image: FIRST_IMAGE }
+                } else {
+                    Noise::None
+                };
+                let spec = StepSpec {
+                    coefficients,
+                    prediction,
+                    clip,
+                    threshold: None,
+                    clipped_eps: false,
+                    noise,
+                };
+                let x = gpu.upload("x", &[n, cout, h, w], &xv).unwrap();
+                let d = conv_ddim_update(
+                    gpu,
+                    "conv_out + ddim",
+                    &input,
+                    &weight,
+                    &bias,
+                    &cfg,
+                    &x,
+                    &spec,
+                )
+                .unwrap();
+                let what = format!(
+                    "{:?} epilogue, {n}x{cin}x{h}x{w} -> {cout}, eta {eta}",
+                    gpu.kernel_family()
+                );
+                assert_eq!(d.kernel().name, expected, "{what}");
+                packed_ran |= expected == "conv2d_3x3_ddim";
+                gpu.run("epilogue", &[&d]).block_on().unwrap();
+                let got = gpu.download(&x).block_on().unwrap();
+                let z = (eta > 0.0).then(|| philox::normals(KEY, FIRST_IMAGE, n, per));
+                let settings = StepSettings {
+                    a_t: 0.4,
+                    a_p: 0.55,
+                    eta,
+                    prediction,
+                    clip: clip.map(f64::from),
+                    threshold: None,
+                    clipped_eps: false,
+                    sigma_hat: None,
+                };
+                let want = ddim_step(&xv, &eps32, per, &settings, z.as_deref());
+                // The model output passes through the convolution (K = 9 cin f32 products) first: the update's
+                // bound, with the weights scaled above.
+                assert_close(&what, &got, &want, ATOL, RTOL);
+            }
+        }
+    }
+    // Where the CPU family runs the packed 3x3 convolution at all (64 KiB uniform windows), its epilogue ran.
+    assert_eq!(packed_ran, plain_3x3, "conv2d_3x3_ddim ran where conv2d_3x3 runs");
     let gpu = gpu_or_skip!();
     let (n, cin, h, w, cout) = (2, 5, 7, 9, 3);
     let hv = data(220, n * cin * h * w, -1.0, 1.0);
@@ -255,41 +357,6 @@ fn conv_epilogue_update_matches_reference() {
     let weight = gpu.upload("conv_out.weight", &[cout, cin, 3, 3], &wv).unwrap();
     let bias = gpu.upload("conv_out.bias", &[cout], &bv).unwrap();
     let cfg = Conv2dConfig { padding: Padding::uniform(1), ..Default::default() };
-    let (eps, _) =
-        nn::conv2d(&hv, [n, cin, h, w], &wv, [cout, cin, 3, 3], &bv, None, 1, (1, 1, 1, 1), 1.0);
-    let eps32: Vec<f32> = eps.iter().map(|&v| v as f32).collect();
-    let per = cout * h * w;
-    for (eta, clip, prediction) in
-        [(0.0, None, Prediction::Epsilon), (0.7, Some(1.0), Prediction::V)]
-    {
-        let coefficients = StepCoefficients::ddim(0.4, 0.55, eta).unwrap();
-        let noise = if eta > 0.0 {
-            Noise::Philox { key: KEY, first_image: FIRST_IMAGE }
-        } else {
-            Noise::None
-        };
-        let spec =
-            StepSpec { coefficients, prediction, clip, threshold: None, clipped_eps: false, noise };
-        let x = gpu.upload("x", &[n, cout, h, w], &xv).unwrap();
-        let d = conv_ddim_update(gpu, "conv_out + ddim", &input, &weight, &bias, &cfg, &x, &spec)
-            .unwrap();
-        gpu.run("epilogue", &[&d]).block_on().unwrap();
-        let got = gpu.download(&x).block_on().unwrap();
-        let z = (eta > 0.0).then(|| philox::normals(KEY, FIRST_IMAGE, n, per));
-        let settings = StepSettings {
-            a_t: 0.4,
-            a_p: 0.55,
-            eta,
-            prediction,
-            clip: clip.map(f64::from),
-            threshold: None,
-            clipped_eps: false,
-            sigma_hat: None,
-        };
-        let want = ddim_step(&xv, &eps32, per, &settings, z.as_deref());
-        // The model output passes through the convolution (K = 45 f32 products) first: the update's bound.
-        assert_close(&format!("epilogue eta {eta}"), &got, &want, ATOL, RTOL);
-    }
     // Thresholding cannot be fused: it needs the whole image first.
     let x = gpu.upload("x", &[n, cout, h, w], &xv).unwrap();
     let spec = StepSpec {

@@ -64,8 +64,8 @@ pub struct StepArgs {
     /// Rescale the schedule to zero terminal SNR (Lin et al. 2023).
     #[arg(long, visible_alias = "rescale-betas-zero-snr")]
     pub zero_snr: bool,
-    /// How to run the update: fused into the UNet's final convolution (where valid; else `fused`), as one
-    /// kernel after the UNet, or as a chain of elementwise kernels.
+    /// How to run the update: fused into the UNet's final convolution (where valid and that convolution keeps
+    /// the device's own kernel; else `fused`), as one kernel after the UNet, or as a chain of elementwise kernels.
     #[arg(long, value_enum, default_value_t = UpdateArg::Epilogue)]
     pub update: UpdateArg,
     /// Shorthand for --update unfused.

@@ -159,7 +159,7 @@ pub(super) fn packed(
 }
 
 /// Packs `weight` `[cout, cin, kh, kw]` into `geo.windows` uniform windows (conv2d_pack.wgsl), and waits.
-pub(super) fn pack_weights(
+pub fn pack_weights(
     gpu: &Gpu,
     label: &str,
     weight: &Tensor,

@@ -1,5 +1,7 @@
-//! The update as the epilogue of the UNet's final convolution (`conv2d.wgsl`'s `conv2d_ddim` variant): the
-//! model output is never stored.
+//! The update as the epilogue of the UNet's final convolution: the model output is never stored. Two kernels:
+//! the CPU family's `conv2d_3x3_ddim` (`conv2d_3x3.wgsl` over packed weights, the kernel that family runs for
+//! the final convolution) wherever the convolution runs `conv2d_3x3` and its input channels take one weight
+//! chunk, and `conv2d.wgsl`'s `conv2d_ddim` everywhere else.
 
 use super::spec::{DdimStepParams, Noise, StepSpec, step_params, validate};
 use crate::error::{Error, Result};
@@ -7,16 +9,68 @@ use crate::gpu::Access::{Read, ReadWrite};
 use crate::gpu::check::expect_shape;
 use crate::gpu::kernel::kernel;
 use crate::gpu::kernel::params;
+use crate::gpu::windows::window_binding;
+use crate::gpu::{Access, LaunchSpec};
 use crate::gpu::{Cost, Dispatch, Gpu, Kernel, Tensor, workgroups_for};
-use crate::ops::conv2d::{Conv2dConfig, ConvShape};
-/// The final convolution with the update in its epilogue.
+use crate::ops::conv2d::packed::{PACKED_COMMON, PackGeometry, pack_weights};
+use crate::ops::conv2d::{BLOCK, Conv2dConfig, ConvShape, KERNEL_3X3, SHAPE, kernel_for};
+
+/// The final convolution with the update in its epilogue, any geometry.
 pub const CONV_KERNEL: Kernel = kernel!("conv2d_ddim" from "conv2d" where [("DDIM", "1")],
-    includes: [crate::ops::conv2d::SHAPE, crate::ops::conv2d::ACCUMULATE], workgroup: 64,
+    includes: [SHAPE, crate::ops::conv2d::ACCUMULATE], workgroup: 64,
     params: ConvStepParams, bindings: &[Read, Read, Read, Read, ReadWrite]);
+
+/// The CPU family's 3x3 stride-1 convolution over packed weights with the update in its epilogue.
+pub const CONV_3X3_KERNEL: Kernel = kernel!("conv2d_3x3_ddim" from "conv2d_3x3" where [("DDIM", "1")],
+    includes: [SHAPE, BLOCK, PACKED_COMMON], workgroup: 32, params: PackedStepParams,
+    bindings: &[Access::Read, Access::UniformWindow, Access::Read, Access::Read, Access::ReadWrite]);
 
 params! {
     /// Mirrors `Params` in conv2d.wgsl's `conv2d_ddim` variant.
     pub struct ConvStepParams { pub shape: ConvShape, pub d: DdimStepParams }
+}
+
+params! {
+    /// Mirrors `Params` in conv2d_packed.inc.wgsl's DDIM variant (`conv2d_3x3_ddim`).
+    pub struct PackedStepParams {
+        pub shape: ConvShape, pub ci0: u32, pub ci_count: u32, pub block0: u32, pub blocks: u32,
+        pub chunk: u32, pub _pad: [u32; 3], pub d: DdimStepParams,
+    }
+}
+
+/// The kernel [`conv_ddim_update`] runs for this final convolution on this device: [`CONV_3X3_KERNEL`] where
+/// the device's family runs the convolution as `conv2d_3x3` and its input channels fit one weight chunk (so
+/// every sum is whole when the update reads it), [`CONV_KERNEL`] otherwise.
+pub fn epilogue_kernel_for(gpu: &Gpu, shape: &ConvShape) -> &'static Kernel {
+    match packed_geometry(gpu, shape) {
+        Some(_) => &CONV_3X3_KERNEL,
+        None => &CONV_KERNEL,
+    }
+}
+
+/// Whether [`conv_ddim_update`] computes this final convolution with the kernel [`conv2d`](crate::ops::conv2d::conv2d)
+/// runs for it on this device (`conv2d_3x3_ddim` where that is `conv2d_3x3`, `conv2d_ddim` where it is the
+/// portable `conv2d`). Then the epilogue is the convolution plus the update's arithmetic, and saves the model
+/// output's store, its reload and a launch over the convolution followed by the fused update kernel. Where the
+/// family runs another kernel (the GPU family's tiled implicit GEMM, the CPU family's others), the epilogue
+/// would compute the convolution with a slower one, and the fused update is the faster form.
+pub fn epilogue_keeps_kernel(
+    gpu: &Gpu,
+    conv_input: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    cfg: &Conv2dConfig,
+) -> Result<bool> {
+    let shape = ConvShape::new("conv2d_ddim", conv_input, weight, bias, cfg)?;
+    Ok(epilogue_kernel_for(gpu, &shape).name == CONV_3X3_KERNEL.name
+        || kernel_for(gpu, &shape).name == crate::ops::conv2d::KERNEL.name)
+}
+
+fn packed_geometry(gpu: &Gpu, shape: &ConvShape) -> Option<PackGeometry> {
+    if kernel_for(gpu, shape).name != KERNEL_3X3.name {
+        return None;
+    }
+    PackGeometry::new(shape.cout as usize, shape.cin as usize, 9).filter(|g| g.chunks == 1)
 }
 
 /// The UNet's final convolution with the update fused into its epilogue (`kernels/conv2d.wgsl`, variant `conv2d_ddim`): replaces
@@ -54,6 +108,46 @@ pub fn conv_ddim_update(
     };
     let floats =
         conv_input.len() + weight.len() + bias.len() + (2 + (d.noise_mode == 2) as usize) * x.len();
+    let cost = Cost::new(shape.flops() + 12 * x.len() as u64, floats as u64);
+    if let Some(geo) = packed_geometry(gpu, &shape) {
+        let packed = pack_weights(gpu, label, weight, &geo)?;
+        let [n, _, ho, wo] = shape.output_shape();
+        let tiles =
+            workgroups_for((n * ho * wo.div_ceil(8)) as u64, CONV_3X3_KERNEL.workgroup_size);
+        let params: Vec<PackedStepParams> = (0..geo.windows)
+            .map(|w| {
+                let block0 = w * geo.blocks_per_window;
+                PackedStepParams {
+                    shape,
+                    ci0: 0,
+                    ci_count: shape.cin,
+                    block0: block0 as u32,
+                    blocks: geo.blocks_per_window.min(geo.blocks - block0) as u32,
+                    chunk: geo.chunk as u32,
+                    _pad: [0; 3],
+                    d,
+                }
+            })
+            .collect();
+        let specs = params
+            .iter()
+            .enumerate()
+            .map(|(w, p)| LaunchSpec {
+                params: bytemuck::bytes_of(p),
+                resources: vec![
+                    conv_input.binding(),
+                    window_binding(&packed, w),
+                    bias.binding(),
+                    noise.binding(),
+                    x.binding(),
+                ],
+                workgroups: p.blocks as u64 * tiles,
+            })
+            .collect();
+        return Ok(Dispatch::launches(gpu, &CONV_3X3_KERNEL, OP, label, specs)?
+            .owning(packed)
+            .with_cost(cost));
+    }
     Dispatch::new(
         gpu,
         &CONV_KERNEL,
@@ -63,5 +157,5 @@ pub fn conv_ddim_update(
         &[conv_input, weight, bias, noise, x],
         workgroups_for(shape.blocks_4x4(), CONV_KERNEL.workgroup_size),
     )
-    .map(|disp| disp.with_cost(Cost::new(shape.flops() + 12 * x.len() as u64, floats as u64)))
+    .map(|disp| disp.with_cost(cost))
 }

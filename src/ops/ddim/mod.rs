@@ -17,7 +17,10 @@ pub mod spec;
 pub mod strategy;
 pub mod unfused;
 
-pub use epilogue::{CONV_KERNEL, ConvStepParams, conv_ddim_update};
+pub use epilogue::{
+    CONV_3X3_KERNEL, CONV_KERNEL, ConvStepParams, PackedStepParams, conv_ddim_update,
+    epilogue_keeps_kernel, epilogue_kernel_for,
+};
 pub use fused::{STEP_KERNEL, StepParams, THRESHOLD_KERNEL, ThresholdParams};
 pub use spec::{DdimScratch, DdimStepParams, Noise, StepSpec, UpdateMode};
 pub use strategy::ddim_update;

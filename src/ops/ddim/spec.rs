@@ -93,8 +93,10 @@ pub struct StepSpec<'a> {
 /// Which implementation of the update to record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum UpdateMode {
-    /// Fused into the epilogue of the UNet's final convolution ([`conv_ddim_update`](super::conv_ddim_update)), where valid (the model
-    /// ends in a convolution, no dynamic thresholding); otherwise as `Fused`. The sampler's default.
+    /// Fused into the epilogue of the UNet's final convolution ([`conv_ddim_update`](super::conv_ddim_update))
+    /// where valid (the model ends in a convolution, no dynamic thresholding) and where the epilogue computes the
+    /// convolution with the device family's own kernel ([`epilogue_keeps_kernel`](super::epilogue_keeps_kernel));
+    /// otherwise as `Fused`. The sampler's default.
     #[default]
     Epilogue,
     /// One kernel after the UNet.
