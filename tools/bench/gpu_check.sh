@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The #8 checks on a machine with a real GPU, as one run (BENCHMARKS.md, "On a real GPU"): the roofline; the
+# The real-GPU checks, on a machine with a real GPU, as one run (BENCHMARKS.md, "On a real GPU"): the roofline; the
 # per-kernel profiles of the CIFAR-10 UNet (batch 8) and the MNIST model (batch 64) with each kernel family
 # (`gpu`, what auto picks there; `cpu`; `baseline`); the convolution (Winograd against the direct kernel too),
 # 1x1, group-norm, attention and whole-UNet studies; a sample of the default model on Vulkan and on GL; then
