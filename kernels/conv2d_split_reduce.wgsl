@@ -14,10 +14,15 @@
 // Invariants: the slices are added in order 0, 1, ..., whatever the grid, so a result does not depend on the
 // batch or on how the pixels were grouped into launches; out aliases nothing else bound.
 
-// Params and the epilogue (`finish`): conv2d_tiled_params.inc.wgsl.
+// Params and the epilogue (`finish`): conv2d_tiled_params.inc.wgsl; with DDIM (conv2d_split_reduce_ddim), the
+// DDIM update in place of the store.
 
 @group(0) @binding(0) var<uniform> p: Params;
+#if DDIM
+#bindings part bias noise latent
+#else
 #bindings part bias chan residual out
+#end
 
 #entry 256
     let c = p.shape;

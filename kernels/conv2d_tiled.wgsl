@@ -32,10 +32,15 @@
 // multiple of 16; p_begin + p_count <= N; a workgroup past the last tile or slice returns before any barrier
 // (the test is workgroup-uniform), and the staging branch depends only on uniforms and the loop counter.
 
-// Params and the epilogue (`finish`): conv2d_tiled_params.inc.wgsl.
+// Params and the epilogue (`finish`): conv2d_tiled_params.inc.wgsl; with DDIM (conv2d_tiled_ddim), the DDIM
+// update in place of the store.
 
 @group(0) @binding(0) var<uniform> p: Params;
+#if DDIM
+#bindings x weight bias noise latent part
+#else
 #bindings x weight bias residual out chan part
+#end
 
 const TM: u32 = 64u;
 const TN: u32 = 64u;

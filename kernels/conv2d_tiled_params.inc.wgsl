@@ -3,6 +3,38 @@
 // `k_split`, over the launch's output pixels p_begin .. p_begin + p_count. Also their epilogue, `finish`, which
 // reads the `bias`, `chan` and `residual` bindings both kernels declare and writes `out`.
 
+#if DDIM
+// The DDIM variants (conv2d_tiled_ddim, conv2d_split_reduce_ddim): the UNet's final convolution with the DDIM
+// update as its epilogue, as conv2d.wgsl's conv2d_ddim. `finish` updates latent (x_t in, x_prev out, the
+// output's shape) in place from the finished sum plus the bias; noise is read only with NOISE_TENSOR. Element
+// e = (m * ho + oy) * wo + ox of image n takes Philox word e % 4 of counter (e / 4, image_offset + n, step,
+// STREAM_STEP_NOISE), as in ddim_step.wgsl.
+struct Params {
+    shape: ConvShape,
+    splits: u32,
+    k_split: u32,
+    p_begin: u32,
+    p_count: u32,
+    d: DdimStep,
+}
+
+fn finish(sum: f32, m: u32, pix: u32) {
+    let c = p.shape;
+    let d = p.d;
+    let plane = c.ho * c.wo;
+    let n = pix / plane;
+    let e = m * plane + pix % plane;
+    let i = n * c.cout * plane + e;
+    var z = 0.0;
+    if (d.noise_mode == NOISE_PHILOX) {
+        let key = vec2<u32>(d.seed_lo, d.seed_hi);
+        z = philox_normal4(e / 4u, d.image_offset + n, d.step, STREAM_STEP_NOISE, key)[e % 4u];
+    } else if (d.noise_mode == NOISE_TENSOR) {
+        z = noise[i];
+    }
+    latent[i] = ddim_update(d, latent[i], sum + bias[m], 1.0, z);
+}
+#else
 struct Params {
     shape: ConvShape,
     has_residual: u32,
@@ -31,3 +63,4 @@ fn finish(sum: f32, m: u32, pix: u32) {
     }
     out[o] = v * p.out_scale;
 }
+#end

@@ -39,6 +39,8 @@ pub const KERNELS: &[&Kernel] = &[
     &conv2d::PACK_KERNEL,
     &ddim::CONV_KERNEL,
     &ddim::CONV_3X3_KERNEL,
+    &ddim::CONV_TILED_KERNEL,
+    &ddim::SPLIT_REDUCE_KERNEL,
     &ddim::STEP_KERNEL,
     &ddim::THRESHOLD_KERNEL,
     &elementwise::KERNEL,

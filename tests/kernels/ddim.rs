@@ -241,7 +241,9 @@ fn invalid_specs_are_refused() {
 /// reference, on every kernel family, on shapes that take each epilogue kernel: the CPU family's
 /// `conv2d_3x3_ddim` wherever its plain convolution runs `conv2d_3x3` with the input channels in one weight chunk
 /// (several output-channel blocks, a width that is no multiple of 8 or 4, so rows straddle Philox's groups),
-/// `conv2d_ddim` elsewhere (too little work for the packed kernel, input channels in two chunks, other families).
+/// the GPU family's `conv2d_tiled_ddim` (K split over 3 slices and reduced by `conv2d_split_reduce_ddim` from 33
+/// input channels), `conv2d_ddim` elsewhere (too little work for the packed kernel, input channels in two
+/// chunks, the baseline).
 #[test]
 fn conv_epilogue_update_matches_reference() {
     use ddim_wgpu::ops::conv2d::{Conv2dConfig, Padding, conv2d};
@@ -249,7 +251,7 @@ fn conv_epilogue_update_matches_reference() {
     use ddim_wgpu::reference::nn;
 
     let _ = gpu_or_skip!();
-    let (mut plain_3x3, mut packed_ran) = (false, false);
+    let (mut plain_3x3, mut packed_ran, mut tiled_ran) = (false, false, false);
     // (n, cin, h, w, cout)
     for (n, cin, h, w, cout) in
         [(2, 5, 7, 9, 3), (3, 33, 10, 13, 1), (1, 4, 3, 5, 2), (1, 240, 8, 8, 3), (2, 6, 9, 11, 10)]
@@ -285,10 +287,10 @@ fn conv_epilogue_update_matches_reference() {
             let out = gpu.zeros("out", &[n, cout, h, w]).unwrap();
             let plain = conv2d(gpu, "conv_out", &input, &weight, &bias, None, &out, &cfg).unwrap();
             plain_3x3 |= plain.kernel().name == "conv2d_3x3";
-            let expected = if plain.kernel().name == "conv2d_3x3" && 9 * 8 * cin <= 16384 {
-                "conv2d_3x3_ddim"
-            } else {
-                "conv2d_ddim"
+            let expected = match plain.kernel().name {
+                "conv2d_3x3" if 9 * 8 * cin <= 16384 => "conv2d_3x3_ddim",
+                "conv2d_tiled" => "conv2d_tiled_ddim",
+                _ => "conv2d_ddim",
             };
             for (eta, clip, prediction) in
                 [(0.0, None, Prediction::Epsilon), (0.7, Some(1.0), Prediction::V)]
@@ -325,6 +327,11 @@ fn conv_epilogue_update_matches_reference() {
                 );
                 assert_eq!(d.kernel().name, expected, "{what}");
                 packed_ran |= expected == "conv2d_3x3_ddim";
+                tiled_ran |= expected == "conv2d_tiled_ddim";
+                if expected == "conv2d_tiled_ddim" && cin >= 33 {
+                    // K = 297 and more on these small maps: split, then reduced with the update.
+                    assert!(d.launch_count() >= 2, "{what}: K not split");
+                }
                 gpu.run("epilogue", &[&d]).block_on().unwrap();
                 let got = gpu.download(&x).block_on().unwrap();
                 let z = (eta > 0.0).then(|| philox::normals(KEY, FIRST_IMAGE, n, per));
@@ -347,6 +354,8 @@ fn conv_epilogue_update_matches_reference() {
     }
     // Where the CPU family runs the packed 3x3 convolution at all (64 KiB uniform windows), its epilogue ran.
     assert_eq!(packed_ran, plain_3x3, "conv2d_3x3_ddim ran where conv2d_3x3 runs");
+    // The GPU family runs its tiled kernel wherever the device allows 256-invocation workgroups (all here).
+    assert!(tiled_ran, "conv2d_tiled_ddim never ran");
     let gpu = gpu_or_skip!();
     let (n, cin, h, w, cout) = (2, 5, 7, 9, 3);
     let hv = data(220, n * cin * h * w, -1.0, 1.0);

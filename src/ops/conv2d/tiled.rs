@@ -7,7 +7,7 @@ use crate::gpu::Access::{Read, ReadWrite};
 use crate::gpu::check::dim;
 use crate::gpu::kernel::kernel;
 use crate::gpu::kernel::params;
-use crate::gpu::{Dispatch, Gpu, Kernel};
+use crate::gpu::{Dispatch, Gpu, Kernel, Tensor};
 use crate::ops::{split_reduction, split_scratch_floats};
 
 /// The Params of [`KERNEL_TILED`] and [`KERNEL_SPLIT_REDUCE`] ([`TiledParams`]).
@@ -91,17 +91,8 @@ pub(super) fn tiled(gpu: &Gpu, label: &str, o: &Operands<'_>) -> Result<Dispatch
     let shape = &o.shape;
     let (x, weight, bias, out) = (o.x, o.weight, o.bias, o.out);
     let (channel, residual, cfg) = (o.channel, o.residual, o.cfg);
-    let split = SplitK::on(gpu, shape);
-    let [n, cout, ho, wo] = shape.output_shape();
-    let total = n * ho * wo;
-    // Unsplit, the kernel writes no partial sums: any scratch tensor fills the binding.
-    let part = gpu.scratch(
-        "conv2d split sums",
-        &[if split.splits > 1 { split.splits * cout * split.pixels } else { 1 }],
-    )?;
-    let launch = |p_begin: usize| -> Result<Dispatch> {
-        let p_count = split.pixels.min(total - p_begin);
-        let params = TiledParams {
+    let params = |split: &SplitK, p_begin: usize, p_count: usize| {
+        Ok(TiledParams {
             shape: *shape,
             has_residual: residual.is_some() as u32,
             out_scale: cfg.out_scale,
@@ -111,25 +102,78 @@ pub(super) fn tiled(gpu: &Gpu, label: &str, o: &Operands<'_>) -> Result<Dispatch
             p_begin: dim(OP, "first pixel", p_begin)?,
             p_count: dim(OP, "pixels", p_count)?,
             _pad: 0,
-        };
+        })
+    };
+    tiled_launches(
+        gpu,
+        label,
+        shape,
+        (&KERNEL_TILED, &KERNEL_SPLIT_REDUCE),
+        params,
+        &[
+            Some(x),
+            Some(weight),
+            Some(bias),
+            Some(residual.unwrap_or(x)),
+            Some(out),
+            Some(channel.unwrap_or(bias)),
+            None,
+        ],
+        &[
+            None,
+            Some(bias),
+            Some(channel.unwrap_or(bias)),
+            Some(residual.unwrap_or(bias)),
+            Some(out),
+        ],
+    )
+}
+
+/// The launches of a tiled convolution with any epilogue: `kernels` (the tiled kernel and its split reduction,
+/// a variant pair over conv2d_tiled.wgsl and conv2d_split_reduce.wgsl) over the whole K, or over [`SplitK`]
+/// slices into the device's scratch buffer followed by the reduction, one pair of launches per group of
+/// pixels. `params` makes a launch's Params from the split and its pixels; `bindings` and `reduce_bindings`
+/// list what each kernel binds, `None` where the partial sums go.
+pub fn tiled_launches<P: bytemuck::Pod>(
+    gpu: &Gpu,
+    label: &str,
+    shape: &ConvShape,
+    kernels: (&'static Kernel, &'static Kernel),
+    params: impl Fn(&SplitK, usize, usize) -> Result<P>,
+    bindings: &[Option<&Tensor>],
+    reduce_bindings: &[Option<&Tensor>],
+) -> Result<Dispatch> {
+    let split = SplitK::on(gpu, shape);
+    let [n, cout, ho, wo] = shape.output_shape();
+    let total = n * ho * wo;
+    // Unsplit, the kernel writes no partial sums: any scratch tensor fills the binding.
+    let part = gpu.scratch(
+        "conv2d split sums",
+        &[if split.splits > 1 { split.splits * cout * split.pixels } else { 1 }],
+    )?;
+    let tiled_bind: Vec<&Tensor> = bindings.iter().map(|t| t.unwrap_or(&part)).collect();
+    let reduce_bind: Vec<&Tensor> = reduce_bindings.iter().map(|t| t.unwrap_or(&part)).collect();
+    let launch = |p_begin: usize| -> Result<Dispatch> {
+        let p_count = split.pixels.min(total - p_begin);
+        let params = params(&split, p_begin, p_count)?;
         let tiles = cout.div_ceil(TILE) * p_count.div_ceil(TILE);
         let mut part_dispatch = Dispatch::new(
             gpu,
-            &KERNEL_TILED,
+            kernels.0,
             OP,
             label,
             &params,
-            &[x, weight, bias, residual.unwrap_or(x), out, channel.unwrap_or(bias), &part],
+            &tiled_bind,
             (split.splits * tiles) as u64,
         )?;
         if split.splits > 1 {
             part_dispatch = part_dispatch.then(Dispatch::for_invocations(
                 gpu,
-                &KERNEL_SPLIT_REDUCE,
+                kernels.1,
                 OP,
                 label,
                 &params,
-                &[&part, bias, channel.unwrap_or(bias), residual.unwrap_or(bias), out],
+                &reduce_bind,
                 (cout * p_count) as u64,
             )?);
         }

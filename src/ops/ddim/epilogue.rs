@@ -1,11 +1,13 @@
-//! The update as the epilogue of the UNet's final convolution: the model output is never stored. Two kernels:
-//! the CPU family's `conv2d_3x3_ddim` (`conv2d_3x3.wgsl` over packed weights, the kernel that family runs for
-//! the final convolution) wherever the convolution runs `conv2d_3x3` and its input channels take one weight
-//! chunk, and `conv2d.wgsl`'s `conv2d_ddim` everywhere else.
+//! The update as the epilogue of the UNet's final convolution: the model output is never stored. The kernel is
+//! the DDIM variant of the one the device's family runs for that convolution: the CPU family's
+//! `conv2d_3x3_ddim` (`conv2d_3x3.wgsl` over packed weights) where the convolution runs `conv2d_3x3` and its
+//! input channels take one weight chunk, the GPU family's `conv2d_tiled_ddim` (with `conv2d_split_reduce_ddim`
+//! where K is split) where it runs `conv2d_tiled`, and `conv2d.wgsl`'s `conv2d_ddim` everywhere else.
 
 use super::spec::{DdimStepParams, Noise, StepSpec, step_params, validate};
 use crate::error::{Error, Result};
 use crate::gpu::Access::{Read, ReadWrite};
+use crate::gpu::check::dim;
 use crate::gpu::check::expect_shape;
 use crate::gpu::kernel::kernel;
 use crate::gpu::kernel::params;
@@ -13,6 +15,7 @@ use crate::gpu::windows::window_binding;
 use crate::gpu::{Access, LaunchSpec};
 use crate::gpu::{Cost, Dispatch, Gpu, Kernel, Tensor, workgroups_for};
 use crate::ops::conv2d::packed::{PACKED_COMMON, PackGeometry, pack_weights};
+use crate::ops::conv2d::tiled::{KERNEL_TILED, SplitK, TILED_PARAMS, tiled_launches};
 use crate::ops::conv2d::{BLOCK, Conv2dConfig, ConvShape, KERNEL_3X3, SHAPE, kernel_for};
 
 /// The final convolution with the update in its epilogue, any geometry.
@@ -24,6 +27,24 @@ pub const CONV_KERNEL: Kernel = kernel!("conv2d_ddim" from "conv2d" where [("DDI
 pub const CONV_3X3_KERNEL: Kernel = kernel!("conv2d_3x3_ddim" from "conv2d_3x3" where [("DDIM", "1")],
     includes: [SHAPE, BLOCK, PACKED_COMMON], workgroup: 32, params: PackedStepParams,
     bindings: &[Access::Read, Access::UniformWindow, Access::Read, Access::Read, Access::ReadWrite]);
+
+/// The GPU family's implicit GEMM with the update in its epilogue (unsplit, or the slices of a split K).
+pub const CONV_TILED_KERNEL: Kernel = kernel!("conv2d_tiled_ddim" from "conv2d_tiled" where [("DDIM", "1")],
+    includes: [SHAPE, TILED_PARAMS], workgroup: 256, params: TiledStepParams,
+    bindings: &[Read, Read, Read, Read, ReadWrite, ReadWrite]);
+
+/// Adds the slices of a split [`CONV_TILED_KERNEL`] and applies the update.
+pub const SPLIT_REDUCE_KERNEL: Kernel = kernel!("conv2d_split_reduce_ddim" from "conv2d_split_reduce"
+    where [("DDIM", "1")], includes: [SHAPE, TILED_PARAMS], workgroup: 256, params: TiledStepParams,
+    bindings: &[Read, Read, Read, ReadWrite]);
+
+params! {
+    /// Mirrors `Params` in conv2d_tiled_params.inc.wgsl's DDIM variant.
+    pub struct TiledStepParams {
+        pub shape: ConvShape, pub splits: u32, pub k_split: u32, pub p_begin: u32, pub p_count: u32,
+        pub d: DdimStepParams,
+    }
+}
 
 params! {
     /// Mirrors `Params` in conv2d.wgsl's `conv2d_ddim` variant.
@@ -40,11 +61,15 @@ params! {
 
 /// The kernel [`conv_ddim_update`] runs for this final convolution on this device: [`CONV_3X3_KERNEL`] where
 /// the device's family runs the convolution as `conv2d_3x3` and its input channels fit one weight chunk (so
-/// every sum is whole when the update reads it), [`CONV_KERNEL`] otherwise.
+/// every sum is whole when the update reads it), [`CONV_TILED_KERNEL`] where it runs `conv2d_tiled`,
+/// [`CONV_KERNEL`] otherwise.
 pub fn epilogue_kernel_for(gpu: &Gpu, shape: &ConvShape) -> &'static Kernel {
-    match packed_geometry(gpu, shape) {
-        Some(_) => &CONV_3X3_KERNEL,
-        None => &CONV_KERNEL,
+    if packed_geometry(gpu, shape).is_some() {
+        &CONV_3X3_KERNEL
+    } else if kernel_for(gpu, shape).name == KERNEL_TILED.name {
+        &CONV_TILED_KERNEL
+    } else {
+        &CONV_KERNEL
     }
 }
 
@@ -62,7 +87,7 @@ pub fn epilogue_keeps_kernel(
     cfg: &Conv2dConfig,
 ) -> Result<bool> {
     let shape = ConvShape::new("conv2d_ddim", conv_input, weight, bias, cfg)?;
-    Ok(epilogue_kernel_for(gpu, &shape).name == CONV_3X3_KERNEL.name
+    Ok(epilogue_kernel_for(gpu, &shape).name != CONV_KERNEL.name
         || kernel_for(gpu, &shape).name == crate::ops::conv2d::KERNEL.name)
 }
 
@@ -147,6 +172,28 @@ pub fn conv_ddim_update(
         return Ok(Dispatch::launches(gpu, &CONV_3X3_KERNEL, OP, label, specs)?
             .owning(packed)
             .with_cost(cost));
+    }
+    if epilogue_kernel_for(gpu, &shape).name == CONV_TILED_KERNEL.name {
+        let params = |split: &SplitK, p_begin: usize, p_count: usize| {
+            Ok(TiledStepParams {
+                shape,
+                splits: dim(OP, "K slices", split.splits)?,
+                k_split: dim(OP, "K per slice", split.k_split)?,
+                p_begin: dim(OP, "first pixel", p_begin)?,
+                p_count: dim(OP, "pixels", p_count)?,
+                d,
+            })
+        };
+        return tiled_launches(
+            gpu,
+            label,
+            &shape,
+            (&CONV_TILED_KERNEL, &SPLIT_REDUCE_KERNEL),
+            params,
+            &[Some(conv_input), Some(weight), Some(bias), Some(noise), Some(x), None],
+            &[None, Some(bias), Some(noise), Some(x)],
+        )
+        .map(|disp| disp.with_cost(cost));
     }
     Dispatch::new(
         gpu,
