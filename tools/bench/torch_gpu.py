@@ -6,8 +6,9 @@ DDIMPipeline runs it), in four modes, with the peak GPU memory of each.
     python3 tools/bench/torch_gpu.py --json OUT.json [--device cuda] [--rounds 7] [--steps 50] [--quick]
 
 Modes: `eager-f32` (TF32 off for matmuls and convolutions), `eager-tf32` (TF32 on), `autocast-f16`
-(torch.autocast float16 over f32 weights), `compile` (torch.compile of the f32 model, TF32 off; a mode whose
-compilation fails is recorded with its error and skipped). Cases: the CIFAR-10 UNet
+(torch.autocast float16 over f32 weights), `compile` (torch.compile of the f32 model, TF32 off; for the cases
+--compile-cases names, by default the CIFAR-10 UNet at batch 8 and the 256x256 UNet at batch 1, since each
+compilation takes minutes; a mode that fails is recorded with its error and skipped). Cases: the CIFAR-10 UNet
 (benches/configs/ddpm-cifar10-32.json, 35.7M parameters) at batch 1, 8 and 64, and the DDPM 256x256 UNet
 (benches/configs/ddpm-256.json, 113.7M, the config of google/ddpm-church-256) at batch 1 and 4; random weights
 (seed 0). Times are medians over --rounds runs after a warm-up, measured with CUDA events on a GPU (wall time on
@@ -109,6 +110,8 @@ def main():
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--modes", default=",".join(MODES))
+    ap.add_argument("--compile-cases", default="cifar10:8,ddpm256:1",
+                    help="the cases torch.compile runs for (compiling every case would take most of a lease)")
     args = ap.parse_args()
     device = torch.device(args.device)
     cases, steps, rounds = (CASES[:1], 2, 2) if args.quick else (CASES, args.steps, args.rounds)
@@ -122,6 +125,8 @@ def main():
         params = sum(p.numel() for p in net.parameters())
         reference = None
         for mode in args.modes.split(","):
+            if mode == "compile" and not args.quick and f"{name}:{batch}" not in args.compile_cases.split(","):
+                continue
             row = {"model": name, "parameters": params, "batch": batch, "mode": mode}
             try:
                 r = run_mode(net, config, batch, mode, steps, rounds, device, timer)
