@@ -163,6 +163,14 @@ const NOISE_NONE: u32 = 0u;
 const NOISE_PHILOX: u32 = 1u;
 const NOISE_TENSOR: u32 = 2u;
 
+// The step noise of element e of image n drawn alone, as ddim_step.wgsl draws it in groups of 4: word e % 4 of
+// counter (e / 4, image_offset + n, step, STREAM_STEP_NOISE). For the update in a convolution's epilogue, whose
+// elements need not start on a group of 4.
+fn step_noise_at(d: DdimStep, e: u32, n: u32) -> f32 {
+    let key = vec2<u32>(d.seed_lo, d.seed_hi);
+    return philox_normal4(e / 4u, d.image_offset + n, d.step, STREAM_STEP_NOISE, key)[e % 4u];
+}
+
 // x_prev for one element from x_t, the model output m, the image's threshold scale s (1 without thresholding)
 // and the noise z (ignored when sigma = 0).
 fn ddim_update(d: DdimStep, xt: f32, m: f32, s: f32, z: f32) -> f32 {

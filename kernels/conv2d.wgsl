@@ -62,7 +62,6 @@ struct Params {
 #if DDIM
     let d = p.d;
     let per_image = c.cout * c.ho * c.wo;
-    let key = vec2<u32>(d.seed_lo, d.seed_hi);
 #end
     for (var k = 0u; k < 4u; k = k + 1u) {
         let co = co0 + k;
@@ -88,8 +87,7 @@ struct Params {
             let i = n * per_image + e;
             var z = 0.0;
             if (d.noise_mode == NOISE_PHILOX) {
-                // The block's columns need not align with Philox's groups of 4: draw the element's own group.
-                z = philox_normal4(e / 4u, d.image_offset + n, d.step, STREAM_STEP_NOISE, key)[e % 4u];
+                z = step_noise_at(d, e, n);
             } else if (d.noise_mode == NOISE_TENSOR) {
                 z = noise[i];
             }

@@ -97,7 +97,6 @@ fn store_block(acc: Acc, n: u32, b: u32, oy: u32, ox0: u32) {
     let d = p.d;
     let co0 = (p.block0 + b) * 8u;
     let per_image = c.cout * c.ho * c.wo;
-    let key = vec2<u32>(d.seed_lo, d.seed_hi);
     var res = rows(acc);
     for (var k = 0u; k < 8u; k = k + 1u) {
         let co = co0 + k;
@@ -114,8 +113,7 @@ fn store_block(acc: Acc, n: u32, b: u32, oy: u32, ox0: u32) {
             let i = n * per_image + e;
             var z = 0.0;
             if (d.noise_mode == NOISE_PHILOX) {
-                // A row need not start on Philox's groups of 4: draw the element's own group.
-                z = philox_normal4(e / 4u, d.image_offset + n, d.step, STREAM_STEP_NOISE, key)[e % 4u];
+                z = step_noise_at(d, e, n);
             } else if (d.noise_mode == NOISE_TENSOR) {
                 z = noise[i];
             }

@@ -27,8 +27,7 @@ fn finish(sum: f32, m: u32, pix: u32) {
     let i = n * c.cout * plane + e;
     var z = 0.0;
     if (d.noise_mode == NOISE_PHILOX) {
-        let key = vec2<u32>(d.seed_lo, d.seed_hi);
-        z = philox_normal4(e / 4u, d.image_offset + n, d.step, STREAM_STEP_NOISE, key)[e % 4u];
+        z = step_noise_at(d, e, n);
     } else if (d.noise_mode == NOISE_TENSOR) {
         z = noise[i];
     }

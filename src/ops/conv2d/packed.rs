@@ -139,20 +139,36 @@ pub(super) fn packed(
             _pad: [0; 2],
         });
     }
+    let blocks: Vec<u32> = params.iter().map(|p| p.blocks).collect();
+    let after = [bias, residual.unwrap_or(x), out, channel.unwrap_or(bias)];
+    window_launches(gpu, kernel, label, &params, &blocks, tiles, x, &after, packed)
+}
+
+/// One launch of `kernel` per weight window of `packed`: launch `w` takes `params[w]`, binds `x`, window `w`,
+/// then `after`, and runs `blocks[w]` output-channel blocks of `tiles` workgroups each.
+#[allow(clippy::too_many_arguments)] // the launches' operands
+pub fn window_launches<P: bytemuck::Pod>(
+    gpu: &Gpu,
+    kernel: &'static Kernel,
+    label: &str,
+    params: &[P],
+    blocks: &[u32],
+    tiles: u64,
+    x: &Tensor,
+    after: &[&Tensor],
+    packed: wgpu::Buffer,
+) -> Result<Dispatch> {
     let specs = params
         .iter()
+        .zip(blocks)
         .enumerate()
-        .map(|(w, p)| LaunchSpec {
+        .map(|(w, (p, &b))| LaunchSpec {
             params: bytemuck::bytes_of(p),
-            resources: vec![
-                x.binding(),
-                window_binding(&packed, w),
-                bias.binding(),
-                residual.unwrap_or(x).binding(),
-                out.binding(),
-                channel.unwrap_or(bias).binding(),
-            ],
-            workgroups: p.blocks as u64 * tiles,
+            resources: [x.binding(), window_binding(&packed, w)]
+                .into_iter()
+                .chain(after.iter().map(|t| t.binding()))
+                .collect(),
+            workgroups: b as u64 * tiles,
         })
         .collect();
     Ok(Dispatch::launches(gpu, kernel, OP, label, specs)?.owning(packed))

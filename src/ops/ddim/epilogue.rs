@@ -6,15 +6,14 @@
 
 use super::spec::{DdimStepParams, Noise, StepSpec, step_params, validate};
 use crate::error::{Error, Result};
+use crate::gpu::Access;
 use crate::gpu::Access::{Read, ReadWrite};
 use crate::gpu::check::dim;
 use crate::gpu::check::expect_shape;
 use crate::gpu::kernel::kernel;
 use crate::gpu::kernel::params;
-use crate::gpu::windows::window_binding;
-use crate::gpu::{Access, LaunchSpec};
 use crate::gpu::{Cost, Dispatch, Gpu, Kernel, Tensor, workgroups_for};
-use crate::ops::conv2d::packed::{PACKED_COMMON, PackGeometry, pack_weights};
+use crate::ops::conv2d::packed::{PACKED_COMMON, PackGeometry, pack_weights, window_launches};
 use crate::ops::conv2d::tiled::{KERNEL_TILED, SplitK, TILED_PARAMS, tiled_launches};
 use crate::ops::conv2d::{BLOCK, Conv2dConfig, ConvShape, KERNEL_3X3, SHAPE, kernel_for};
 
@@ -154,24 +153,20 @@ pub fn conv_ddim_update(
                 }
             })
             .collect();
-        let specs = params
-            .iter()
-            .enumerate()
-            .map(|(w, p)| LaunchSpec {
-                params: bytemuck::bytes_of(p),
-                resources: vec![
-                    conv_input.binding(),
-                    window_binding(&packed, w),
-                    bias.binding(),
-                    noise.binding(),
-                    x.binding(),
-                ],
-                workgroups: p.blocks as u64 * tiles,
-            })
-            .collect();
-        return Ok(Dispatch::launches(gpu, &CONV_3X3_KERNEL, OP, label, specs)?
-            .owning(packed)
-            .with_cost(cost));
+        let blocks: Vec<u32> = params.iter().map(|p| p.blocks).collect();
+        let after = [bias, noise, x];
+        return window_launches(
+            gpu,
+            &CONV_3X3_KERNEL,
+            label,
+            &params,
+            &blocks,
+            tiles,
+            conv_input,
+            &after,
+            packed,
+        )
+        .map(|disp| disp.with_cost(cost));
     }
     if epilogue_kernel_for(gpu, &shape).name == CONV_TILED_KERNEL.name {
         let params = |split: &SplitK, p_begin: usize, p_count: usize| {
