@@ -1,14 +1,14 @@
-//! The default model in weights/ and the digit classifier that judges samples.
-//!
-//! The default model loads, carries its training schedule, and its samples look like MNIST digits (mostly
-//! background, some bright strokes).
+//! The default model in weights/: it loads and carries its training schedule and sampling defaults, and its
+//! samples, made as `ddim sample` makes them (50 steps, eta 0, the model's own defaults), are judged digits by an
+//! independent digit classifier: most of them classified confidently, into several classes.
 //!
 //! The classifier is tests/data/digit_classifier.safetensors, made by tools/quality/classifier.py: a small CNN
 //! trained on the 4,500 real training digits (never on a sample), whose metadata states its accuracy and
 //! confident fraction on the 500 held-out digits; tools/quality/quality.py computes the quality tables' Frechet
-//! features with it. Here it runs on the CPU, built from the CPU reference ops: checked against PyTorch's logits
-//! for the held-out digits in docs/heldout.npy (tests/data/digit_classifier_check.json), its judgement
-//! ([`Verdict::looks_like_digits`]) passes real held-out digits and fails noise and a single repeated digit.
+//! features with it. Here it runs on the CPU, built from the CPU reference ops, and is first checked against
+//! PyTorch's logits for the held-out digits in docs/heldout.npy (tests/data/digit_classifier_check.json), then
+//! shown to reject noise and a single repeated digit, so that the judgement of the samples cannot be met by
+//! either.
 
 use pollster::FutureExt as _;
 use std::collections::BTreeSet;
@@ -16,9 +16,9 @@ use std::path::{Path, PathBuf};
 
 use ddim_wgpu::io::read_npy;
 use ddim_wgpu::model::weights::Weights;
+use ddim_wgpu::pipeline::{Pipeline, SampleRequest};
 use ddim_wgpu::reference::nn::{conv2d, linear};
-use ddim_wgpu::sampler::ddim::{Sampler, SamplerSettings, StepNoise, latents};
-use ddim_wgpu::unet;
+use ddim_wgpu::sampler::ddim::latents;
 
 mod support;
 
@@ -216,30 +216,21 @@ fn the_classifier_matches_pytorch_and_tells_digits_from_noise() {
 }
 
 #[test]
-fn default_model_makes_digit_like_images() {
+fn default_model_samples_are_confidently_classified_digits() {
     let path = root().join("weights/default.safetensors");
     let w = Weights::load(&path).unwrap();
     assert_eq!((w.config.in_channels, w.config.sample_size), (1, 32));
     let training = w.training.clone().expect("the converter stores the training schedule");
     assert_eq!(training.schedule.train_steps, 1000);
     let Some(gpu) = support::gpu() else { return };
-    let graph = unet::build(&w.config).unwrap();
-    let uploaded = w.upload(&gpu).unwrap();
-    let settings = SamplerSettings { steps: 10, clip: Some(1.0), ..Default::default() };
-    let sampler = Sampler::new(&gpu, &graph, &uploaded, settings).unwrap();
-    let n = 4;
-    let x = sampler
-        .sample(&latents(0, 0, n, 32 * 32), n, 0, StepNoise::Philox(0), &mut |_| {})
-        .block_on()
-        .unwrap();
-    assert!(x.iter().all(|v| v.is_finite()));
-    // MNIST digits padded to 32x32: about 80% of the pixels are background (-1) and a tenth are strokes (near 1).
-    // Pure noise, or a model that collapsed to a flat image, fails one of these.
-    for (k, img) in x.chunks(32 * 32).enumerate() {
-        let dark = img.iter().filter(|&&v| v < -0.8).count() as f64 / img.len() as f64;
-        let bright = img.iter().filter(|&&v| v > 0.5).count() as f64 / img.len() as f64;
-        eprintln!("image {k}: {:.0}% background, {:.0}% strokes", 100.0 * dark, 100.0 * bright);
-        assert!(dark > 0.5, "image {k}: only {:.0}% background", 100.0 * dark);
-        assert!(bright > 0.03, "image {k}: only {:.1}% strokes", 100.0 * bright);
+    let pipeline = Pipeline::new(gpu, &w).unwrap();
+    // `ddim sample --batch 32 --seed 0`: 50 steps, eta 0, the model's spacing and clipping.
+    let settings = pipeline.default_settings();
+    assert_eq!((settings.steps, settings.eta), (50, 0.0));
+    let x = pipeline.sample(&SampleRequest::new(settings, 32, 0), &mut |_| {}).block_on().unwrap();
+    let v = DigitClassifier::load().judge(&x.data);
+    for (k, (class, p)) in v.tops.iter().enumerate() {
+        eprintln!("sample {k}: {class} (p = {p:.3})");
     }
+    assert!(v.looks_like_digits(), "{} of {} confident, classes {:?}", v.confident, v.n, v.classes);
 }

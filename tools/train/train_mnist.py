@@ -70,8 +70,8 @@ def model():
 
 def learning_rate(step, args):
     """Warm-up, stable, decay: linear warm-up over --warmup steps, --lr until the last --decay steps, then a
-    cosine down to --lr * --final-lr. A step's rate depends on --steps only in the decay, so a run can be planned
-    longer (a larger --steps on resuming) as long as its decay has not begun."""
+    cosine down to --lr * --final-lr. A step's rate depends on --steps only in the decay, so a run's plan can
+    change (another --steps on resuming) as long as neither the old plan's decay nor the new one's has begun."""
     if step < args.warmup:
         return args.lr * (step + 1) / args.warmup
     done = min(1.0, max(0.0, (step - decay_start(args)) / max(1, args.decay)))
@@ -90,8 +90,8 @@ def save_atomically(obj, path):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="/tmp/mnist-ddpm")
-    ap.add_argument("--steps", type=int, default=30000, help="planned optimizer steps in all sittings")
-    ap.add_argument("--decay", type=int, default=5000, help="the last steps, over which the rate decays")
+    ap.add_argument("--steps", type=int, default=12000, help="planned optimizer steps in all sittings")
+    ap.add_argument("--decay", type=int, default=4000, help="the last steps, over which the rate decays")
     ap.add_argument("--minutes", type=float, default=120, help="this sitting's training time")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)
