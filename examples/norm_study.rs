@@ -1,14 +1,15 @@
 //! The group-norm study: the group norms (with SiLU) of the CIFAR-10 UNet (google/ddpm-cifar10-32, 32 groups)
 //! at batch 8 and of the default MNIST model (16 groups) at batch 64, run with the portable kernel
-//! (`group_norm.wgsl`, a workgroup reduction) and the kernel this adapter gets (`group_norm_serial.wgsl` on CPU
-//! adapters), each against the copy roof measured in the same run.
+//! (`group_norm`, scalar loads and a tree reduction) and the kernel this adapter gets (`group_norm_serial` on
+//! CPU adapters), each against the copy roof measured in the same run.
 //!
 //! `cargo run --release --example norm_study` (or `-- cpu gpu`: any two kernel choices, the first in the
-//! "portable" columns). The two kernels run round-robin, `ROUNDS` times each, on two
+//! "portable" columns; `-- baseline gpu` compares `group_norm` with `group_norm_subgroups`, and with
+//! `DDIM_SUBGROUPS=off`, with `group_norm_vec4`). The two kernels run round-robin, `ROUNDS` times each, on two
 //! devices opened on the same adapter; the roof is measured before and after. Medians of wall time per run,
 //! each timed over a pass of enough copies to last `roofline::PASS_FLOOR` (many on a real GPU, where one
-//! submit costs more than the dispatch). Bytes are counted as the operation's traffic, x read once and out written once (plus
-//! gamma and beta), as `ddim profile` counts them.
+//! submit costs more than the dispatch). Bytes are counted as the operation's traffic, x read once and out
+//! written once (plus gamma and beta), as `ddim profile` counts them.
 
 use ddim_wgpu::gpu::roofline::{self, PASS_FLOOR};
 use ddim_wgpu::gpu::{DeviceOptions, Gpu, Tensor, describe};

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 
 /// How to choose the adapter, and which kernel variants to run on it. Built from CLI flags or from the
 /// environment (`DDIM_BACKEND`, `DDIM_ADAPTER`, `DDIM_KERNELS`, `DDIM_WINOGRAD`, `DDIM_INPUT_WINDOWS`,
-/// `DDIM_SPLIT_K`, `DDIM_MAX_BINDING`, `DDIM_MAX_STORAGE_BUFFERS`).
+/// `DDIM_SPLIT_K`, `DDIM_SUBGROUPS`, `DDIM_MAX_BINDING`, `DDIM_MAX_STORAGE_BUFFERS`).
 #[derive(Clone, Debug, Default)]
 pub struct DeviceOptions {
     /// Restrict to one backend. `None` means `WGPU_BACKEND` if set, else every backend.
@@ -33,6 +33,9 @@ pub struct DeviceOptions {
     /// (`ops::attention::KeySplit`); `DDIM_SPLIT_K=off` turns it off. On by default; off runs each in one
     /// workgroup per tile, to compare.
     pub split_k: bool,
+    /// Whether the device is opened with subgroup operations where the adapter offers them (the GPU family's
+    /// `group_norm_subgroups`); `DDIM_SUBGROUPS=off` opens it without, to compare. On by default.
+    pub subgroups: bool,
     /// Open the device with at most this `max_storage_buffer_binding_size` (bytes, a multiple of 4): what a
     /// smaller device would allow, to exercise batch splitting on a large one.
     pub max_binding: Option<u64>,
@@ -115,6 +118,10 @@ impl DeviceOptions {
             Ok(s) if !s.trim().is_empty() => parse_switch("DDIM_SPLIT_K", &s)?,
             _ => true,
         };
+        let subgroups = match std::env::var("DDIM_SUBGROUPS") {
+            Ok(s) if !s.trim().is_empty() => parse_switch("DDIM_SUBGROUPS", &s)?,
+            _ => true,
+        };
         let backend = match std::env::var("DDIM_BACKEND") {
             Ok(s) if !s.trim().is_empty() => Some(parse_backend(&s)?),
             _ => None,
@@ -131,6 +138,7 @@ impl DeviceOptions {
             winograd,
             input_windows,
             split_k,
+            subgroups,
             max_binding,
             max_storage_buffers,
             fault,
@@ -174,10 +182,12 @@ fn backend_bits(backend: wgpu::Backend) -> wgpu::Backends {
 #[cfg(not(target_arch = "wasm32"))]
 const GL_WAIT_SLICE_MS: u64 = 50;
 
-/// Device features we use when the adapter has them (GPU timestamps for the profiler). None is required.
+/// Device features we use when the adapter has them (GPU timestamps for the profiler; subgroups unless
+/// [`DeviceOptions::subgroups`] is off). None is required.
 const WANTED_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
     .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS)
-    .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES);
+    .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
+    .union(wgpu::Features::SUBGROUP);
 
 /// Ranks adapter types: a discrete GPU first, a software rasteriser last.
 fn type_rank(t: wgpu::DeviceType) -> u8 {
@@ -266,7 +276,10 @@ impl Gpu {
     pub async fn new(options: &DeviceOptions) -> Result<Self> {
         let adapter = choose_adapter(options).await?;
         let info = adapter.get_info();
-        let features = adapter.features() & WANTED_FEATURES;
+        let mut features = adapter.features() & WANTED_FEATURES;
+        if !options.subgroups {
+            features.remove(wgpu::Features::SUBGROUP);
+        }
         let mut limits = adapter.limits();
         if let Some(cap) = options.max_binding {
             if cap < 4 || cap % 4 != 0 {
@@ -388,6 +401,11 @@ impl Gpu {
                 limits.max_storage_buffers_per_shader_stage.min(cap);
         }
         limits
+    }
+
+    /// Whether the device was opened with subgroup operations (`enable subgroups;` kernels can run).
+    pub fn subgroups(&self) -> bool {
+        self.device.features().contains(wgpu::Features::SUBGROUP)
     }
 
     /// The features the device was opened with.

@@ -223,6 +223,13 @@ impl Gpu {
         }
         self.check_binding_counts(kernel)?;
         let source = kernel.full_source()?;
+        if source.contains("@builtin(subgroup_id)") && !self.subgroups() {
+            return Err(Error::Gpu {
+                what: format!("compiling kernel `{}`", kernel.name),
+                message: "it uses subgroup operations, and the device was opened without subgroups"
+                    .to_string(),
+            });
+        }
         let compiled = self.scoped(&format!("compiling kernel `{}`", kernel.name), || {
             let device = self.device();
             // Bounds checks stay on (they cost little even on lavapipe and keep a kernel bug from reading

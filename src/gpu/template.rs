@@ -8,9 +8,12 @@
 //! - `{{NAME}}` anywhere: the variant's value of `NAME` (an error where it has none), also inside directives
 //!   (`#for w in 0..{{WINDOWS}}`); `{{NAME+K}}` adds a whole number to a whole-number value (binding numbers
 //!   after a variant's windows).
-//! - `#entry N` (or `#entry N id`): the compute entry point `main` with workgroup size `N` and the builtins
+//! - `#entry N [id] [subgroups]`: the compute entry point `main` with workgroup size `N` and the builtins
 //!   every kernel flattens its 2-D grid with (`wg`, `nwg`, `li`); with `id`, also
-//!   `let id = flat_index(wg, nwg, li, N);`. The function body follows and closes it.
+//!   `let id = flat_index(wg, nwg, li, N);`; with `subgroups`, also the subgroup builtins (`sg`: this
+//!   invocation's subgroup, `nsg`: the workgroup's subgroups, `lane`: the invocation within its subgroup;
+//!   naga takes subgroup operations from the device's features, with no `enable` directive). The function
+//!   body follows and closes it.
 //!
 //! - `#bindings x weight:vec4 u0..4 out`: the declarations of bindings 1.. in order, named so (`u0..4` is
 //!   `u0 u1 u2 u3`; `:vec4` or `:u32` sets a storage array's element, f32 otherwise), each with the access the
@@ -166,21 +169,33 @@ fn block(
                 let size: u32 = words
                     .next()
                     .and_then(|s| s.parse().ok())
-                    .ok_or_else(|| format!("line {at}: expected `#entry SIZE [id]`"))?;
+                    .ok_or_else(|| format!("line {at}: expected `#entry SIZE [id] [subgroups]`"))?;
+                let (mut id, mut with_subgroups) = (false, false);
+                for word in words {
+                    match word {
+                        "id" if !id => id = true,
+                        "subgroups" if !with_subgroups => with_subgroups = true,
+                        other => {
+                            return Err(format!("line {at}: unexpected `#entry` option `{other}`"));
+                        }
+                    }
+                }
                 out.push_str(&format!(
                     "@compute @workgroup_size({size})\nfn main(\n    \
                      @builtin(workgroup_id) wg: vec3<u32>,\n    \
                      @builtin(num_workgroups) nwg: vec3<u32>,\n    \
-                     @builtin(local_invocation_index) li: u32,\n) {{\n"
+                     @builtin(local_invocation_index) li: u32,\n"
                 ));
-                match words.next() {
-                    Some("id") => {
-                        out.push_str(&format!("    let id = flat_index(wg, nwg, li, {size}u);\n"))
-                    }
-                    None => {}
-                    Some(other) => {
-                        return Err(format!("line {at}: unknown `#entry` option `{other}`"));
-                    }
+                if with_subgroups {
+                    out.push_str(
+                        "    @builtin(subgroup_id) sg: u32,\n    \
+                         @builtin(num_subgroups) nsg: u32,\n    \
+                         @builtin(subgroup_invocation_id) lane: u32,\n",
+                    );
+                }
+                out.push_str(") {\n");
+                if id {
+                    out.push_str(&format!("    let id = flat_index(wg, nwg, li, {size}u);\n"));
                 }
                 i += 1;
             }
@@ -320,6 +335,24 @@ mod tests {
         let out = expand("#entry 64 id\n    f(id);\n}\n", &[], &[]).unwrap();
         assert!(out.starts_with("@compute @workgroup_size(64)\nfn main(\n"));
         assert!(out.contains("    let id = flat_index(wg, nwg, li, 64u);\n    f(id);\n}\n"));
+        assert!(!out.contains("subgroup"));
+    }
+
+    #[test]
+    fn an_entry_with_subgroups_has_their_builtins() {
+        let out =
+            expand("#entry 256 subgroups id\n    f(id, sg, nsg, lane);\n}\n", &[], &[]).unwrap();
+        assert!(out.starts_with("@compute @workgroup_size(256)\n"));
+        assert!(out.contains("@builtin(subgroup_id) sg: u32"));
+        assert!(out.contains("@builtin(num_subgroups) nsg: u32"));
+        assert!(out.contains("@builtin(subgroup_invocation_id) lane: u32"));
+        assert!(
+            out.contains(
+                "    let id = flat_index(wg, nwg, li, 256u);\n    f(id, sg, nsg, lane);\n"
+            )
+        );
+        assert!(expand("#entry 64 id id\n}\n", &[], &[]).unwrap_err().contains("`id`"));
+        assert!(expand("#entry 64 warp\n}\n", &[], &[]).unwrap_err().contains("`warp`"));
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub const KERNELS: &[&Kernel] = &[
     &elementwise::KERNEL,
     &finite::KERNEL,
     &group_norm::KERNEL,
+    &group_norm::VEC4_KERNEL,
+    &group_norm::SUBGROUP_KERNEL,
     &group_norm::SERIAL_KERNEL,
     &linear::KERNEL,
     &linear::REDUCE_KERNEL,

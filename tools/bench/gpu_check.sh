@@ -76,6 +76,8 @@ else
     step "$ex/conv_study" gpu-nosplit gpu
     step "$ex/conv_study" 1x1 gpu-nosplit gpu
     step "$ex/norm_study" cpu gpu
+    step "$ex/norm_study" baseline gpu
+    step env DDIM_SUBGROUPS=off "$ex/norm_study" baseline gpu
     step env DDIM_KERNELS=gpu "$ex/attention_study"
     step env DDIM_KERNELS=gpu DDIM_SPLIT_K=off "$ex/attention_study"
     step env DDIM_KERNELS=cpu "$ex/attention_study"

@@ -41,6 +41,12 @@ pub struct DeviceArgs {
           action = clap::ArgAction::Set, value_name = "on|off")]
     pub split_k: bool,
 
+    /// Whether the device is opened with subgroup operations where the adapter has them (on: the gpu
+    /// family's group norm reduces subgroup by subgroup), or without (off), to compare the two.
+    #[arg(long, env = "DDIM_SUBGROUPS", default_value = "on", value_parser = parse_subgroups_arg,
+          action = clap::ArgAction::Set, value_name = "on|off")]
+    pub subgroups: bool,
+
     /// Open the device with at most this storage-binding size, in bytes (a multiple of 4): what a smaller
     /// device allows, to see batches split on a large one.
     #[arg(long, env = "DDIM_MAX_BINDING")]
@@ -67,6 +73,7 @@ impl DeviceArgs {
             winograd: self.winograd,
             input_windows: self.input_windows,
             split_k: self.split_k,
+            subgroups: self.subgroups,
             max_binding: self.max_binding,
             max_storage_buffers: self.max_storage_buffers,
             fault: self.inject_fault.clone(),
@@ -92,6 +99,10 @@ fn parse_input_windows_arg(s: &str) -> Result<bool, String> {
 
 fn parse_split_k_arg(s: &str) -> Result<bool, String> {
     parse_switch("--split-k", s).map_err(|e| e.to_string())
+}
+
+fn parse_subgroups_arg(s: &str) -> Result<bool, String> {
+    parse_switch("--subgroups", s).map_err(|e| e.to_string())
 }
 
 fn parse_backend_arg(s: &str) -> Result<wgpu::Backend, String> {

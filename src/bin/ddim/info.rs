@@ -120,6 +120,7 @@ fn info(options: &DeviceOptions, roofline: bool) -> Result<()> {
     };
     println!("  shader f16 (adapter):     {}", offers(wgpu::Features::SHADER_F16));
     println!("  subgroups (adapter):      {}", offers(wgpu::Features::SUBGROUP));
+    println!("  subgroups (in use):       {}", has(wgpu::Features::SUBGROUP));
     let l = gpu.limits();
     let mib = |b: u64| {
         if b >= 1 << 20 { format!("{} MiB", b >> 20) } else { format!("{b} bytes") }

@@ -1,10 +1,11 @@
 //! Group normalisation with affine parameters and an optional fused SiLU.
 //!
-//! Two kernels, one result. `group_norm.wgsl` gives each (image, group) a workgroup and reduces in workgroup
-//! memory: what GPUs want. `group_norm_serial.wgsl` has no barriers: one invocation per (image, channel) reads
-//! the channel once for its mean and squared deviations (Chan's update), then a second launch merges each
-//! group's channels and normalises, with every statistic and affine parameter at a workgroup-uniform address;
-//! on lavapipe a workgroup barrier costs more than the sums around it. [`kernel_for`] chooses.
+//! Two kernels, one result. `group_norm.wgsl` gives each (image, group) a workgroup and reduces across it
+//! (in workgroup memory, or subgroup by subgroup where the device has subgroups): what GPUs want.
+//! `group_norm_serial.wgsl` has no barriers: one invocation per (image, channel) reads the channel once for
+//! its mean and squared deviations (Chan's update), then a second launch merges each group's channels and
+//! normalises, with every statistic and affine parameter at a workgroup-uniform address; on lavapipe a
+//! workgroup barrier costs more than the sums around it. [`kernel_for`] chooses.
 //!
 //! One file per algorithm: [`workgroup`], [`serial`]; what they share in [`shape`]; the choice in [`strategy`].
 
@@ -15,5 +16,5 @@ pub mod workgroup;
 
 pub use serial::{SERIAL_KERNEL, SerialParams};
 pub use shape::NormParams;
-pub use strategy::{group_norm, kernel_for};
-pub use workgroup::{KERNEL, Params};
+pub use strategy::{group_norm, group_norm_with, kernel_for};
+pub use workgroup::{KERNEL, Params, SUBGROUP_KERNEL, VEC4_KERNEL};

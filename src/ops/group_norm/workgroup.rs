@@ -1,24 +1,59 @@
-//! `group_norm.wgsl`: a workgroup per (image, group), reducing in workgroup memory: what GPUs want.
+//! `group_norm.wgsl`: a workgroup per (image, group), reducing across the workgroup: what GPUs want. Three
+//! variants of one source: scalar loads with a tree reduction in workgroup memory (any adapter, any map),
+//! vec4 loads (maps whose `h * w` is a multiple of 4), and vec4 loads with each subgroup reducing first
+//! (devices opened with subgroups, [`Gpu::subgroups`]).
 
 use super::shape::{Norm, NormParams, OP};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::Access::{Read, ReadWrite};
 use crate::gpu::kernel::kernel;
 use crate::gpu::kernel::params;
 use crate::gpu::{Dispatch, Gpu, Kernel};
 
-/// The kernel.
-pub const KERNEL: Kernel = kernel!("group_norm", includes: [], workgroup: 256, params: Params,
-    bindings: &[Read, Read, Read, ReadWrite]);
+/// Scalar loads, a tree reduction in workgroup memory: any adapter, any map.
+pub const KERNEL: Kernel = kernel!("group_norm" from "group_norm" where [("LANES", "1")],
+    includes: [], workgroup: 256, params: Params, bindings: &[Read, Read, Read, ReadWrite]);
+
+/// vec4 loads and stores, the tree reduction: maps whose `h * w` is a multiple of 4.
+pub const VEC4_KERNEL: Kernel = kernel!("group_norm_vec4" from "group_norm" where [("LANES", "4")],
+    includes: [], workgroup: 256, params: Params, bindings: &[Read, Read, Read, ReadWrite]);
+
+/// vec4 loads and stores, each subgroup reducing with `subgroupAdd` before one barrier: maps whose `h * w` is
+/// a multiple of 4, on devices opened with subgroups.
+pub const SUBGROUP_KERNEL: Kernel = kernel!("group_norm_subgroups" from "group_norm"
+    where [("LANES", "4"), ("SUBGROUPS", "1")],
+    includes: [], workgroup: 256, params: Params, bindings: &[Read, Read, Read, ReadWrite]);
 
 params! {
     /// Mirrors `Params` in group_norm.wgsl.
     pub struct Params { pub norm: NormParams, pub _pad: [u32; 2] }
 }
 
-/// One workgroup per (image, group).
-pub(super) fn launch(gpu: &Gpu, label: &str, g: &Norm<'_>) -> Result<Dispatch> {
+/// One workgroup per (image, group), with `kernel`, one of this file's three: an error where it cannot run
+/// this normalisation on `gpu` (the vec4 variants need `h * w` a multiple of 4, the subgroup one a device
+/// opened with subgroups).
+pub(super) fn launch(
+    gpu: &Gpu,
+    kernel: &'static Kernel,
+    label: &str,
+    g: &Norm<'_>,
+) -> Result<Dispatch> {
+    let why_not = if kernel.name == KERNEL.name {
+        None
+    } else if !g.hw.is_multiple_of(4) {
+        Some(format!("{} values per channel, not a multiple of 4", g.hw))
+    } else if kernel.name == SUBGROUP_KERNEL.name && !gpu.subgroups() {
+        Some("the device was opened without subgroups".to_string())
+    } else {
+        None
+    };
+    if let Some(why) = why_not {
+        return Err(Error::param(
+            OP,
+            format!("kernel `{}` cannot normalise `{label}`: {why}", kernel.name),
+        ));
+    }
     let params = Params { norm: g.params(), _pad: [0; 2] };
     let tensors = [g.x, g.gamma, g.beta, g.out];
-    Dispatch::new(gpu, &KERNEL, OP, label, &params, &tensors, (g.n * g.groups) as u64)
+    Dispatch::new(gpu, kernel, OP, label, &params, &tensors, (g.n * g.groups) as u64)
 }
