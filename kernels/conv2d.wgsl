@@ -12,8 +12,9 @@
 // conv2d:
 //   residual [batch, cout, ho, wo]   read only when has_residual != 0 (otherwise any read-only buffer)
 //   out      [batch, cout, ho, wo]
-//   chan     [batch, cout]            read only when has_channel != 0: a per-image channel offset (the UNet's
-//                                     time embedding, added after conv1 of every ResNet block)
+//   chan     [batch, chan_stride]    read only when has_channel != 0: image n's per-channel offset (the UNet's
+//                                   time embedding, added after conv1 of every ResNet block) at
+//                                   chan[n * chan_stride + chan_offset + co] (ConvShape)
 // conv2d_ddim:
 //   noise    [batch, cout, ho, wo]    read only with NOISE_TENSOR (otherwise any read-only buffer)
 //   latent   [batch, cout, ho, wo]    x_t in, x_prev out
@@ -73,7 +74,7 @@ struct Params {
 #else
         var b = bias[co];
         if (p.has_channel != 0u) {
-            b = b + chan[n * c.cout + co];
+            b = b + chan[n * c.chan_stride + c.chan_offset + co];
         }
         let obase = (n * c.cout + co) * c.ho * c.wo + oy * c.wo;
 #end

@@ -5,10 +5,10 @@
 // `o`; the last adds the residual there and scales.
 
 // Output channel co's bias for image n, with the image's channel offset where there is one.
-fn bias_of(n: u32, co: u32, cout: u32) -> f32 {
+fn bias_of(n: u32, co: u32, c: ConvShape) -> f32 {
     var bk = bias[co];
     if (p.has_channel != 0u) {
-        bk = bk + chan[n * cout + co];
+        bk = bk + chan[n * c.chan_stride + c.chan_offset + co];
     }
     return bk;
 }

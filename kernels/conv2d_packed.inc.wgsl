@@ -10,8 +10,9 @@
 //   bias     [cout]
 //   residual [batch, cout, ho, wo]   read only when the last chunk runs with has_residual != 0
 //   out      [batch, cout, ho, wo]
-//   chan     [batch, cout]            read only when has_channel != 0: a per-image channel offset, added with
-//                                     the bias (the UNet's time embedding after a ResNet block's conv1)
+//   chan     [batch, chan_stride]    read only when has_channel != 0: image n's per-channel offset at
+//                                   chan[n * chan_stride + chan_offset + co], added with the bias (the UNet's
+//                                   time embedding after a ResNet block's conv1)
 // Input channels come in chunks of `ci_count` from `ci0` (one window each) when taps x 8 x cin floats exceed
 // a window: the first chunk writes acc + bias, later ones add to out, the last applies residual and scale.
 //
@@ -135,7 +136,7 @@ fn store_block(acc: Acc, n: u32, b: u32, oy: u32, ox0: u32) {
             break;
         }
         let obase = (n * c.cout + co) * c.ho * c.wo + oy * c.wo;
-        let bk = bias_of(n, co, c.cout);
+        let bk = bias_of(n, co, c);
         for (var j = 0u; j < 8u; j = j + 1u) {
             let ox = ox0 + j;
             if (ox >= c.wo) {

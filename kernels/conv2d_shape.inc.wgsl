@@ -18,7 +18,10 @@ struct ConvShape {
     pad_top: u32,
     pad_left: u32,
     up: u32,
-    _pad1: u32,
-    _pad2: u32,
-    _pad3: u32,
+    // Where image n's channel vector (a per-image offset the epilogue adds per output channel, where the
+    // kernel has one) starts in `chan`: n * chan_stride + chan_offset; cout and 0 unless it is a slice of a
+    // longer per-image vector.
+    chan_stride: u32,
+    chan_offset: u32,
+    _pad: u32,
 }

@@ -4,7 +4,7 @@
 // Layouts (row-major f32):
 //   part     [splits, cout, p_count]   part[s, m, i]: slice s's sum for output channel m at pixel p_begin + i
 //   bias     [cout]
-//   chan     [batch, cout]             read only when has_channel != 0
+//   chan     [batch, chan_stride]      read only when has_channel != 0 (at n * chan_stride + chan_offset + m)
 //   residual [batch, cout, ho, wo]     read only when has_residual != 0
 //   out      [batch, cout, ho, wo]     pixel pix = (n * ho + oy) * wo + ox of channel m at (n * cout + m) * ho * wo
 //                                      + pix % (ho * wo)

@@ -8,7 +8,7 @@
 //   bias     [cout]
 //   residual [batch, cout, ho, wo]            read only when has_residual != 0
 //   out      [batch, cout, ho, wo]            written only when splits = 1
-//   chan     [batch, cout]                    read only when has_channel != 0
+//   chan     [batch, chan_stride]             read only when has_channel != 0 (at n * chan_stride + chan_offset + m)
 //   part     [splits, cout, p_count]          written only when splits > 1: part[s, m, i] is the sum over K
 //                                             slice s of output channel m at pixel p_begin + i
 // The GEMM: out[m, pix] = sum over k of weight[m, k] * col[k, pix], with N = batch * ho * wo output pixels and

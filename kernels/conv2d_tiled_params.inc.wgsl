@@ -54,7 +54,7 @@ fn finish(sum: f32, m: u32, pix: u32) {
     let n = pix / plane;
     var v = sum + bias[m];
     if (p.has_channel != 0u) {
-        v = v + chan[n * c.cout + m];
+        v = v + chan[n * c.chan_stride + c.chan_offset + m];
     }
     let o = (n * c.cout + m) * plane + pix % plane;
     if (p.has_residual != 0u) {

@@ -7,7 +7,8 @@
 //   bias     [cout]
 //   residual [batch, cout, ho, wo]   read only when has_residual != 0
 //   out      [batch, cout, ho, wo]   only the pixels of tiles t0 .. t0 + count - 1 are written
-//   chan     [batch, cout]            read only when has_channel != 0 (a per-image channel offset)
+//   chan     [batch, chan_stride]    read only when has_channel != 0: image n's per-channel offset at
+//                                   chan[n * chan_stride + chan_offset + co]
 //
 // Grid: one invocation per (co, t), t fastest, over the flattened 2-D grid; those past the end return.
 // Invariants: pixels of a tile past ho or wo are computed and not stored. A^T is Toom-Cook's at the points 0,
@@ -50,7 +51,7 @@ fn at(s: array<f32, 6>) -> array<f32, 4> {
 
     var offset = bias[co];
     if (p.has_channel != 0u) {
-        offset = offset + chan[tile.n * c.cout + co];
+        offset = offset + chan[tile.n * c.chan_stride + c.chan_offset + co];
     }
     let plane = (tile.n * c.cout + co) * c.ho * c.wo;
     for (var r = 0u; r < 4u; r = r + 1u) {

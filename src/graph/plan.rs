@@ -318,7 +318,7 @@ fn prepare(
             linear::linear(gpu, label, ins[0], ins[1], ins[2], residual, out, &cfg)?
         }
         Op::Conv2dAddChannel(cfg) => {
-            let channel = Some(ins[3]);
+            let channel = Some(conv2d::ChannelSlice::whole(ins[3]));
             conv2d::conv2d_with_channel(
                 gpu, label, ins[0], ins[1], ins[2], channel, None, out, cfg,
             )?

@@ -1,9 +1,9 @@
 use ddim_wgpu::gpu::KernelChoice;
-use ddim_wgpu::gpu::{DeviceOptions, Gpu};
+use ddim_wgpu::gpu::{DeviceOptions, Gpu, Tensor};
 use ddim_wgpu::ops::conv2d::winograd::{GEMM_KERNEL, GEMM_WIDE_KERNEL, GEMM_WINDOWED_KERNEL};
 use ddim_wgpu::ops::conv2d::{
-    Conv2dConfig, ConvShape, Im2col, Padding, SplitK, conv2d, conv2d_with_channel, kernel_for,
-    lay_columns, output_size,
+    ChannelSlice, Conv2dConfig, ConvShape, Im2col, Padding, SplitK, conv2d, conv2d_with_channel,
+    kernel_for, lay_columns, output_size,
 };
 use ddim_wgpu::reference::nn;
 use pollster::FutureExt as _;
@@ -90,7 +90,9 @@ fn run_case(gpu: &Gpu, name: &str, c: &Case, expect: &str) {
         pad_top: p.top as u32,
         pad_left: p.left as u32,
         up: 0,
-        _pad: [0; 3],
+        chan_stride: c.cout as u32,
+        chan_offset: 0,
+        _pad: 0,
     };
     // The CPU family takes the product over columns only where `Im2col::on` applies on this device (one
     // image's columns within its binding limits, the 1x1 product's windows at its uniform-offset alignment:
@@ -422,7 +424,9 @@ fn conv_strided_as_matrix_product_over_columns() {
         pad_top: 1,
         pad_left: 1,
         up: 0,
-        _pad: [0; 3],
+        chan_stride: 20,
+        chan_offset: 0,
+        _pad: 0,
     };
     // 333 rows x 120 pixels = 159,840 bytes an image: 400 KiB holds 2 (where the device takes the product
     // over columns at all; see `run_case`).
@@ -459,7 +463,9 @@ fn im2col_columns_match_the_reference() {
             pad_top: top as u32,
             pad_left: left as u32,
             up: up as u32,
-            _pad: [0; 3],
+            chan_stride: 1,
+            chan_offset: 0,
+            _pad: 0,
         };
         let (x, xv) = random(gpu, "x", &[3, cin, h, w], 90 + k as u64);
         let rows = cin * k * k;
@@ -527,8 +533,18 @@ fn offsets(channel: &[f32], residual: Option<&[f32]>, plane: usize) -> Vec<f32> 
         .collect()
 }
 
+/// Channel vectors `[n, offset + cout + 3]` (as a UNet's time projections computed together for several
+/// blocks), and the `[n, cout]` values a convolution reading `cout` of them from `offset` must add.
+fn channel_slice(gpu: &Gpu, n: usize, cout: usize, offset: usize, seed: u64) -> (Tensor, Vec<f32>) {
+    let len = offset + cout + 3;
+    let (t, v) = random(gpu, "channel vectors", &[n, len], seed);
+    let slice = v.chunks(len).flat_map(|image| image[offset..offset + cout].to_vec()).collect();
+    (t, slice)
+}
+
 /// `conv2d_with_channel` (a ResNet block's conv1 with its time embedding) on each kernel: the reference adds
-/// the per-image channel offset as a residual constant over each output plane.
+/// the per-image channel offset as a residual constant over each output plane. The offsets are a slice of
+/// longer per-image vectors (from 0 and from an odd offset).
 #[test]
 fn conv_with_channel_offset_on_every_kernel() {
     gpu_or_skip!();
@@ -544,7 +560,8 @@ fn conv_with_channel_offset_on_every_kernel() {
             let (x, xv) = random(gpu, "x", &[n, cin, h, w], seed);
             let (wt, wv) = random(gpu, "weight", &[cout, cin, k, k], seed + 1);
             let (b, bv) = random(gpu, "bias", &[cout], seed + 2);
-            let (ch, cv) = random(gpu, "channel", &[n, cout], seed + 3);
+            let offset = [0, 7][i % 2];
+            let (ch, cv) = channel_slice(gpu, n, cout, offset, seed + 3);
             let (r, rv) = random(gpu, "residual", &[n, cout, h, w], seed + 4);
             let out = gpu.zeros("out", &[n, cout, h, w]).unwrap();
             let cfg = Conv2dConfig {
@@ -554,8 +571,9 @@ fn conv_with_channel_offset_on_every_kernel() {
             };
             let name = format!("conv {k}x{k} {n}x{cin}x{h}x{w} -> {cout} + channel offset");
             let res = residual.then_some(&r);
+            let ch = ChannelSlice { vectors: &ch, offset };
             let d =
-                conv2d_with_channel(gpu, &name, &x, &wt, &b, Some(&ch), res, &out, &cfg).unwrap();
+                conv2d_with_channel(gpu, &name, &x, &wt, &b, Some(ch), res, &out, &cfg).unwrap();
             let got = run(gpu, &[&d], &out);
             let plane = h * w;
             let offsets = offsets(&cv, residual.then_some(&rv[..]), plane);
@@ -659,15 +677,16 @@ fn conv1x1_with_x_in_uniform_windows() {
                 };
                 let (wt, wv) = random(gpu, "weight", &[cout, cin, 1, 1], seed + 1);
                 let (b, bv) = random(gpu, "bias", &[cout], seed + 2);
-                let (ch, cv) = random(gpu, "channel", &[n, cout], seed + 3);
+                let offset = 5 * (i % 2);
+                let (ch, cv) = channel_slice(gpu, n, cout, offset, seed + 3);
                 let (r, rv) = random(gpu, "residual", &[n, cout, h, w], seed + 4);
                 let out = gpu.zeros("out", &[n, cout, h, w]).unwrap();
                 let cfg = Conv2dConfig { out_scale: 0.5, ..Default::default() };
                 let name =
                     format!("conv 1x1 {n}x{cin}x{h}x{w} -> {cout}, room for windows: {room}");
+                let ch = Some(ChannelSlice { vectors: &ch, offset });
                 let d =
-                    conv2d_with_channel(gpu, &name, &x, &wt, &b, Some(&ch), Some(&r), &out, &cfg)
-                        .unwrap();
+                    conv2d_with_channel(gpu, &name, &x, &wt, &b, ch, Some(&r), &out, &cfg).unwrap();
                 let got = run(gpu, &[&d], &out);
                 let plane = h * w;
                 let offsets = offsets(&cv, Some(&rv), plane);
@@ -709,7 +728,9 @@ fn input_windows_off_runs_the_storage_kernels() {
         pad_top: k / 2,
         pad_left: k / 2,
         up: 0,
-        _pad: [0; 3],
+        chan_stride: cout,
+        chan_offset: 0,
+        _pad: 0,
     };
     // 256 -> 256 @ 32, batch 2: 128 tiles, a position's V over two windows (not conv2d_winograd_gemm_wide).
     let (one, three) = (shape(256, 256, 16, 1), shape(256, 256, 32, 3));
@@ -796,12 +817,13 @@ fn conv_tiled_split_along_k_and_into_pixel_groups() {
         let (x, xv) = random(gpu, "x", &[n, cin, h, w], seed);
         let (wt, wv) = random(gpu, "weight", &[cout, cin, 3, 3], seed + 1);
         let (b, bv) = random(gpu, "bias", &[cout], seed + 2);
-        let (ch, cv) = random(gpu, "channel", &[n, cout], seed + 3);
+        let offset = 3 * i;
+        let (ch, cv) = channel_slice(gpu, n, cout, offset, seed + 3);
         let (r, rv) = random(gpu, "residual", &[n, cout, ho, wo], seed + 4);
         let out = gpu.zeros("out", &[n, cout, ho, wo]).unwrap();
         let name = format!("conv 3x3 stride {stride} {n}x{cin}x{h}x{w} -> {cout}, split");
-        let d =
-            conv2d_with_channel(gpu, &name, &x, &wt, &b, Some(&ch), Some(&r), &out, &cfg).unwrap();
+        let ch = Some(ChannelSlice { vectors: &ch, offset });
+        let d = conv2d_with_channel(gpu, &name, &x, &wt, &b, ch, Some(&r), &out, &cfg).unwrap();
         let x_shape = ConvShape {
             ho: ho as u32,
             wo: wo as u32,
@@ -829,4 +851,27 @@ fn conv_tiled_split_along_k_and_into_pixel_groups() {
         );
         check_result(gpu, &name, d.kernel().name, "", &got, &want);
     }
+}
+
+/// A channel slice that does not fit its vectors, or vectors for another batch, is refused by name.
+#[test]
+fn channel_slices_that_do_not_fit_are_refused() {
+    let gpu = gpu_or_skip!();
+    let (x, _) = random(gpu, "x", &[2, 3, 4, 4], 1);
+    let (wt, _) = random(gpu, "weight", &[5, 3, 3, 3], 2);
+    let (b, _) = random(gpu, "bias", &[5], 3);
+    let out = gpu.zeros("out", &[2, 5, 4, 4]).unwrap();
+    let cfg = Conv2dConfig { padding: Padding::uniform(1), ..Default::default() };
+    let (vectors, _) = random(gpu, "time projections", &[2, 12], 4);
+    let (other_batch, _) = random(gpu, "time projections", &[3, 12], 5);
+    for (vectors, offset) in [(&vectors, 8), (&vectors, usize::MAX), (&other_batch, 0)] {
+        let ch = Some(ChannelSlice { vectors, offset });
+        let e = conv2d_with_channel(gpu, "conv1", &x, &wt, &b, ch, None, &out, &cfg)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains("`time projections`") && e.contains("5 values"), "{e}");
+    }
+    let ch = Some(ChannelSlice { vectors: &vectors, offset: 7 });
+    conv2d_with_channel(gpu, "conv1", &x, &wt, &b, ch, None, &out, &cfg).unwrap();
 }

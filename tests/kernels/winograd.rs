@@ -42,7 +42,9 @@ fn shape(n: usize, cin: usize, h: usize, w: usize, cout: usize, pad: usize, up: 
         pad_top: pad as u32,
         pad_left: pad as u32,
         up: u as u32,
-        _pad: [0; 3],
+        chan_stride: cout as u32,
+        chan_offset: 0,
+        _pad: 0,
     }
 }
 

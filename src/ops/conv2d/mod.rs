@@ -31,7 +31,9 @@ pub use direct::{ACCUMULATE, KERNEL, Params};
 pub use im2col::{IM2COL_SCRATCH_BYTES, Im2col, Im2colParams, KERNEL_IM2COL, lay_columns};
 pub use one_by_one::{KERNEL_1X1, KERNEL_1X1_WIDE, OneByOne, OneByOneParams};
 pub use packed::{KERNEL_3X3, KERNEL_PACKED, PACK_KERNEL, PackGeometry, PackParams, PackedParams};
-pub use shape::{BLOCK, Conv2dConfig, ConvShape, EPILOGUE, Padding, SHAPE, output_size};
+pub use shape::{
+    BLOCK, ChannelSlice, Conv2dConfig, ConvShape, EPILOGUE, Padding, SHAPE, output_size,
+};
 pub use strategy::{conv2d, conv2d_with_channel, kernel_for};
 pub use tiled::{
     KERNEL_SPLIT_REDUCE, KERNEL_TILED, SPLIT_MIN_K, SPLIT_TARGET, SplitK, TiledParams,

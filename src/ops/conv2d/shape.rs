@@ -92,7 +92,12 @@ params! {
         pub pad_left: u32,
         /// 1 when the input is read upsampled 2x (h and w are then the upsampled size).
         pub up: u32,
-        pub _pad: [u32; 3],
+        /// Where image n's channel vector starts in the epilogue's `chan` binding: `n * chan_stride +
+        /// chan_offset` (`cout` and 0 unless the vector is a slice of a longer one; [`ChannelSlice`]).
+        pub chan_stride: u32,
+        /// See `chan_stride`.
+        pub chan_offset: u32,
+        pub _pad: u32,
     }
 }
 
@@ -143,7 +148,9 @@ impl ConvShape {
             pad_top: dim(op, "pad_top", cfg.padding.top)?,
             pad_left: dim(op, "pad_left", cfg.padding.left)?,
             up: up as u32,
-            _pad: [0; 3],
+            chan_stride: dim(op, "cout", cout)?,
+            chan_offset: 0,
+            _pad: 0,
         })
     }
 
@@ -163,6 +170,50 @@ impl ConvShape {
     pub(crate) fn flops(&self) -> u64 {
         let [n, cout, ho, wo] = self.output_shape();
         2 * (n * cout * ho * wo) as u64 * (self.cin * self.kh * self.kw) as u64
+    }
+}
+
+/// The per-image channel vector a convolution's epilogue adds to output channel `co` of image `n`:
+/// `vectors[n, offset + co]` of a `[N, len]` tensor, `offset + Cout <= len`. One block's slice of vectors
+/// computed together for several blocks (a UNet's time projections); `offset` 0 where the tensor is
+/// `[N, Cout]`.
+#[derive(Clone, Copy)]
+pub struct ChannelSlice<'a> {
+    /// The `[N, len]` tensor.
+    pub vectors: &'a Tensor,
+    /// Where this convolution's `Cout` values start in each image's `len`.
+    pub offset: usize,
+}
+
+impl<'a> ChannelSlice<'a> {
+    /// The whole of a `[N, Cout]` tensor.
+    pub fn whole(vectors: &'a Tensor) -> Self {
+        ChannelSlice { vectors, offset: 0 }
+    }
+
+    /// `(chan_stride, chan_offset)` for a convolution of `shape`: an error naming the tensor where it is not
+    /// `[N, len]` with room for `Cout` values from `offset`.
+    pub(crate) fn layout(&self, shape: &ConvShape) -> Result<(u32, u32)> {
+        let (n, cout) = (shape.batch as usize, shape.cout as usize);
+        let fits = match self.vectors.shape() {
+            [batch, len] => *batch == n && self.offset.checked_add(cout).is_some_and(|e| e <= *len),
+            _ => false,
+        };
+        if !fits {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "channel vectors `{}` {:?}: need [{n}, len] with {cout} values from {}",
+                    self.vectors.label(),
+                    self.vectors.shape(),
+                    self.offset
+                ),
+            ));
+        }
+        Ok((
+            dim(OP, "channel vector length", self.vectors.shape()[1])?,
+            dim(OP, "channel offset", self.offset)?,
+        ))
     }
 }
 

@@ -5,7 +5,7 @@ use super::direct::{self, KERNEL};
 use super::im2col::{Im2col, KERNEL_IM2COL, im2col};
 use super::one_by_one::{KERNEL_1X1, KERNEL_1X1_WIDE, OneByOne, one_by_one};
 use super::packed::{KERNEL_3X3, KERNEL_PACKED, PackGeometry, packed};
-use super::shape::{Conv2dConfig, ConvShape, OP, Operands};
+use super::shape::{ChannelSlice, Conv2dConfig, ConvShape, OP, Operands};
 use super::tiled::{KERNEL_TILED, TILED_WORKGROUP_BYTES, tiled};
 use super::winograd;
 use crate::error::{Error, Result};
@@ -120,9 +120,9 @@ pub fn conv2d(
     conv2d_with_channel(gpu, label, x, weight, bias, None, residual, out, cfg)
 }
 
-/// [`conv2d`] with a per-image channel offset `channel` `[N, Cout]` added with the bias:
-/// `out = (conv(x, weight) + bias + channel + residual) * out_scale` (a ResNet block's conv1 and its time
-/// embedding, in one dispatch).
+/// [`conv2d`] with a per-image channel offset added with the bias, `channel`'s slice of a `[N, len]`
+/// tensor: `out = (conv(x, weight) + bias + channel + residual) * out_scale` (a ResNet block's conv1 and its
+/// time embedding, in one dispatch).
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_with_channel(
     gpu: &Gpu,
@@ -130,24 +130,25 @@ pub fn conv2d_with_channel(
     x: &Tensor,
     weight: &Tensor,
     bias: &Tensor,
-    channel: Option<&Tensor>,
+    channel: Option<ChannelSlice<'_>>,
     residual: Option<&Tensor>,
     out: &Tensor,
     cfg: &Conv2dConfig,
 ) -> Result<Dispatch> {
-    let shape = ConvShape::new(OP, x, weight, bias, cfg)?;
+    let mut shape = ConvShape::new(OP, x, weight, bias, cfg)?;
     expect_shape(OP, out, &shape.output_shape())?;
     if let Some(r) = residual {
         expect_shape(OP, r, out.shape())?;
     }
-    if let Some(c) = channel {
-        expect_shape(OP, c, &[shape.batch as usize, shape.cout as usize])?;
+    if let Some(slice) = channel {
+        (shape.chan_stride, shape.chan_offset) = slice.layout(&shape)?;
     }
     let floats = x.len()
         + weight.len()
         + bias.len()
-        + channel.map_or(0, |c| c.len())
+        + channel.map_or(0, |_| (shape.batch * shape.cout) as usize)
         + out.len() * (1 + residual.is_some() as usize);
+    let channel = channel.map(|slice| slice.vectors);
     let cost = Cost::new(shape.flops(), floats as u64);
     let o = Operands { shape, x, weight, bias, channel, residual, out, cfg };
     let kernel = kernel_for(gpu, &shape);

@@ -589,7 +589,20 @@ pub fn output_transform(
         expect_shape(OP, r, out.shape())?;
     }
     if let Some(c) = channel {
-        expect_shape(OP, c, &[shape.batch as usize, shape.cout as usize])?;
+        // Image n's values at n * chan_stride + chan_offset (`ChannelSlice`).
+        expect_shape(OP, c, &[shape.batch as usize, shape.chan_stride as usize])?;
+        if shape.chan_offset as u64 + shape.cout as u64 > shape.chan_stride as u64 {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "channel vectors `{}`: {} values from {} overrun their {}",
+                    c.label(),
+                    shape.cout,
+                    shape.chan_offset,
+                    shape.chan_stride
+                ),
+            ));
+        }
     }
     let params = TileParams {
         has_residual: residual.is_some() as u32,
