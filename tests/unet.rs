@@ -231,3 +231,42 @@ fn full_cifar10_architecture_converts_and_runs() {
         assert!(out.iter().any(|v| v.abs() > 1e-3), "output is all zeros");
     }
 }
+
+/// The built graph runs the ResNet blocks' time projections as one linear layer over stacked weights; the CPU
+/// reference gives exactly what it gives for one node per layer (every output row is the same dot product,
+/// and the convolutions add the same values), and the file's weights are the same names and shapes.
+#[test]
+fn stacked_time_projections_compute_what_the_layers_did() {
+    for cfg in [tiny_config(), UNetConfig::from_diffusers_json(CIFAR10_CONFIG).unwrap()] {
+        let stacked = unet::build(&cfg).unwrap();
+        let layers = unet::builder::build_unstacked(&cfg).unwrap();
+        let resnets = layers.nodes.iter().filter(|n| n.name.ends_with(".time_emb_proj")).count();
+        assert!(resnets >= 2);
+        assert_eq!(stacked.nodes.len(), layers.nodes.len() - (resnets - 1));
+        let node = stacked.nodes.iter().find(|n| n.name == format!("time_emb_proj x{resnets}"));
+        let rows: usize = layers
+            .nodes
+            .iter()
+            .filter(|n| n.name.ends_with(".time_emb_proj"))
+            .map(|n| layers.shape(n.output)[0])
+            .sum();
+        assert_eq!(stacked.shape(node.expect("the stacked layer").output), [rows]);
+        let mut a = stacked.params();
+        let mut b = layers.params();
+        a.sort();
+        b.sort();
+        assert_eq!(a, b);
+        if cfg.sample_size > 8 {
+            continue; // the full architecture on the CPU reference would take minutes
+        }
+        let weights = Weights::random(&cfg, 12).unwrap();
+        let host: HashMap<String, Vec<f32>> =
+            weights.tensors.iter().map(|(k, v)| (k.clone(), v.data.clone())).collect();
+        let (x, t) = inputs(&cfg, 2);
+        let got = reference::graph::run(&stacked, &host, 2, &[&x, &t]);
+        let want = reference::graph::run(&layers, &host, 2, &[&x, &t]);
+        for ((name, s), (_, l)) in stacked.checkpoints.iter().zip(&layers.checkpoints) {
+            assert!(got[s] == want[l], "checkpoint {name}");
+        }
+    }
+}

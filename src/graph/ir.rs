@@ -18,6 +18,15 @@ pub enum TensorKind {
     Input,
     /// A weight, looked up by name in the weights file.
     Param(String),
+    /// Weights of the file stacked along their first axis, in order (the rest of their shapes equal), under
+    /// a name of the graph's own (one that no weights file holds): several layers' weights run as one
+    /// (see [`stack`](super::stack)).
+    Stacked {
+        /// The stacked tensor's name.
+        name: String,
+        /// The weights it stacks, by name, with their shapes.
+        parts: Vec<(String, Vec<usize>)>,
+    },
     /// Computed by a node.
     Activation,
 }
@@ -54,9 +63,15 @@ pub enum Op {
     },
     /// `[x, weight, bias, (residual)]`: `(conv(x) + b + residual) * out_scale`.
     Conv2d(Conv2dConfig),
-    /// `[x, weight, bias, v]`: `(conv(x) + b + v[c]) * out_scale`, v `[Cout]` per image (a ResNet block's
-    /// conv1 plus its time-embedding projection: [`Op::Conv2d`] and [`Op::AddChannel`] in one dispatch).
-    Conv2dAddChannel(Conv2dConfig),
+    /// `[x, weight, bias, v]`: `(conv(x) + b + v[offset + c]) * out_scale`, v `[len]` per image with
+    /// `offset + Cout <= len` (a ResNet block's conv1 plus its time-embedding projection: [`Op::Conv2d`] and
+    /// [`Op::AddChannel`] in one dispatch; v may hold several blocks' projections, each reading its own slice).
+    Conv2dAddChannel {
+        /// The convolution.
+        config: Conv2dConfig,
+        /// Where this convolution's `Cout` values start in v.
+        offset: usize,
+    },
     /// `[x, gamma, beta]`.
     GroupNorm {
         /// Number of groups.
@@ -113,15 +128,28 @@ impl Graph {
         &self.tensors[t.0].shape
     }
 
-    /// Every parameter as (name, shape), in the order nodes use them.
+    /// Every weight the graph reads from a weights file, as (name, shape), in the order nodes use them (the
+    /// parts of a stacked tensor in their stacking order).
     pub fn params(&self) -> Vec<(&str, &[usize])> {
         self.tensors
             .iter()
-            .filter_map(|t| match &t.kind {
-                TensorKind::Param(name) => Some((name.as_str(), t.shape.as_slice())),
-                _ => None,
+            .flat_map(|t| match &t.kind {
+                TensorKind::Param(name) => vec![(name.as_str(), t.shape.as_slice())],
+                TensorKind::Stacked { parts, .. } => {
+                    parts.iter().map(|(name, shape)| (name.as_str(), shape.as_slice())).collect()
+                }
+                _ => Vec::new(),
             })
             .collect()
+    }
+
+    /// The name under which a parameter tensor (stored or stacked) is bound: the weights file's name, or the
+    /// stacked tensor's own. `None` for inputs and activations.
+    pub fn param_name(&self, t: TensorId) -> Option<&str> {
+        match &self.tensors[t.0].kind {
+            TensorKind::Param(name) | TensorKind::Stacked { name, .. } => Some(name),
+            _ => None,
+        }
     }
 
     /// Adds a caller-fed input of per-image `shape`.
@@ -197,8 +225,8 @@ impl Graph {
                 }
                 Ok(out)
             }
-            Op::Conv2d(cfg) | Op::Conv2dAddChannel(cfg) => {
-                let add_channel = matches!(op, Op::Conv2dAddChannel(_));
+            Op::Conv2d(cfg) | Op::Conv2dAddChannel { config: cfg, .. } => {
+                let add_channel = matches!(op, Op::Conv2dAddChannel { .. });
                 arity(if add_channel { &[4] } else { &[3, 4] })?;
                 let [cin, h, w] = s(0) else {
                     return Err(format!("input must be [C, H, W], got {:?}", s(0)));
@@ -219,10 +247,11 @@ impl Graph {
                 let (ho, wo) =
                     output_size(*h << up, *w << up, *kh, *kw, cfg).map_err(|e| e.to_string())?;
                 let out = vec![*cout, ho, wo];
-                if add_channel {
-                    if s(3) != [*cout] {
+                if let Op::Conv2dAddChannel { offset, .. } = op {
+                    let fits = matches!(s(3), [len] if offset.checked_add(*cout).is_some_and(|e| e <= *len));
+                    if !fits {
                         return Err(format!(
-                            "channel offset {:?} does not match {cout} output channels",
+                            "channel offsets {:?} do not hold {cout} values from {offset}",
                             s(3)
                         ));
                     }

@@ -1,6 +1,7 @@
-//! The executor: a graph IR of tensors and ops with shape inference ([`ir`]), and the memory plan that binds
-//! every node to buffers once and runs the graph as one compute pass ([`plan`]). It knows ops and tensors, not
-//! UNets.
+//! The executor: a graph IR of tensors and ops with shape inference ([`ir`]), a pass that runs sibling
+//! linear layers as one over stacked weights ([`stack`]), and the memory plan that binds every node to buffers
+//! once and runs the graph as one compute pass ([`plan`]). It knows ops and tensors, not UNets.
 
 pub mod ir;
 pub mod plan;
+pub mod stack;

@@ -222,9 +222,12 @@ fn batched(batch: usize, shape: &[usize]) -> Vec<usize> {
     std::iter::once(batch).chain(shape.iter().copied()).collect()
 }
 
-/// Refuses weights that lack a parameter the graph names or give it another shape.
+/// Refuses weights that lack a parameter tensor the graph binds (a weight of the file, or stacked weights,
+/// by [`Graph::param_name`]) or give it another shape.
 fn check_params(graph: &Graph, weights: &HashMap<String, Tensor>) -> Result<()> {
-    for (name, shape) in graph.params() {
+    for (id, def) in graph.tensors.iter().enumerate() {
+        let Some(name) = graph.param_name(TensorId(id)) else { continue };
+        let shape = def.shape.as_slice();
         let t = weights.get(name).ok_or_else(|| Error::Weights {
             tensor: name.to_string(),
             message: "missing".into(),
@@ -317,8 +320,8 @@ fn prepare(
             let residual = ins.get(3).copied();
             linear::linear(gpu, label, ins[0], ins[1], ins[2], residual, out, &cfg)?
         }
-        Op::Conv2dAddChannel(cfg) => {
-            let channel = Some(conv2d::ChannelSlice::whole(ins[3]));
+        Op::Conv2dAddChannel { config: cfg, offset } => {
+            let channel = Some(conv2d::ChannelSlice { vectors: ins[3], offset: *offset });
             conv2d::conv2d_with_channel(
                 gpu, label, ins[0], ins[1], ins[2], channel, None, out, cfg,
             )?
@@ -344,7 +347,8 @@ fn prepare(
 }
 
 impl Plan {
-    /// Plans `graph` for `batch` images with `weights` (every parameter the graph names, by name). Tensors in
+    /// Plans `graph` for `batch` images with `weights` (every parameter tensor the graph binds, by
+    /// [`Graph::param_name`]: what `Weights::upload` gives). Tensors in
     /// `keep` stay alive to the end (their buffers are not reused), so they can be read after a run.
     pub fn new(
         gpu: &Gpu,
@@ -379,7 +383,7 @@ impl Plan {
         for node in &graph.nodes {
             let tensor = |id: TensorId| -> &Tensor {
                 match &graph.tensors[id.0].kind {
-                    TensorKind::Param(name) => &weights[name],
+                    TensorKind::Param(name) | TensorKind::Stacked { name, .. } => &weights[name],
                     TensorKind::Input => {
                         let i = graph.inputs.iter().position(|&x| x == id).expect("declared input");
                         &plan.inputs[i]

@@ -17,6 +17,7 @@ use crate::diffusion::step::{Prediction, Threshold, check_x0_rules};
 use crate::diffusion::timesteps::Spacing;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
+use crate::graph::ir::TensorKind;
 use crate::unet::config::UNetConfig;
 
 /// The `format` metadata value of our files.
@@ -447,12 +448,34 @@ impl Weights {
         Self::from_bytes(&bytes)
     }
 
-    /// Uploads every tensor to the GPU, by name.
+    /// Uploads the parameter tensors the config's graph binds, by [`param_name`](crate::graph::ir::Graph::param_name): each weight by its
+    /// name, and weights the graph stacks (`TensorKind::Stacked`) once, as the stacked tensor only.
     pub fn upload(&self, gpu: &Gpu) -> Result<HashMap<String, Tensor>> {
-        self.tensors
-            .iter()
-            .map(|(name, t)| Ok((name.clone(), gpu.upload(name, &t.shape, &t.data)?)))
-            .collect()
+        let graph = crate::unet::builder::build(&self.config)?;
+        let stored = |name: &str| {
+            self.tensors.get(name).ok_or_else(|| Error::Weights {
+                tensor: name.to_string(),
+                message: "missing from the weights".into(),
+            })
+        };
+        let mut uploaded = HashMap::new();
+        for t in &graph.tensors {
+            match &t.kind {
+                TensorKind::Param(name) => {
+                    let host = stored(name)?;
+                    uploaded.insert(name.clone(), gpu.upload(name, &host.shape, &host.data)?);
+                }
+                TensorKind::Stacked { name, parts } => {
+                    let mut data = Vec::with_capacity(t.shape.iter().product());
+                    for (part, _) in parts {
+                        data.extend_from_slice(&stored(part)?.data);
+                    }
+                    uploaded.insert(name.clone(), gpu.upload(name, &t.shape, &data)?);
+                }
+                TensorKind::Input | TensorKind::Activation => {}
+            }
+        }
+        Ok(uploaded)
     }
 
     /// Weights for `config` drawn from the project's Philox generator: weights ~ N(0, 1/fan_in), biases

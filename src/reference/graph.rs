@@ -8,8 +8,8 @@ use super::nn;
 use crate::graph::ir::{Graph, Op, TensorId, TensorKind};
 use crate::ops::linear::TokenLayout;
 
-/// Evaluates `graph` for `batch` images. `weights` maps parameter names to data, `inputs` follow the graph's
-/// input order (batched). Returns every activation (batched, f32-rounded as stored, but kept as f64 for the
+/// Evaluates `graph` for `batch` images. `weights` maps the weights file's names to data (a stacked
+/// parameter is its parts concatenated, in order), `inputs` follow the graph's input order (batched). Returns every activation (batched, f32-rounded as stored, but kept as f64 for the
 /// final output).
 pub fn run(
     graph: &Graph,
@@ -21,6 +21,13 @@ pub fn run(
     let mut exact: HashMap<TensorId, Vec<f64>> = HashMap::new();
     for (i, &id) in graph.inputs.iter().enumerate() {
         values.insert(id, inputs[i].to_vec());
+    }
+    for (i, t) in graph.tensors.iter().enumerate() {
+        if let TensorKind::Stacked { parts, .. } = &t.kind {
+            let stacked =
+                parts.iter().flat_map(|(name, _)| weights[name].iter().copied()).collect();
+            values.insert(TensorId(i), stacked);
+        }
     }
     for node in &graph.nodes {
         let get = |id: TensorId| -> &[f32] {
@@ -65,7 +72,7 @@ pub fn run(
                     }
                 }
             }
-            Op::Conv2d(cfg) | Op::Conv2dAddChannel(cfg) => {
+            Op::Conv2d(cfg) | Op::Conv2dAddChannel { config: cfg, .. } => {
                 let [c, h, w] = shape(node.inputs[0])[..] else { unreachable!() };
                 // An upsampling convolution reads its input upsampled: upsample it here, then convolve.
                 let upsampled: Vec<f32>;
@@ -94,13 +101,18 @@ pub fn run(
                         cfg.out_scale as f64,
                     )
                 };
-                if matches!(node.op, Op::Conv2dAddChannel(_)) {
-                    // The channel offset enters before the scale, as a residual constant over each plane.
-                    let cout = ws[0];
+                if let Op::Conv2dAddChannel { offset, .. } = node.op {
+                    // The channel offset enters before the scale, as a residual constant over each plane:
+                    // image n's value for channel c at n * len + offset + c of its [len] vectors.
+                    let (cout, len) = (ws[0], shape(node.inputs[3])[0]);
                     let ho = (h + p.top + p.bottom - ws[2]) / cfg.stride + 1;
                     let wo = (w + p.left + p.right - ws[3]) / cfg.stride + 1;
-                    let offsets: Vec<f32> =
-                        (0..batch * cout * ho * wo).map(|i| ins[3][i / (ho * wo)]).collect();
+                    let offsets: Vec<f32> = (0..batch * cout * ho * wo)
+                        .map(|i| {
+                            let (n, c) = (i / (cout * ho * wo), i / (ho * wo) % cout);
+                            ins[3][n * len + offset + c]
+                        })
+                        .collect();
                     conv(Some(&offsets)).0
                 } else {
                     conv(ins.get(3).copied()).0

@@ -90,7 +90,8 @@ impl Builder<'_> {
         let w = self.g.param(&format!("{conv1}.weight"), &[cout, cin, 3, 3]);
         let b = self.g.param(&format!("{conv1}.bias"), &[cout]);
         let cfg = padded(1, Padding::uniform(1));
-        let h = self.g.node(&conv1, Op::Conv2dAddChannel(cfg), &[h, w, b, t])?;
+        let op = Op::Conv2dAddChannel { config: cfg, offset: 0 };
+        let h = self.g.node(&conv1, op, &[h, w, b, t])?;
         let h = self.norm(&format!("{name}.norm2"), h, groups, true)?;
         let shortcut = if cin != cout {
             let cfg = padded(1, Padding::default());
@@ -129,8 +130,19 @@ impl Builder<'_> {
 }
 
 /// The IR of `UNet2DModel(config)`: inputs `sample [in_channels, S, S]` and `timesteps []` (per image), output
-/// `[out_channels, S, S]`. Checkpoints: the time embedding, conv_in, every block, and the output.
+/// `[out_channels, S, S]`. Checkpoints: the time embedding, conv_in, every block, and the output. The ResNet
+/// blocks' time projections run as one linear layer over their stacked weights
+/// ([`stack_channel_linears`](crate::graph::stack::stack_channel_linears)); otherwise one node per layer, as
+/// [`build_unstacked`].
 pub fn build(cfg: &UNetConfig) -> Result<Graph> {
+    let mut g = build_unstacked(cfg)?;
+    crate::graph::stack::stack_channel_linears(&mut g);
+    Ok(g)
+}
+
+/// [`build`] with one node per diffusers layer: every time projection its own node (the graph the stacked one
+/// is checked against).
+pub fn build_unstacked(cfg: &UNetConfig) -> Result<Graph> {
     cfg.validate()?;
     let mut g = Graph::default();
     let s = cfg.sample_size;
