@@ -390,13 +390,15 @@ fn a_low_storage_binding_limit_splits_batches_and_changes_nothing() {
             "{file}"
         );
     }
-    // A limit below the largest weight is a one-line error naming the tensor and both sizes; nothing written.
+    // A limit below the largest weight (the stacked time projections, 52 KiB) is a one-line error naming the
+    // tensor and both sizes; nothing written.
     let out = run(&["--max-binding", "20000"], &["--out", &p("small.png")]);
     assert!(!out.status.success());
     let line = error_line(&out);
     assert!(
         line.contains(
-            "needs 36864 bytes, more than this device's storage binding limit of 20000 bytes"
+            "`time_emb_proj x8.weight` needs 53248 bytes, more than this device's storage binding limit \
+             of 20000 bytes"
         ),
         "{line}"
     );

@@ -117,17 +117,36 @@ pub const ARENAS: usize = 3;
 
 /// Places every node's output (`lives[i]` is node i's) at an offset in one of [`ARENAS`] buffers, such that
 /// tensors whose lives meet never overlap and no node's output shares an arena with its inputs. Arenas: each
-/// output goes to the allowed arena whose peak of live bytes it raises least (then the lowest peak). Offsets: within an arena,
-/// largest tensor first, each at the lowest `align`-aligned offset clear of every placed tensor whose life
-/// meets its own ("greedy by size" for offsets, Pisarchyk and Lee 2020). Returns the placements and each
-/// arena's size.
+/// output goes to the allowed arena whose peak of live bytes it raises least (then the lowest peak). Offsets:
+/// within an arena, largest tensor first, each at the lowest `align`-aligned offset clear of every placed
+/// tensor whose life meets its own ("greedy by size" for offsets, Pisarchyk and Lee 2020). An output alive over
+/// more than half the nodes and read by more than two (a UNet's stacked time projections, read by every ResNet
+/// block) gets a buffer of its own after the arenas: it holds its bytes over that span wherever it is, and in
+/// an arena it would bar that arena to every node that reads it. Returns the placements and each buffer's size.
 pub fn place(graph: &Graph, lives: &[Life], align: u64) -> Result<(Vec<Placement>, Vec<u64>)> {
     let producer = producers(graph);
-    // Live bytes per arena at each node, as outputs are assigned.
     let steps = graph.nodes.len();
+    let mut readers: HashMap<TensorId, usize> = HashMap::new();
+    for node in &graph.nodes {
+        for &t in &node.inputs {
+            *readers.entry(t).or_default() += 1;
+        }
+    }
+    let own_buffer = |i: usize| {
+        let l = lives[i];
+        2 * (l.end.min(steps - 1) - l.start) > steps
+            && readers.get(&graph.nodes[i].output).is_some_and(|&r| r > 2)
+    };
+    // Live bytes per arena at each node, as outputs are assigned.
     let mut curve = vec![vec![0u64; steps]; ARENAS];
     let mut arena = vec![0usize; lives.len()];
+    let mut size = vec![0u64; ARENAS];
     for (i, node) in graph.nodes.iter().enumerate() {
+        if own_buffer(i) {
+            arena[i] = size.len();
+            size.push(lives[i].bytes);
+            continue;
+        }
         let inputs: Vec<usize> =
             node.inputs.iter().filter_map(|t| producer.get(t).map(|&j| arena[j])).collect();
         let l = lives[i];
@@ -151,9 +170,9 @@ pub fn place(graph: &Graph, lives: &[Life], align: u64) -> Result<(Vec<Placement
         }
         arena[i] = a;
     }
-    let mut placement = vec![Placement { arena: 0, offset: 0 }; lives.len()];
-    let mut size = vec![0u64; ARENAS];
-    for (a, size) in size.iter_mut().enumerate() {
+    let mut placement: Vec<Placement> =
+        arena.iter().map(|&arena| Placement { arena, offset: 0 }).collect();
+    for (a, size) in size.iter_mut().take(ARENAS).enumerate() {
         let mut order: Vec<usize> = (0..lives.len()).filter(|&i| arena[i] == a).collect();
         order.sort_by_key(|&i| (std::cmp::Reverse(lives[i].bytes), lives[i].start, i));
         let mut placed: Vec<usize> = Vec::new();

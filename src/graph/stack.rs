@@ -13,9 +13,17 @@ use std::collections::HashMap;
 use super::ir::{Graph, Op, TensorDef, TensorId, TensorKind};
 use crate::ops::linear::TokenLayout;
 
-/// Stacks every group of two or more linear layers that [`stack_channel_linears`] may merge; returns the
-/// number of layers merged away (0 where there was nothing to stack).
+/// The most bytes of f32 weights one stack holds: WebGPU's guaranteed storage binding size (128 MiB), so a
+/// device that can bind each layer's weights can bind the stack's. A group with more runs as several stacks.
+pub const MAX_STACK_BYTES: usize = 128 << 20;
+
+/// Stacks every group of two or more linear layers that may merge (see the module), each stack within
+/// [`MAX_STACK_BYTES`]; returns the number of layers merged away (0 where there was nothing to stack).
 pub fn stack_channel_linears(g: &mut Graph) -> usize {
+    stack_within(g, MAX_STACK_BYTES)
+}
+
+fn stack_within(g: &mut Graph, max_bytes: usize) -> usize {
     // Who reads each tensor: (node, input position).
     let mut readers: HashMap<TensorId, Vec<(usize, usize)>> = HashMap::new();
     for (i, node) in g.nodes.iter().enumerate() {
@@ -27,7 +35,7 @@ pub fn stack_channel_linears(g: &mut Graph) -> usize {
     let is_param = |t: TensorId| matches!(g.tensors[t.0].kind, TensorKind::Param(_));
 
     // Candidates grouped by (input, SiLU on the input, output scale), in node order.
-    let mut groups: Vec<((TensorId, bool, u32), Vec<usize>)> = Vec::new();
+    let mut groups: Vec<((TensorId, bool, u32), Vec<usize>, usize)> = Vec::new();
     for (i, node) in g.nodes.iter().enumerate() {
         let Op::Linear { layout: TokenLayout::RowMajor, silu_input, out_scale } = node.op else {
             continue;
@@ -45,15 +53,20 @@ pub fn stack_channel_linears(g: &mut Graph) -> usize {
             continue;
         }
         let key = (node.inputs[0], silu_input, out_scale.to_bits());
-        match groups.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, members)) => members.push(i),
-            None => groups.push((key, vec![i])),
+        let bytes = 4 * g.tensors[node.inputs[1].0].shape.iter().product::<usize>();
+        // The latest group with this key takes the layer while the stack stays within max_bytes.
+        match groups.iter_mut().rev().find(|(k, _, _)| *k == key) {
+            Some((_, members, total)) if *total + bytes <= max_bytes => {
+                members.push(i);
+                *total += bytes;
+            }
+            _ => groups.push((key, vec![i], bytes)),
         }
     }
 
     let mut merged = vec![false; g.nodes.len()];
     let mut count = 0;
-    for (_, members) in groups.iter().filter(|(_, m)| m.len() >= 2) {
+    for (_, members, _) in groups.iter().filter(|(_, m, _)| m.len() >= 2) {
         let first = members[0];
         let part = |t: TensorId| match &g.tensors[t.0].kind {
             TensorKind::Param(name) => (name.clone(), g.tensors[t.0].shape.clone()),
@@ -222,5 +235,14 @@ mod tests {
         assert_eq!(g.shape(g.output.unwrap()), before.shape(before.output.unwrap()));
         // Running the pass again finds nothing more.
         assert_eq!(stack_channel_linears(&mut g), 0);
+    }
+
+    #[test]
+    fn a_stack_stays_within_its_byte_limit() {
+        // a's weights take 96 bytes, b's 72: together 168.
+        for (limit, merged) in [(168, 1), (167, 0), (96, 0)] {
+            let mut g = graph();
+            assert_eq!(stack_within(&mut g, limit), merged, "limit {limit}");
+        }
     }
 }
