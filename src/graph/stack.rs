@@ -23,6 +23,14 @@ pub fn stack_channel_linears(g: &mut Graph) -> usize {
     stack_within(g, MAX_STACK_BYTES)
 }
 
+/// Layers that may stack: the same input, SiLU on it or not, and output scale (`key`); their nodes in order,
+/// and the bytes of their weights.
+struct Group {
+    key: (TensorId, bool, u32),
+    members: Vec<usize>,
+    bytes: usize,
+}
+
 fn stack_within(g: &mut Graph, max_bytes: usize) -> usize {
     // Who reads each tensor: (node, input position).
     let mut readers: HashMap<TensorId, Vec<(usize, usize)>> = HashMap::new();
@@ -35,7 +43,7 @@ fn stack_within(g: &mut Graph, max_bytes: usize) -> usize {
     let is_param = |t: TensorId| matches!(g.tensors[t.0].kind, TensorKind::Param(_));
 
     // Candidates grouped by (input, SiLU on the input, output scale), in node order.
-    let mut groups: Vec<((TensorId, bool, u32), Vec<usize>, usize)> = Vec::new();
+    let mut groups: Vec<Group> = Vec::new();
     for (i, node) in g.nodes.iter().enumerate() {
         let Op::Linear { layout: TokenLayout::RowMajor, silu_input, out_scale } = node.op else {
             continue;
@@ -55,18 +63,18 @@ fn stack_within(g: &mut Graph, max_bytes: usize) -> usize {
         let key = (node.inputs[0], silu_input, out_scale.to_bits());
         let bytes = 4 * g.tensors[node.inputs[1].0].shape.iter().product::<usize>();
         // The latest group with this key takes the layer while the stack stays within max_bytes.
-        match groups.iter_mut().rev().find(|(k, _, _)| *k == key) {
-            Some((_, members, total)) if *total + bytes <= max_bytes => {
-                members.push(i);
-                *total += bytes;
+        match groups.iter_mut().rev().find(|group| group.key == key) {
+            Some(group) if group.bytes + bytes <= max_bytes => {
+                group.members.push(i);
+                group.bytes += bytes;
             }
-            _ => groups.push((key, vec![i], bytes)),
+            _ => groups.push(Group { key, members: vec![i], bytes }),
         }
     }
 
     let mut merged = vec![false; g.nodes.len()];
     let mut count = 0;
-    for (_, members, _) in groups.iter().filter(|(_, m, _)| m.len() >= 2) {
+    for members in groups.iter().map(|group| &group.members).filter(|m| m.len() >= 2) {
         let first = members[0];
         let part = |t: TensorId| match &g.tensors[t.0].kind {
             TensorKind::Param(name) => (name.clone(), g.tensors[t.0].shape.clone()),
