@@ -17,8 +17,9 @@
 //! Winograd products reading V from uniform windows, `conv_study 1x1 cpu-storage cpu` runs the CIFAR-10 UNet's
 //! 1x1 convolutions instead and measures `conv2d_1x1` against `conv2d_packed`. One ending in `-nosplit` never
 //! splits the GPU family's tiled convolution along K (`DeviceOptions::split_k`): `conv_study gpu-nosplit gpu`
-//! measures what the split gains. Every x lies in a larger
-//! buffer, as the planner places activations.
+//! measures what the split gains. One ending in `-8x8` runs the GPU family's tiled convolution over 128 x 128
+//! tiles, 8 x 8 outputs per invocation (`DeviceOptions::conv_tile_8x8`): `conv_study gpu gpu-8x8` measures it
+//! against the 4 x 4 kernel. Every x lies in a larger buffer, as the planner places activations.
 //!
 //! Rates and fractions of roof count the direct convolution's multiply-adds (2 x 9 x cin per output) for
 //! every kernel, so the Winograd convolution's figures are effective rates: it does about a quarter of that
@@ -80,8 +81,8 @@ fn main() -> Result<(), ddim_wgpu::Error> {
         });
     }
     // A choice is a kernel family with optional suffixes: `-direct` (Winograd off), `-storage` (activations
-    // read from storage, not uniform windows), `-nosplit` (the tiled convolution's K never split), each the
-    // device option of that name.
+    // read from storage, not uniform windows), `-nosplit` (the tiled convolution's K never split), `-8x8` (its
+    // 8 x 8 tiles), each the device option of that name.
     let base = DeviceOptions::from_env()?;
     let choices = args
         .iter()
@@ -96,6 +97,8 @@ fn main() -> Result<(), ddim_wgpu::Error> {
                     (family, o.input_windows) = (f, false);
                 } else if let Some(f) = family.strip_suffix("-nosplit") {
                     (family, o.split_k) = (f, false);
+                } else if let Some(f) = family.strip_suffix("-8x8") {
+                    (family, o.conv_tile_8x8) = (f, true);
                 } else {
                     break;
                 }
@@ -116,11 +119,12 @@ fn main() -> Result<(), ddim_wgpu::Error> {
     let (general, auto) = (Gpu::new(&first).block_on()?, Gpu::new(&second).block_on()?);
     let name = |o: &DeviceOptions| {
         format!(
-            "{:?}{}{}{}",
+            "{:?}{}{}{}{}",
             o.kernels,
             if o.winograd { "" } else { "-direct" },
             if o.input_windows { "" } else { "-storage" },
-            if o.split_k { "" } else { "-nosplit" }
+            if o.split_k { "" } else { "-nosplit" },
+            if o.conv_tile_8x8 { "-8x8" } else { "" }
         )
     };
     let (first, second) = (name(&first), name(&second));

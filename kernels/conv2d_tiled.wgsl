@@ -15,21 +15,26 @@
 // col[(ci, ky, kx), (n, oy, ox)] = x[n, ci, oy * stride + ky - pad_top, ox * stride + kx - pad_left] (zero
 // outside the image), gathered on the fly: no im2col buffer exists.
 //
-// Grid: one workgroup of 16 x 16 invocations per 64 x 64 output tile (64 output channels x 64 pixels of the
+// Variants (RM x RN outputs per invocation, K step TK): `conv2d_tiled` (4 x 4, 16), 64 x 64 output tiles;
+// `conv2d_tiled_8x8` (8 x 8, 8), 128 x 128 tiles, twice the FMAs per workgroup-memory load and a quarter of
+// the workgroups. TM = 16 RM, TN = 16 RN.
+//
+// Grid: one workgroup of 16 x 16 invocations per TM x TN output tile (TM output channels x TN pixels of the
 // launch's pixels p_begin .. p_begin + p_count) and K slice (slice s covers k in [s * k_split, (s + 1) * k_split)
 // of K), output-channel tile fastest, then pixel tile, then slice, over the flattened 2-D workgroup grid. K goes
-// in steps of 16: the workgroup stages a 16 x 64 slice of the weights and of col in workgroup memory (8.25 KiB;
-// each invocation loads 4 + 4 values, the pixel index fastest so neighbours read neighbouring addresses), waits
-// at a barrier, and each invocation accumulates its 4 x 4 outputs (channels 4 ty + i, pixels 4 tx + j) from
-// 16 x 2 vector loads of workgroup memory (neighbours read neighbouring vectors): 16 FMAs per 2 loads, against
-// 1 per 2 from global memory. The next step's 4 + 4 values are loaded into registers
-// before the current step's products, so their latency overlaps the arithmetic; an invocation gathers col for
-// one pixel at every step, decomposed into image, row and column once. Splitting K (ops::conv2d::
-// SplitK) multiplies the workgroups of a small map: one image of a 256-channel 8x8 map is 4 tiles. This is the
-// variant for adapters where barriers and workgroup memory are cheap (GPUs); ops::conv2d::kernel_for picks it
-// there. On lavapipe a barrier costs more than the arithmetic between two.
+// in steps of TK: the workgroup stages a TK x TM slice of the weights and a TK x TN slice of col in workgroup
+// memory (TK x TM = TK x TN = 1,024 values each: each invocation loads 4 + 4, the pixel index fastest so
+// neighbours read neighbouring addresses), waits at a barrier, and each invocation accumulates its RM x RN
+// outputs (channels RM ty + i, pixels RN tx + j) from TK x (RM + RN) / 4 vector loads of workgroup memory
+// (neighbours read neighbouring vectors): RM x RN FMAs per (RM + RN) / 4 loads (16 per 2 at 4 x 4, 64 per 4 at
+// 8 x 8), against 1 per 2 from global memory. The next step's 4 + 4 values are loaded into registers before the
+// current step's products, so their latency overlaps the arithmetic; an invocation gathers col for one pixel
+// at every step, decomposed into image, row and column once. Splitting K (ops::conv2d::SplitK) multiplies the
+// workgroups of a small map: one image of a 256-channel 8x8 map is 4 tiles of 64 x 64. This is the family for
+// adapters where barriers and workgroup memory are cheap (GPUs); ops::conv2d::kernel_for picks it there. On
+// lavapipe a barrier costs more than the arithmetic between two.
 // Invariants: ho = (h + pad_top + pad_bottom - kh) / stride + 1 (same for wo); every count > 0; k_split is a
-// multiple of 16; p_begin + p_count <= N; a workgroup past the last tile or slice returns before any barrier
+// multiple of TK; p_begin + p_count <= N; a workgroup past the last tile or slice returns before any barrier
 // (the test is workgroup-uniform), and the staging branch depends only on uniforms and the loop counter.
 
 // Params and the epilogue (`finish`): conv2d_tiled_params.inc.wgsl; with DDIM (conv2d_tiled_ddim), the DDIM
@@ -42,18 +47,22 @@
 #bindings x weight bias residual out chan part
 #end
 
-const TM: u32 = 64u;
-const TN: u32 = 64u;
-const TK: u32 = 16u;
+const RM: u32 = {{RM}}u;
+const RN: u32 = {{RN}}u;
+const TM: u32 = 16u * RM;
+const TN: u32 = 16u * RN;
+const TK: u32 = {{TK}}u;
 
 // [TK][TM] weights and [TK][TN] input columns of the current K step.
-// Read as vectors: ws4[kk * WROW + q] holds channels 4q .. 4q + 3 of step row kk (rows padded to 17 vectors, so
-// the staging stores of 16 rows fall in 8 banks, not 1), xs4[kk * 16 + q] pixels 4q .. 4q + 3.
-const WROW: u32 = 17u;
-var<workgroup> ws4: array<vec4<f32>, 272>;
-var<workgroup> xs4: array<vec4<f32>, 256>;
+// Read as vectors: ws4[kk * WROW + q] holds channels 4q .. 4q + 3 of step row kk (rows padded by one vector, so
+// the staging stores of the TK rows spread over the banks), xs4[kk * XROW + q] pixels 4q .. 4q + 3.
+const WROW: u32 = TM / 4u + 1u;
+const XROW: u32 = TN / 4u;
+// TK * WROW and TK * XROW vectors: 16 x 17 and 16 x 16 at 4 x 4, 8 x 33 and 8 x 32 at 8 x 8.
+var<workgroup> ws4: array<vec4<f32>, {{WS4}}>;
+var<workgroup> xs4: array<vec4<f32>, {{XS4}}>;
 
-// The output pixel an invocation gathers col for: the same pixel p0 + li % 64 at every K step, so its
+// The output pixel an invocation gathers col for: the same pixel p0 + li % TN at every K step, so its
 // decomposition (two divisions) happens once per workgroup tile, not once per element.
 struct Pixel {
     valid: bool,
@@ -93,7 +102,7 @@ fn column(c: ConvShape, px: Pixel, k: u32) -> f32 {
     return x[px.image + (ci * sh + (u32(iy) >> c.up)) * sw + (u32(ix) >> c.up)];
 }
 
-// Element e of a step's 16 x 64 weight slice: k fastest (a row of 16 consecutive floats per 16 invocations);
+// Element e of a step's TK x TM weight slice: k fastest (a row of TK consecutive floats per TK invocations);
 // zero outside cout and the K slice.
 fn weight_at(c: ConvShape, m0: u32, k0: u32, k_end: u32, e: u32) -> f32 {
     let kk = e % TK;
@@ -104,7 +113,7 @@ fn weight_at(c: ConvShape, m0: u32, k0: u32, k_end: u32, e: u32) -> f32 {
     return 0.0;
 }
 
-// Row kx of a step's 16 x 64 slice of col at the invocation's pixel (column li % 64 of the slice); zero
+// Row kx of a step's TK x TN slice of col at the invocation's pixel (column li % TN of the slice); zero
 // outside the launch's pixels and the K slice.
 fn column_at(c: ConvShape, px: Pixel, k0: u32, k_end: u32, kx: u32) -> f32 {
     if (px.valid && k0 + kx < k_end) {
@@ -113,8 +122,8 @@ fn column_at(c: ConvShape, px: Pixel, k0: u32, k_end: u32, kx: u32) -> f32 {
     return 0.0;
 }
 
-// One step's share of invocation li: elements li + 256 r (r = 0..3) of both slices (for col: rows li / 64 + 4 r
-// of column li % 64), built as vectors with
+// One step's share of invocation li: elements li + 256 r (r = 0..3) of both slices (for col: rows
+// li / TN + (256 / TN) r of column li % TN), built as vectors with
 // constant components (a loop writing st.w[r] would index a vector dynamically, which GPU compilers may
 // place in local memory).
 struct Staged {
@@ -124,6 +133,7 @@ struct Staged {
 
 fn stage(c: ConvShape, m0: u32, px: Pixel, k0: u32, k_end: u32, li: u32) -> Staged {
     let kx = li / TN;
+    let rows = 256u / TN;
     return Staged(
         vec4<f32>(
             weight_at(c, m0, k0, k_end, li),
@@ -133,22 +143,24 @@ fn stage(c: ConvShape, m0: u32, px: Pixel, k0: u32, k_end: u32, li: u32) -> Stag
         ),
         vec4<f32>(
             column_at(c, px, k0, k_end, kx),
-            column_at(c, px, k0, k_end, kx + 4u),
-            column_at(c, px, k0, k_end, kx + 8u),
-            column_at(c, px, k0, k_end, kx + 12u),
+            column_at(c, px, k0, k_end, kx + rows),
+            column_at(c, px, k0, k_end, kx + 2u * rows),
+            column_at(c, px, k0, k_end, kx + 3u * rows),
         ),
     );
 }
 
-// Stores a staged share: weight element li + 256 r is channel m = li / 16 + 16 r of row li % 16, col element
-// li + 256 r pixel li % 64 of row li / 64 + 4 r.
+// Stores a staged share: weight element li + 256 r is channel m = li / TK + (256 / TK) r of row li % TK (vector
+// m / 4 of the row: li / (4 TK) + (64 / TK) r), col element li + 256 r pixel li % TN of row li / TN + (256 / TN) r
+// (vector li / 4 + 64 r of xs4 in both variants).
 fn put(st: Staged, li: u32) {
-    let wv = (li % TK) * WROW + li / 64u;
+    let wv = (li % TK) * WROW + li / (4u * TK);
     let wc = (li / TK) % 4u;
+    let wstep = 64u / TK;
     ws4[wv][wc] = st.w.x;
-    ws4[wv + 4u][wc] = st.w.y;
-    ws4[wv + 8u][wc] = st.w.z;
-    ws4[wv + 12u][wc] = st.w.w;
+    ws4[wv + wstep][wc] = st.w.y;
+    ws4[wv + 2u * wstep][wc] = st.w.z;
+    ws4[wv + 3u * wstep][wc] = st.w.w;
     let xv = li / 4u;
     let xc = li % 4u;
     xs4[xv][xc] = st.x.x;
@@ -175,7 +187,8 @@ fn put(st: Staged, li: u32) {
     let tx = li % 16u;
     let ty = li / 16u;
 
-    var acc: array<vec4<f32>, 4>;
+    // acc[i][q]: channel RM ty + i, pixels RN tx + 4q .. RN tx + 4q + 3.
+    var acc: array<array<vec4<f32>, {{RN4}}>, RM>;
     let px = pixel_of(c, p0 + li % TN, p_end);
     var st = stage(c, m0, px, k_begin, k_end, li);
     for (var k0 = k_begin; k0 < k_end; k0 = k0 + TK) {
@@ -185,30 +198,39 @@ fn put(st: Staged, li: u32) {
             st = stage(c, m0, px, k0 + TK, k_end, li);
         }
         for (var kk = 0u; kk < TK; kk = kk + 1u) {
-            let a = ws4[kk * WROW + ty];
-            let b = xs4[kk * 16u + tx];
-            acc[0] = acc[0] + a.x * b;
-            acc[1] = acc[1] + a.y * b;
-            acc[2] = acc[2] + a.z * b;
-            acc[3] = acc[3] + a.w * b;
+#for h in 0..{{RM4}}
+            let a{h} = ws4[kk * WROW + ty * {{RM4}}u + {h}u];
+#end
+#for q in 0..{{RN4}}
+            let b{q} = xs4[kk * XROW + tx * {{RN4}}u + {q}u];
+#end
+#for h in 0..{{RM4}}
+#for q in 0..{{RN4}}
+            acc[{h*4}][{q}] = acc[{h*4}][{q}] + a{h}.x * b{q};
+            acc[{h*4} + 1][{q}] = acc[{h*4} + 1][{q}] + a{h}.y * b{q};
+            acc[{h*4} + 2][{q}] = acc[{h*4} + 2][{q}] + a{h}.z * b{q};
+            acc[{h*4} + 3][{q}] = acc[{h*4} + 3][{q}] + a{h}.w * b{q};
+#end
+#end
         }
         workgroupBarrier();
     }
 
-    for (var i = 0u; i < 4u; i = i + 1u) {
-        let m = m0 + 4u * ty + i;
+    for (var i = 0u; i < RM; i = i + 1u) {
+        let m = m0 + RM * ty + i;
         if (m >= c.cout) {
             break;
         }
-        for (var j = 0u; j < 4u; j = j + 1u) {
-            let pix = p0 + 4u * tx + j;
+        for (var j = 0u; j < RN; j = j + 1u) {
+            let pix = p0 + RN * tx + j;
             if (pix >= p_end) {
                 break;
             }
+            let v = acc[i][j / 4u][j % 4u];
             if (p.splits > 1u) {
-                part[(s * c.cout + m) * p.p_count + pix - p.p_begin] = acc[i][j];
+                part[(s * c.cout + m) * p.p_count + pix - p.p_begin] = v;
             } else {
-                finish(acc[i][j], m, pix);
+                finish(v, m, pix);
             }
         }
     }

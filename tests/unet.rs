@@ -3,7 +3,7 @@
 
 mod support;
 use pollster::FutureExt as _;
-use support::{gpu, gpu_with};
+use support::{gpu, gpu_tile8, gpu_with};
 
 use std::collections::HashMap;
 
@@ -49,7 +49,7 @@ fn inputs(cfg: &UNetConfig, batch: usize) -> (Vec<f32>, Vec<f32>) {
 }
 
 /// Every block of the network, GPU plan against CPU reference, with the tensors of each block kept alive, with
-/// each kernel family (CPU, GPU, baseline).
+/// each kernel family (CPU, GPU, baseline) and the GPU family's 8 x 8 convolution tiles.
 /// A composition of kernels each within 2e-6 of its reference: through about 30 layers the normalised error
 /// compounds to a few 1e-6 (measured below); 1e-4 is the bound for matching PyTorch, kept here too.
 #[test]
@@ -61,6 +61,7 @@ fn plan_matches_the_reference_graph_block_by_block() {
         let gpu = gpu_with(family).expect("a second device on the same adapter");
         block_by_block(&gpu, family);
     }
+    block_by_block(&gpu_tile8().expect("a second device on the same adapter"), KernelChoice::Gpu);
 }
 
 fn block_by_block(gpu: &Gpu, family: KernelChoice) {

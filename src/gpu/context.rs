@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 
 /// How to choose the adapter, and which kernel variants to run on it. Built from CLI flags or from the
 /// environment (`DDIM_BACKEND`, `DDIM_ADAPTER`, `DDIM_KERNELS`, `DDIM_WINOGRAD`, `DDIM_INPUT_WINDOWS`,
-/// `DDIM_SPLIT_K`, `DDIM_SUBGROUPS`, `DDIM_MAX_BINDING`, `DDIM_MAX_STORAGE_BUFFERS`).
+/// `DDIM_SPLIT_K`, `DDIM_CONV_TILE`, `DDIM_SUBGROUPS`, `DDIM_MAX_BINDING`, `DDIM_MAX_STORAGE_BUFFERS`).
 #[derive(Clone, Debug, Default)]
 pub struct DeviceOptions {
     /// Restrict to one backend. `None` means `WGPU_BACKEND` if set, else every backend.
@@ -33,6 +33,10 @@ pub struct DeviceOptions {
     /// (`ops::attention::KeySplit`); `DDIM_SPLIT_K=off` turns it off. On by default; off runs each in one
     /// workgroup per tile, to compare.
     pub split_k: bool,
+    /// Whether the GPU family's tiled convolution computes 8 x 8 outputs per invocation over 128 x 128 tiles
+    /// (`conv2d_tiled_8x8`) instead of 4 x 4 over 64 x 64 (`conv2d_tiled`); `DDIM_CONV_TILE=8x8` turns it on.
+    /// Off by default, to compare.
+    pub conv_tile_8x8: bool,
     /// Whether the device is opened with subgroup operations where the adapter offers them (the GPU family's
     /// `group_norm_subgroups`); `DDIM_SUBGROUPS=off` opens it without, to compare. On by default.
     pub subgroups: bool,
@@ -118,6 +122,10 @@ impl DeviceOptions {
             Ok(s) if !s.trim().is_empty() => parse_switch("DDIM_SPLIT_K", &s)?,
             _ => true,
         };
+        let conv_tile_8x8 = match std::env::var("DDIM_CONV_TILE") {
+            Ok(s) if !s.trim().is_empty() => parse_conv_tile(&s)?,
+            _ => false,
+        };
         let subgroups = match std::env::var("DDIM_SUBGROUPS") {
             Ok(s) if !s.trim().is_empty() => parse_switch("DDIM_SUBGROUPS", &s)?,
             _ => true,
@@ -138,6 +146,7 @@ impl DeviceOptions {
             winograd,
             input_windows,
             split_k,
+            conv_tile_8x8,
             subgroups,
             max_binding,
             max_storage_buffers,
@@ -152,6 +161,16 @@ pub fn parse_switch(what: &str, s: &str) -> Result<bool> {
         "on" | "1" | "true" => Ok(true),
         "off" | "0" | "false" => Ok(false),
         _ => Err(Error::param("device", format!("{what} `{s}`: expected on or off"))),
+    }
+}
+
+/// Parses the tiled convolution's tile, `4x4` or `8x8` (outputs per invocation): whether it is 8 x 8
+/// ([`DeviceOptions::conv_tile_8x8`]).
+pub fn parse_conv_tile(s: &str) -> Result<bool> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "4x4" => Ok(false),
+        "8x8" => Ok(true),
+        _ => Err(Error::param("device", format!("conv tile `{s}`: expected 4x4 or 8x8"))),
     }
 }
 
@@ -252,6 +271,7 @@ pub struct Gpu {
     winograd: bool,
     input_windows: bool,
     split_k: bool,
+    conv_tile_8x8: bool,
     injected: Option<Fault>,
     /// The storage-binding cap the options set, if any.
     max_binding: Option<u64>,
@@ -332,6 +352,7 @@ impl Gpu {
             winograd: options.winograd,
             input_windows: options.input_windows,
             split_k: options.split_k,
+            conv_tile_8x8: options.conv_tile_8x8,
             injected: options.fault.clone(),
             max_binding: options.max_binding,
             max_storage_buffers: options.max_storage_buffers,
@@ -366,6 +387,12 @@ impl Gpu {
     /// ([`DeviceOptions::input_windows`]).
     pub fn input_windows(&self) -> bool {
         self.input_windows
+    }
+
+    /// Whether the GPU family's tiled convolution runs 8 x 8 outputs per invocation
+    /// ([`DeviceOptions::conv_tile_8x8`]).
+    pub fn conv_tile_8x8(&self) -> bool {
+        self.conv_tile_8x8
     }
 
     /// Whether the GPU family's tiled kernels may split their reductions ([`DeviceOptions::split_k`]).

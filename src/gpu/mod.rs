@@ -12,7 +12,8 @@ mod tensor;
 pub(crate) mod windows;
 
 pub use context::{
-    DeviceOptions, Fault, Gpu, describe, enumerate_adapters, parse_backend, parse_switch,
+    DeviceOptions, Fault, Gpu, describe, enumerate_adapters, parse_backend, parse_conv_tile,
+    parse_switch,
 };
 pub use dispatch::{Cost, Dispatch, grid};
 pub(crate) use dispatch::{LaunchSpec, workgroups_for};

@@ -36,12 +36,26 @@ pub fn gpu_families() -> [&'static Gpu; 3] {
     ]
 }
 
+/// [`gpu_families`] and a fourth device with the GPU family's 8 x 8 convolution tiles
+/// (`DeviceOptions::conv_tile_8x8`), for the convolution tests: every convolution kernel that can run.
+pub fn conv_families() -> [&'static Gpu; 4] {
+    static TILE8: OnceLock<Option<Gpu>> = OnceLock::new();
+    let [cpu, gpu, baseline] = gpu_families();
+    let tile8 = TILE8.get_or_init(|| open_with(Some(KernelChoice::Gpu), true));
+    [cpu, gpu, baseline, tile8.as_ref().expect("a second device on the same adapter")]
+}
+
 fn open(kernels: Option<KernelChoice>) -> Option<Gpu> {
+    open_with(kernels, false)
+}
+
+fn open_with(kernels: Option<KernelChoice>, conv_tile_8x8: bool) -> Option<Gpu> {
     let mut options =
         DeviceOptions::from_env().expect("DDIM_BACKEND / DDIM_ADAPTER / DDIM_KERNELS");
     if let Some(kernels) = kernels {
         options.kernels = kernels;
     }
+    options.conv_tile_8x8 |= conv_tile_8x8;
     match Gpu::new(&options).block_on() {
         Ok(gpu) => Some(gpu),
         Err(e) => {

@@ -2,13 +2,15 @@ use ddim_wgpu::gpu::KernelChoice;
 use ddim_wgpu::gpu::{DeviceOptions, Gpu, Tensor};
 use ddim_wgpu::ops::conv2d::winograd::{GEMM_KERNEL, GEMM_WIDE_KERNEL, GEMM_WINDOWED_KERNEL};
 use ddim_wgpu::ops::conv2d::{
-    ChannelSlice, Conv2dConfig, ConvShape, Im2col, Padding, SplitK, conv2d, conv2d_with_channel,
-    kernel_for, lay_columns, output_size,
+    ChannelSlice, Conv2dConfig, ConvShape, Im2col, Padding, SplitK, TileShape, conv2d,
+    conv2d_with_channel, kernel_for, lay_columns, output_size,
 };
 use ddim_wgpu::reference::nn;
 use pollster::FutureExt as _;
 
-use crate::common::{assert_close, assert_normalised, data, gpu_families, random, run};
+use crate::common::{
+    assert_close, assert_normalised, conv_families, data, gpu_families, random, run,
+};
 use crate::gpu_or_skip;
 
 struct Case {
@@ -38,11 +40,11 @@ const BOUND: f64 = 1e-5;
 pub const WINOGRAD_BOUND: f64 = 3e-5;
 
 /// Runs the case with each kernel family, each against the reference, checking that the CPU family ran
-/// `expect` (so each test knows which kernel it proves), the GPU family `conv2d_tiled` and the baseline
-/// `conv2d`.
+/// `expect` (so each test knows which kernel it proves), the GPU family `conv2d_tiled` (`conv2d_tiled_8x8` on
+/// the device with 8 x 8 tiles) and the baseline `conv2d`.
 fn check(name: &str, c: Case, expect: &str) {
     gpu_or_skip!();
-    for gpu in gpu_families() {
+    for gpu in conv_families() {
         run_case(gpu, name, &c, expect);
     }
 }
@@ -516,6 +518,7 @@ fn conv_packed_5x5_with_residual_and_scale() {
 fn check_result(gpu: &Gpu, name: &str, kernel: &str, expect: &str, got: &[f32], want: &[f64]) {
     let expect = match gpu.kernel_family() {
         KernelChoice::Cpu => expect,
+        KernelChoice::Gpu if gpu.conv_tile_8x8() => "conv2d_tiled_8x8",
         KernelChoice::Gpu => "conv2d_tiled",
         _ => "conv2d",
     };
@@ -555,7 +558,7 @@ fn conv_with_channel_offset_on_every_kernel() {
         ([1, 3, 5, 5], 4, 3, true, "conv2d"),
     ];
     for (i, &([n, cin, h, w], cout, k, residual, expect)) in cases.iter().enumerate() {
-        for gpu in gpu_families() {
+        for gpu in conv_families() {
             let seed = 60 + 10 * i as u64;
             let (x, xv) = random(gpu, "x", &[n, cin, h, w], seed);
             let (wt, wv) = random(gpu, "weight", &[cout, cin, k, k], seed + 1);
@@ -605,7 +608,7 @@ fn conv_reading_its_input_upsampled_on_every_kernel() {
         ([1, 3, 2, 3], 4, 3, "conv2d"),
     ];
     for (i, &([n, cin, h, w], cout, k, expect)) in cases.iter().enumerate() {
-        for gpu in gpu_families() {
+        for gpu in conv_families() {
             let seed = 90 + 10 * i as u64;
             let (x, xv) = random(gpu, "x", &[n, cin, h, w], seed);
             let (wt, wv) = random(gpu, "weight", &[cout, cin, k, k], seed + 1);
@@ -663,7 +666,7 @@ fn conv1x1_with_x_in_uniform_windows() {
         ([3, 300, 4, 4], 300, wide, "conv2d"),
     ];
     for (i, &([n, cin, h, w], cout, with_room, without_room)) in cases.iter().enumerate() {
-        for gpu in gpu_families() {
+        for gpu in conv_families() {
             for room in [true, false] {
                 let seed = 200 + 10 * i as u64;
                 let xv = data(seed, n * cin * h * w, -1.0, 1.0);
@@ -771,18 +774,22 @@ fn conv_tiled_split_along_k_and_into_pixel_groups() {
     };
     let floats = 8 << 20;
     // 256 -> 256 at 8x8: 4 tiles per image, K = 2304 in 18 slices of 128 (at least 128 each).
-    let s = SplitK::new(&shape(8, 256, 256, 8), floats);
+    let s = SplitK::new(&shape(8, 256, 256, 8), TileShape::SMALL, floats);
     assert_eq!((s.splits, s.k_split, s.pixels), (18, 128, 512));
     // 128 -> 128 at 32x32: 32 tiles per image, 4 slices bring it to 128 workgroups.
-    let s = SplitK::new(&shape(8, 128, 128, 32), floats);
+    let s = SplitK::new(&shape(8, 128, 128, 32), TileShape::SMALL, floats);
     assert_eq!((s.splits, s.k_split, s.pixels), (4, 288, 8192));
     // 512 -> 256 at 4x4: 32 slices of 144; the first convolution (K = 27) is not split.
-    assert_eq!(SplitK::new(&shape(8, 512, 256, 4), floats).splits, 32);
-    assert_eq!(SplitK::new(&shape(8, 3, 128, 32), floats).splits, 1);
+    assert_eq!(SplitK::new(&shape(8, 512, 256, 4), TileShape::SMALL, floats).splits, 32);
+    assert_eq!(SplitK::new(&shape(8, 3, 128, 32), TileShape::SMALL, floats).splits, 1);
     // Pixels in launches of whole tiles whose partial sums fit; one slice where a tile's would not.
-    let s = SplitK::new(&shape(64, 128, 128, 32), 4 * 128 * 1000);
+    let s = SplitK::new(&shape(64, 128, 128, 32), TileShape::SMALL, 4 * 128 * 1000);
     assert_eq!((s.splits, s.pixels), (4, 960));
-    assert_eq!(SplitK::new(&shape(1, 128, 128, 32), 4 * 128 * 63).splits, 1);
+    assert_eq!(SplitK::new(&shape(1, 128, 128, 32), TileShape::SMALL, 4 * 128 * 63).splits, 1);
+    // 128 x 128 tiles: 128 -> 128 at 32x32 is 8 tiles per image, K = 1152 allows 9 slices of 128; pixels in
+    // launches of whole 128-pixel tiles.
+    let s = SplitK::new(&shape(8, 128, 128, 32), TileShape::LARGE, floats);
+    assert_eq!((s.splits, s.k_split, s.pixels), (9, 128, 7168));
 
     let open = |split_k| {
         Gpu::new(&DeviceOptions {
@@ -795,13 +802,25 @@ fn conv_tiled_split_along_k_and_into_pixel_groups() {
         .unwrap()
     };
     let (split, unsplit) = (open(true), open(false));
+    let split8 = Gpu::new(&DeviceOptions {
+        kernels: KernelChoice::Gpu,
+        max_binding: Some(256 * 1024),
+        conv_tile_8x8: true,
+        ..DeviceOptions::from_env().unwrap()
+    })
+    .block_on()
+    .unwrap();
     // (device, x, cout, stride, launches): 3 slices of 128, 128, 104 and 896 pixels per launch (65,536 floats
     // over 3 x 24) over 969 pixels; then stride 2 with K = 450 in 4 slices and 33 outputs; then the first case
-    // on a device opened with split K off (`--split-k off`): one launch over the whole K.
+    // on a device opened with split K off (`--split-k off`): one launch over the whole K. With 8 x 8 tiles: 3
+    // slices of 120 and 896 pixels per launch (65,536 floats over 3 x 24, in 128-pixel tiles); stride 2 in 4
+    // slices of 120.
     for (i, &(gpu, [n, cin, h, w], cout, stride, launches)) in [
         (&split, [3, 40, 17, 19], 24, 1, 2),
         (&split, [2, 50, 13, 10], 33, 2, 1),
         (&unsplit, [3, 40, 17, 19], 24, 1, 0),
+        (&split8, [3, 40, 17, 19], 24, 1, 2),
+        (&split8, [2, 50, 13, 10], 33, 2, 1),
     ]
     .iter()
     .enumerate()

@@ -5,7 +5,7 @@ use ddim_wgpu::ops::ddim::{DdimScratch, Noise, StepSpec, UpdateMode, ddim_update
 use ddim_wgpu::reference::ddim::{StepSettings, ddim_step};
 use pollster::FutureExt as _;
 
-use crate::common::{assert_close, data, gpu_families};
+use crate::common::{assert_close, conv_families, data};
 use crate::gpu_or_skip;
 
 /// Each output is a short f32 expression (a handful of roundings) of values of order 1, but x0 divides by
@@ -277,7 +277,7 @@ fn conv_epilogue_update_matches_reference() {
         );
         let eps32: Vec<f32> = eps.iter().map(|&v| v as f32).collect();
         let per = cout * h * w;
-        for gpu in gpu_families() {
+        for gpu in conv_families() {
             let input = gpu.upload("h", &[n, cin, h, w], &hv).unwrap();
             let weight = gpu.upload("conv_out.weight", &[cout, cin, 3, 3], &wv).unwrap();
             let bias = gpu.upload("conv_out.bias", &[cout], &bv).unwrap();
@@ -290,6 +290,7 @@ fn conv_epilogue_update_matches_reference() {
             let expected = match plain.kernel().name {
                 "conv2d_3x3" if 9 * 8 * cin <= 16384 => "conv2d_3x3_ddim",
                 "conv2d_tiled" => "conv2d_tiled_ddim",
+                "conv2d_tiled_8x8" => "conv2d_tiled_8x8_ddim",
                 _ => "conv2d_ddim",
             };
             for (eta, clip, prediction) in

@@ -24,6 +24,16 @@ pub fn gpu_with(kernels: ddim_wgpu::gpu::KernelChoice) -> Option<Gpu> {
     open(DeviceOptions { kernels, ..options })
 }
 
+/// A device with the GPU family and its 8 x 8 convolution tiles (`DeviceOptions::conv_tile_8x8`).
+pub fn gpu_tile8() -> Option<Gpu> {
+    let options = DeviceOptions::from_env().expect("DDIM_BACKEND / DDIM_ADAPTER");
+    open(DeviceOptions {
+        kernels: ddim_wgpu::gpu::KernelChoice::Gpu,
+        conv_tile_8x8: true,
+        ..options
+    })
+}
+
 fn open(options: DeviceOptions) -> Option<Gpu> {
     match Gpu::new(&options).block_on() {
         Ok(g) => Some(g),

@@ -63,6 +63,11 @@ want profiles && for k in "${families[@]}"; do
   if [[ $k == gpu ]]; then
     step "$bin/ddim" profile --quiet --kernels gpu --split-k off --model benches/configs/ddpm-cifar10-32.json \
       --steps $steps --batch "$cifar_batch" --json "$out/json/profile_cifar10_gpu_nosplit.json"
+    step "$bin/ddim" profile --quiet --kernels gpu --conv-tile 8x8 --model benches/configs/ddpm-cifar10-32.json \
+      --steps $steps --batch "$cifar_batch" --json "$out/json/profile_cifar10_gpu_8x8.json"
+    step env DDIM_SUBGROUPS=off "$bin/ddim" profile --quiet --kernels gpu \
+      --model benches/configs/ddpm-cifar10-32.json --steps $steps --batch "$cifar_batch" \
+      --json "$out/json/profile_cifar10_gpu_nosubgroups.json"
   fi
 done
 if [[ ${QUICK:-0} == 1 ]]; then
@@ -74,6 +79,8 @@ else
     step "$ex/conv_study" baseline gpu
     step "$ex/conv_study" 1x1 cpu gpu
     step "$ex/conv_study" gpu-nosplit gpu
+    step "$ex/conv_study" gpu gpu-8x8
+    step "$ex/conv_study" 1x1 gpu gpu-8x8
     step "$ex/conv_study" 1x1 gpu-nosplit gpu
     step "$ex/norm_study" cpu gpu
     step "$ex/norm_study" baseline gpu

@@ -3,7 +3,9 @@
 
 use clap::Args;
 
-use ddim_wgpu::gpu::{DeviceOptions, Fault, KernelChoice, parse_backend, parse_switch};
+use ddim_wgpu::gpu::{
+    DeviceOptions, Fault, KernelChoice, parse_backend, parse_conv_tile, parse_switch,
+};
 
 /// The device flags.
 #[derive(Args, Clone)]
@@ -41,6 +43,12 @@ pub struct DeviceArgs {
           action = clap::ArgAction::Set, value_name = "on|off")]
     pub split_k: bool,
 
+    /// Outputs per invocation of the gpu family's tiled convolution: 4x4 (conv2d_tiled, 64 x 64 tiles) or 8x8
+    /// (conv2d_tiled_8x8, 128 x 128 tiles), to compare the two.
+    #[arg(long, env = "DDIM_CONV_TILE", default_value = "4x4", value_parser = parse_conv_tile_arg,
+          value_name = "4x4|8x8")]
+    pub conv_tile: bool,
+
     /// Whether the device is opened with subgroup operations where the adapter has them (on: the gpu
     /// family's group norm reduces subgroup by subgroup), or without (off), to compare the two.
     #[arg(long, env = "DDIM_SUBGROUPS", default_value = "on", value_parser = parse_subgroups_arg,
@@ -73,6 +81,7 @@ impl DeviceArgs {
             winograd: self.winograd,
             input_windows: self.input_windows,
             split_k: self.split_k,
+            conv_tile_8x8: self.conv_tile,
             subgroups: self.subgroups,
             max_binding: self.max_binding,
             max_storage_buffers: self.max_storage_buffers,
@@ -99,6 +108,10 @@ fn parse_input_windows_arg(s: &str) -> Result<bool, String> {
 
 fn parse_split_k_arg(s: &str) -> Result<bool, String> {
     parse_switch("--split-k", s).map_err(|e| e.to_string())
+}
+
+fn parse_conv_tile_arg(s: &str) -> Result<bool, String> {
+    parse_conv_tile(s).map_err(|e| e.to_string())
 }
 
 fn parse_subgroups_arg(s: &str) -> Result<bool, String> {

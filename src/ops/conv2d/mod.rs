@@ -36,5 +36,6 @@ pub use shape::{
 };
 pub use strategy::{conv2d, conv2d_with_channel, kernel_for};
 pub use tiled::{
-    KERNEL_SPLIT_REDUCE, KERNEL_TILED, SPLIT_MIN_K, SPLIT_TARGET, SplitK, TiledParams,
+    KERNEL_SPLIT_REDUCE, KERNEL_TILED, KERNEL_TILED_8X8, SPLIT_MIN_K, SPLIT_TARGET, SplitK,
+    TileShape, TiledParams,
 };

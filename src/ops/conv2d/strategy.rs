@@ -6,7 +6,7 @@ use super::im2col::{Im2col, KERNEL_IM2COL, im2col};
 use super::one_by_one::{KERNEL_1X1, KERNEL_1X1_WIDE, OneByOne, one_by_one};
 use super::packed::{KERNEL_3X3, KERNEL_PACKED, PackGeometry, packed};
 use super::shape::{ChannelSlice, Conv2dConfig, ConvShape, OP, Operands};
-use super::tiled::{KERNEL_TILED, TILED_WORKGROUP_BYTES, tiled};
+use super::tiled::{KERNEL_TILED, KERNEL_TILED_8X8, TileShape, tiled};
 use super::winograd;
 use crate::error::{Error, Result};
 use crate::gpu::check::expect_shape;
@@ -34,16 +34,20 @@ pub fn kernel_for(gpu: &Gpu, shape: &ConvShape) -> &'static Kernel {
     }
 }
 
-/// The GPU family: `conv2d_tiled` for every geometry wherever the device allows its 256-invocation workgroups
-/// with 8.25 KiB of workgroup memory (wgpu's default limits do), `conv2d` otherwise. Shape-independent, so every
-/// test shape proves the kernel that runs. On a real GPU it beats both `conv2d` and the CPU family's kernels
-/// by a wide margin (BENCHMARKS.md, "On a real GPU").
+/// The GPU family: `conv2d_tiled` (or, on a device opened with
+/// [`conv_tile_8x8`](crate::gpu::DeviceOptions::conv_tile_8x8), `conv2d_tiled_8x8`) for every geometry
+/// wherever the device allows its 256-invocation workgroups with its workgroup memory (8.25 KiB; wgpu's
+/// default limits allow 16), `conv2d` otherwise. Shape-independent, so every test shape proves the kernel that
+/// runs. On a real GPU `conv2d_tiled` beats both `conv2d` and the CPU family's kernels by a wide margin
+/// (BENCHMARKS.md, "On a real GPU").
 fn gpu_kernel_for(gpu: &Gpu) -> &'static Kernel {
     let limits = gpu.limits();
-    let fits = limits.max_compute_invocations_per_workgroup >= KERNEL_TILED.workgroup_size
-        && limits.max_compute_workgroup_size_x >= KERNEL_TILED.workgroup_size
-        && limits.max_compute_workgroup_storage_size >= TILED_WORKGROUP_BYTES;
-    if fits { &KERNEL_TILED } else { &KERNEL }
+    let tile = TileShape::on(gpu);
+    let kernel = if tile == TileShape::LARGE { &KERNEL_TILED_8X8 } else { &KERNEL_TILED };
+    let fits = limits.max_compute_invocations_per_workgroup >= kernel.workgroup_size
+        && limits.max_compute_workgroup_size_x >= kernel.workgroup_size
+        && limits.max_compute_workgroup_storage_size >= tile.workgroup_bytes;
+    if fits { kernel } else { &KERNEL }
 }
 
 /// The CPU family: the 1x1 convolution over uniform windows where it applies ([`OneByOne`]), else
@@ -182,8 +186,8 @@ pub fn conv2d_with_channel(
     }
     let dispatch = if kernel.name == KERNEL_3X3.name || kernel.name == KERNEL_PACKED.name {
         packed(gpu, kernel, label, &o)?
-    } else if kernel.name == KERNEL_TILED.name {
-        tiled(gpu, label, &o)?
+    } else if kernel.name == KERNEL_TILED.name || kernel.name == KERNEL_TILED_8X8.name {
+        tiled(gpu, kernel, label, &o)?
     } else {
         direct::launch(gpu, label, &o)?
     };

@@ -1,5 +1,6 @@
-//! `conv2d_tiled.wgsl`: the GPU family's convolution, an implicit GEMM over 64 x 64 shared-memory tiles, with
-//! K split over several workgroups on small maps ([`SplitK`], `conv2d_split_reduce.wgsl`).
+//! `conv2d_tiled.wgsl`: the GPU family's convolution, an implicit GEMM over shared-memory tiles (64 x 64 with
+//! 4 x 4 outputs per invocation, or 128 x 128 with 8 x 8: [`TileShape`]), with K split over several workgroups
+//! on small maps ([`SplitK`], `conv2d_split_reduce.wgsl`).
 
 use super::shape::{ConvShape, OP, Operands, SHAPE};
 use crate::error::Result;
@@ -13,9 +14,40 @@ use crate::ops::{split_reduction, split_scratch_floats};
 /// The Params of [`KERNEL_TILED`] and [`KERNEL_SPLIT_REDUCE`] ([`TiledParams`]).
 pub const TILED_PARAMS: &str = include_str!("../../../kernels/conv2d_tiled_params.inc.wgsl");
 
-/// The implicit GEMM over shared-memory tiles, for GPUs, whole or split along K ([`SplitK`]).
-pub const KERNEL_TILED: Kernel = kernel!("conv2d_tiled", includes: [SHAPE, TILED_PARAMS],
-    workgroup: 256, params: TiledParams,
+/// The defines of the 4 x 4 variant ([`TileShape::SMALL`]): outputs per invocation, K step, workgroup memory.
+pub const TILE_4X4: [(&str, &str); 7] = [
+    ("RM", "4"),
+    ("RN", "4"),
+    ("RM4", "1"),
+    ("RN4", "1"),
+    ("TK", "16"),
+    ("WS4", "272"),
+    ("XS4", "256"),
+];
+
+/// The defines of the 8 x 8 variant ([`TileShape::LARGE`]).
+pub const TILE_8X8: [(&str, &str); 7] = [
+    ("RM", "8"),
+    ("RN", "8"),
+    ("RM4", "2"),
+    ("RN4", "2"),
+    ("TK", "8"),
+    ("WS4", "264"),
+    ("XS4", "256"),
+];
+
+/// The implicit GEMM over 64 x 64 shared-memory tiles, 4 x 4 outputs per invocation, for GPUs, whole or split
+/// along K ([`SplitK`]).
+pub const KERNEL_TILED: Kernel = kernel!("conv2d_tiled" from "conv2d_tiled" where [
+        TILE_4X4[0], TILE_4X4[1], TILE_4X4[2], TILE_4X4[3], TILE_4X4[4], TILE_4X4[5], TILE_4X4[6]],
+    includes: [SHAPE, TILED_PARAMS], workgroup: 256, params: TiledParams,
+    bindings: &[Read, Read, Read, Read, ReadWrite, Read, ReadWrite]);
+
+/// [`KERNEL_TILED`] over 128 x 128 tiles, 8 x 8 outputs per invocation (the device option
+/// [`conv_tile_8x8`](crate::gpu::DeviceOptions::conv_tile_8x8)).
+pub const KERNEL_TILED_8X8: Kernel = kernel!("conv2d_tiled_8x8" from "conv2d_tiled" where [
+        TILE_8X8[0], TILE_8X8[1], TILE_8X8[2], TILE_8X8[3], TILE_8X8[4], TILE_8X8[5], TILE_8X8[6]],
+    includes: [SHAPE, TILED_PARAMS], workgroup: 256, params: TiledParams,
     bindings: &[Read, Read, Read, Read, ReadWrite, Read, ReadWrite]);
 
 /// Adds the K slices of a split [`KERNEL_TILED`] convolution and applies the epilogue.
@@ -23,11 +55,34 @@ pub const KERNEL_SPLIT_REDUCE: Kernel = kernel!("conv2d_split_reduce",
     includes: [SHAPE, TILED_PARAMS], workgroup: 256, params: TiledParams,
     bindings: &[Read, Read, Read, Read, ReadWrite]);
 
-/// Output channels and pixels of one [`KERNEL_TILED`] workgroup's tile.
-const TILE: usize = 64;
+/// A tiled variant's output tile: `m` output channels x `n` pixels per workgroup, K in steps of `k` (K slices
+/// are multiples of it), and the workgroup memory it declares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TileShape {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub workgroup_bytes: u32,
+}
 
-/// K per step of [`KERNEL_TILED`] (its `TK`): K slices are multiples of it.
-const TILE_K: usize = 16;
+impl TileShape {
+    /// [`KERNEL_TILED`]'s: 64 x 64, K steps of 16, 528 vectors of workgroup memory (8.25 KiB).
+    pub const SMALL: TileShape = TileShape { m: 64, n: 64, k: 16, workgroup_bytes: 528 * 16 };
+    /// [`KERNEL_TILED_8X8`]'s: 128 x 128, K steps of 8, 520 vectors.
+    pub const LARGE: TileShape = TileShape { m: 128, n: 128, k: 8, workgroup_bytes: 520 * 16 };
+
+    /// The tile of a tiled kernel (or of its DDIM variant), by name: the `_8x8` variants take
+    /// [`TileShape::LARGE`].
+    pub fn of(kernel: &Kernel) -> TileShape {
+        if kernel.name.contains("_8x8") { TileShape::LARGE } else { TileShape::SMALL }
+    }
+
+    /// The tile the GPU family's convolutions use on this device
+    /// ([`DeviceOptions::conv_tile_8x8`](crate::gpu::DeviceOptions::conv_tile_8x8)).
+    pub fn on(gpu: &Gpu) -> TileShape {
+        if gpu.conv_tile_8x8() { TileShape::LARGE } else { TileShape::SMALL }
+    }
+}
 
 /// Workgroups (tiles x K slices) [`SplitK`] aims for per image: about the multiprocessors of a large GPU (an
 /// H200 has 132), so that a batch of two or more fills it whatever the map size.
@@ -37,8 +92,8 @@ pub const SPLIT_TARGET: usize = 128;
 /// output) is 1/32 of its arithmetic (256 FLOP per output), well above any GPU's ridge point.
 pub const SPLIT_MIN_K: usize = 128;
 
-/// How a [`KERNEL_TILED`] convolution splits its K = cin x kh x kw: `splits` slices of `k_split` (a multiple of
-/// 16; the last may be shorter), each image's tiles run once per slice, and [`KERNEL_SPLIT_REDUCE`] adds the
+/// How a tiled convolution splits its K = cin x kh x kw: `splits` slices of `k_split` (a multiple of the tile's
+/// K step; the last may be shorter), each image's tiles run once per slice, and [`KERNEL_SPLIT_REDUCE`] adds the
 /// slices in order. The pixels run in launches of `pixels` (whole tiles), so the partial sums fit the scratch
 /// limit. Chosen from one image's geometry, never the batch: an image's sums are the same however a batch is
 /// split or grouped.
@@ -50,27 +105,29 @@ pub struct SplitK {
 }
 
 impl SplitK {
-    /// The split of `shape` whose partial sums take at most `max_floats` per launch: as many slices as bring an
-    /// image to [`SPLIT_TARGET`] workgroups, with at least [`SPLIT_MIN_K`] each, balanced; one slice (the whole
-    /// sum in one launch) where that is one, or where one tile of partial sums would not fit.
-    pub fn new(shape: &ConvShape, max_floats: usize) -> Self {
+    /// The split of `shape` over `tile`s whose partial sums take at most `max_floats` per launch: as many
+    /// slices as bring an image to [`SPLIT_TARGET`] workgroups, with at least [`SPLIT_MIN_K`] each, balanced;
+    /// one slice (the whole sum in one launch) where that is one, or where one tile of partial sums would not
+    /// fit.
+    pub fn new(shape: &ConvShape, tile: TileShape, max_floats: usize) -> Self {
         let [n, cout, ho, wo] = shape.output_shape();
         let k = (shape.cin * shape.kh * shape.kw) as usize;
         let plane = ho * wo;
-        let whole = SplitK { splits: 1, k_split: k.div_ceil(TILE_K) * TILE_K, pixels: n * plane };
-        let tiles = cout.div_ceil(TILE) * plane.div_ceil(TILE);
-        let (splits, k_split) = split_reduction(k, tiles, SPLIT_TARGET, SPLIT_MIN_K, TILE_K);
-        let pixels = max_floats / (splits * cout) / TILE * TILE;
+        let whole = SplitK { splits: 1, k_split: k.div_ceil(tile.k) * tile.k, pixels: n * plane };
+        let tiles = cout.div_ceil(tile.m) * plane.div_ceil(tile.n);
+        let (splits, k_split) = split_reduction(k, tiles, SPLIT_TARGET, SPLIT_MIN_K, tile.k);
+        let pixels = max_floats / (splits * cout) / tile.n * tile.n;
         if splits == 1 || pixels == 0 {
             return whole;
         }
         SplitK { splits, k_split, pixels: pixels.min(n * plane) }
     }
 
-    /// The split on this device: partial sums within [`SPLIT_SCRATCH_BYTES`](crate::ops::SPLIT_SCRATCH_BYTES) and its binding limits; one
-    /// slice where the device was opened with split reductions off ([`crate::gpu::DeviceOptions::split_k`]).
+    /// The split on this device, over its tiles ([`TileShape::on`]): partial sums within
+    /// [`SPLIT_SCRATCH_BYTES`](crate::ops::SPLIT_SCRATCH_BYTES) and its binding limits; one slice where the
+    /// device was opened with split reductions off ([`crate::gpu::DeviceOptions::split_k`]).
     pub fn on(gpu: &Gpu, shape: &ConvShape) -> Self {
-        Self::new(shape, split_scratch_floats(gpu))
+        Self::new(shape, TileShape::on(gpu), split_scratch_floats(gpu))
     }
 }
 
@@ -82,12 +139,15 @@ params! {
     }
 }
 
-/// Workgroup memory [`KERNEL_TILED`] declares, in bytes (528 vectors of 4 floats).
-pub(super) const TILED_WORKGROUP_BYTES: u32 = 528 * 16;
-
-/// The shared-memory path: [`KERNEL_TILED`] over the whole K, or over [`SplitK`] slices into the device's
-/// scratch buffer followed by [`KERNEL_SPLIT_REDUCE`], one pair of launches per group of pixels.
-pub(super) fn tiled(gpu: &Gpu, label: &str, o: &Operands<'_>) -> Result<Dispatch> {
+/// The shared-memory path: `kernel` ([`KERNEL_TILED`] or [`KERNEL_TILED_8X8`]) over the whole K, or over
+/// [`SplitK`] slices into the device's scratch buffer followed by [`KERNEL_SPLIT_REDUCE`], one pair of
+/// launches per group of pixels.
+pub(super) fn tiled(
+    gpu: &Gpu,
+    kernel: &'static Kernel,
+    label: &str,
+    o: &Operands<'_>,
+) -> Result<Dispatch> {
     let shape = &o.shape;
     let (x, weight, bias, out) = (o.x, o.weight, o.bias, o.out);
     let (channel, residual, cfg) = (o.channel, o.residual, o.cfg);
@@ -108,7 +168,7 @@ pub(super) fn tiled(gpu: &Gpu, label: &str, o: &Operands<'_>) -> Result<Dispatch
         gpu,
         label,
         shape,
-        (&KERNEL_TILED, &KERNEL_SPLIT_REDUCE),
+        (kernel, &KERNEL_SPLIT_REDUCE),
         params,
         &[
             Some(x),
@@ -143,7 +203,8 @@ pub fn tiled_launches<P: bytemuck::Pod>(
     bindings: &[Option<&Tensor>],
     reduce_bindings: &[Option<&Tensor>],
 ) -> Result<Dispatch> {
-    let split = SplitK::on(gpu, shape);
+    let tile = TileShape::of(kernels.0);
+    let split = SplitK::new(shape, tile, split_scratch_floats(gpu));
     let [n, cout, ho, wo] = shape.output_shape();
     let total = n * ho * wo;
     // Unsplit, the kernel writes no partial sums: any scratch tensor fills the binding.
@@ -156,7 +217,7 @@ pub fn tiled_launches<P: bytemuck::Pod>(
     let launch = |p_begin: usize| -> Result<Dispatch> {
         let p_count = split.pixels.min(total - p_begin);
         let params = params(&split, p_begin, p_count)?;
-        let tiles = cout.div_ceil(TILE) * p_count.div_ceil(TILE);
+        let tiles = cout.div_ceil(tile.m) * p_count.div_ceil(tile.n);
         let mut part_dispatch = Dispatch::new(
             gpu,
             kernels.0,

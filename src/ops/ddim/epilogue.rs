@@ -14,7 +14,9 @@ use crate::gpu::kernel::kernel;
 use crate::gpu::kernel::params;
 use crate::gpu::{Cost, Dispatch, Gpu, Kernel, Tensor, workgroups_for};
 use crate::ops::conv2d::packed::{PACKED_COMMON, PackGeometry, pack_weights, window_launches};
-use crate::ops::conv2d::tiled::{KERNEL_TILED, SplitK, TILED_PARAMS, tiled_launches};
+use crate::ops::conv2d::tiled::{
+    KERNEL_TILED, KERNEL_TILED_8X8, SplitK, TILE_4X4, TILE_8X8, TILED_PARAMS, tiled_launches,
+};
 use crate::ops::conv2d::{BLOCK, Conv2dConfig, ConvShape, KERNEL_3X3, SHAPE, kernel_for};
 
 /// The final convolution with the update in its epilogue, any geometry.
@@ -28,7 +30,16 @@ pub const CONV_3X3_KERNEL: Kernel = kernel!("conv2d_3x3_ddim" from "conv2d_3x3" 
     bindings: &[Access::Read, Access::UniformWindow, Access::Read, Access::Read, Access::ReadWrite]);
 
 /// The GPU family's implicit GEMM with the update in its epilogue (unsplit, or the slices of a split K).
-pub const CONV_TILED_KERNEL: Kernel = kernel!("conv2d_tiled_ddim" from "conv2d_tiled" where [("DDIM", "1")],
+pub const CONV_TILED_KERNEL: Kernel = kernel!("conv2d_tiled_ddim" from "conv2d_tiled" where [
+        TILE_4X4[0], TILE_4X4[1], TILE_4X4[2], TILE_4X4[3], TILE_4X4[4], TILE_4X4[5], TILE_4X4[6],
+        ("DDIM", "1")],
+    includes: [SHAPE, TILED_PARAMS], workgroup: 256, params: TiledStepParams,
+    bindings: &[Read, Read, Read, Read, ReadWrite, ReadWrite]);
+
+/// [`CONV_TILED_KERNEL`] over 128 x 128 tiles, 8 x 8 outputs per invocation (`conv2d_tiled_8x8`'s update).
+pub const CONV_TILED_8X8_KERNEL: Kernel = kernel!("conv2d_tiled_8x8_ddim" from "conv2d_tiled" where [
+        TILE_8X8[0], TILE_8X8[1], TILE_8X8[2], TILE_8X8[3], TILE_8X8[4], TILE_8X8[5], TILE_8X8[6],
+        ("DDIM", "1")],
     includes: [SHAPE, TILED_PARAMS], workgroup: 256, params: TiledStepParams,
     bindings: &[Read, Read, Read, Read, ReadWrite, ReadWrite]);
 
@@ -61,12 +72,15 @@ params! {
 /// The kernel [`conv_ddim_update`] runs for this final convolution on this device: [`CONV_3X3_KERNEL`] where
 /// the device's family runs the convolution as `conv2d_3x3` and its input channels fit one weight chunk (so
 /// every sum is whole when the update reads it), [`CONV_TILED_KERNEL`] where it runs `conv2d_tiled`,
-/// [`CONV_KERNEL`] otherwise.
+/// [`CONV_TILED_8X8_KERNEL`] where it runs `conv2d_tiled_8x8`, [`CONV_KERNEL`] otherwise.
 pub fn epilogue_kernel_for(gpu: &Gpu, shape: &ConvShape) -> &'static Kernel {
+    let conv = kernel_for(gpu, shape).name;
     if packed_geometry(gpu, shape).is_some() {
         &CONV_3X3_KERNEL
-    } else if kernel_for(gpu, shape).name == KERNEL_TILED.name {
+    } else if conv == KERNEL_TILED.name {
         &CONV_TILED_KERNEL
+    } else if conv == KERNEL_TILED_8X8.name {
+        &CONV_TILED_8X8_KERNEL
     } else {
         &CONV_KERNEL
     }
@@ -168,7 +182,8 @@ pub fn conv_ddim_update(
         )
         .map(|disp| disp.with_cost(cost));
     }
-    if epilogue_kernel_for(gpu, &shape).name == CONV_TILED_KERNEL.name {
+    let epilogue = epilogue_kernel_for(gpu, &shape);
+    if [CONV_TILED_KERNEL.name, CONV_TILED_8X8_KERNEL.name].contains(&epilogue.name) {
         let params = |split: &SplitK, p_begin: usize, p_count: usize| {
             Ok(TiledStepParams {
                 shape,
@@ -183,7 +198,7 @@ pub fn conv_ddim_update(
             gpu,
             label,
             &shape,
-            (&CONV_TILED_KERNEL, &SPLIT_REDUCE_KERNEL),
+            (epilogue, &SPLIT_REDUCE_KERNEL),
             params,
             &[Some(conv_input), Some(weight), Some(bias), Some(noise), Some(x), None],
             &[None, Some(bias), Some(noise), Some(x)],

@@ -18,9 +18,9 @@ pub mod strategy;
 pub mod unfused;
 
 pub use epilogue::{
-    CONV_3X3_KERNEL, CONV_KERNEL, CONV_TILED_KERNEL, ConvStepParams, PackedStepParams,
-    SPLIT_REDUCE_KERNEL, TiledStepParams, conv_ddim_update, epilogue_keeps_kernel,
-    epilogue_kernel_for,
+    CONV_3X3_KERNEL, CONV_KERNEL, CONV_TILED_8X8_KERNEL, CONV_TILED_KERNEL, ConvStepParams,
+    PackedStepParams, SPLIT_REDUCE_KERNEL, TiledStepParams, conv_ddim_update,
+    epilogue_keeps_kernel, epilogue_kernel_for,
 };
 pub use fused::{STEP_KERNEL, StepParams, THRESHOLD_KERNEL, ThresholdParams};
 pub use spec::{DdimScratch, DdimStepParams, Noise, StepSpec, UpdateMode};
