@@ -17,7 +17,11 @@
 //
 // Variants (RM x RN outputs per invocation, K step TK): `conv2d_tiled` (4 x 4, 16), 64 x 64 output tiles;
 // `conv2d_tiled_8x8` (8 x 8, 8), 128 x 128 tiles, twice the FMAs per workgroup-memory load and a quarter of
-// the workgroups. TM = 16 RM, TN = 16 RN.
+// the workgroups. TM = 16 RM, TN = 16 RN. With PROLOGUE (`conv2d_tiled_gn`, `conv2d_tiled_8x8_gn`) x is a
+// group norm's input: every value gathered from x is normalised as it is loaded, from
+//   affine   [batch, cin] of vec4 (shift, mean_shifted, scale, beta), group_norm.wgsl's STATS output:
+//            ((x - shift) - mean_shifted) * scale + beta, then SiLU where p.silu != 0
+// so the normalised tensor is never written; padding stays zero (the convolution pads the normalised map).
 //
 // Grid: one workgroup of 16 x 16 invocations per TM x TN output tile (TM output channels x TN pixels of the
 // launch's pixels p_begin .. p_begin + p_count) and K slice (slice s covers k in [s * k_split, (s + 1) * k_split)
@@ -44,7 +48,11 @@
 #if DDIM
 #bindings x weight bias noise latent part
 #else
+#if PROLOGUE
+#bindings x weight bias residual out chan part affine:vec4
+#else
 #bindings x weight bias residual out chan part
+#end
 #end
 
 const RM: u32 = {{RM}}u;
@@ -66,7 +74,8 @@ var<workgroup> xs4: array<vec4<f32>, {{XS4}}>;
 // decomposition (two divisions) happens once per workgroup tile, not once per element.
 struct Pixel {
     valid: bool,
-    // First element of image n's input planes.
+    // The image, and the first element of its input planes.
+    n: u32,
     image: u32,
     // Top-left input row and column of the pixel's window (may be negative: padding).
     iy0: i32,
@@ -81,6 +90,7 @@ fn pixel_of(c: ConvShape, pix: u32, p_end: u32) -> Pixel {
     let sw = c.w >> c.up;
     return Pixel(
         pix < p_end,
+        n,
         n * c.cin * sh * sw,
         i32((r / c.wo) * c.stride) - i32(c.pad_top),
         i32((r % c.wo) * c.stride) - i32(c.pad_left),
@@ -99,7 +109,17 @@ fn column(c: ConvShape, px: Pixel, k: u32) -> f32 {
     }
     let sw = c.w >> c.up;
     let sh = c.h >> c.up;
-    return x[px.image + (ci * sh + (u32(iy) >> c.up)) * sw + (u32(ix) >> c.up)];
+    let v = x[px.image + (ci * sh + (u32(iy) >> c.up)) * sw + (u32(ix) >> c.up)];
+#if PROLOGUE
+    let a = affine[px.n * c.cin + ci];
+    let y = ((v - a.x) - a.y) * a.z + a.w;
+    if (p.silu != 0u) {
+        return silu(y);
+    }
+    return y;
+#else
+    return v;
+#end
 }
 
 // Element e of a step's TK x TM weight slice: k fastest (a row of TK consecutive floats per TK invocations);

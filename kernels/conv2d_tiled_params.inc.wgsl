@@ -43,7 +43,8 @@ struct Params {
     k_split: u32,
     p_begin: u32,
     p_count: u32,
-    _pad1: u32,
+    // SiLU after the prologue's normalisation (the PROLOGUE variants; 0 in the others).
+    silu: u32,
 }
 
 // Stores output channel m at output pixel pix (pixel (n * ho + oy) * wo + ox) from its finished sum: conv2d.wgsl's

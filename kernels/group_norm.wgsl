@@ -9,6 +9,11 @@
 // Variants (LANES, SUBGROUPS): `group_norm` (1, off) reads one f32 at a time and runs on any adapter, any hw;
 // `group_norm_vec4` (4, off) reads vec4s (hw a multiple of 4, so a vec4 never straddles two channels);
 // `group_norm_subgroups` (4, on) also reduces within each subgroup (`subgroupAdd`) before the workgroup.
+// With STATS (`group_norm_stats`, `group_norm_stats_vec4`, `group_norm_stats_subgroups`) the kernel writes no
+// normalised tensor: for each channel c of image n it writes
+//   affine   [batch, c] of vec4 (shift, mean_shifted, rstd * gamma[c], beta[c])
+// so that a consumer normalises x[n, c, ...] as ((x - shift) - mean_shifted) * affine.z + affine.w while it
+// loads it (conv2d_tiled.wgsl's prologue): the same arithmetic, in the same order, as the third pass here.
 //
 // Grid: one workgroup of 256 invocations per (n, group), numbered n * groups + g over the flattened 2-D
 // workgroup grid. Statistics take two passes over the group (mean, then the mean of squared deviations), each
@@ -34,8 +39,20 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
+#if STATS
+#if LANES == 4
+#bindings x:vec4 gamma beta affine:vec4
+#else
+#bindings x gamma beta affine:vec4
+#end
+#else
 #if LANES == 4
 #bindings x:vec4 gamma beta out:vec4
+#else
+#bindings x gamma beta out
+#end
+#end
+#if LANES == 4
 alias V = vec4<f32>;
 const LANES: u32 = 4u;
 
@@ -43,7 +60,6 @@ fn lane_sum(v: V) -> f32 {
     return (v.x + v.y) + (v.z + v.w);
 }
 #else
-#bindings x gamma beta out
 alias V = f32;
 const LANES: u32 = 1u;
 
@@ -133,6 +149,12 @@ fn workgroup_sum(li: u32, value: f32) -> f32 {
     let rstd = inverseSqrt(workgroup_sum(li, lane_sum(d2)) / count + p.eps);
 #end
 
+#if STATS
+    for (var i = li; i < cpg; i = i + WG) {
+        let ch = g * cpg + i;
+        affine[ng * cpg + i] = vec4<f32>(shift, mean_shifted, rstd * gamma[ch], beta[ch]);
+    }
+#else
     for (var i = li; i < count_v; i = i + WG) {
         let ch = g * cpg + i / hw_v;
         var v = ((x[base + i] - shift) - mean_shifted) * (rstd * gamma[ch]) + beta[ch];
@@ -141,4 +163,5 @@ fn workgroup_sum(li: u32, value: f32) -> f32 {
         }
         out[base + i] = v;
     }
+#end
 }

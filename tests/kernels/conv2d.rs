@@ -2,8 +2,8 @@ use ddim_wgpu::gpu::KernelChoice;
 use ddim_wgpu::gpu::{DeviceOptions, Gpu, Tensor};
 use ddim_wgpu::ops::conv2d::winograd::{GEMM_KERNEL, GEMM_WIDE_KERNEL, GEMM_WINDOWED_KERNEL};
 use ddim_wgpu::ops::conv2d::{
-    ChannelSlice, Conv2dConfig, ConvShape, Im2col, Padding, SplitK, TileShape, conv2d,
-    conv2d_with_channel, kernel_for, lay_columns, output_size,
+    ChannelSlice, Conv2dConfig, ConvShape, Im2col, InputNorm, Padding, SplitK, TileShape, conv2d,
+    conv2d_normed, conv2d_with_channel, kernel_for, lay_columns, normed_kernel_for, output_size,
 };
 use ddim_wgpu::reference::nn;
 use pollster::FutureExt as _;
@@ -893,4 +893,108 @@ fn channel_slices_that_do_not_fit_are_refused() {
     }
     let ch = Some(ChannelSlice { vectors: &vectors, offset: 7 });
     conv2d_with_channel(gpu, "conv1", &x, &wt, &b, ch, None, &out, &cfg).unwrap();
+}
+
+/// Group norm (and SiLU) in the tiled convolution's prologue (`conv2d_normed`) against the reference's group
+/// norm followed by its convolution, on the GPU family's two tiles: awkward sizes and groups, stride 2, a
+/// convolution reading its input upsampled, channel slices, residuals, K split over workgroups, and a map far
+/// from zero (values 1000 +- 1, where the statistics keep the precision that an affine x * a + b would lose);
+/// refused by name on the families that do not run the tiled convolution.
+#[test]
+fn conv_with_group_norm_in_its_prologue() {
+    gpu_or_skip!();
+    // (x, cout, kernel, stride, upsample, groups, silu, channel slice, residual, offset of x)
+    let cases = [
+        ([2, 6, 7, 33], 5, 3, 1, false, 3, true, true, false, 0.0),
+        ([3, 8, 9, 10], 7, 3, 2, false, 4, false, false, true, 0.0),
+        ([2, 4, 5, 6], 9, 3, 1, true, 2, true, false, false, 0.0),
+        ([1, 16, 8, 8], 12, 1, 1, false, 8, true, false, true, 0.0),
+        ([2, 8, 12, 12], 24, 3, 1, false, 2, false, false, false, 1000.0),
+        ([8, 64, 8, 8], 64, 3, 1, false, 32, true, true, true, 0.0),
+    ];
+    for gpu in conv_families() {
+        for (
+            i,
+            &(
+                [n, cin, h, w],
+                cout,
+                k,
+                stride,
+                upsample,
+                groups,
+                silu,
+                with_channel,
+                with_residual,
+                shift,
+            ),
+        ) in cases.iter().enumerate()
+        {
+            let seed = 300 + 10 * i as u64;
+            let xv: Vec<f32> =
+                data(seed, n * cin * h * w, -1.0, 1.0).into_iter().map(|v| v + shift).collect();
+            let x = gpu.upload("x", &[n, cin, h, w], &xv).unwrap();
+            let (gamma, gv) = random(gpu, "gamma", &[cin], seed + 1);
+            let (beta, bv) = random(gpu, "beta", &[cin], seed + 2);
+            let (wt, wv) = random(gpu, "weight", &[cout, cin, k, k], seed + 3);
+            let (b, biasv) = random(gpu, "bias", &[cout], seed + 4);
+            let cfg = Conv2dConfig {
+                stride,
+                padding: Padding::uniform(k / 2),
+                out_scale: 0.75,
+                upsample,
+            };
+            let (hi, wi) = if upsample { (2 * h, 2 * w) } else { (h, w) };
+            let (ho, wo) = output_size(hi, wi, k, k, &cfg).unwrap();
+            let (ch, cv) = channel_slice(gpu, n, cout, 2, seed + 5);
+            let (r, rv) = random(gpu, "residual", &[n, cout, ho, wo], seed + 6);
+            let out = gpu.zeros("out", &[n, cout, ho, wo]).unwrap();
+            let name = format!(
+                "norm {groups} groups (silu {silu}) + conv {k}x{k} stride {stride} up {upsample} \
+                 {n}x{cin}x{h}x{w} -> {cout}, shift {shift}"
+            );
+            let norm = InputNorm { gamma: &gamma, beta: &beta, groups, eps: 1e-6, silu };
+            let channel = with_channel.then_some(ChannelSlice { vectors: &ch, offset: 2 });
+            let residual = with_residual.then_some(&r);
+            let result =
+                conv2d_normed(gpu, &name, &x, &norm, &wt, &b, channel, residual, &out, &cfg);
+            let Some(kernel) = normed_kernel_for(gpu) else {
+                assert_ne!(gpu.kernel_family(), KernelChoice::Gpu, "{name}");
+                let e = result.err().expect("refused").to_string();
+                assert!(e.contains(&name) && e.contains("tiled convolution"), "{e}");
+                continue;
+            };
+            let tile8 = gpu.conv_tile_8x8();
+            assert_eq!(kernel.name, if tile8 { "conv2d_tiled_8x8_gn" } else { "conv2d_tiled_gn" });
+            let d = result.unwrap();
+            assert_eq!(d.kernel().name, kernel.name, "{name}");
+            let got = run(gpu, &[&d], &out);
+            let normed = nn::group_norm(&xv, n, cin, h * w, groups, &gv, &bv, 1e-6, silu);
+            let normed: Vec<f32> = if upsample {
+                let v: Vec<f32> = normed.iter().map(|&v| v as f32).collect();
+                nn::upsample_nearest2x(&v, n * cin, h, w).iter().map(|&v| v as f32).collect()
+            } else {
+                normed.iter().map(|&v| v as f32).collect()
+            };
+            let plane = ho * wo;
+            let zero = vec![0.0; n * cout];
+            let added = offsets(
+                if with_channel { &cv } else { &zero },
+                with_residual.then_some(&rv[..]),
+                plane,
+            );
+            let p = k / 2;
+            let (want, _) = nn::conv2d(
+                &normed,
+                [n, cin, hi, wi],
+                &wv,
+                [cout, cin, k, k],
+                &biasv,
+                Some(&added),
+                stride,
+                (p, p, p, p),
+                0.75,
+            );
+            assert_normalised(&format!("{name} ({})", kernel.name), &got, &want, BOUND);
+        }
+    }
 }

@@ -20,6 +20,7 @@
 
 pub mod direct;
 pub mod im2col;
+pub mod normed;
 pub mod one_by_one;
 pub mod packed;
 pub mod shape;
@@ -29,6 +30,9 @@ pub mod winograd;
 
 pub use direct::{ACCUMULATE, KERNEL, Params};
 pub use im2col::{IM2COL_SCRATCH_BYTES, Im2col, Im2colParams, KERNEL_IM2COL, lay_columns};
+pub use normed::{
+    InputNorm, KERNEL_TILED_8X8_GN, KERNEL_TILED_GN, conv2d_normed, normed_kernel_for,
+};
 pub use one_by_one::{KERNEL_1X1, KERNEL_1X1_WIDE, OneByOne, OneByOneParams};
 pub use packed::{KERNEL_3X3, KERNEL_PACKED, PACK_KERNEL, PackGeometry, PackParams, PackedParams};
 pub use shape::{

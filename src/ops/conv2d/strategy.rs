@@ -40,7 +40,7 @@ pub fn kernel_for(gpu: &Gpu, shape: &ConvShape) -> &'static Kernel {
 /// default limits allow 16), `conv2d` otherwise. Shape-independent, so every test shape proves the kernel that
 /// runs. On a real GPU `conv2d_tiled` beats both `conv2d` and the CPU family's kernels by a wide margin
 /// (BENCHMARKS.md, "On a real GPU").
-fn gpu_kernel_for(gpu: &Gpu) -> &'static Kernel {
+pub(super) fn gpu_kernel_for(gpu: &Gpu) -> &'static Kernel {
     let limits = gpu.limits();
     let tile = TileShape::on(gpu);
     let kernel = if tile == TileShape::LARGE { &KERNEL_TILED_8X8 } else { &KERNEL_TILED };
@@ -124,21 +124,17 @@ pub fn conv2d(
     conv2d_with_channel(gpu, label, x, weight, bias, None, residual, out, cfg)
 }
 
-/// [`conv2d`] with a per-image channel offset added with the bias, `channel`'s slice of a `[N, len]`
-/// tensor: `out = (conv(x, weight) + bias + channel + residual) * out_scale` (a ResNet block's conv1 and its
-/// time embedding, in one dispatch).
-#[allow(clippy::too_many_arguments)]
-pub fn conv2d_with_channel(
-    gpu: &Gpu,
-    label: &str,
-    x: &Tensor,
-    weight: &Tensor,
-    bias: &Tensor,
-    channel: Option<ChannelSlice<'_>>,
-    residual: Option<&Tensor>,
-    out: &Tensor,
-    cfg: &Conv2dConfig,
-) -> Result<Dispatch> {
+/// Validates a convolution's tensors (as [`conv2d_with_channel`] takes them) and counts its work.
+#[allow(clippy::too_many_arguments)] // the operands of one convolution
+pub(super) fn operands<'a>(
+    x: &'a Tensor,
+    weight: &'a Tensor,
+    bias: &'a Tensor,
+    channel: Option<ChannelSlice<'a>>,
+    residual: Option<&'a Tensor>,
+    out: &'a Tensor,
+    cfg: &'a Conv2dConfig,
+) -> Result<(Operands<'a>, Cost)> {
     let mut shape = ConvShape::new(OP, x, weight, bias, cfg)?;
     expect_shape(OP, out, &shape.output_shape())?;
     if let Some(r) = residual {
@@ -154,7 +150,27 @@ pub fn conv2d_with_channel(
         + out.len() * (1 + residual.is_some() as usize);
     let channel = channel.map(|slice| slice.vectors);
     let cost = Cost::new(shape.flops(), floats as u64);
-    let o = Operands { shape, x, weight, bias, channel, residual, out, cfg };
+    Ok((Operands { shape, x, weight, bias, channel, residual, out, cfg }, cost))
+}
+
+/// [`conv2d`] with a per-image channel offset added with the bias, `channel`'s slice of a `[N, len]`
+/// tensor: `out = (conv(x, weight) + bias + channel + residual) * out_scale` (a ResNet block's conv1 and its
+/// time embedding, in one dispatch).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_with_channel(
+    gpu: &Gpu,
+    label: &str,
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    channel: Option<ChannelSlice<'_>>,
+    residual: Option<&Tensor>,
+    out: &Tensor,
+    cfg: &Conv2dConfig,
+) -> Result<Dispatch> {
+    let (o, cost) = operands(x, weight, bias, channel, residual, out, cfg)?;
+    let shape = o.shape;
+    let floats = cost.bytes / 4;
     let kernel = kernel_for(gpu, &shape);
     let products = [
         &winograd::GEMM_KERNEL,
@@ -187,7 +203,7 @@ pub fn conv2d_with_channel(
     let dispatch = if kernel.name == KERNEL_3X3.name || kernel.name == KERNEL_PACKED.name {
         packed(gpu, kernel, label, &o)?
     } else if kernel.name == KERNEL_TILED.name || kernel.name == KERNEL_TILED_8X8.name {
-        tiled(gpu, kernel, label, &o)?
+        tiled(gpu, kernel, label, &o, None)?
     } else {
         direct::launch(gpu, label, &o)?
     };

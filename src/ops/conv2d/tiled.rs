@@ -135,18 +135,29 @@ params! {
     /// Mirrors `Params` in conv2d_tiled.wgsl and conv2d_split_reduce.wgsl.
     pub struct TiledParams {
         pub shape: ConvShape, pub has_residual: u32, pub out_scale: f32, pub has_channel: u32,
-        pub splits: u32, pub k_split: u32, pub p_begin: u32, pub p_count: u32, pub _pad: u32,
+        pub splits: u32, pub k_split: u32, pub p_begin: u32, pub p_count: u32,
+        /// SiLU after the prologue's normalisation (the `_gn` variants).
+        pub silu: u32,
     }
 }
 
-/// The shared-memory path: `kernel` ([`KERNEL_TILED`] or [`KERNEL_TILED_8X8`]) over the whole K, or over
-/// [`SplitK`] slices into the device's scratch buffer followed by [`KERNEL_SPLIT_REDUCE`], one pair of
-/// launches per group of pixels.
+/// A group norm applied to x as the tiled kernel loads it (the `_gn` variants): the per-(image, channel)
+/// statistics `group_norm_stats` wrote, and whether SiLU follows.
+#[derive(Clone, Copy)]
+pub(crate) struct Prologue<'a> {
+    pub(crate) affine: &'a Tensor,
+    pub(crate) silu: bool,
+}
+
+/// The shared-memory path: `kernel` ([`KERNEL_TILED`] or [`KERNEL_TILED_8X8`], or with a `prologue` their
+/// `_gn` variants) over the whole K, or over [`SplitK`] slices into the device's scratch buffer followed by
+/// [`KERNEL_SPLIT_REDUCE`], one pair of launches per group of pixels.
 pub(super) fn tiled(
     gpu: &Gpu,
     kernel: &'static Kernel,
     label: &str,
     o: &Operands<'_>,
+    prologue: Option<Prologue<'_>>,
 ) -> Result<Dispatch> {
     let shape = &o.shape;
     let (x, weight, bias, out) = (o.x, o.weight, o.bias, o.out);
@@ -161,24 +172,26 @@ pub(super) fn tiled(
             k_split: dim(OP, "K per slice", split.k_split)?,
             p_begin: dim(OP, "first pixel", p_begin)?,
             p_count: dim(OP, "pixels", p_count)?,
-            _pad: 0,
+            silu: prologue.is_some_and(|p| p.silu) as u32,
         })
     };
+    let mut bindings = vec![
+        Some(x),
+        Some(weight),
+        Some(bias),
+        Some(residual.unwrap_or(x)),
+        Some(out),
+        Some(channel.unwrap_or(bias)),
+        None,
+    ];
+    bindings.extend(prologue.map(|p| Some(p.affine)));
     tiled_launches(
         gpu,
         label,
         shape,
         (kernel, &KERNEL_SPLIT_REDUCE),
         params,
-        &[
-            Some(x),
-            Some(weight),
-            Some(bias),
-            Some(residual.unwrap_or(x)),
-            Some(out),
-            Some(channel.unwrap_or(bias)),
-            None,
-        ],
+        &bindings,
         &[
             None,
             Some(bias),

@@ -16,5 +16,8 @@ pub mod workgroup;
 
 pub use serial::{SERIAL_KERNEL, SerialParams};
 pub use shape::NormParams;
-pub use strategy::{group_norm, group_norm_with, kernel_for};
-pub use workgroup::{KERNEL, Params, SUBGROUP_KERNEL, VEC4_KERNEL};
+pub use strategy::{group_norm, group_norm_stats, group_norm_with, kernel_for};
+pub use workgroup::{
+    KERNEL, Params, STATS_KERNEL, STATS_SUBGROUP_KERNEL, STATS_VEC4_KERNEL, SUBGROUP_KERNEL,
+    VEC4_KERNEL,
+};

@@ -84,6 +84,21 @@ impl<'a> Norm<'a> {
         Ok(Norm { x, gamma, beta, out, n, c, hw, groups, eps, silu })
     }
 
+    /// [`Norm::new`] for the statistics alone: `affine` `[N, C, 4]` takes, per image and channel, what
+    /// normalises x there (`group_norm.wgsl`'s STATS variants), in place of `out`.
+    pub(crate) fn statistics(
+        x: &'a Tensor,
+        gamma: &'a Tensor,
+        beta: &'a Tensor,
+        affine: &'a Tensor,
+        groups: usize,
+        eps: f32,
+    ) -> Result<Self> {
+        let norm = Norm::new(x, gamma, beta, x, groups, eps, false)?;
+        expect_shape(OP, affine, &[norm.n, norm.c, 4])?;
+        Ok(Norm { out: affine, ..norm })
+    }
+
     /// The work: about 10 flops per value; x read and out written once, gamma and beta read once.
     pub(crate) fn cost(&self) -> Cost {
         Cost::new(10 * self.x.len() as u64, 2 * self.x.len() as u64 + 2 * self.c as u64)

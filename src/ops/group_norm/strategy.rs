@@ -5,7 +5,7 @@ use super::serial::{self, SERIAL_KERNEL};
 use super::shape::{Norm, OP};
 use super::workgroup::{self, KERNEL, SUBGROUP_KERNEL, VEC4_KERNEL};
 use crate::error::{Error, Result};
-use crate::gpu::{Dispatch, Gpu, Kernel, KernelChoice, Tensor};
+use crate::gpu::{Cost, Dispatch, Gpu, Kernel, KernelChoice, Tensor};
 
 /// The kernel [`group_norm`] runs on this device for `hw` values per channel. Where `hw` is a multiple of 4:
 /// `group_norm_serial` for the CPU family ([`KernelChoice::Cpu`], what `Auto` means on CPU adapters);
@@ -38,6 +38,27 @@ pub fn group_norm(
 ) -> Result<Dispatch> {
     let hw = x.shape().iter().skip(2).product();
     group_norm_with(gpu, kernel_for(gpu, hw), label, x, gamma, beta, out, groups, eps, silu)
+}
+
+/// Prepares the statistics of `group_norm(x)` with its affine parameters, for a consumer that normalises x as
+/// it loads it: `affine` `[N, C, 4]` gets, per image and channel, (shift, mean_shifted, rstd * gamma, beta),
+/// and the normalised value is `((x - shift) - mean_shifted) * affine[2] + affine[3]`, what [`group_norm`]
+/// computes. One workgroup per (image, group), as [`KERNEL`](super::KERNEL); the variant by the device's
+/// subgroups and the map size, whatever the family.
+pub fn group_norm_stats(
+    gpu: &Gpu,
+    label: &str,
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    affine: &Tensor,
+    groups: usize,
+    eps: f32,
+) -> Result<Dispatch> {
+    let g = Norm::statistics(x, gamma, beta, affine, groups, eps)?;
+    let d = workgroup::launch(gpu, workgroup::stats_kernel_for(gpu, g.hw), label, &g)?;
+    let floats = g.x.len() as u64 * 2 + 4 * (g.n * g.c) as u64 + 2 * g.c as u64;
+    Ok(d.with_cost(Cost::new(4 * g.x.len() as u64, floats)))
 }
 
 /// [`group_norm`] with a chosen variant (any of [`kernel_for`]'s answers), whatever the device's family: to

@@ -24,6 +24,31 @@ pub const SUBGROUP_KERNEL: Kernel = kernel!("group_norm_subgroups" from "group_n
     where [("LANES", "4"), ("SUBGROUPS", "1")],
     includes: [], workgroup: 256, params: Params, bindings: &[Read, Read, Read, ReadWrite]);
 
+/// [`KERNEL`] writing each channel's statistics and affine parameters instead of the normalised tensor.
+pub const STATS_KERNEL: Kernel = kernel!("group_norm_stats" from "group_norm"
+    where [("LANES", "1"), ("STATS", "1")],
+    includes: [], workgroup: 256, params: Params, bindings: &[Read, Read, Read, ReadWrite]);
+
+/// [`VEC4_KERNEL`] writing the statistics ([`STATS_KERNEL`]).
+pub const STATS_VEC4_KERNEL: Kernel = kernel!("group_norm_stats_vec4" from "group_norm"
+    where [("LANES", "4"), ("STATS", "1")],
+    includes: [], workgroup: 256, params: Params, bindings: &[Read, Read, Read, ReadWrite]);
+
+/// [`SUBGROUP_KERNEL`] writing the statistics ([`STATS_KERNEL`]).
+pub const STATS_SUBGROUP_KERNEL: Kernel = kernel!("group_norm_stats_subgroups" from "group_norm"
+    where [("LANES", "4"), ("SUBGROUPS", "1"), ("STATS", "1")],
+    includes: [], workgroup: 256, params: Params, bindings: &[Read, Read, Read, ReadWrite]);
+
+/// The statistics kernel for `hw` values per channel on this device: the subgroup variant where the device
+/// has subgroups and `hw` is a multiple of 4, the vec4 one where only the latter, the scalar one otherwise.
+pub(super) fn stats_kernel_for(gpu: &Gpu, hw: usize) -> &'static Kernel {
+    match (hw.is_multiple_of(4), gpu.subgroups()) {
+        (true, true) => &STATS_SUBGROUP_KERNEL,
+        (true, false) => &STATS_VEC4_KERNEL,
+        _ => &STATS_KERNEL,
+    }
+}
+
 params! {
     /// Mirrors `Params` in group_norm.wgsl.
     pub struct Params { pub norm: NormParams, pub _pad: [u32; 2] }
@@ -38,11 +63,13 @@ pub(super) fn launch(
     label: &str,
     g: &Norm<'_>,
 ) -> Result<Dispatch> {
-    let why_not = if kernel.name == KERNEL.name {
+    let why_not = if kernel.name == KERNEL.name || kernel.name == STATS_KERNEL.name {
         None
     } else if !g.hw.is_multiple_of(4) {
         Some(format!("{} values per channel, not a multiple of 4", g.hw))
-    } else if kernel.name == SUBGROUP_KERNEL.name && !gpu.subgroups() {
+    } else if [SUBGROUP_KERNEL.name, STATS_SUBGROUP_KERNEL.name].contains(&kernel.name)
+        && !gpu.subgroups()
+    {
         Some("the device was opened without subgroups".to_string())
     } else {
         None
