@@ -106,6 +106,16 @@ fn block_by_block(gpu: &Gpu, family: KernelChoice) {
             }
         }
         assert_eq!(out, gpu.download(plan.output()).block_on().unwrap());
+        // The GPU family runs each ResNet block's two norms in its convolutions' prologues (the graph's last
+        // norm stays apart: its convolution writes the output).
+        let resnets = graph.nodes.iter().filter(|n| n.name.ends_with(".conv1")).count();
+        let prologues =
+            plan.dispatches().iter().filter(|d| d.kernel().name.ends_with("_gn")).count();
+        let expect = if family == KernelChoice::Gpu { 2 * resnets } else { 0 };
+        assert_eq!(
+            prologues, expect,
+            "{variant}, {family:?} kernels: convolutions with a norm prologue"
+        );
         let s = plan.stats();
         assert!(s.lower_bound <= s.planned && s.planned < s.no_reuse, "{s:?}");
     }

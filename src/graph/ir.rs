@@ -72,6 +72,22 @@ pub enum Op {
         /// Where this convolution's `Cout` values start in v.
         offset: usize,
     },
+    /// `[x, gamma, beta, weight, bias, (v | residual)]`: [`Op::GroupNorm`] (with SiLU or not) of x, then the
+    /// convolution [`Op::Conv2dAddChannel`] where `channel_offset` is given (the sixth input is then v), else
+    /// [`Op::Conv2d`] (the sixth input, if any, its residual). Made by `graph::prologue` from a group norm and
+    /// the convolution that alone reads it, for devices whose convolution normalises its input as it loads it.
+    NormConv2d {
+        /// The norm's groups.
+        groups: usize,
+        /// The norm's epsilon.
+        eps: f32,
+        /// SiLU after the norm.
+        silu: bool,
+        /// The convolution.
+        config: Conv2dConfig,
+        /// Where the convolution's channel offsets start in v, where it adds them.
+        channel_offset: Option<usize>,
+    },
     /// `[x, gamma, beta]`.
     GroupNorm {
         /// Number of groups.
@@ -259,6 +275,22 @@ impl Graph {
                     return Err(format!("residual {:?} does not match the output {out:?}", s(3)));
                 }
                 Ok(out)
+            }
+            Op::NormConv2d { groups, eps, silu, config, channel_offset } => {
+                arity(&[5, 6])?;
+                let norm = Op::GroupNorm { groups: *groups, eps: *eps, silu: *silu };
+                let normed = self.infer(&norm, &inputs[..3])?;
+                if normed != s(0) {
+                    return Err(format!("the norm changes the input's shape {:?}", s(0)));
+                }
+                // The convolution reads a tensor of x's shape: x itself stands for it.
+                let conv_inputs: Vec<TensorId> =
+                    [inputs[0]].into_iter().chain(inputs[3..].iter().copied()).collect();
+                let conv = match channel_offset {
+                    Some(offset) => Op::Conv2dAddChannel { config: *config, offset: *offset },
+                    None => Op::Conv2d(*config),
+                };
+                self.infer(&conv, &conv_inputs)
             }
             Op::GroupNorm { groups, .. } => {
                 arity(&[3])?;

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use super::ir::{Graph, Op, TensorId, TensorKind};
+use super::prologue;
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, UNIFORM_WINDOW};
 use crate::gpu::{Gpu, Tensor};
@@ -349,6 +350,23 @@ fn prepare(
             let residual = ins.get(3).copied();
             conv2d::conv2d(gpu, label, ins[0], ins[1], ins[2], residual, out, cfg)?
         }
+        Op::NormConv2d { groups, eps, silu, config, channel_offset } => {
+            let norm = conv2d::InputNorm {
+                gamma: ins[1],
+                beta: ins[2],
+                groups: *groups,
+                eps: *eps,
+                silu: *silu,
+            };
+            let (channel, residual) = match channel_offset {
+                Some(offset) => {
+                    (Some(conv2d::ChannelSlice { vectors: ins[5], offset: *offset }), None)
+                }
+                None => (None, ins.get(5).copied()),
+            };
+            let (w, b) = (ins[3], ins[4]);
+            conv2d::conv2d_normed(gpu, label, ins[0], &norm, w, b, channel, residual, out, config)?
+        }
         Op::GroupNorm { groups, eps, silu } => {
             group_norm::group_norm(gpu, label, ins[0], ins[1], ins[2], out, *groups, *eps, *silu)?
         }
@@ -379,6 +397,17 @@ impl Plan {
         if batch == 0 {
             return Err(Error::param("plan", "batch size is 0"));
         }
+        // Where the device's convolution can normalise its input as it loads it, group norms join the
+        // convolutions that alone read them (`prologue`); ids keep their meaning.
+        let fused;
+        let graph = if conv2d::normed_kernel_for(gpu).is_some() {
+            let mut g = graph.clone();
+            prologue::fuse_norms_into_convs(&mut g, keep);
+            fused = g;
+            &fused
+        } else {
+            graph
+        };
         let output_id =
             graph.output.ok_or_else(|| Error::param("plan", "the graph has no output"))?;
         check_params(graph, weights)?;

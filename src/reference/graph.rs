@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use super::nn;
 use crate::graph::ir::{Graph, Op, TensorId, TensorKind};
+use crate::ops::conv2d::Conv2dConfig;
 use crate::ops::linear::TokenLayout;
 
 /// Evaluates `graph` for `batch` images. `weights` maps the weights file's names to data (a stacked
@@ -72,51 +73,56 @@ pub fn run(
                     }
                 }
             }
-            Op::Conv2d(cfg) | Op::Conv2dAddChannel { config: cfg, .. } => {
-                let [c, h, w] = shape(node.inputs[0])[..] else { unreachable!() };
-                // An upsampling convolution reads its input upsampled: upsample it here, then convolve.
-                let upsampled: Vec<f32>;
-                let (x, h, w) = if cfg.upsample {
-                    upsampled = nn::upsample_nearest2x(ins[0], batch * c, h, w)
-                        .into_iter()
-                        .map(|v| v as f32)
-                        .collect();
-                    (upsampled.as_slice(), 2 * h, 2 * w)
-                } else {
-                    (ins[0], h, w)
+            Op::Conv2d(cfg) => {
+                let extra = Extra::Residual(ins.get(3).copied());
+                convolve(
+                    ins[0],
+                    batch,
+                    &shape(node.inputs[0]),
+                    cfg,
+                    &ins[1..3],
+                    &shape(node.inputs[1]),
+                    extra,
+                )
+            }
+            Op::Conv2dAddChannel { config, offset } => {
+                let extra =
+                    Extra::Channel { v: ins[3], len: shape(node.inputs[3])[0], offset: *offset };
+                convolve(
+                    ins[0],
+                    batch,
+                    &shape(node.inputs[0]),
+                    config,
+                    &ins[1..3],
+                    &shape(node.inputs[1]),
+                    extra,
+                )
+            }
+            Op::NormConv2d { groups, eps, silu, config, channel_offset } => {
+                // The norm's output rounded to f32, as the GPU holds it when it normalises while loading.
+                let s = shape(node.inputs[0]);
+                let hw = s[1..].iter().product();
+                let normed: Vec<f32> = nn::group_norm(
+                    ins[0],
+                    batch,
+                    s[0],
+                    hw,
+                    *groups,
+                    ins[1],
+                    ins[2],
+                    *eps as f64,
+                    *silu,
+                )
+                .into_iter()
+                .map(|v| v as f32)
+                .collect();
+                let extra = match channel_offset {
+                    Some(offset) => {
+                        Extra::Channel { v: ins[5], len: shape(node.inputs[5])[0], offset: *offset }
+                    }
+                    None => Extra::Residual(ins.get(5).copied()),
                 };
-                let ws: [usize; 4] = shape(node.inputs[1]).try_into().unwrap();
-                let p = cfg.padding;
-                let geometry = (p.top, p.bottom, p.left, p.right);
-                let conv = |residual: Option<&[f32]>| {
-                    nn::conv2d(
-                        x,
-                        [batch, c, h, w],
-                        ins[1],
-                        ws,
-                        ins[2],
-                        residual,
-                        cfg.stride,
-                        geometry,
-                        cfg.out_scale as f64,
-                    )
-                };
-                if let Op::Conv2dAddChannel { offset, .. } = node.op {
-                    // The channel offset enters before the scale, as a residual constant over each plane:
-                    // image n's value for channel c at n * len + offset + c of its [len] vectors.
-                    let (cout, len) = (ws[0], shape(node.inputs[3])[0]);
-                    let ho = (h + p.top + p.bottom - ws[2]) / cfg.stride + 1;
-                    let wo = (w + p.left + p.right - ws[3]) / cfg.stride + 1;
-                    let offsets: Vec<f32> = (0..batch * cout * ho * wo)
-                        .map(|i| {
-                            let (n, c) = (i / (cout * ho * wo), i / (ho * wo) % cout);
-                            ins[3][n * len + offset + c]
-                        })
-                        .collect();
-                    conv(Some(&offsets)).0
-                } else {
-                    conv(ins.get(3).copied()).0
-                }
+                convolve(&normed, batch, &s, config, &ins[3..5], &shape(node.inputs[3]), extra)
             }
             Op::GroupNorm { groups, eps, silu } => {
                 let s = shape(node.inputs[0]);
@@ -149,4 +155,58 @@ pub fn run(
         exact.insert(node.output, out);
     }
     exact
+}
+
+/// What a convolution adds before its scale: a residual, or per-image channel offsets (image n's value for
+/// channel c at `n * len + offset + c` of v).
+enum Extra<'a> {
+    Residual(Option<&'a [f32]>),
+    Channel { v: &'a [f32], len: usize, offset: usize },
+}
+
+/// The convolution of `x` (`[batch] + xs`, read upsampled 2x where `cfg` says) by `params` (weight, bias of
+/// shape `ws` and `[cout]`), plus `extra`, scaled.
+fn convolve(
+    x: &[f32],
+    batch: usize,
+    xs: &[usize],
+    cfg: &Conv2dConfig,
+    params: &[&[f32]],
+    ws: &[usize],
+    extra: Extra<'_>,
+) -> Vec<f64> {
+    let [c, h, w] = xs[..] else { unreachable!("convolutions read [C, H, W] maps") };
+    // An upsampling convolution reads its input upsampled: upsample it here, then convolve.
+    let upsampled: Vec<f32>;
+    let (x, h, w) = if cfg.upsample {
+        upsampled =
+            nn::upsample_nearest2x(x, batch * c, h, w).into_iter().map(|v| v as f32).collect();
+        (upsampled.as_slice(), 2 * h, 2 * w)
+    } else {
+        (x, h, w)
+    };
+    let ws: [usize; 4] = ws.try_into().expect("weights are [out, in, kh, kw]");
+    let p = cfg.padding;
+    let geometry = (p.top, p.bottom, p.left, p.right);
+    let conv = |residual: Option<&[f32]>| {
+        let (weight, bias) = (params[0], params[1]);
+        let scale = cfg.out_scale as f64;
+        nn::conv2d(x, [batch, c, h, w], weight, ws, bias, residual, cfg.stride, geometry, scale).0
+    };
+    match extra {
+        Extra::Residual(r) => conv(r),
+        Extra::Channel { v, len, offset } => {
+            // The channel offset enters before the scale, as a residual constant over each plane.
+            let cout = ws[0];
+            let ho = (h + p.top + p.bottom - ws[2]) / cfg.stride + 1;
+            let wo = (w + p.left + p.right - ws[3]) / cfg.stride + 1;
+            let offsets: Vec<f32> = (0..batch * cout * ho * wo)
+                .map(|i| {
+                    let (n, c) = (i / (cout * ho * wo), i / (ho * wo) % cout);
+                    v[n * len + offset + c]
+                })
+                .collect();
+            conv(Some(&offsets))
+        }
+    }
 }

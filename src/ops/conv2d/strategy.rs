@@ -182,7 +182,7 @@ pub fn conv2d_with_channel(
         let tiling = winograd::Tiling::on(gpu, &shape)
             .ok_or_else(|| Error::shape(OP, format!("`{label}`: no Winograd tiling")))?;
         let dispatch = winograd::conv2d(gpu, label, &tiling, &o)?;
-        return Ok(dispatch.with_cost(Cost::new(winograd::flops(&shape, &tiling), floats as u64)));
+        return Ok(dispatch.with_cost(Cost::new(winograd::flops(&shape, &tiling), floats)));
     }
     let mut kernel = kernel;
     if let Some(cut) = Im2col::on(gpu, &shape).filter(|_| kernel.name == KERNEL_IM2COL.name) {

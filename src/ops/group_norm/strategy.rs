@@ -43,8 +43,9 @@ pub fn group_norm(
 /// Prepares the statistics of `group_norm(x)` with its affine parameters, for a consumer that normalises x as
 /// it loads it: `affine` `[N, C, 4]` gets, per image and channel, (shift, mean_shifted, rstd * gamma, beta),
 /// and the normalised value is `((x - shift) - mean_shifted) * affine[2] + affine[3]`, what [`group_norm`]
-/// computes. One workgroup per (image, group), as [`KERNEL`](super::KERNEL); the variant by the device's
+/// computes. One workgroup per (image, group), as [`KERNEL`] runs; the variant by the device's
 /// subgroups and the map size, whatever the family.
+#[allow(clippy::too_many_arguments)] // the operands and the two settings of one normalisation
 pub fn group_norm_stats(
     gpu: &Gpu,
     label: &str,
