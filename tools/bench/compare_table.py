@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The table of one same-run comparison (tools/bench/gpu_compare.sh): DIR/ours.jsonl and DIR/torch.json to
 Markdown on stdout. Each row is one model, batch and PyTorch mode; the ratios are ours over PyTorch's time (above
-1: ours is slower), from the medians of the one run.
+1: ours is slower), from the medians of the one run. Where DIR/ours_8x8.jsonl holds runs with the 8 x 8
+convolution tiles, a second table sets them beside the default 4 x 4.
 
     python3 tools/bench/compare_table.py DIR
 """
@@ -11,15 +12,23 @@ import os
 import sys
 
 
-def main():
-    d = sys.argv[1]
-    ours = {}
-    with open(os.path.join(d, "ours.jsonl")) as f:
+def load(path):
+    runs = {}
+    if not os.path.exists(path):
+        return runs
+    with open(path) as f:
         for line in f:
             if line.strip():
                 r = json.loads(line)
                 name = "ddpm256" if "256" in os.path.basename(r["config"]) else "cifar10"
-                ours[(name, r["batch"])] = r
+                runs[(name, r["batch"])] = r
+    return runs
+
+
+def main():
+    d = sys.argv[1]
+    ours = load(os.path.join(d, "ours.jsonl"))
+    tiles8 = load(os.path.join(d, "ours_8x8.jsonl"))
     with open(os.path.join(d, "torch.json")) as f:
         torch = json.load(f)
     adapter = next(iter(ours.values()))["adapter"] if ours else "?"
@@ -42,6 +51,17 @@ def main():
         print(f"{label} {row['forward_ms']:.2f} | {o['forward_ms']:.2f} | {o['forward_ms'] / row['forward_ms']:.2f}x "
               f"| {row['sample_ms']:.1f} | {o['sample_ms']:.1f} | {o['sample_ms'] / row['sample_ms']:.2f}x | {peak} "
               f"| {o['memory_bytes'] / 2**20:.0f} |")
+    if tiles8:
+        print("\nOurs with the 8 x 8 convolution tiles (`DDIM_CONV_TILE=8x8`) against the default 4 x 4, same run:\n")
+        print("| model | batch | 4x4 forward ms | 8x8 forward ms | 8x8 / 4x4 | 4x4 sample ms | 8x8 sample ms | 8x8 / 4x4 |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for key, t in sorted(tiles8.items()):
+            o = ours.get(key)
+            if o is None:
+                continue
+            print(f"| {key[0]} | {key[1]} | {o['forward_ms']:.2f} | {t['forward_ms']:.2f} | "
+                  f"{t['forward_ms'] / o['forward_ms']:.2f}x | {o['sample_ms']:.1f} | {t['sample_ms']:.1f} | "
+                  f"{t['sample_ms'] / o['sample_ms']:.2f}x |")
 
 
 if __name__ == "__main__":

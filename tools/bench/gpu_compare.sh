@@ -2,7 +2,8 @@
 # Ours against PyTorch on one GPU, in one run: for the CIFAR-10 UNet at batch 1, 8 and 64 and the DDPM 256x256
 # UNet at batch 1 and 4, a forward pass and a 50-step DDIM sample, ours (examples/gpu_compare.rs, the kernels
 # auto picks) and PyTorch's (tools/bench/torch_gpu.py: eager f32 with TF32 off, eager TF32, f16 autocast,
-# torch.compile), with peak memory. Writes DIR/torch.json, DIR/ours.jsonl and DIR/table.md (by
+# torch.compile), with peak memory; ours again with the 8 x 8 convolution tiles (DDIM_CONV_TILE=8x8, into
+# DIR/ours_8x8.jsonl; VARIANTS=0 skips it). Writes DIR/torch.json, DIR/ours.jsonl and DIR/table.md (by
 # tools/bench/compare_table.py), DIR defaulting to $OUT (the device tool's output folder) or
 # docs/bench/<gpu>-<date>.
 #
@@ -40,6 +41,7 @@ gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | 
 dir=${1:-${OUT:-docs/bench/${gpu:-gpu}-$(date +%F)}}
 mkdir -p "$dir"
 : >"$dir/ours.jsonl"
+: >"$dir/ours_8x8.jsonl"
 failed=0
 if [[ ${QUICK:-0} == 1 ]]; then
   cases="cifar10:1" rounds=2 steps=2 quick=(--quick)
@@ -55,6 +57,11 @@ for c in $cases; do
     failed=1
   fi
   tail -1 "$dir/ours.jsonl"
+  if [[ ${VARIANTS:-1} == 1 ]]; then
+    echo "== ours, 8x8 tiles: $name batch $batch"
+    DDIM_CONV_TILE=8x8 timeout "$limit" "$ex/gpu_compare" "${config[$name]}" "$batch" "$rounds" "$steps" \
+      >>"$dir/ours_8x8.jsonl" || { echo "-- ours, 8x8 tiles: $name batch $batch failed"; failed=1; }
+  fi
 done
 echo "== PyTorch"
 timeout $((limit * 4)) "$python" tools/bench/torch_gpu.py --json "$dir/torch.json" --device "$device" \
