@@ -55,6 +55,25 @@ fn the_split_k_switch_takes_on_or_off() {
 }
 
 #[test]
+fn the_subgroups_switch_takes_on_or_off() {
+    check_switch("--subgroups");
+}
+
+/// `--conv-tile` takes 4x4 or 8x8 (the device is never opened: the unknown backend fails first).
+#[test]
+fn the_conv_tile_takes_4x4_or_8x8() {
+    let out = ddim(&["info", "--conv-tile", "16x16"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("conv tile `16x16`: expected 4x4 or 8x8"), "{stderr}");
+    for tile in ["4x4", "8x8"] {
+        let out = ddim(&["info", "--conv-tile", tile, "--backend", "directx9"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("unknown backend `directx9`"), "{tile} is accepted: {stderr}");
+    }
+}
+
+#[test]
 fn an_adapter_filter_that_matches_nothing_names_what_exists() {
     let out = ddim(&["info", "--adapter", "no-such-adapter-xyz"]);
     assert!(!out.status.success());

@@ -46,7 +46,7 @@ pub struct DeviceArgs {
     /// Outputs per invocation of the gpu family's tiled convolution: 4x4 (conv2d_tiled, 64 x 64 tiles) or 8x8
     /// (conv2d_tiled_8x8, 128 x 128 tiles), to compare the two.
     #[arg(long, env = "DDIM_CONV_TILE", default_value = "4x4", value_parser = parse_conv_tile_arg,
-          value_name = "4x4|8x8")]
+          action = clap::ArgAction::Set, value_name = "4x4|8x8")]
     pub conv_tile: bool,
 
     /// Whether the device is opened with subgroup operations where the adapter has them (on: the gpu
