@@ -22,11 +22,6 @@ struct Params {
     has_channel: u32,
     // Blocks of 8 output channels per weight window (conv2d_1x1_wide's).
     per_window: u32,
-    // Where image n's channel vector starts in `chan`: n * chan_stride + chan_offset.
-    chan_stride: u32,
-    chan_offset: u32,
-    _pad0: u32,
-    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -64,7 +59,7 @@ fn store_block(acc: Acc, n: u32, co0: u32, px0: u32) {
         let o = (n * p.cout + co) * p.hw + px0;
         var bk = bias[co];
         if (p.has_channel != 0u) {
-            bk = bk + chan[n * p.chan_stride + p.chan_offset + co];
+            bk = bk + chan[n * p.cout + co];
         }
         for (var h = 0u; h < 2u; h = h + 1u) {
             let o4 = o / 4u + h;

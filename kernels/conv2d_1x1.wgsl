@@ -18,8 +18,7 @@
 //   bias     [cout]
 //   residual [batch, cout, hw]    read only when the last chunk runs with has_residual != 0
 //   out      [batch, cout, hw], bound at a multiple of 16 bytes (read and written as vec4s)
-//   chan     [batch, chan_stride]  read only when has_channel != 0: image n's per-channel offset at
-//                                 chan[n * chan_stride + chan_offset + co]
+//   chan     [batch, cout]         read only when has_channel != 0 (a per-image channel offset)
 //
 // Grid: one launch per (weight window or group of four, image group or image). Workgroup g takes
 // output-channel block b = g / groups of the launch and its 8 invocations 8 consecutive blocks of 8 pixels

@@ -650,7 +650,8 @@ fn conv_reading_its_input_upsampled_on_every_kernel() {
 /// last block of 4 channels); 260 from 600 channels at 8x8 (3 blocks to a window, 11 windows in launches of
 /// 4, 4 and 3); 300 from 300 at 4x4, 3 images per launch, 7 windows. x lies in a larger buffer, 256 bytes in, as the
 /// planner places activations (a window needs room past x); the same x sized exactly runs the storage kernels
-/// instead, checked too.
+/// instead, checked too, and so does x with room and a channel slice of longer vectors (the window kernel adds
+/// whole `[N, Cout]` vectors only).
 #[test]
 fn conv1x1_with_x_in_uniform_windows() {
     gpu_or_skip!();
@@ -667,7 +668,7 @@ fn conv1x1_with_x_in_uniform_windows() {
     ];
     for (i, &([n, cin, h, w], cout, with_room, without_room)) in cases.iter().enumerate() {
         for gpu in conv_families() {
-            for room in [true, false] {
+            for (room, slice) in [(true, false), (false, false), (true, true)] {
                 let seed = 200 + 10 * i as u64;
                 let xv = data(seed, n * cin * h * w, -1.0, 1.0);
                 let x = if room {
@@ -680,13 +681,18 @@ fn conv1x1_with_x_in_uniform_windows() {
                 };
                 let (wt, wv) = random(gpu, "weight", &[cout, cin, 1, 1], seed + 1);
                 let (b, bv) = random(gpu, "bias", &[cout], seed + 2);
-                let offset = 5 * (i % 2);
-                let (ch, cv) = channel_slice(gpu, n, cout, offset, seed + 3);
+                let offset = if slice { 5 } else { 0 };
+                let (ch, cv) = if slice {
+                    channel_slice(gpu, n, cout, offset, seed + 3)
+                } else {
+                    random(gpu, "channel", &[n, cout], seed + 3)
+                };
                 let (r, rv) = random(gpu, "residual", &[n, cout, h, w], seed + 4);
                 let out = gpu.zeros("out", &[n, cout, h, w]).unwrap();
                 let cfg = Conv2dConfig { out_scale: 0.5, ..Default::default() };
-                let name =
-                    format!("conv 1x1 {n}x{cin}x{h}x{w} -> {cout}, room for windows: {room}");
+                let name = format!(
+                    "conv 1x1 {n}x{cin}x{h}x{w} -> {cout}, room for windows: {room}, slice: {slice}"
+                );
                 let ch = Some(ChannelSlice { vectors: &ch, offset });
                 let d =
                     conv2d_with_channel(gpu, &name, &x, &wt, &b, ch, Some(&r), &out, &cfg).unwrap();
@@ -704,7 +710,7 @@ fn conv1x1_with_x_in_uniform_windows() {
                     (0, 0, 0, 0),
                     0.5,
                 );
-                let expect = if room { with_room } else { without_room };
+                let expect = if room && !slice { with_room } else { without_room };
                 check_result(gpu, &name, d.kernel().name, expect, &got, &want);
             }
         }

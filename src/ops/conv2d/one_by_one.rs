@@ -50,11 +50,6 @@ params! {
         pub has_channel: u32,
         /// Blocks of 8 output channels per weight window ([`KERNEL_1X1_WIDE`]'s).
         pub per_window: u32,
-        /// Where image n's channel vector starts in `chan`: `n * chan_stride + chan_offset`.
-        pub chan_stride: u32,
-        /// See `chan_stride`.
-        pub chan_offset: u32,
-        pub _pad: [u32; 2],
     }
 }
 
@@ -241,9 +236,6 @@ pub(super) fn one_by_one_launches(
                 out_scale: e.cfg.out_scale,
                 has_channel: e.channel.is_some() as u32,
                 per_window: dim(OP, "blocks per window", w.blocks_per_window)?,
-                chan_stride: shape.chan_stride,
-                chan_offset: shape.chan_offset,
-                _pad: [0; 2],
             };
             let pixel_groups = (images * geo.hw / 8).div_ceil(8);
             // The launch's weight windows: its groups' windows of chunk q (past the last group, the first).

@@ -51,9 +51,15 @@ pub(super) fn gpu_kernel_for(gpu: &Gpu) -> &'static Kernel {
 }
 
 /// The CPU family: the 1x1 convolution over uniform windows where it applies ([`OneByOne`]), else
-/// [`storage_kernel_for`].
+/// [`storage_kernel_for`]. `conv2d_1x1` (also the product of `conv2d_im2col`) reads a channel vector only as a
+/// whole `[N, Cout]` tensor (its epilogue indexes `n * cout + co`; addressing a slice there slowed the whole
+/// kernel on lavapipe), so a convolution adding a slice of longer vectors takes the storage kernels; a UNet's
+/// 1x1 and strided convolutions add none.
 fn cpu_kernel_for(gpu: &Gpu, shape: &ConvShape) -> &'static Kernel {
-    if Im2col::on(gpu, shape).is_some() {
+    let whole_channel = shape.chan_stride == shape.cout && shape.chan_offset == 0;
+    if !whole_channel {
+        storage_kernel_for(gpu, shape)
+    } else if Im2col::on(gpu, shape).is_some() {
         &KERNEL_IM2COL
     } else if let Some(geo) = OneByOne::on(gpu, shape) {
         if geo.weights_per_launch(gpu) > 1 { &KERNEL_1X1_WIDE } else { &KERNEL_1X1 }
