@@ -40,7 +40,10 @@ fn stack_within(g: &mut Graph, max_bytes: usize) -> usize {
         }
     }
     let pinned = |t: TensorId| g.output == Some(t) || g.checkpoints.iter().any(|&(_, c)| c == t);
-    let is_param = |t: TensorId| matches!(g.tensors[t.0].kind, TensorKind::Param(_));
+    // A weight of the file that this node alone reads (the stack replaces it).
+    let own_param = |t: TensorId, i: usize, pos: usize| {
+        matches!(g.tensors[t.0].kind, TensorKind::Param(_)) && readers[&t][..] == [(i, pos)]
+    };
 
     // Candidates grouped by (input, SiLU on the input, output scale), in node order.
     let mut groups: Vec<Group> = Vec::new();
@@ -53,8 +56,8 @@ fn stack_within(g: &mut Graph, max_bytes: usize) -> usize {
                 .all(|&(c, pos)| pos == 3 && matches!(g.nodes[c].op, Op::Conv2dAddChannel { .. }))
         });
         if node.inputs.len() != 3
-            || !is_param(node.inputs[1])
-            || !is_param(node.inputs[2])
+            || !own_param(node.inputs[1], i, 1)
+            || !own_param(node.inputs[2], i, 2)
             || pinned(node.output)
             || !only_channel_offsets
         {
