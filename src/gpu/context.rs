@@ -430,7 +430,8 @@ impl Gpu {
         limits
     }
 
-    /// Whether the device was opened with subgroup operations (`enable subgroups;` kernels can run).
+    /// Whether the device was opened with subgroup operations (kernels whose entry point takes the subgroup
+    /// builtins can run).
     pub fn subgroups(&self) -> bool {
         self.device.features().contains(wgpu::Features::SUBGROUP)
     }
