@@ -11,12 +11,14 @@
 //! many (a quarter of the launches, which lavapipe pays for one by one); `conv2d_pack.wgsl` lays the weights
 //! out for them once, when the dispatch is prepared. Strided convolutions run as a 1x1 convolution over the
 //! input's columns (`conv2d_im2col.wgsl`, [`Im2col`]) where the geometry allows.
-//! For GPUs, `conv2d_tiled.wgsl` is an implicit GEMM over 64 x 64 shared-memory tiles, with K split over
-//! several workgroups on small maps ([`SplitK`], `conv2d_split_reduce.wgsl`). [`kernel_for`] chooses by the
-//! device's kernel family ([`KernelChoice`](crate::gpu::KernelChoice)).
+//! For GPUs, `conv2d_tiled.wgsl` is an implicit GEMM over shared-memory tiles (64 x 64, or 128 x 128 with
+//! `--conv-tile 8x8`), with K split over several workgroups on small maps ([`SplitK`],
+//! `conv2d_split_reduce.wgsl`), and, where a group norm feeds the convolution alone, that norm as its prologue
+//! ([`normed`]). [`kernel_for`] chooses by the device's kernel family
+//! ([`KernelChoice`](crate::gpu::KernelChoice)).
 //!
-//! One file per algorithm: [`direct`], [`packed`], [`one_by_one`], [`im2col`], [`tiled`], [`winograd`]; what
-//! they share in [`shape`]; the choice between them in [`strategy`].
+//! One file per algorithm: [`direct`], [`packed`], [`one_by_one`], [`im2col`], [`tiled`], [`normed`],
+//! [`winograd`]; what they share in [`shape`]; the choice between them in [`strategy`].
 
 pub mod direct;
 pub mod im2col;
