@@ -5,7 +5,9 @@
 //! `group_norm_serial.wgsl` has no barriers: one invocation per (image, channel) reads the channel once for
 //! its mean and squared deviations (Chan's update), then a second launch merges each group's channels and
 //! normalises, with every statistic and affine parameter at a workgroup-uniform address; on lavapipe a
-//! workgroup barrier costs more than the sums around it. [`kernel_for`] chooses.
+//! workgroup barrier costs more than the sums around it. [`kernel_for`] chooses. [`group_norm_stats`] runs
+//! the workgroup kernel's statistics alone, for a convolution that normalises its input as it loads it
+//! (`ops::conv2d::normed`).
 //!
 //! One file per algorithm: [`workgroup`], [`serial`]; what they share in [`shape`]; the choice in [`strategy`].
 
