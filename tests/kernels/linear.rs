@@ -3,7 +3,7 @@ use ddim_wgpu::gpu::KernelChoice;
 use ddim_wgpu::ops::linear::{LinearConfig, TokenLayout, linear};
 use ddim_wgpu::reference::nn;
 
-use crate::common::{assert_normalised, gpu_families, random, run};
+use crate::common::{assert_normalised, conv_families, gpu_families, random, run};
 use crate::gpu_or_skip;
 
 /// f32 dot products of length K <= 512 over values in [-1, 1): rounding error ~ sqrt(K) * 2^-24 relative to
@@ -82,13 +82,15 @@ fn linear_row_major_in_every_family() {
 
 /// Runs a feature-map linear layer with each kernel family, checking what ran: for the CPU family `expect`
 /// (`linear`, or `conv2d_packed` where the layer goes as a 1x1 convolution), for the GPU family
-/// `conv2d_tiled` (always a 1x1 convolution there), for the baseline `linear`.
+/// `conv2d_tiled` (always a 1x1 convolution there; `conv2d_tiled_8x8` with 8 x 8 tiles), for the baseline
+/// `linear`.
 fn check_channels(name: &str, shape: [usize; 4], c_out: usize, residual: bool, expect: &str) {
     gpu_or_skip!();
-    for gpu in gpu_families() {
+    for gpu in conv_families() {
         let kernel = run_channels(gpu, name, shape, c_out, residual);
         let expect = match gpu.kernel_family() {
             KernelChoice::Cpu => expect,
+            KernelChoice::Gpu if gpu.conv_tile_8x8() => "conv2d_tiled_8x8",
             KernelChoice::Gpu => "conv2d_tiled",
             _ => "linear",
         };

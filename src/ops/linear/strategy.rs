@@ -84,6 +84,7 @@ pub fn linear(
             &conv2d::KERNEL_1X1_WIDE,
             &conv2d::KERNEL_PACKED,
             &conv2d::KERNEL_TILED,
+            &conv2d::KERNEL_TILED_8X8,
         ];
         if convolution.iter().any(|k| k.name == kernel) {
             return conv2d::conv2d(gpu, label, x, &w4, bias, residual, y, &conv);
