@@ -207,8 +207,8 @@ fn put(st: Staged, li: u32) {
     let tx = li % 16u;
     let ty = li / 16u;
 
-    // acc[i][q]: channel RM ty + i, pixels RN tx + 4q .. RN tx + 4q + 3.
-    var acc: array<array<vec4<f32>, {{RN4}}>, RM>;
+    // acc[h][c][q]: channel RM ty + 4h + c, pixels RN tx + 4q .. RN tx + 4q + 3.
+    var acc: array<array<array<vec4<f32>, {{RN4}}>, 4>, {{RM4}}>;
     let px = pixel_of(c, p0 + li % TN, p_end);
     var st = stage(c, m0, px, k_begin, k_end, li);
     for (var k0 = k_begin; k0 < k_end; k0 = k0 + TK) {
@@ -226,10 +226,10 @@ fn put(st: Staged, li: u32) {
 #end
 #for h in 0..{{RM4}}
 #for q in 0..{{RN4}}
-            acc[{h*4}][{q}] = acc[{h*4}][{q}] + a{h}.x * b{q};
-            acc[{h*4} + 1][{q}] = acc[{h*4} + 1][{q}] + a{h}.y * b{q};
-            acc[{h*4} + 2][{q}] = acc[{h*4} + 2][{q}] + a{h}.z * b{q};
-            acc[{h*4} + 3][{q}] = acc[{h*4} + 3][{q}] + a{h}.w * b{q};
+            acc[{h}][0][{q}] = acc[{h}][0][{q}] + a{h}.x * b{q};
+            acc[{h}][1][{q}] = acc[{h}][1][{q}] + a{h}.y * b{q};
+            acc[{h}][2][{q}] = acc[{h}][2][{q}] + a{h}.z * b{q};
+            acc[{h}][3][{q}] = acc[{h}][3][{q}] + a{h}.w * b{q};
 #end
 #end
         }
@@ -246,7 +246,7 @@ fn put(st: Staged, li: u32) {
             if (pix >= p_end) {
                 break;
             }
-            let v = acc[i][j / 4u][j % 4u];
+            let v = acc[i / 4u][i % 4u][j / 4u][j % 4u];
             if (p.splits > 1u) {
                 part[(s * c.cout + m) * p.p_count + pix - p.p_begin] = v;
             } else {
