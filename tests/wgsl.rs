@@ -8,7 +8,7 @@ fn module(name: &str, source: &str) -> (naga::Module, naga::valid::ModuleInfo) {
     let module = naga::front::wgsl::parse_str(source)
         .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
     // Subgroup operations only for the kernels written for devices that have them (`#entry N subgroups`).
-    let subgroups = source.contains("@builtin(subgroup_id)");
+    let subgroups = ddim_wgpu::gpu::template::uses_subgroups(source);
     let mut capabilities = naga::valid::Capabilities::default();
     capabilities.set(naga::valid::Capabilities::SUBGROUP, subgroups);
     let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities)

@@ -223,7 +223,7 @@ impl Gpu {
         }
         self.check_binding_counts(kernel)?;
         let source = kernel.full_source()?;
-        if source.contains("@builtin(subgroup_id)") && !self.subgroups() {
+        if template::uses_subgroups(&source) && !self.subgroups() {
             return Err(Error::Gpu {
                 what: format!("compiling kernel `{}`", kernel.name),
                 message: "it uses subgroup operations, and the device was opened without subgroups"

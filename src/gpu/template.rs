@@ -24,6 +24,11 @@
 //! [`Kernel`](super::Kernel) with its own name and defines over the shared source; the pipeline cache keys
 //! on the name.
 
+/// Whether expanded WGSL uses subgroup operations: its entry point was written by `#entry N subgroups`.
+pub fn uses_subgroups(wgsl: &str) -> bool {
+    wgsl.contains("@builtin(subgroup_id)")
+}
+
 /// How the host binds one binding after the Params uniform, for `#bindings`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Slot {

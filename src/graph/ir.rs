@@ -3,6 +3,8 @@
 //!
 //! Activation and input shapes are per image (the batch is a plan parameter); parameter shapes are complete.
 
+use std::collections::HashMap;
+
 use crate::error::{Error, Result};
 use crate::ops::conv2d::{Conv2dConfig, Padding, output_size};
 use crate::ops::linear::TokenLayout;
@@ -157,6 +159,17 @@ impl Graph {
                 _ => Vec::new(),
             })
             .collect()
+    }
+
+    /// Who reads each tensor: every (node index, input position), in node order.
+    pub fn readers(&self) -> HashMap<TensorId, Vec<(usize, usize)>> {
+        let mut readers: HashMap<TensorId, Vec<(usize, usize)>> = HashMap::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            for (pos, &t) in node.inputs.iter().enumerate() {
+                readers.entry(t).or_default().push((i, pos));
+            }
+        }
+        readers
     }
 
     /// The name under which a parameter tensor (stored or stacked) is bound: the weights file's name, or the

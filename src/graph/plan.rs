@@ -127,16 +127,11 @@ pub const ARENAS: usize = 3;
 pub fn place(graph: &Graph, lives: &[Life], align: u64) -> Result<(Vec<Placement>, Vec<u64>)> {
     let producer = producers(graph);
     let steps = graph.nodes.len();
-    let mut readers: HashMap<TensorId, usize> = HashMap::new();
-    for node in &graph.nodes {
-        for &t in &node.inputs {
-            *readers.entry(t).or_default() += 1;
-        }
-    }
+    let readers = graph.readers();
     let own_buffer = |i: usize| {
         let l = lives[i];
         2 * (l.end.min(steps - 1) - l.start) > steps
-            && readers.get(&graph.nodes[i].output).is_some_and(|&r| r > 2)
+            && readers.get(&graph.nodes[i].output).is_some_and(|r| r.len() > 2)
     };
     // Live bytes per arena at each node, as outputs are assigned.
     let mut curve = vec![vec![0u64; steps]; ARENAS];

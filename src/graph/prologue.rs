@@ -16,12 +16,7 @@ use super::ir::{Graph, Op, TensorId};
 /// Fuses every group norm that the convolution after it alone reads into that convolution; `keep` lists
 /// tensors that must stay computed (read after a run). Returns the number of norms fused.
 pub fn fuse_norms_into_convs(g: &mut Graph, keep: &[TensorId]) -> usize {
-    let mut readers: HashMap<TensorId, Vec<(usize, usize)>> = HashMap::new();
-    for (i, node) in g.nodes.iter().enumerate() {
-        for (pos, &t) in node.inputs.iter().enumerate() {
-            readers.entry(t).or_default().push((i, pos));
-        }
-    }
+    let readers = g.readers();
     let producer: HashMap<TensorId, usize> =
         g.nodes.iter().enumerate().map(|(i, n)| (n.output, i)).collect();
     let pinned = |t: TensorId| {

@@ -8,8 +8,6 @@
 //! product); the graph's inputs, output and checkpoints keep their tensors; nodes stay in a topological
 //! order; the weights the graph reads from a file ([`Graph::params`]) are the same names and shapes.
 
-use std::collections::HashMap;
-
 use super::ir::{Graph, Op, TensorDef, TensorId, TensorKind};
 use crate::ops::linear::TokenLayout;
 
@@ -32,13 +30,7 @@ struct Group {
 }
 
 fn stack_within(g: &mut Graph, max_bytes: usize) -> usize {
-    // Who reads each tensor: (node, input position).
-    let mut readers: HashMap<TensorId, Vec<(usize, usize)>> = HashMap::new();
-    for (i, node) in g.nodes.iter().enumerate() {
-        for (pos, &t) in node.inputs.iter().enumerate() {
-            readers.entry(t).or_default().push((i, pos));
-        }
-    }
+    let readers = g.readers();
     let pinned = |t: TensorId| g.output == Some(t) || g.checkpoints.iter().any(|&(_, c)| c == t);
     // A weight of the file that this node alone reads (the stack replaces it).
     let own_param = |t: TensorId, i: usize, pos: usize| {

@@ -17,7 +17,7 @@ use crate::diffusion::step::{Prediction, Threshold, check_x0_rules};
 use crate::diffusion::timesteps::Spacing;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
-use crate::graph::ir::TensorKind;
+use crate::graph::ir::{Graph, TensorKind};
 use crate::unet::config::UNetConfig;
 
 /// The `format` metadata value of our files.
@@ -448,10 +448,16 @@ impl Weights {
         Self::from_bytes(&bytes)
     }
 
-    /// Uploads the parameter tensors the config's graph binds, by [`param_name`](crate::graph::ir::Graph::param_name): each weight by its
-    /// name, and weights the graph stacks (`TensorKind::Stacked`) once, as the stacked tensor only.
+    /// Uploads the parameter tensors of the config's graph ([`Weights::upload_for`] the graph
+    /// [`unet::build`](crate::unet::build) makes).
     pub fn upload(&self, gpu: &Gpu) -> Result<HashMap<String, Tensor>> {
-        let graph = crate::unet::builder::build(&self.config)?;
+        self.upload_for(gpu, &crate::unet::builder::build(&self.config)?)
+    }
+
+    /// Uploads the parameter tensors `graph` (built from this config) binds, by
+    /// [`param_name`](crate::graph::ir::Graph::param_name): each weight by its name, and weights the graph
+    /// stacks (`TensorKind::Stacked`) once, as the stacked tensor only.
+    pub fn upload_for(&self, gpu: &Gpu, graph: &Graph) -> Result<HashMap<String, Tensor>> {
         let stored = |name: &str| {
             self.tensors.get(name).ok_or_else(|| Error::Weights {
                 tensor: name.to_string(),

@@ -204,7 +204,7 @@ impl Pipeline {
     /// Builds the model's graph and uploads its weights to `gpu`.
     pub fn new(gpu: Gpu, weights: &Weights) -> Result<Self> {
         let graph = unet::build(&weights.config)?;
-        let params = weights.upload(&gpu)?;
+        let params = weights.upload_for(&gpu, &graph)?;
         Ok(Pipeline {
             gpu,
             config: weights.config.clone(),

@@ -46,7 +46,7 @@ pub(super) fn gpu_kernel_for(gpu: &Gpu) -> &'static Kernel {
     let kernel = if tile == TileShape::LARGE { &KERNEL_TILED_8X8 } else { &KERNEL_TILED };
     let fits = limits.max_compute_invocations_per_workgroup >= kernel.workgroup_size
         && limits.max_compute_workgroup_size_x >= kernel.workgroup_size
-        && limits.max_compute_workgroup_storage_size >= tile.workgroup_bytes;
+        && limits.max_compute_workgroup_storage_size >= tile.workgroup_bytes();
     if fits { kernel } else { &KERNEL }
 }
 
@@ -176,7 +176,6 @@ pub fn conv2d_with_channel(
 ) -> Result<Dispatch> {
     let (o, cost) = operands(x, weight, bias, channel, residual, out, cfg)?;
     let shape = o.shape;
-    let floats = cost.bytes / 4;
     let kernel = kernel_for(gpu, &shape);
     let products = [
         &winograd::GEMM_KERNEL,
@@ -188,7 +187,7 @@ pub fn conv2d_with_channel(
         let tiling = winograd::Tiling::on(gpu, &shape)
             .ok_or_else(|| Error::shape(OP, format!("`{label}`: no Winograd tiling")))?;
         let dispatch = winograd::conv2d(gpu, label, &tiling, &o)?;
-        return Ok(dispatch.with_cost(Cost::new(winograd::flops(&shape, &tiling), floats)));
+        return Ok(dispatch.with_cost(Cost { flops: winograd::flops(&shape, &tiling), ..cost }));
     }
     let mut kernel = kernel;
     if let Some(cut) = Im2col::on(gpu, &shape).filter(|_| kernel.name == KERNEL_IM2COL.name) {

@@ -56,25 +56,25 @@ pub const KERNEL_SPLIT_REDUCE: Kernel = kernel!("conv2d_split_reduce",
     bindings: &[Read, Read, Read, Read, ReadWrite]);
 
 /// A tiled variant's output tile: `m` output channels x `n` pixels per workgroup, K in steps of `k` (K slices
-/// are multiples of it), and the workgroup memory it declares.
+/// are multiples of it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TileShape {
     pub m: usize,
     pub n: usize,
     pub k: usize,
-    pub workgroup_bytes: u32,
 }
 
 impl TileShape {
-    /// [`KERNEL_TILED`]'s: 64 x 64, K steps of 16, 528 vectors of workgroup memory (8.25 KiB).
-    pub const SMALL: TileShape = TileShape { m: 64, n: 64, k: 16, workgroup_bytes: 528 * 16 };
-    /// [`KERNEL_TILED_8X8`]'s: 128 x 128, K steps of 8, 520 vectors.
-    pub const LARGE: TileShape = TileShape { m: 128, n: 128, k: 8, workgroup_bytes: 520 * 16 };
+    /// [`KERNEL_TILED`]'s: 64 x 64, K steps of 16.
+    pub const SMALL: TileShape = TileShape { m: 64, n: 64, k: 16 };
+    /// [`KERNEL_TILED_8X8`]'s: 128 x 128, K steps of 8.
+    pub const LARGE: TileShape = TileShape { m: 128, n: 128, k: 8 };
 
-    /// The tile of a tiled kernel (or of its DDIM variant), by name: the `_8x8` variants take
+    /// The workgroup memory the variant declares: k rows of m weights (padded by one vector) and of n input
+    /// columns (`ws4` and `xs4` in conv2d_tiled.wgsl): 8.25 KiB for [`TileShape::SMALL`], 8.1 KiB for
     /// [`TileShape::LARGE`].
-    pub fn of(kernel: &Kernel) -> TileShape {
-        if kernel.name.contains("_8x8") { TileShape::LARGE } else { TileShape::SMALL }
+    pub const fn workgroup_bytes(&self) -> u32 {
+        (16 * self.k * (self.m / 4 + 1 + self.n / 4)) as u32
     }
 
     /// The tile the GPU family's convolutions use on this device
@@ -203,7 +203,8 @@ pub(super) fn tiled(
 }
 
 /// The launches of a tiled convolution with any epilogue: `kernels` (the tiled kernel and its split reduction,
-/// a variant pair over conv2d_tiled.wgsl and conv2d_split_reduce.wgsl) over the whole K, or over [`SplitK`]
+/// a variant pair over conv2d_tiled.wgsl and conv2d_split_reduce.wgsl, the tiled one of the device's
+/// [`TileShape::on`]) over the whole K, or over [`SplitK`]
 /// slices into the device's scratch buffer followed by the reduction, one pair of launches per group of
 /// pixels. `params` makes a launch's Params from the split and its pixels; `bindings` and `reduce_bindings`
 /// list what each kernel binds, `None` where the partial sums go.
@@ -216,8 +217,8 @@ pub fn tiled_launches<P: bytemuck::Pod>(
     bindings: &[Option<&Tensor>],
     reduce_bindings: &[Option<&Tensor>],
 ) -> Result<Dispatch> {
-    let tile = TileShape::of(kernels.0);
-    let split = SplitK::new(shape, tile, split_scratch_floats(gpu));
+    let tile = TileShape::on(gpu);
+    let split = SplitK::on(gpu, shape);
     let [n, cout, ho, wo] = shape.output_shape();
     let total = n * ho * wo;
     // Unsplit, the kernel writes no partial sums: any scratch tensor fills the binding.

@@ -94,6 +94,7 @@ impl<'a> Norm<'a> {
         groups: usize,
         eps: f32,
     ) -> Result<Self> {
+        // x stands for the output Norm::new checks (of x's shape); affine takes its place after.
         let norm = Norm::new(x, gamma, beta, x, groups, eps, false)?;
         expect_shape(OP, affine, &[norm.n, norm.c, 4])?;
         Ok(Norm { out: affine, ..norm })

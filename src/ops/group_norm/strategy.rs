@@ -15,8 +15,7 @@ use crate::gpu::{Cost, Dispatch, Gpu, Kernel, KernelChoice, Tensor};
 pub fn kernel_for(gpu: &Gpu, hw: usize) -> &'static Kernel {
     match gpu.kernel_family() {
         KernelChoice::Cpu if hw.is_multiple_of(4) => &SERIAL_KERNEL,
-        KernelChoice::Gpu if hw.is_multiple_of(4) && gpu.subgroups() => &SUBGROUP_KERNEL,
-        KernelChoice::Gpu if hw.is_multiple_of(4) => &VEC4_KERNEL,
+        KernelChoice::Gpu => workgroup::variant_for(gpu, hw, false),
         _ => &KERNEL,
     }
 }
@@ -57,7 +56,7 @@ pub fn group_norm_stats(
     eps: f32,
 ) -> Result<Dispatch> {
     let g = Norm::statistics(x, gamma, beta, affine, groups, eps)?;
-    let d = workgroup::launch(gpu, workgroup::stats_kernel_for(gpu, g.hw), label, &g)?;
+    let d = workgroup::launch(gpu, workgroup::variant_for(gpu, g.hw, true), label, &g)?;
     let floats = g.x.len() as u64 * 2 + 4 * (g.n * g.c) as u64 + 2 * g.c as u64;
     Ok(d.with_cost(Cost::new(4 * g.x.len() as u64, floats)))
 }

@@ -39,13 +39,17 @@ pub const STATS_SUBGROUP_KERNEL: Kernel = kernel!("group_norm_stats_subgroups" f
     where [("LANES", "4"), ("SUBGROUPS", "1"), ("STATS", "1")],
     includes: [], workgroup: 256, params: Params, bindings: &[Read, Read, Read, ReadWrite]);
 
-/// The statistics kernel for `hw` values per channel on this device: the subgroup variant where the device
-/// has subgroups and `hw` is a multiple of 4, the vec4 one where only the latter, the scalar one otherwise.
-pub(super) fn stats_kernel_for(gpu: &Gpu, hw: usize) -> &'static Kernel {
-    match (hw.is_multiple_of(4), gpu.subgroups()) {
-        (true, true) => &STATS_SUBGROUP_KERNEL,
-        (true, false) => &STATS_VEC4_KERNEL,
-        _ => &STATS_KERNEL,
+/// The fastest of this file's variants for `hw` values per channel on this device, normalising or (`stats`)
+/// writing the statistics: the subgroup variant where the device has subgroups and `hw` is a multiple of 4,
+/// the vec4 one where only the latter, the scalar one otherwise.
+pub(super) fn variant_for(gpu: &Gpu, hw: usize, stats: bool) -> &'static Kernel {
+    match (hw.is_multiple_of(4), gpu.subgroups(), stats) {
+        (true, true, false) => &SUBGROUP_KERNEL,
+        (true, false, false) => &VEC4_KERNEL,
+        (false, _, false) => &KERNEL,
+        (true, true, true) => &STATS_SUBGROUP_KERNEL,
+        (true, false, true) => &STATS_VEC4_KERNEL,
+        (false, _, true) => &STATS_KERNEL,
     }
 }
 
