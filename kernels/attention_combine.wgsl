@@ -3,7 +3,7 @@
 //   out = sum_s exp(m_s - M) a_s / sum_s exp(m_s - M) l_s,   M = max_s m_s,
 // the softmax over all keys, as one workgroup over every key would have computed it.
 //
-// Layouts (row-major f32), as attention_tiled.wgsl (same Params):
+// Layouts (row-major; part f32, out `act`), as attention_tiled.wgsl (same Params):
 //   part  [key_splits, pairs, head_dim, T] sums, then [key_splits, pairs, T] x (m, l)
 //   out   [batch, C, T]: pair pair0 + i, dim d, token t at ((pair0 + i) * head_dim + d) * T + t
 //
@@ -15,7 +15,7 @@
 // Params: attention_tiled_params.inc.wgsl.
 
 @group(0) @binding(0) var<uniform> p: Params;
-#bindings part out
+#bindings part out:act
 
 #entry 256
     let T = p.tokens;
@@ -41,5 +41,5 @@
         num = num + w * part[(slot * hd + d) * T + t];
         den = den + w * part[o + 1u];
     }
-    out[((p.pair0 + i) * hd + d) * T + t] = num / den;
+    out[((p.pair0 + i) * hd + d) * T + t] = act(num / den);
 }

@@ -3,7 +3,8 @@
 // keys split over several workgroups (flash-decoding), each writes its partial softmax state and
 // attention_combine.wgsl merges them.
 //
-// Layouts (row-major f32), C = heads * head_dim, T = tokens (h * w), pair = n * heads + head:
+// Layouts (row-major; q, k, v, out of `act`, f32 or f16 by the device's precision, part f32; the arithmetic is
+// f32), C = heads * head_dim, T = tokens (h * w), pair = n * heads + head:
 //   q, k, v, out  [batch, C, T]: element (n, head, d, t) at (pair * head_dim + d) * T + t (as attention.wgsl);
 //                 out is written only when key_splits = 1
 //   part          key_splits > 1: [key_splits, pairs, head_dim, T] unnormalised sums (split s, pair pair0 + i
@@ -36,7 +37,7 @@
 // Params: attention_tiled_params.inc.wgsl.
 
 @group(0) @binding(0) var<uniform> p: Params;
-#bindings q k v out part
+#bindings q:act k:act v:act out:act part
 
 const BQ: u32 = 8u;
 const BK: u32 = 32u;
@@ -85,7 +86,7 @@ var<workgroup> vs4: array<vec4<f32>, 544>;
                     let t = t0 + idx % BQ;
                     var x = 0.0;
                     if (d < hd && t < T) {
-                        x = q[base + d * T + t] * p.scale;
+                        x = f32(q[base + d * T + t]) * p.scale;
                     }
                     qs[idx] = x;
                 }
@@ -98,7 +99,7 @@ var<workgroup> vs4: array<vec4<f32>, 544>;
                     if (d < hd) {
                         for (var j = 0u; j < 4u; j = j + 1u) {
                             if (t + j < k_end) {
-                                x[j] = k[row + t + j];
+                                x[j] = f32(k[row + t + j]);
                             }
                         }
                     }
@@ -147,7 +148,7 @@ var<workgroup> vs4: array<vec4<f32>, 544>;
                     let key = idx % BK;
                     var x = 0.0;
                     if (c0 + d < hd && kb + key < k_end) {
-                        x = v[base + (c0 + d) * T + kb + key];
+                        x = f32(v[base + (c0 + d) * T + kb + key]);
                     }
                     vs4[key * VROW4 + d / 4u][d % 4u] = x;
                 }
@@ -182,7 +183,7 @@ var<workgroup> vs4: array<vec4<f32>, 544>;
                         let d = o0 + c * VC + 8u * g + 4u * h + j;
                         if (d < hd) {
                             if (whole) {
-                                out[base + d * T + t] = a[j];
+                                out[base + d * T + t] = act(a[j]);
                             } else {
                                 part[(slot * hd + d) * T + t] = a[j];
                             }

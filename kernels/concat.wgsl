@@ -1,7 +1,7 @@
 // concat: channel concatenation [a, b] of two NCHW maps with the same batch and spatial size (the UNet's skip
 // connections: torch.cat([h, skip], dim=1), h first), as two strided block copies.
 //
-// Layouts (row-major f32):
+// Layouts (row-major, `act` elements: f32, or f16 on a device at f16 precision; copied as they are):
 //   a    [batch, ca, hw]        each image's ca * hw floats are one contiguous run
 //   b    [batch, cb, hw]
 //   out  [batch, ca + cb, hw]   image n's run of a lands at n * (ca + cb) * hw, its run of b ca * hw after it
@@ -21,7 +21,7 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-#bindings src out
+#bindings src:act out:act
 
 #entry 64
     let i = flat_index(wg, nwg, li, 64u);

@@ -5,7 +5,7 @@
 //   the matching latent element, which is updated in place.
 // The loop is conv_accumulate (conv2d_accumulate.inc.wgsl).
 //
-// Layouts (row-major f32):
+// Layouts (row-major, `act` elements: f32, or f16 on a device at f16 precision; the arithmetic is f32):
 //   x        [batch, cin, h, w]        (conv2d_ddim: the final convolution's input, conv_norm_out's output)
 //   weight   [cout, cin, kh, kw]
 //   bias     [cout]
@@ -44,9 +44,9 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 #if DDIM
-#bindings x weight bias noise latent
+#bindings x:act weight:act bias:act noise:act latent:act
 #else
-#bindings x weight bias residual out chan
+#bindings x:act weight:act bias:act residual:act out:act chan:act
 #end
 
 #entry 64
@@ -70,11 +70,11 @@ struct Params {
             break;
         }
 #if DDIM
-        let b = bias[co];
+        let b = f32(bias[co]);
 #else
-        var b = bias[co];
+        var b = f32(bias[co]);
         if (p.has_channel != 0u) {
-            b = b + chan[n * c.chan_stride + c.chan_offset + co];
+            b = b + f32(chan[n * c.chan_stride + c.chan_offset + co]);
         }
         let obase = (n * c.cout + co) * c.ho * c.wo + oy * c.wo;
 #end
@@ -90,15 +90,15 @@ struct Params {
             if (d.noise_mode == NOISE_PHILOX) {
                 z = step_noise_at(d, e, n);
             } else if (d.noise_mode == NOISE_TENSOR) {
-                z = noise[i];
+                z = f32(noise[i]);
             }
-            latent[i] = ddim_update(d, latent[i], acc[k][j] + b, 1.0, z);
+            latent[i] = act(ddim_update(d, f32(latent[i]), acc[k][j] + b, 1.0, z));
 #else
             var v = acc[k][j] + b;
             if (p.has_residual != 0u) {
-                v = v + residual[obase + ox];
+                v = v + f32(residual[obase + ox]);
             }
-            out[obase + ox] = v * p.out_scale;
+            out[obase + ox] = act(v * p.out_scale);
 #end
         }
     }

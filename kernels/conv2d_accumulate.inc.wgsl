@@ -1,6 +1,6 @@
 // conv2d_accumulate.inc.wgsl: the convolution loop shared by conv2d.wgsl's two variants, included after
 // common.wgsl. The including kernel declares `x` (the input, [batch, cin, h, w]) and `weight` ([cout, cin, kh,
-// kw]) as read-only storage, and carries a ConvShape (conv2d_shape.inc.wgsl) in its Params.
+// kw]) as read-only storage of `act` (read as f32), and carries a ConvShape (conv2d_shape.inc.wgsl) in its Params.
 //
 // One invocation computes a 4 x 4 register block: 4 output channels x 4 consecutive output columns, numbered
 // (n, channel block, row, column block), column block fastest. Registers only, no barriers (what lavapipe
@@ -54,16 +54,16 @@ fn conv_accumulate(c: ConvShape, n: u32, co0: u32, oy: u32, ox0: u32) -> array<v
             var xoff = xbase + (u32(iy) >> c.up) * sw;
             for (var ci = 0u; ci < c.cin; ci = ci + 1u) {
                 let xv = vec4<f32>(
-                    x[xoff + u32(col.x)],
-                    x[xoff + u32(col.y)],
-                    x[xoff + u32(col.z)],
-                    x[xoff + u32(col.w)],
+                    f32(x[xoff + u32(col.x)]),
+                    f32(x[xoff + u32(col.y)]),
+                    f32(x[xoff + u32(col.z)]),
+                    f32(x[xoff + u32(col.w)]),
                 ) * inside;
                 let wi = ci * taps + tap;
-                acc[0] = acc[0] + weight[wrow[0] + wi] * xv;
-                acc[1] = acc[1] + weight[wrow[1] + wi] * xv;
-                acc[2] = acc[2] + weight[wrow[2] + wi] * xv;
-                acc[3] = acc[3] + weight[wrow[3] + wi] * xv;
+                acc[0] = acc[0] + f32(weight[wrow[0] + wi]) * xv;
+                acc[1] = acc[1] + f32(weight[wrow[1] + wi]) * xv;
+                acc[2] = acc[2] + f32(weight[wrow[2] + wi]) * xv;
+                acc[3] = acc[3] + f32(weight[wrow[3] + wi]) * xv;
                 xoff = xoff + plane;
             }
         }

@@ -1,7 +1,7 @@
 // conv2d_split_reduce: finishes a convolution that conv2d_tiled.wgsl ran split along K: adds the slices' partial
 // sums in slice order and applies conv2d.wgsl's epilogue, out = (sum + bias + chan + residual) * out_scale.
 //
-// Layouts (row-major f32):
+// Layouts (row-major; part f32, the others `act`, f32 or f16 by the device's precision):
 //   part     [splits, cout, p_count]   part[s, m, i]: slice s's sum for output channel m at pixel p_begin + i
 //   bias     [cout]
 //   chan     [batch, chan_stride]      read only when has_channel != 0 (at n * chan_stride + chan_offset + m)
@@ -19,9 +19,9 @@
 
 @group(0) @binding(0) var<uniform> p: Params;
 #if DDIM
-#bindings part bias noise latent
+#bindings part bias:act noise:act latent:act
 #else
-#bindings part bias chan residual out
+#bindings part bias:act chan:act residual:act out:act
 #end
 
 #entry 256

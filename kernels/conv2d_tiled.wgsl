@@ -2,7 +2,8 @@
 // epilogue as conv2d.wgsl: out = (conv(x, weight) + bias + chan + residual) * out_scale; or, split along K, the
 // partial sums of K slices for conv2d_split_reduce.wgsl to add and finish.
 //
-// Layouts (row-major f32), as in conv2d.wgsl:
+// Layouts (row-major; `act` elements, f32 or f16 by the device's precision, except part and affine, f32), as in
+// conv2d.wgsl:
 //   x        [batch, cin, h >> up, w >> up]   (read upsampled 2x when up = 1; conv2d_shape.inc.wgsl)
 //   weight   [cout, cin, kh, kw]              = the GEMM's A, M = cout rows of K = cin * kh * kw
 //   bias     [cout]
@@ -46,12 +47,12 @@
 
 @group(0) @binding(0) var<uniform> p: Params;
 #if DDIM
-#bindings x weight bias noise latent part
+#bindings x:act weight:act bias:act noise:act latent:act part
 #else
 #if PROLOGUE
-#bindings x weight bias residual out chan part affine:vec4
+#bindings x:act weight:act bias:act residual:act out:act chan:act part affine:vec4
 #else
-#bindings x weight bias residual out chan part
+#bindings x:act weight:act bias:act residual:act out:act chan:act part
 #end
 #end
 
@@ -109,7 +110,7 @@ fn column(c: ConvShape, px: Pixel, k: u32) -> f32 {
     }
     let sw = c.w >> c.up;
     let sh = c.h >> c.up;
-    let v = x[px.image + (ci * sh + (u32(iy) >> c.up)) * sw + (u32(ix) >> c.up)];
+    let v = f32(x[px.image + (ci * sh + (u32(iy) >> c.up)) * sw + (u32(ix) >> c.up)]);
 #if PROLOGUE
     let a = affine[px.n * c.cin + ci];
     let y = ((v - a.x) - a.y) * a.z + a.w;
@@ -128,7 +129,7 @@ fn weight_at(c: ConvShape, m0: u32, k0: u32, k_end: u32, e: u32) -> f32 {
     let kk = e % TK;
     let mm = e / TK;
     if (m0 + mm < c.cout && k0 + kk < k_end) {
-        return weight[(m0 + mm) * c.cin * c.kh * c.kw + k0 + kk];
+        return f32(weight[(m0 + mm) * c.cin * c.kh * c.kw + k0 + kk]);
     }
     return 0.0;
 }

@@ -29,9 +29,9 @@ fn finish(sum: f32, m: u32, pix: u32) {
     if (d.noise_mode == NOISE_PHILOX) {
         z = step_noise_at(d, e, n);
     } else if (d.noise_mode == NOISE_TENSOR) {
-        z = noise[i];
+        z = f32(noise[i]);
     }
-    latent[i] = ddim_update(d, latent[i], sum + bias[m], 1.0, z);
+    latent[i] = act(ddim_update(d, f32(latent[i]), sum + f32(bias[m]), 1.0, z));
 }
 #else
 struct Params {
@@ -53,14 +53,14 @@ fn finish(sum: f32, m: u32, pix: u32) {
     let c = p.shape;
     let plane = c.ho * c.wo;
     let n = pix / plane;
-    var v = sum + bias[m];
+    var v = sum + f32(bias[m]);
     if (p.has_channel != 0u) {
-        v = v + chan[n * c.chan_stride + c.chan_offset + m];
+        v = v + f32(chan[n * c.chan_stride + c.chan_offset + m]);
     }
     let o = (n * c.cout + m) * plane + pix % plane;
     if (p.has_residual != 0u) {
-        v = v + residual[o];
+        v = v + f32(residual[o]);
     }
-    out[o] = v * p.out_scale;
+    out[o] = act(v * p.out_scale);
 }
 #end

@@ -13,7 +13,8 @@
 // (NOISE_PHILOX: counter (e / 4, image_offset + n, step, STREAM_STEP_NOISE), key = seed), read from `noise`
 // (NOISE_TENSOR), or absent (NOISE_NONE, sigma = 0).
 //
-// Layouts (row-major f32):
+// Layouts (row-major; x, model_out and noise `act`, f32 or f16 by the device's precision, thresh f32; the
+// update is computed in f32):
 //   x          [batch, per_image]   x_t in, x_prev out
 //   model_out  [batch, per_image]
 //   noise      [batch, per_image]   read only with NOISE_TENSOR (otherwise any read-only buffer)
@@ -32,7 +33,7 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-#bindings x model_out noise thresh
+#bindings x:act model_out:act noise:act thresh
 
 #entry 64 id
     let groups = (p.per_image + 3u) / 4u;
@@ -58,8 +59,8 @@ struct Params {
         let i = n * p.per_image + e;
         var zj = z[j];
         if (d.noise_mode == NOISE_TENSOR) {
-            zj = noise[i];
+            zj = f32(noise[i]);
         }
-        x[i] = ddim_update(d, x[i], model_out[i], s, zj);
+        x[i] = act(ddim_update(d, f32(x[i]), f32(model_out[i]), s, zj));
     }
 }

@@ -3,7 +3,7 @@
 // with x0 predicted from (x_t, model_out) as in ddim_step.wgsl, and torch.quantile's linear interpolation
 // between the order statistics of rank floor(ratio * (len - 1)) and the next.
 //
-// Layouts (row-major f32):
+// Layouts (row-major; x and model_out `act`, f32 or f16 by the device's precision, read as f32; thresh f32):
 //   x, model_out  [batch, per_image]
 //   thresh        [batch]            the output, read by ddim_step.wgsl (FLAG_THRESHOLD) and elementwise op 6
 //
@@ -24,13 +24,13 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-#bindings x model_out thresh
+#bindings x:act model_out:act thresh
 
 const WG: u32 = 64u;
 var<workgroup> below: array<atomic<u32>, 2>;
 
 fn abs_x0_bits(i: u32) -> u32 {
-    return bitcast<u32>(abs(predict_x0(x[i], model_out[i], p.prediction, p.sqrt_a_t, p.sqrt_1m_a_t)));
+    return bitcast<u32>(abs(predict_x0(f32(x[i]), f32(model_out[i]), p.prediction, p.sqrt_a_t, p.sqrt_1m_a_t)));
 }
 
 #entry 64

@@ -1,6 +1,7 @@
 // elementwise: one op per dispatch over flat f32 tensors, chosen by `op` (uniform across the dispatch).
 //
-// Layouts: a and out [len]; b depends on the op:
+// Layouts (`act` elements, f32 or f16 by the device's precision; computed in f32): a and out [len]; b depends on
+// the op:
 //   0 ADD          out = a + b                      b [len]
 //   1 SCALE        out = alpha * a                  b unused
 //   2 SILU         out = a * sigmoid(a)             b unused
@@ -25,19 +26,19 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-#bindings a b out
+#bindings a:act b:act out:act
 
 fn apply(i: u32) -> f32 {
-    let av = a[i];
+    let av = f32(a[i]);
     switch p.op {
-        case 0u: { return av + b[i]; }
+        case 0u: { return av + f32(b[i]); }
         case 1u: { return p.alpha * av; }
         case 2u: { return silu(av); }
-        case 3u: { return av + b[i / p.inner]; }
-        case 4u: { return p.alpha * av + p.beta * b[i]; }
+        case 3u: { return av + f32(b[i / p.inner]); }
+        case 4u: { return p.alpha * av + p.beta * f32(b[i]); }
         case 5u: { return clamp(av, p.lo, p.hi); }
         case 6u: {
-            let s = b[i / p.inner];
+            let s = f32(b[i / p.inner]);
             return clamp(av, -s, s) / s;
         }
         default: { return av; }
@@ -51,6 +52,6 @@ fn apply(i: u32) -> f32 {
         if (i >= p.len) {
             return;
         }
-        out[i] = apply(i);
+        out[i] = act(apply(i));
     }
 }

@@ -2,7 +2,7 @@
 // first seen, so that a sampling run can name the image and the step of a NaN or infinity without reading the
 // images back after every step.
 //
-// Layouts (row-major): x [batch, per_image] f32; first [batch] u32, 0xffffffff (unset) before the first step.
+// Layouts (row-major): x [batch, per_image] `act` (f32, or f16 widened to f32 exactly); first [batch] u32, 0xffffffff (unset) before the first step.
 // Grid: one invocation per 4 consecutive values of one image, over the flattened 2-D workgroup grid.
 // A value is NaN or infinite when its exponent bits are all ones, tested on the bits: WGSL lets an
 // implementation assume floats are finite, so `v != v` may be folded away. An invocation that finds one writes
@@ -18,7 +18,7 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-#bindings x first:u32
+#bindings x:act first:u32
 
 #entry 64 id
     let groups = (p.per_image + 3u) / 4u;
@@ -31,7 +31,7 @@ struct Params {
     let count = min(4u, p.per_image - g * 4u);
     var bad = false;
     for (var e = 0u; e < count; e = e + 1u) {
-        bad = bad || (bitcast<u32>(x[base + e]) & 0x7f800000u) == 0x7f800000u;
+        bad = bad || (bitcast<u32>(f32(x[base + e])) & 0x7f800000u) == 0x7f800000u;
     }
     if (bad && first[n] == 0xffffffffu) {
         first[n] = p.step;

@@ -1,6 +1,7 @@
 // group_norm: GroupNorm over [batch, c, hw] with affine and an optional fused SiLU.
 //
-// Layouts (row-major f32):
+// Layouts (row-major; `act` elements, f32 or f16 by the device's precision, except affine, f32; the arithmetic
+// is f32):
 //   x, out  [batch, c, hw]   (hw = h * w; a group's channels are contiguous, so a group is one contiguous run)
 //   gamma   [c]
 //   beta    [c]
@@ -41,19 +42,21 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 #if STATS
 #if LANES == 4
-#bindings x:vec4 gamma beta affine:vec4
+#bindings x:act4 gamma:act beta:act affine:vec4
 #else
-#bindings x gamma beta affine:vec4
+#bindings x:act gamma:act beta:act affine:vec4
 #end
 #else
 #if LANES == 4
-#bindings x:vec4 gamma beta out:vec4
+#bindings x:act4 gamma:act beta:act out:act4
 #else
-#bindings x gamma beta out
+#bindings x:act gamma:act beta:act out:act
 #end
 #end
 #if LANES == 4
 alias V = vec4<f32>;
+// What x and out hold: V as the device stores activations.
+alias S = act4;
 const LANES: u32 = 4u;
 
 fn lane_sum(v: V) -> f32 {
@@ -61,6 +64,7 @@ fn lane_sum(v: V) -> f32 {
 }
 #else
 alias V = f32;
+alias S = act;
 const LANES: u32 = 1u;
 
 fn lane_sum(v: V) -> f32 {
@@ -121,7 +125,7 @@ fn workgroup_sum(li: u32, value: f32) -> f32 {
     let base = ng * count_v;
     let count = f32(count_v * LANES);
 
-    let first = x[base];
+    let first = V(x[base]);
 #if LANES == 4
     let shift = first.x;
 #else
@@ -129,7 +133,7 @@ fn workgroup_sum(li: u32, value: f32) -> f32 {
 #end
     var s = V(0.0);
     for (var i = li; i < count_v; i = i + WG) {
-        s = s + (x[base + i] - shift);
+        s = s + (V(x[base + i]) - shift);
     }
     // The mean of the group is shift + mean_shifted.
 #if SUBGROUPS
@@ -140,7 +144,7 @@ fn workgroup_sum(li: u32, value: f32) -> f32 {
 
     var d2 = V(0.0);
     for (var i = li; i < count_v; i = i + WG) {
-        let d = (x[base + i] - shift) - mean_shifted;
+        let d = (V(x[base + i]) - shift) - mean_shifted;
         d2 = d2 + d * d;
     }
 #if SUBGROUPS
@@ -152,16 +156,17 @@ fn workgroup_sum(li: u32, value: f32) -> f32 {
 #if STATS
     for (var i = li; i < cpg; i = i + WG) {
         let ch = g * cpg + i;
-        affine[ng * cpg + i] = vec4<f32>(shift, mean_shifted, rstd * gamma[ch], beta[ch]);
+        let gamma_beta = vec2<f32>(f32(gamma[ch]), f32(beta[ch]));
+        affine[ng * cpg + i] = vec4<f32>(shift, mean_shifted, rstd * gamma_beta.x, gamma_beta.y);
     }
 #else
     for (var i = li; i < count_v; i = i + WG) {
         let ch = g * cpg + i / hw_v;
-        var v = ((x[base + i] - shift) - mean_shifted) * (rstd * gamma[ch]) + beta[ch];
+        var v = ((V(x[base + i]) - shift) - mean_shifted) * (rstd * f32(gamma[ch])) + f32(beta[ch]);
         if (p.silu != 0u) {
             v = v / (V(1.0) + exp(-v));
         }
-        out[base + i] = v;
+        out[base + i] = S(v);
     }
 #end
 }

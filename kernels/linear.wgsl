@@ -1,6 +1,6 @@
 // linear: y = act(x) W^T + bias (+ residual) * out_scale, over a batch of token matrices with arbitrary strides.
 //
-// Layouts (f32, element offsets given by strides so NCHW feature maps are read as tokens without a transpose):
+// Layouts (`act` elements, f32 or f16 by the device's precision, read as f32; element offsets given by strides so NCHW feature maps are read as tokens without a transpose):
 //   x        element (b, m, k) at b * x_sb + m * x_sm + k * x_sk      (m: token, k: input feature)
 //   weight   [n_out, k] row-major (PyTorch's Linear layout)
 //   bias     [n_out]
@@ -38,10 +38,15 @@
 
     var acc: array<vec4<f32>, 4>;
     for (var kk = 0u; kk < p.k; kk = kk + 1u) {
-        let w4 = vec4<f32>(weight[wrow[0] + kk], weight[wrow[1] + kk], weight[wrow[2] + kk], weight[wrow[3] + kk]);
+        let w4 = vec4<f32>(
+            f32(weight[wrow[0] + kk]),
+            f32(weight[wrow[1] + kk]),
+            f32(weight[wrow[2] + kk]),
+            f32(weight[wrow[3] + kk]),
+        );
         let xo = kk * p.x_sk;
         for (var i = 0u; i < 4u; i = i + 1u) {
-            var xv = x[xrow[i] + xo];
+            var xv = f32(x[xrow[i] + xo]);
             if (p.silu_input != 0u) {
                 xv = silu(xv);
             }
@@ -60,11 +65,11 @@
                 break;
             }
             let o = b * p.y_sb + m * p.y_sm + n * p.y_sn;
-            var v = acc[i][j] + bias[n];
+            var v = acc[i][j] + f32(bias[n]);
             if (p.has_residual != 0u) {
-                v = v + residual[o];
+                v = v + f32(residual[o]);
             }
-            y[o] = v * p.out_scale;
+            y[o] = act(v * p.out_scale);
         }
     }
 }

@@ -1,6 +1,7 @@
 // linear_params.inc.wgsl: the Params and bindings of linear.wgsl and linear_reduce.wgsl (ops::linear::Params):
 // token matrices through (batch, token, feature) strides, weight [n_out, k] row-major, an optional residual and
-// input SiLU; the layouts are in linear.wgsl's header.
+// input SiLU; the layouts are in linear.wgsl's header. Every binding holds `act` (f32, or f16 on a device at f16
+// precision), read as f32.
 
 struct Params {
     batch: u32,
@@ -22,4 +23,4 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-#bindings x weight bias residual y
+#bindings x:act weight:act bias:act residual:act y:act

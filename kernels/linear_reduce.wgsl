@@ -35,12 +35,12 @@ var<workgroup> part: array<f32, 512>;
 
     var acc: array<f32, MB>;
     for (var kk = li; kk < p.k; kk = kk + 64u) {
-        let w = weight[n * p.k + kk];
+        let w = f32(weight[n * p.k + kk]);
         let xo = xb + kk * p.x_sk;
         // A constant trip count, so that compilers can unroll it and keep acc in registers.
         for (var i = 0u; i < MB; i = i + 1u) {
             if (i < rows) {
-                var xv = x[xo + i * p.x_sm];
+                var xv = f32(x[xo + i * p.x_sm]);
                 if (p.silu_input != 0u) {
                     xv = silu(xv);
                 }
@@ -62,10 +62,10 @@ var<workgroup> part: array<f32, 512>;
     workgroupBarrier();
     if (li < rows) {
         let o = b * p.y_sb + (m0 + li) * p.y_sm + n * p.y_sn;
-        var v = part[li * 64u] + bias[n];
+        var v = part[li * 64u] + f32(bias[n]);
         if (p.has_residual != 0u) {
-            v = v + residual[o];
+            v = v + f32(residual[o]);
         }
-        y[o] = v * p.out_scale;
+        y[o] = act(v * p.out_scale);
     }
 }

@@ -1,6 +1,6 @@
 // timestep_embedding: the sinusoidal embedding of diffusers' get_timestep_embedding (ARCHITECTURE.md, "The reference model").
 //
-// Layouts (row-major f32):
+// Layouts (row-major; timesteps and freqs f32, out `act`: f32, or f16 on a device at f16 precision):
 //   timesteps [batch]        one (possibly fractional) timestep per image
 //   freqs     [half]         freqs[i] = exp(-ln(max_period) * i / (half - freq_shift)), made by the host in f64
 //   out       [batch, dim]   [sin(t f), cos(t f)], halves swapped when flip != 0, a zero column last when dim is odd
@@ -19,7 +19,7 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-#bindings timesteps freqs out
+#bindings timesteps freqs out:act
 
 // 2 pi = TWO_PI_HI + TWO_PI_LO, TWO_PI_HI = 201 / 32 has 8 significant bits, so k * TWO_PI_HI is exact in f32.
 const TWO_PI_HI: f32 = 6.28125;
@@ -40,13 +40,13 @@ const INV_TWO_PI: f32 = 0.15915494309189535;
     let c = sc.y;
     let row = n * p.dim;
     if (p.flip != 0u) {
-        out[row + i] = c;
-        out[row + p.half_dim + i] = s;
+        out[row + i] = act(c);
+        out[row + p.half_dim + i] = act(s);
     } else {
-        out[row + i] = s;
-        out[row + p.half_dim + i] = c;
+        out[row + i] = act(s);
+        out[row + p.half_dim + i] = act(c);
     }
     if (i == 0u && p.dim % 2u == 1u) {
-        out[row + p.dim - 1u] = 0.0;
+        out[row + p.dim - 1u] = act(0.0);
     }
 }

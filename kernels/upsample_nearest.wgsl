@@ -1,6 +1,6 @@
 // upsample_nearest: nearest-neighbour 2x upsampling (PyTorch's F.interpolate(scale_factor=2, mode="nearest")).
 //
-// Layouts (row-major f32):
+// Layouts (row-major, `act` elements: f32, or f16 on a device at f16 precision; copied as they are):
 //   x    [planes, h, w]       (planes = batch * channels)
 //   out  [planes, 2h, 2w]     out[p, y, x] = x[p, y / 2, x / 2]
 //
@@ -15,7 +15,7 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-#bindings x out
+#bindings x:act out:act
 
 #entry 64
     let i = flat_index(wg, nwg, li, 64u);

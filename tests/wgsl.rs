@@ -1,7 +1,7 @@
 //! Every kernel parses and validates with naga (no GPU needed), and the host's view of each kernel (Params
 //! size, workgroup size, bindings) matches the shader.
 
-use ddim_wgpu::gpu::Access;
+use ddim_wgpu::gpu::{Access, DType, Kernel};
 use ddim_wgpu::ops::KERNELS;
 
 fn module(name: &str, source: &str) -> (naga::Module, naga::valid::ModuleInfo) {
@@ -11,6 +11,7 @@ fn module(name: &str, source: &str) -> (naga::Module, naga::valid::ModuleInfo) {
     let subgroups = ddim_wgpu::gpu::template::uses_subgroups(source);
     let mut capabilities = naga::valid::Capabilities::default();
     capabilities.set(naga::valid::Capabilities::SUBGROUP, subgroups);
+    capabilities.set(naga::valid::Capabilities::SHADER_FLOAT16, source.contains("enable f16;"));
     let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities)
         .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
         .subgroup_operations(naga::valid::SubgroupOperationSet::all())
@@ -41,11 +42,22 @@ fn every_kernel_file_is_registered() {
     assert_eq!(names.len(), n, "two kernels share a name");
 }
 
+/// Each kernel's expanded source at each precision it runs at: f32, and f16 where it stores activations.
+fn sources() -> Vec<(&'static Kernel, String)> {
+    let mut all = Vec::new();
+    for &kernel in KERNELS {
+        all.push((kernel, kernel.full_source(DType::F32).unwrap()));
+        if kernel.stores_activations() {
+            all.push((kernel, kernel.full_source(DType::F16).unwrap()));
+        }
+    }
+    all
+}
+
 /// The expanded sources hold no directive: what naga validates below is what runs.
 #[test]
 fn variants_expand_to_plain_wgsl() {
-    for kernel in KERNELS {
-        let source = kernel.full_source().unwrap();
+    for (kernel, source) in sources() {
         for (i, line) in source.lines().enumerate() {
             assert!(
                 !line.trim_start().starts_with('#') && !line.contains("{{"),
@@ -59,8 +71,7 @@ fn variants_expand_to_plain_wgsl() {
 
 #[test]
 fn kernels_validate_and_match_their_host_mirrors() {
-    for kernel in KERNELS {
-        let source = kernel.full_source().unwrap();
+    for (kernel, source) in sources() {
         let (module, _) = module(kernel.name, &source);
         let entry = module
             .entry_points

@@ -8,11 +8,13 @@ use std::task::Poll;
 
 use super::kernel::{CachedPipeline, KernelChoice};
 use super::lock;
+use super::tensor::DType;
 use crate::error::{Error, Result};
 
 /// How to choose the adapter, and which kernel variants to run on it. Built from CLI flags or from the
 /// environment (`DDIM_BACKEND`, `DDIM_ADAPTER`, `DDIM_KERNELS`, `DDIM_WINOGRAD`, `DDIM_INPUT_WINDOWS`,
-/// `DDIM_SPLIT_K`, `DDIM_CONV_TILE`, `DDIM_SUBGROUPS`, `DDIM_MAX_BINDING`, `DDIM_MAX_STORAGE_BUFFERS`).
+/// `DDIM_SPLIT_K`, `DDIM_CONV_TILE`, `DDIM_SUBGROUPS`, `DDIM_PRECISION`, `DDIM_MAX_BINDING`,
+/// `DDIM_MAX_STORAGE_BUFFERS`).
 #[derive(Clone, Debug, Default)]
 pub struct DeviceOptions {
     /// Restrict to one backend. `None` means `WGPU_BACKEND` if set, else every backend.
@@ -40,6 +42,8 @@ pub struct DeviceOptions {
     /// Whether the device is opened with subgroup operations where the adapter offers them (the GPU family's
     /// `group_norm_subgroups`); `DDIM_SUBGROUPS=off` opens it without, to compare. On by default.
     pub subgroups: bool,
+    /// The element type of activations and weights ([`Precision`]); `DDIM_PRECISION=f16` asks for f16.
+    pub precision: Precision,
     /// Open the device with at most this `max_storage_buffer_binding_size` (bytes, a multiple of 4): what a
     /// smaller device would allow, to exercise batch splitting on a large one.
     pub max_binding: Option<u64>,
@@ -48,6 +52,47 @@ pub struct DeviceOptions {
     pub max_storage_buffers: Option<u32>,
     /// A fault to inject, to test how GPU errors surface (`DDIM_INJECT_FAULT`); `None` in normal use.
     pub fault: Option<Fault>,
+}
+
+/// What activations and weights are stored as, and what the kernels that hold them load and store.
+///
+/// With [`Precision::F16`], every tensor the UNet and the sampler bind (the latent, the timesteps, the
+/// weights, every activation) holds f16 (`shader-f16`), and every kernel computes in f32 between its loads
+/// and its stores: reductions (a convolution's products, a norm's statistics, a softmax) accumulate in f32,
+/// and the few scratch values kept between launches (split-K partial sums, norm statistics, attention's
+/// partial rows) stay f32. Only the GPU family's kernels store f16, so `auto` takes the GPU family on any
+/// adapter and the CPU family and the baseline are refused.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Precision {
+    /// f32 everywhere.
+    #[default]
+    F32,
+    /// f16 storage, f32 arithmetic inside the kernels.
+    F16,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "f32" => Ok(Precision::F32),
+            "f16" => Ok(Precision::F16),
+            other => {
+                Err(Error::param("device", format!("precision `{other}`: expected f32 or f16")))
+            }
+        }
+    }
+}
+
+impl Precision {
+    /// The element type of activations and weights.
+    pub fn dtype(self) -> DType {
+        match self {
+            Precision::F32 => DType::F32,
+            Precision::F16 => DType::F16,
+        }
+    }
 }
 
 /// A GPU fault injected on purpose, so tests can check that a real wgpu validation error or a real device loss
@@ -130,6 +175,10 @@ impl DeviceOptions {
             Ok(s) if !s.trim().is_empty() => parse_switch("DDIM_SUBGROUPS", &s)?,
             _ => true,
         };
+        let precision = match std::env::var("DDIM_PRECISION") {
+            Ok(s) if !s.trim().is_empty() => s.parse()?,
+            _ => Precision::F32,
+        };
         let backend = match std::env::var("DDIM_BACKEND") {
             Ok(s) if !s.trim().is_empty() => Some(parse_backend(&s)?),
             _ => None,
@@ -148,6 +197,7 @@ impl DeviceOptions {
             split_k,
             conv_tile_8x8,
             subgroups,
+            precision,
             max_binding,
             max_storage_buffers,
             fault,
@@ -202,7 +252,8 @@ fn backend_bits(backend: wgpu::Backend) -> wgpu::Backends {
 const GL_WAIT_SLICE_MS: u64 = 50;
 
 /// Device features we use when the adapter has them (GPU timestamps for the profiler; subgroups unless
-/// [`DeviceOptions::subgroups`] is off). None is required.
+/// [`DeviceOptions::subgroups`] is off). None is required; `shader-f16` is asked for by
+/// [`Precision::F16`] alone, which requires it.
 const WANTED_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
     .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS)
     .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
@@ -272,6 +323,7 @@ pub struct Gpu {
     input_windows: bool,
     split_k: bool,
     conv_tile_8x8: bool,
+    precision: Precision,
     injected: Option<Fault>,
     /// The storage-binding cap the options set, if any.
     max_binding: Option<u64>,
@@ -299,6 +351,26 @@ impl Gpu {
         let mut features = adapter.features() & WANTED_FEATURES;
         if !options.subgroups {
             features.remove(wgpu::Features::SUBGROUP);
+        }
+        if options.precision == Precision::F16 {
+            if !adapter.features().contains(wgpu::Features::SHADER_F16) {
+                return Err(Error::param(
+                    "device",
+                    format!(
+                        "f16 precision needs the adapter's shader-f16 feature, which {} lacks \
+                         (run with --precision f32)",
+                        describe(&info)
+                    ),
+                ));
+            }
+            if matches!(options.kernels, KernelChoice::Cpu | KernelChoice::Baseline) {
+                return Err(Error::param(
+                    "device",
+                    "f16 precision runs the GPU family's kernels; the CPU family and the baseline \
+                     store f32 only (use --kernels auto or gpu)",
+                ));
+            }
+            features |= wgpu::Features::SHADER_F16;
         }
         let mut limits = adapter.limits();
         if let Some(cap) = options.max_binding {
@@ -353,6 +425,7 @@ impl Gpu {
             input_windows: options.input_windows,
             split_k: options.split_k,
             conv_tile_8x8: options.conv_tile_8x8,
+            precision: options.precision,
             injected: options.fault.clone(),
             max_binding: options.max_binding,
             max_storage_buffers: options.max_storage_buffers,
@@ -373,9 +446,23 @@ impl Gpu {
     }
 
     /// The kernel family the operations pick from on this device: the choice it was opened with, with
-    /// `Auto` resolved by the adapter's type (`Cpu`, `Gpu` or `Baseline`; never `Auto`).
+    /// `Auto` resolved by the adapter's type (`Cpu`, `Gpu` or `Baseline`; never `Auto`), and to `Gpu` at f16
+    /// precision, which the CPU family does not store.
     pub fn kernel_family(&self) -> KernelChoice {
-        self.kernels.resolve(self.info().device_type)
+        match (self.kernels, self.precision) {
+            (KernelChoice::Auto, Precision::F16) => KernelChoice::Gpu,
+            (choice, _) => choice.resolve(self.info().device_type),
+        }
+    }
+
+    /// What activations and weights are stored as on this device ([`DeviceOptions::precision`]).
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// The element type of activations and weights: [`Precision::dtype`] of the device's precision.
+    pub fn act(&self) -> DType {
+        self.precision.dtype()
     }
 
     /// Whether the CPU family may take the Winograd convolution ([`DeviceOptions::winograd`]).

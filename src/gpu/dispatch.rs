@@ -8,7 +8,7 @@ use wgpu::util::DeviceExt;
 
 use super::check::check_bindings;
 use super::kernel::{CachedPipeline, Kernel};
-use super::{Fault, Gpu, Tensor};
+use super::{DType, Fault, Gpu, Tensor};
 use crate::error::{Error, Result};
 
 impl Gpu {
@@ -142,6 +142,23 @@ impl Dispatch {
     ) -> Result<Self> {
         debug_assert_eq!(tensors.len(), kernel.bindings.len());
         check_bindings(gpu, op, tensors)?;
+        let pipeline = gpu.pipeline(kernel)?;
+        for (i, (t, &holds)) in tensors.iter().zip(&pipeline.activations).enumerate() {
+            let expected = if holds { gpu.act() } else { DType::F32 };
+            if t.dtype() != expected {
+                return Err(Error::param(
+                    op,
+                    format!(
+                        "tensor `{}` holds {}, and binding {} of kernel `{}` takes {} on this device",
+                        t.label(),
+                        t.dtype().wgsl(),
+                        i + 1,
+                        kernel.name,
+                        expected.wgsl()
+                    ),
+                ));
+            }
+        }
         Self::launches(
             gpu,
             kernel,

@@ -6,13 +6,16 @@
 use std::sync::Arc;
 
 use super::lock;
-use super::{Gpu, template};
+use super::{DType, Gpu, template};
 use crate::error::{Error, Result};
 
 /// A compiled compute pipeline and its bind-group layout, cached per kernel.
 pub(crate) struct CachedPipeline {
     pub(crate) pipeline: wgpu::ComputePipeline,
     pub(crate) layout: wgpu::BindGroupLayout,
+    /// Whether each binding after the Params holds activations (`:act`), in order: a tensor bound there must
+    /// have the device's activation type, one bound elsewhere f32.
+    pub(crate) activations: Vec<bool>,
 }
 
 /// The helpers prepended to every kernel.
@@ -119,9 +122,10 @@ pub struct Kernel {
 }
 
 impl Kernel {
-    /// The WGSL that is compiled: `common.wgsl`, the includes, then the kernel, with the variant's directives
-    /// applied. An error names the kernel and the line (of the three joined).
-    pub fn full_source(&self) -> Result<String> {
+    /// The WGSL that is compiled on a device whose activations are `act`: the precision header
+    /// ([`template::precision_header`]), `common.wgsl`, the includes, then the kernel, with the variant's
+    /// directives applied. An error names the kernel and the line (of the three joined, after the header).
+    pub fn full_source(&self, act: DType) -> Result<String> {
         let mut s = String::from(COMMON_WGSL);
         for part in self.includes.iter().chain([&self.source]) {
             s.push('\n');
@@ -136,10 +140,17 @@ impl Kernel {
                 Access::UniformWindow => template::Slot::Window,
             })
             .collect();
-        template::expand(&s, self.defines, &slots).map_err(|message| Error::Gpu {
+        let body = template::expand(&s, self.defines, &slots).map_err(|message| Error::Gpu {
             what: format!("expanding kernel `{}`", self.name),
             message,
-        })
+        })?;
+        Ok(template::precision_header(act) + &body)
+    }
+
+    /// Whether the kernel declares any binding of activations (`:act`, `:act4`): whether it runs at f16
+    /// precision.
+    pub fn stores_activations(&self) -> bool {
+        self.includes.iter().chain([&self.source]).any(|s| s.contains(":act"))
     }
 }
 
@@ -222,7 +233,13 @@ impl Gpu {
             return Ok(p.clone());
         }
         self.check_binding_counts(kernel)?;
-        let source = kernel.full_source()?;
+        let source = kernel.full_source(self.act())?;
+        let mut activations = vec![false; kernel.bindings.len()];
+        for (binding, holds) in template::activation_bindings(&source) {
+            if let Some(a) = activations.get_mut(binding as usize - 1) {
+                *a = holds;
+            }
+        }
         if template::uses_subgroups(&source) && !self.subgroups() {
             return Err(Error::Gpu {
                 what: format!("compiling kernel `{}`", kernel.name),
@@ -295,7 +312,7 @@ impl Gpu {
                 compilation_options: Default::default(),
                 cache: None,
             });
-            CachedPipeline { pipeline, layout }
+            CachedPipeline { pipeline, layout, activations }
         })?;
         let compiled = Arc::new(compiled);
         cache.insert(kernel.name, compiled.clone());

@@ -15,14 +15,43 @@
 //!   naga takes subgroup operations from the device's features, with no `enable` directive). The function
 //!   body follows and closes it.
 //!
-//! - `#bindings x weight:vec4 u0..4 out`: the declarations of bindings 1.. in order, named so (`u0..4` is
-//!   `u0 u1 u2 u3`; `:vec4` or `:u32` sets a storage array's element, f32 otherwise), each with the access the
-//!   host binds it with: the host's list and the shader's cannot disagree.
+//! - `#bindings x:act weight:act4 u0..4 out`: the declarations of bindings 1.. in order, named so (`u0..4` is
+//!   `u0 u1 u2 u3`; `:vec4` or `:u32` sets a storage array's element, f32 otherwise; `:act` and `:act4` make
+//!   it the device's activation type, [`act`]), each with the access the host binds it with: the host's list
+//!   and the shader's cannot disagree.
+//!
+//! Every kernel is compiled after [`precision_header`]: the aliases `act` and `act4` (`f32` and `vec4<f32>`,
+//! or `f16` and `vec4<f16>` with `enable f16;` on a device opened at f16 precision). A kernel that stores
+//! activations declares them `:act`, loads them as `f32(x[i])` (`vec4<f32>(x4[i])`) and stores `act(v)`, so
+//! it computes in f32 at either precision and its f32 variant is the source as written.
 //!
 //! Nothing else changes: comments, blank lines and code pass through as written, so the expanded source reads
 //! like a hand-written kernel (`cargo run --example kernels -- DIR` writes every one out). A variant is a
 //! [`Kernel`](super::Kernel) with its own name and defines over the shared source; the pipeline cache keys
 //! on the name.
+
+/// The WGSL that comes before every kernel: the activation aliases for elements of `act`.
+pub fn precision_header(act: crate::gpu::DType) -> String {
+    let (enable, t) = match act {
+        crate::gpu::DType::F32 => ("", "f32"),
+        crate::gpu::DType::F16 => ("enable f16;\n", "f16"),
+    };
+    format!("{enable}alias act = {t};\nalias act4 = vec4<{t}>;\n")
+}
+
+/// Whether each storage binding (1.., in order) of expanded WGSL holds activations (`array<act>` or
+/// `array<act4>`); uniform bindings other than the Params (windows) hold f32 and read as `false`. What the host
+/// checks the tensors it binds against.
+pub fn activation_bindings(wgsl: &str) -> Vec<(u32, bool)> {
+    wgsl.lines()
+        .filter_map(|line| {
+            let rest = line.trim().strip_prefix("@group(0) @binding(")?;
+            let (n, decl) = rest.split_once(')')?;
+            let n: u32 = n.parse().ok()?;
+            (n > 0).then(|| (n, decl.contains("array<act>") || decl.contains("array<act4>")))
+        })
+        .collect()
+}
 
 /// Whether expanded WGSL uses subgroup operations: its entry point was written by `#entry N subgroups`.
 pub fn uses_subgroups(wgsl: &str) -> bool {
@@ -68,7 +97,11 @@ fn bindings(spec: &str, slots: &[Slot]) -> Result<String, String> {
             "vec4" => "vec4<f32>",
             "u32" => "u32",
             "f32" => "f32",
-            other => return Err(format!("`{other}`: binding types are f32, vec4 and u32")),
+            "act" => "act",
+            "act4" => "act4",
+            other => {
+                return Err(format!("`{other}`: binding types are f32, vec4, u32, act and act4"));
+            }
         };
         match name.split_once("..") {
             Some((stem_from, to)) => {

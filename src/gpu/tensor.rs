@@ -1,4 +1,5 @@
-//! Tensors: f32 storage buffers with an NCHW (or any row-major) shape and a label that errors can name.
+//! Tensors: storage buffers of f32 or f16 values with an NCHW (or any row-major) shape and a label that errors
+//! can name. The host always sees f32: uploads round to the tensor's element type, downloads widen from it.
 
 use wgpu::util::DeviceExt;
 
@@ -6,7 +7,42 @@ use super::Gpu;
 use super::lock;
 use crate::error::{Error, Result};
 
-/// A row-major f32 tensor on the GPU. Usable as a storage binding, a uniform binding (64 KiB windows of it), a
+/// The element type of a tensor's storage.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum DType {
+    /// 32-bit floats (and the u32 words of the few kernels that store bits).
+    #[default]
+    F32,
+    /// 16-bit floats (`shader-f16`): activations and weights on a device opened with
+    /// [`Precision::F16`](super::Precision::F16).
+    F16,
+}
+
+impl DType {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::F16 => 2,
+        }
+    }
+
+    /// The WGSL scalar type.
+    pub fn wgsl(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::F16 => "f16",
+        }
+    }
+
+    /// Bytes of `n` elements as a storage binding holds them: rounded up to whole 4-byte words, which WebGPU
+    /// requires of a binding's size.
+    pub fn bytes(self, n: usize) -> u64 {
+        ((n * self.size()).div_ceil(4) * 4) as u64
+    }
+}
+
+/// A row-major f32 or f16 tensor on the GPU. Usable as a storage binding, a uniform binding (64 KiB windows of it), a
 /// copy source and a copy destination.
 ///
 /// Several tensors may share one buffer ([`Tensor::view`], [`Tensor::view_at`]): the memory planner places
@@ -18,9 +54,15 @@ pub struct Tensor {
     offset: u64,
     shape: Vec<usize>,
     label: String,
+    dtype: DType,
 }
 
 impl Tensor {
+    /// The element type of its storage.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
     /// The buffer.
     pub fn buffer(&self) -> &wgpu::Buffer {
         &self.buffer
@@ -51,9 +93,10 @@ impl Tensor {
         self.len() == 0
     }
 
-    /// The size in bytes of the data (the buffer may be larger: padding for empty tensors, or a shared buffer).
+    /// The size in bytes of the data, in whole 4-byte words (the buffer may be larger: padding for empty
+    /// tensors, or a shared buffer).
     pub fn bytes(&self) -> u64 {
-        (self.len() * 4) as u64
+        self.dtype.bytes(self.len())
     }
 
     /// The binding of this tensor's data: `bytes()` bytes (at least 4) from its offset.
@@ -75,7 +118,19 @@ impl Tensor {
     /// `min_storage_buffer_offset_alignment`, which the caller keeps; 256 always is). Fails if the buffer is too
     /// small for `shape` there.
     pub fn view_at(&self, label: &str, shape: &[usize], offset: u64) -> Result<Tensor> {
-        let bytes = (shape.iter().product::<usize>() * 4) as u64;
+        self.view_as(label, shape, offset, self.dtype)
+    }
+
+    /// [`Tensor::view_at`] with elements of `dtype` (an arena's bytes hold activations of the device's
+    /// precision).
+    pub fn view_as(
+        &self,
+        label: &str,
+        shape: &[usize],
+        offset: u64,
+        dtype: DType,
+    ) -> Result<Tensor> {
+        let bytes = dtype.bytes(shape.iter().product::<usize>());
         if offset + bytes.max(4) > self.buffer.size() {
             return Err(Error::shape(
                 "view",
@@ -91,10 +146,12 @@ impl Tensor {
             offset,
             shape: shape.to_vec(),
             label: label.to_string(),
+            dtype,
         })
     }
 
-    /// Overwrites the tensor's data from the CPU (queued; ordered before the next submit).
+    /// Overwrites the tensor's data from the CPU (queued; ordered before the next submit), rounded to the
+    /// tensor's element type.
     pub fn write(&self, gpu: &Gpu, data: &[f32]) -> Result<()> {
         if data.len() != self.len() {
             return Err(Error::shape(
@@ -109,9 +166,33 @@ impl Tensor {
             ));
         }
         if !data.is_empty() {
-            gpu.queue().write_buffer(&self.buffer, self.offset, bytemuck::cast_slice(data));
+            gpu.queue().write_buffer(&self.buffer, self.offset, &encode(data, self.dtype));
         }
         Ok(())
+    }
+}
+
+/// `data` as the bytes of a binding of `dtype` elements (f16 rounded to nearest even, padded to whole words).
+fn encode(data: &[f32], dtype: DType) -> Vec<u8> {
+    match dtype {
+        DType::F32 => bytemuck::cast_slice(data).to_vec(),
+        DType::F16 => {
+            let mut bytes: Vec<u8> =
+                data.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect();
+            bytes.resize(dtype.bytes(data.len()) as usize, 0);
+            bytes
+        }
+    }
+}
+
+/// The first `n` values of a binding of `dtype` elements, widened to f32.
+fn decode(bytes: &[u8], n: usize, dtype: DType) -> Vec<f32> {
+    match dtype {
+        DType::F32 => bytemuck::pod_collect_to_vec(&bytes[..n * 4]),
+        DType::F16 => bytes[..n * 2]
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
     }
 }
 
@@ -125,8 +206,19 @@ fn usage() -> wgpu::BufferUsages {
 }
 
 impl Gpu {
-    /// Uploads `data` as a tensor of `shape`. The element count must match the shape.
+    /// Uploads `data` as an f32 tensor of `shape`. The element count must match the shape.
     pub fn upload(&self, label: &str, shape: &[usize], data: &[f32]) -> Result<Tensor> {
+        self.upload_as(label, shape, data, DType::F32)
+    }
+
+    /// Uploads `data` as a tensor of `shape` with elements of `dtype` (f16 rounded to nearest even).
+    pub fn upload_as(
+        &self,
+        label: &str,
+        shape: &[usize],
+        data: &[f32],
+        dtype: DType,
+    ) -> Result<Tensor> {
         let n: usize = shape.iter().product();
         if n != data.len() {
             return Err(Error::shape(
@@ -148,16 +240,17 @@ impl Gpu {
         let buffer = self.scoped(&format!("upload of `{label}`"), || {
             self.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some(label),
-                contents: bytemuck::cast_slice(contents),
+                contents: &encode(contents, dtype),
                 usage: usage(),
             })
         })?;
-        Ok(Tensor { buffer, offset: 0, shape: shape.to_vec(), label: label.to_string() })
+        Ok(Tensor { buffer, offset: 0, shape: shape.to_vec(), label: label.to_string(), dtype })
     }
 
-    /// A zero-filled storage buffer for a tensor of `shape` (at least one element), or the error naming it.
-    fn tensor_buffer(&self, label: &str, shape: &[usize]) -> Result<wgpu::Buffer> {
-        let bytes = (shape.iter().product::<usize>().max(1) * 4) as u64;
+    /// A zero-filled storage buffer for a tensor of `shape` (at least one element) of `dtype`, or the error
+    /// naming it.
+    fn tensor_buffer(&self, label: &str, shape: &[usize], dtype: DType) -> Result<wgpu::Buffer> {
+        let bytes = dtype.bytes(shape.iter().product::<usize>().max(1));
         self.scoped(&format!("allocation of `{label}` ({bytes} bytes)"), || {
             self.device().create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
@@ -168,10 +261,15 @@ impl Gpu {
         })
     }
 
-    /// A zero-filled tensor of `shape`.
+    /// A zero-filled f32 tensor of `shape`.
     pub fn zeros(&self, label: &str, shape: &[usize]) -> Result<Tensor> {
-        let buffer = self.tensor_buffer(label, shape)?;
-        Ok(Tensor { buffer, offset: 0, shape: shape.to_vec(), label: label.to_string() })
+        self.zeros_as(label, shape, DType::F32)
+    }
+
+    /// A zero-filled tensor of `shape` with elements of `dtype`.
+    pub fn zeros_as(&self, label: &str, shape: &[usize], dtype: DType) -> Result<Tensor> {
+        let buffer = self.tensor_buffer(label, shape, dtype)?;
+        Ok(Tensor { buffer, offset: 0, shape: shape.to_vec(), label: label.to_string(), dtype })
     }
 
     /// A working tensor of `shape` in the device's scratch buffer `name`, shared by every dispatch that asks for
@@ -185,12 +283,13 @@ impl Gpu {
         let buffer = match cache.get(name) {
             Some(b) if b.size() >= bytes => b.clone(),
             _ => {
-                let b = self.tensor_buffer(name, shape)?;
+                let b = self.tensor_buffer(name, shape, DType::F32)?;
                 cache.insert(name, b.clone());
                 b
             }
         };
-        Ok(Tensor { buffer, offset: 0, shape: shape.to_vec(), label: name.to_string() })
+        let dtype = DType::F32;
+        Ok(Tensor { buffer, offset: 0, shape: shape.to_vec(), label: name.to_string(), dtype })
     }
 
     /// Bytes of the scratch buffers the device holds now (`Gpu::scratch`).
@@ -199,12 +298,12 @@ impl Gpu {
         cache.values().map(|b| b.size()).sum()
     }
 
-    /// Reads a tensor back to the CPU. Waits for all submitted work.
+    /// Reads a tensor back to the CPU as f32. Waits for all submitted work.
     pub async fn download(&self, tensor: &Tensor) -> Result<Vec<f32>> {
         let bytes = self
             .download_range(tensor.buffer(), tensor.offset(), tensor.bytes(), tensor.label())
             .await?;
-        Ok(bytemuck::pod_collect_to_vec(&bytes))
+        Ok(decode(&bytes, tensor.len(), tensor.dtype()))
     }
 
     /// Reads the first `size` bytes of any copy-source buffer back to the CPU.

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use super::ir::{Graph, Op, TensorId, TensorKind};
 use super::prologue;
 use crate::error::{Error, Result};
+use crate::gpu::{DType, Gpu, Tensor};
 use crate::gpu::{Dispatch, UNIFORM_WINDOW};
-use crate::gpu::{Gpu, Tensor};
 use crate::ops::timestep_embedding::TimestepEmbedding;
 use crate::ops::{attention, concat, conv2d, elementwise, group_norm, linear, upsample};
 
@@ -54,9 +54,9 @@ pub fn assign(lives: &[Life]) -> (Vec<usize>, Vec<u64>) {
     (slot, capacity)
 }
 
-/// The life of every node's output, in node order, for `batch` images; tensors in `keep` and the graph's
-/// output live to the end.
-pub fn lives(graph: &Graph, batch: usize, keep: &[TensorId]) -> Vec<Life> {
+/// The life of every node's output, in node order, for `batch` images of `dtype` activations; tensors in `keep`
+/// and the graph's output live to the end.
+pub fn lives(graph: &Graph, batch: usize, dtype: DType, keep: &[TensorId]) -> Vec<Life> {
     // The index of the last node reading each activation.
     let mut last_use: HashMap<TensorId, usize> = HashMap::new();
     for (i, node) in graph.nodes.iter().enumerate() {
@@ -77,7 +77,7 @@ pub fn lives(graph: &Graph, batch: usize, keep: &[TensorId]) -> Vec<Life> {
         .map(|(i, node)| Life {
             start: i,
             end: last_use.get(&node.output).copied().unwrap_or(i).max(i),
-            bytes: (batch * graph.shape(node.output).iter().product::<usize>() * 4).max(4) as u64,
+            bytes: dtype.bytes(batch * graph.shape(node.output).iter().product::<usize>()).max(4),
         })
         .collect()
 }
@@ -265,7 +265,7 @@ fn place_activations(
     batch: usize,
     keep: &[TensorId],
 ) -> Result<(HashMap<TensorId, Tensor>, MemoryStats)> {
-    let lives = lives(graph, batch, keep);
+    let lives = lives(graph, batch, gpu.act(), keep);
     let (no_reuse, lower_bound) = bounds(&lives);
     // Arenas with offsets; if an arena would exceed the device's largest buffer, one buffer per group of
     // tensors that never meet (`assign`), each no larger than its largest tensor.
@@ -299,7 +299,8 @@ fn place_activations(
     let mut activations = HashMap::new();
     for (node, p) in graph.nodes.iter().zip(&placement) {
         let arena = buffers[p.arena].as_ref().expect("an arena holding a tensor has a buffer");
-        let t = arena.view_at(&node.name, &batched(batch, graph.shape(node.output)), p.offset)?;
+        let shape = batched(batch, graph.shape(node.output));
+        let t = arena.view_as(&node.name, &shape, p.offset, gpu.act())?;
         activations.insert(node.output, t);
     }
     let stats = MemoryStats {
@@ -407,11 +408,21 @@ impl Plan {
             graph.output.ok_or_else(|| Error::param("plan", "the graph has no output"))?;
         check_params(graph, weights)?;
         let (activations, stats) = place_activations(gpu, graph, batch, keep)?;
+        // An input takes the element type its readers bind: f32 timesteps for the timestep embedding (which
+        // may be fractional), activations' elsewhere.
+        let readers = graph.readers();
         let inputs = graph
             .inputs
             .iter()
             .enumerate()
-            .map(|(i, &id)| gpu.zeros(&format!("input {i}"), &batched(batch, graph.shape(id))))
+            .map(|(i, &id)| {
+                let timesteps = readers.get(&id).is_some_and(|r| {
+                    r.iter()
+                        .all(|&(n, _)| matches!(graph.nodes[n].op, Op::TimestepEmbedding { .. }))
+                });
+                let dtype = if timesteps { DType::F32 } else { gpu.act() };
+                gpu.zeros_as(&format!("input {i}"), &batched(batch, graph.shape(id)), dtype)
+            })
             .collect::<Result<Vec<_>>>()?;
         let mut plan = Plan {
             batch,
@@ -521,7 +532,7 @@ impl Plan {
 /// largest image side that would fit (kernels bind whole activations; there is no spatial tiling).
 pub fn max_batch(gpu: &Gpu, graph: &Graph) -> Result<usize> {
     let limit = gpu.limits().max_storage_buffer_binding_size;
-    let bytes = |t: TensorId| (graph.shape(t).iter().product::<usize>() * 4) as u64;
+    let bytes = |t: TensorId| (graph.shape(t).iter().product::<usize>() * gpu.act().size()) as u64;
     let Some(largest) = graph.nodes.iter().max_by_key(|n| bytes(n.output)) else {
         return Ok(usize::MAX);
     };
@@ -585,7 +596,7 @@ mod tests {
         let graph = unet::build(&cfg).unwrap();
         let producer = producers(&graph);
         for batch in [1, 8] {
-            let lives = lives(&graph, batch, &[]);
+            let lives = lives(&graph, batch, DType::F32, &[]);
             let (place, sizes) = place(&graph, &lives, 256).unwrap();
             for i in 0..lives.len() {
                 let (pi, li) = (place[i], lives[i]);

@@ -16,7 +16,7 @@ use crate::diffusion::schedule::TrainingSchedule;
 use crate::diffusion::step::{Prediction, Threshold, check_x0_rules};
 use crate::diffusion::timesteps::Spacing;
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, Tensor};
+use crate::gpu::{DType, Gpu, Tensor};
 use crate::graph::ir::{Graph, TensorKind};
 use crate::unet::config::UNetConfig;
 
@@ -456,8 +456,23 @@ impl Weights {
 
     /// Uploads the parameter tensors `graph` (built from this config) binds, by
     /// [`param_name`](crate::graph::ir::Graph::param_name): each weight by its name, and weights the graph
-    /// stacks (`TensorKind::Stacked`) once, as the stacked tensor only.
+    /// stacks (`TensorKind::Stacked`) once, as the stacked tensor only; as the device stores activations
+    /// ([`Gpu::act`]), refusing a weight beyond f16's range on an f16 device.
     pub fn upload_for(&self, gpu: &Gpu, graph: &Graph) -> Result<HashMap<String, Tensor>> {
+        let dtype = gpu.act();
+        let upload = |name: &str, shape: &[usize], data: &[f32]| {
+            if dtype == DType::F16
+                && let Some(v) = data.iter().find(|v| v.abs() > f32::from(f16::MAX))
+            {
+                return Err(Error::Weights {
+                    tensor: name.to_string(),
+                    message: format!(
+                        "holds {v}, beyond f16's range (65504): run this model with --precision f32"
+                    ),
+                });
+            }
+            gpu.upload_as(name, shape, data, dtype)
+        };
         let stored = |name: &str| {
             self.tensors.get(name).ok_or_else(|| Error::Weights {
                 tensor: name.to_string(),
@@ -469,14 +484,14 @@ impl Weights {
             match &t.kind {
                 TensorKind::Param(name) => {
                     let host = stored(name)?;
-                    uploaded.insert(name.clone(), gpu.upload(name, &host.shape, &host.data)?);
+                    uploaded.insert(name.clone(), upload(name, &host.shape, &host.data)?);
                 }
                 TensorKind::Stacked { name, parts } => {
                     let mut data = Vec::with_capacity(t.shape.iter().product());
                     for (part, _) in parts {
                         data.extend_from_slice(&stored(part)?.data);
                     }
-                    uploaded.insert(name.clone(), gpu.upload(name, &t.shape, &data)?);
+                    uploaded.insert(name.clone(), upload(name, &t.shape, &data)?);
                 }
                 TensorKind::Input | TensorKind::Activation => {}
             }

@@ -379,7 +379,9 @@ impl<'a> Sampler<'a> {
                 }
                 z.chunks(per_step)
                     .enumerate()
-                    .map(|(i, c)| self.gpu.upload(&format!("noise {i}"), x.shape(), c))
+                    .map(|(i, c)| {
+                        self.gpu.upload_as(&format!("noise {i}"), x.shape(), c, self.gpu.act())
+                    })
                     .collect::<Result<_>>()?
             }
             StepNoise::Philox(_) => Vec::new(),
@@ -405,7 +407,7 @@ impl<'a> Sampler<'a> {
             _ => None,
         };
         let preview = match recording.x0 {
-            Some(_) => Some(self.gpu.zeros("predicted x0", x.shape())?),
+            Some(_) => Some(self.gpu.zeros_as("predicted x0", x.shape(), self.gpu.act())?),
             None => None,
         };
         let mode = if s.mode == UpdateMode::Epilogue { UpdateMode::Fused } else { s.mode };

@@ -12,6 +12,7 @@ mod elementwise;
 mod errors;
 mod finite;
 mod group_norm;
+mod half;
 mod linear;
 mod randn;
 mod resample;

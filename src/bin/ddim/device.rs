@@ -4,7 +4,7 @@
 use clap::Args;
 
 use ddim_wgpu::gpu::{
-    DeviceOptions, Fault, KernelChoice, parse_backend, parse_conv_tile, parse_switch,
+    DeviceOptions, Fault, KernelChoice, Precision, parse_backend, parse_conv_tile, parse_switch,
 };
 
 /// The device flags.
@@ -55,6 +55,12 @@ pub struct DeviceArgs {
           action = clap::ArgAction::Set, value_name = "on|off")]
     pub subgroups: bool,
 
+    /// What activations and weights are stored as: f32, or f16 (half the memory and traffic; every kernel
+    /// still computes in f32; needs the adapter's shader-f16 feature and runs the gpu family's kernels).
+    #[arg(long, env = "DDIM_PRECISION", default_value = "f32", value_parser = parse_precision_arg,
+          value_name = "f32|f16")]
+    pub precision: Precision,
+
     /// Open the device with at most this storage-binding size, in bytes (a multiple of 4): what a smaller
     /// device allows, to see batches split on a large one.
     #[arg(long, env = "DDIM_MAX_BINDING")]
@@ -83,6 +89,7 @@ impl DeviceArgs {
             split_k: self.split_k,
             conv_tile_8x8: self.conv_tile,
             subgroups: self.subgroups,
+            precision: self.precision,
             max_binding: self.max_binding,
             max_storage_buffers: self.max_storage_buffers,
             fault: self.inject_fault.clone(),
@@ -91,6 +98,10 @@ impl DeviceArgs {
 }
 
 fn parse_fault_arg(s: &str) -> Result<Fault, String> {
+    s.parse().map_err(|e: ddim_wgpu::Error| e.to_string())
+}
+
+fn parse_precision_arg(s: &str) -> Result<Precision, String> {
     s.parse().map_err(|e: ddim_wgpu::Error| e.to_string())
 }
 

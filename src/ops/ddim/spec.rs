@@ -123,6 +123,14 @@ impl DdimScratch {
         if shape.is_empty() {
             return Err(Error::shape(OP, "x must have a batch dimension"));
         }
+        // The chain's noise comes from randn.wgsl as f32 words, and its temporaries would round to f16
+        // between kernels: it is the f32 study of what fusing saves.
+        if mode == UpdateMode::Unfused && gpu.act() != crate::gpu::DType::F32 {
+            return Err(Error::param(
+                OP,
+                "the unfused update runs at f32 precision only (use --update epilogue or fused with f16)",
+            ));
+        }
         let full = |label: &str| match mode {
             UpdateMode::Unfused => gpu.zeros(label, shape),
             UpdateMode::Fused | UpdateMode::Epilogue => gpu.zeros(label, &[1]),
