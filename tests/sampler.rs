@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use ddim_wgpu::diffusion::step::Prediction;
 use ddim_wgpu::diffusion::timesteps::Spacing;
+use ddim_wgpu::gpu::{DeviceOptions, Gpu, KernelChoice, Precision};
 use ddim_wgpu::io::read_npy;
 use ddim_wgpu::model::convert::{from_diffusers_dir, from_original};
 use ddim_wgpu::model::weights::Weights;
@@ -27,6 +28,13 @@ fn diffusers_model() -> Weights {
     from_diffusers_dir(&fixtures().join("unet/pad0_onehead_safetensors/model")).unwrap()
 }
 
+/// The root mean square of `got - want`, over max(1, max|want|).
+fn rms_rel(got: &[f32], want: &[f32]) -> f64 {
+    let max_ref = want.iter().fold(0.0f64, |m, v| m.max(v.abs() as f64)).max(1.0);
+    let sum: f64 = got.iter().zip(want).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum();
+    (sum / got.len() as f64).sqrt() / max_ref
+}
+
 fn max_rel(got: &[f32], want: &[f32]) -> f64 {
     let max_ref = want.iter().fold(0.0f64, |m, v| m.max(v.abs() as f64)).max(1.0);
     got.iter().zip(want).fold(0.0f64, |m, (&a, &b)| m.max((a as f64 - b as f64).abs())) / max_ref
@@ -38,6 +46,17 @@ fn max_rel(got: &[f32], want: &[f32]) -> f64 {
 /// element at the clip boundary can fall on either side). 2e-4 leaves a 4x margin over the worst, and a wrong
 /// timestep, alpha, clip or noise index moves the result by 1e-2 or more.
 const TRAJECTORY_BOUND: f64 = 2e-4;
+
+/// The same trajectories at f16 precision: each evaluation within 1.4e-3 of PyTorch's f32 (tests/golden.rs),
+/// magnified by the same x0 division, and the latent itself stored in f16 between steps (half an ulp,
+/// 2^-11 relative, each step). Measured on lavapipe: max 1.0e-3 to 4.3e-3 (root mean square 2.2e-4 to 7.7e-4)
+/// without clipping; with clipping and eta 0.5, 2.7e-2 (5.2e-3), where x0 elements near the clip boundary land
+/// on the other side of it and the step noise carries the difference on. The bounds, 5e-2 and 1e-2, are 1.9x
+/// the worst of each; the f32 runs above prove the schedule, clip and noise indices to 2e-4, so what these add
+/// is the f16 path's own faults (a binding read at the wrong width, an intermediate kept in f16), which err by
+/// order 1.
+const F16_TRAJECTORY_BOUND: f64 = 5e-2;
+const F16_TRAJECTORY_RMS: f64 = 1e-2;
 
 fn golden(case: &str, weights: &Weights, settings: SamplerSettings) {
     let Some(gpu) = gpu() else { return };
@@ -64,6 +83,38 @@ fn golden(case: &str, weights: &Weights, settings: SamplerSettings) {
         assert!(e <= TRAJECTORY_BOUND, "{case} {mode:?}: normalised error {e:.3e}");
     }
     assert_eq!(sampler.steps().len(), noise.shape[0]);
+
+    // At f16 precision (where the adapter has shader-f16): the latent, the noise, the weights and every
+    // activation in f16, against the same f32 reference.
+    let options = DeviceOptions {
+        kernels: KernelChoice::Gpu,
+        precision: Precision::F16,
+        ..DeviceOptions::from_env().unwrap()
+    };
+    let half = match Gpu::new(&options).block_on() {
+        Ok(g) => g,
+        Err(e) => return eprintln!("{case}: no f16 run: {e}"),
+    };
+    let uploaded = weights.upload(&half).unwrap();
+    for mode in [UpdateMode::Epilogue, UpdateMode::Fused] {
+        let sampler =
+            Sampler::new(&half, &graph, &uploaded, SamplerSettings { mode, ..settings.clone() })
+                .unwrap();
+        let got = sampler
+            .sample(&x_t.data, batch, 0, StepNoise::Given(&noise.data), &mut |_| {})
+            .block_on()
+            .unwrap();
+        let e = max_rel(&got, &want.data);
+        let r = rms_rel(&got, &want.data);
+        if std::env::var_os("DDIM_TEST_VERBOSE").is_some() {
+            eprintln!(
+                "{case} {mode:?} at f16: max |ours - reference| / max(1, max|reference|) = {e:.2e}, \
+                 root mean square {r:.2e}"
+            );
+        }
+        assert!(e <= F16_TRAJECTORY_BOUND, "{case} {mode:?} at f16: normalised error {e:.3e}");
+        assert!(r <= F16_TRAJECTORY_RMS, "{case} {mode:?} at f16: root mean square error {r:.3e}");
+    }
 }
 
 #[test]
