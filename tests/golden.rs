@@ -13,7 +13,7 @@ use support::gpu;
 
 use std::path::{Path, PathBuf};
 
-use ddim_wgpu::gpu::{DeviceOptions, Gpu, KernelChoice, Precision};
+use ddim_wgpu::gpu::Gpu;
 use ddim_wgpu::graph::plan::Plan;
 use ddim_wgpu::io::read_npy;
 use ddim_wgpu::model::convert::{from_diffusers_dir, from_original};
@@ -35,15 +35,9 @@ const F16_BOUND: f64 = 1e-2;
 fn check(case: &str, weights: Weights) {
     let Some(gpu) = gpu() else { return };
     check_on(&gpu, case, &weights, 1e-4);
-    // The same fixture at f16 precision (where the adapter has shader-f16; GL does not).
-    let options = DeviceOptions {
-        kernels: KernelChoice::Gpu,
-        precision: Precision::F16,
-        ..DeviceOptions::from_env().unwrap()
-    };
-    match Gpu::new(&options).block_on() {
-        Ok(half) => check_on(&half, &format!("{case} at f16"), &weights, F16_BOUND),
-        Err(e) => eprintln!("{case}: no f16 run: {e}"),
+    // The same fixture at f16 precision (where the adapter has shader-f16).
+    if let Some(half) = support::gpu_f16(false) {
+        check_on(&half, &format!("{case} at f16"), &weights, F16_BOUND);
     }
 }
 

@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 
 use ddim_wgpu::diffusion::step::Prediction;
 use ddim_wgpu::diffusion::timesteps::Spacing;
-use ddim_wgpu::gpu::{DeviceOptions, Gpu, KernelChoice, Precision};
 use ddim_wgpu::io::read_npy;
 use ddim_wgpu::model::convert::{from_diffusers_dir, from_original};
 use ddim_wgpu::model::weights::Weights;
@@ -86,15 +85,7 @@ fn golden(case: &str, weights: &Weights, settings: SamplerSettings) {
 
     // At f16 precision (where the adapter has shader-f16): the latent, the noise, the weights and every
     // activation in f16, against the same f32 reference.
-    let options = DeviceOptions {
-        kernels: KernelChoice::Gpu,
-        precision: Precision::F16,
-        ..DeviceOptions::from_env().unwrap()
-    };
-    let half = match Gpu::new(&options).block_on() {
-        Ok(g) => g,
-        Err(e) => return eprintln!("{case}: no f16 run: {e}"),
-    };
+    let Some(half) = support::gpu_f16(false) else { return };
     let uploaded = weights.upload(&half).unwrap();
     for mode in [UpdateMode::Epilogue, UpdateMode::Fused] {
         let sampler =

@@ -346,6 +346,15 @@ type ScopeFuture = Pin<Box<dyn Future<Output = Option<wgpu::Error>>>>;
 impl Gpu {
     /// Opens the best adapter that `options` allows, with the adapter's own limits (not wgpu's lower defaults).
     pub async fn new(options: &DeviceOptions) -> Result<Self> {
+        if options.precision == Precision::F16
+            && matches!(options.kernels, KernelChoice::Cpu | KernelChoice::Baseline)
+        {
+            return Err(Error::param(
+                "device",
+                "f16 precision runs the GPU family's kernels; the CPU family and the baseline store \
+                 f32 only (use --kernels auto or gpu)",
+            ));
+        }
         let adapter = choose_adapter(options).await?;
         let info = adapter.get_info();
         let mut features = adapter.features() & WANTED_FEATURES;
@@ -361,13 +370,6 @@ impl Gpu {
                          (run with --precision f32)",
                         describe(&info)
                     ),
-                ));
-            }
-            if matches!(options.kernels, KernelChoice::Cpu | KernelChoice::Baseline) {
-                return Err(Error::param(
-                    "device",
-                    "f16 precision runs the GPU family's kernels; the CPU family and the baseline \
-                     store f32 only (use --kernels auto or gpu)",
                 ));
             }
             features |= wgpu::Features::SHADER_F16;

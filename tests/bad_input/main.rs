@@ -293,6 +293,11 @@ fn impossible_flags_are_refused() {
         (&["--spacing", "cosine"], "unknown spacing `cosine`"),
         (&["--train-steps", "1000000000000"], "need 1 ..= 100000"),
         (&["--clip-sample", "1", "--threshold", "0.995,1.5"], "exclude each other"),
+        (&["--precision", "f8"], "precision `f8`: expected f32 or f16"),
+        (
+            &["--precision", "f16", "--kernels", "cpu"],
+            "f16 precision runs the GPU family's kernels",
+        ),
     ];
     for (flags, expected) in cases {
         let mut a = vec!["sample", "--model", s(&model), "--out", s(&png)];

@@ -27,6 +27,7 @@ use std::sync::OnceLock;
 
 use crate::common::{data, run};
 use crate::gpu_or_skip;
+use crate::support::gpu_f16;
 
 /// Half an f16 ulp, relative: the rounding of one f16 store.
 const HALF_ULP: f64 = 1.0 / 2048.0;
@@ -37,34 +38,10 @@ const HALF_ULP: f64 = 1.0 / 2048.0;
 const F32_SUM: f64 = 1e-5;
 
 /// Two devices at f16 precision on the test adapter, with the GPU family's 4 x 4 and 8 x 8 convolution tiles;
-/// `None` when the adapter lacks `shader-f16` and no GPU is required (lavapipe, SwiftShader and every Vulkan
-/// GPU here offer it; GL does not).
+/// `None` where the adapter lacks `shader-f16` (GL, SwiftShader; lavapipe and Vulkan GPUs offer it).
 fn devices() -> Option<&'static [Gpu; 2]> {
     static DEVICES: OnceLock<Option<[Gpu; 2]>> = OnceLock::new();
-    DEVICES
-        .get_or_init(|| {
-            let open = |tile8: bool| {
-                let options = DeviceOptions {
-                    kernels: KernelChoice::Gpu,
-                    precision: Precision::F16,
-                    conv_tile_8x8: tile8,
-                    ..DeviceOptions::from_env().unwrap()
-                };
-                Gpu::new(&options).block_on()
-            };
-            match (open(false), open(true)) {
-                (Ok(a), Ok(b)) => Some([a, b]),
-                (Err(e), _) | (_, Err(e)) => {
-                    let gl =
-                        std::env::var("WGPU_BACKEND").is_ok_and(|b| b.eq_ignore_ascii_case("gl"));
-                    // Only GL adapters lack shader-f16 among those the tests run on.
-                    assert!(gl, "no f16 device: {e}");
-                    eprintln!("skipping f16 test: {e}");
-                    None
-                }
-            }
-        })
-        .as_ref()
+    DEVICES.get_or_init(|| Some([gpu_f16(false)?, gpu_f16(true)?])).as_ref()
 }
 
 /// `n` values in [lo, hi), rounded to f16 (what an f16 tensor of them holds).

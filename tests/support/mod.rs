@@ -34,6 +34,25 @@ pub fn gpu_tile8() -> Option<Gpu> {
     })
 }
 
+/// A device at f16 precision with the GPU family (`conv_tile_8x8` as given), or `None` (the test then skips its
+/// f16 part) where the adapter lacks `shader-f16` (GL, SwiftShader) or there is no adapter and none is
+/// required. An adapter that offers the feature must open: a failure there fails the test.
+pub fn gpu_f16(conv_tile_8x8: bool) -> Option<Gpu> {
+    use ddim_wgpu::gpu::{KernelChoice, Precision};
+    let plain = gpu()?;
+    if !plain.adapter_features().contains(wgpu::Features::SHADER_F16) {
+        eprintln!("skipping the f16 part: the adapter has no shader-f16");
+        return None;
+    }
+    let options = DeviceOptions {
+        kernels: KernelChoice::Gpu,
+        precision: Precision::F16,
+        conv_tile_8x8,
+        ..DeviceOptions::from_env().expect("DDIM_BACKEND / DDIM_ADAPTER")
+    };
+    Some(Gpu::new(&options).block_on().expect("an adapter with shader-f16 opens at f16"))
+}
+
 fn open(options: DeviceOptions) -> Option<Gpu> {
     match Gpu::new(&options).block_on() {
         Ok(g) => Some(g),
