@@ -23,6 +23,7 @@ pub const KERNELS: &[&Kernel] = &[
     &attention::PACK_KERNEL,
     &attention::WINDOWED_KERNEL,
     &attention::TILED_KERNEL,
+    &attention::FLASH_KERNEL,
     &attention::COMBINE_KERNEL,
     &attention::SCORES_KERNEL,
     &attention::SOFTMAX_KERNEL,

@@ -1,6 +1,9 @@
 use ddim_wgpu::gpu::KernelChoice;
 use ddim_wgpu::gpu::{DeviceOptions, Gpu};
-use ddim_wgpu::ops::attention::{KeySplit, Products, WindowGeometry, attention};
+use ddim_wgpu::ops::attention::{
+    Blocking, FLASH, KeySplit, Products, TILED, WindowGeometry, attention, attention_blocked,
+    blocking_for,
+};
 use ddim_wgpu::reference::nn;
 use pollster::FutureExt as _;
 
@@ -17,17 +20,25 @@ const BOUND: f64 = 1e-5;
 /// scores (`attention_scores`) where q, k and v can be read through uniform windows and `attention_windowed`
 /// (keys and values packed into uniform windows) otherwise, where a key block fits a window (head_dim up to
 /// 1,024; `attention_products_read_operands_through_windows` pins which runs where), the GPU family
-/// `attention_tiled` (shared-memory tiles), the baseline `attention`.
+/// `attention_flash` where its 28.5 KiB workgroups fit (lavapipe's 32 KiB do) and `attention_tiled` elsewhere,
+/// the baseline `attention`. On the GPU family's device both query-blocked kernels run, whichever it chooses.
 fn check(name: &str, shape: [usize; 4], head_dim: usize, scale_inputs: f32) {
     gpu_or_skip!();
     for gpu in gpu_families() {
         let kernel = run_case(gpu, name, shape, head_dim, scale_inputs);
+        let gpu_family = blocking_for(gpu).map_or("attention", |b| b.kernel.name);
         let expect: &[&str] = match gpu.kernel_family() {
             KernelChoice::Cpu if head_dim <= 1024 => &["attention_scores", "attention_windowed"],
-            KernelChoice::Gpu => &["attention_tiled"],
+            KernelChoice::Gpu => &[gpu_family],
             _ => &["attention"],
         };
         assert!(expect.contains(&kernel), "{name}: kernel chosen: {kernel}");
+        if gpu.kernel_family() == KernelChoice::Gpu {
+            for b in [&FLASH, &TILED].into_iter().filter(|b| b.fits(gpu)) {
+                let ran = run_with(gpu, Some(b), name, shape, head_dim, scale_inputs, false);
+                assert_eq!(ran, b.kernel.name, "{name}");
+            }
+        }
     }
 }
 
@@ -45,6 +56,19 @@ fn run_case(
 /// activations: 256 bytes into an arena with a 64 KiB uniform window of room past them.
 fn run_placed(
     gpu: &Gpu,
+    name: &str,
+    shape: [usize; 4],
+    head_dim: usize,
+    scale_inputs: f32,
+    room: bool,
+) -> &'static str {
+    run_with(gpu, None, name, shape, head_dim, scale_inputs, room)
+}
+
+/// [`run_placed`] with the GPU family's query-blocked kernel `blocking` where given.
+fn run_with(
+    gpu: &Gpu,
+    blocking: Option<&Blocking>,
     name: &str,
     [n, c, h, w]: [usize; 4],
     head_dim: usize,
@@ -69,7 +93,10 @@ fn run_placed(
     };
     let (q, k, v) = (place("q", &qv), place("k", &kv), place("v", &vv));
     let out = gpu.zeros("out", &shape).unwrap();
-    let d = attention(gpu, name, &q, &k, &v, &out, head_dim).unwrap();
+    let d = match blocking {
+        Some(b) => attention_blocked(gpu, b, name, [&q, &k, &v, &out], head_dim).unwrap(),
+        None => attention(gpu, name, &q, &k, &v, &out, head_dim).unwrap(),
+    };
     let got = run(gpu, &[&d], &out);
     let want = nn::attention(&qv, &kv, &vv, n, c, h * w, head_dim);
     let kernel = d.kernel().name;
@@ -212,15 +239,18 @@ fn attention_tiled_splits_keys_and_groups_pairs() {
     let floats = 8 << 20;
     // The CIFAR-10 UNet's attention: one head of 256 over 256 tokens is 32 query blocks per image; 4 splits of
     // 64 keys bring it to 128 workgroups.
-    assert_eq!(KeySplit::new(8, 1, 256, 256, floats), KeySplit { splits: 4, keys: 64, pairs: 8 });
+    assert_eq!(
+        KeySplit::new(&TILED, 8, 1, 256, 256, floats),
+        KeySplit { splits: 4, keys: 64, pairs: 8 }
+    );
     // Two heads of 300 over 77 tokens: 2 splits (64 + 13 keys); the MNIST model's 64 tokens: one (64 keys at
     // least per split).
-    assert_eq!(KeySplit::new(4, 2, 300, 77, floats).splits, 2);
-    assert_eq!(KeySplit::new(64, 1, 64, 64, floats).splits, 1);
+    assert_eq!(KeySplit::new(&TILED, 4, 2, 300, 77, floats).splits, 2);
+    assert_eq!(KeySplit::new(&TILED, 64, 1, 64, 64, floats).splits, 1);
     // Pairs per launch as the state allows (4 x 256 x 258 = 264,192 floats a pair); no split without room for
     // one pair.
-    assert_eq!(KeySplit::new(8, 1, 256, 256, 300_000).pairs, 1);
-    assert_eq!(KeySplit::new(8, 1, 256, 256, 200_000).splits, 1);
+    assert_eq!(KeySplit::new(&TILED, 8, 1, 256, 256, 300_000).pairs, 1);
+    assert_eq!(KeySplit::new(&TILED, 8, 1, 256, 256, 200_000).splits, 1);
 
     let gpu = Gpu::new(&DeviceOptions {
         kernels: KernelChoice::Gpu,
@@ -232,7 +262,10 @@ fn attention_tiled_splits_keys_and_groups_pairs() {
     // Three heads of 64 over 9 x 10 = 90 tokens, batch 3: 9 pairs, 2 splits (64 + 26 keys), 2 x 90 x 66 =
     // 11,880 floats of state a pair: 5 pairs in the first launch, 4 in the second.
     let (shape, head_dim) = ([3, 192, 9, 10], 64);
-    assert_eq!(KeySplit::on(&gpu, 9, 3, head_dim, 90), KeySplit { splits: 2, keys: 64, pairs: 5 });
+    assert_eq!(
+        KeySplit::on(&gpu, &TILED, 9, 3, head_dim, 90),
+        KeySplit { splits: 2, keys: 64, pairs: 5 }
+    );
     let len = shape.iter().product();
     let qv = data(63, len, -4.0, 4.0);
     let kv = data(64, len, -4.0, 4.0);
@@ -241,7 +274,7 @@ fn attention_tiled_splits_keys_and_groups_pairs() {
     let k = gpu.upload("k", &shape, &kv).unwrap();
     let out = gpu.zeros("out", &shape).unwrap();
     let name = "attention 3x192x9x10 head_dim 64, split, peaked";
-    let d = attention(&gpu, name, &q, &k, &v, &out, head_dim).unwrap();
+    let d = attention_blocked(&gpu, &TILED, name, [&q, &k, &v, &out], head_dim).unwrap();
     assert_eq!(d.kernel().name, "attention_tiled", "{name}");
     assert_eq!(d.launch_count(), 4, "{name}: two launches of both kernels");
     let got = run(&gpu, &[&d], &out);
@@ -256,13 +289,59 @@ fn attention_tiled_splits_keys_and_groups_pairs() {
     })
     .block_on()
     .unwrap();
-    assert_eq!(KeySplit::on(&unsplit, 9, 3, head_dim, 90).splits, 1);
+    assert_eq!(KeySplit::on(&unsplit, &TILED, 9, 3, head_dim, 90).splits, 1);
     let (q, k) =
         (unsplit.upload("q", &shape, &qv).unwrap(), unsplit.upload("k", &shape, &kv).unwrap());
     let v = unsplit.upload("v", &shape, &vv).unwrap();
     let out = unsplit.zeros("out", &shape).unwrap();
-    let d = attention(&unsplit, name, &q, &k, &v, &out, head_dim).unwrap();
+    let d = attention_blocked(&unsplit, &TILED, name, [&q, &k, &v, &out], head_dim).unwrap();
     assert_eq!(d.launch_count(), 1, "{name}, unsplit");
     let got = run(&unsplit, &[&d], &out);
     assert_normalised(&format!("{name}, unsplit"), &got, &want, BOUND);
+}
+
+#[test]
+fn attention_wide_heads_run_in_passes() {
+    // Two heads of 300 over 45 tokens: the GPU family's kernels hold 256 output dims an invocation, so each
+    // runs its key loop twice, recomputing the scores.
+    check("attention 2x600x5x9 head_dim 300", [2, 600, 5, 9], 300, 1.0);
+}
+
+/// `attention_flash`'s key split: 64-query blocks give an image fewer workgroups than 8-query ones, so the
+/// keys split wherever a split holds two 64-key blocks; the CIFAR-10 UNet's one head of 256 over 256 tokens,
+/// split four ways, against the reference.
+#[test]
+fn attention_flash_splits_keys() {
+    gpu_or_skip!();
+    let floats = 8 << 20;
+    // 4 query blocks per image; 4 splits of 64 keys bring it to 16 workgroups, as far as 256 keys go.
+    assert_eq!(
+        KeySplit::new(&FLASH, 8, 1, 256, 256, floats),
+        KeySplit { splits: 4, keys: 64, pairs: 8 }
+    );
+    // 77 tokens: 2 splits (64 + 13); 64 tokens: one.
+    assert_eq!(KeySplit::new(&FLASH, 4, 2, 300, 77, floats).splits, 2);
+    assert_eq!(KeySplit::new(&FLASH, 64, 1, 64, 64, floats).splits, 1);
+    let gpu = Gpu::new(&DeviceOptions {
+        kernels: KernelChoice::Gpu,
+        ..DeviceOptions::from_env().unwrap()
+    })
+    .block_on()
+    .unwrap();
+    if !FLASH.fits(&gpu) {
+        return eprintln!("skipping: attention_flash does not fit this device's workgroups");
+    }
+    let (shape, head_dim) = ([2, 256, 16, 16], 256);
+    let len = shape.iter().product();
+    let qv = data(66, len, -3.0, 3.0);
+    let kv = data(67, len, -3.0, 3.0);
+    let (v, vv) = random(&gpu, "v", &shape, 68);
+    let (q, k) = (gpu.upload("q", &shape, &qv).unwrap(), gpu.upload("k", &shape, &kv).unwrap());
+    let out = gpu.zeros("out", &shape).unwrap();
+    let name = "attention 2x256x16x16 one head, flash, split";
+    let d = attention_blocked(&gpu, &FLASH, name, [&q, &k, &v, &out], head_dim).unwrap();
+    assert_eq!(d.launch_count(), 2, "{name}: the kernel and the merge");
+    let got = run(&gpu, &[&d], &out);
+    let want = nn::attention(&qv, &kv, &vv, 2, 256, 256, head_dim);
+    assert_normalised(name, &got, &want, BOUND);
 }

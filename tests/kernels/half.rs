@@ -7,7 +7,7 @@
 use ddim_wgpu::diffusion::philox::{self, NoiseKey, Stream};
 use ddim_wgpu::diffusion::step::{Prediction, StepCoefficients};
 use ddim_wgpu::gpu::{DType, DeviceOptions, Gpu, KernelChoice, Precision, Tensor};
-use ddim_wgpu::ops::attention::attention;
+use ddim_wgpu::ops::attention::{FLASH, TILED, attention, attention_blocked, blocking_for};
 use ddim_wgpu::ops::concat::concat_channels;
 use ddim_wgpu::ops::conv2d::{
     ChannelSlice, Conv2dConfig, InputNorm, Padding, conv2d, conv2d_normed, conv2d_with_channel,
@@ -267,12 +267,15 @@ fn attention_rounds_once() {
             upload(gpu, "v", &shape, &vv),
         );
         let out = zeros(gpu, "out", &shape);
-        let name = format!("f16 attention {shape:?}, head_dim {head_dim}");
-        let d = attention(gpu, &name, &q, &k, &v, &out, head_dim).unwrap();
-        assert_eq!(d.kernel().name, "attention_tiled", "{name}");
-        let got = run(gpu, &[&d], &out);
         let want = nn::attention(&qv, &kv, &vv, shape[0], shape[1], shape[2] * shape[3], head_dim);
-        assert_rounded(&name, &got, &want, sum_atol(&want));
+        for b in [&FLASH, &TILED] {
+            let name = format!("f16 {} {shape:?}, head_dim {head_dim}", b.kernel.name);
+            let d = attention_blocked(gpu, b, &name, [&q, &k, &v, &out], head_dim).unwrap();
+            let got = run(gpu, &[&d], &out);
+            assert_rounded(&name, &got, &want, sum_atol(&want));
+        }
+        let d = attention(gpu, "f16 attention", &q, &k, &v, &out, head_dim).unwrap();
+        assert_eq!(Some(d.kernel().name), blocking_for(gpu).map(|b| b.kernel.name));
     }
 }
 

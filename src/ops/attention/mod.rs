@@ -18,18 +18,21 @@
 //! One file per algorithm: [`portable`], [`tiled`], [`windowed`], [`products`]; the choice between them in
 //! [`strategy`].
 
+pub mod flash;
 pub mod portable;
 pub mod products;
 pub mod strategy;
 pub mod tiled;
 pub mod windowed;
 
+pub use flash::{FLASH, FLASH_KERNEL};
 pub use portable::{KERNEL, Params};
 pub use products::{
     Products, ProductsParams, SCORES_KERNEL, SCORES_SCRATCH_BYTES, SOFTMAX_KERNEL, VALUES_KERNEL,
 };
-pub use strategy::{attention, kernel_for};
+pub use strategy::{attention, attention_blocked, blocking_for, kernel_for};
 pub use tiled::{
-    COMBINE_KERNEL, KEY_SPLIT_MIN, KEY_SPLIT_TARGET, KeySplit, TILED_KERNEL, TiledParams,
+    Blocking, COMBINE_KERNEL, KEY_SPLIT_MIN, KEY_SPLIT_TARGET, KeySplit, TILED, TILED_KERNEL,
+    TiledParams,
 };
 pub use windowed::{PACK_KERNEL, PackParams, WINDOWED_KERNEL, WindowGeometry, WindowedParams};

@@ -1,9 +1,10 @@
 //! Which attention runs: [`kernel_for`] picks from the device's family and the head size (never the batch);
 //! [`attention`] validates and prepares it, taking the products where they apply.
 
+use super::flash::FLASH;
 use super::portable::{KERNEL, OP, Params};
 use super::products::{Products, products};
-use super::tiled::{TILED_KERNEL, TILED_WORKGROUP_BYTES, tiled};
+use super::tiled::{Blocking, TILED, blocked};
 use super::windowed::{WINDOWED_KERNEL, WindowGeometry, windowed};
 use crate::error::{Error, Result};
 use crate::gpu::check::{dim, dims, expect_shape, nonzero};
@@ -17,14 +18,19 @@ use crate::gpu::{Cost, Dispatch, Gpu, Kernel, KernelChoice, Tensor, UNIFORM_WIND
 /// otherwise. Never depends on the batch.
 pub fn kernel_for(gpu: &Gpu, head_dim: usize) -> &'static Kernel {
     let windows = has_uniform_windows(gpu) && gpu.limits().max_buffer_size >= UNIFORM_WINDOW;
-    let tiles = gpu.limits().max_compute_workgroup_storage_size >= TILED_WORKGROUP_BYTES;
     match gpu.kernel_family() {
         KernelChoice::Cpu if windows && WindowGeometry::new(1, head_dim, 1).is_some() => {
             &WINDOWED_KERNEL
         }
-        KernelChoice::Gpu if tiles => &TILED_KERNEL,
+        KernelChoice::Gpu => blocking_for(gpu).map_or(&KERNEL, |b| b.kernel),
         _ => &KERNEL,
     }
+}
+
+/// The GPU family's query-blocked kernel on this device: `attention_flash` where its workgroups fit,
+/// `attention_tiled` where that one's do (WebGPU's minimum 16 KiB of workgroup memory), else none.
+pub fn blocking_for(gpu: &Gpu) -> Option<&'static Blocking> {
+    [&FLASH, &TILED].into_iter().find(|b| b.fits(gpu))
 }
 
 /// Prepares `out = softmax(q k^T / sqrt(head_dim)) v` per head.
@@ -38,6 +44,43 @@ pub fn attention(
     k: &Tensor,
     v: &Tensor,
     out: &Tensor,
+    head_dim: usize,
+) -> Result<Dispatch> {
+    prepare(gpu, None, label, [q, k, v, out], head_dim)
+}
+
+/// [`attention`] with a query-blocked kernel of the GPU family chosen by the caller (`attention_flash` or
+/// `attention_tiled`), whatever the device's family: for comparing and testing the two. Refused where the
+/// device's workgroups cannot hold it.
+pub fn attention_blocked(
+    gpu: &Gpu,
+    blocking: &Blocking,
+    label: &str,
+    [q, k, v, out]: [&Tensor; 4],
+    head_dim: usize,
+) -> Result<Dispatch> {
+    if !blocking.fits(gpu) {
+        return Err(Error::param(
+            OP,
+            format!(
+                "`{}` needs {} bytes of workgroup memory and {} invocations a workgroup; this device \
+                 allows {} and {}",
+                blocking.kernel.name,
+                blocking.workgroup_bytes,
+                blocking.kernel.workgroup_size,
+                gpu.limits().max_compute_workgroup_storage_size,
+                gpu.limits().max_compute_invocations_per_workgroup
+            ),
+        ));
+    }
+    prepare(gpu, Some(blocking), label, [q, k, v, out], head_dim)
+}
+
+fn prepare(
+    gpu: &Gpu,
+    blocking: Option<&Blocking>,
+    label: &str,
+    [q, k, v, out]: [&Tensor; 4],
     head_dim: usize,
 ) -> Result<Dispatch> {
     let [n, c, h, w] = dims::<4>(OP, q)?;
@@ -65,9 +108,10 @@ pub fn attention(
         _pad: [0; 3],
     };
     let cost = Cost::new(4 * (n * heads * tokens * tokens * head_dim) as u64, 4 * q.len() as u64);
-    let kernel = kernel_for(gpu, head_dim);
-    if kernel.name == TILED_KERNEL.name {
-        return tiled(gpu, label, [q, k, v, out], n * heads, heads, head_dim, tokens, params.scale)
+    let kernel = blocking.map_or_else(|| kernel_for(gpu, head_dim), |b| b.kernel);
+    if let Some(b) = [&FLASH, &TILED].into_iter().find(|b| b.kernel.name == kernel.name) {
+        let operands = [q, k, v, out];
+        return blocked(gpu, b, label, operands, n * heads, heads, head_dim, tokens, params.scale)
             .map(|d| d.with_cost(cost));
     }
     if kernel.name == WINDOWED_KERNEL.name {

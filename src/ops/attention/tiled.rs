@@ -1,6 +1,7 @@
-//! `attention_tiled.wgsl`: the GPU family's attention, flash-attention style over shared-memory tiles of 32
-//! keys, with the keys split over workgroups where an image has few query blocks ([`KeySplit`], merged by
-//! `attention_combine.wgsl`).
+//! `attention_tiled.wgsl`: the GPU family's attention where a workgroup holds 14.5 KiB, flash-attention style
+//! over shared-memory tiles of 32 keys, 8 queries a workgroup; and what it shares with `attention_flash.wgsl`
+//! ([`super::flash`]): the key split ([`KeySplit`], merged by `attention_combine.wgsl`) and the launches of a
+//! query-blocked kernel ([`Blocking`], [`blocked`]).
 
 use super::portable::OP;
 use crate::error::Result;
@@ -31,8 +32,32 @@ params! {
     }
 }
 
-/// Keys per block of [`TILED_KERNEL`] (its `BK`): key splits are multiples of it.
-const TILED_KEYS: usize = 32;
+/// A kernel over blocks of queries and keys with `attention_tiled_params.inc.wgsl`'s Params and partial state:
+/// a workgroup per `queries` queries (and key split), keys in blocks of `keys`.
+#[derive(Clone, Copy, Debug)]
+pub struct Blocking {
+    pub kernel: &'static Kernel,
+    /// Queries per workgroup (the kernel's `BQ`).
+    pub queries: usize,
+    /// Keys per block (its `BK`): key splits are multiples of it.
+    pub keys: usize,
+    /// Workgroup memory the kernel declares, in bytes.
+    pub workgroup_bytes: u32,
+}
+
+/// [`TILED_KERNEL`]: 8 queries a workgroup, blocks of 32 keys, 3,720 floats of workgroup memory.
+pub const TILED: Blocking =
+    Blocking { kernel: &TILED_KERNEL, queries: 8, keys: 32, workgroup_bytes: 3720 * 4 };
+
+impl Blocking {
+    /// Whether this device's workgroups hold the kernel's invocations and workgroup memory.
+    pub fn fits(&self, gpu: &Gpu) -> bool {
+        let limits = gpu.limits();
+        limits.max_compute_workgroup_storage_size >= self.workgroup_bytes
+            && limits.max_compute_invocations_per_workgroup >= self.kernel.workgroup_size
+            && limits.max_compute_workgroup_size_x >= self.kernel.workgroup_size
+    }
+}
 
 /// Workgroups (query blocks x heads x key splits) [`KeySplit`] aims for per image: about the multiprocessors
 /// of a large GPU (an H200 has 132).
@@ -54,21 +79,23 @@ pub struct KeySplit {
 }
 
 impl KeySplit {
-    /// The split for `pairs` pairs of `heads` heads of `head_dim` over `tokens` tokens, with at most
-    /// `max_floats` of partial state per launch: enough splits to bring an image to [`KEY_SPLIT_TARGET`]
-    /// workgroups, with at least [`KEY_SPLIT_MIN`] keys each, balanced; one split (no partial state) where that
-    /// is one, or where one pair's state would not fit.
+    /// The split of `blocking`'s kernel for `pairs` pairs of `heads` heads of `head_dim` over `tokens` tokens,
+    /// with at most `max_floats` of partial state per launch: enough splits to bring an image to
+    /// [`KEY_SPLIT_TARGET`] workgroups, with at least [`KEY_SPLIT_MIN`] keys each (and whole key blocks),
+    /// balanced; one split (no partial state) where that is one, or where one pair's state would not fit.
     pub fn new(
+        blocking: &Blocking,
         pairs: usize,
         heads: usize,
         head_dim: usize,
         tokens: usize,
         max_floats: usize,
     ) -> Self {
-        let whole = KeySplit { splits: 1, keys: tokens.div_ceil(TILED_KEYS) * TILED_KEYS, pairs };
-        let blocks = heads * tokens.div_ceil(TILED_QUERIES);
+        let bk = blocking.keys;
+        let whole = KeySplit { splits: 1, keys: tokens.div_ceil(bk) * bk, pairs };
+        let blocks = heads * tokens.div_ceil(blocking.queries);
         let (splits, keys) =
-            split_reduction(tokens, blocks, KEY_SPLIT_TARGET, KEY_SPLIT_MIN, TILED_KEYS);
+            split_reduction(tokens, blocks, KEY_SPLIT_TARGET, KEY_SPLIT_MIN.max(bk), bk);
         let per_launch = max_floats / (splits * tokens * (head_dim + 2));
         if splits == 1 || per_launch == 0 {
             return whole;
@@ -78,22 +105,24 @@ impl KeySplit {
 
     /// The split on this device: partial state within [`SPLIT_SCRATCH_BYTES`](crate::ops::SPLIT_SCRATCH_BYTES) and its binding limits; one
     /// split where the device was opened with split reductions off ([`crate::gpu::DeviceOptions::split_k`]).
-    pub fn on(gpu: &Gpu, pairs: usize, heads: usize, head_dim: usize, tokens: usize) -> Self {
-        Self::new(pairs, heads, head_dim, tokens, split_scratch_floats(gpu))
+    pub fn on(
+        gpu: &Gpu,
+        blocking: &Blocking,
+        pairs: usize,
+        heads: usize,
+        head_dim: usize,
+        tokens: usize,
+    ) -> Self {
+        Self::new(blocking, pairs, heads, head_dim, tokens, split_scratch_floats(gpu))
     }
 }
 
-/// Queries per workgroup of [`TILED_KERNEL`] (its `BQ`).
-const TILED_QUERIES: usize = 8;
-
-/// Workgroup memory [`TILED_KERNEL`] declares, in bytes (3,720 floats).
-pub(super) const TILED_WORKGROUP_BYTES: u32 = 3720 * 4;
-
-/// The GPU family's path: [`TILED_KERNEL`] per launch of [`KeySplit::pairs`] pairs, over all keys, or over
+/// The GPU family's path: `blocking`'s kernel per launch of [`KeySplit::pairs`] pairs, over all keys, or over
 /// key splits into the device's scratch buffer followed by [`COMBINE_KERNEL`].
-#[allow(clippy::too_many_arguments)] // the four operands and the geometry of one attention
-pub(super) fn tiled(
+#[allow(clippy::too_many_arguments)] // the kernel, the four operands and the geometry of one attention
+pub(super) fn blocked(
     gpu: &Gpu,
+    blocking: &Blocking,
     label: &str,
     [q, k, v, out]: [&Tensor; 4],
     pairs: usize,
@@ -102,7 +131,7 @@ pub(super) fn tiled(
     tokens: usize,
     scale: f32,
 ) -> Result<Dispatch> {
-    let split = KeySplit::on(gpu, pairs, heads, head_dim, tokens);
+    let split = KeySplit::on(gpu, blocking, pairs, heads, head_dim, tokens);
     // Unsplit, the kernel writes no partial state: any scratch tensor fills the binding.
     let state =
         if split.splits > 1 { split.splits * split.pairs * tokens * (head_dim + 2) } else { 1 };
@@ -119,16 +148,17 @@ pub(super) fn tiled(
             pair0: dim(OP, "first pair", pair0)?,
             _pad: 0,
         };
-        // One workgroup per 8 queries of each pair and key split.
-        let groups = (split.splits * count * tokens.div_ceil(TILED_QUERIES)) as u64;
+        // One workgroup per block of queries of each pair and key split.
+        let groups = (split.splits * count * tokens.div_ceil(blocking.queries)) as u64;
+        let kernel = blocking.kernel;
         let mut launch = Dispatch::for_invocations(
             gpu,
-            &TILED_KERNEL,
+            kernel,
             OP,
             label,
             &params,
             &[q, k, v, out, &part],
-            groups * TILED_KERNEL.workgroup_size as u64,
+            groups * kernel.workgroup_size as u64,
         )?;
         if split.splits > 1 {
             launch = launch.then(Dispatch::for_invocations(
