@@ -6,11 +6,13 @@
 //! is measured before and after. Medians of wall time per run, each timed over a pass of enough copies to last
 //! `roofline::PASS_FLOOR` (many on a real GPU, where one submit costs more than the dispatch). FLOPs are counted as the
 //! operation's, 2 T^2 d for the scores and 2 T^2 d for the weighted sum per head, as `ddim profile` counts
-//! them.
+//! them. With the GPU family (`DDIM_KERNELS=gpu`, or `auto` on a GPU) both of its kernels run, `attention_flash`
+//! and `attention_tiled`, where the device's workgroups hold them; `DDIM_PRECISION=f16` runs them on f16
+//! tensors.
 
 use ddim_wgpu::gpu::roofline::{self, PASS_FLOOR};
-use ddim_wgpu::gpu::{DeviceOptions, Gpu, Tensor, describe};
-use ddim_wgpu::ops::attention::attention;
+use ddim_wgpu::gpu::{DeviceOptions, Gpu, KernelChoice, Tensor, describe};
+use ddim_wgpu::ops::attention::{FLASH, TILED, attention, attention_blocked};
 use pollster::FutureExt as _;
 
 const ROUNDS: usize = 7;
@@ -27,7 +29,7 @@ fn filled(
     let v: Vec<f32> =
         (0..n).map(|i| ((i * 7919 + seed * 104729) % 2003) as f32 / 1001.5 - 1.0).collect();
     let arena = gpu.zeros(label, &[n + WINDOW_FLOATS])?;
-    let t = arena.view_at(label, shape, 0)?;
+    let t = arena.view_as(label, shape, 0, gpu.act())?;
     t.write(gpu, &v)?;
     Ok(t)
 }
@@ -52,14 +54,24 @@ fn main() -> Result<(), ddim_wgpu::Error> {
         let q = filled(&gpu, "q", &shape, 1)?;
         let k = filled(&gpu, "k", &shape, 2)?;
         let v = filled(&gpu, "v", &shape, 3)?;
-        let out = gpu.zeros("out", &shape)?;
-        let d = attention(&gpu, "attention", &q, &k, &v, &out, head_dim)?;
-        let repeats = roofline::repeats_for(&gpu, &d, PASS_FLOOR).block_on()?;
-        let mut t = Vec::new();
-        for _ in 0..ROUNDS {
-            t.push(roofline::time_pass(&gpu, &d, repeats).block_on()?);
+        let out = gpu.zeros_as("out", &shape, gpu.act())?;
+        let dispatches = if gpu.kernel_family() == KernelChoice::Gpu {
+            [&FLASH, &TILED]
+                .into_iter()
+                .filter(|b| b.fits(&gpu))
+                .map(|b| attention_blocked(&gpu, b, "attention", [&q, &k, &v, &out], head_dim))
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            vec![attention(&gpu, "attention", &q, &k, &v, &out, head_dim)?]
+        };
+        for d in dispatches {
+            let repeats = roofline::repeats_for(&gpu, &d, PASS_FLOOR).block_on()?;
+            let mut t = Vec::new();
+            for _ in 0..ROUNDS {
+                t.push(roofline::time_pass(&gpu, &d, repeats).block_on()?);
+            }
+            rows.push((model, n, c, side, d.kernel().name, d.cost().flops as f64, median(t)));
         }
-        rows.push((model, n, c, side, d.kernel().name, d.cost().flops as f64, median(t)));
     }
     let roof_after = roofline::measure(&gpu).block_on()?;
     let roof = (roof_before.gflops + roof_after.gflops) / 2.0;

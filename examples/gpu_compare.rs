@@ -38,6 +38,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let weights = Weights::random(&config, 0)?;
     let gpu = Gpu::new(&DeviceOptions::from_env()?).block_on()?;
     let adapter = describe(&gpu.info());
+    let gpu_precision = gpu.precision();
 
     let graph = unet::build(&config)?;
     let uploaded = weights.upload(&gpu)?;
@@ -54,7 +55,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let stats = plan.stats();
     let owned: u64 = plan.dispatches().iter().map(|d| d.owned_bytes()).sum();
-    let memory = 4 * weights.parameter_count() as u64 + stats.planned + owned + gpu.scratch_bytes();
+    let weight_bytes = (gpu.act().size() * weights.parameter_count()) as u64;
+    let memory = weight_bytes + stats.planned + owned + gpu.scratch_bytes();
     drop(plan);
     drop(uploaded);
 
@@ -73,6 +75,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let out = serde_json::json!({
         "adapter": adapter,
+        "precision": format!("{:?}", gpu_precision),
         "config": config_path.display().to_string(),
         "parameters": weights.parameter_count(),
         "batch": batch,

@@ -486,6 +486,9 @@ fn sample_at_f16_precision() {
     let a = ddim_wgpu::io::read_npy(&npy32).unwrap().data;
     let b = ddim_wgpu::io::read_npy(&npy16).unwrap().data;
     let worst = a.iter().zip(&b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+    if std::env::var_os("DDIM_TEST_VERBOSE").is_some() {
+        eprintln!("4 steps, batch 2: f16 against f32, max |difference| {worst:.2e}");
+    }
     // Four steps of the default model, x0 clipped to [-1, 1]: measured 7.1e-3 on lavapipe (sampler.rs bounds
     // whole trajectories against PyTorch); 5e-2 (7x) catches an f16 path that reads or writes at the wrong
     // width, which errs by order 1.

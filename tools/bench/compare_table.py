@@ -2,7 +2,8 @@
 """The table of one same-run comparison (tools/bench/gpu_compare.sh): DIR/ours.jsonl and DIR/torch.json to
 Markdown on stdout. Each row is one model, batch and PyTorch mode; the ratios are ours over PyTorch's time (above
 1: ours is slower), from the medians of the one run. Where DIR/ours_8x8.jsonl holds runs with the 8 x 8
-convolution tiles, a second table sets them beside the default 4 x 4.
+convolution tiles, a second table sets them beside the default 4 x 4; where DIR/ours_f16.jsonl holds runs at f16
+precision, a third sets them beside ours at f32 and PyTorch's f16 autocast.
 
     python3 tools/bench/compare_table.py DIR
 """
@@ -29,6 +30,7 @@ def main():
     d = sys.argv[1]
     ours = load(os.path.join(d, "ours.jsonl"))
     tiles8 = load(os.path.join(d, "ours_8x8.jsonl"))
+    half = load(os.path.join(d, "ours_f16.jsonl"))
     with open(os.path.join(d, "torch.json")) as f:
         torch = json.load(f)
     adapter = next(iter(ours.values()))["adapter"] if ours else "?"
@@ -62,6 +64,25 @@ def main():
             print(f"| {key[0]} | {key[1]} | {o['forward_ms']:.2f} | {t['forward_ms']:.2f} | "
                   f"{t['forward_ms'] / o['forward_ms']:.2f}x | {o['sample_ms']:.1f} | {t['sample_ms']:.1f} | "
                   f"{t['sample_ms'] / o['sample_ms']:.2f}x |")
+
+    if half:
+        autocast = {(r["model"], r["batch"]): r for r in torch["cases"]
+                    if r["mode"].startswith("f16") and "error" not in r}
+        print("\nOurs at f16 precision (`DDIM_PRECISION=f16`) against ours at f32 and PyTorch's f16 autocast, same "
+              "run:\n")
+        print("| model | batch | f32 forward ms | f16 forward ms | f32 / f16 | PyTorch f16 ms | f16 / PyTorch | "
+              "f32 sample ms | f16 sample ms | f32 / f16 | f16 MiB |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for key, h in sorted(half.items()):
+            o = ours.get(key)
+            a = autocast.get(key)
+            if o is None:
+                continue
+            torch_ms = f"{a['forward_ms']:.2f}" if a else ""
+            vs_torch = f"{h['forward_ms'] / a['forward_ms']:.2f}x" if a else ""
+            print(f"| {key[0]} | {key[1]} | {o['forward_ms']:.2f} | {h['forward_ms']:.2f} | "
+                  f"{o['forward_ms'] / h['forward_ms']:.2f}x | {torch_ms} | {vs_torch} | {o['sample_ms']:.1f} | "
+                  f"{h['sample_ms']:.1f} | {o['sample_ms'] / h['sample_ms']:.2f}x | {h['memory_bytes'] / 2**20:.0f} |")
 
 
 if __name__ == "__main__":

@@ -68,6 +68,10 @@ want profiles && for k in "${families[@]}"; do
     step env DDIM_SUBGROUPS=off "$bin/ddim" profile --quiet --kernels gpu \
       --model benches/configs/ddpm-cifar10-32.json --steps $steps --batch "$cifar_batch" \
       --json "$out/json/profile_cifar10_gpu_nosubgroups.json"
+    step "$bin/ddim" profile --quiet --kernels gpu --precision f16 --model benches/configs/ddpm-cifar10-32.json \
+      --steps $steps --batch "$cifar_batch" --json "$out/json/profile_cifar10_gpu_f16.json"
+    step "$bin/ddim" profile --quiet --kernels gpu --precision f16 --steps $steps --batch "$mnist_batch" \
+      --clip-sample 1 --json "$out/json/profile_mnist_gpu_f16.json"
   fi
 done
 if [[ ${QUICK:-0} == 1 ]]; then
@@ -87,6 +91,7 @@ else
     step env DDIM_SUBGROUPS=off "$ex/norm_study" baseline gpu
     step env DDIM_KERNELS=gpu "$ex/attention_study"
     step env DDIM_KERNELS=gpu DDIM_SPLIT_K=off "$ex/attention_study"
+    step env DDIM_KERNELS=gpu DDIM_PRECISION=f16 "$ex/attention_study"
     step env DDIM_KERNELS=cpu "$ex/attention_study"
     step env DDIM_KERNELS=baseline "$ex/attention_study"
     step "$ex/unet_study" benches/configs/ddpm-cifar10-32.json 8 7

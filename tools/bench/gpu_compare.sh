@@ -3,7 +3,7 @@
 # UNet at batch 1 and 4, a forward pass and a 50-step DDIM sample, ours (examples/gpu_compare.rs, the kernels
 # auto picks) and PyTorch's (tools/bench/torch_gpu.py: eager f32 with TF32 off, eager TF32, f16 autocast,
 # torch.compile), with peak memory; ours again with the 8 x 8 convolution tiles (DDIM_CONV_TILE=8x8, into
-# DIR/ours_8x8.jsonl; VARIANTS=0 skips it). Writes DIR/torch.json, DIR/ours.jsonl and DIR/table.md (by
+# DIR/ours_8x8.jsonl) and at f16 precision (DDIM_PRECISION=f16, into DIR/ours_f16.jsonl); VARIANTS=0 skips those. Writes DIR/torch.json, DIR/ours.jsonl and DIR/table.md (by
 # tools/bench/compare_table.py), DIR defaulting to $OUT (the device tool's output folder) or
 # docs/bench/<gpu>-<date>.
 #
@@ -42,6 +42,7 @@ dir=${1:-${OUT:-docs/bench/${gpu:-gpu}-$(date +%F)}}
 mkdir -p "$dir"
 : >"$dir/ours.jsonl"
 : >"$dir/ours_8x8.jsonl"
+: >"$dir/ours_f16.jsonl"
 failed=0
 if [[ ${QUICK:-0} == 1 ]]; then
   cases="cifar10:1" rounds=2 steps=2 quick=(--quick)
@@ -61,6 +62,9 @@ for c in $cases; do
     echo "== ours, 8x8 tiles: $name batch $batch"
     DDIM_CONV_TILE=8x8 timeout "$limit" "$ex/gpu_compare" "${config[$name]}" "$batch" "$rounds" "$steps" \
       >>"$dir/ours_8x8.jsonl" || { echo "-- ours, 8x8 tiles: $name batch $batch failed"; failed=1; }
+    echo "== ours, f16: $name batch $batch"
+    DDIM_PRECISION=f16 timeout "$limit" "$ex/gpu_compare" "${config[$name]}" "$batch" "$rounds" "$steps" \
+      >>"$dir/ours_f16.jsonl" || { echo "-- ours, f16: $name batch $batch failed"; failed=1; }
   fi
 done
 echo "== PyTorch"
