@@ -67,9 +67,16 @@ const TK: u32 = {{TK}}u;
 // the staging stores of the TK rows spread over the banks), xs4[kk * XROW + q] pixels 4q .. 4q + 3.
 const WROW: u32 = TM / 4u + 1u;
 const XROW: u32 = TN / 4u;
-// TK * WROW and TK * XROW vectors: 16 x 17 and 16 x 16 at 4 x 4, 8 x 33 and 8 x 32 at 8 x 8.
-var<workgroup> ws4: array<vec4<f32>, {{WS4}}>;
-var<workgroup> xs4: array<vec4<f32>, {{XS4}}>;
+// TK * WROW and TK * XROW vectors: 16 x 17 and 16 x 16 at 4 x 4, 8 x 33 and 8 x 32 at 8 x 8. T4 is their
+// element: f32, or at f16 precision in the 4 x 4 variants f16 (HALF), which halves the workgroup memory and its
+// traffic and takes the products in f16 (see the main loop).
+#if F16 && RM == 4
+alias T4 = vec4<f16>;
+#else
+alias T4 = vec4<f32>;
+#end
+var<workgroup> ws4: array<T4, {{WS4}}>;
+var<workgroup> xs4: array<T4, {{XS4}}>;
 
 // The output pixel an invocation gathers col for: the same pixel p0 + li % TN at every K step, so its
 // decomposition (two divisions) happens once per workgroup tile, not once per element.
@@ -178,16 +185,18 @@ fn put(st: Staged, li: u32) {
     let wv = (li % TK) * WROW + li / (4u * TK);
     let wc = (li / TK) % 4u;
     let wstep = 64u / TK;
-    ws4[wv][wc] = st.w.x;
-    ws4[wv + wstep][wc] = st.w.y;
-    ws4[wv + 2u * wstep][wc] = st.w.z;
-    ws4[wv + 3u * wstep][wc] = st.w.w;
+    let w = T4(st.w);
+    let x = T4(st.x);
+    ws4[wv][wc] = w.x;
+    ws4[wv + wstep][wc] = w.y;
+    ws4[wv + 2u * wstep][wc] = w.z;
+    ws4[wv + 3u * wstep][wc] = w.w;
     let xv = li / 4u;
     let xc = li % 4u;
-    xs4[xv][xc] = st.x.x;
-    xs4[xv + 64u][xc] = st.x.y;
-    xs4[xv + 128u][xc] = st.x.z;
-    xs4[xv + 192u][xc] = st.x.w;
+    xs4[xv][xc] = x.x;
+    xs4[xv + 64u][xc] = x.y;
+    xs4[xv + 128u][xc] = x.z;
+    xs4[xv + 192u][xc] = x.w;
 }
 
 #entry 256
@@ -210,6 +219,12 @@ fn put(st: Staged, li: u32) {
 
     // acc[h][c][q]: channel RM ty + 4h + c, pixels RN tx + 4q .. RN tx + 4q + 3.
     var acc: array<array<array<vec4<f32>, {{RN4}}>, 4>, {{RM4}}>;
+#if F16 && RM == 4
+    // HALF: one K step's TK products go into f16 sums (step[h][c][q], as acc), added to acc after the step: f16
+    // multiply-adds (two per instruction where a GPU pairs f16 lanes) and f32 accumulation over K. A step's sum
+    // carries at most TK + 1 f16 roundings of its products' magnitudes; acc adds the steps in f32.
+    var step: array<array<array<T4, {{RN4}}>, 4>, {{RM4}}>;
+#end
     let px = pixel_of(c, p0 + li % TN, p_end);
     var st = stage(c, m0, px, k_begin, k_end, li);
     for (var k0 = k_begin; k0 < k_end; k0 = k0 + TK) {
@@ -225,6 +240,16 @@ fn put(st: Staged, li: u32) {
 #for q in 0..{{RN4}}
             let b{q} = xs4[kk * XROW + tx * {{RN4}}u + {q}u];
 #end
+#if F16 && RM == 4
+#for h in 0..{{RM4}}
+#for q in 0..{{RN4}}
+            step[{h}][0][{q}] = step[{h}][0][{q}] + a{h}.x * b{q};
+            step[{h}][1][{q}] = step[{h}][1][{q}] + a{h}.y * b{q};
+            step[{h}][2][{q}] = step[{h}][2][{q}] + a{h}.z * b{q};
+            step[{h}][3][{q}] = step[{h}][3][{q}] + a{h}.w * b{q};
+#end
+#end
+#else
 #for h in 0..{{RM4}}
 #for q in 0..{{RN4}}
             acc[{h}][0][{q}] = acc[{h}][0][{q}] + a{h}.x * b{q};
@@ -233,8 +258,19 @@ fn put(st: Staged, li: u32) {
             acc[{h}][3][{q}] = acc[{h}][3][{q}] + a{h}.w * b{q};
 #end
 #end
+#end
         }
         workgroupBarrier();
+#if F16 && RM == 4
+#for h in 0..{{RM4}}
+#for q in 0..{{RN4}}
+#for c in 0..4
+        acc[{h}][{c}][{q}] = acc[{h}][{c}][{q}] + vec4<f32>(step[{h}][{c}][{q}]);
+        step[{h}][{c}][{q}] = T4(0.0);
+#end
+#end
+#end
+#end
     }
 
     for (var i = 0u; i < RM; i = i + 1u) {

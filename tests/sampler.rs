@@ -46,16 +46,17 @@ fn max_rel(got: &[f32], want: &[f32]) -> f64 {
 /// timestep, alpha, clip or noise index moves the result by 1e-2 or more.
 const TRAJECTORY_BOUND: f64 = 2e-4;
 
-/// The same trajectories at f16 precision: each evaluation within 1.4e-3 of PyTorch's f32 (tests/golden.rs),
-/// magnified by the same x0 division, and the latent itself stored in f16 between steps (half an ulp,
-/// 2^-11 relative, each step). Measured on lavapipe: max 1.0e-3 to 4.3e-3 (root mean square 2.2e-4 to 7.7e-4)
-/// without clipping; with clipping and eta 0.5, 2.7e-2 (5.2e-3), where x0 elements near the clip boundary land
-/// on the other side of it and the step noise carries the difference on. The bounds, 5e-2 and 1e-2, are 1.9x
-/// the worst of each; the f32 runs above prove the schedule, clip and noise indices to 2e-4, so what these add
-/// is the f16 path's own faults (a binding read at the wrong width, an intermediate kept in f16), which err by
-/// order 1.
-const F16_TRAJECTORY_BOUND: f64 = 5e-2;
-const F16_TRAJECTORY_RMS: f64 = 1e-2;
+/// The same trajectories at f16 precision: each evaluation within 2.8e-3 of PyTorch's f32 (tests/golden.rs),
+/// magnified by the same x0 division, and the latent itself stored in f16 between steps (half an ulp, 2^-11
+/// relative, each step). Measured on lavapipe, max and root mean square over max(1, max|ref|): 9.5e-4 to 4.9e-3
+/// and 2.7e-4 to 9.5e-4 where the step noise cannot carry a clip's flip on (eta 0, or no clip); with x0 clipped
+/// and eta 0.5, 4.3e-2 and 8.4e-3 (x0 elements near the clip boundary land on the other side of it, and the
+/// noise carries the difference on). The bounds are about twice the worst of each kind; the f32 runs above prove
+/// the schedule, clip and noise indices to 2e-4, so what these add is the f16 path's own faults (a binding read
+/// at the wrong width, an intermediate kept in f16), which err by order 1.
+fn f16_bounds(settings: &SamplerSettings) -> (f64, f64) {
+    if settings.clip.is_some() && settings.eta > 0.0 { (1e-1, 2e-2) } else { (1e-2, 2e-3) }
+}
 
 fn golden(case: &str, weights: &Weights, settings: SamplerSettings) {
     let Some(gpu) = gpu() else { return };
@@ -103,8 +104,9 @@ fn golden(case: &str, weights: &Weights, settings: SamplerSettings) {
                  root mean square {r:.2e}"
             );
         }
-        assert!(e <= F16_TRAJECTORY_BOUND, "{case} {mode:?} at f16: normalised error {e:.3e}");
-        assert!(r <= F16_TRAJECTORY_RMS, "{case} {mode:?} at f16: root mean square error {r:.3e}");
+        let (max_bound, rms_bound) = f16_bounds(&settings);
+        assert!(e <= max_bound, "{case} {mode:?} at f16: normalised error {e:.3e}");
+        assert!(r <= rms_bound, "{case} {mode:?} at f16: root mean square error {r:.3e}");
     }
 }
 

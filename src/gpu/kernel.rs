@@ -124,7 +124,7 @@ pub struct Kernel {
 impl Kernel {
     /// The WGSL that is compiled on a device whose activations are `act`: the precision header
     /// ([`template::precision_header`]), `common.wgsl`, the includes, then the kernel, with the variant's
-    /// directives applied. An error names the kernel and the line (of the three joined, after the header).
+    /// directives applied (and the define `F16` at f16 precision). An error names the kernel and the line (of the three joined, after the header).
     pub fn full_source(&self, act: DType) -> Result<String> {
         let mut s = String::from(COMMON_WGSL);
         for part in self.includes.iter().chain([&self.source]) {
@@ -140,7 +140,12 @@ impl Kernel {
                 Access::UniformWindow => template::Slot::Window,
             })
             .collect();
-        let body = template::expand(&s, self.defines, &slots).map_err(|message| Error::Gpu {
+        // At f16 precision a kernel also sees `F16`, for what it does differently there.
+        let mut defines = self.defines.to_vec();
+        if act == DType::F16 {
+            defines.push(("F16", "1"));
+        }
+        let body = template::expand(&s, &defines, &slots).map_err(|message| Error::Gpu {
             what: format!("expanding kernel `{}`", self.name),
             message,
         })?;

@@ -3,8 +3,8 @@
 //!
 //! - `#for w in 0..N` ... `#end`: the lines between, once for each `w` in `0..N`, with `{w}` (and `{w+K}`,
 //!   `{w-K}`, `{w*K}` for a whole number `K`) replaced by the value. Loops nest.
-//! - `#if NAME` / `#if !NAME` / `#if NAME == VALUE` / `#if NAME != VALUE`, an optional `#else`, `#end`: the
-//!   lines of the branch that holds. `NAME` alone holds when the variant defines it as anything but `0`.
+//! - `#if NAME` / `#if !NAME` / `#if NAME == VALUE` / `#if NAME != VALUE`, or several joined by `&&`, an
+//!   optional `#else`, `#end`: the lines of the branch that holds. `NAME` alone holds when the variant defines it as anything but `0`.
 //! - `{{NAME}}` anywhere: the variant's value of `NAME` (an error where it has none), also inside directives
 //!   (`#for w in 0..{{WINDOWS}}`); `{{NAME+K}}` adds a whole number to a whole-number value (binding numbers
 //!   after a variant's windows).
@@ -17,13 +17,14 @@
 //!
 //! - `#bindings x:act weight:act4 u0..4 out`: the declarations of bindings 1.. in order, named so (`u0..4` is
 //!   `u0 u1 u2 u3`; `:vec4` or `:u32` sets a storage array's element, f32 otherwise; `:act` and `:act4` make
-//!   it the device's activation type, [`act`]), each with the access the host binds it with: the host's list
+//!   it the device's activation type, `act`), each with the access the host binds it with: the host's list
 //!   and the shader's cannot disagree.
 //!
 //! Every kernel is compiled after [`precision_header`]: the aliases `act` and `act4` (`f32` and `vec4<f32>`,
 //! or `f16` and `vec4<f16>` with `enable f16;` on a device opened at f16 precision). A kernel that stores
 //! activations declares them `:act`, loads them as `f32(x[i])` (`vec4<f32>(x4[i])`) and stores `act(v)`, so
-//! it computes in f32 at either precision and its f32 variant is the source as written.
+//! it computes in f32 at either precision and its f32 variant is the source as written; at f16 precision the
+//! define `F16` is set too, for a kernel that computes differently there (`conv2d_tiled.wgsl`'s f16 products).
 //!
 //! Nothing else changes: comments, blank lines and code pass through as written, so the expanded source reads
 //! like a hand-written kernel (`cargo run --example kernels -- DIR` writes every one out). A variant is a
@@ -254,6 +255,9 @@ fn block(
 
 /// Whether an `#if` condition holds for `defines`.
 fn holds(cond: &str, defines: &[(&str, &str)]) -> bool {
+    if let Some((first, rest)) = cond.split_once("&&") {
+        return holds(first, defines) && holds(rest, defines);
+    }
     let value = |name: &str| defines.iter().find(|(n, _)| *n == name.trim()).map(|(_, v)| *v);
     if let Some((name, v)) = cond.split_once("==") {
         value(name) == Some(v.trim())

@@ -1,7 +1,7 @@
-//! `attention_flash.wgsl`: the GPU family's attention where a workgroup holds 28.5 KiB (every desktop GPU):
+//! `attention_flash.wgsl`: the GPU family's attention where a workgroup holds 28.5 KiB (GPUs commonly allow 32-64 KiB):
 //! flash attention with a workgroup of 256 invocations per 64 queries, keys in blocks of 64, scores and the
 //! weighted sum as register-tiled products (4 x 4 outputs per invocation) over workgroup memory. Its launches,
-//! key split and partial state are [`TILED`](super::tiled::TILED)'s ([`super::tiled::blocked`]).
+//! key split and partial state are [`TILED`](super::tiled::TILED)'s (`tiled::blocked`).
 
 use super::tiled::{Blocking, TiledParams};
 use crate::gpu::Access::{Read, ReadWrite};

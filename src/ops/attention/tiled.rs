@@ -1,7 +1,7 @@
 //! `attention_tiled.wgsl`: the GPU family's attention where a workgroup holds 14.5 KiB, flash-attention style
 //! over shared-memory tiles of 32 keys, 8 queries a workgroup; and what it shares with `attention_flash.wgsl`
 //! ([`super::flash`]): the key split ([`KeySplit`], merged by `attention_combine.wgsl`) and the launches of a
-//! query-blocked kernel ([`Blocking`], [`blocked`]).
+//! query-blocked kernel ([`Blocking`], `blocked`).
 
 use super::portable::OP;
 use crate::error::Result;
