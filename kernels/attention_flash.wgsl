@@ -62,18 +62,16 @@ var<workgroup> stat: array<vec2<f32>, 64>;
 #entry 256
     let T = p.tokens;
     let hd = p.head_dim;
-    let qblocks = (T + BQ - 1u) / BQ;
-    let block = flat_workgroup(wg, nwg);
-    let rest = block / qblocks;
-    let lp = rest % p.pairs;
-    let split = rest / p.pairs;
-    if (split >= p.key_splits) {
+    let b = block_of(flat_workgroup(wg, nwg), BQ);
+    if (!b.valid) {
         return;
     }
-    let t0 = (block % qblocks) * BQ;
-    let base = (p.pair0 + lp) * hd * T;
-    let k_begin = split * p.keys_per_split;
-    let k_end = min(T, k_begin + p.keys_per_split);
+    let t0 = b.t0;
+    let base = b.base;
+    let lp = b.lp;
+    let split = b.split;
+    let k_begin = b.k_begin;
+    let k_end = b.k_end;
     let sq = li / 16u;
     let sk = li % 16u;
     let oq = li % 16u;

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use ddim_wgpu::diffusion::step::Prediction;
 use ddim_wgpu::diffusion::timesteps::Spacing;
+use ddim_wgpu::gpu::Gpu;
 use ddim_wgpu::io::read_npy;
 use ddim_wgpu::model::convert::{from_diffusers_dir, from_original};
 use ddim_wgpu::model::weights::Weights;
@@ -65,46 +66,46 @@ fn golden(case: &str, weights: &Weights, settings: SamplerSettings) {
     let noise = read_npy(&dir.join("noise.npy")).unwrap();
     let want = read_npy(&dir.join("x0.npy")).unwrap();
     let graph = unet::build(&weights.config).unwrap();
-    let uploaded = weights.upload(&gpu).unwrap();
-    let sampler = Sampler::new(&gpu, &graph, &uploaded, settings.clone()).unwrap();
     let batch = x_t.shape[0];
-    for mode in [UpdateMode::Epilogue, UpdateMode::Fused, UpdateMode::Unfused] {
-        let sampler =
-            Sampler::new(&gpu, &graph, &uploaded, SamplerSettings { mode, ..settings.clone() })
-                .unwrap();
-        let got = sampler
-            .sample(&x_t.data, batch, 0, StepNoise::Given(&noise.data), &mut |_| {})
-            .block_on()
+    // Each update mode on `device`, against the reference: (max, root mean square) over max(1, max|ref|).
+    let errors = |device: &Gpu, modes: &[UpdateMode]| {
+        let uploaded = weights.upload(device).unwrap();
+        let mut out = Vec::new();
+        for &mode in modes {
+            let sampler = Sampler::new(
+                device,
+                &graph,
+                &uploaded,
+                SamplerSettings { mode, ..settings.clone() },
+            )
             .unwrap();
-        let e = max_rel(&got, &want.data);
-        if std::env::var_os("DDIM_TEST_VERBOSE").is_some() {
-            eprintln!("{case} {mode:?}: max |ours - reference| / max(1, max|reference|) = {e:.2e}");
+            assert_eq!(sampler.steps().len(), noise.shape[0]);
+            let got = sampler
+                .sample(&x_t.data, batch, 0, StepNoise::Given(&noise.data), &mut |_| {})
+                .block_on()
+                .unwrap();
+            let (e, r) = (max_rel(&got, &want.data), rms_rel(&got, &want.data));
+            if std::env::var_os("DDIM_TEST_VERBOSE").is_some() {
+                eprintln!(
+                    "{case} {mode:?} ({:?}): max |ours - reference| / max(1, max|reference|) = {e:.2e}, \
+                     root mean square {r:.2e}",
+                    device.precision()
+                );
+            }
+            out.push((mode, e, r));
         }
+        out
+    };
+    for (mode, e, _) in
+        errors(&gpu, &[UpdateMode::Epilogue, UpdateMode::Fused, UpdateMode::Unfused])
+    {
         assert!(e <= TRAJECTORY_BOUND, "{case} {mode:?}: normalised error {e:.3e}");
     }
-    assert_eq!(sampler.steps().len(), noise.shape[0]);
-
     // At f16 precision (where the adapter has shader-f16): the latent, the noise, the weights and every
     // activation in f16, against the same f32 reference.
     let Some(half) = support::gpu_f16(false) else { return };
-    let uploaded = weights.upload(&half).unwrap();
-    for mode in [UpdateMode::Epilogue, UpdateMode::Fused] {
-        let sampler =
-            Sampler::new(&half, &graph, &uploaded, SamplerSettings { mode, ..settings.clone() })
-                .unwrap();
-        let got = sampler
-            .sample(&x_t.data, batch, 0, StepNoise::Given(&noise.data), &mut |_| {})
-            .block_on()
-            .unwrap();
-        let e = max_rel(&got, &want.data);
-        let r = rms_rel(&got, &want.data);
-        if std::env::var_os("DDIM_TEST_VERBOSE").is_some() {
-            eprintln!(
-                "{case} {mode:?} at f16: max |ours - reference| / max(1, max|reference|) = {e:.2e}, \
-                 root mean square {r:.2e}"
-            );
-        }
-        let (max_bound, rms_bound) = f16_bounds(&settings);
+    let (max_bound, rms_bound) = f16_bounds(&settings);
+    for (mode, e, r) in errors(&half, &[UpdateMode::Epilogue, UpdateMode::Fused]) {
         assert!(e <= max_bound, "{case} {mode:?} at f16: normalised error {e:.3e}");
         assert!(r <= rms_bound, "{case} {mode:?} at f16: root mean square error {r:.3e}");
     }

@@ -62,25 +62,13 @@ fn zeros(gpu: &Gpu, label: &str, shape: &[usize]) -> Tensor {
     gpu.zeros_as(label, shape, DType::F16).unwrap()
 }
 
-/// `|got - want| <= HALF_ULP |want| + atol` everywhere (and finite); returns the worst error over its bound.
+/// `|got - want| <= HALF_ULP |want| + atol` everywhere (and finite).
 fn assert_rounded(what: &str, got: &[f32], want: &[f64], atol: f64) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let mut worst = 0.0f64;
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let err = (g as f64 - w).abs();
-        let bound = HALF_ULP * w.abs() + atol;
-        assert!(
-            g.is_finite() && err <= bound,
-            "{what}: element {i}: got {g}, want {w}, |error| {err:.3e} > {bound:.3e}"
-        );
-        worst = worst.max(err / bound);
-    }
-    if std::env::var_os("DDIM_TEST_VERBOSE").is_some() {
-        eprintln!("{what}: worst error/bound {worst:.3}");
-    }
+    assert_rounded_each(what, got, want, &vec![atol; want.len()]);
 }
 
-/// [`assert_rounded`] with an allowance per element: `|got - want| <= HALF_ULP |want| + atol[i]`.
+/// `|got - want| <= HALF_ULP |want| + atol[i]` for every element i (and finite); prints the worst error over its
+/// bound with `DDIM_TEST_VERBOSE`.
 fn assert_rounded_each(what: &str, got: &[f32], want: &[f64], atol: &[f64]) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     let mut worst = 0.0f64;
@@ -109,6 +97,12 @@ fn products_allowance(kernel: &str, abs_sums: &[f64]) -> Vec<f64> {
     let half_products = matches!(kernel, "conv2d_tiled" | "conv2d_tiled_gn" | "conv2d_tiled_ddim");
     let factor = if half_products { 18.0 * HALF_ULP } else { 0.0 };
     abs_sums.iter().map(|s| factor * s).collect()
+}
+
+/// The reference 3x3 convolution with padding 1 of `x` `[n, cin, h, w]` by `weight` `[cout, cin, 3, 3]`.
+fn conv3x3(x: &[f32], [n, cin, h, w]: [usize; 4], weight: &[f32], bias: &[f32]) -> Vec<f64> {
+    let cout = bias.len();
+    nn::conv2d(x, [n, cin, h, w], weight, [cout, cin, 3, 3], bias, None, 1, (1, 1, 1, 1), 1.0).0
 }
 
 fn abs(v: &[f32]) -> Vec<f32> {
@@ -201,33 +195,14 @@ fn normed_convolution_and_channel_slices_round_once() {
     let cfg = Conv2dConfig { padding: Padding::uniform(1), ..Default::default() };
     let normed = nn::group_norm(&xv, n, cin, h * w, groups, &gv, &bev, 1e-5, true);
     let normed32: Vec<f32> = normed.iter().map(|&v| v as f32).collect();
-    let (conv, _) = nn::conv2d(
-        &normed32,
-        [n, cin, h, w],
-        &wv,
-        [cout, cin, 3, 3],
-        &bv,
-        None,
-        1,
-        (1, 1, 1, 1),
-        1.0,
-    );
-    let want: Vec<f64> = conv
-        .iter()
-        .enumerate()
-        .map(|(i, &v)| v + cv[(i / (cout * h * w)) * stride + 3 + (i / (h * w)) % cout] as f64)
-        .collect();
-    let (abs_sums, _) = nn::conv2d(
-        &abs(&normed32),
-        [n, cin, h, w],
-        &abs(&wv),
-        [cout, cin, 3, 3],
-        &vec![0.0; cout],
-        None,
-        1,
-        (1, 1, 1, 1),
-        1.0,
-    );
+    let conv = conv3x3(&normed32, [n, cin, h, w], &wv, &bv);
+    // Output i of image i / (cout h w), channel (i / (h w)) % cout adds its channel vector's element at 3 + channel.
+    let with_slice = |conv: Vec<f64>| -> Vec<f64> {
+        let slice = |i: usize| cv[(i / (cout * h * w)) * stride + 3 + (i / (h * w)) % cout] as f64;
+        conv.iter().enumerate().map(|(i, &v)| v + slice(i)).collect()
+    };
+    let want = with_slice(conv);
+    let abs_sums = conv3x3(&abs(&normed32), [n, cin, h, w], &abs(&wv), &vec![0.0; cout]);
     for gpu in devices {
         let x = upload(gpu, "x", &[n, cin, h, w], &xv);
         let gamma = upload(gpu, "gamma", &[cin], &gv);
@@ -253,22 +228,8 @@ fn normed_convolution_and_channel_slices_round_once() {
         // The same convolution over the stored normalised map (f16: rounded once more, so compared with the
         // reference over that rounding).
         let stored: Vec<f32> = normed32.iter().map(|&v| round(v)).collect();
-        let (conv, _) = nn::conv2d(
-            &stored,
-            [n, cin, h, w],
-            &wv,
-            [cout, cin, 3, 3],
-            &bv,
-            None,
-            1,
-            (1, 1, 1, 1),
-            1.0,
-        );
-        let want_stored: Vec<f64> = conv
-            .iter()
-            .enumerate()
-            .map(|(i, &v)| v + cv[(i / (cout * h * w)) * stride + 3 + (i / (h * w)) % cout] as f64)
-            .collect();
+        let conv = conv3x3(&stored, [n, cin, h, w], &wv, &bv);
+        let want_stored = with_slice(conv);
         let xn = upload(gpu, "normalised x", &[n, cin, h, w], &stored);
         let d =
             conv2d_with_channel(gpu, "f16 conv + slice", &xn, &wt, &b, slice(), None, &out, &cfg)
@@ -486,17 +447,7 @@ fn ddim_updates_round_once() {
         let weight = upload(gpu, "conv_out.weight", &[cout, cin, 3, 3], &wv);
         let bias = upload(gpu, "conv_out.bias", &[cout], &bv);
         let cfg = Conv2dConfig { padding: Padding::uniform(1), ..Default::default() };
-        let (eps, _) = nn::conv2d(
-            &hv,
-            [2, cin, 5, 7],
-            &wv,
-            [cout, cin, 3, 3],
-            &bv,
-            None,
-            1,
-            (1, 1, 1, 1),
-            1.0,
-        );
+        let eps = conv3x3(&hv, [2, cin, 5, 7], &wv, &bv);
         let eps32: Vec<f32> = eps.iter().map(|&v| v as f32).collect();
         let x = upload(gpu, "x", &shape, &xv);
         let spec = StepSpec {
@@ -517,17 +468,7 @@ fn ddim_updates_round_once() {
         // The f32 epilogue's bound (ddim.rs), then one rounding; plus what f16 products add to eps, times the
         // update's sensitivity to eps: sqrt(a_p) sqrt(1 - a_t) / sqrt(a_t) + sqrt(1 - a_p - sigma^2) = 1.81 at
         // most here (clipping x0 only lowers it), taken as 2.
-        let (abs_sums, _) = nn::conv2d(
-            &abs(&hv),
-            [2, cin, 5, 7],
-            &abs(&wv),
-            [cout, cin, 3, 3],
-            &[0.0; 3],
-            None,
-            1,
-            (1, 1, 1, 1),
-            1.0,
-        );
+        let abs_sums = conv3x3(&abs(&hv), [2, cin, 5, 7], &abs(&wv), &[0.0; 3]);
         let kernel = d.kernel().name;
         let atol: Vec<f64> = products_allowance(kernel, &abs_sums)
             .into_iter()
