@@ -67,7 +67,7 @@ def main():
 
     if half:
         autocast = {(r["model"], r["batch"]): r for r in torch["cases"]
-                    if r["mode"].startswith("f16") and "error" not in r}
+                    if "f16" in r["mode"] and "error" not in r}
         print("\nOurs at f16 precision (`DDIM_PRECISION=f16`) against ours at f32 and PyTorch's f16 autocast, same "
               "run:\n")
         print("| model | batch | f32 forward ms | f16 forward ms | f32 / f16 | PyTorch f16 ms | f16 / PyTorch | "
