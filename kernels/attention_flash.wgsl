@@ -30,7 +30,7 @@
 // of step 2 go through workgroup memory (16 reads per query and block, against 2 x 64 x head_dim FMAs), with no
 // subgroup variant. No T x T matrix exists: memory is O(C * T) whatever T is. Workgroup memory: 1,536 vec4s
 // (query and key tiles, aliased by the value tile, and the 64 x 64 probabilities), 1,024 floats of row
-// reductions and 64 vec2s of row statistics: 29,184 bytes.
+// reductions and 64 vec2s of row statistics: 29,184 bytes (16,896 at f16 precision, whose vec4s are f16).
 // Invariants: out and part alias none of q, k, v; every count > 0; keys_per_split is a multiple of BK. Padding
 // (queries past T, keys past the split, dims past head_dim) is staged as zeros and masked out of the softmax;
 // every barrier is in workgroup-uniform control flow (loop bounds come from the uniforms and the workgroup
@@ -53,7 +53,17 @@ const QS: u32 = 0u;
 const KS: u32 = 256u;
 const VS: u32 = 0u;
 const PS: u32 = 512u;
-var<workgroup> pool: array<vec4<f32>, 1536>;
+// Elem4 is pool's element: f32, or at f16 precision f16 (half the workgroup memory and its traffic), where each
+// 16-deep chunk of the two products (dims of the scores, keys of the weighted sum) sums in f16 and is then added
+// to f32 accumulators, as conv2d_tiled.wgsl's 4 x 4 kernel does.
+#if F16
+alias Elem = f16;
+alias Elem4 = vec4<f16>;
+#else
+alias Elem = f32;
+alias Elem4 = vec4<f32>;
+#end
+var<workgroup> pool: array<Elem4, 1536>;
 // red[q * 16 + g]: invocation column g's maximum (then sum) for query q of the block.
 var<workgroup> red: array<f32, 1024>;
 // stat[q]: (running maximum, this block's rescale), then at the end (running maximum, denominator).
@@ -98,22 +108,37 @@ var<workgroup> stat: array<vec2<f32>, 64>;
                     if (d0 + d < hd && t0 + t < T) {
                         x = f32(q[base + (d0 + d) * T + t0 + t]) * p.scale;
                     }
-                    pool[QS + d * 16u + t / 4u][t % 4u] = x;
+                    pool[QS + d * 16u + t / 4u][t % 4u] = Elem(x);
                     var y = 0.0;
                     if (d0 + d < hd && t < keys) {
                         y = f32(k[base + (d0 + d) * T + kb + t]);
                     }
-                    pool[KS + d * 16u + t / 4u][t % 4u] = y;
+                    pool[KS + d * 16u + t / 4u][t % 4u] = Elem(y);
                 }
                 workgroupBarrier();
+#if F16
+                var s16: array<Elem4, 4>;
+#end
                 for (var d = 0u; d < DC; d = d + 1u) {
                     let a = pool[QS + d * 16u + sq];
                     let b = pool[KS + d * 16u + sk];
+#if F16
+                    s16[0] = s16[0] + a.x * b;
+                    s16[1] = s16[1] + a.y * b;
+                    s16[2] = s16[2] + a.z * b;
+                    s16[3] = s16[3] + a.w * b;
+#else
                     s[0] = s[0] + a.x * b;
                     s[1] = s[1] + a.y * b;
                     s[2] = s[2] + a.z * b;
                     s[3] = s[3] + a.w * b;
+#end
                 }
+#if F16
+#for i in 0..4
+                s[{i}] = s[{i}] + vec4<f32>(s16[{i}]);
+#end
+#end
             }
             // 2. The block's maximum per query, over the keys inside the split.
 #for i in 0..4
@@ -146,10 +171,10 @@ var<workgroup> stat: array<vec2<f32>, 64>;
             }
             red[(4u * sq + {i}u) * 16u + sk] = (e[{i}].x + e[{i}].y) + (e[{i}].z + e[{i}].w);
 #end
-            pool[PS + (4u * sk) * 16u + sq] = vec4<f32>(e[0].x, e[1].x, e[2].x, e[3].x);
-            pool[PS + (4u * sk + 1u) * 16u + sq] = vec4<f32>(e[0].y, e[1].y, e[2].y, e[3].y);
-            pool[PS + (4u * sk + 2u) * 16u + sq] = vec4<f32>(e[0].z, e[1].z, e[2].z, e[3].z);
-            pool[PS + (4u * sk + 3u) * 16u + sq] = vec4<f32>(e[0].w, e[1].w, e[2].w, e[3].w);
+            pool[PS + (4u * sk) * 16u + sq] = Elem4(vec4<f32>(e[0].x, e[1].x, e[2].x, e[3].x));
+            pool[PS + (4u * sk + 1u) * 16u + sq] = Elem4(vec4<f32>(e[0].y, e[1].y, e[2].y, e[3].y));
+            pool[PS + (4u * sk + 2u) * 16u + sq] = Elem4(vec4<f32>(e[0].z, e[1].z, e[2].z, e[3].z));
+            pool[PS + (4u * sk + 3u) * 16u + sq] = Elem4(vec4<f32>(e[0].w, e[1].w, e[2].w, e[3].w));
             workgroupBarrier();
             if (li < 64u) {
                 var rs = 0.0;
@@ -178,17 +203,32 @@ var<workgroup> stat: array<vec2<f32>, 64>;
                         if (dim < hd && kc + key < keys) {
                             x = f32(v[base + dim * T + kb + kc + key]);
                         }
-                        pool[VS + key * 16u + d / 4u][d % 4u] = x;
+                        pool[VS + key * 16u + d / 4u][d % 4u] = Elem(x);
                     }
                     workgroupBarrier();
+#if F16
+                    var o16: array<Elem4, 4>;
+#end
                     for (var key = 0u; key < KC; key = key + 1u) {
                         let pv = pool[PS + (kc + key) * 16u + oq];
                         let vv = pool[VS + key * 16u + od];
+#if F16
+                        o16[0] = o16[0] + pv.x * vv;
+                        o16[1] = o16[1] + pv.y * vv;
+                        o16[2] = o16[2] + pv.z * vv;
+                        o16[3] = o16[3] + pv.w * vv;
+#else
                         acc{c}[0] = acc{c}[0] + pv.x * vv;
                         acc{c}[1] = acc{c}[1] + pv.y * vv;
                         acc{c}[2] = acc{c}[2] + pv.z * vv;
                         acc{c}[3] = acc{c}[3] + pv.w * vv;
+#end
                     }
+#if F16
+#for i in 0..4
+                    acc{c}[{i}] = acc{c}[{i}] + vec4<f32>(o16[{i}]);
+#end
+#end
                 }
             }
 #end

@@ -47,16 +47,16 @@ fn max_rel(got: &[f32], want: &[f32]) -> f64 {
 /// timestep, alpha, clip or noise index moves the result by 1e-2 or more.
 const TRAJECTORY_BOUND: f64 = 2e-4;
 
-/// The same trajectories at f16 precision: each evaluation within 2.8e-3 of PyTorch's f32 (tests/golden.rs),
+/// The same trajectories at f16 precision: each evaluation within 3.0e-3 of PyTorch's f32 (tests/golden.rs),
 /// magnified by the same x0 division, and the latent itself stored in f16 between steps (half an ulp, 2^-11
-/// relative, each step). Measured on lavapipe, max and root mean square over max(1, max|ref|): 9.5e-4 to 4.9e-3
-/// and 2.7e-4 to 9.5e-4 where the step noise cannot carry a clip's flip on (eta 0, or no clip); with x0 clipped
-/// and eta 0.5, 4.3e-2 and 8.4e-3 (x0 elements near the clip boundary land on the other side of it, and the
-/// noise carries the difference on). The bounds are about twice the worst of each kind; the f32 runs above prove
-/// the schedule, clip and noise indices to 2e-4, so what these add is the f16 path's own faults (a binding read
-/// at the wrong width, an intermediate kept in f16), which err by order 1.
+/// relative, each step). Measured on lavapipe, max and root mean square over max(1, max|ref|): 9.7e-4 to 5.7e-3
+/// and 2.9e-4 to 1.1e-3 where the step noise cannot carry a clip's flip on (eta 0, or no clip); with x0 clipped
+/// and eta 0.5, 7.5e-2 and 1.3e-2 (x0 elements near the clip boundary land on the other side of it, and the
+/// noise carries the difference on). The bounds are 2.4x to 2.8x the worst of each kind; the f32 runs above
+/// prove the schedule, clip and noise indices to 2e-4, so what these add is the f16 path's own faults (a binding
+/// read at the wrong width, an intermediate kept in f16), which err by order 1.
 fn f16_bounds(settings: &SamplerSettings) -> (f64, f64) {
-    if settings.clip.is_some() && settings.eta > 0.0 { (1e-1, 2e-2) } else { (1e-2, 2e-3) }
+    if settings.clip.is_some() && settings.eta > 0.0 { (2e-1, 3e-2) } else { (1.5e-2, 3e-3) }
 }
 
 fn golden(case: &str, weights: &Weights, settings: SamplerSettings) {

@@ -1,9 +1,11 @@
 //! The kernels at f16 precision (`Precision::F16`: f16 tensors, f32 arithmetic inside each kernel) against the
 //! CPU reference fed the same f16 values. Each kernel loads f16, computes in f32 and rounds once as it stores, so
 //! every output is within half an f16 ulp of the f32 result: `|got - want| <= 2^-11 |want|` plus the f32 bound of
-//! the same kernel at f32 precision (its accumulation error), and nothing looser; the one exception, the 4 x 4
-//! tiled convolutions' f16 products, adds its own worst case (`products_allowance`). A wrong conversion, an f16
-//! intermediate or a binding read at the wrong width errs by far more.
+//! the same kernel at f32 precision (its accumulation error), and nothing looser. The exceptions, the 4 x 4 tiled
+//! convolutions' and `attention_flash`'s f16 products, add their worst case on random data
+//! (`products_allowance`, `attention_products_allowance`), and are held to one rounding on dyadic data, whose
+//! products and chunk sums f16 holds exactly (`dyadic`). A wrong conversion, an f16 intermediate or a binding read
+//! at the wrong width errs by far more.
 
 use ddim_wgpu::diffusion::philox::{self, NoiseKey, Stream};
 use ddim_wgpu::diffusion::step::{Prediction, StepCoefficients};
@@ -48,6 +50,17 @@ fn devices() -> Option<&'static [Gpu; 2]> {
 /// `n` values in [lo, hi), rounded to f16 (what an f16 tensor of them holds).
 fn halves(seed: u64, n: usize, lo: f32, hi: f32) -> Vec<f32> {
     data(seed, n, lo, hi).into_iter().map(round).collect()
+}
+
+/// `n` multiples of 1 / `denom` in [-max, max] (max a multiple of it): f16 holds them, their products and short
+/// sums of those exactly, so a kernel that multiplies and sums in f16 must match the f32 result before its one
+/// rounding on store.
+fn dyadic(seed: u64, n: usize, max: f32, denom: f32) -> Vec<f32> {
+    let top = max * denom;
+    data(seed, n, -top - 0.5, top + 0.5)
+        .into_iter()
+        .map(|v| v.round().clamp(-top, top) / denom)
+        .collect()
 }
 
 fn round(v: f32) -> f32 {
@@ -126,23 +139,36 @@ fn convolutions_round_once() {
         (2, 6, 9, 10, 7, 3, 2, Padding { top: 0, bottom: 1, left: 0, right: 1 }, false, 1.0),
         (2, 40, 5, 6, 24, 1, 1, Padding::uniform(0), true, 1.0),
     ];
-    for gpu in devices {
+    // Random f16 values, and dyadic ones (x in eighths, weights in sixteenths up to 1/4: a K step's 16 products
+    // and their sums are exact in f16, so every kernel must round once, the 4 x 4 ones' f16 products included).
+    for (gpu, exact) in devices.iter().flat_map(|g| [(g, false), (g, true)]) {
         for (i, &(n, cin, h, w, cout, k, stride, padding, residual, out_scale)) in
             cases.iter().enumerate()
         {
-            let xv = halves(10 + i as u64, n * cin * h * w, -1.0, 1.0);
+            let seed = 10 * i as u64 + exact as u64;
             let r = (1.0 / (cin * k * k) as f32).sqrt();
-            let wv = halves(20 + i as u64, cout * cin * k * k, -r, r);
-            let bv = halves(30 + i as u64, cout, -0.5, 0.5);
+            let (xv, wv, bv) = if exact {
+                let xv = dyadic(seed, n * cin * h * w, 1.0, 8.0);
+                (
+                    xv,
+                    dyadic(seed + 1, cout * cin * k * k, 0.25, 16.0),
+                    dyadic(seed + 2, cout, 0.5, 8.0),
+                )
+            } else {
+                let xv = halves(seed, n * cin * h * w, -1.0, 1.0);
+                (xv, halves(seed + 1, cout * cin * k * k, -r, r), halves(seed + 2, cout, -0.5, 0.5))
+            };
             let cfg = Conv2dConfig { stride, padding, out_scale, upsample: false };
             let (ho, wo) = ddim_wgpu::ops::conv2d::output_size(h, w, k, k, &cfg).unwrap();
-            let rv = halves(40 + i as u64, n * cout * ho * wo, -1.0, 1.0);
+            let rv = dyadic(seed + 3, n * cout * ho * wo, 1.0, 8.0);
             let x = upload(gpu, "x", &[n, cin, h, w], &xv);
             let wt = upload(gpu, "weight", &[cout, cin, k, k], &wv);
             let b = upload(gpu, "bias", &[cout], &bv);
             let res = upload(gpu, "residual", &[n, cout, ho, wo], &rv);
             let out = zeros(gpu, "out", &[n, cout, ho, wo]);
-            let name = format!("f16 conv {n}x{cin}x{h}x{w} -> {cout}, k {k}, stride {stride}");
+            let data = if exact { "dyadic" } else { "random" };
+            let name =
+                format!("f16 conv {n}x{cin}x{h}x{w} -> {cout}, k {k}, stride {stride}, {data}");
             let d = conv2d(gpu, &name, &x, &wt, &b, residual.then_some(&res), &out, &cfg).unwrap();
             assert!(d.kernel().name.starts_with("conv2d_tiled"), "{name}: {}", d.kernel().name);
             let got = run(gpu, &[&d], &out);
@@ -170,10 +196,9 @@ fn convolutions_round_once() {
                 out_scale as f64,
             );
             let kernel = d.kernel().name;
-            let atol: Vec<f64> = products_allowance(kernel, &abs_sums)
-                .into_iter()
-                .map(|a| a + sum_atol(&want))
-                .collect();
+            let products =
+                if exact { vec![0.0; want.len()] } else { products_allowance(kernel, &abs_sums) };
+            let atol: Vec<f64> = products.into_iter().map(|a| a + sum_atol(&want)).collect();
             assert_rounded_each(&format!("{name} ({kernel})"), &got, &want, &atol);
         }
     }
@@ -289,11 +314,18 @@ fn attention_rounds_once() {
     gpu_or_skip!();
     let Some(devices) = devices() else { return };
     let gpu = &devices[0];
-    // Two heads of 40 over 9 tokens; one head of 64 over 16 x 16 tokens (the keys split over workgroups).
-    for (shape, head_dim) in [([2usize, 80, 3, 3], 40), ([2, 64, 16, 16], 64)] {
+    // Two heads of 40 over 9 tokens; one head of 64 over 16 x 16 tokens (the keys split over workgroups); random
+    // f16 values, and two heads of 64 over 3 x 5 tokens with dyadic q and k (quarters: with the scale 1/8 a
+    // score's 16-dim chunks are exact in f16, so only attention_flash's weighted sum adds to one rounding).
+    let cases =
+        [([2usize, 80, 3, 3], 40, false), ([2, 64, 16, 16], 64, false), ([2, 128, 3, 5], 64, true)];
+    for (shape, head_dim, exact) in cases {
         let len = shape.iter().product();
-        let qv = halves(70, len, -2.0, 2.0);
-        let kv = halves(71, len, -2.0, 2.0);
+        let (qv, kv) = if exact {
+            (dyadic(73, len, 1.0, 4.0), dyadic(74, len, 1.0, 4.0))
+        } else {
+            (halves(70, len, -2.0, 2.0), halves(71, len, -2.0, 2.0))
+        };
         let vv = halves(72, len, -1.0, 1.0);
         let (q, k, v) = (
             upload(gpu, "q", &shape, &qv),
@@ -302,15 +334,67 @@ fn attention_rounds_once() {
         );
         let out = zeros(gpu, "out", &shape);
         let want = nn::attention(&qv, &kv, &vv, shape[0], shape[1], shape[2] * shape[3], head_dim);
+        let flash_allowance = attention_products_allowance(&qv, &kv, &vv, shape, head_dim, exact);
         for b in [&FLASH, &TILED] {
-            let name = format!("f16 {} {shape:?}, head_dim {head_dim}", b.kernel.name);
+            let data = if exact { "dyadic" } else { "random" };
+            let name = format!("f16 {} {shape:?}, head_dim {head_dim}, {data}", b.kernel.name);
             let d = attention_blocked(gpu, b, &name, [&q, &k, &v, &out], head_dim).unwrap();
             let got = run(gpu, &[&d], &out);
-            assert_rounded(&name, &got, &want, sum_atol(&want));
+            // attention_tiled computes in f32; attention_flash sums its products in f16 chunks.
+            let products =
+                if b.kernel.name == FLASH.kernel.name { &flash_allowance[..] } else { &[] };
+            let atol: Vec<f64> = (0..want.len())
+                .map(|i| sum_atol(&want) + products.get(i).copied().unwrap_or(0.0))
+                .collect();
+            assert_rounded_each(&name, &got, &want, &atol);
         }
         let d = attention(gpu, "f16 attention", &q, &k, &v, &out, head_dim).unwrap();
         assert_eq!(Some(d.kernel().name), blocking_for(gpu).map(|b| b.kernel.name));
     }
+}
+
+/// What `attention_flash`'s f16 products add at f16 precision, per output. Its scores sum chunks of DC = 16
+/// products of the pre-scaled, f16-rounded queries in f16: |error of s_j| <= (DC + 2) 2^-11 scale sum_d |q_d
+/// k_jd| =: E_j (zero where q and k are `exact`: dyadic values whose chunks f16 holds exactly). A softmax
+/// weight then moves by at most about 2 max_j E_j relative (first order in E, a worst case that random data
+/// stays far inside), one more 2^-11 as it is stored in f16, and the weighted sum adds chunks of KC = 16
+/// products in f16, (KC + 1) 2^-11 of sum_j p_j |v_j|. With sum_j p_j = 1 and |v| <= max|v|:
+/// max|v| (2 max_j E_j + (KC + 2) 2^-11) for every output of a query.
+fn attention_products_allowance(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    [n, c, h, w]: [usize; 4],
+    head_dim: usize,
+    exact: bool,
+) -> Vec<f64> {
+    let t = h * w;
+    let scale = 1.0 / (head_dim as f64).sqrt();
+    let max_v = v.iter().fold(0.0f64, |m, &x| m.max(x.abs() as f64));
+    let mut out = vec![0.0; n * c * t];
+    for img in 0..n {
+        for head in 0..c / head_dim {
+            let at = |x: &[f32], d: usize, tok: usize| {
+                x[((img * c) + head * head_dim + d) * t + tok] as f64
+            };
+            for i in 0..t {
+                let e_max = if exact { 0.0 } else { 1.0 }
+                    * (0..t)
+                        .map(|j| {
+                            (0..head_dim).map(|d| (at(q, d, i) * at(k, d, j)).abs()).sum::<f64>()
+                        })
+                        .fold(0.0f64, f64::max)
+                    * 18.0
+                    * HALF_ULP
+                    * scale;
+                let a = max_v * (2.0 * e_max + 18.0 * HALF_ULP);
+                for d in 0..head_dim {
+                    out[((img * c) + head * head_dim + d) * t + i] = a;
+                }
+            }
+        }
+    }
+    out
 }
 
 #[test]
