@@ -119,6 +119,7 @@ fn info(options: &DeviceOptions, roofline: bool) -> Result<()> {
         if adapter_features.contains(f) { "yes" } else { "no" }
     };
     println!("  shader f16 (adapter):     {}", offers(wgpu::Features::SHADER_F16));
+    println!("  shader f16 (in use):      {}", has(wgpu::Features::SHADER_F16));
     println!("  subgroups (adapter):      {}", offers(wgpu::Features::SUBGROUP));
     println!("  subgroups (in use):       {}", has(wgpu::Features::SUBGROUP));
     let l = gpu.limits();
