@@ -166,21 +166,34 @@ impl Tensor {
             ));
         }
         if !data.is_empty() {
-            gpu.queue().write_buffer(&self.buffer, self.offset, &encode(data, self.dtype));
+            let bytes = encode(&self.label, data, self.dtype)?;
+            gpu.queue().write_buffer(&self.buffer, self.offset, &bytes);
         }
         Ok(())
     }
 }
 
-/// `data` as the bytes of a binding of `dtype` elements (f16 rounded to nearest even, padded to whole words).
-fn encode(data: &[f32], dtype: DType) -> Vec<u8> {
+/// `data` for tensor `label` as the bytes of a binding of `dtype` elements (f16 rounded to nearest even, padded
+/// to whole words). A finite value beyond f16's range is refused, naming the tensor: it would become infinite.
+fn encode(label: &str, data: &[f32], dtype: DType) -> Result<Vec<u8>> {
     match dtype {
-        DType::F32 => bytemuck::cast_slice(data).to_vec(),
+        DType::F32 => Ok(bytemuck::cast_slice(data).to_vec()),
         DType::F16 => {
+            let max = f32::from(half::f16::MAX);
+            if let Some((i, v)) =
+                data.iter().enumerate().find(|(_, v)| v.is_finite() && v.abs() > max)
+            {
+                return Err(Error::shape(
+                    "f16 tensor",
+                    format!(
+                        "`{label}` element {i} is {v}, beyond f16's range (65504): use --precision f32"
+                    ),
+                ));
+            }
             let mut bytes: Vec<u8> =
                 data.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect();
             bytes.resize(dtype.bytes(data.len()) as usize, 0);
-            bytes
+            Ok(bytes)
         }
     }
 }
@@ -237,10 +250,11 @@ impl Gpu {
         } else {
             data
         };
+        let bytes = encode(label, contents, dtype)?;
         let buffer = self.scoped(&format!("upload of `{label}`"), || {
             self.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some(label),
-                contents: &encode(contents, dtype),
+                contents: &bytes,
                 usage: usage(),
             })
         })?;

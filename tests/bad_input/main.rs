@@ -583,3 +583,29 @@ fn a_device_with_too_few_storage_buffers_refuses_the_kernels_that_need_more() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// At f16 precision an input value beyond f16's range (it would become infinite) is refused by name, with
+/// nothing written; the same input runs at f32.
+#[test]
+fn an_input_beyond_f16_is_refused_at_f16() {
+    let dir = temp_dir("f16-range");
+    let model = model_file(&dir);
+    let x = dir.join("x.npy");
+    let mut values = vec![0.5; 128];
+    values[37] = 1e6;
+    ddim_wgpu::io::write_npy(&x, &[2, 1, 8, 8], &values).unwrap();
+    let out_file = dir.join("eps.npy");
+    let eval = |precision: &str| {
+        let args = ["--timestep", "3", "--precision", precision, "--out", s(&out_file)];
+        let mut a = vec!["eval", "--model", s(&model), "--input", s(&x)];
+        a.extend_from_slice(&args);
+        ddim(&a)
+    };
+    let out = eval("f16");
+    if no_gpu(&out) || error_line(&out).contains("needs the adapter's shader-f16 feature") {
+        return;
+    }
+    assert_refused(&out, "element 37 is 1000000, beyond f16's range (65504)", &[&out_file]);
+    assert!(eval("f32").status.success());
+    std::fs::remove_dir_all(&dir).ok();
+}
