@@ -94,7 +94,8 @@ pub struct Cost {
 }
 
 impl Cost {
-    /// `flops` operations over `floats` f32 values moved.
+    /// `flops` operations over `floats` values moved, 4 bytes each ([`Dispatch::with_cost`] counts 2 where the
+    /// values are f16 activations).
     pub fn new(flops: u64, floats: u64) -> Self {
         Cost { flops, bytes: 4 * floats }
     }
@@ -107,6 +108,9 @@ pub struct Dispatch {
     label: String,
     kernel: &'static Kernel,
     cost: Cost,
+    // Bytes of one value its kernel moves: the device's activation type where the kernel stores activations,
+    // else 4.
+    value_bytes: u64,
     launches: Vec<Launch>,
     // Buffers only this dispatch binds (a convolution's packed weights), kept as long as it lives.
     owned: Vec<wgpu::Buffer>,
@@ -231,10 +235,12 @@ impl Dispatch {
             })?;
             launches.push(Launch { pipeline: pipeline.clone(), bind_group, grid, _params: params });
         }
+        let value_bytes = if kernel.stores_activations() { gpu.act().size() as u64 } else { 4 };
         Ok(Dispatch {
             label: label.to_string(),
             kernel,
             cost: Cost::default(),
+            value_bytes,
             launches,
             owned: Vec::new(),
         })
@@ -302,9 +308,10 @@ impl Dispatch {
         self.owned.iter().map(|b| b.size()).sum()
     }
 
-    /// Declares the dispatch's work (each op does, for the profiler).
+    /// Declares the dispatch's work (each op does, for the profiler), its bytes counted at the width of the
+    /// values its kernel moves (half of [`Cost::new`]'s where they are f16 activations).
     pub(crate) fn with_cost(mut self, cost: Cost) -> Self {
-        self.cost = cost;
+        self.cost = Cost { flops: cost.flops, bytes: cost.bytes / 4 * self.value_bytes };
         self
     }
 

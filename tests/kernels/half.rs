@@ -437,6 +437,9 @@ fn copies_adds_and_embeddings() {
     let (a, b) = (upload(gpu, "a", &[n, ca, h, w], &av), upload(gpu, "b", &[n, cb, h, w], &bv));
     let out = zeros(gpu, "cat", &[n, ca + cb, h, w]);
     let d = concat_channels(gpu, "f16 concat", &a, &b, &out).unwrap();
+    // The profiler's compulsory traffic counts f16 values at 2 bytes: each output element read once and written
+    // once.
+    assert_eq!(d.cost().bytes, 2 * 2 * out.len() as u64);
     assert_rounded(
         "f16 concat",
         &run(gpu, &[&d], &out),
