@@ -36,6 +36,7 @@ params! {
 /// a workgroup per `queries` queries (and key split), keys in blocks of `keys`.
 #[derive(Clone, Copy, Debug)]
 pub struct Blocking {
+    /// The kernel (`attention_flash` or `attention_tiled`).
     pub kernel: &'static Kernel,
     /// Queries per workgroup (the kernel's `BQ`).
     pub queries: usize,
