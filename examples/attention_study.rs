@@ -6,13 +6,13 @@
 //! is measured before and after. Medians of wall time per run, each timed over a pass of enough copies to last
 //! `roofline::PASS_FLOOR` (many on a real GPU, where one submit costs more than the dispatch). FLOPs are counted as the
 //! operation's, 2 T^2 d for the scores and 2 T^2 d for the weighted sum per head, as `ddim profile` counts
-//! them. With the GPU family (`DDIM_KERNELS=gpu`, or `auto` on a GPU) both of its kernels run, `attention_flash`
-//! and `attention_tiled`, where the device's workgroups hold them; `DDIM_PRECISION=f16` runs them on f16
+//! them. With the GPU family (`DDIM_KERNELS=gpu`, or `auto` on a GPU) each of its kernels runs where the device
+//! runs it (`attention_flash_subgroups` on a device opened with subgroups, `attention_flash`, `attention_tiled`); `DDIM_PRECISION=f16` runs them on f16
 //! tensors.
 
 use ddim_wgpu::gpu::roofline::{self, PASS_FLOOR};
 use ddim_wgpu::gpu::{DeviceOptions, Gpu, KernelChoice, Tensor, describe};
-use ddim_wgpu::ops::attention::{FLASH, TILED, attention, attention_blocked};
+use ddim_wgpu::ops::attention::{BLOCKINGS, attention, attention_blocked};
 use pollster::FutureExt as _;
 
 const ROUNDS: usize = 7;
@@ -56,7 +56,7 @@ fn main() -> Result<(), ddim_wgpu::Error> {
         let v = filled(&gpu, "v", &shape, 3)?;
         let out = gpu.zeros_as("out", &shape, gpu.act())?;
         let dispatches = if gpu.kernel_family() == KernelChoice::Gpu {
-            [&FLASH, &TILED]
+            BLOCKINGS
                 .into_iter()
                 .filter(|b| b.fits(&gpu))
                 .map(|b| attention_blocked(&gpu, b, "attention", [&q, &k, &v, &out], head_dim))

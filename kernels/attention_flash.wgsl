@@ -19,16 +19,18 @@
 //      accumulates the 4 x 4 scores of queries 4 sq .. 4 sq + 3 with keys 4 sk .. 4 sk + 3: 16 FMAs per two
 //      vec4 loads of workgroup memory.
 //   2. online softmax (Milakov & Gimelshein 2018): each invocation writes its 4 queries' maxima over its 4 keys;
-//      invocation li < 64 reduces query li's 16, keeps its running maximum m and denominator l, and publishes
-//      (m, alpha = exp(m_old - m)); every invocation turns its scores into probabilities exp(s - m), stores
-//      them key-major and writes their partial row sums, which invocation li < 64 adds to l. One exp per score.
+//      invocation li < 64 reduces query li's partial maxima, keeps its running maximum m and denominator l, and
+//      publishes (m, alpha = exp(m_old - m)); every invocation turns its scores into probabilities exp(s - m),
+//      stores them key-major and writes their partial row sums, which invocation li < 64 adds to l. One exp per
+//      score.
 //   3. weighted sum, 64 queries x head_dim x 64 keys: invocation (oq, od) = (li % 16, li / 16) rescales its
 //      accumulators by its queries' alpha, then, for each 64-dim chunk of the pass, stages v 16 keys x 64 dims
 //      at a time and accumulates queries 4 oq .. 4 oq + 3 x dims 4 od .. 4 od + 3: 16 FMAs per two vec4 loads.
 // An invocation holds 4 queries x 16 output dims (OD = 256 dims a pass, 64 accumulators); heads wider than 256
 // run the key loop once per 256 dims, recomputing the scores, as attention_tiled.wgsl does. The row reductions
-// of step 2 go through workgroup memory (16 reads per query and block, against 2 x 64 x head_dim FMAs), with no
-// subgroup variant. No T x T matrix exists: memory is O(C * T) whatever T is. Workgroup memory: 1,536 vec4s
+// of step 2 go through workgroup memory, 16 values per query and block; with SUBGROUPS
+// (`attention_flash_subgroups`, on devices opened with subgroups) the lanes of a subgroup first combine theirs
+// with subgroupShuffleXor, leaving 16 / min(16, subgroup size) per query. No T x T matrix exists: memory is O(C * T) whatever T is. Workgroup memory: 1,536 vec4s
 // (query and key tiles, aliased by the value tile, and the 64 x 64 probabilities), 1,024 floats of row
 // reductions and 64 vec2s of row statistics: 29,184 bytes (16,896 at f16 precision, whose vec4s are f16).
 // Invariants: out and part alias none of q, k, v; every count > 0; keys_per_split is a multiple of BK. Padding
@@ -69,7 +71,29 @@ var<workgroup> red: array<f32, 1024>;
 // stat[q]: (running maximum, this block's rescale), then at the end (running maximum, denominator).
 var<workgroup> stat: array<vec2<f32>, 64>;
 
+#if SUBGROUPS
+// Reduces x over the w consecutive lanes of its part of a subgroup (w a power of two dividing the subgroup):
+// every lane of the part ends with the part's maximum (or sum).
+fn part_max(x: f32, w: u32) -> f32 {
+    var y = x;
+    for (var m = 1u; m < w; m = m * 2u) {
+        y = max(y, subgroupShuffleXor(y, m));
+    }
+    return y;
+}
+
+fn part_sum(x: f32, w: u32) -> f32 {
+    var y = x;
+    for (var m = 1u; m < w; m = m * 2u) {
+        y = y + subgroupShuffleXor(y, m);
+    }
+    return y;
+}
+
+#entry 256 subgroups
+#else
 #entry 256
+#end
     let T = p.tokens;
     let hd = p.head_dim;
     let b = block_of(flat_workgroup(wg, nwg), BQ);
@@ -82,8 +106,22 @@ var<workgroup> stat: array<vec2<f32>, 64>;
     let split = b.split;
     let k_begin = b.k_begin;
     let k_end = b.k_end;
-    let sq = li / 16u;
-    let sk = li % 16u;
+#if SUBGROUPS
+    // With full subgroups of at least 4 lanes (a workgroup-uniform test), the scores' invocation is numbered
+    // vi = sg * sgsize + lane, so that the 16 invocations of a query group are consecutive lanes: w = min(16,
+    // sgsize) of them share a subgroup, which reduces their row maxima and sums with subgroupShuffleXor, and
+    // 16 / w partial values per query go through workgroup memory (one where a subgroup holds all 16).
+    // Otherwise vi = li and w = 1, as without subgroups.
+    let full = nsg * sgsize == 256u && sgsize >= 4u;
+    let vi = select(li, sg * sgsize + lane, full);
+    let w = select(1u, min(16u, sgsize), full);
+#else
+    let vi = li;
+    let w = 1u;
+#end
+    let parts = 16u / w;
+    let sq = vi / 16u;
+    let sk = vi % 16u;
     let oq = li % 16u;
     let od = li / 16u;
     for (var o0 = 0u; o0 < hd; o0 = o0 + OD) {
@@ -148,12 +186,17 @@ var<workgroup> stat: array<vec2<f32>, 64>;
                     mx{i} = max(mx{i}, s[{i}][j]);
                 }
             }
-            red[(4u * sq + {i}u) * 16u + sk] = mx{i};
+#if SUBGROUPS
+            mx{i} = part_max(mx{i}, w);
+#end
+            if (sk % w == 0u) {
+                red[(4u * sq + {i}u) * 16u + sk / w] = mx{i};
+            }
 #end
             workgroupBarrier();
             if (li < 64u) {
                 var bm = m;
-                for (var g = 0u; g < 16u; g = g + 1u) {
+                for (var g = 0u; g < parts; g = g + 1u) {
                     bm = max(bm, red[li * 16u + g]);
                 }
                 stat[li] = vec2<f32>(bm, exp(m - bm));
@@ -169,7 +212,13 @@ var<workgroup> stat: array<vec2<f32>, 64>;
                     e[{i}][j] = exp(s[{i}][j] - mq{i});
                 }
             }
-            red[(4u * sq + {i}u) * 16u + sk] = (e[{i}].x + e[{i}].y) + (e[{i}].z + e[{i}].w);
+            var rs{i} = (e[{i}].x + e[{i}].y) + (e[{i}].z + e[{i}].w);
+#if SUBGROUPS
+            rs{i} = part_sum(rs{i}, w);
+#end
+            if (sk % w == 0u) {
+                red[(4u * sq + {i}u) * 16u + sk / w] = rs{i};
+            }
 #end
             pool[PS + (4u * sk) * 16u + sq] = Elem4(vec4<f32>(e[0].x, e[1].x, e[2].x, e[3].x));
             pool[PS + (4u * sk + 1u) * 16u + sq] = Elem4(vec4<f32>(e[0].y, e[1].y, e[2].y, e[3].y));
@@ -178,7 +227,7 @@ var<workgroup> stat: array<vec2<f32>, 64>;
             workgroupBarrier();
             if (li < 64u) {
                 var rs = 0.0;
-                for (var g = 0u; g < 16u; g = g + 1u) {
+                for (var g = 0u; g < parts; g = g + 1u) {
                     rs = rs + red[li * 16u + g];
                 }
                 l = l * stat[li].y + rs;

@@ -94,7 +94,7 @@ pub struct Cost {
 }
 
 impl Cost {
-    /// `flops` operations over `floats` values moved, 4 bytes each ([`Dispatch::with_cost`] counts 2 where the
+    /// `flops` operations over `floats` values moved, 4 bytes each (a dispatch counts 2 where the
     /// values are f16 activations).
     pub fn new(flops: u64, floats: u64) -> Self {
         Cost { flops, bytes: 4 * floats }

@@ -11,7 +11,8 @@
 //! - `#entry N [id] [subgroups]`: the compute entry point `main` with workgroup size `N` and the builtins
 //!   every kernel flattens its 2-D grid with (`wg`, `nwg`, `li`); with `id`, also
 //!   `let id = flat_index(wg, nwg, li, N);`; with `subgroups`, also the subgroup builtins (`sg`: this
-//!   invocation's subgroup, `nsg`: the workgroup's subgroups, `lane`: the invocation within its subgroup;
+//!   invocation's subgroup, `nsg`: the workgroup's subgroups, `lane`: the invocation within its subgroup,
+//!   `sgsize`: the subgroup size;
 //!   naga takes subgroup operations from the device's features, with no `enable` directive). The function
 //!   body follows and closes it.
 //!
@@ -229,7 +230,8 @@ fn block(
                     out.push_str(
                         "    @builtin(subgroup_id) sg: u32,\n    \
                          @builtin(num_subgroups) nsg: u32,\n    \
-                         @builtin(subgroup_invocation_id) lane: u32,\n",
+                         @builtin(subgroup_invocation_id) lane: u32,\n    \
+                         @builtin(subgroup_size) sgsize: u32,\n",
                     );
                 }
                 out.push_str(") {\n");
@@ -388,6 +390,7 @@ mod tests {
         assert!(out.contains("@builtin(subgroup_id) sg: u32"));
         assert!(out.contains("@builtin(num_subgroups) nsg: u32"));
         assert!(out.contains("@builtin(subgroup_invocation_id) lane: u32"));
+        assert!(out.contains("@builtin(subgroup_size) sgsize: u32"));
         assert!(
             out.contains(
                 "    let id = flat_index(wg, nwg, li, 256u);\n    f(id, sg, nsg, lane);\n"

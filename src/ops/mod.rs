@@ -24,6 +24,7 @@ pub const KERNELS: &[&Kernel] = &[
     &attention::WINDOWED_KERNEL,
     &attention::TILED_KERNEL,
     &attention::FLASH_KERNEL,
+    &attention::FLASH_SUBGROUPS_KERNEL,
     &attention::COMBINE_KERNEL,
     &attention::SCORES_KERNEL,
     &attention::SOFTMAX_KERNEL,

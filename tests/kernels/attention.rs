@@ -1,8 +1,8 @@
 use ddim_wgpu::gpu::KernelChoice;
 use ddim_wgpu::gpu::{DeviceOptions, Gpu};
 use ddim_wgpu::ops::attention::{
-    Blocking, FLASH, KeySplit, Products, TILED, WindowGeometry, attention, attention_blocked,
-    blocking_for,
+    BLOCKINGS, Blocking, FLASH, FLASH_SUBGROUPS, KeySplit, Products, TILED, WindowGeometry,
+    attention, attention_blocked, blocking_for,
 };
 use ddim_wgpu::reference::nn;
 use pollster::FutureExt as _;
@@ -34,7 +34,7 @@ fn check(name: &str, shape: [usize; 4], head_dim: usize, scale_inputs: f32) {
         };
         assert!(expect.contains(&kernel), "{name}: kernel chosen: {kernel}");
         if gpu.kernel_family() == KernelChoice::Gpu {
-            for b in [&FLASH, &TILED].into_iter().filter(|b| b.fits(gpu)) {
+            for b in BLOCKINGS.into_iter().filter(|b| b.fits(gpu)) {
                 let ran = run_with(gpu, Some(b), name, shape, head_dim, scale_inputs, false);
                 assert_eq!(ran, b.kernel.name, "{name}");
             }
@@ -338,10 +338,12 @@ fn attention_flash_splits_keys() {
     let (v, vv) = random(&gpu, "v", &shape, 68);
     let (q, k) = (gpu.upload("q", &shape, &qv).unwrap(), gpu.upload("k", &shape, &kv).unwrap());
     let out = gpu.zeros("out", &shape).unwrap();
-    let name = "attention 2x256x16x16 one head, flash, split";
-    let d = attention_blocked(&gpu, &FLASH, name, [&q, &k, &v, &out], head_dim).unwrap();
-    assert_eq!(d.launch_count(), 2, "{name}: the kernel and the merge");
-    let got = run(&gpu, &[&d], &out);
     let want = nn::attention(&qv, &kv, &vv, 2, 256, 256, head_dim);
-    assert_normalised(name, &got, &want, BOUND);
+    for b in [&FLASH, &FLASH_SUBGROUPS].into_iter().filter(|b| b.fits(&gpu)) {
+        let name = format!("attention 2x256x16x16 one head, {}, split", b.kernel.name);
+        let d = attention_blocked(&gpu, b, &name, [&q, &k, &v, &out], head_dim).unwrap();
+        assert_eq!(d.launch_count(), 2, "{name}: the kernel and the merge");
+        let got = run(&gpu, &[&d], &out);
+        assert_normalised(&name, &got, &want, BOUND);
+    }
 }

@@ -15,11 +15,23 @@ const TILED_PARAMS: &str = include_str!("../../../kernels/attention_tiled_params
 pub const FLASH_KERNEL: Kernel = kernel!("attention_flash", includes: [TILED_PARAMS], workgroup: 256,
     params: TiledParams, bindings: &[Read, Read, Read, ReadWrite, ReadWrite]);
 
-/// [`FLASH_KERNEL`]: 64 queries a workgroup, blocks of 64 keys, 1,536 vec4s, 1,024 floats and 64 vec2s of
-/// workgroup memory (29,184 bytes).
-pub const FLASH: Blocking = Blocking {
-    kernel: &FLASH_KERNEL,
+/// [`FLASH_KERNEL`] whose row maxima and sums are first combined across a subgroup's lanes
+/// (`subgroupShuffleXor`), for devices opened with subgroups.
+pub const FLASH_SUBGROUPS_KERNEL: Kernel = kernel!("attention_flash_subgroups" from "attention_flash"
+    where [("SUBGROUPS", "1")], includes: [TILED_PARAMS], workgroup: 256, params: TiledParams,
+    bindings: &[Read, Read, Read, ReadWrite, ReadWrite]);
+
+/// Workgroup memory of both flash kernels: 1,536 vec4s, 1,024 floats and 64 vec2s (29,184 bytes).
+const FLASH_BYTES: u32 = 1536 * 16 + 1024 * 4 + 64 * 8;
+
+/// [`FLASH_KERNEL`]: 64 queries a workgroup, blocks of 64 keys.
+pub const FLASH: Blocking =
+    Blocking { kernel: &FLASH_KERNEL, queries: 64, keys: 64, workgroup_bytes: FLASH_BYTES };
+
+/// [`FLASH_SUBGROUPS_KERNEL`]: as [`FLASH`].
+pub const FLASH_SUBGROUPS: Blocking = Blocking {
+    kernel: &FLASH_SUBGROUPS_KERNEL,
     queries: 64,
     keys: 64,
-    workgroup_bytes: 1536 * 16 + 1024 * 4 + 64 * 8,
+    workgroup_bytes: FLASH_BYTES,
 };

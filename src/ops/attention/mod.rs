@@ -25,12 +25,12 @@ pub mod strategy;
 pub mod tiled;
 pub mod windowed;
 
-pub use flash::{FLASH, FLASH_KERNEL};
+pub use flash::{FLASH, FLASH_KERNEL, FLASH_SUBGROUPS, FLASH_SUBGROUPS_KERNEL};
 pub use portable::{KERNEL, Params};
 pub use products::{
     Products, ProductsParams, SCORES_KERNEL, SCORES_SCRATCH_BYTES, SOFTMAX_KERNEL, VALUES_KERNEL,
 };
-pub use strategy::{attention, attention_blocked, blocking_for, kernel_for};
+pub use strategy::{BLOCKINGS, attention, attention_blocked, blocking_for, kernel_for};
 pub use tiled::{
     Blocking, COMBINE_KERNEL, KEY_SPLIT_MIN, KEY_SPLIT_TARGET, KeySplit, TILED, TILED_KERNEL,
     TiledParams,

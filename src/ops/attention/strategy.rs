@@ -1,7 +1,7 @@
 //! Which attention runs: [`kernel_for`] picks from the device's family and the head size (never the batch);
 //! [`attention`] validates and prepares it, taking the products where they apply.
 
-use super::flash::FLASH;
+use super::flash::{FLASH, FLASH_SUBGROUPS};
 use super::portable::{KERNEL, OP, Params};
 use super::products::{Products, products};
 use super::tiled::{Blocking, TILED, blocked};
@@ -27,10 +27,14 @@ pub fn kernel_for(gpu: &Gpu, head_dim: usize) -> &'static Kernel {
     }
 }
 
-/// The GPU family's query-blocked kernel on this device: `attention_flash` where its workgroups fit,
-/// `attention_tiled` where that one's do (WebGPU's minimum 16 KiB of workgroup memory), else none.
+/// The GPU family's query-blocked kernels, in the order [`blocking_for`] prefers them.
+pub const BLOCKINGS: [&Blocking; 3] = [&FLASH_SUBGROUPS, &FLASH, &TILED];
+
+/// The GPU family's query-blocked kernel on this device: `attention_flash_subgroups` where its workgroups fit
+/// and the device has subgroups, `attention_flash` where they fit without, `attention_tiled` where that one's
+/// do (WebGPU's minimum 16 KiB of workgroup memory), else none.
 pub fn blocking_for(gpu: &Gpu) -> Option<&'static Blocking> {
-    [&FLASH, &TILED].into_iter().find(|b| b.fits(gpu))
+    BLOCKINGS.into_iter().find(|b| b.fits(gpu))
 }
 
 /// Prepares `out = softmax(q k^T / sqrt(head_dim)) v` per head.
@@ -109,7 +113,7 @@ fn prepare(
     };
     let cost = Cost::new(4 * (n * heads * tokens * tokens * head_dim) as u64, 4 * q.len() as u64);
     let kernel = blocking.map_or_else(|| kernel_for(gpu, head_dim), |b| b.kernel);
-    if let Some(b) = [&FLASH, &TILED].into_iter().find(|b| b.kernel.name == kernel.name) {
+    if let Some(b) = BLOCKINGS.into_iter().find(|b| b.kernel.name == kernel.name) {
         let operands = [q, k, v, out];
         return blocked(gpu, b, label, operands, n * heads, heads, head_dim, tokens, params.scale)
             .map(|d| d.with_cost(cost));
