@@ -56,18 +56,21 @@ pub struct DeviceOptions {
 
 /// What activations and weights are stored as, and what the kernels that hold them load and store.
 ///
-/// With [`Precision::F16`], every tensor the UNet and the sampler bind (the latent, the timesteps, the
-/// weights, every activation) holds f16 (`shader-f16`), and every kernel computes in f32 between its loads
-/// and its stores: reductions (a convolution's products, a norm's statistics, a softmax) accumulate in f32,
-/// and the few scratch values kept between launches (split-K partial sums, norm statistics, attention's
-/// partial rows) stay f32. Only the GPU family's kernels store f16, so `auto` takes the GPU family on any
-/// adapter and the CPU family and the baseline are refused.
+/// With [`Precision::F16`], every tensor the UNet and the sampler bind (the latent, the step noise, the
+/// weights, every activation; not the timesteps, which may be fractional) holds f16 (`shader-f16`), and the
+/// kernels compute in f32 between their loads and their stores: reductions (a norm's statistics, a softmax,
+/// the sums over a convolution's K) accumulate in f32, and the few scratch values kept between launches
+/// (split-K partial sums, norm statistics, attention's partial rows) stay f32. The exceptions are the GPU
+/// family's 4 x 4 tiled convolution and flash attention, which sum 16-term chunks of their products in f16
+/// (twice the f32 rate where a GPU pairs f16 lanes) before adding the chunks in f32. Only the GPU family's
+/// kernels store f16, so `auto` takes the GPU family on any adapter and the CPU family and the baseline are
+/// refused.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Precision {
     /// f32 everywhere.
     #[default]
     F32,
-    /// f16 storage, f32 arithmetic inside the kernels.
+    /// f16 storage; f32 arithmetic inside the kernels but for the f16 chunk sums named above.
     F16,
 }
 

@@ -124,7 +124,8 @@ pub struct Kernel {
 impl Kernel {
     /// The WGSL that is compiled on a device whose activations are `act`: the precision header
     /// ([`template::precision_header`]), `common.wgsl`, the includes, then the kernel, with the variant's
-    /// directives applied (and the define `F16` at f16 precision). An error names the kernel and the line (of the three joined, after the header).
+    /// directives applied (and the define `F16` at f16 precision). An error names the kernel and the line (of
+    /// the three joined, after the header).
     pub fn full_source(&self, act: DType) -> Result<String> {
         let mut s = String::from(COMMON_WGSL);
         for part in self.includes.iter().chain([&self.source]) {

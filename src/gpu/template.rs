@@ -4,7 +4,8 @@
 //! - `#for w in 0..N` ... `#end`: the lines between, once for each `w` in `0..N`, with `{w}` (and `{w+K}`,
 //!   `{w-K}`, `{w*K}` for a whole number `K`) replaced by the value. Loops nest.
 //! - `#if NAME` / `#if !NAME` / `#if NAME == VALUE` / `#if NAME != VALUE`, or several joined by `&&`, an
-//!   optional `#else`, `#end`: the lines of the branch that holds. `NAME` alone holds when the variant defines it as anything but `0`.
+//!   optional `#else`, `#end`: the lines of the branch that holds. `NAME` alone holds when the variant defines
+//!   it as anything but `0`.
 //! - `{{NAME}}` anywhere: the variant's value of `NAME` (an error where it has none), also inside directives
 //!   (`#for w in 0..{{WINDOWS}}`); `{{NAME+K}}` adds a whole number to a whole-number value (binding numbers
 //!   after a variant's windows).

@@ -53,9 +53,9 @@ pub fn attention(
     prepare(gpu, None, label, [q, k, v, out], head_dim)
 }
 
-/// [`attention`] with a query-blocked kernel of the GPU family chosen by the caller (`attention_flash` or
-/// `attention_tiled`), whatever the device's family: for comparing and testing the two. Refused where the
-/// device's workgroups cannot hold it.
+/// [`attention`] with a query-blocked kernel of the GPU family chosen by the caller (one of [`BLOCKINGS`]),
+/// whatever the device's family: for comparing and testing them. Refused where the device does not run it
+/// ([`Blocking::fits`]).
 pub fn attention_blocked(
     gpu: &Gpu,
     blocking: &Blocking,
@@ -67,13 +67,15 @@ pub fn attention_blocked(
         return Err(Error::param(
             OP,
             format!(
-                "`{}` needs {} bytes of workgroup memory and {} invocations a workgroup; this device \
-                 allows {} and {}",
+                "`{}` needs {} bytes of workgroup memory and {} invocations a workgroup{}; this device \
+                 allows {} and {}{}",
                 blocking.kernel.name,
                 blocking.workgroup_bytes,
                 blocking.kernel.workgroup_size,
+                if blocking.uses_subgroups() { ", and subgroups" } else { "" },
                 gpu.limits().max_compute_workgroup_storage_size,
-                gpu.limits().max_compute_invocations_per_workgroup
+                gpu.limits().max_compute_invocations_per_workgroup,
+                if gpu.subgroups() { "" } else { ", without subgroups" },
             ),
         ));
     }

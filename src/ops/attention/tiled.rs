@@ -51,12 +51,16 @@ pub const TILED: Blocking =
     Blocking { kernel: &TILED_KERNEL, queries: 8, keys: 32, workgroup_bytes: 3720 * 4 };
 
 impl Blocking {
+    /// Whether the kernel uses subgroup operations (its `SUBGROUPS` variant).
+    pub fn uses_subgroups(&self) -> bool {
+        self.kernel.defines.contains(&("SUBGROUPS", "1"))
+    }
+
     /// Whether this device runs the kernel: its workgroups hold the kernel's invocations and workgroup memory,
     /// and it has subgroups where the kernel uses them.
     pub fn fits(&self, gpu: &Gpu) -> bool {
         let limits = gpu.limits();
-        let subgroups = self.kernel.defines.contains(&("SUBGROUPS", "1"));
-        (gpu.subgroups() || !subgroups)
+        (gpu.subgroups() || !self.uses_subgroups())
             && limits.max_compute_workgroup_storage_size >= self.workgroup_bytes
             && limits.max_compute_invocations_per_workgroup >= self.kernel.workgroup_size
             && limits.max_compute_workgroup_size_x >= self.kernel.workgroup_size
