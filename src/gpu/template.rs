@@ -258,6 +258,7 @@ fn block(
 
 /// Whether an `#if` condition holds for `defines`.
 fn holds(cond: &str, defines: &[(&str, &str)]) -> bool {
+    let cond = cond.trim();
     if let Some((first, rest)) = cond.split_once("&&") {
         return holds(first, defines) && holds(rest, defines);
     }
@@ -381,6 +382,16 @@ mod tests {
         assert!(out.starts_with("@compute @workgroup_size(64)\nfn main(\n"));
         assert!(out.contains("    let id = flat_index(wg, nwg, li, 64u);\n    f(id);\n}\n"));
         assert!(!out.contains("subgroup"));
+    }
+
+    #[test]
+    fn conditions_join_with_and() {
+        let src =
+            "#if F16 && RM == 4\nboth\n#else\nnot both\n#end\n#if RM == 4 && !F16\nf32 4x4\n#end\n";
+        let with = |defines: &[(&str, &str)]| expand(src, defines, &[]).unwrap();
+        assert_eq!(with(&[("F16", "1"), ("RM", "4")]), "both\n");
+        assert_eq!(with(&[("F16", "1"), ("RM", "8")]), "not both\n");
+        assert_eq!(with(&[("RM", "4")]), "not both\nf32 4x4\n");
     }
 
     #[test]
