@@ -19,7 +19,9 @@
 //! splits the GPU family's tiled convolution along K (`DeviceOptions::split_k`): `conv_study gpu-nosplit gpu`
 //! measures what the split gains. One ending in `-8x8` runs the GPU family's tiled convolution over 128 x 128
 //! tiles, 8 x 8 outputs per invocation (`DeviceOptions::conv_tile_8x8`): `conv_study gpu gpu-8x8` measures it
-//! against the 4 x 4 kernel. Every x lies in a larger buffer, as the planner places activations.
+//! against the 4 x 4 kernel. One ending in `-f16` opens the device at f16 precision (`DeviceOptions::precision`:
+//! f16 tensors, and the 4 x 4 tiled kernel's f16 products): `conv_study gpu gpu-f16` measures it against f32.
+//! Every x lies in a larger buffer, as the planner places activations.
 //!
 //! Rates and fractions of roof count the direct convolution's multiply-adds (2 x 9 x cin per output) for
 //! every kernel, so the Winograd convolution's figures are effective rates: it does about a quarter of that
@@ -39,7 +41,7 @@ fn values(shape: &[usize]) -> Vec<f32> {
 }
 
 fn filled(gpu: &Gpu, label: &str, shape: &[usize]) -> Tensor {
-    gpu.upload(label, shape, &values(shape)).expect("upload")
+    gpu.upload_as(label, shape, &values(shape), gpu.act()).expect("upload")
 }
 
 struct Case {
@@ -53,11 +55,12 @@ struct Case {
 fn case(gpu: &Gpu, n: usize, cin: usize, cout: usize, hw: usize, k: usize) -> Case {
     let shape = [n, cin, hw, hw];
     let len: usize = shape.iter().product();
-    let x = gpu.zeros("arena", &[len + 16384]).expect("zeros").view("x", &shape).expect("view");
+    let arena = gpu.zeros("arena", &[len + 16384]).expect("zeros");
+    let x = arena.view_as("x", &shape, 0, gpu.act()).expect("view");
     x.write(gpu, &values(&shape)).expect("write");
     let w = filled(gpu, "weight", &[cout, cin, k, k]);
     let b = filled(gpu, "bias", &[cout]);
-    let out = gpu.zeros("out", &[n, cout, hw, hw]).expect("zeros");
+    let out = gpu.zeros_as("out", &[n, cout, hw, hw], gpu.act()).expect("zeros");
     let cfg = Conv2dConfig { padding: Padding::uniform(k / 2), ..Default::default() };
     let dispatch = conv2d(gpu, "conv", &x, &w, &b, None, &out, &cfg).expect("conv2d");
     Case { dispatch, _tensors: vec![x, w, b, out] }
@@ -82,7 +85,7 @@ fn main() -> Result<(), ddim_wgpu::Error> {
     }
     // A choice is a kernel family with optional suffixes: `-direct` (Winograd off), `-storage` (activations
     // read from storage, not uniform windows), `-nosplit` (the tiled convolution's K never split), `-8x8` (its
-    // 8 x 8 tiles), each the device option of that name.
+    // 8 x 8 tiles), `-f16` (f16 precision), each the device option of that name.
     let base = DeviceOptions::from_env()?;
     let choices = args
         .iter()
@@ -99,6 +102,8 @@ fn main() -> Result<(), ddim_wgpu::Error> {
                     (family, o.split_k) = (f, false);
                 } else if let Some(f) = family.strip_suffix("-8x8") {
                     (family, o.conv_tile_8x8) = (f, true);
+                } else if let Some(f) = family.strip_suffix("-f16") {
+                    (family, o.precision) = (f, ddim_wgpu::gpu::Precision::F16);
                 } else {
                     break;
                 }
@@ -119,12 +124,13 @@ fn main() -> Result<(), ddim_wgpu::Error> {
     let (general, auto) = (Gpu::new(&first).block_on()?, Gpu::new(&second).block_on()?);
     let name = |o: &DeviceOptions| {
         format!(
-            "{:?}{}{}{}{}",
+            "{:?}{}{}{}{}{}",
             o.kernels,
             if o.winograd { "" } else { "-direct" },
             if o.input_windows { "" } else { "-storage" },
             if o.split_k { "" } else { "-nosplit" },
-            if o.conv_tile_8x8 { "-8x8" } else { "" }
+            if o.conv_tile_8x8 { "-8x8" } else { "" },
+            if o.precision == ddim_wgpu::gpu::Precision::F16 { "-f16" } else { "" }
         )
     };
     let (first, second) = (name(&first), name(&second));

@@ -5,14 +5,15 @@
 //!
 //! `cargo run --release --example norm_study` (or `-- cpu gpu`: any two kernel choices, the first in the
 //! "portable" columns; `-- baseline gpu` compares `group_norm` with `group_norm_subgroups`, and with
-//! `DDIM_SUBGROUPS=off`, with `group_norm_vec4`). The two kernels run round-robin, `ROUNDS` times each, on two
+//! `DDIM_SUBGROUPS=off`, with `group_norm_vec4`; a choice ending in `-f16` opens its device at f16 precision:
+//! `-- gpu gpu-f16` measures f16 tensors against f32). The two kernels run round-robin, `ROUNDS` times each, on two
 //! devices opened on the same adapter; the roof is measured before and after. Medians of wall time per run,
 //! each timed over a pass of enough copies to last `roofline::PASS_FLOOR` (many on a real GPU, where one
 //! submit costs more than the dispatch). Bytes are counted as the operation's traffic, x read once and out
 //! written once (plus gamma and beta), as `ddim profile` counts them.
 
 use ddim_wgpu::gpu::roofline::{self, PASS_FLOOR};
-use ddim_wgpu::gpu::{DeviceOptions, Gpu, Tensor, describe};
+use ddim_wgpu::gpu::{DeviceOptions, Gpu, Precision, Tensor, describe};
 use ddim_wgpu::gpu::{Dispatch, KernelChoice};
 use ddim_wgpu::ops::group_norm::group_norm;
 use pollster::FutureExt as _;
@@ -22,7 +23,7 @@ const ROUNDS: usize = 15;
 fn filled(gpu: &Gpu, label: &str, shape: &[usize]) -> Tensor {
     let n: usize = shape.iter().product();
     let v: Vec<f32> = (0..n).map(|i| (i * 7919 % 2003) as f32 / 1001.5 - 1.0).collect();
-    gpu.upload(label, shape, &v).expect("upload")
+    gpu.upload_as(label, shape, &v, gpu.act()).expect("upload")
 }
 
 struct Case {
@@ -34,7 +35,7 @@ fn case(gpu: &Gpu, n: usize, c: usize, side: usize, groups: usize) -> Case {
     let x = filled(gpu, "x", &[n, c, side, side]);
     let gamma = filled(gpu, "gamma", &[c]);
     let beta = filled(gpu, "beta", &[c]);
-    let out = gpu.zeros("out", &[n, c, side, side]).expect("zeros");
+    let out = gpu.zeros_as("out", &[n, c, side, side], gpu.act()).expect("zeros");
     let dispatch =
         group_norm(gpu, "norm", &x, &gamma, &beta, &out, groups, 1e-6, true).expect("group_norm");
     Case { dispatch, _tensors: vec![x, gamma, beta, out] }
@@ -47,21 +48,35 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() -> Result<(), ddim_wgpu::Error> {
     // Two kernel choices compare other devices (`norm_study cpu gpu` on a GPU); the default is baseline, auto.
+    // A choice ending in `-f16` opens its device at f16 precision.
+    let base = DeviceOptions::from_env()?;
     let choices = std::env::args()
         .skip(1)
-        .map(|a| a.parse::<KernelChoice>())
-        .collect::<Result<Vec<_>, _>>()?;
-    let (first, second) = match choices[..] {
-        [] => (KernelChoice::Baseline, KernelChoice::Auto),
-        [a, b] => (a, b),
+        .map(|a| {
+            let (family, precision) = match a.strip_suffix("-f16") {
+                Some(f) => (f.to_string(), Precision::F16),
+                None => (a, base.precision),
+            };
+            Ok(DeviceOptions { kernels: family.parse::<KernelChoice>()?, precision, ..base.clone() })
+        })
+        .collect::<Result<Vec<_>, ddim_wgpu::Error>>()?;
+    let (first, second) = match &choices[..] {
+        [] => (
+            DeviceOptions { kernels: KernelChoice::Baseline, ..base.clone() },
+            DeviceOptions { kernels: KernelChoice::Auto, ..base },
+        ),
+        [a, b] => (a.clone(), b.clone()),
         _ => {
             eprintln!("norm_study: give two kernel choices (e.g. `cpu gpu`) or none");
             std::process::exit(2);
         }
     };
-    let base = DeviceOptions::from_env()?;
-    let portable = Gpu::new(&DeviceOptions { kernels: first, ..base.clone() }).block_on()?;
-    let auto = Gpu::new(&DeviceOptions { kernels: second, ..base }).block_on()?;
+    let portable = Gpu::new(&first).block_on()?;
+    let auto = Gpu::new(&second).block_on()?;
+    let name = |o: &DeviceOptions| {
+        format!("{:?}{}", o.kernels, if o.precision == Precision::F16 { "-f16" } else { "" })
+    };
+    let (first, second) = (name(&first), name(&second));
     println!("adapter: {}", describe(&auto.info()));
     let roof_before = roofline::measure(&auto).block_on()?;
 
@@ -95,7 +110,8 @@ fn main() -> Result<(), ddim_wgpu::Error> {
                 t.push(roofline::time_pass(gpu, &k.dispatch, r).block_on()?);
             }
         }
-        let bytes = a.dispatch.cost().bytes as f64;
+        // Each device's own traffic (f16 tensors move half the bytes).
+        let bytes = (p.dispatch.cost().bytes as f64, a.dispatch.cost().bytes as f64);
         let kernel = a.dispatch.kernel().name;
         rows.push((model, n, c, side, groups, kernel, bytes, median(tp), median(ta)));
     }
@@ -109,41 +125,41 @@ fn main() -> Result<(), ddim_wgpu::Error> {
         "{:>26} {:>18} {:>11} {:>7} {:>8} {:>7} {:>7}",
         "shape",
         "kernel",
-        format!("{first:?} ms"),
+        format!("{first} ms"),
         "roof",
-        format!("{second:?} ms"),
+        format!("{second} ms"),
         "roof",
         "speedup"
     );
-    let mut totals: Vec<(&str, f64, f64, f64)> = Vec::new();
-    for (model, n, c, side, groups, kernel, bytes, tp, ta) in rows {
-        let frac = |t: f64| bytes / t / 1e9 / roof;
+    let mut totals: Vec<(&str, (f64, f64), f64, f64)> = Vec::new();
+    for (model, n, c, side, groups, kernel, (bp, ba), tp, ta) in rows {
+        let frac = |bytes: f64, t: f64| bytes / t / 1e9 / roof;
         println!(
             "{:>26} {:>18} {:>11.3} {:>6.1}% {:>8.3} {:>6.1}% {:>6.2}x",
             format!("{model} {n}x{c}x{side}x{side} g{groups}"),
             kernel,
             tp * 1e3,
-            100.0 * frac(tp),
+            100.0 * frac(bp, tp),
             ta * 1e3,
-            100.0 * frac(ta),
+            100.0 * frac(ba, ta),
             tp / ta
         );
         match totals.iter_mut().find(|t| t.0 == model) {
             Some(t) => {
-                t.1 += bytes;
+                (t.1.0, t.1.1) = (t.1.0 + bp, t.1.1 + ba);
                 t.2 += tp;
                 t.3 += ta;
             }
-            None => totals.push((model, bytes, tp, ta)),
+            None => totals.push((model, (bp, ba), tp, ta)),
         }
     }
-    for (model, bytes, tp, ta) in totals {
+    for (model, (bp, ba), tp, ta) in totals {
         println!(
-            "{model}, all shapes: {first:?} {:.2} GB/s ({:.1}% of roof), {second:?} {:.2} GB/s ({:.1}%), {:.2}x",
-            bytes / tp / 1e9,
-            100.0 * bytes / tp / 1e9 / roof,
-            bytes / ta / 1e9,
-            100.0 * bytes / ta / 1e9 / roof,
+            "{model}, all shapes: {first} {:.2} GB/s ({:.1}% of roof), {second} {:.2} GB/s ({:.1}%), {:.2}x",
+            bp / tp / 1e9,
+            100.0 * bp / tp / 1e9 / roof,
+            ba / ta / 1e9,
+            100.0 * ba / ta / 1e9 / roof,
             tp / ta
         );
     }

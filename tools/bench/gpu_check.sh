@@ -86,9 +86,12 @@ else
     step "$ex/conv_study" gpu gpu-8x8
     step "$ex/conv_study" 1x1 gpu gpu-8x8
     step "$ex/conv_study" 1x1 gpu-nosplit gpu
+    step "$ex/conv_study" gpu gpu-f16
+    step "$ex/conv_study" 1x1 gpu gpu-f16
     step "$ex/norm_study" cpu gpu
     step "$ex/norm_study" baseline gpu
     step env DDIM_SUBGROUPS=off "$ex/norm_study" baseline gpu
+    step "$ex/norm_study" gpu gpu-f16
     step env DDIM_KERNELS=gpu "$ex/attention_study"
     step env DDIM_KERNELS=gpu DDIM_SPLIT_K=off "$ex/attention_study"
     step env DDIM_KERNELS=gpu DDIM_PRECISION=f16 "$ex/attention_study"
