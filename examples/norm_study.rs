@@ -57,7 +57,11 @@ fn main() -> Result<(), ddim_wgpu::Error> {
                 Some(f) => (f.to_string(), Precision::F16),
                 None => (a, base.precision),
             };
-            Ok(DeviceOptions { kernels: family.parse::<KernelChoice>()?, precision, ..base.clone() })
+            Ok(DeviceOptions {
+                kernels: family.parse::<KernelChoice>()?,
+                precision,
+                ..base.clone()
+            })
         })
         .collect::<Result<Vec<_>, ddim_wgpu::Error>>()?;
     let (first, second) = match &choices[..] {
