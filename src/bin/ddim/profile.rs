@@ -98,11 +98,14 @@ fn profile(
     let gpu_ms: f64 = rows.iter().map(|r| r.total_ms).sum();
     let step_wall_ms = walls.iter().sum::<f64>() * 1e3;
     println!(
-        "{} | {steps} step{}, batch {batch}, {} dispatches, {:?} update | roof {:.1} GFLOP/s FMA, {:.2} GB/s copy",
+        "{} | {steps} step{}, batch {batch}, {} dispatches, {:?} update, {:?} kernels, {} | roof {:.1} GFLOP/s \
+         FMA, {:.2} GB/s copy",
         describe(&gpu.info()),
         plural(steps),
         timings.len(),
         settings.mode,
+        gpu.kernel_family(),
+        gpu.act().wgsl(),
         roof.gflops,
         roof.gbps
     );
@@ -152,6 +155,8 @@ fn profile(
             "steps": steps,
             "batch": batch,
             "mode": format!("{:?}", settings.mode),
+            "kernel_family": format!("{:?}", gpu.kernel_family()),
+            "precision": gpu.act().wgsl(),
             "roof": roof,
             "kernels": rows,
             "gpu_ms": gpu_ms,
