@@ -1,6 +1,8 @@
 //! Tensors: storage buffers of f32 or f16 values with an NCHW (or any row-major) shape and a label that errors
 //! can name. The host always sees f32: uploads round to the tensor's element type, downloads widen from it.
 
+use std::borrow::Cow;
+
 use wgpu::util::DeviceExt;
 
 use super::Gpu;
@@ -175,9 +177,9 @@ impl Tensor {
 
 /// `data` for tensor `label` as the bytes of a binding of `dtype` elements (f16 rounded to nearest even, padded
 /// to whole words). A finite value beyond f16's range is refused, naming the tensor: it would become infinite.
-fn encode(label: &str, data: &[f32], dtype: DType) -> Result<Vec<u8>> {
+fn encode<'a>(label: &str, data: &'a [f32], dtype: DType) -> Result<Cow<'a, [u8]>> {
     match dtype {
-        DType::F32 => Ok(bytemuck::cast_slice(data).to_vec()),
+        DType::F32 => Ok(Cow::Borrowed(bytemuck::cast_slice(data))),
         DType::F16 => {
             let max = f32::from(half::f16::MAX);
             if let Some((i, v)) =
@@ -193,7 +195,7 @@ fn encode(label: &str, data: &[f32], dtype: DType) -> Result<Vec<u8>> {
             let mut bytes: Vec<u8> =
                 data.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect();
             bytes.resize(dtype.bytes(data.len()) as usize, 0);
-            Ok(bytes)
+            Ok(Cow::Owned(bytes))
         }
     }
 }
