@@ -86,12 +86,13 @@ pub fn epilogue_kernel_for(gpu: &Gpu, shape: &ConvShape) -> &'static Kernel {
     }
 }
 
-/// Whether [`conv_ddim_update`] computes this final convolution with the kernel [`conv2d`](crate::ops::conv2d::conv2d)
-/// runs for it on this device (`conv2d_3x3_ddim` where that is `conv2d_3x3`, `conv2d_ddim` where it is the
-/// portable `conv2d`). Then the epilogue is the convolution plus the update's arithmetic, and saves the model
-/// output's store, its reload and a launch over the convolution followed by the fused update kernel. Where the
-/// family runs another kernel (the GPU family's tiled implicit GEMM, the CPU family's others), the epilogue
-/// would compute the convolution with a slower one, and the fused update is the faster form.
+/// Whether [`conv_ddim_update`] computes this final convolution with the kernel
+/// [`conv2d`](crate::ops::conv2d::conv2d) runs for it on this device (`conv2d_3x3_ddim` where that is
+/// `conv2d_3x3`, `conv2d_tiled_ddim` and `conv2d_tiled_8x8_ddim` where it is a tiled kernel, `conv2d_ddim` where
+/// it is the portable `conv2d`). Then the epilogue is the convolution plus the update's arithmetic, and saves the
+/// model output's store, its reload and a launch over the convolution followed by the fused update kernel. Where
+/// the family runs another kernel (the CPU family's Winograd, 1x1, im2col or packed kernels), the epilogue would
+/// compute the convolution with the slower portable one, and the fused update is the faster form.
 pub fn epilogue_keeps_kernel(
     gpu: &Gpu,
     conv_input: &Tensor,
@@ -111,8 +112,8 @@ fn packed_geometry(gpu: &Gpu, shape: &ConvShape) -> Option<PackGeometry> {
     PackGeometry::new(shape.cout as usize, shape.cin as usize, 9).filter(|g| g.chunks == 1)
 }
 
-/// The UNet's final convolution with the update fused into its epilogue (`kernels/conv2d.wgsl`, variant `conv2d_ddim`): replaces
-/// x (x_t, the convolution's output shape) by x_prev without storing the model output. `conv_input`, `weight`,
+/// The UNet's final convolution with the update fused into its epilogue (the kernel [`epilogue_kernel_for`]
+/// picks): replaces x (x_t, the convolution's output shape) by x_prev without storing the model output. `conv_input`, `weight`,
 /// `bias` and `cfg` are the final convolution's. Dynamic thresholding is refused (use [`ddim_update`](super::ddim_update)).
 #[allow(clippy::too_many_arguments)] // the convolution's operands and the update's
 pub fn conv_ddim_update(
