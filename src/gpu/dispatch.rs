@@ -93,6 +93,14 @@ pub struct Cost {
     pub bytes: u64,
 }
 
+impl std::ops::Add for Cost {
+    type Output = Cost;
+
+    fn add(self, other: Cost) -> Cost {
+        Cost { flops: self.flops + other.flops, bytes: self.bytes + other.bytes }
+    }
+}
+
 impl Cost {
     /// `flops` operations over `floats` values moved, 4 bytes each (a dispatch counts 2 where the
     /// values are f16 activations).
@@ -235,7 +243,8 @@ impl Dispatch {
             })?;
             launches.push(Launch { pipeline: pipeline.clone(), bind_group, grid, _params: params });
         }
-        let value_bytes = if kernel.stores_activations() { gpu.act().size() as u64 } else { 4 };
+        let value_bytes =
+            if pipeline.activations.contains(&true) { gpu.act().size() as u64 } else { 4 };
         Ok(Dispatch {
             label: label.to_string(),
             kernel,
@@ -260,21 +269,24 @@ impl Dispatch {
     }
 
     /// This dispatch with `first`'s launches (of another kernel, say one that lays out this one's operands)
-    /// recorded before its own, and `first`'s owned buffers kept with it. Label, kernel and cost stay this
-    /// dispatch's: a profile counts `first`'s time as part of this operation.
+    /// recorded before its own, `first`'s owned buffers kept with it and its declared work added to this one's
+    /// (each counted at its own kernel's value width). Label and kernel stay this dispatch's: a profile counts
+    /// `first`'s time as part of this operation.
     pub(crate) fn after(mut self, first: Dispatch) -> Self {
         let mut launches = first.launches;
         launches.append(&mut self.launches);
         self.launches = launches;
         self.owned.extend(first.owned);
+        self.cost = self.cost + first.cost;
         self
     }
 
-    /// This dispatch with `next`'s launches recorded after its own, and `next`'s owned buffers kept with it.
-    /// Label, kernel and cost stay this dispatch's (a Winograd convolution's output transform).
+    /// This dispatch with `next`'s launches recorded after its own, `next`'s owned buffers kept with it and its
+    /// declared work added. Label and kernel stay this dispatch's (a Winograd convolution's output transform).
     pub(crate) fn then(mut self, next: Dispatch) -> Self {
         self.launches.extend(next.launches);
         self.owned.extend(next.owned);
+        self.cost = self.cost + next.cost;
         self
     }
 
@@ -309,7 +321,8 @@ impl Dispatch {
     }
 
     /// Declares the dispatch's work (each op does, for the profiler), its bytes counted at the width of the
-    /// values its kernel moves (half of [`Cost::new`]'s where they are f16 activations).
+    /// values its kernel moves (half of [`Cost::new`]'s where they are f16 activations). Replaces what
+    /// [`Dispatch::after`] and [`Dispatch::then`] added: call it before joining a dispatch that declares its own.
     pub(crate) fn with_cost(mut self, cost: Cost) -> Self {
         self.cost = Cost { flops: cost.flops, bytes: cost.bytes / 4 * self.value_bytes };
         self

@@ -28,7 +28,7 @@ use ddim_wgpu::reference::nn;
 use pollster::FutureExt as _;
 use std::sync::OnceLock;
 
-use crate::common::{data, run};
+use crate::common::{data, gpu_families, run};
 use crate::gpu_or_skip;
 use crate::support::gpu_f16;
 
@@ -241,6 +241,30 @@ fn normed_convolution_and_channel_slices_round_once() {
         let d =
             conv2d_normed(gpu, "f16 norm + conv", &x, &norm, &wt, &b, slice(), None, &out, &cfg)
                 .unwrap();
+        // The profiler's traffic: the statistics launch's and the convolution's, each counted once at f16's 2
+        // bytes a value, half what the same dispatch declares on the GPU family's f32 device.
+        let f32_gpu = gpu_families()[1];
+        let up = |label: &str, shape: &[usize]| f32_gpu.zeros(label, shape).unwrap();
+        let (gamma32, beta32) = (up("gamma", &[cin]), up("beta", &[cin]));
+        let norm32 = InputNorm { gamma: &gamma32, beta: &beta32, ..norm };
+        let chan32 = up("channel vectors", &[n, stride]);
+        let slice32 = Some(ChannelSlice { vectors: &chan32, offset: 3 });
+        let (x32, out32) = (up("x", &[n, cin, h, w]), up("out", &[n, cout, h, w]));
+        let (w32, b32) = (up("weight", &[cout, cin, 3, 3]), up("bias", &[cout]));
+        let d32 = conv2d_normed(
+            f32_gpu,
+            "norm + conv",
+            &x32,
+            &norm32,
+            &w32,
+            &b32,
+            slice32,
+            None,
+            &out32,
+            &cfg,
+        )
+        .unwrap();
+        assert_eq!(2 * d.cost().bytes, d32.cost().bytes);
         let got = run(gpu, &[&d], &out);
         // The statistics are f32 sums over 3 x 42 values; the normalised inputs reach about 2.
         let kernel = d.kernel().name;

@@ -13,7 +13,7 @@ use super::tiled::{
 use crate::error::{Error, Result};
 use crate::gpu::Access::{Read, ReadWrite};
 use crate::gpu::kernel::kernel;
-use crate::gpu::{Cost, Dispatch, Gpu, Kernel, KernelChoice, Tensor};
+use crate::gpu::{Dispatch, Gpu, Kernel, KernelChoice, Tensor};
 use crate::ops::group_norm::group_norm_stats;
 
 /// [`KERNEL_TILED`] normalising x as it loads it.
@@ -89,11 +89,7 @@ pub fn conv2d_normed(
     let affine = gpu.zeros(&format!("{label} statistics"), &[n, c, 4])?;
     let InputNorm { gamma, beta, groups, eps, silu } = *input_norm;
     let stats = group_norm_stats(gpu, label, x, gamma, beta, &affine, groups, eps)?;
-    let stats_cost = stats.cost();
     let conv = tiled(gpu, kernel, label, &o, Some(Prologue { affine: &affine, silu }))?;
-    let cost = Cost {
-        flops: conv_cost.flops + stats_cost.flops,
-        bytes: conv_cost.bytes + stats_cost.bytes,
-    };
-    Ok(conv.after(stats).owning(affine.buffer().clone()).with_cost(cost))
+    // The statistics launch's work joins the convolution's.
+    Ok(conv.with_cost(conv_cost).after(stats).owning(affine.buffer().clone()))
 }
